@@ -1,0 +1,170 @@
+"""Input checks at the boundary: settled once, in Python, before any kernel runs.
+
+Every check raises ``ValueError`` or ``TypeError`` with a message that starts with
+the argument's name, and none of them changes anything, so a call that fails
+leaves the network exactly as it was.  Kernels trust what passes through here:
+C-contiguous arrays of the network's dtype, finite values, consistent shapes.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+BACKENDS = ("numba", "numpy")
+
+#: Tolerance on the row sums of softmax targets, per dtype.
+ROW_SUM_TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-8}
+
+
+def check_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """float32 or float64, as a ``numpy.dtype``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def check_layer_sizes(layer_sizes: Any) -> tuple[int, ...]:
+    """At least two positive integers: ``[n_x, n_1, ..., n_L]``."""
+    if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"layer_sizes must be a sequence of positive integers such as [64, 32, 10], "
+            f"got {type(layer_sizes).__name__}"
+        )
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least two entries (inputs and outputs), got {sizes}")
+    for s in sizes:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
+            raise TypeError(f"layer_sizes must hold integers, got {s!r} in {sizes}")
+        if s < 1:
+            raise ValueError(f"layer_sizes must be positive, got {s} in {sizes}")
+    return tuple(int(s) for s in sizes)
+
+
+def check_backend(backend: Any) -> str:
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def check_positive_float(value: Any, name: str) -> float:
+    """A finite number > 0 (learning rates)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return v
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """An integer ≥ ``minimum`` (epochs, batch sizes)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def check_batch_size(batch_size: Any, m: int) -> int:
+    """``None`` is the full batch; otherwise an integer ≥ 1 (capped at m)."""
+    if batch_size is None:
+        return m
+    return min(check_int(batch_size, "batch_size", 1), m)
+
+
+def as_float_array(
+    a: Any, name: str, dtype: np.dtype, ndim: int = 2, n_cols: int | None = None
+) -> np.ndarray:
+    """``a`` as a finite, C-contiguous array of ``dtype`` with ``ndim`` dimensions.
+
+    Integers, booleans, other float widths, lists, Fortran-ordered, strided and
+    read-only arrays are converted; complex, object, string and datetime arrays,
+    NaN and ±inf, the wrong number of dimensions or columns and empty arrays are
+    refused.
+    """
+    if isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got a string")
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:  # ragged lists
+        raise ValueError(f"{name} could not be read as a numeric array: {exc}") from exc
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got an array of shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has no rows (zero examples)")
+    if n_cols is not None and arr.shape[1] != n_cols:
+        raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
+    if kind == "f" and not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "inf"
+        raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if kind == "f" and not np.isfinite(out).all():
+        raise ValueError(f"{name} overflows {np.dtype(dtype)} (values too large for the network's dtype)")
+    return out
+
+
+def check_X(X: Any, n_x: int, dtype: np.dtype) -> np.ndarray:
+    return as_float_array(X, "X", dtype, 2, n_x)
+
+
+def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarray:
+    """Targets for ``m`` examples; a 1-D Y is accepted when there is one output unit."""
+    from .losses import SIGMOID, SOFTMAX
+
+    arr = np.asarray(Y) if not isinstance(Y, (str, bytes)) else Y
+    if isinstance(arr, np.ndarray) and arr.ndim == 1 and n_y == 1:
+        arr = arr.reshape(-1, 1)
+    Yc = as_float_array(arr, "Y", dtype, 2, n_y)
+    if Yc.shape[0] != m:
+        raise ValueError(f"X and Y must have the same number of rows, got {m} and {Yc.shape[0]}")
+    if output == SIGMOID and ((Yc < 0).any() or (Yc > 1).any()):
+        raise ValueError("Y must lie in [0, 1] for a sigmoid output (binary cross-entropy)")
+    if output == SOFTMAX:
+        if (Yc < 0).any():
+            raise ValueError("Y must be non-negative for a softmax output")
+        tol = ROW_SUM_TOL[np.dtype(dtype)]
+        if not np.allclose(Yc.sum(axis=1), 1, rtol=0, atol=tol):
+            raise ValueError("Y rows must sum to 1 for a softmax output (one-hot or probabilities)")
+    return Yc
+
+
+def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Layer sizes and dtype of a list of W[l] (n_l × n_{l−1}) and b[l] (n_l)."""
+    if not isinstance(weights, (list, tuple)) or not isinstance(biases, (list, tuple)):
+        raise TypeError("weights and biases must be lists of arrays")
+    if len(weights) == 0 or len(weights) != len(biases):
+        raise ValueError(
+            f"weights and biases must be non-empty lists of equal length, got {len(weights)} and {len(biases)}"
+        )
+    sizes = []
+    dtypes = set()
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        if not isinstance(W, np.ndarray) or W.ndim != 2:
+            raise ValueError(f"weights[{l}] must be a 2-D array (n_out × n_in)")
+        if not isinstance(b, np.ndarray) or b.shape != (W.shape[0],):
+            raise ValueError(f"biases[{l}] must have shape ({W.shape[0]},) to match weights[{l}]")
+        if l == 0:
+            sizes.append(W.shape[1])
+        elif W.shape[1] != sizes[-1]:
+            raise ValueError(
+                f"weights[{l}] has {W.shape[1]} columns but layer {l} has {sizes[-1]} units"
+            )
+        sizes.append(W.shape[0])
+        dtypes.update({W.dtype, b.dtype})
+    if len(dtypes) != 1 or next(iter(dtypes)) not in FLOAT_DTYPES:
+        raise TypeError(f"weights and biases must all be float32 or all float64, got {sorted(map(str, dtypes))}")
+    return tuple(sizes), next(iter(dtypes))

@@ -1,0 +1,231 @@
+"""The network: :class:`MLP` owns the parameters, validates input, picks a backend, runs epochs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _validation as v
+from . import kernels, reference
+from .activations import RELU, LEAKY_RELU, Activation, get_activation
+from .losses import get_output
+from .params import Layout
+
+_BACKENDS = {"numba": kernels, "numpy": reference}
+
+
+@dataclass
+class History:
+    """What :meth:`MLP.fit` records, one entry per epoch.
+
+    ``loss[e]`` is epoch e's mean per-example cost, each example's cost measured in
+    the forward pass just before its batch's update (as scikit-learn's
+    ``loss_curve_``); ``seconds[e]`` is the epoch's wall time.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    n_examples: int = 0
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    @property
+    def examples_per_second(self) -> float:
+        """Training throughput over all epochs recorded."""
+        total = sum(self.seconds)
+        return self.n_examples * len(self.seconds) / total if total > 0 else float("nan")
+
+
+class MLP:
+    """A multilayer perceptron trained by backpropagation and gradient descent.
+
+    Parameters
+    ----------
+    layer_sizes
+        ``[n_x, n_1, ..., n_L]``: inputs, the hidden layers' widths, outputs.
+        ``[n_x, n_h, n_y]`` is the seed's 2-layer network.
+    activation
+        Hidden activation g: ``"tanh"`` (default), ``"sigmoid"``, ``"relu"``,
+        ``"leaky_relu"``, ``"identity"``, or a custom :class:`fastbp.Activation`
+        (a pair of ``@numba.njit`` scalar functions g, g').
+    output
+        ``"sigmoid"`` (σ + binary cross-entropy, the seed's), ``"softmax"``
+        (+ categorical cross-entropy) or ``"identity"`` (+ ½ squared error).
+    dtype
+        ``numpy.float32`` or ``numpy.float64`` (default).  Every computation runs in
+        this dtype; inputs of another dtype are converted.
+    seed
+        Seed of the network's ``numpy.random.Generator``, used for the initial
+        weights and the shuffling order: same seed, same results, bit for bit.
+
+    Initialisation: biases are zero; W[l] is drawn with Glorot (Xavier) uniform
+    scaling, U(±√(6 / (n_{l−1} + n_l))), for tanh, sigmoid, identity and custom
+    activations, and He normal scaling, N(0, 2 / n_{l−1}), for relu and leaky_relu.
+    The draw is made in float64 and rounded to ``dtype``, so a float32 and a
+    float64 network with the same seed start from the same weights.
+
+    Attributes
+    ----------
+    weights, biases
+        Lists of W[l] (n_l × n_{l−1}) and b[l] (n_l,): views into one flat buffer
+        (:attr:`params`), so writing into them in place changes the network.
+    """
+
+    def __init__(
+        self,
+        layer_sizes,
+        activation: str | Activation | tuple = "tanh",
+        output: str = "sigmoid",
+        dtype: Any = np.float64,
+        seed: int | None = None,
+    ):
+        self.layer_sizes: tuple[int, ...] = v.check_layer_sizes(layer_sizes)
+        self.activation: Activation = get_activation(activation)
+        self._out = get_output(output)
+        self.output: str = "sigmoid" if output.lower() == "logistic" else output.lower()
+        self.dtype: np.dtype = v.check_dtype(dtype)
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer or None, got {type(seed).__name__}")
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self._layout = Layout(self.layer_sizes)
+        self.params: np.ndarray = np.zeros(self._layout.n_params, dtype=self.dtype)
+        self._weights, self._biases = self._layout.views(self.params)
+        self._initialise()
+
+    # ------------------------------------------------------------------ parameters
+
+    def _initialise(self) -> None:
+        he = self.activation.code in (RELU, LEAKY_RELU)
+        for W in self._weights:
+            n_out, n_in = W.shape
+            if he:
+                W[...] = self.rng.normal(0.0, np.sqrt(2.0 / n_in), size=W.shape)
+            else:
+                limit = np.sqrt(6.0 / (n_in + n_out))
+                W[...] = self.rng.uniform(-limit, limit, size=W.shape)
+        for b in self._biases:
+            b[...] = 0
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """W[1] … W[L] as views into :attr:`params` (``weights[l]`` is W[l+1])."""
+        return list(self._weights)
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """b[1] … b[L] as views into :attr:`params`."""
+        return list(self._biases)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP({list(self.layer_sizes)}, activation={self.activation.name!r}, "
+            f"output={self.output!r}, dtype={self.dtype.name}, seed={self.seed})"
+        )
+
+    # ---------------------------------------------------------------- computation
+
+    def _backend(self, backend: str):
+        return _BACKENDS[v.check_backend(backend)]
+
+    def _X(self, X) -> np.ndarray:
+        return v.check_X(X, self.layer_sizes[0], self.dtype)
+
+    def _XY(self, X, Y) -> tuple[np.ndarray, np.ndarray]:
+        X = self._X(X)
+        return X, v.check_Y(Y, X.shape[0], self.layer_sizes[-1], self._out, self.dtype)
+
+    def forward(self, X, backend: str = "numba") -> np.ndarray:
+        """A[L], the network's output (m × n_y) for X (m × n_x, one example per row)."""
+        impl = self._backend(backend)
+        X = self._X(X)
+        _, A = impl.forward(self._weights, self._biases, X, self.activation, self.output)
+        return np.ascontiguousarray(A[-1])
+
+    def predict(self, X, backend: str = "numba") -> np.ndarray:
+        """Class labels: argmax of A[L] for several outputs, A[L] ≥ ½ for one sigmoid output.
+
+        For an identity output this is A[L] itself.
+        """
+        A = self.forward(X, backend)
+        if self.output == "identity":
+            return A
+        if A.shape[1] == 1:
+            return (A[:, 0] >= 0.5).astype(np.int64)
+        return A.argmax(axis=1)
+
+    def loss(self, X, Y, backend: str = "numba") -> float:
+        """J: the mean over the rows of X of the per-example cost of the output layer."""
+        impl = self._backend(backend)
+        X, Y = self._XY(X, Y)
+        return impl.loss(self._weights, self._biases, X, Y, self.activation, self.output)
+
+    def gradients(self, X, Y, backend: str = "numba") -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(dW, db)``: ∂J/∂W[l] and ∂J/∂b[l], means over the examples, shaped like the parameters."""
+        impl = self._backend(backend)
+        X, Y = self._XY(X, Y)
+        dW, db = impl.gradients(self._weights, self._biases, X, Y, self.activation, self.output)
+        return [np.array(d) for d in dW], [np.array(d) for d in db]
+
+    def fit(
+        self,
+        X,
+        Y,
+        epochs: int = 10,
+        learning_rate: float = 0.1,
+        batch_size: int | None = 1,
+        shuffle: bool = True,
+        backend: str = "numba",
+        callback: Callable[["History"], Any] | None = None,
+    ) -> History:
+        """Train by gradient descent; returns the :class:`History` of losses per epoch.
+
+        Parameters
+        ----------
+        X, Y
+            Inputs (m × n_x) and targets (m × n_y; a 1-D Y is fine when n_y = 1).
+        epochs
+            Passes over the data (0 is allowed and changes nothing).
+        learning_rate
+            α in W −= α dW.
+        batch_size
+            Examples per update: 1 is the seed's per-example update (stochastic
+            gradient descent), ``None`` the full batch; the last short batch of an
+            epoch is used, not dropped.  Each update uses the mean gradient over its batch.
+        shuffle
+            Visit the examples in a new order each epoch, drawn from the network's
+            seeded generator (the same order on both backends).
+        backend
+            ``"numba"`` (the kernels) or ``"numpy"`` (the reference).
+        callback
+            Called as ``callback(history)`` after each epoch, with the :class:`History`
+            so far (a progress bar, say); ``history.loss[-1]`` is the epoch's loss.
+        """
+        impl = self._backend(backend)
+        X, Y = self._XY(X, Y)
+        epochs = v.check_int(epochs, "epochs", 0)
+        lr = v.check_positive_float(learning_rate, "learning_rate")
+        m = X.shape[0]
+        bs = v.check_batch_size(batch_size, m)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        history = History(n_examples=m)
+        for epoch in range(epochs):
+            order = self.rng.permutation(m) if shuffle else np.arange(m)
+            t0 = time.perf_counter()
+            J = impl.train_epoch(
+                self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output
+            )
+            history.seconds.append(time.perf_counter() - t0)
+            history.loss.append(J)
+            if callback is not None:
+                callback(history)
+        return history

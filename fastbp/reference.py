@@ -1,0 +1,143 @@
+"""NumPy reference: the equations as written, vectorised over a batch.
+
+The readable oracle that :mod:`fastbp.kernels` is tested against.  Same function
+names and arguments as the kernels; rows are examples (X is m × n_0), so the
+derivation's column form Z[l] = W[l] A[l−1] + b[l] reads here as
+Z[l] = A[l−1] W[l]ᵀ + b[l].
+
+Everything stays in the parameters' dtype (float32 in, float32 arithmetic);
+only the reported costs are summed in float64, as in the kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from . import _validation as v
+from .activations import get_activation
+from .kernels import check_order
+from .losses import example_costs_array, get_output, output_activation_array
+
+__all__ = ["forward", "backward", "gradients", "loss", "update", "train_epoch"]
+
+
+class _Problem:
+    def __init__(self, weights, biases, activation, output):
+        self.sizes, self.dtype = v.check_params(weights, biases)
+        self.g = get_activation(activation)
+        self.out = get_output(output)
+
+    def X(self, X):
+        return v.check_X(X, self.sizes[0], self.dtype)
+
+    def Y(self, Y, m):
+        return v.check_Y(Y, m, self.sizes[-1], self.out, self.dtype)
+
+
+def _forward(weights, biases, X, g, out):
+    Z, A = [], []
+    a = X  # A[0] = X
+    L = len(weights)
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        z = a @ W.T + b  # Z[l] = W[l] A[l−1] + b[l]   (rows: A[l−1] W[l]ᵀ + b[l])
+        a = g(z) if l < L - 1 else output_activation_array(z, out)  # A[l] = g(Z[l]); A[L] = σ(Z[L]) …
+        Z.append(z)
+        A.append(a)
+    return Z, A
+
+
+def _backward(weights, X, Y, Z, A, g):
+    m = X.shape[0]
+    L = len(weights)
+    dZ = [None] * L
+    dW = [None] * L
+    db = [None] * L
+    dZ[L - 1] = A[L - 1] - Y  # dZ[L] = A[L] − Y
+    for l in range(L - 1, -1, -1):
+        A_prev = X if l == 0 else A[l - 1]
+        dW[l] = dZ[l].T @ A_prev / X.dtype.type(m)  # dW[l] = (1/m) dZ[l] A[l−1]ᵀ
+        db[l] = dZ[l].sum(axis=0) / X.dtype.type(m)  # db[l] = (1/m) Σ_i dZ[l]
+        if l > 0:
+            dA_prev = dZ[l] @ weights[l]  # dA[l−1] = W[l]ᵀ dZ[l]
+            dZ[l - 1] = dA_prev * g.derivative(Z[l - 1], A[l - 1])  # dZ[l−1] = dA[l−1] ∗ g'(Z[l−1])
+    return dZ, dW, db
+
+
+def forward(weights, biases, X, activation="tanh", output="sigmoid"):
+    """Forward pass: ``(Z, A)``, lists of Z[l] and A[l] (m × n_l) for l = 1 … L."""
+    p = _Problem(weights, biases, activation, output)
+    return _forward(weights, biases, p.X(X), p.g, p.out)
+
+
+def backward(weights, biases, X, Y, Z, A, activation="tanh", output="sigmoid"):
+    """Backward pass from a stored forward pass: ``(dZ, dW, db)`` (dW, db are means over examples)."""
+    p = _Problem(weights, biases, activation, output)
+    X = p.X(X)
+    Y = p.Y(Y, X.shape[0])
+    Z = [np.asarray(z, dtype=p.dtype) for z in Z]
+    A = [np.asarray(a, dtype=p.dtype) for a in A]
+    return _backward(weights, X, Y, Z, A, p.g)
+
+
+def gradients(weights, biases, X, Y, activation="tanh", output="sigmoid"):
+    """Mean gradients of J over the rows of X: ``(dW, db)``."""
+    p = _Problem(weights, biases, activation, output)
+    X = p.X(X)
+    Y = p.Y(Y, X.shape[0])
+    Z, A = _forward(weights, biases, X, p.g, p.out)
+    _, dW, db = _backward(weights, X, Y, Z, A, p.g)
+    return dW, db
+
+
+def loss(weights, biases, X, Y, activation="tanh", output="sigmoid") -> float:
+    """J = (1/m) Σ_i cost_i, computed from the logits Z[L] (stable for any size)."""
+    p = _Problem(weights, biases, activation, output)
+    X = p.X(X)
+    Y = p.Y(Y, X.shape[0])
+    Z, _ = _forward(weights, biases, X, p.g, p.out)
+    return float(example_costs_array(Z[-1], Y, p.out).mean())
+
+
+def update(weights, biases, dW, db, learning_rate) -> None:
+    """Gradient descent in place: W[l] −= α dW[l], b[l] −= α db[l]."""
+    _, dtype = v.check_params(weights, biases)
+    alpha = dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
+    from .kernels import _check_grads
+
+    grads = _check_grads(weights, biases, dW, db, dtype)
+    for P, G in zip(list(weights) + list(biases), grads):
+        P -= alpha * G.reshape(P.shape)
+
+
+def train_epoch(
+    weights,
+    biases,
+    X,
+    Y,
+    learning_rate,
+    batch_size: int | None = 1,
+    order: Sequence[int] | None = None,
+    activation="tanh",
+    output="sigmoid",
+) -> float:
+    """One epoch of gradient descent in place (same contract as :func:`fastbp.kernels.train_epoch`)."""
+    p = _Problem(weights, biases, activation, output)
+    X = p.X(X)
+    m = X.shape[0]
+    Y = p.Y(Y, m)
+    alpha = p.dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
+    bs = v.check_batch_size(batch_size, m)
+    idx = check_order(order, m)
+    total = 0.0
+    for start in range(0, m, bs):
+        batch = idx[start : start + bs]
+        Xb, Yb = X[batch], Y[batch]
+        Z, A = _forward(weights, biases, Xb, p.g, p.out)
+        total += float(example_costs_array(Z[-1], Yb, p.out).sum())
+        _, dW, db = _backward(weights, Xb, Yb, Z, A, p.g)
+        for l in range(len(weights)):
+            weights[l] -= alpha * dW[l]  # W[l] −= α dW[l]
+            biases[l] -= alpha * db[l]  # b[l] −= α db[l]
+    return total / m
