@@ -9,8 +9,9 @@
 
 from . import kernels, reference
 from .activations import Activation, make_custom
+from .errors import DivergenceError
 from .network import MLP, History
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "History", "Activation", "make_custom", "kernels", "reference", "__version__"]
+__all__ = ["MLP", "History", "DivergenceError", "Activation", "make_custom", "kernels", "reference", "__version__"]

@@ -39,6 +39,7 @@ from numba import njit
 
 from . import _validation as v
 from ._jit import JIT_OPTIONS, jit
+from .errors import DivergenceError
 from .activations import Activation, get_activation, hidden_activation, hidden_derivative
 from .losses import example_cost, get_output, output_activation
 from .params import Layout, offsets
@@ -133,6 +134,18 @@ def _sgd_update(p, g, lr):
 
 
 @jit
+def _step_is_finite(p, g, lr):
+    """Whether every W − α dW would be finite (read-only: nothing changes if not).
+
+    ``x * 0`` is 0 for a finite x and NaN for ±inf or NaN, so one sum tells.
+    """
+    s = p.dtype.type(0)
+    for i in range(p.shape[0]):
+        s += (p[i] - lr * g[i]) * p.dtype.type(0)
+    return s == 0
+
+
+@jit
 def _forward_batch(params, sizes, X, act, out, Z, A):
     """Forward pass of every row of X into Z, A (m × n_units); returns nothing."""
     w_off, b_off, u_off = offsets(sizes)
@@ -195,8 +208,11 @@ def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
     examples, then W −= α dW, b −= α db.  ``batch_size = 1`` is the seed's
     per-example update; ``batch_size = m`` is full-batch gradient descent.
 
-    Returns the mean of the per-example costs, each measured in the forward pass
-    before its batch's update (what scikit-learn's ``loss_curve_`` records).
+    Returns ``(J, failed)``: J is the mean of the per-example costs, each measured
+    in the forward pass before its batch's update (what scikit-learn's
+    ``loss_curve_`` records); ``failed`` is −1, or the index of the first batch
+    whose loss or updated parameters would not be finite.  That step is not
+    applied: the parameters stay as they were before it, and the epoch stops.
     """
     w_off, b_off, u_off = offsets(sizes)
     n_units = u_off[-1] + sizes[-1]
@@ -212,13 +228,18 @@ def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
         stop = min(start + batch_size, m)
         scale = T(1) / T(stop - start)
         grad[:] = 0
+        batch_cost = 0.0
         for t in range(start, stop):
             i = order[t]
             _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-            total += example_cost(z[top:], Y[i], out)
+            batch_cost += example_cost(z[top:], Y[i], out)
             _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, grad, scale, act)
+        # Divergence guard: a non-finite loss or step stops the epoch before the update.
+        if not (np.isfinite(batch_cost) and _step_is_finite(params, grad, lr)):
+            return total / m, start // batch_size
         _sgd_update(params, grad, lr)
-    return total / m
+        total += batch_cost
+    return total / m, -1
 
 
 _KERNEL_NAMES = (
@@ -411,7 +432,9 @@ def train_epoch(
 
     Examples are visited in ``order`` (default: as given) in batches of
     ``batch_size`` (``None``: the full batch; the last short batch is used).
-    Each batch applies W −= α · mean dW over its examples.
+    Each batch applies W −= α · mean dW over its examples.  Raises
+    :class:`fastbp.DivergenceError` if a step would make the loss or a parameter
+    non-finite; the parameters are then those from just before that step.
     """
     p = _Problem(weights, biases, activation, output)
     X = p.X(X)
@@ -420,8 +443,10 @@ def train_epoch(
     lr = p.dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
     bs = v.check_batch_size(batch_size, m)
     idx = check_order(order, m)
-    J = p.k._train_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.act, p.out)
+    J, failed = p.k._train_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.act, p.out)
     p.write_back()
+    if failed >= 0:
+        raise DivergenceError(failed)
     return float(J)
 
 

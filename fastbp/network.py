@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _validation as v
 from . import kernels, reference
+from .errors import DivergenceError
 from .activations import RELU, LEAKY_RELU, Activation, get_activation
 from .losses import get_output
 from .params import Layout
@@ -188,6 +189,10 @@ class MLP:
     ) -> History:
         """Train by gradient descent; returns the :class:`History` of losses per epoch.
 
+        Raises :class:`fastbp.DivergenceError` (a ``FloatingPointError``) as soon as
+        a step would make the loss or a parameter non-finite, naming the epoch and
+        batch; the network keeps the parameters from just before that step.
+
         Parameters
         ----------
         X, Y
@@ -221,9 +226,12 @@ class MLP:
         for epoch in range(epochs):
             order = self.rng.permutation(m) if shuffle else np.arange(m)
             t0 = time.perf_counter()
-            J = impl.train_epoch(
-                self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output
-            )
+            try:
+                J = impl.train_epoch(
+                    self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output
+                )
+            except DivergenceError as exc:
+                raise DivergenceError(exc.batch, epoch) from None
             history.seconds.append(time.perf_counter() - t0)
             history.loss.append(J)
             if callback is not None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _validation as v
 from .activations import get_activation
+from .errors import DivergenceError
 from .kernels import check_order
 from .losses import example_costs_array, get_output, output_activation_array
 
@@ -122,7 +123,11 @@ def train_epoch(
     activation="tanh",
     output="sigmoid",
 ) -> float:
-    """One epoch of gradient descent in place (same contract as :func:`fastbp.kernels.train_epoch`)."""
+    """One epoch of gradient descent in place (same contract as :func:`fastbp.kernels.train_epoch`).
+
+    Raises :class:`fastbp.DivergenceError` before applying a step whose loss or
+    new parameters are not finite.
+    """
     p = _Problem(weights, biases, activation, output)
     X = p.X(X)
     m = X.shape[0]
@@ -135,9 +140,14 @@ def train_epoch(
         batch = idx[start : start + bs]
         Xb, Yb = X[batch], Y[batch]
         Z, A = _forward(weights, biases, Xb, p.g, p.out)
-        total += float(example_costs_array(Z[-1], Yb, p.out).sum())
+        batch_cost = float(example_costs_array(Z[-1], Yb, p.out).sum())
         _, dW, db = _backward(weights, Xb, Yb, Z, A, p.g)
+        new_W = [W - alpha * d for W, d in zip(weights, dW)]  # W[l] − α dW[l]
+        new_b = [b - alpha * d for b, d in zip(biases, db)]  # b[l] − α db[l]
+        if not (np.isfinite(batch_cost) and all(np.isfinite(P).all() for P in new_W + new_b)):
+            raise DivergenceError(start // bs)  # the step is not applied
         for l in range(len(weights)):
-            weights[l] -= alpha * dW[l]  # W[l] −= α dW[l]
-            biases[l] -= alpha * db[l]  # b[l] −= α db[l]
+            weights[l][...] = new_W[l]
+            biases[l][...] = new_b[l]
+        total += batch_cost
     return total / m

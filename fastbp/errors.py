@@ -1,0 +1,29 @@
+"""fastbp's own exceptions."""
+
+from __future__ import annotations
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged: a loss or a parameter became NaN or ±inf.
+
+    Raised by :meth:`fastbp.MLP.fit` (and the ``train_epoch`` functions) as soon as
+    the step that would diverge is found; that step is not applied, so the
+    network keeps the parameters it had just before it.
+
+    Attributes
+    ----------
+    epoch
+        The epoch (counting from 0) in which it happened, or ``None`` when unknown.
+    batch
+        The batch within the epoch (counting from 0).
+    """
+
+    def __init__(self, batch: int, epoch: int | None = None, detail: str = ""):
+        self.batch = int(batch)
+        self.epoch = epoch
+        where = f"epoch {epoch}, batch {batch}" if epoch is not None else f"batch {batch}"
+        super().__init__(
+            f"training diverged at {where}: the loss or an updated parameter is not finite"
+            f"{' (' + detail + ')' if detail else ''}; the parameters are those from before that "
+            "step. Try a smaller learning_rate or scaled inputs."
+        )
