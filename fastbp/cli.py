@@ -94,9 +94,11 @@ def _load_digits(seed: int):
     return train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
 
 
-def train(args: argparse.Namespace, out=sys.stdout) -> int:
+def train(args: argparse.Namespace, out=None) -> int:
+    """Run ``fastbp train`` with parsed ``args``, printing to ``out`` (default: stdout)."""
     from .network import MLP
 
+    out = sys.stdout if out is None else out
     X_train, X_test, y_train, y_test = _load_digits(args.seed)
     n_classes = int(y_train.max()) + 1
     Y_train = np.eye(n_classes)[y_train]  # one-hot targets

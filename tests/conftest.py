@@ -1,0 +1,53 @@
+"""Shared fixtures: the custom activation used across the grid, and the grid itself."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS
+
+
+@numba.njit
+def softsign(z):
+    """g(z) = z / (1 + |z|): a custom activation neither backend knows by name."""
+    return z / (1 + abs(z))
+
+
+@numba.njit
+def softsign_prime(z):
+    """g'(z) = 1 / (1 + |z|)²."""
+    return 1 / (1 + abs(z)) ** 2
+
+
+SOFTSIGN = fastbp.Activation(softsign, softsign_prime, name="softsign")
+
+#: Every hidden activation, the custom one included.
+ACTIVATIONS = [*HIDDEN_ACTIVATIONS, SOFTSIGN]
+ACTIVATION_IDS = [*HIDDEN_ACTIVATIONS, "custom-softsign"]
+
+#: Depths 1 to 4, widths including 1.
+LAYER_SIZES = [(1, 1), (3, 5, 2), (4, 1, 3, 2), (5, 7, 6, 4, 3)]
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(params=ACTIVATIONS, ids=ACTIVATION_IDS)
+def activation(request):
+    return request.param
+
+
+@pytest.fixture(params=OUTPUTS)
+def output(request):
+    return request.param
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture(params=LAYER_SIZES, ids=lambda s: "-".join(map(str, s)))
+def layer_sizes(request):
+    return request.param
