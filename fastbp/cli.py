@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Sequence
@@ -58,13 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
     train = sub.add_parser(
         "train",
-        help="train the seed's 2-layer network on scikit-learn's bundled handwritten digits",
+        help="train an MLP on bundled data (the handwritten digits by default) or your own file",
         description=(
-            "Train an MLP [64, hidden, 10] on scikit-learn's handwritten digits (bundled, no "
-            "download), 75%% train / 25%% test, and print the loss per epoch, train and test "
-            "accuracy and examples per second."
+            "Train an MLP [n_x, hidden..., n_y] by backpropagation on scikit-learn's bundled "
+            "handwritten digits (no download) or another data set, 75%% train / 25%% test, and print "
+            "the loss per epoch, train and test accuracy (R² for regression) and examples per second."
         ),
     )
+    train.add_argument("--dataset", default="digits", help="digits, breast_cancer, iris, or a .csv/.npz file (default: digits)")
+    train.add_argument("--target", help="target column of a CSV (header name or 0-based index; default: last) or NPZ key (default: y)")
     train.add_argument("--backend", choices=["numba", "numpy"], default="numba", help="kernels or reference (default: numba)")
     train.add_argument("--epochs", type=_non_negative_int, default=10, help="passes over the training set (default: 10)")
     train.add_argument("--hidden", type=_positive_int, nargs="+", default=[32], help="hidden layer width(s) (default: 32)")
@@ -78,40 +81,70 @@ def build_parser() -> argparse.ArgumentParser:
         "--activation", choices=["tanh", "sigmoid", "relu", "leaky_relu", "identity"], default="tanh", help="hidden activation g (default: tanh)"
     )
     train.add_argument(
-        "--output", choices=["sigmoid", "softmax"], default="sigmoid", help="output layer: σ + BCE (the seed's) or softmax + CE (default: sigmoid)"
+        "--output",
+        choices=["sigmoid", "softmax"],
+        default="sigmoid",
+        help="classification output: σ + BCE (the seed's) or softmax + CE (default: sigmoid); regression always uses identity",
     )
-    train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    train.add_argument("--compare", action="store_true", help="also train the NumPy reference from the same start; print the speed-up and largest weight difference")
+    train.add_argument("--save", metavar="MODEL.npz", help="save the trained network (load it with fastbp.load)")
+    train.add_argument("--plot", metavar="LOSS.png", help="plot the loss and test-score curves (needs matplotlib)")
+    train.add_argument("--quiet", action="store_true", help="print only the final summary (no progress bar, no per-epoch lines)")
     return parser
 
 
-def _load_digits(seed: int):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+def _check_writable(path: str | None, option: str, suffix: str) -> None:
+    """Refuse an output path before any training is spent on it."""
+    if path is None:
+        return
+    if not path.lower().endswith(suffix):
+        raise _UsageError(f"{option} must name a {suffix} file, got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise _UsageError(f"{option}: cannot write into {folder}")
 
-    data = load_digits()
-    X = data.data / 16.0  # pixel intensities 0..16 → [0, 1]
-    y = data.target
-    return train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
+
+class _UsageError(Exception):
+    """A bad argument found after parsing: one line on stderr, exit status 2."""
+
+
+def _score(net, X, y, task: str, backend: str) -> float:
+    if task == "classification":
+        return float((net.predict(X, backend) == y).mean())
+    pred = net.forward(X, backend)[:, 0]
+    ss_res = float(((y - pred) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
 def train(args: argparse.Namespace, out=None) -> int:
     """Run ``fastbp train`` with parsed ``args``, printing to ``out`` (default: stdout)."""
+    from .datasets import load
     from .network import MLP
 
     out = sys.stdout if out is None else out
-    X_train, X_test, y_train, y_test = _load_digits(args.seed)
-    n_classes = int(y_train.max()) + 1
-    Y_train = np.eye(n_classes)[y_train]  # one-hot targets
-    net = MLP(
-        [X_train.shape[1], *args.hidden, n_classes],
+    _check_writable(args.save, "--save", ".npz")
+    _check_writable(args.plot, "--plot", ".png")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise _UsageError("--plot needs matplotlib: pip install 'fastbp[plot]'") from None
+    data = load(args.dataset, args.target, args.seed)
+    regression = data.task == "regression"
+    metric = "R²" if regression else "accuracy"
+    make = lambda: MLP(  # noqa: E731 - the same network twice for --compare
+        [data.X_train.shape[1], *args.hidden, data.n_outputs],
         activation=args.activation,
-        output=args.output,
+        output="identity" if regression else (args.output if data.n_outputs > 1 else "sigmoid"),
         dtype=np.dtype(args.dtype),
         seed=args.seed,
     )
+    net = make()
     print(
-        f"fastbp train: {net!r}\n  digits: {len(X_train)} train / {len(X_test)} test examples, "
-        f"backend={args.backend}, batch_size={args.batch_size or 'full'}, learning_rate={args.learning_rate}",
+        f"fastbp train: {net!r}\n  {data.name}: {len(data.X_train)} train / {len(data.X_test)} test examples "
+        f"({data.task}), backend={args.backend}, batch_size={args.batch_size or 'full'}, "
+        f"learning_rate={args.learning_rate}",
         file=out,
     )
     t0 = time.perf_counter()
@@ -120,45 +153,124 @@ def train(args: argparse.Namespace, out=None) -> int:
         from . import kernels
 
         scratch_W, scratch_b = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
-        kernels.train_epoch(scratch_W, scratch_b, X_train[:1], Y_train[:1], args.learning_rate, 1, None, net.activation, net.output)
-        kernels.forward(scratch_W, scratch_b, X_train[:1], net.activation, net.output)
+        kernels.train_epoch(scratch_W, scratch_b, data.X_train[:1], data.Y_train[:1], args.learning_rate, 1, None, net.activation, net.output)
+        kernels.forward(scratch_W, scratch_b, data.X_train[:1], net.activation, net.output)
     compile_s = time.perf_counter() - t0
 
-    def report(history) -> None:
-        if not args.quiet:
-            seconds = history.seconds[-1]
-            rate = len(X_train) / seconds if seconds > 0 else float("inf")
-            print(
-                f"  epoch {len(history):>3}/{args.epochs}  loss {history.loss[-1]:.5f}  "
-                f"{seconds * 1e3:8.2f} ms  {rate:12,.0f} examples/s",
-                file=out,
-            )
+    scores: list[float] = []
+    want_scores = args.plot is not None or not args.quiet
+    bar = _progress_bar(args) if not args.quiet else None
 
-    history = net.fit(
-        X_train,
-        Y_train,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        shuffle=True,
-        backend=args.backend,
-        callback=report,
-    )
-    train_acc = float((net.predict(X_train, args.backend) == y_train).mean())
-    test_acc = float((net.predict(X_test, args.backend) == y_test).mean())
+    def report(history) -> None:
+        seconds = history.seconds[-1]
+        rate = len(data.X_train) / seconds if seconds > 0 else float("inf")
+        if want_scores:
+            scores.append(_score(net, data.X_test, data.y_test, data.task, args.backend))
+        if args.quiet:
+            return
+        line = (
+            f"  epoch {len(history):>3}/{args.epochs}  loss {history.loss[-1]:.5f}  test {metric} {scores[-1]:.4f}  "
+            f"{seconds * 1e3:8.2f} ms  {rate:12,.0f} examples/s"
+        )
+        if bar is not None:
+            bar.set_postfix(loss=f"{history.loss[-1]:.4f}", test=f"{scores[-1]:.3f}", ex_s=f"{rate:,.0f}")
+            bar.update(1)
+            bar.write(line, file=out)
+        else:
+            print(line, file=out)
+
+    try:
+        history = net.fit(
+            data.X_train,
+            data.Y_train,
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            shuffle=True,
+            backend=args.backend,
+            callback=report,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    train_score = _score(net, data.X_train, data.y_train, data.task, args.backend)
+    test_score = _score(net, data.X_test, data.y_test, data.task, args.backend)
     rate = f"{history.examples_per_second:,.0f} examples/s" if len(history) else "no epochs run"
     print(
-        f"train accuracy {train_acc:.4f}  test accuracy {test_acc:.4f}  {rate} "
+        f"train {metric} {train_score:.4f}  test {metric} {test_score:.4f}  {rate} "
         f"(training only; {'compile or cache load' if args.backend == 'numba' else 'start-up'} {compile_s:.2f} s)",
         file=out,
     )
+    if args.compare and len(history):
+        _compare(make, data, args, history, net, out)
+    if args.save:
+        net.save(args.save)
+        print(f"saved {args.save}", file=out)
+    if args.plot:
+        _plot(history, scores, metric, args.plot, net)
+        print(f"plotted {args.plot}", file=out)
     return 0
 
 
+def _progress_bar(args):
+    """A tqdm bar over epochs on a terminal; None when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=args.epochs, unit="epoch", desc="training", leave=False)
+
+
+def _compare(make, data, args, history, net, out) -> None:
+    """Train the other backend from the same start and report speed and agreement."""
+    other_backend = "numpy" if args.backend == "numba" else "numba"
+    other = make()
+    other_history = other.fit(
+        data.X_train, data.Y_train, epochs=args.epochs, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, shuffle=True, backend=other_backend,
+    )
+    speeds = {args.backend: history.examples_per_second, other_backend: other_history.examples_per_second}
+    diff = float(np.abs(net.params - other.params).max())
+    print(
+        f"compare: numba {speeds['numba']:,.0f} examples/s, numpy reference {speeds['numpy']:,.0f} examples/s, "
+        f"speed-up {speeds['numba'] / speeds['numpy']:.1f}x; largest weight difference {diff:.3g}",
+        file=out,
+    )
+
+
+def _plot(history, scores, metric, path, net) -> None:
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, history.loss, "o-", color="tab:blue", label="training loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss", color="tab:blue")
+    if scores:
+        ax2 = ax.twinx()
+        ax2.plot(epochs, scores, "s--", color="tab:orange", label=f"test {metric}")
+        ax2.set_ylabel(f"test {metric}", color="tab:orange")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_title(repr(net), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "train":
-        return train(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .datasets import DataError
+
+    try:
+        if args.command == "train":
+            return train(args)
+    except (_UsageError, DataError) as exc:
+        parser.exit(2, f"fastbp {args.command}: error: {exc}\n")
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fastbp.cli import main
@@ -56,3 +57,65 @@ def test_python_dash_m_runs_the_same_command():
     run = subprocess.run([sys.executable, "-m", "fastbp", "train", "--epochs", "1", "--quiet"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "test accuracy" in run.stdout
+
+
+@pytest.mark.parametrize("dataset, metric", [("iris", "accuracy"), ("breast_cancer", "accuracy")])
+def test_bundled_datasets(dataset, metric, capsys):
+    assert main(["train", "--dataset", dataset, "--epochs", "2", "--quiet"]) == 0
+    assert f"test {metric}" in capsys.readouterr().out
+
+
+def test_csv_classification_and_npz_regression(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    label = np.where(X[:, 0] > 0, "yes", "no")
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,label,c\n" + "".join(f"{x[0]},{x[1]},{lab},{x[2]}\n" for x, lab in zip(X, label)))
+    assert main(["train", "--dataset", str(csv), "--target", "label", "--epochs", "5", "--quiet"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    npz = tmp_path / "reg.npz"
+    np.savez(npz, X=X, value=X @ [1.0, -2.0, 0.5])
+    assert main(["train", "--dataset", str(npz), "--target", "value", "--epochs", "5", "--quiet", "--learning-rate", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "test R²" in out and "identity" in out
+
+
+def test_compare_reports_speed_up_and_weight_difference(capsys):
+    assert main(["train", "--epochs", "1", "--quiet", "--compare", "--hidden", "8"]) == 0
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("compare:")][0]
+    assert "speed-up" in line
+    assert float(line.rsplit("difference", 1)[1]) < 1e-9
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    path = tmp_path / "loss.png"
+    assert main(["train", "--epochs", "2", "--quiet", "--plot", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "make_args",
+    [
+        lambda tmp: ["--dataset", str(tmp / "missing.csv")],
+        lambda tmp: ["--dataset", "mnist"],
+        lambda tmp: ["--dataset", str(_write(tmp / "bad.csv", "a,b\nx,1\ny,0\nz,1\nw,0\n"))],
+        lambda tmp: ["--dataset", str(_write(tmp / "ragged.csv", "a,b\n1,2\n3\n"))],
+        lambda tmp: ["--dataset", str(_write(tmp / "junk.npz", "not a zip file"))],
+        lambda tmp: ["--dataset", "iris", "--target", "nope"],
+        lambda tmp: ["--save", str(tmp / "no-such-dir" / "m.npz")],
+        lambda tmp: ["--save", str(tmp / "model.txt")],
+        lambda tmp: ["--plot", str(tmp / "loss.jpg")],
+    ],
+    ids=["missing-file", "unknown-name", "non-numeric-feature", "ragged-csv", "corrupt-npz", "bad-target", "save-dir", "save-suffix", "plot-suffix"],
+)
+def test_bad_files_and_paths_are_one_line_and_exit_status_2(make_args, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--epochs", "1", *make_args(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "error" in err, err
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
