@@ -119,3 +119,14 @@ def test_bad_files_and_paths_are_one_line_and_exit_status_2(make_args, tmp_path,
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_progress_bar_on_a_terminal_and_not_with_quiet(monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["train", "--epochs", "2", "--hidden", "8"]) == 0
+    captured = capsys.readouterr()
+    assert "epoch" in captured.err and "ex_s" in captured.err  # tqdm's bar with the live postfix
+    assert captured.out.count("  epoch ") == 2
+    assert main(["train", "--epochs", "2", "--hidden", "8", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "  epoch " not in captured.out
