@@ -220,3 +220,43 @@ def test_divergence_raises_and_keeps_finite_parameters():
     with pytest.raises(fastbp.DivergenceError):
         reg.fit(X, y * 1e150)
     assert np.isfinite(reg._params).all()
+
+
+# ------------------------------------------------------------------ learns as well as scikit-learn
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("problem", ["digits", "regression"])
+def test_learns_as_well_as_sklearn(problem):
+    """Same data, settings and seed: test accuracy (digits) or R² (regression) within 0.02 of scikit-learn's.
+
+    (With float64 the two follow the same trajectory, so the scores are in fact
+    equal; the margin keeps the test honest about what is promised.)  The speed
+    comparison is ``examples/compare_sklearn.py``, not a test.
+    """
+    from sklearn.datasets import load_digits, make_regression
+    from sklearn.model_selection import train_test_split
+
+    if problem == "digits":
+        X, y = load_digits(return_X_y=True)
+        X = X / 16.0
+        params = dict(hidden_layer_sizes=(32,), learning_rate_init=1e-2, batch_size=32, max_iter=15)
+        ours_cls, theirs_cls, floor = MLPClassifier, sk_nn.MLPClassifier, 0.9
+    else:
+        X, y = make_regression(n_samples=600, n_features=10, n_informative=6, noise=5.0, random_state=0)
+        y = y / y.std()
+        params = dict(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=1e-2, momentum=0.9, max_iter=30)
+        ours_cls, theirs_cls, floor = MLPRegressor, sk_nn.MLPRegressor, 0.9
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
+    ours = ours_cls(random_state=0, **params).fit(Xtr, ytr).score(Xte, yte)
+    theirs = theirs_cls(random_state=0, **params).fit(Xtr, ytr).score(Xte, yte)
+    assert ours > floor
+    assert ours >= theirs - 0.02
+
+
+def test_import_fastbp_does_not_import_sklearn():
+    import subprocess
+    import sys
+
+    code = "import sys, fastbp; assert 'sklearn' not in sys.modules; fastbp.MLPClassifier; assert 'sklearn' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
