@@ -233,27 +233,18 @@ class MLP:
         bs = v.check_batch_size(batch_size, m)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        if opt is not None:
-            opt.bind(self.layer_sizes, self.dtype)
+        if opt is not None:  # same loop, epochs run by the optimizer's kernel instead
+            impl = opt.runner(self.params, self.layer_sizes, backend)
         history = History(n_examples=m)
         for epoch in range(epochs):
             order = self.rng.permutation(m) if shuffle else np.arange(m)
             t0 = time.perf_counter()
-            if opt is None:
-                try:
-                    J = impl.train_epoch(
-                        self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output
-                    )
-                except DivergenceError as exc:
-                    raise DivergenceError(exc.batch, epoch) from None
-            else:
-                J, failed = opt.train_epoch(
-                    self.params, self.layer_sizes, X, Y, order.astype(np.int64), bs,
-                    self.activation, self._out, backend,
+            try:
+                J = impl.train_epoch(
+                    self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output
                 )
-                if failed >= 0:
-                    raise DivergenceError(failed, epoch)
-                opt.epoch_end(J, m)
+            except DivergenceError as exc:
+                raise DivergenceError(exc.batch, epoch) from None
             history.seconds.append(time.perf_counter() - t0)
             history.loss.append(J)
             if callback is not None:
@@ -261,7 +252,7 @@ class MLP:
         return history
 
 
-def _resolve_optimizer(optimizer: Any, learning_rate: float | None):
+def _resolve_optimizer(optimizer: Any, learning_rate: float | None):  # for MLP.fit
     """``None`` for plain gradient descent (``"sgd"``), else the optimizer object, validated."""
     if isinstance(optimizer, str):
         if optimizer.lower() != "sgd":

@@ -126,17 +126,17 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
 
 
 @jit
-def _add_l2(grad, params, sizes, scale):
+def _add_l2(grad, params, w_off, b_off, scale):
     """dW[l] += scale · W[l] for every layer (biases untouched); returns ‖W‖² (float64).
 
+    W[l] occupies ``params[w_off[l]:b_off[l]]`` (:func:`fastbp.params.offsets`).
     With ``scale = alpha / n`` for a batch of n examples this is scikit-learn's L2
     term; the returned sum of squares gives the loss term ½ alpha ‖W‖² / n.
     """
-    w_off, b_off, _ = offsets(sizes)
     T = params.dtype.type
     c = T(scale)
     total = 0.0
-    for l in range(sizes.shape[0] - 1):
+    for l in range(w_off.shape[0]):
         for i in range(w_off[l], b_off[l]):
             w = params[i]
             grad[i] += c * w
@@ -201,7 +201,7 @@ def _train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyp
             _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, grad, scale, act)
         batch_loss = cost_scale * batch_cost
         if alpha > 0.0:
-            batch_loss += 0.5 * alpha * _add_l2(grad, params, sizes, alpha / n)
+            batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / n)
         if not np.isfinite(batch_loss):
             return total / m, start // batch_size
         if not _optimizer_step(params, grad, state, counter, kind, hyper):
@@ -271,15 +271,13 @@ def _adam_step_ref(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     return True
 
 
-def _add_l2_ref(grad, params, sizes, scale):
+def _add_l2_ref(grad, params, w_off, b_off, scale):
     """NumPy twin of :func:`_add_l2`."""
-    layout = Layout(sizes)
-    W, _ = layout.views(params)
-    dW, _ = layout.views(grad)
     total = 0.0
-    for w, d in zip(W, dW):
-        d += params.dtype.type(scale) * w
-        total += float(np.dot(w.ravel().astype(np.float64), w.ravel().astype(np.float64)))
+    for lo, hi in zip(w_off, b_off):
+        w = params[lo:hi]
+        grad[lo:hi] += params.dtype.type(scale) * w
+        total += float(np.dot(w.astype(np.float64), w.astype(np.float64)))
     return total
 
 
@@ -304,6 +302,7 @@ def train_epoch_reference(
     from .reference import _backward, _forward
 
     layout = Layout(sizes)
+    w_off, b_off, _ = offsets.py_func(layout.sizes)
     W, b = layout.views(params)
     grad = np.empty_like(params)
     dW, db = layout.views(grad)
@@ -319,7 +318,7 @@ def train_epoch_reference(
         for dst, src in zip(dW + db, gW + gb):
             dst[...] = src
         if alpha > 0.0:
-            batch_loss += 0.5 * alpha * _add_l2_ref(grad, params, sizes, alpha / len(idx))
+            batch_loss += 0.5 * alpha * _add_l2_ref(grad, params, w_off, b_off, alpha / len(idx))
         if not np.isfinite(batch_loss):
             return total / m, k
         if not _optimizer_step_ref(params, grad, state, counter, kind, hyper):
@@ -425,6 +424,13 @@ class Optimizer:
             J, failed = kernel(params, sizes_arr, *args, activation.code, out, *tail)
         return float(J), int(failed)
 
+    def runner(self, params, sizes, backend="numba") -> "_EpochRunner":
+        """An object with ``train_epoch`` shaped like :func:`fastbp.kernels.train_epoch`,
+        running this optimizer's epochs on the flat buffer ``params`` (what
+        :meth:`fastbp.MLP.fit` uses).  Binds the state now, so a mismatch raises here."""
+        self.bind(sizes, params.dtype)
+        return _EpochRunner(self, params, sizes, backend)
+
     # ---------------------------------------------------------------- schedules
 
     def iteration_ends(self, time_step: int) -> None:
@@ -454,6 +460,33 @@ class Optimizer:
             if self.learning_rate > 1e-6:
                 self.learning_rate /= 5.0
             self._no_improvement = 0
+
+
+class _EpochRunner:
+    """``train_epoch`` with the signature of :func:`fastbp.kernels.train_epoch`, for an optimizer.
+
+    ``weights``/``biases`` must be views of ``params`` (an MLP's own); ``learning_rate``
+    is ignored (the optimizer has its own).  Raises :class:`fastbp.DivergenceError`
+    like the kernels' wrapper, and calls :meth:`Optimizer.epoch_end` after each epoch.
+    """
+
+    def __init__(self, optimizer: Optimizer, params: np.ndarray, sizes, backend: str):
+        self.optimizer, self.params, self.sizes, self.backend = optimizer, params, sizes, backend
+
+    def train_epoch(self, weights, biases, X, Y, learning_rate, batch_size, order, activation, output) -> float:
+        from .activations import get_activation
+        from .errors import DivergenceError
+        from .losses import get_output
+
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        J, failed = self.optimizer.train_epoch(
+            self.params, self.sizes, X, Y, order, batch_size, get_activation(activation), get_output(output),
+            self.backend,
+        )
+        if failed >= 0:
+            raise DivergenceError(failed)
+        self.optimizer.epoch_end(J, X.shape[0])
+        return J
 
 
 class SGD(Optimizer):

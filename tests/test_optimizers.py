@@ -10,7 +10,7 @@ import fastbp
 from fastbp import optimizers as O
 from fastbp.activations import get_activation
 from fastbp.losses import get_output
-from fastbp.params import Layout
+from fastbp.params import Layout, offsets
 from fastbp.testing import assert_agree, make_problem, tolerance
 
 sk_opt = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
@@ -97,7 +97,8 @@ def test_l2_gradient_and_loss_match_sklearn_backprop(dtype, output):
     layout = Layout(sizes)
     params = layout.pack(W, b, dtype)
     grad = layout.pack(dW, db, dtype)
-    sq = O._add_l2(grad, params, layout.sizes, alpha / n)
+    w_off, b_off, _ = offsets(layout.sizes)
+    sq = O._add_l2(grad, params, w_off, b_off, alpha / n)
     n_outputs = sizes[-1]
     J = fastbp.kernels.loss(W, b, prob.X, prob.Y, "tanh", output)
     J = J / (n_outputs if output == "identity" else 1) + 0.5 * alpha * sq / n
@@ -128,7 +129,7 @@ def test_add_l2_kernel_and_reference_agree():
     out = []
     for f in O.IMPLEMENTATIONS["add_l2"]:
         g = grad.copy()
-        out.append((g, f(g, params, sizes, 0.7)))
+        out.append((g, f(g, params, *offsets(sizes)[:2], 0.7)))
     assert_agree(out[0], out[1], np.float64)
     _, biases = layout.views(out[0][0] - grad)
     assert all((db == 0).all() for db in biases)  # biases are never regularised
