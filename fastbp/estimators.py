@@ -51,12 +51,17 @@ from .losses import get_output
 from .optimizers import SCHEDULES, Adam, SGD
 from .params import Layout
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["MLPClassifier", "MLPRegressor", "InvalidParameterError"]
 
 _ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 _SOLVERS = ("sgd", "adam")
 _BACKENDS = ("numba", "numpy")
 _OUTPUT_CODES = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity"}
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter has a bad value or type (both a ValueError and a TypeError,
+    like scikit-learn's own ``InvalidParameterError``); the message starts with its name."""
 
 
 def _is_bool(x) -> bool:
@@ -67,7 +72,7 @@ def _check_number(est, name, low=None, high=None, low_open=False, high_open=Fals
     value = getattr(est, name)
     kind = numbers.Integral if integer else numbers.Real
     if _is_bool(value) or not isinstance(value, kind):
-        raise TypeError(f"{name} must be {'an integer' if integer else 'a real number'}, got {value!r}")
+        raise InvalidParameterError(f"{name} must be {'an integer' if integer else 'a real number'}, got {value!r}")
     bad = not np.isfinite(float(value))
     if low is not None:
         bad = bad or (value <= low if low_open else value < low)
@@ -76,7 +81,7 @@ def _check_number(est, name, low=None, high=None, low_open=False, high_open=Fals
     if bad:
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, got {value!r}")
+        raise InvalidParameterError(f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, got {value!r}")
 
 
 class _BaseMLP(BaseEstimator):
@@ -142,9 +147,9 @@ class _BaseMLP(BaseEstimator):
         sizes = list(h) if hasattr(h, "__iter__") and not isinstance(h, str) else [h]
         for s in sizes:
             if _is_bool(s) or not isinstance(s, numbers.Integral):
-                raise TypeError(f"hidden_layer_sizes must hold integers, got {h!r}")
+                raise InvalidParameterError(f"hidden_layer_sizes must hold integers, got {h!r}")
             if s <= 0:
-                raise ValueError(f"hidden_layer_sizes must be > 0, got {h!r}")
+                raise InvalidParameterError(f"hidden_layer_sizes must be > 0, got {h!r}")
         return [int(s) for s in sizes]
 
     def _check_params(self):
@@ -155,11 +160,11 @@ class _BaseMLP(BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in options:
                 extra = " ('lbfgs' is not available in fastbp)" if name == "solver" and value == "lbfgs" else ""
-                raise ValueError(f"{name} must be one of {list(options)}, got {value!r}{extra}")
+                raise InvalidParameterError(f"{name} must be one of {list(options)}, got {value!r}{extra}")
         _check_number(self, "alpha", 0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             if _is_bool(self.batch_size) or not isinstance(self.batch_size, numbers.Integral):
-                raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {self.batch_size!r}")
+                raise InvalidParameterError(f"batch_size must be 'auto' or an integer >= 1, got {self.batch_size!r}")
             _check_number(self, "batch_size", 1, integer=True)
         _check_number(self, "learning_rate_init", 0.0, low_open=True)
         _check_number(self, "power_t", 0.0)
@@ -173,16 +178,16 @@ class _BaseMLP(BaseEstimator):
         _check_number(self, "n_iter_no_change", 1, integer=True)
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not _is_bool(getattr(self, name)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+                raise InvalidParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (_is_bool(self.verbose) or isinstance(self.verbose, numbers.Integral)):
-            raise ValueError(f"verbose must be a bool or an integer, got {self.verbose!r}")
+            raise InvalidParameterError(f"verbose must be a bool or an integer, got {self.verbose!r}")
         if self.dtype is not None:
             try:
                 dt = np.dtype(self.dtype)
             except TypeError:
                 dt = None
             if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-                raise ValueError(f"dtype must be None, numpy.float32 or numpy.float64, got {self.dtype!r}")
+                raise InvalidParameterError(f"dtype must be None, numpy.float32 or numpy.float64, got {self.dtype!r}")
         if self.solver == "sgd":
             opt = SGD(self.learning_rate_init, self.momentum, bool(self.nesterovs_momentum), self.learning_rate,
                       self.power_t, self.alpha)
@@ -242,6 +247,11 @@ class _BaseMLP(BaseEstimator):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
+        if self.early_stopping and int(np.ceil(self.validation_fraction * X.shape[0])) < 2:
+            raise ValueError(
+                "validation_fraction: the validation set is too small; increase validation_fraction "
+                "or the size of your data set"
+            )
         n_features = X.shape[1]
         layer_units = [n_features] + hidden + [y.shape[1]]
         if not first_pass and list(self._layout.sizes) != layer_units:
@@ -467,12 +477,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
             self._check_params()  # validate before anything is set
-            self._label_binarizer = LabelBinarizer()
+            binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
+                binarizer.fit(y)
             else:
-                self._label_binarizer.fit(classes)
-            self.classes_ = self._label_binarizer.classes_
+                binarizer.fit(classes)
+            self._label_binarizer, self.classes_ = binarizer, binarizer.classes_
+            try:
+                return self._fit(X, y, incremental=True)
+            except Exception:
+                if "_params" in self.__dict__:  # it failed while training (divergence): keep that state
+                    raise
+                # a first call refused before training leaves the estimator unfitted, as it was
+                for name in ("_label_binarizer", "classes_", "n_features_in_", "feature_names_in_"):
+                    self.__dict__.pop(name, None)
+                raise
         elif (
             classes is not None
             and not self._label_binarizer.y_type_.startswith("multilabel")  # label columns, not classes

@@ -307,3 +307,39 @@ def test_fit_refuses_bad_optimizer_use_before_changing_anything():
     with pytest.raises(ValueError, match="reset"):
         net.fit(X, Y, epochs=1, optimizer=opt)
     np.testing.assert_array_equal(net.params, before)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+_values = st.floats(-1e6, 1e6) | st.sampled_from([1e200, -1e200, np.inf, -np.inf, np.nan])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    p=arrays(np.float64, 6, elements=st.floats(-1e6, 1e6)),
+    g=arrays(np.float64, 6, elements=_values),
+    lr=st.floats(1e-4, 10.0),
+    mu=st.floats(0.0, 1.0),
+    nesterov=st.booleans(),
+    adam=st.booleans(),
+)
+def test_steps_agree_or_both_refuse_on_any_gradient(p, g, lr, mu, nesterov, adam):
+    """Kernel and twin agree on any gradient, extremes included; a refused step changes nothing."""
+    results = []
+    for step in O.IMPLEMENTATIONS["adam_step" if adam else "sgd_step"]:
+        params, s1, s2 = p.copy(), np.zeros(6), np.zeros(6)
+        if adam:
+            ok = step(params, g, s1, s2, 1, lr, 0.9, 0.999, 1e-8)
+        else:
+            ok = step(params, g, s1, lr, mu, nesterov)
+        if not ok:
+            np.testing.assert_array_equal(params, p)
+            assert not s1.any() and not s2.any()
+        else:
+            assert np.isfinite(params).all() and np.isfinite(s1).all() and np.isfinite(s2).all()
+        results.append((bool(ok), params, s1, s2))
+    assert results[0][0] == results[1][0]
+    assert_agree(results[0][1:], results[1][1:], np.float64)
