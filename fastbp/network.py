@@ -181,11 +181,12 @@ class MLP:
         X,
         Y,
         epochs: int = 10,
-        learning_rate: float = 0.1,
+        learning_rate: float | None = None,
         batch_size: int | None = 1,
         shuffle: bool = True,
         backend: str = "numba",
         callback: Callable[["History"], Any] | None = None,
+        optimizer: Any = "sgd",
     ) -> History:
         """Train by gradient descent; returns the :class:`History` of losses per epoch.
 
@@ -200,7 +201,8 @@ class MLP:
         epochs
             Passes over the data (0 is allowed and changes nothing).
         learning_rate
-            α in W −= α dW.
+            α in W −= α dW (default 0.1) for ``optimizer="sgd"``.  An optimizer
+            object carries its own ``learning_rate_init``; giving both is an error.
         batch_size
             Examples per update: 1 is the seed's per-example update (stochastic
             gradient descent), ``None`` the full batch; the last short batch of an
@@ -213,15 +215,26 @@ class MLP:
         callback
             Called as ``callback(history)`` after each epoch, with the :class:`History`
             so far (a progress bar, say); ``history.loss[-1]`` is the epoch's loss.
+        optimizer
+            ``"sgd"`` (default): plain gradient descent W −= α dW.  Or an optimizer
+            from :mod:`fastbp.optimizers`: ``SGD(momentum=0.9, nesterov=True)``,
+            ``Adam(learning_rate_init=1e-3)``, either with L2 ``alpha`` and (SGD) a
+            learning-rate schedule; its loss then includes the L2 term.  The object
+            keeps its state (velocities, Adam's moments and step count, schedule), so
+            passing the same object to the next ``fit`` continues that run; pass a
+            new one (or call its ``reset()``) to start afresh.
         """
         impl = self._backend(backend)
         X, Y = self._XY(X, Y)
         epochs = v.check_int(epochs, "epochs", 0)
-        lr = v.check_positive_float(learning_rate, "learning_rate")
+        opt = _resolve_optimizer(optimizer, learning_rate)
+        lr = 0.1 if learning_rate is None else v.check_positive_float(learning_rate, "learning_rate")
         m = X.shape[0]
         bs = v.check_batch_size(batch_size, m)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        if opt is not None:  # same loop, epochs run by the optimizer's kernel instead
+            impl = opt.runner(self.params, self.layer_sizes, backend)
         history = History(n_examples=m)
         for epoch in range(epochs):
             order = self.rng.permutation(m) if shuffle else np.arange(m)
@@ -237,3 +250,26 @@ class MLP:
             if callback is not None:
                 callback(history)
         return history
+
+
+def _resolve_optimizer(optimizer: Any, learning_rate: float | None):  # for MLP.fit
+    """``None`` for plain gradient descent (``"sgd"``), else the optimizer object, validated."""
+    if isinstance(optimizer, str):
+        if optimizer.lower() != "sgd":
+            raise ValueError(
+                f"optimizer must be 'sgd' or an optimizer such as fastbp.optimizers.Adam(), got {optimizer!r}"
+            )
+        return None
+    from .optimizers import Optimizer
+
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            "optimizer must be 'sgd' or a fastbp.optimizers.SGD/Adam object, "
+            f"got {type(optimizer).__name__}"
+        )
+    if learning_rate is not None:
+        raise ValueError(
+            "learning_rate: give the learning rate to the optimizer (learning_rate_init=...), "
+            "not to fit, when optimizer is an object"
+        )
+    return optimizer

@@ -91,10 +91,10 @@ class Layout:
         still accepting any list of arrays from a user.
         """
         base = getattr(weights[0], "base", None)
-        while base is not None and base.base is not None:
+        while isinstance(base, np.ndarray) and base.base is not None:
             base = base.base
         if (
-            base is None
+            not isinstance(base, np.ndarray)
             or base.ndim != 1
             or base.size != self.n_params
             or not base.flags.c_contiguous

@@ -1,0 +1,581 @@
+"""scikit-learn estimators on fastbp's kernels: :class:`MLPClassifier` and :class:`MLPRegressor`.
+
+Drop-in replacements for :class:`sklearn.neural_network.MLPClassifier` and
+:class:`~sklearn.neural_network.MLPRegressor` with the stochastic solvers
+(``"sgd"``, ``"adam"``): the same parameter names and defaults, the same fitted
+attributes, and the same training procedure (initialisation, shuffling, batches,
+L2, optimizer updates, schedules, early stopping and stopping rules, drawing
+from ``random_state`` in the same order), so that with the same settings and
+seed the two follow the same trajectory up to floating-point rounding.  The
+epochs run in one compiled Numba kernel (:func:`fastbp.optimizers._train_epoch_opt`).
+
+What differs from scikit-learn (see ``docs/estimators.md``):
+
+* no ``solver="lbfgs"``, no ``loss="poisson"``, no ``sample_weight``, no sparse input;
+* ``dtype`` (``None``: float32 input trains in float32, anything else in float64;
+  or force ``numpy.float32``/``numpy.float64``) and ``backend`` (``"numba"`` or the
+  NumPy reference ``"numpy"``) are extra;
+* log-loss is computed from the logits, without scikit-learn's clipping of
+  probabilities at machine epsilon (the values agree unless a probability is
+  within epsilon of 0 or 1);
+* a step that would make the loss or a parameter non-finite is not applied and
+  fit raises :class:`fastbp.DivergenceError` (scikit-learn applies it and raises
+  ``ValueError`` afterwards).
+
+``coefs_[i]`` is (n_in, n_out) as in scikit-learn: the transpose of fastbp's
+W[i+1], and a *view* into the network's one flat parameter buffer, as are
+``intercepts_[i]``; writing into them changes the model.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import shuffle as sk_shuffle
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import reference
+from .activations import get_activation
+from .errors import DivergenceError
+from .kernels import kernels_for
+from .losses import get_output
+from .optimizers import SCHEDULES, Adam, SGD
+from .params import Layout
+
+__all__ = ["MLPClassifier", "MLPRegressor", "InvalidParameterError"]
+
+_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+_SOLVERS = ("sgd", "adam")
+_BACKENDS = ("numba", "numpy")
+_OUTPUT_CODES = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity"}
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter has a bad value or type (both a ValueError and a TypeError,
+    like scikit-learn's own ``InvalidParameterError``); the message starts with its name."""
+
+
+def _is_bool(x) -> bool:
+    return isinstance(x, (bool, np.bool_))
+
+
+def _check_number(est, name, low=None, high=None, low_open=False, high_open=False, integer=False):
+    value = getattr(est, name)
+    kind = numbers.Integral if integer else numbers.Real
+    if _is_bool(value) or not isinstance(value, kind):
+        raise InvalidParameterError(f"{name} must be {'an integer' if integer else 'a real number'}, got {value!r}")
+    bad = not np.isfinite(float(value))
+    if low is not None:
+        bad = bad or (value <= low if low_open else value < low)
+    if high is not None:
+        bad = bad or (value >= high if high_open else value > high)
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise InvalidParameterError(f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, got {value!r}")
+
+
+class _BaseMLP(BaseEstimator):
+    """What the classifier and the regressor share: parameters, fitting loop, fitted attributes."""
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        dtype=None,
+        backend="numba",
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
+        self.backend = backend
+
+    # ------------------------------------------------------------ parameter checks
+
+    def _hidden_sizes(self) -> list[int]:
+        h = self.hidden_layer_sizes
+        sizes = list(h) if hasattr(h, "__iter__") and not isinstance(h, str) else [h]
+        for s in sizes:
+            if _is_bool(s) or not isinstance(s, numbers.Integral):
+                raise InvalidParameterError(f"hidden_layer_sizes must hold integers, got {h!r}")
+            if s <= 0:
+                raise InvalidParameterError(f"hidden_layer_sizes must be > 0, got {h!r}")
+        return [int(s) for s in sizes]
+
+    def _check_params(self):
+        """Validate every parameter (ValueError/TypeError naming it) and build the optimizer."""
+        hidden = self._hidden_sizes()
+        for name, options in (("activation", _ACTIVATIONS), ("solver", _SOLVERS), ("learning_rate", SCHEDULES),
+                              ("backend", _BACKENDS)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in options:
+                extra = " ('lbfgs' is not available in fastbp)" if name == "solver" and value == "lbfgs" else ""
+                raise InvalidParameterError(f"{name} must be one of {list(options)}, got {value!r}{extra}")
+        _check_number(self, "alpha", 0.0)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            if _is_bool(self.batch_size) or not isinstance(self.batch_size, numbers.Integral):
+                raise InvalidParameterError(f"batch_size must be 'auto' or an integer >= 1, got {self.batch_size!r}")
+            _check_number(self, "batch_size", 1, integer=True)
+        _check_number(self, "learning_rate_init", 0.0, low_open=True)
+        _check_number(self, "power_t", 0.0)
+        _check_number(self, "max_iter", 1, integer=True)
+        _check_number(self, "tol", 0.0)
+        _check_number(self, "momentum", 0.0, 1.0)
+        _check_number(self, "validation_fraction", 0.0, 1.0, low_open=True, high_open=True)
+        _check_number(self, "beta_1", 0.0, 1.0, high_open=True)
+        _check_number(self, "beta_2", 0.0, 1.0, high_open=True)
+        _check_number(self, "epsilon", 0.0, low_open=True)
+        _check_number(self, "n_iter_no_change", 1, integer=True)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not _is_bool(getattr(self, name)):
+                raise InvalidParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not (_is_bool(self.verbose) or isinstance(self.verbose, numbers.Integral)):
+            raise InvalidParameterError(f"verbose must be a bool or an integer, got {self.verbose!r}")
+        if self.dtype is not None:
+            try:
+                dt = np.dtype(self.dtype)
+            except TypeError:
+                dt = None
+            if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+                raise InvalidParameterError(f"dtype must be None, numpy.float32 or numpy.float64, got {self.dtype!r}")
+        if self.solver == "sgd":
+            opt = SGD(self.learning_rate_init, self.momentum, bool(self.nesterovs_momentum), self.learning_rate,
+                      self.power_t, self.alpha)
+        else:
+            opt = Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon, self.alpha)
+        return hidden, opt
+
+    # -------------------------------------------------------------- fitted state
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_params")
+
+    def _views(self):
+        W, b = self._layout.views(self._params)
+        return W, b
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views of Wᵀ into the parameter buffer."""
+        if not hasattr(self, "_params"):
+            raise AttributeError("coefs_ is set by fit")
+        return [W.T for W in self._views()[0]]
+
+    @coefs_.setter
+    def coefs_(self, value):
+        self._assign("coefs_", value, [W.T for W in self._views()[0]] if hasattr(self, "_params") else None)
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Bias vectors, ``intercepts_[i]`` of shape (n_out,): views into the parameter buffer."""
+        if not hasattr(self, "_params"):
+            raise AttributeError("intercepts_ is set by fit")
+        return list(self._views()[1])
+
+    @intercepts_.setter
+    def intercepts_(self, value):
+        self._assign("intercepts_", value, list(self._views()[1]) if hasattr(self, "_params") else None)
+
+    def _assign(self, name, value, targets):
+        if targets is None:
+            raise AttributeError(f"{name} can only be assigned on a fitted estimator")
+        if len(value) != len(targets) or any(np.shape(v) != t.shape for v, t in zip(value, targets)):
+            raise ValueError(f"{name} must be a list of arrays shaped {[t.shape for t in targets]}")
+        for t, v in zip(targets, value):
+            t[...] = v
+
+    # ---------------------------------------------------------------- fitting
+
+    def _validate_input(self, X, y, incremental, reset):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _fit(self, X, y, incremental=False):
+        hidden, optimizer = self._check_params()
+        first_pass = not hasattr(self, "_params") or (not self.warm_start and not incremental)
+        if self.early_stopping and incremental:
+            raise ValueError("early_stopping: partial_fit does not support early_stopping=True")
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        if self.early_stopping and int(np.ceil(self.validation_fraction * X.shape[0])) < 2:
+            raise ValueError(
+                "validation_fraction: the validation set is too small; increase validation_fraction "
+                "or the size of your data set"
+            )
+        n_features = X.shape[1]
+        layer_units = [n_features] + hidden + [y.shape[1]]
+        if not first_pass and list(self._layout.sizes) != layer_units:
+            raise ValueError(
+                f"hidden_layer_sizes: the fitted network has layer sizes {list(self._layout.sizes)}, "
+                f"this call needs {layer_units}; use warm_start=False to start again"
+            )
+        dtype = self._params.dtype if not first_pass else np.dtype(self.dtype or X.dtype)
+        X = np.require(X, dtype=dtype, requirements=["C", "W"])  # one compiled specialisation
+        y = np.require(y, dtype=dtype, requirements=["C", "W"])
+        rs = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, dtype, rs)
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = optimizer
+        self._fit_stochastic(X, y, rs, incremental)
+        return self
+
+    def _initialize(self, y, layer_units, dtype, rs):
+        """Fresh parameters and bookkeeping, drawn from ``rs`` exactly as scikit-learn draws them."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+        self._layout = Layout(layer_units)
+        self._params = np.empty(self._layout.n_params, dtype=dtype)
+        W, b = self._views()
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for l in range(self.n_layers_ - 1):
+            fan_in, fan_out = layer_units[l], layer_units[l + 1]
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            W[l][...] = rs.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False).T
+            b[l][...] = rs.uniform(-bound, bound, fan_out).astype(dtype, copy=False)
+        self._best_params = self._params.copy()
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _fit_stochastic(self, X, y, rs, incremental):
+        if self.early_stopping:
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            X, X_val, y, y_val = train_test_split(
+                X, y, random_state=rs, test_size=self.validation_fraction, stratify=stratify
+            )
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "validation_fraction: the validation set is too small; increase validation_fraction "
+                    "or the size of your data set"
+                )
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+            X, y = np.ascontiguousarray(X), np.ascontiguousarray(y)
+        else:
+            X_val = y_val = None
+        n_samples = X.shape[0]
+        sample_idx = np.arange(n_samples, dtype=np.int64)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        activation = get_activation(self.activation)
+        out = get_output(_OUTPUT_CODES[self.out_activation_])
+        cost_scale = 1.0 / self.n_outputs_ if self.out_activation_ == "identity" else 1.0
+        opt = self._optimizer
+        self.n_iter_ = 0  # epochs of this call, as scikit-learn counts them (t_ counts all examples)
+        for _ in range(self.max_iter):
+            if self.shuffle:
+                sample_idx = sk_shuffle(sample_idx, random_state=rs)
+            J, failed = opt.train_epoch(
+                self._params, self._layout.sizes, X, y, np.ascontiguousarray(sample_idx, dtype=np.int64),
+                batch_size, activation, out, self.backend, cost_scale,
+            )
+            if failed >= 0:
+                raise DivergenceError(failed, self.n_iter_)
+            self.n_iter_ += 1
+            self.loss_ = J
+            self.t_ += n_samples
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+            self._update_no_improvement_count(X_val, y_val)
+            opt.iteration_ends(self.t_)
+            if self._no_improvement_count > self.n_iter_no_change:
+                if self.early_stopping:
+                    msg = "Validation score did not improve more than tol=%f for %d consecutive epochs." % (
+                        self.tol, self.n_iter_no_change)
+                else:
+                    msg = "Training loss did not improve more than tol=%f for %d consecutive epochs." % (
+                        self.tol, self.n_iter_no_change)
+                if opt.trigger_stopping(msg, self.verbose):
+                    break
+                self._no_improvement_count = 0
+            if incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(
+                    "Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
+                    "converged yet." % self.max_iter,
+                    ConvergenceWarning,
+                )
+        if self.early_stopping:
+            self._params[...] = self._best_params
+
+    def _update_no_improvement_count(self, X_val, y_val):
+        if self.early_stopping:
+            self.validation_scores_.append(self._score(X_val, y_val))
+            if self.verbose:
+                print("Validation score: %f" % self.validation_scores_[-1])
+            last = self.validation_scores_[-1]
+            if last < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last > self.best_validation_score_:
+                self.best_validation_score_ = last
+                self._best_params = self._params.copy()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    # -------------------------------------------------------------- prediction
+
+    def _forward(self, X, check_input=True) -> np.ndarray:
+        """A[L] for X: the network's output, (n_samples, n_outputs)."""
+        if check_input:
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        X = np.require(X, dtype=self._params.dtype, requirements=["C", "W"])
+        activation = get_activation(self.activation)
+        out = get_output(_OUTPUT_CODES[self.out_activation_])
+        if self.backend == "numpy":
+            W, b = self._views()
+            _, A = reference._forward(W, b, X, activation, out)
+            return np.ascontiguousarray(A[-1])
+        Z = np.empty((X.shape[0], self._layout.n_units), self._params.dtype)
+        A = np.empty_like(Z)
+        kernels_for(activation)._forward_batch(self._params, self._layout.sizes, X, activation.code, out, Z, A)
+        return np.ascontiguousarray(A[:, self._layout.n_units - self.n_outputs_ :])
+
+    def __setstate__(self, state):
+        # A model loaded from a read-only memory map (joblib) gets its own writable
+        # buffer, so that predict compiles no read-only specialisation and a warm
+        # start can train it.
+        params = state.get("_params")
+        if params is not None and (type(params) is not np.ndarray or not params.flags.writeable):
+            state["_params"] = np.array(params)
+        super().__setstate__(state)
+
+    def fit(self, X, y):
+        """Fit the model to X (n_samples, n_features) and y; returns ``self``."""
+        return self._fit(X, y, incremental=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier trained by fastbp's kernels (scikit-learn's interface).
+
+    Binary (one logistic output), multiclass (softmax) and multilabel (one
+    logistic output per label, y a 0/1 indicator matrix) classification, trained
+    on log-loss plus ``alpha``·½‖W‖²/n with ``solver="adam"`` or ``"sgd"``.
+    Parameters and attributes are scikit-learn's
+    (:class:`sklearn.neural_network.MLPClassifier`), plus:
+
+    dtype : None, numpy.float32 or numpy.float64, default=None
+        The precision of the parameters and of every computation.  ``None``:
+        float32 if X is float32, else float64.
+    backend : {"numba", "numpy"}, default="numba"
+        The compiled kernels, or fastbp's NumPy reference (slow; for checking).
+
+    See ``docs/estimators.md`` for what differs from scikit-learn.
+    """
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the previous "
+                        f"call to fit. Previously got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        return X, self._label_binarizer.transform(y).astype(bool)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over X, y (continuing the fit); ``classes`` is required on the first call."""
+        if not hasattr(self, "classes_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._check_params()  # validate before anything is set
+            binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                binarizer.fit(y)
+            else:
+                binarizer.fit(classes)
+            self._label_binarizer, self.classes_ = binarizer, binarizer.classes_
+            try:
+                return self._fit(X, y, incremental=True)
+            except Exception:
+                if "_params" in self.__dict__:  # it failed while training (divergence): keep that state
+                    raise
+                # a first call refused before training leaves the estimator unfitted, as it was
+                for name in ("_label_binarizer", "classes_", "n_features_in_", "feature_names_in_"):
+                    self.__dict__.pop(name, None)
+                raise
+        elif (
+            classes is not None
+            and not self._label_binarizer.y_type_.startswith("multilabel")  # label columns, not classes
+            and not np.array_equal(np.unique(classes), self.classes_)
+        ):
+            raise ValueError(
+                f"classes={classes!r} is not the same as on the first call to partial_fit, was {self.classes_!r}"
+            )
+        return self._fit(X, y, incremental=True)
+
+    def _score(self, X, y):
+        return accuracy_score(y, self._predict(X, check_input=False))
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward(X, check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def predict(self, X):
+        """Predicted class labels (or a label indicator matrix for multilabel y)."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def predict_proba(self, X):
+        """Class probabilities, (n_samples, n_classes), columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        y_pred = self._forward(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        y_prob = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(y_prob, out=y_prob)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor trained by fastbp's kernels (scikit-learn's interface).
+
+    Identity output, squared error (scikit-learn's ``loss_`` is
+    ½ · mean over samples *and* outputs; the gradient is that of ½ Σ over outputs,
+    as in scikit-learn), single or multiple outputs.  Parameters and attributes are
+    scikit-learn's (:class:`sklearn.neural_network.MLPRegressor`, ``loss="squared_error"``),
+    plus ``dtype`` and ``backend`` as in :class:`MLPClassifier`.
+    """
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def partial_fit(self, X, y):
+        """One epoch over X, y, continuing the fit (or starting it)."""
+        return self._fit(X, y, incremental=True)
+
+    def _score(self, X, y):
+        y_pred = self._predict(X, check_input=False)
+        if not np.isfinite(y_pred).all():
+            return np.nan
+        return r2_score(y, y_pred)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward(X, check_input)
+        return y_pred.ravel() if self.n_outputs_ == 1 else y_pred
+
+    def predict(self, X):
+        """Predicted targets, (n_samples,) or (n_samples, n_outputs)."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

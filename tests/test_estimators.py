@@ -1,0 +1,298 @@
+"""fastbp.MLPClassifier / MLPRegressor: scikit-learn's estimator checks, and the same training as scikit-learn."""
+
+from __future__ import annotations
+
+import pickle
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+from sklearn import neural_network as sk_nn  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import fastbp  # noqa: E402
+from fastbp.estimators import MLPClassifier, MLPRegressor  # noqa: E402
+from fastbp.testing import tolerance  # noqa: E402
+
+# Small networks and few epochs keep scikit-learn's ~50 checks per instance fast;
+# the learning rates are raised so that the checks' accuracy thresholds are met.
+CHECKED = [
+    MLPClassifier(hidden_layer_sizes=(8,), max_iter=60, learning_rate_init=0.05),
+    MLPClassifier(hidden_layer_sizes=(5, 4), activation="tanh", solver="sgd", max_iter=60, learning_rate_init=0.1),
+    MLPRegressor(hidden_layer_sizes=(8,), max_iter=100, learning_rate_init=0.05),
+    MLPRegressor(hidden_layer_sizes=(6,), activation="logistic", solver="sgd", max_iter=100, learning_rate_init=0.05,
+                 dtype=np.float32),
+    MLPClassifier(hidden_layer_sizes=(6,), max_iter=40, learning_rate_init=0.05, backend="numpy"),
+]
+
+
+def _expected_failures(estimator):
+    """Checks an instance is expected to fail, each with the reason."""
+    if estimator.get_params().get("dtype") == np.float32:
+        return {
+            "check_regressor_multioutput": (
+                "dtype=float32 asks for float32 parameters and arithmetic, so predictions are float32 even for "
+                "float64 X; the check wants float64 (dtype=None, the default, follows X's dtype and passes)"
+            )
+        }
+    return {}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks(CHECKED, expected_failed_checks=_expected_failures)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+# ----------------------------------------------------------- same training as scikit-learn
+
+
+def _data(kind, n=90, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    s = X @ rng.normal(size=(5, 3))
+    if kind == "binary":
+        return X, np.where(s[:, 0] > 0, "yes", "no")
+    if kind == "multiclass":
+        return X, s.argmax(axis=1) + 10
+    if kind == "multilabel":
+        return X, (s > 0).astype(int)
+    if kind == "regression":
+        return X, s[:, 0] + 0.1 * rng.normal(size=n)
+    return X, s  # multi-output regression
+
+
+SETTINGS = {
+    "adam": dict(solver="adam", learning_rate_init=0.01),
+    "nesterov": dict(solver="sgd", learning_rate_init=0.05, momentum=0.9, nesterovs_momentum=True),
+    "momentum-invscaling": dict(solver="sgd", learning_rate_init=0.05, momentum=0.5, nesterovs_momentum=False,
+                                learning_rate="invscaling", power_t=0.25),
+    "adaptive-plateau": dict(solver="sgd", learning_rate_init=0.05, learning_rate="adaptive", tol=10.0,
+                             n_iter_no_change=2),
+    "early-stopping": dict(solver="adam", learning_rate_init=0.01, early_stopping=True, validation_fraction=0.2,
+                           n_iter_no_change=3, tol=0.5),
+}
+KINDS = ["binary", "multiclass", "multilabel", "regression", "multi-output"]
+
+
+def _pair(kind, **kw):
+    params = dict(hidden_layer_sizes=(7, 4), activation="tanh", alpha=0.01, batch_size=16, max_iter=8,
+                  random_state=3, **kw)
+    if kind in ("regression", "multi-output"):
+        return MLPRegressor(**params), sk_nn.MLPRegressor(**params)
+    return MLPClassifier(**params), sk_nn.MLPClassifier(**params)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_training_as_sklearn(kind, setting):
+    """Same init draws, shuffles, batches, L2, updates, schedule and stopping: the same model."""
+    X, y = _data(kind)
+    ours, theirs = _pair(kind, **SETTINGS[setting])
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    tol = tolerance(np.float64)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, **tol)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, **tol)
+    for name in ("loss_", "best_loss_", "validation_scores_", "best_validation_score_", "n_outputs_",
+                 "out_activation_", "n_layers_", "n_features_in_"):
+        a, b = getattr(ours, name), getattr(theirs, name)
+        if isinstance(b, (float, list)):
+            np.testing.assert_allclose(a, b, **tol)
+        else:
+            assert a == b, name
+    if kind in ("regression", "multi-output"):
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), **tol)
+    else:
+        np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+        np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), **tol)
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    if setting == "adaptive-plateau":
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+        assert ours._optimizer.learning_rate < ours.learning_rate_init
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["multiclass", "regression"])
+def test_partial_fit_and_warm_start_match_sklearn(kind):
+    X, y = _data(kind)
+    ours, theirs = _pair(kind, solver="sgd", learning_rate_init=0.05)
+    extra = {} if kind == "regression" else {"classes": np.unique(y)}  # ignored for multilabel y
+    for lo, hi in ((0, 30), (30, 60), (60, 90)):
+        ours.partial_fit(X[lo:hi], y[lo:hi], **extra)
+        theirs.partial_fit(X[lo:hi], y[lo:hi], **extra)
+    ours.set_params(warm_start=True, max_iter=3)
+    theirs.set_params(warm_start=True, max_iter=3)
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **tolerance(np.float64))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("est", [MLPClassifier, MLPRegressor])
+def test_float32_and_numpy_backend(est):
+    X, y = _data("multiclass" if est is MLPClassifier else "regression")
+    kw = dict(hidden_layer_sizes=(6,), max_iter=5, random_state=0, learning_rate_init=0.01)
+    m64 = est(**kw).fit(X, y)
+    m32 = est(**kw).fit(X.astype(np.float32), y)
+    forced = est(dtype=np.float32, **kw).fit(X, y)
+    ref = est(backend="numpy", **kw).fit(X, y)
+    assert m32._params.dtype == np.float32 and forced._params.dtype == np.float32
+    assert m64._params.dtype == np.float64
+    np.testing.assert_allclose(m32.loss_curve_, m64.loss_curve_, rtol=1e-3)
+    np.testing.assert_allclose(ref.loss_curve_, m64.loss_curve_, **tolerance(np.float64))
+    np.testing.assert_allclose(ref._params, m64._params, **tolerance(np.float64))
+
+
+def test_coefs_are_views_and_pickling_keeps_them_so():
+    X, y = _data("binary")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    assert clf.coefs_[0].shape == (5, 4) and clf.coefs_[1].shape == (4, 1)
+    clf.coefs_[1][...] = 0
+    clf.intercepts_[1][...] = 1.0  # σ(1) > ½ for every example
+    assert (clf.predict(X) == "yes").all()
+    clone = pickle.loads(pickle.dumps(clf))
+    clone.coefs_ = [np.zeros((5, 4)), np.zeros((4, 1))]
+    clone.intercepts_ = [np.zeros(4), np.array([-1.0])]
+    assert (clone.predict(X) == "no").all() and (clf.predict(X) == "yes").all()
+    with pytest.raises(ValueError, match="coefs_"):
+        clone.coefs_ = [np.zeros((4, 5)), np.zeros((4, 1))]
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
+        (dict(activation="softplus"), "activation"),
+        (dict(solver="lbfgs"), "solver"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(batch_size="big"), "batch_size"),
+        (dict(learning_rate="cosine"), "learning_rate"),
+        (dict(learning_rate_init=0), "learning_rate_init"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(momentum=1.5), "momentum"),
+        (dict(validation_fraction=1.0), "validation_fraction"),
+        (dict(beta_1=1.0), "beta_1"),
+        (dict(beta_2=-0.1), "beta_2"),
+        (dict(epsilon=0.0), "epsilon"),
+        (dict(n_iter_no_change=0), "n_iter_no_change"),
+        (dict(shuffle="yes"), "shuffle"),
+        (dict(dtype=np.int32), "dtype"),
+        (dict(backend="cuda"), "backend"),
+    ],
+)
+def test_bad_parameters_name_the_parameter_and_change_nothing(params, name):
+    X, y = _data("binary")
+    clf = MLPClassifier(**{"hidden_layer_sizes": (3,), "max_iter": 1, "random_state": 0, **params})
+    with pytest.raises(ValueError, match=name):
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match=name):
+        clf.partial_fit(X, y, classes=["no", "yes"])
+    assert not hasattr(clf, "classes_") and not hasattr(clf, "n_iter_")
+
+
+def test_multilabel_partial_fit_keeps_the_labels_of_the_first_call():
+    # scikit-learn 1.9 sets classes_ = unique(classes) here and then refuses its own
+    # second call; fastbp keeps the label binarizer's classes_ (the label columns).
+    X, y = _data("multilabel")
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    for lo in (0, 30, 60):
+        clf.partial_fit(X[lo : lo + 30], y[lo : lo + 30], classes=[0, 1])
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.predict(X).shape == y.shape and clf.predict_proba(X).shape == y.shape
+
+
+def test_parameter_errors_are_value_and_type_errors():
+    from fastbp.estimators import InvalidParameterError
+
+    X, y = _data("binary")
+    with pytest.raises(InvalidParameterError, match="momentum") as info:
+        MLPClassifier(momentum="high").fit(X, y)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+
+
+def test_refused_first_partial_fit_leaves_the_classifier_unfitted():
+    X, y = _data("multiclass")
+    clf = MLPClassifier(hidden_layer_sizes=(3,))
+    with pytest.raises(ValueError):
+        clf.partial_fit(X[:, :0], y, classes=[10, 11, 12])  # no features
+    assert not hasattr(clf, "classes_") and not hasattr(clf, "n_features_in_")
+    reg = MLPRegressor(early_stopping=True, validation_fraction=0.01)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        reg.fit(X[:50], y[:50].astype(float))
+    assert not hasattr(reg, "n_iter_")
+
+
+def test_partial_fit_rules():
+    X, y = _data("multiclass")
+    clf = MLPClassifier(hidden_layer_sizes=(3,))
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X, y, classes=[10, 11, 12])
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X, y, classes=[10, 11])
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPRegressor(early_stopping=True).partial_fit(X, y.astype(float))
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        clf.set_params(hidden_layer_sizes=(4,)).partial_fit(X, y)
+
+
+def test_divergence_raises_and_keeps_finite_parameters():
+    X, y = _data("regression")
+    reg = MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate_init=0.5, max_iter=50, random_state=0)
+    with pytest.raises(fastbp.DivergenceError):
+        reg.fit(X, y * 1e150)
+    assert np.isfinite(reg._params).all()
+
+
+# ------------------------------------------------------------------ learns as well as scikit-learn
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("problem", ["digits", "regression"])
+def test_learns_as_well_as_sklearn(problem):
+    """Same data, settings and seed: test accuracy (digits) or R² (regression) within 0.02 of scikit-learn's.
+
+    (With float64 the two follow the same trajectory, so the scores are in fact
+    equal; the margin keeps the test honest about what is promised.)  The speed
+    comparison is ``examples/compare_sklearn.py``, not a test.
+    """
+    from sklearn.datasets import load_digits, make_regression
+    from sklearn.model_selection import train_test_split
+
+    if problem == "digits":
+        X, y = load_digits(return_X_y=True)
+        X = X / 16.0
+        params = dict(hidden_layer_sizes=(32,), learning_rate_init=1e-2, batch_size=32, max_iter=15)
+        ours_cls, theirs_cls, floor = MLPClassifier, sk_nn.MLPClassifier, 0.9
+    else:
+        X, y = make_regression(n_samples=600, n_features=10, n_informative=6, noise=5.0, random_state=0)
+        y = y / y.std()
+        params = dict(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=1e-2, momentum=0.9, max_iter=30)
+        ours_cls, theirs_cls, floor = MLPRegressor, sk_nn.MLPRegressor, 0.9
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
+    ours = ours_cls(random_state=0, **params).fit(Xtr, ytr).score(Xte, yte)
+    theirs = theirs_cls(random_state=0, **params).fit(Xtr, ytr).score(Xte, yte)
+    assert ours > floor
+    assert ours >= theirs - 0.02
+
+
+def test_import_fastbp_does_not_import_sklearn():
+    import subprocess
+    import sys
+
+    code = "import sys, fastbp; assert 'sklearn' not in sys.modules; fastbp.MLPClassifier; assert 'sklearn' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
