@@ -1,4 +1,5 @@
-"""The ``fastbp`` command line: ``fastbp train`` trains the seed's network on bundled data."""
+"""The ``fastbp`` command line: ``fastbp train`` trains the seed's network on bundled data;
+``fastbp bench`` compares training speed with the peers (:mod:`fastbp.bench`)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", choices=["sigmoid", "softmax"], default="sigmoid", help="output layer: σ + BCE (the seed's) or softmax + CE (default: sigmoid)"
     )
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    from .bench import add_parser as add_bench_parser  # stdlib + numpy only; peers load lazily
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -157,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
         return train(args)
+    if args.command == "bench":
+        from . import bench
+
+        return bench.main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
