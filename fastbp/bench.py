@@ -287,7 +287,8 @@ def set_one_thread(systems: Sequence[str]) -> dict[str, str]:
     from threadpoolctl import threadpool_info, threadpool_limits
 
     global _BLAS_LIMIT
-    _BLAS_LIMIT = threadpool_limits(limits=1)  # kept (not restored) for the rest of the process
+    if _BLAS_LIMIT is None:
+        _BLAS_LIMIT = threadpool_limits(limits=1)  # undone by restore_threads()
     blas = [f"{i['internal_api']} {i['num_threads']}" + (f" ({i['architecture']})" if i.get("architecture") else "")
             for i in threadpool_info()]
     threads["BLAS (numpy, sklearn, torch)"] = ", ".join(blas) or "none found"
@@ -309,6 +310,14 @@ def set_one_thread(systems: Sequence[str]) -> dict[str, str]:
                 os.environ["XLA_FLAGS"] = (flags + " " + XLA_ONE_THREAD).strip()
             threads["jax"] = f"XLA_FLAGS={os.environ['XLA_FLAGS']}"
     return threads
+
+
+def restore_threads() -> None:
+    """Give BLAS back the thread counts it had before :func:`set_one_thread`."""
+    global _BLAS_LIMIT
+    if _BLAS_LIMIT is not None:
+        _BLAS_LIMIT.restore_original_limits()
+        _BLAS_LIMIT = None
 
 
 def blas_peak_gflops(dtype: str, n: int = 512, repeats: int = 5) -> float:
@@ -425,10 +434,18 @@ def format_table(rows: Sequence[Row], systems: Sequence[str], peak: float | None
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, out=sys.stdout) -> int:
+def run(args: argparse.Namespace, out=None) -> int:
     """``fastbp bench``: run every case, print the table, optionally save JSON and a plot."""
+    out = sys.stdout if out is None else out
     systems = list(dict.fromkeys(args.systems))
     threads = set_one_thread(systems)
+    try:
+        return _run(args, systems, threads, out)
+    finally:
+        restore_threads()
+
+
+def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], out) -> int:
     cases = build_cases(args.sizes, args.activation, args.output, args.batch_sizes, args.examples,
                         args.dtype, args.learning_rate)
     peak = blas_peak_gflops(args.dtype) if "numba" in systems else None
@@ -575,10 +592,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "at the first batch size."
         ),
     )
-    p.add_argument("--sizes", type=_size, nargs="+", default=list(DEFAULT_SIZES),
-                   help="networks as layer sizes n0-n1-...-nL (default: %(default)s)")
+    p.add_argument("--sizes", type=_size, nargs="+", default=None,
+                   help=f"networks as layer sizes n0-n1-...-nL (default: {' '.join(DEFAULT_SIZES)})")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
-    p.add_argument("--batch-sizes", type=_batch, nargs="+", default=[1, 32, 256],
+    p.add_argument("--batch-sizes", type=_batch, nargs="+", default=None,
                    help="examples per update, or 'full' (default: 1 32 256)")
     p.add_argument("--activation", nargs="+", choices=["tanh", "relu", "sigmoid"], default=["tanh", "relu"],
                    help="hidden activations; the first is the headline (default: tanh relu)")
@@ -589,18 +606,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
                    help="systems to run (default: all; missing peers are skipped with a note)")
     p.add_argument("--learning-rate", type=_rate, default=0.01, help="α, the same for every system (default: 0.01)")
-    p.add_argument("--repeats", type=_positive, default=3, help="timed epochs per system, best kept (default: 3)")
+    p.add_argument("--repeats", type=_positive, default=None, help="timed epochs per system, best kept (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default: 0)")
     p.add_argument("--quick", action="store_true",
-                   help="a smoke run: sizes 2-4-1 and 8-8-2, batch 1 and 4, 64 examples, 1 repeat")
+                   help="a smoke run: sizes 2-4-1 and 8-8-2, batch 1 and 4, 64 examples, 1 repeat "
+                        "(options given explicitly still apply)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--plot", metavar="PNG", help="also plot examples/s against network size (matplotlib)")
     p.add_argument("--progress", action="store_true", help="print each case as it finishes, on stderr")
     return p
 
 
-def main(args: argparse.Namespace, out=sys.stdout) -> int:
-    """Dispatch target for ``fastbp bench`` (``--quick`` overrides sizes, batches, examples, repeats)."""
-    if args.quick:
-        args.sizes, args.batch_sizes, args.examples, args.repeats = ["2-4-1", "8-8-2"], [1, 4], 64, 1
+#: What ``--quick`` changes, for the options not given explicitly.
+QUICK = {"sizes": ["2-4-1", "8-8-2"], "batch_sizes": [1, 4], "examples": 64, "repeats": 1}
+DEFAULTS = {"sizes": list(DEFAULT_SIZES), "batch_sizes": [1, 32, 256], "examples": None, "repeats": 3}
+
+
+def main(args: argparse.Namespace, out=None) -> int:
+    """Dispatch target for ``fastbp bench``: fills the defaults (``--quick``'s or the full run's), then runs."""
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     return run(args, out)
