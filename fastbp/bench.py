@@ -483,31 +483,37 @@ def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], 
 
 
 def plot(rows: Sequence[Row], systems: Sequence[str], path: str) -> None:
-    """Examples/s against network size (flops per example), one line per system, per-example SGD rows."""
+    """Examples/s against network size, one line per system, one panel per batch size.
+
+    Only the headline rows (the first activation and output) are drawn; networks are
+    placed in order of flops per example, equally spaced.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    head = [r for r in rows if r.case.batch_size == rows[0].case.batch_size
-            and (r.case.activation, r.case.output) == (rows[0].case.activation, rows[0].case.output)]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=90)
-    for s in systems:
-        pts = [(r.case.flops_per_example, r.rates[s], r.case.name) for r in head if r.rates.get(s)]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ticks = [(r.case.flops_per_example, r.case.name) for r in head]
-    ax.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], rotation=20, fontsize=8)
-    ax.minorticks_off()
-    bs = head[0].case.batch_size if head else 1
-    ax.set_title(f"Training throughput, {head[0].case.activation}/{head[0].case.output}, "
-                 f"batch {bs or 'full'}, {head[0].case.dtype}, 1 thread" if head else "")
-    ax.set_xlabel("network (by flops per example)")
-    ax.set_ylabel("examples / s")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
+    if not rows:
+        raise ValueError("nothing to plot: no rows")
+    act, out = rows[0].case.activation, rows[0].case.output
+    head = [r for r in rows if (r.case.activation, r.case.output) == (act, out)]
+    batches = list(dict.fromkeys(r.case.batch_size for r in head))
+    names = [n for _, n in sorted({(r.case.flops_per_example, r.case.name) for r in head})]
+    fig, axes = plt.subplots(1, len(batches), figsize=(3.4 * len(batches) + 0.6, 3.6), dpi=80,
+                             sharey=True, squeeze=False)
+    for ax, bs in zip(axes[0], batches):
+        for s in systems:
+            pts = sorted((names.index(r.case.name), r.rates[s]) for r in head
+                         if r.case.batch_size == bs and r.rates.get(s))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=s)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
+        ax.set_title(f"batch {bs or 'full'}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("examples / s (1 thread)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Training throughput, {act} hidden / {out} output, {rows[0].case.dtype}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -622,8 +628,30 @@ QUICK = {"sizes": ["2-4-1", "8-8-2"], "batch_sizes": [1, 4], "examples": 64, "re
 DEFAULTS = {"sizes": list(DEFAULT_SIZES), "batch_sizes": [1, 32, 256], "examples": None, "repeats": 3}
 
 
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``--json``/``--plot`` (found before any training), or None."""
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                return f"argument {option}: cannot write {path!r} (no such folder, or not writable)"
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return "argument --plot: needs matplotlib (pip install 'fastbp[bench]')"
+    return None
+
+
 def main(args: argparse.Namespace, out=None) -> int:
-    """Dispatch target for ``fastbp bench``: fills the defaults (``--quick``'s or the full run's), then runs."""
+    """Dispatch target for ``fastbp bench``: fills the defaults (``--quick``'s or the full run's), then runs.
+
+    A bad ``--json``/``--plot`` path is one line on stderr and exit status 2, before anything runs.
+    """
+    problem = _usage_problem(args)
+    if problem:
+        print(f"fastbp bench: error: {problem}", file=sys.stderr)
+        return 2
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -71,6 +71,15 @@ def test_bad_arguments_exit_2_with_one_line(argv, fragment, capsys):
     assert len(err.strip().splitlines()) == 1 and fragment in err
 
 
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_unwritable_output_is_one_line_and_exit_2_before_running(option, tmp_path, capsys):
+    path = str(tmp_path / "no-such-folder" / "out")
+    assert main(["bench", "--quick", *FASTBP_ONLY, option, path]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing ran
+    assert len(captured.err.strip().splitlines()) == 1 and option in captured.err
+
+
 def test_json_and_plot(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     js, png = tmp_path / "r.json", tmp_path / "r.png"

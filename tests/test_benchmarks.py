@@ -4,7 +4,10 @@ In the normal test run (``--benchmark-disable`` is in pyproject's addopts) each
 benchmark runs once, as a smoke test whose result is checked against the other
 implementation.  To time them::
 
-    python -m pytest tests/test_benchmarks.py --benchmark-only
+    python -m pytest tests/test_benchmarks.py --benchmark-enable --benchmark-only
+
+(``--benchmark-enable`` overrides the ``--benchmark-disable`` in addopts; pytest-benchmark
+refuses ``--benchmark-only`` alone next to it.)
 
 (add ``--benchmark-compare`` / ``--benchmark-autosave`` to keep and compare runs).
 """
