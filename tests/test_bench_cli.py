@@ -138,3 +138,15 @@ def test_ratio_is_numba_over_peer():
     row = bench.Row(PEER_CASES[0], rates={"numba": 300.0, "torch": 100.0, "jax": None})
     assert row.ratio("torch") == 3.0 and row.ratio("jax") is None and row.ratio("sklearn") is None
     assert row.gflops() == pytest.approx(300.0 * PEER_CASES[0].flops_per_example / 1e9)
+
+
+def test_compare_peers_script_is_fastbp_bench():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_peers.py"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--systems", "numba", "--sizes", "2-4-1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [r[0] for r in _table_rows(proc.stdout)] == [
+        "2-4-1 tanh/sigmoid b=1", "2-4-1 tanh/sigmoid b=4", "2-4-1 relu/sigmoid b=1"]

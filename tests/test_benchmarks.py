@@ -6,10 +6,9 @@ implementation.  To time them::
 
     python -m pytest tests/test_benchmarks.py --benchmark-enable --benchmark-only
 
-(``--benchmark-enable`` overrides the ``--benchmark-disable`` in addopts; pytest-benchmark
-refuses ``--benchmark-only`` alone next to it.)
-
-(add ``--benchmark-compare`` / ``--benchmark-autosave`` to keep and compare runs).
+``--benchmark-enable`` overrides the ``--benchmark-disable`` in addopts (pytest-benchmark
+refuses ``--benchmark-only`` alone next to it); add ``--benchmark-autosave`` and
+``--benchmark-compare`` to keep runs and compare them.
 """
 
 from __future__ import annotations
