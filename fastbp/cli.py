@@ -1,4 +1,5 @@
-"""The ``fastbp`` command line: ``fastbp train`` trains the seed's network on bundled data."""
+"""The ``fastbp`` command line: ``fastbp train`` trains the seed's network on bundled data;
+``fastbp bench`` compares training speed with the peers (:mod:`fastbp.bench`)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained network (load it with fastbp.load)")
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss and test-score curves (needs matplotlib)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary (no progress bar, no per-epoch lines)")
+    from .bench import add_parser as add_bench_parser  # stdlib + numpy only; peers load lazily
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -269,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return train(args)
+        if args.command == "bench":
+            from . import bench
+
+            return bench.main(args)
     except (_UsageError, DataError) as exc:
         parser.exit(2, f"fastbp {args.command}: error: {exc}\n")
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -1,0 +1,1 @@
+"""fastbp's airspeed velocity (asv) suite; see ``asv.conf.json`` and docs/performance.md."""

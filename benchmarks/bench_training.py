@@ -1,0 +1,128 @@
+"""Training benchmarks: one epoch, forward, gradients, throughput, speed-up, memory.
+
+Parameters (``param_names``): network ``size`` (see :data:`common.SIZES`), ``dtype``,
+``backend`` (``numba`` kernels or ``numpy`` reference) and ``batch`` (examples per
+update: 1 is per-example SGD, ``full`` the whole epoch).  Every ``setup`` warms the
+JIT on a 2-example input first, so no ``time_*`` includes compile time (that is
+measured apart, in :mod:`bench_startup`).
+"""
+
+from __future__ import annotations
+
+from .common import (
+    BACKENDS,
+    BATCHES,
+    DTYPES,
+    M,
+    SIZES,
+    best_seconds,
+    flops_per_example,
+    problem,
+    skip_if_pointless,
+    train_once,
+    warm,
+)
+
+_GRID = (list(SIZES), list(DTYPES), list(BACKENDS), list(BATCHES))
+_GRID_NAMES = ["size", "dtype", "backend", "batch"]
+
+
+class TrainEpoch:
+    """Wall time of one training epoch of ``M[size]`` examples (parameters updated in place)."""
+
+    params = _GRID
+    param_names = _GRID_NAMES
+
+    def setup(self, size, dtype, backend, batch):
+        skip_if_pointless(size, backend, batch)
+        warm(size, dtype)
+        self.p = problem(size, dtype, batch=batch)
+        self.W, self.b = self.p.copy_params()
+
+    def time_train_epoch(self, size, dtype, backend, batch):
+        train_once(backend, self.p, self.W, self.b)
+
+
+class Throughput:
+    """Training throughput: examples/s and GFLOP/s (6 · Σ n_l n_{l−1} flops per example), best of 3 epochs."""
+
+    params = _GRID
+    param_names = _GRID_NAMES
+
+    def setup(self, size, dtype, backend, batch):
+        TrainEpoch.setup(self, size, dtype, backend, batch)
+        self.seconds = best_seconds(lambda: train_once(backend, self.p, self.W, self.b))
+
+    def track_examples_per_second(self, size, dtype, backend, batch):
+        return M[size] / self.seconds
+
+    track_examples_per_second.unit = "examples/s"
+
+    def track_gflops(self, size, dtype, backend, batch):
+        return M[size] * flops_per_example(SIZES[size]) / self.seconds / 1e9
+
+    track_gflops.unit = "GFLOP/s"
+
+
+class SpeedUp:
+    """numba/numpy speed-up of one epoch, both measured in this process, interleaved, best of 3."""
+
+    params = (list(SIZES), list(DTYPES), list(BATCHES))
+    param_names = ["size", "dtype", "batch"]
+
+    def setup(self, size, dtype, batch):
+        warm(size, dtype)
+        self.p = problem(size, dtype, batch=batch)
+        self.params_by_backend = {name: self.p.copy_params() for name in BACKENDS}
+
+    def track_numba_over_numpy(self, size, dtype, batch):
+        best = {name: float("inf") for name in BACKENDS}
+        for _ in range(3):  # interleaved: a noisy neighbour hurts both sides alike
+            for name, (W, b) in self.params_by_backend.items():
+                best[name] = min(best[name], best_seconds(lambda: train_once(name, self.p, W, b), 1))
+        return best["numpy"] / best["numba"]
+
+    track_numba_over_numpy.unit = "ratio"
+
+
+class Forward:
+    """One forward pass over ``M[size]`` examples."""
+
+    params = (list(SIZES), list(DTYPES), list(BACKENDS))
+    param_names = ["size", "dtype", "backend"]
+
+    def setup(self, size, dtype, backend):
+        warm(size, dtype)
+        self.p = problem(size, dtype)
+        self.impl = BACKENDS[backend]
+
+    def time_forward(self, size, dtype, backend):
+        self.impl.forward(self.p.weights, self.p.biases, self.p.X, self.p.activation, self.p.output)
+
+    def time_gradients(self, size, dtype, backend):
+        self.impl.gradients(self.p.weights, self.p.biases, self.p.X, self.p.Y, self.p.activation, self.p.output)
+
+
+class Memory:
+    """Peak memory of training 64-64-10 on m examples.
+
+    ``peakmem_data`` is the process with the data built and nothing run (the
+    baseline); ``peakmem_train_epoch`` adds one epoch.  Their difference is what
+    training costs beyond the data: for the numba kernels it stays the same
+    whatever m (workspaces are per network, not per example); the NumPy
+    reference at ``full`` batch holds m × n activations, so there it grows.
+    """
+
+    params = ([2_000, 20_000], list(BACKENDS), ["32", "full"])
+    param_names = ["m", "backend", "batch"]
+
+    def setup(self, m, backend, batch):
+        warm("64-64-10", "float64")
+        self.p = problem("64-64-10", "float64", m=m, batch=batch)
+        self.W, self.b = self.p.copy_params()
+
+    def peakmem_data(self, m, backend, batch):
+        pass
+
+    def peakmem_train_epoch(self, m, backend, batch):
+        train_once(backend, self.p, self.W, self.b)

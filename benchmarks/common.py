@@ -1,0 +1,123 @@
+"""Shared pieces of the asv suite: network sizes, seeded data makers, JIT warm-up, flop counts.
+
+In the style of numpy's and scipy's ``benchmarks/benchmarks/common.py``: small,
+seeded, with one small timing helper for the ``track_*`` benchmarks.  The data come from
+:func:`fastbp.testing.make_problem` / :func:`fastbp.testing.make_targets`, the
+same makers the agreement tests use.
+
+BLAS is limited to one thread here (threadpoolctl, a dependency of
+scikit-learn), so the NumPy reference and the Numba kernels are both measured
+on one core and the numba/numpy ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastbp import kernels, reference
+from fastbp.testing import make_problem, make_targets
+
+try:  # one BLAS thread for every benchmark (the Numba kernels are single-threaded)
+    from threadpoolctl import threadpool_limits
+
+    _BLAS_LIMIT = threadpool_limits(limits=1)
+except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+    _BLAS_LIMIT = None
+
+#: Network sizes by name (asv parameter values must be printable and stable).
+SIZES: dict[str, list[int]] = {
+    "2-4-1": [2, 4, 1],
+    "64-32-1": [64, 32, 1],
+    "64-64-10": [64, 64, 10],
+    "784-128-10": [784, 128, 10],
+    "256-256-10": [256, 256, 10],
+}
+
+#: Examples per epoch for each size, chosen so one numba epoch at batch 1 takes
+#: roughly 5-20 ms on one core (the whole ``--quick`` suite must stay under 5 min on 2 cores).
+M: dict[str, int] = {
+    "2-4-1": 4096,
+    "64-32-1": 2048,
+    "64-64-10": 1024,
+    "784-128-10": 256,
+    "256-256-10": 256,
+}
+
+#: Training modes: examples per update ("full" = the whole epoch in one batch).
+BATCHES: dict[str, int | None] = {"1": 1, "32": 32, "256": 256, "full": None}
+
+DTYPES = ("float64", "float32")
+BACKENDS: dict[str, object] = {"numba": kernels, "numpy": reference}
+
+#: The big networks: the NumPy reference at batch 1 spends its time in Python
+#: overhead per example there (a few thousand examples/s), which tells nothing
+#: the small networks do not already tell; those combinations are skipped.
+BIG = ("784-128-10", "256-256-10")
+
+LEARNING_RATE = 0.01  # small enough that repeated epochs never diverge
+
+
+def flops_per_example(sizes) -> int:
+    """Flops of one training step per example: 6 · Σ n_l · n_{l−1}.
+
+    2 per multiply-add for the forward product W[l] A[l−1], the same for
+    W[l]ᵀ dZ[l] and for dZ[l] A[l−1]ᵀ (biases and activations not counted).
+    """
+    return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def skip_if_pointless(size: str, backend: str, batch: str) -> None:
+    """Raise ``NotImplementedError`` (asv's "skip this combination") for pointlessly slow ones."""
+    if backend == "numpy" and batch == "1" and size in BIG:
+        raise NotImplementedError("numpy reference at batch 1 on a big network: Python overhead only")
+
+
+def problem(size: str, dtype: str = "float64", m: int | None = None, batch: str = "1",
+            activation: str = "tanh", output: str = "sigmoid", seed: int = 0):
+    """A seeded :class:`fastbp.testing.Problem` for one benchmark combination."""
+    return make_problem(
+        SIZES[size],
+        dtype=np.dtype(dtype),
+        activation=activation,
+        output=output,
+        m=M[size] if m is None else m,
+        seed=seed,
+        batch_size=BATCHES[batch],
+        learning_rate=LEARNING_RATE,
+        shuffle=True,
+    )
+
+
+def targets(m: int, n_y: int, output: str = "sigmoid", seed: int = 0) -> np.ndarray:
+    """Seeded targets for ``output`` (a thin wrapper of :func:`fastbp.testing.make_targets`)."""
+    return make_targets(np.random.default_rng(seed), m, n_y, output)
+
+
+def warm(size: str, dtype: str, activation: str = "tanh", output: str = "sigmoid") -> None:
+    """Compile (or load from Numba's cache) every kernel a benchmark calls, on a 2-example input.
+
+    Called in ``setup`` so that no ``time_*`` ever includes compile time.
+    """
+    p = problem(size, dtype, m=2, activation=activation, output=output)
+    W, b = p.copy_params()
+    kernels.train_epoch(W, b, p.X, p.Y, LEARNING_RATE, 1, None, activation, output)
+    kernels.forward(W, b, p.X, activation, output)
+    kernels.gradients(W, b, p.X, p.Y, activation, output)
+
+
+def train_once(backend: str, p, W, b) -> float:
+    """One epoch of ``p`` on the parameters W, b (changed in place) through the public API."""
+    return BACKENDS[backend].train_epoch(W, b, p.X, p.Y, p.learning_rate, p.batch_size, p.order,
+                                         p.activation, p.output)
+
+
+def best_seconds(func, repeat: int = 3) -> float:
+    """The shortest of ``repeat`` wall times of ``func()`` (for ``track_*`` throughput)."""
+    import time
+
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -1,0 +1,658 @@
+"""``fastbp bench``: train the same networks, data and hyperparameters in fastbp and its peers.
+
+Every system trains the same network (the same initial W[l], b[l]) on the same
+seeded data with the same learning rate, batch size and visiting order (no
+shuffling), for one epoch at a time; each system is warmed up first (JIT
+compilation, caches) and then timed ``repeats`` times, the systems interleaved
+so that a noisy neighbour slows them all alike.  The table gives each system's
+best examples/s and fastbp's (numba) ratio to it.
+
+Systems (peers are optional; a missing one is a skipped column with a note):
+
+* ``numba``:   :func:`fastbp.kernels.train_epoch` (the public API, whatever the kernels currently are)
+* ``numpy``:   :func:`fastbp.reference.train_epoch`, the NumPy reference
+* ``jax``:     ``jax.jit`` of a ``lax.scan`` over the batches (per-example SGD: batches of one)
+* ``torch``:   PyTorch eager, ``nn.Linear`` + autograd + ``optim.SGD``, one batch per step
+* ``sklearn``: ``MLPClassifier(solver="sgd", momentum=0, alpha=0, shuffle=False)``, one
+  ``partial_fit`` per epoch
+
+Threads: one for every system, set explicitly (numba's thread count, BLAS through
+threadpoolctl, ``torch.set_num_threads(1)``, ``XLA_FLAGS``); the run reports them.
+It also measures this core's BLAS matmul peak (same dtype, one thread) and
+reports fastbp's GFLOP/s (6 · Σ n_l n_{l−1} flops per example) as a fraction of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+#: Every system ``fastbp bench`` knows, in table order.
+SYSTEMS: tuple[str, ...] = ("numba", "numpy", "jax", "torch", "sklearn")
+PEERS: tuple[str, ...] = ("jax", "torch", "sklearn")
+DEFAULT_SIZES: tuple[str, ...] = ("2-4-1", "64-32-1", "64-64-10", "784-128-10", "256-256-10")
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+_BLAS_LIMIT = None  # threadpoolctl's limit, set by set_one_thread
+
+
+# ============================================================== the workload
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the table: a network, a training mode and the data size."""
+
+    sizes: tuple[int, ...]
+    activation: str = "tanh"
+    output: str = "sigmoid"
+    batch_size: int | None = 1  # None: full batch
+    m: int = 1024
+    dtype: str = "float32"
+    learning_rate: float = 0.01
+
+    @property
+    def name(self) -> str:
+        return "-".join(map(str, self.sizes))
+
+    @property
+    def batch(self) -> int:
+        return self.m if self.batch_size is None else self.batch_size
+
+    @property
+    def label(self) -> str:
+        bs = "full" if self.batch_size is None else str(self.batch_size)
+        return f"{self.name} {self.activation}/{self.output} b={bs}"
+
+    @property
+    def flops_per_example(self) -> int:
+        """6 · Σ n_l · n_{l−1}: forward, backward and weight-gradient products of one training step."""
+        return 6 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+
+@dataclass
+class Data:
+    """What every system starts from: the same weights, biases, X, Y (and integer labels for softmax)."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    X: np.ndarray
+    Y: np.ndarray
+    labels: np.ndarray | None
+
+
+def make_data(case: Case, seed: int = 0) -> Data:
+    """Seeded data for ``case``, from :func:`fastbp.testing.make_problem`."""
+    from .testing import make_problem
+
+    p = make_problem(list(case.sizes), dtype=np.dtype(case.dtype), activation=case.activation,
+                     output=case.output, m=case.m, seed=seed, batch_size=case.batch_size,
+                     learning_rate=case.learning_rate, shuffle=False)
+    labels = p.Y.argmax(axis=1).astype(np.int64) if case.output == "softmax" else None
+    return Data(p.weights, p.biases, p.X, p.Y, labels)
+
+
+class Skip(Exception):
+    """A system cannot run this case (not installed, or the case is outside what it can do)."""
+
+
+# ============================================================ the systems
+# Each maker returns ``epoch()``: one full pass over the data, parameters updated in place.
+
+
+def _fastbp(backend: str) -> Callable[[Case, Data], Callable[[], object]]:
+    def make(case: Case, d: Data):
+        from . import kernels, reference
+
+        impl = kernels if backend == "numba" else reference
+        W, b = [w.copy() for w in d.weights], [x.copy() for x in d.biases]
+        return lambda: impl.train_epoch(W, b, d.X, d.Y, case.learning_rate, case.batch_size, None,
+                                        case.activation, case.output)
+
+    return make
+
+
+def _jax(case: Case, d: Data):
+    try:
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+    except ImportError as exc:
+        raise Skip(f"jax not installed ({exc.name})") from None
+    if case.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    bs = case.batch
+    n_batches = case.m // bs
+    if n_batches * bs != case.m:
+        raise Skip(f"m={case.m} is not a multiple of the batch size {bs}")
+    g = {"tanh": jnp.tanh, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}.get(case.activation)
+    if g is None:
+        raise Skip(f"activation {case.activation!r} not wired for jax")
+    lr = case.learning_rate
+
+    def cost(params, x, y):
+        a = x
+        for W, b in params[:-1]:
+            a = g(a @ W.T + b)
+        W, b = params[-1]
+        z = a @ W.T + b
+        if case.output == "sigmoid":  # binary cross-entropy from the logit, summed over outputs
+            per = jnp.sum(jnp.maximum(z, 0) - y * z + jnp.log1p(jnp.exp(-jnp.abs(z))), axis=1)
+        else:  # softmax cross-entropy via log-sum-exp
+            per = jax.nn.logsumexp(z, axis=1) - jnp.sum(y * z, axis=1)
+        return jnp.mean(per)
+
+    def step(params, batch):
+        x, y = batch
+        J, grads = jax.value_and_grad(cost)(params, x, y)
+        return jax.tree_util.tree_map(lambda p, gr: p - lr * gr, params, grads), J
+
+    @jax.jit
+    def epoch(params, Xb, Yb):
+        params, costs = lax.scan(step, params, (Xb, Yb))
+        return params, jnp.mean(costs)
+
+    Xb = jnp.asarray(d.X.reshape(n_batches, bs, -1))
+    Yb = jnp.asarray(d.Y.reshape(n_batches, bs, -1))
+    state = {"params": [(jnp.asarray(W), jnp.asarray(b)) for W, b in zip(d.weights, d.biases)]}
+
+    def run():
+        state["params"], J = epoch(state["params"], Xb, Yb)
+        return float(J)  # blocks until the epoch is done
+
+    return run
+
+
+def _torch(case: Case, d: Data):
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError as exc:
+        raise Skip(f"torch not installed ({exc.name})") from None
+    acts = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid}
+    if case.activation not in acts:
+        raise Skip(f"activation {case.activation!r} not wired for torch")
+    dtype = getattr(torch, case.dtype)
+    layers: list = []
+    for l, (W, b) in enumerate(zip(d.weights, d.biases)):
+        lin = torch.nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(W))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if l < len(d.weights) - 1:
+            layers.append(acts[case.activation]())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=case.learning_rate, momentum=0.0)
+    X = torch.from_numpy(d.X)
+    Y = torch.from_numpy(d.Y)
+    labels = torch.from_numpy(d.labels) if d.labels is not None else None
+    bs, m = case.batch, case.m
+
+    def run():
+        total = 0.0
+        for start in range(0, m, bs):
+            stop = min(start + bs, m)
+            opt.zero_grad(set_to_none=True)
+            z = model(X[start:stop])
+            if case.output == "sigmoid":  # BCE summed over outputs, mean over the batch (as fastbp)
+                J = F.binary_cross_entropy_with_logits(z, Y[start:stop], reduction="sum") / (stop - start)
+            else:
+                J = F.cross_entropy(z, labels[start:stop])
+            J.backward()
+            opt.step()
+            total += J.item() * (stop - start)
+        return total / m
+
+    return run
+
+
+def _sklearn(case: Case, d: Data):
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError as exc:  # pragma: no cover - scikit-learn is a fastbp dependency
+        raise Skip(f"scikit-learn not installed ({exc.name})") from None
+    if case.activation not in ("tanh", "relu", "logistic", "identity"):
+        raise Skip(f"activation {case.activation!r} not in scikit-learn")
+    import warnings
+
+    clf = MLPClassifier(hidden_layer_sizes=case.sizes[1:-1], activation=case.activation, solver="sgd",
+                        alpha=0.0, batch_size=case.batch, learning_rate="constant",
+                        learning_rate_init=case.learning_rate, momentum=0.0, nesterovs_momentum=False,
+                        max_iter=1, shuffle=False, early_stopping=False, tol=0.0, random_state=0)
+    # softmax output: integer labels; sigmoid output: a 0/1 indicator matrix (multilabel → logistic
+    # units with binary cross-entropy summed over outputs), or 1-D labels for one output.
+    if case.output == "softmax":
+        y = d.labels
+        if case.sizes[-1] < 3:
+            raise Skip("scikit-learn uses a logistic unit, not softmax, for 2 classes")
+    elif case.output == "sigmoid":
+        y = d.Y[:, 0].astype(np.int64) if case.sizes[-1] == 1 else d.Y.astype(np.int64)
+    else:
+        raise Skip(f"output {case.output!r} is MLPRegressor's, not compared")
+    # What unique_labels(y) gives: 0/1 for one logistic output, else class or column indices.
+    classes = np.array([0, 1]) if case.output == "sigmoid" and y.ndim == 1 else np.arange(case.sizes[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.partial_fit(d.X[:1], y[:1], classes=classes)  # builds the layers; replaced just below
+    # Start from fastbp's initial parameters (scikit-learn stores W[l]ᵀ, shape n_{l−1} × n_l).
+    clf.coefs_ = [np.ascontiguousarray(W.T) for W in d.weights]
+    clf.intercepts_ = [b.copy() for b in d.biases]
+    if [c.shape for c in clf.coefs_] != [(a, b) for a, b in zip(case.sizes[:-1], case.sizes[1:])]:
+        raise Skip("scikit-learn built a different network shape")  # pragma: no cover
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.partial_fit(d.X, y)
+        return clf.loss_
+
+    return run
+
+
+MAKERS: dict[str, Callable[[Case, Data], Callable[[], object]]] = {
+    "numba": _fastbp("numba"),
+    "numpy": _fastbp("numpy"),
+    "jax": _jax,
+    "torch": _torch,
+    "sklearn": _sklearn,
+}
+
+
+# ============================================================ threads and peak
+
+
+def set_one_thread(systems: Sequence[str]) -> dict[str, str]:
+    """Pin every system in ``systems`` to one thread; returns what each reports now.
+
+    XLA's flags only take effect if set before jax is first imported (this
+    function sets them if jax is not imported yet, and says so otherwise).
+    """
+    threads: dict[str, str] = {}
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+        threads["numba"] = f"{numba.get_num_threads()} (fastbp's kernels are serial)"
+    except Exception as exc:  # pragma: no cover
+        threads["numba"] = f"unknown ({exc})"
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    global _BLAS_LIMIT
+    if _BLAS_LIMIT is None:
+        _BLAS_LIMIT = threadpool_limits(limits=1)  # undone by restore_threads()
+    blas = [f"{i['internal_api']} {i['num_threads']}" + (f" ({i['architecture']})" if i.get("architecture") else "")
+            for i in threadpool_info()]
+    threads["BLAS (numpy, sklearn, torch)"] = ", ".join(blas) or "none found"
+    if "torch" in systems:
+        try:
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
+        else:
+            threads["torch"] = f"{torch.get_num_threads()} intra-op"
+    if "jax" in systems:
+        if "jax" in sys.modules and XLA_ONE_THREAD not in os.environ.get("XLA_FLAGS", ""):
+            threads["jax"] = "jax was imported before fastbp bench: XLA thread flags not applied"
+        else:
+            flags = os.environ.get("XLA_FLAGS", "")
+            if XLA_ONE_THREAD not in flags:
+                os.environ["XLA_FLAGS"] = (flags + " " + XLA_ONE_THREAD).strip()
+            threads["jax"] = f"XLA_FLAGS={os.environ['XLA_FLAGS']}"
+    return threads
+
+
+def restore_threads() -> None:
+    """Give BLAS back the thread counts it had before :func:`set_one_thread`."""
+    global _BLAS_LIMIT
+    if _BLAS_LIMIT is not None:
+        _BLAS_LIMIT.restore_original_limits()
+        _BLAS_LIMIT = None
+
+
+def blas_peak_gflops(dtype: str, n: int = 512, repeats: int = 5) -> float:
+    """This core's measured matmul peak: best GFLOP/s of an n×n @ n×n product (2n³ flops), one BLAS thread."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(n, n)).astype(dtype)
+    B = rng.normal(size=(n, n)).astype(dtype)
+    A @ B  # first call: page faults, thread start-up
+    best = min(_seconds(lambda: A @ B) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _seconds(func: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    func()
+    return time.perf_counter() - t0
+
+
+# ============================================================== the run
+
+
+@dataclass
+class Row:
+    """One case's results: best examples/s per system (``None``: skipped, see ``notes``)."""
+
+    case: Case
+    rates: dict[str, float | None] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def ratio(self, system: str) -> float | None:
+        """fastbp numba's examples/s over ``system``'s (> 1: fastbp is faster)."""
+        mine, theirs = self.rates.get("numba"), self.rates.get(system)
+        if not mine or not theirs:
+            return None
+        return mine / theirs
+
+    def gflops(self, system: str = "numba") -> float | None:
+        rate = self.rates.get(system)
+        return None if rate is None else rate * self.case.flops_per_example / 1e9
+
+
+def run_case(case: Case, systems: Sequence[str], repeats: int = 3, seed: int = 0) -> Row:
+    """Train ``case`` in every system: a warm-up epoch each, then ``repeats`` interleaved timed epochs."""
+    d = make_data(case, seed)
+    row = Row(case)
+    epochs: dict[str, Callable[[], object]] = {}
+    for name in systems:
+        try:
+            epochs[name] = MAKERS[name](case, d)
+            epochs[name]()  # warm-up: JIT compilation, caches, first-touch of the data
+        except Skip as exc:
+            row.rates[name], row.notes[name] = None, str(exc)
+    best = {name: math.inf for name in epochs}
+    for _ in range(repeats):
+        for name, epoch in epochs.items():
+            best[name] = min(best[name], _seconds(epoch))
+    for name, seconds in best.items():
+        row.rates[name] = case.m / seconds
+    return row
+
+
+def build_cases(sizes: Sequence[str], activations: Sequence[str], outputs: Sequence[str],
+                batch_sizes: Sequence[int | None], examples: int | None, dtype: str,
+                learning_rate: float) -> list[Case]:
+    """The table's rows for each size: the headline (first activation and output) at every
+    batch size, then each other activation and each other output at the first batch size."""
+    cases = []
+    finite = [b for b in batch_sizes if b is not None]
+    for name in sizes:
+        layer_sizes = tuple(int(x) for x in name.split("-"))
+        m = examples if examples is not None else _default_m(layer_sizes)
+        step = math.lcm(*finite) if finite else 1
+        m = max(step, (m // step) * step)  # a whole number of batches for every batch size (JAX's scan)
+        base = dict(sizes=layer_sizes, m=m, dtype=dtype, learning_rate=learning_rate)
+        variants = [(activations[0], outputs[0], b) for b in batch_sizes]
+        variants += [(a, outputs[0], batch_sizes[0]) for a in activations[1:]]
+        variants += [(activations[0], o, batch_sizes[0]) for o in outputs[1:]]
+        for act, out, bs in variants:
+            if out == "softmax" and layer_sizes[-1] < 2:
+                continue  # softmax over one output is constant: no row
+            cases.append(Case(activation=act, output=out, batch_size=bs, **base))
+    return cases
+
+
+def _default_m(layer_sizes: Sequence[int]) -> int:
+    """Examples per epoch: 1024 for small networks, 512 for those over 10⁵ flops per example.
+
+    Enough for an epoch of the slowest per-example peers (~5-10k examples/s)
+    to take 0.05-0.2 s: long enough to time, short enough for 25 rows × 5 systems.
+    """
+    f = 6 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return 1024 if f < 100_000 else 512
+
+
+def format_table(rows: Sequence[Row], systems: Sequence[str], peak: float | None) -> str:
+    """A Markdown table: examples/s per system, fastbp's ratio to each, GFLOP/s and % of BLAS peak."""
+    head = ["case", "m"] + [f"{s} ex/s" for s in systems]
+    head += [f"numba/{s}" for s in systems if s != "numba"]
+    if "numba" in systems:
+        head += ["numba GFLOP/s", "% of BLAS peak"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row.case.label, str(row.case.m)]
+        cells += ["skipped" if row.rates.get(s) is None else f"{row.rates[s]:,.0f}" for s in systems]
+        for s in systems:
+            if s != "numba":
+                r = row.ratio(s)
+                cells.append("–" if r is None else f"{r:.2f}×")
+        if "numba" in systems:
+            gf = row.gflops("numba")
+            cells.append("–" if gf is None else f"{gf:.3f}")
+            cells.append("–" if gf is None or not peak else f"{100 * gf / peak:.2g}%")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, out=None) -> int:
+    """``fastbp bench``: run every case, print the table, optionally save JSON and a plot."""
+    out = sys.stdout if out is None else out
+    systems = list(dict.fromkeys(args.systems))
+    threads = set_one_thread(systems)
+    try:
+        return _run(args, systems, threads, out)
+    finally:
+        restore_threads()
+
+
+def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], out) -> int:
+    cases = build_cases(args.sizes, args.activation, args.output, args.batch_sizes, args.examples,
+                        args.dtype, args.learning_rate)
+    peak = blas_peak_gflops(args.dtype) if "numba" in systems else None
+    print(f"fastbp bench: {len(cases)} cases × {len(systems)} systems, dtype={args.dtype}, "
+          f"α={args.learning_rate}, {args.repeats} interleaved repeats (best kept), no shuffling", file=out)
+    print(f"  CPU: {_cpu_model()}  ({os.cpu_count()} logical CPUs); Python {platform.python_version()}", file=out)
+    for key, value in threads.items():
+        print(f"  threads: {key}: {value}", file=out)
+    if peak is not None:
+        print(f"  BLAS matmul peak ({args.dtype}, 1 thread, 512×512): {peak:.2f} GFLOP/s"
+              + ("  [OPENBLAS_CORETYPE is set: unset it for the real peak]" if "OPENBLAS_CORETYPE" in os.environ else ""),
+              file=out)
+    rows = []
+    for i, case in enumerate(cases, 1):
+        rows.append(run_case(case, systems, args.repeats, args.seed))
+        if args.progress:
+            print(f"  [{i}/{len(cases)}] {case.label}", file=sys.stderr)
+    print(format_table(rows, systems, peak), file=out)
+    notes = sorted({f"{s}: {n}" for row in rows for s, n in row.notes.items()})
+    for note in notes:
+        print(f"  skipped: {note}", file=out)
+    versions = _versions(systems)
+    print("  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), file=out)
+    if args.json:
+        payload = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu_model(),
+            "threads": threads, "blas_peak_gflops": peak, "versions": versions, "systems": systems,
+            "rows": [dict(case=asdict(r.case), label=r.case.label, rates=r.rates, notes=r.notes) for r in rows],
+        }
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=1)
+    if args.plot:
+        plot(rows, systems, args.plot)
+    return 0
+
+
+def plot(rows: Sequence[Row], systems: Sequence[str], path: str) -> None:
+    """Examples/s against network size, one line per system, one panel per batch size.
+
+    Only the headline rows (the first activation and output) are drawn; networks are
+    placed in order of flops per example, equally spaced.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("nothing to plot: no rows")
+    act, out = rows[0].case.activation, rows[0].case.output
+    head = [r for r in rows if (r.case.activation, r.case.output) == (act, out)]
+    batches = list(dict.fromkeys(r.case.batch_size for r in head))
+    names = [n for _, n in sorted({(r.case.flops_per_example, r.case.name) for r in head})]
+    fig, axes = plt.subplots(1, len(batches), figsize=(3.4 * len(batches) + 0.6, 3.6), dpi=80,
+                             sharey=True, squeeze=False)
+    for ax, bs in zip(axes[0], batches):
+        for s in systems:
+            pts = sorted((names.index(r.case.name), r.rates[s]) for r in head
+                         if r.case.batch_size == bs and r.rates.get(s))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=s)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
+        ax.set_title(f"batch {bs or 'full'}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("examples / s (1 thread)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Training throughput, {act} hidden / {out} output, {rows[0].case.dtype}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover
+        pass
+    return platform.processor() or "unknown"
+
+
+def _versions(systems: Sequence[str]) -> dict[str, str]:
+    from importlib import metadata
+
+    names = {"numba": "numba", "numpy": "numpy", "jax": "jax", "torch": "torch", "sklearn": "scikit-learn"}
+    out = {"fastbp": metadata.version("fastbp")} if _installed("fastbp") else {}
+    for s in systems:
+        if _installed(names[s]):
+            out[names[s]] = metadata.version(names[s])
+    return out
+
+
+def _installed(dist: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+# ============================================================== the CLI
+
+
+def _size(text: str) -> str:
+    parts = text.split("-")
+    if len(parts) < 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected layer sizes like 64-32-1, got {text!r}")
+    return text
+
+
+def _batch(text: str) -> int | None:
+    if text.lower() == "full":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'full', got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``bench`` to ``fastbp``'s subcommands (``subparsers`` from ``add_subparsers``)."""
+    p = subparsers.add_parser(
+        "bench",
+        help="compare training speed with JAX, PyTorch and scikit-learn on the same networks and data",
+        description=(
+            "Train the same networks, data and hyperparameters in fastbp (numba kernels, numpy "
+            "reference) and its peers (JAX, PyTorch, scikit-learn: optional, skipped if missing), "
+            "one thread each, and print examples/s and fastbp's ratio to each. Rows per size: "
+            "the first activation/output at every batch size, then the other activations and outputs "
+            "at the first batch size."
+        ),
+    )
+    p.add_argument("--sizes", type=_size, nargs="+", default=None,
+                   help=f"networks as layer sizes n0-n1-...-nL (default: {' '.join(DEFAULT_SIZES)})")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
+    p.add_argument("--batch-sizes", type=_batch, nargs="+", default=None,
+                   help="examples per update, or 'full' (default: 1 32 256)")
+    p.add_argument("--activation", nargs="+", choices=["tanh", "relu", "sigmoid"], default=["tanh", "relu"],
+                   help="hidden activations; the first is the headline (default: tanh relu)")
+    p.add_argument("--output", nargs="+", choices=["sigmoid", "softmax"], default=["sigmoid", "softmax"],
+                   help="output layers; the first is the headline (default: sigmoid softmax)")
+    p.add_argument("--examples", type=_positive, default=None,
+                   help="examples per epoch (default: 256 to 2048 by network size; rounded to whole batches)")
+    p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
+                   help="systems to run (default: all; missing peers are skipped with a note)")
+    p.add_argument("--learning-rate", type=_rate, default=0.01, help="α, the same for every system (default: 0.01)")
+    p.add_argument("--repeats", type=_positive, default=None, help="timed epochs per system, best kept (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default: 0)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: sizes 2-4-1 and 8-8-2, batch 1 and 4, 64 examples, 1 repeat "
+                        "(options given explicitly still apply)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--plot", metavar="PNG", help="also plot examples/s against network size (matplotlib)")
+    p.add_argument("--progress", action="store_true", help="print each case as it finishes, on stderr")
+    return p
+
+
+#: What ``--quick`` changes, for the options not given explicitly.
+QUICK = {"sizes": ["2-4-1", "8-8-2"], "batch_sizes": [1, 4], "examples": 64, "repeats": 1}
+DEFAULTS = {"sizes": list(DEFAULT_SIZES), "batch_sizes": [1, 32, 256], "examples": None, "repeats": 3}
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``--json``/``--plot`` (found before any training), or None."""
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                return f"argument {option}: cannot write {path!r} (no such folder, or not writable)"
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return "argument --plot: needs matplotlib (pip install 'fastbp[bench]')"
+    return None
+
+
+def main(args: argparse.Namespace, out=None) -> int:
+    """Dispatch target for ``fastbp bench``: fills the defaults (``--quick``'s or the full run's), then runs.
+
+    A bad ``--json``/``--plot`` path is one line on stderr and exit status 2, before anything runs.
+    """
+    problem = _usage_problem(args)
+    if problem:
+        print(f"fastbp bench: error: {problem}", file=sys.stderr)
+        return 2
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return run(args, out)
