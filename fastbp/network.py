@@ -89,9 +89,7 @@ class MLP:
         self._out = get_output(output)
         self.output: str = "sigmoid" if output.lower() == "logistic" else output.lower()
         self.dtype: np.dtype = v.check_dtype(dtype)
-        if seed is not None and not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an integer or None, got {type(seed).__name__}")
-        self.seed = seed
+        self.seed = v.check_seed(seed)
         self.rng = np.random.default_rng(seed)
         self._layout = Layout(self.layer_sizes)
         self.params: np.ndarray = np.zeros(self._layout.n_params, dtype=self.dtype)
@@ -220,8 +218,8 @@ class MLP:
         lr = v.check_positive_float(learning_rate, "learning_rate")
         m = X.shape[0]
         bs = v.check_batch_size(batch_size, m)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        shuffle = v.check_bool(shuffle, "shuffle")
+        v.check_callback(callback)
         history = History(n_examples=m)
         for epoch in range(epochs):
             order = self.rng.permutation(m) if shuffle else np.arange(m)
