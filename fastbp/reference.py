@@ -55,10 +55,14 @@ def _backward(weights, X, Y, Z, A, g):
     dW = [None] * L
     db = [None] * L
     dZ[L - 1] = A[L - 1] - Y  # dZ[L] = A[L] − Y
+    scale = X.dtype.type(1) / X.dtype.type(m)
     for l in range(L - 1, -1, -1):
         A_prev = X if l == 0 else A[l - 1]
-        dW[l] = dZ[l].T @ A_prev / X.dtype.type(m)  # dW[l] = (1/m) dZ[l] A[l−1]ᵀ
-        db[l] = dZ[l].sum(axis=0) / X.dtype.type(m)  # db[l] = (1/m) Σ_i dZ[l]
+        # Scale by 1/m before summing over examples (as the kernels do): a sum of m
+        # large dZ could overflow where their mean does not.
+        dZm = dZ[l] * scale
+        dW[l] = dZm.T @ A_prev  # dW[l] = (1/m) dZ[l] A[l−1]ᵀ
+        db[l] = dZm.sum(axis=0)  # db[l] = (1/m) Σ_i dZ[l]
         if l > 0:
             dA_prev = dZ[l] @ weights[l]  # dA[l−1] = W[l]ᵀ dZ[l]
             dZ[l - 1] = dA_prev * g.derivative(Z[l - 1], A[l - 1])  # dZ[l−1] = dA[l−1] ∗ g'(Z[l−1])
