@@ -5,13 +5,15 @@
   update, training epoch) on your own arrays.
 * :mod:`fastbp.reference`: the same functions in NumPy, vectorised over a batch:
   the oracle the kernels are tested against.
+* :func:`fastbp.load` and :meth:`fastbp.MLP.save`: models in a ``.npz`` file.
 """
 
 from . import kernels, reference
 from .activations import Activation, make_custom
 from .errors import DivergenceError
+from .io import load
 from .network import MLP, History
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "History", "DivergenceError", "Activation", "make_custom", "kernels", "reference", "__version__"]
+__all__ = ["MLP", "History", "DivergenceError", "load", "Activation", "make_custom", "kernels", "reference", "__version__"]

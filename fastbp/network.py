@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -129,6 +130,16 @@ class MLP:
             f"MLP({list(self.layer_sizes)}, activation={self.activation.name!r}, "
             f"output={self.output!r}, dtype={self.dtype.name}, seed={self.seed})"
         )
+
+    def save(self, path) -> "Path":
+        """Save the network to ``path`` (a ``.npz`` file), atomically; see :mod:`fastbp.io`.
+
+        Load it back with :func:`fastbp.load`.  A network with a custom activation
+        cannot be saved (``ValueError``).
+        """
+        from .io import save
+
+        return save(self, path)
 
     # ---------------------------------------------------------------- computation
 
