@@ -88,3 +88,34 @@ def test_training_twice_from_the_same_seed_gives_the_same_bits(backend):
     hist = [n.fit(X, Y, epochs=2, batch_size=3, backend=backend) for n in nets]
     assert nets[0].params.tobytes() == nets[1].params.tobytes()
     assert hist[0].loss == hist[1].loss
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_bits_do_not_depend_on_where_the_workspaces_lie(dtype, output):
+    """Z and A carved from one buffer at every gap (and order): the same bits.
+
+    Regression: the softmax sum shared a loop with a store, so LLVM vectorised it
+    behind a run-time check on how far apart A and Z lay in memory, and with
+    ``reassoc`` the two paths summed in different orders; forward's two
+    back-to-back ``np.empty`` buffers then gave allocator-dependent bits.
+    """
+    from fastbp.kernels import _forward_batch
+    from fastbp.losses import NAMES as OUTPUTS
+    from fastbp.params import Layout
+
+    for n_y in (2, 3, 4, 5, 8, 9, 16, 17):  # around the vector widths
+        layout = Layout([3, n_y])
+        rng = np.random.default_rng(n_y)
+        params = rng.normal(size=layout.n_params).astype(dtype)
+        X = rng.normal(size=(3, 3)).astype(dtype)
+        n = 3 * layout.n_units
+        results = set()
+        for gap in range(-40, 41):
+            buf = np.zeros(3 * n + 200, dtype)
+            Z = buf[100 : 100 + n].reshape(3, -1)
+            start = 100 + n + gap if gap >= 0 else 100 - n + gap + 1  # A after Z, or before it
+            A = buf[start : start + n].reshape(3, -1)
+            _forward_batch(params, layout.sizes, X, 1, OUTPUTS[output], Z, A)
+            results.add(Z.tobytes() + A.tobytes())
+        assert len(results) == 1, f"{n_y} outputs: the bits depend on the gap between Z and A"
