@@ -147,10 +147,12 @@ def as_numeric(a: Any, name: str) -> np.ndarray:
 
 
 def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
-    """A numeric ``arr`` as a finite C-contiguous array of ``dtype`` (refusing NaN, ±inf, overflow).
+    """A numeric ``arr`` as a finite, writeable, C-contiguous array of ``dtype`` (refusing NaN, ±inf, overflow).
 
-    A copy only where needed: an array already C-contiguous and of ``dtype`` is
-    returned as it is (read-only arrays included; kernels only read inputs).
+    A copy only where needed: an array already C-contiguous, writeable and of
+    ``dtype`` is returned as it is.  Read-only arrays are copied although the
+    kernels only read them: Numba types a read-only array differently, so
+    passing it through would compile every kernel a second time (seconds).
     """
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "inf"
@@ -160,6 +162,8 @@ def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray
     narrowed = arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize
     if narrowed and not np.isfinite(out).all():  # e.g. float64 beyond float32's range
         raise ValueError(f"{name} overflows {np.dtype(dtype)} (values too large for the network's dtype)")
+    if not out.flags.writeable:
+        out = out.copy()
     return out
 
 

@@ -483,3 +483,16 @@ def _flatten(result):
     if isinstance(result, (list, tuple)):
         return [leaf for item in result for leaf in _flatten(item)]
     return [np.asarray(result)]
+
+
+def test_read_only_input_does_not_compile_the_kernels_again():
+    """Read-only X is copied: Numba would otherwise compile a second, read-only specialisation."""
+    net = make_net()
+    net.forward(X0)
+    net.fit(X0, Y0, epochs=1)
+    before = {k: len(getattr(kernels.BUILTIN, k).signatures) for k in ("_forward_batch", "_train_epoch")}
+    Xr, Yr = _readonly(X0), _readonly(Y0)
+    net.forward(Xr)
+    net.fit(Xr, Yr, epochs=1)
+    after = {k: len(getattr(kernels.BUILTIN, k).signatures) for k in before}
+    assert after == before
