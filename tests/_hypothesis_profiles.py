@@ -13,11 +13,11 @@ import os
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(
     "ci",
-    max_examples=30,
+    max_examples=50,
     deadline=None,
     derandomize=True,
     print_blob=True,
