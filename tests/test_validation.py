@@ -173,7 +173,6 @@ BAD_FIT = {
     "learning_rate=nan": ({"learning_rate": float("nan")}, ValueError, "learning_rate must be a finite positive"),
     "learning_rate=inf": ({"learning_rate": float("inf")}, ValueError, "learning_rate must be a finite positive"),
     "learning_rate str": ({"learning_rate": "0.1"}, TypeError, "learning_rate must be a positive number"),
-    "learning_rate None": ({"learning_rate": None}, TypeError, "learning_rate must be a positive number"),
     "learning_rate bool": ({"learning_rate": True}, TypeError, "learning_rate must be a positive number"),
     "learning_rate complex": ({"learning_rate": 0.1j}, TypeError, "learning_rate must be a positive number"),
     "batch_size=0": ({"batch_size": 0}, ValueError, "batch_size must be at least 1"),
