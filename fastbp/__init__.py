@@ -8,11 +8,13 @@
 * :mod:`fastbp.optimizers`: momentum/Nesterov SGD and Adam for ``MLP.fit(optimizer=...)``.
 * :class:`fastbp.MLPClassifier`, :class:`fastbp.MLPRegressor`: scikit-learn estimators
   (imported on first use, so ``import fastbp`` does not import scikit-learn).
+* :func:`fastbp.load` and :meth:`fastbp.MLP.save`: models in a ``.npz`` file.
 """
 
 from . import kernels, reference
 from .activations import Activation, make_custom
 from .errors import DivergenceError
+from .io import load
 from .network import MLP, History
 
 __version__ = "0.1.0"
@@ -36,4 +38,4 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["MLP", "MLPClassifier", "MLPRegressor", "optimizers", "History", "DivergenceError", "Activation", "make_custom", "kernels", "reference", "__version__"]
+__all__ = ["MLP", "MLPClassifier", "MLPRegressor", "optimizers", "History", "DivergenceError", "load", "Activation", "make_custom", "kernels", "reference", "__version__"]

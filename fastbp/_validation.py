@@ -50,9 +50,37 @@ def check_layer_sizes(layer_sizes: Any) -> tuple[int, ...]:
 
 
 def check_backend(backend: Any) -> str:
-    if not isinstance(backend, str) or backend not in BACKENDS:
+    """``"numba"`` or ``"numpy"``."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be one of {list(BACKENDS)}, got {type(backend).__name__} {backend!r}")
+    if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     return backend
+
+
+def check_seed(seed: Any) -> int | None:
+    """``None`` (fresh entropy) or an integer ≥ 0 (``numpy.random.default_rng``'s seeds)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a non-negative integer or None, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed}")
+    return int(seed)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``True`` or ``False`` (also NumPy's bools); not 0/1 or strings."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_callback(callback: Any) -> Any:
+    """``None`` or a callable."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    return callback
 
 
 def check_positive_float(value: Any, name: str) -> float:
@@ -91,6 +119,19 @@ def as_float_array(
     NaN and ±inf, the wrong number of dimensions or columns and empty arrays are
     refused.
     """
+    arr = as_numeric(a, name)
+    kind = arr.dtype.kind
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got an array of shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} has no rows (zero examples)")
+    if n_cols is not None and arr.shape[1] != n_cols:
+        raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
+    return finite_contiguous(arr, name, dtype)
+
+
+def as_numeric(a: Any, name: str) -> np.ndarray:
+    """``a`` as a real numeric (bool, integer or float) NumPy array, not yet converted."""
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string")
     try:
@@ -102,19 +143,36 @@ def as_float_array(
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
     if kind not in "biuf":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got an array of shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} has no rows (zero examples)")
-    if n_cols is not None and arr.shape[1] != n_cols:
-        raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
-    if kind == "f" and not np.isfinite(arr).all():
+    return arr
+
+
+def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+    """A numeric ``arr`` as a finite, writeable, C-contiguous array of ``dtype`` (refusing NaN, ±inf, overflow).
+
+    A copy only where needed: an array already C-contiguous, writeable and of
+    ``dtype`` is returned as it is.  Read-only arrays are copied although the
+    kernels only read them: Numba types a read-only array differently, so
+    passing it through would compile every kernel a second time (seconds).
+    """
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "inf"
         raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    if kind == "f" and not np.isfinite(out).all():
+    with np.errstate(over="ignore"):  # an overflow is reported just below
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    narrowed = arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize
+    if narrowed and not np.isfinite(out).all():  # e.g. float64 beyond float32's range
         raise ValueError(f"{name} overflows {np.dtype(dtype)} (values too large for the network's dtype)")
+    if not out.flags.writeable:
+        out = out.copy()
     return out
+
+
+def check_shaped(a: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``a`` as a finite C-contiguous array of ``dtype`` with exactly ``shape`` (gradients, Z, A)."""
+    arr = as_numeric(a, name)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    return finite_contiguous(arr, name, dtype)
 
 
 def check_X(X: Any, n_x: int, dtype: np.dtype) -> np.ndarray:
@@ -125,8 +183,8 @@ def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarra
     """Targets for ``m`` examples; a 1-D Y is accepted when there is one output unit."""
     from .losses import SIGMOID, SOFTMAX
 
-    arr = np.asarray(Y) if not isinstance(Y, (str, bytes)) else Y
-    if isinstance(arr, np.ndarray) and arr.ndim == 1 and n_y == 1:
+    arr = as_numeric(Y, "Y")
+    if arr.ndim == 1 and n_y == 1:
         arr = arr.reshape(-1, 1)
     Yc = as_float_array(arr, "Y", dtype, 2, n_y)
     if Yc.shape[0] != m:
@@ -167,4 +225,56 @@ def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
         dtypes.update({W.dtype, b.dtype})
     if len(dtypes) != 1 or next(iter(dtypes)) not in FLOAT_DTYPES:
         raise TypeError(f"weights and biases must all be float32 or all float64, got {sorted(map(str, dtypes))}")
+    for name, arrays in (("weights", weights), ("biases", biases)):
+        for l, P in enumerate(arrays):
+            if not np.isfinite(P).all():
+                raise ValueError(f"{name}[{l}] contains NaN or inf")
     return tuple(sizes), next(iter(dtypes))
+
+
+def check_writeable(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
+    """Functions that train in place need every W[l] and b[l] writeable (checked before any write)."""
+    for name, arrays in (("weights", weights), ("biases", biases)):
+        for l, P in enumerate(arrays):
+            if not P.flags.writeable:
+                raise ValueError(f"{name}[{l}] is read-only; training changes the parameters in place")
+
+
+def check_grads(weights, biases, dW: Any, db: Any, dtype: np.dtype) -> list[np.ndarray]:
+    """dW, db as flat C-contiguous finite arrays of ``dtype``, one per W[l] then b[l]."""
+    for name, G in (("dW", dW), ("db", db)):
+        if not isinstance(G, (list, tuple)):
+            raise TypeError(f"{name} must be a list of arrays shaped like the parameters, got {type(G).__name__}")
+    if len(dW) != len(weights):
+        raise ValueError(f"dW must have one array per layer ({len(weights)}), got {len(dW)}")
+    if len(db) != len(biases):
+        raise ValueError(f"db must have one array per layer ({len(biases)}), got {len(db)}")
+    out = []
+    for name, Ps, Gs in (("dW", weights, dW), ("db", biases, db)):
+        for l, (P, G) in enumerate(zip(Ps, Gs)):
+            out.append(check_shaped(G, f"{name}[{l}]", P.shape, dtype).reshape(-1))
+    return out
+
+
+def check_units(blocks: Any, name: str, m: int, widths: Sequence[int], dtype: np.dtype) -> list[np.ndarray]:
+    """Z or A of a stored forward pass: a list of one (m × n_l) array per layer."""
+    if not isinstance(blocks, (list, tuple)) or len(blocks) != len(widths):
+        raise ValueError(f"{name} must be a list of {len(widths)} arrays, as forward returns")
+    return [check_shaped(blk, f"{name}[{l}]", (m, n), dtype) for l, (blk, n) in enumerate(zip(blocks, widths))]
+
+
+def check_order(order: Any, m: int) -> np.ndarray:
+    """``order`` as an int64 array of example indices in [0, m) (default ``arange(m)``).
+
+    Any non-empty sequence of valid indices is allowed (a subset, repeats).
+    """
+    if order is None:
+        return np.arange(m, dtype=np.int64)
+    idx = as_numeric(order, "order")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"order must hold integer example indices, got dtype {idx.dtype}")
+    if idx.ndim != 1 or idx.size == 0:
+        raise ValueError(f"order must be a non-empty 1-D array of example indices, got shape {idx.shape}")
+    if idx.min() < 0 or idx.max() >= m:
+        raise ValueError(f"order holds indices outside [0, {m})")
+    return np.ascontiguousarray(idx, dtype=np.int64)

@@ -350,22 +350,14 @@ def backward(weights, biases, X, Y, Z, A, activation="tanh", output="sigmoid"):
     X = p.X(X)
     Y = p.Y(Y, X.shape[0])
     m = X.shape[0]
-    Zb = _stack_units(Z, "Z", m, p)
-    Ab = _stack_units(A, "A", m, p)
+    widths = [n_out for n_out, _ in p.layout.shapes]
+    Zb = np.ascontiguousarray(np.concatenate(v.check_units(Z, "Z", m, widths, p.dtype), axis=1))
+    Ab = np.ascontiguousarray(np.concatenate(v.check_units(A, "A", m, widths, p.dtype), axis=1))
     dZ = np.empty((m, p.layout.n_units), p.dtype)
     grad = np.empty(p.layout.n_params, p.dtype)
     p.k._backward_batch(p.params, p.layout.sizes, X, Y, Zb, Ab, p.act, dZ, grad)
     dW, db = p.layout.views(grad)
     return p.layout.unit_views(dZ), dW, db
-
-
-def _stack_units(blocks, name, m, p):
-    if not isinstance(blocks, (list, tuple)) or len(blocks) != p.layout.n_layers:
-        raise ValueError(f"{name} must be a list of {p.layout.n_layers} arrays, as forward returns")
-    for l, (blk, (n_out, _)) in enumerate(zip(blocks, p.layout.shapes)):
-        if np.shape(blk) != (m, n_out):
-            raise ValueError(f"{name}[{l}] must have shape {(m, n_out)}, got {np.shape(blk)}")
-    return np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=p.dtype)
 
 
 def gradients(weights, biases, X, Y, activation="tanh", output="sigmoid"):
@@ -387,34 +379,25 @@ def loss(weights, biases, X, Y, activation="tanh", output="sigmoid") -> float:
 
 
 def update(weights, biases, dW, db, learning_rate) -> None:
-    """Gradient descent in place: W[l] −= α dW[l], b[l] −= α db[l]."""
+    """Gradient descent in place: W[l] −= α dW[l], b[l] −= α db[l].
+
+    Raises :class:`fastbp.DivergenceError` (and changes nothing) if a new
+    parameter would not be finite.
+    """
     sizes, dtype = v.check_params(weights, biases)
     lr = dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
-    grads = _check_grads(weights, biases, dW, db, dtype)
-    for P, G in zip(list(weights) + list(biases), grads):
-        if P.flags.c_contiguous and P.flags.writeable:
-            _sgd_update(P.reshape(-1), G, lr)
+    grads = v.check_grads(weights, biases, dW, db, dtype)
+    v.check_writeable(weights, biases)
+    flats = [np.ascontiguousarray(P).reshape(-1) for P in list(weights) + list(biases)]
+    if not all(_step_is_finite(F, G, lr) for F, G in zip(flats, grads)):
+        raise DivergenceError(0, detail="update")
+    for P, F, G in zip(list(weights) + list(biases), flats, grads):
+        if np.shares_memory(P, F):  # P was C-contiguous: F is a view of it
+            _sgd_update(F, G, lr)
         else:
-            flat = np.ascontiguousarray(P).reshape(-1).copy()
-            _sgd_update(flat, G, lr)
-            P[...] = flat.reshape(P.shape)
-
-
-def _check_grads(weights, biases, dW, db, dtype):
-    if not isinstance(dW, (list, tuple)) or not isinstance(db, (list, tuple)):
-        raise TypeError("dW and db must be lists of arrays shaped like weights and biases")
-    if len(dW) != len(weights) or len(db) != len(biases):
-        raise ValueError("dW and db must have one array per layer, like weights and biases")
-    out = []
-    for name, Ps, Gs in (("dW", weights, dW), ("db", biases, db)):
-        for l, (P, G) in enumerate(zip(Ps, Gs)):
-            G = np.asarray(G)
-            if G.shape != P.shape:
-                raise ValueError(f"{name}[{l}] must have shape {P.shape}, got {G.shape}")
-            if not np.isfinite(G).all():
-                raise ValueError(f"{name}[{l}] contains NaN or inf")
-            out.append(np.ascontiguousarray(G, dtype=dtype).reshape(-1))
-    return out
+            F = F.copy()
+            _sgd_update(F, G, lr)
+            P[...] = F.reshape(P.shape)
 
 
 def train_epoch(
@@ -442,7 +425,8 @@ def train_epoch(
     Y = p.Y(Y, m)
     lr = p.dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
     bs = v.check_batch_size(batch_size, m)
-    idx = check_order(order, m)
+    idx = v.check_order(order, m)
+    v.check_writeable(weights, biases)
     J, failed = p.k._train_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.act, p.out)
     p.write_back()
     if failed >= 0:
@@ -450,13 +434,5 @@ def train_epoch(
     return float(J)
 
 
-def check_order(order, m: int) -> np.ndarray:
-    """``order`` as an int64 array of example indices in [0, m) (default ``arange(m)``)."""
-    if order is None:
-        return np.arange(m, dtype=np.int64)
-    idx = np.asarray(order)
-    if idx.ndim != 1 or idx.dtype.kind not in "iu":
-        raise ValueError("order must be a 1-D array of integer example indices")
-    if idx.size and (idx.min() < 0 or idx.max() >= m):
-        raise ValueError(f"order holds indices outside [0, {m})")
-    return np.ascontiguousarray(idx, dtype=np.int64)
+#: Kept importable from here (it moved to :mod:`fastbp._validation`).
+check_order = v.check_order

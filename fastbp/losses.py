@@ -55,9 +55,13 @@ def output_activation(z, a, out):
         for j in range(1, n):
             if z[j] > zmax:
                 zmax = z[j]
-        total = z[0] - z[0]  # zero of z's dtype
         for j in range(n):
             a[j] = np.exp(z[j] - zmax)  # every exponent ≤ 0: no overflow
+        # The sum in a loop of its own, which only reads: a loop that also stored into a
+        # would be vectorised behind a run-time check that a and z are far apart in
+        # memory, and the (reassociated) sum would then depend on where they were.
+        total = z[0] - z[0]  # zero of z's dtype
+        for j in range(n):
             total += a[j]
         for j in range(n):
             a[j] /= total

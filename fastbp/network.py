@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -89,9 +90,7 @@ class MLP:
         self._out = get_output(output)
         self.output: str = "sigmoid" if output.lower() == "logistic" else output.lower()
         self.dtype: np.dtype = v.check_dtype(dtype)
-        if seed is not None and not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an integer or None, got {type(seed).__name__}")
-        self.seed = seed
+        self.seed = v.check_seed(seed)
         self.rng = np.random.default_rng(seed)
         self._layout = Layout(self.layer_sizes)
         self.params: np.ndarray = np.zeros(self._layout.n_params, dtype=self.dtype)
@@ -131,6 +130,16 @@ class MLP:
             f"MLP({list(self.layer_sizes)}, activation={self.activation.name!r}, "
             f"output={self.output!r}, dtype={self.dtype.name}, seed={self.seed})"
         )
+
+    def save(self, path) -> "Path":
+        """Save the network to ``path`` (a ``.npz`` file), atomically; see :mod:`fastbp.io`.
+
+        Load it back with :func:`fastbp.load`.  A network with a custom activation
+        cannot be saved (``ValueError``).
+        """
+        from .io import save
+
+        return save(self, path)
 
     # ---------------------------------------------------------------- computation
 
@@ -231,8 +240,8 @@ class MLP:
         lr = 0.1 if learning_rate is None else v.check_positive_float(learning_rate, "learning_rate")
         m = X.shape[0]
         bs = v.check_batch_size(batch_size, m)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        shuffle = v.check_bool(shuffle, "shuffle")
+        v.check_callback(callback)
         if opt is not None:  # same loop, epochs run by the optimizer's kernel instead
             impl = opt.runner(self.params, self.layer_sizes, backend)
         history = History(n_examples=m)

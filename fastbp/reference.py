@@ -18,7 +18,6 @@ import numpy as np
 from . import _validation as v
 from .activations import get_activation
 from .errors import DivergenceError
-from .kernels import check_order
 from .losses import example_costs_array, get_output, output_activation_array
 
 __all__ = ["forward", "backward", "gradients", "loss", "update", "train_epoch"]
@@ -56,10 +55,14 @@ def _backward(weights, X, Y, Z, A, g):
     dW = [None] * L
     db = [None] * L
     dZ[L - 1] = A[L - 1] - Y  # dZ[L] = A[L] − Y
+    scale = X.dtype.type(1) / X.dtype.type(m)
     for l in range(L - 1, -1, -1):
         A_prev = X if l == 0 else A[l - 1]
-        dW[l] = dZ[l].T @ A_prev / X.dtype.type(m)  # dW[l] = (1/m) dZ[l] A[l−1]ᵀ
-        db[l] = dZ[l].sum(axis=0) / X.dtype.type(m)  # db[l] = (1/m) Σ_i dZ[l]
+        # Scale by 1/m before summing over examples (as the kernels do): a sum of m
+        # large dZ could overflow where their mean does not.
+        dZm = dZ[l] * scale
+        dW[l] = dZm.T @ A_prev  # dW[l] = (1/m) dZ[l] A[l−1]ᵀ
+        db[l] = dZm.sum(axis=0)  # db[l] = (1/m) Σ_i dZ[l]
         if l > 0:
             dA_prev = dZ[l] @ weights[l]  # dA[l−1] = W[l]ᵀ dZ[l]
             dZ[l - 1] = dA_prev * g.derivative(Z[l - 1], A[l - 1])  # dZ[l−1] = dA[l−1] ∗ g'(Z[l−1])
@@ -77,8 +80,9 @@ def backward(weights, biases, X, Y, Z, A, activation="tanh", output="sigmoid"):
     p = _Problem(weights, biases, activation, output)
     X = p.X(X)
     Y = p.Y(Y, X.shape[0])
-    Z = [np.asarray(z, dtype=p.dtype) for z in Z]
-    A = [np.asarray(a, dtype=p.dtype) for a in A]
+    widths = p.sizes[1:]
+    Z = v.check_units(Z, "Z", X.shape[0], widths, p.dtype)
+    A = v.check_units(A, "A", X.shape[0], widths, p.dtype)
     return _backward(weights, X, Y, Z, A, p.g)
 
 
@@ -105,11 +109,15 @@ def update(weights, biases, dW, db, learning_rate) -> None:
     """Gradient descent in place: W[l] −= α dW[l], b[l] −= α db[l]."""
     _, dtype = v.check_params(weights, biases)
     alpha = dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
-    from .kernels import _check_grads
-
-    grads = _check_grads(weights, biases, dW, db, dtype)
-    for P, G in zip(list(weights) + list(biases), grads):
-        P -= alpha * G.reshape(P.shape)
+    grads = v.check_grads(weights, biases, dW, db, dtype)
+    v.check_writeable(weights, biases)
+    params = list(weights) + list(biases)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported by DivergenceError below
+        new = [P - alpha * G.reshape(P.shape) for P, G in zip(params, grads)]
+    if not all(np.isfinite(N).all() for N in new):
+        raise DivergenceError(0, detail="update")
+    for P, N in zip(params, new):
+        P[...] = N
 
 
 def train_epoch(
@@ -134,16 +142,21 @@ def train_epoch(
     Y = p.Y(Y, m)
     alpha = p.dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
     bs = v.check_batch_size(batch_size, m)
-    idx = check_order(order, m)
+    idx = v.check_order(order, m)
+    v.check_writeable(weights, biases)
+    m = idx.shape[0]  # examples visited (the kernels' J is a mean over order, too)
     total = 0.0
     for start in range(0, m, bs):
         batch = idx[start : start + bs]
         Xb, Yb = X[batch], Y[batch]
-        Z, A = _forward(weights, biases, Xb, p.g, p.out)
-        batch_cost = float(example_costs_array(Z[-1], Yb, p.out).sum())
-        _, dW, db = _backward(weights, Xb, Yb, Z, A, p.g)
-        new_W = [W - alpha * d for W, d in zip(weights, dW)]  # W[l] − α dW[l]
-        new_b = [b - alpha * d for b, d in zip(biases, db)]  # b[l] − α db[l]
+        # A diverging network overflows on its way to inf/NaN: that is reported by
+        # DivergenceError below, not by NumPy's RuntimeWarnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z, A = _forward(weights, biases, Xb, p.g, p.out)
+            batch_cost = float(example_costs_array(Z[-1], Yb, p.out).sum())
+            _, dW, db = _backward(weights, Xb, Yb, Z, A, p.g)
+            new_W = [W - alpha * d for W, d in zip(weights, dW)]  # W[l] − α dW[l]
+            new_b = [b - alpha * d for b, d in zip(biases, db)]  # b[l] − α db[l]
         if not (np.isfinite(batch_cost) and all(np.isfinite(P).all() for P in new_W + new_b)):
             raise DivergenceError(start // bs)  # the step is not applied
         for l in range(len(weights)):

@@ -9,6 +9,8 @@ import pytest
 import fastbp
 from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS
 
+from . import _hypothesis_profiles  # noqa: F401  registers the hypothesis profiles dev/ci/thorough and loads one (ci when $CI is set)
+
 
 @numba.njit
 def softsign(z):

@@ -130,3 +130,15 @@ def test_progress_bar_on_a_terminal_and_not_with_quiet(monkeypatch, capsys):
     assert main(["train", "--epochs", "2", "--hidden", "8", "--quiet"]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and "  epoch " not in captured.out
+
+
+def test_save_writes_a_model_that_loads_and_predicts_the_same(tmp_path, capsys):
+    import fastbp
+
+    path = tmp_path / "model.npz"
+    assert main(["train", "--dataset", "iris", "--epochs", "2", "--quiet", "--save", str(path)]) == 0
+    assert f"saved {path}" in capsys.readouterr().out
+    net = fastbp.load(path)
+    assert net.layer_sizes == (4, 32, 3)
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    assert net.forward(X).shape == (5, 3)

@@ -1,0 +1,226 @@
+"""Saved models: ``net.save(path)`` / ``fastbp.load(path)`` round-trip bit for bit, atomically, without pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp
+import fastbp.io
+
+X = np.random.default_rng(0).normal(size=(12, 3))
+Y_SOFTMAX = np.eye(2)[np.arange(12) % 2]
+
+
+def trained(dtype=np.float64, activation="relu", output="softmax", seed=3) -> fastbp.MLP:
+    """A small network trained a little (one-hot targets suit all three outputs)."""
+    net = fastbp.MLP([3, 5, 4, 2], activation=activation, output=output, dtype=dtype, seed=seed)
+    net.fit(X, Y_SOFTMAX, epochs=2, batch_size=4)
+    return net
+
+
+def archive(path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("seed", [3, None])
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_round_trip_is_bit_for_bit(tmp_path, dtype, output, seed):
+    net = trained(dtype, "leaky_relu", output, seed)
+    path = net.save(tmp_path / "model.npz")
+    back = fastbp.load(path)
+    assert back.params.tobytes() == net.params.tobytes()
+    assert back.params.dtype == net.params.dtype
+    assert (back.layer_sizes, back.activation.name, back.output, back.seed) == (
+        net.layer_sizes, net.activation.name, net.output, net.seed
+    )
+    assert back.rng.bit_generator.state == net.rng.bit_generator.state
+    # The generator's state travels too: training on continues with the same shuffles.
+    net.fit(X, Y_SOFTMAX, epochs=1)
+    back.fit(X, Y_SOFTMAX, epochs=1)
+    assert back.params.tobytes() == net.params.tobytes()
+
+
+def test_the_file_holds_the_documented_keys_and_no_objects(tmp_path):
+    net = trained()
+    data = archive(net.save(tmp_path / "m.npz"))
+    assert set(data) == {
+        "format_version", "layer_sizes", "activation", "output", "dtype", "seed", "rng_state",
+        "weights_0", "biases_0", "weights_1", "biases_1", "weights_2", "biases_2",
+    }
+    assert all(a.dtype.kind != "O" for a in data.values())
+    assert int(data["format_version"]) == fastbp.io.FORMAT_VERSION
+    assert data["layer_sizes"].tolist() == [3, 5, 4, 2]
+    assert str(data["activation"]) == "relu" and str(data["output"]) == "softmax" and str(data["dtype"]) == "float64"
+    assert np.array_equal(data["weights_1"], net.weights[1]) and np.array_equal(data["biases_2"], net.biases[2])
+    assert json.loads(str(data["rng_state"])) == net.rng.bit_generator.state
+
+
+def test_save_replaces_an_existing_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "m.npz"
+    trained(seed=1).save(path)
+    second = trained(seed=2)
+    second.save(path)
+    assert fastbp.load(path).params.tobytes() == second.params.tobytes()
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_an_interrupted_save_keeps_the_previous_model(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    first = trained(seed=1)
+    first.save(path)
+    before = path.read_bytes()
+
+    def write_half_then_fail(fileobj, arrays):
+        fileobj.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt  # the process is interrupted mid-write
+
+    monkeypatch.setattr(fastbp.io, "_write", write_half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        trained(seed=2).save(path)
+    assert path.read_bytes() == before
+    assert fastbp.load(path).params.tobytes() == first.params.tobytes()
+    assert os.listdir(tmp_path) == ["m.npz"]  # the temporary file is cleaned up
+
+
+def test_a_failed_rename_keeps_the_previous_model(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    trained(seed=1).save(path)
+    before = path.read_bytes()
+
+    def no_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fastbp.io.os, "replace", no_replace)
+    with pytest.raises(OSError, match="disk full"):
+        trained(seed=2).save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+@numba.njit
+def _softsign(z):
+    return z / (1 + abs(z))
+
+
+@numba.njit
+def _softsign_prime(z):
+    return 1 / (1 + abs(z)) ** 2
+
+
+def test_custom_activations_are_refused_at_save_time(tmp_path):
+    path = tmp_path / "m.npz"
+    trained().save(path)
+    before = path.read_bytes()
+    net = fastbp.MLP([3, 4, 1], activation=fastbp.Activation(_softsign, _softsign_prime), seed=0)
+    with pytest.raises(ValueError, match="activation: a custom activation"):
+        net.save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
+# ------------------------------------------------------------------ refused files
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        np.savez(f, **data)
+    return path
+
+
+def good(tmp_path):
+    return archive(trained().save(tmp_path / "good.npz"))
+
+
+def _drop(key):
+    return lambda d: {k: v for k, v in d.items() if k != key}
+
+
+def _set(key, value):
+    return lambda d: {**d, key: value}
+
+
+BAD_FILES = {
+    **{f"missing {k}": (_drop(k), f"missing key '{k}'") for k in
+       ["format_version", "layer_sizes", "activation", "output", "dtype", "weights_0", "biases_2"]},
+    "object array": (_set("activation", np.array(["relu"], dtype=object)), "key 'activation' cannot be read without unpickling"),
+    "object weights": (_set("weights_0", np.empty((5, 3), dtype=object)), "key 'weights_0' cannot be read without unpickling"),
+    "format_version 2": (_set("format_version", np.array(2)), "unknown format_version 2"),
+    "format_version 0": (_set("format_version", np.array(0)), "unknown format_version 0"),
+    "format_version text": (_set("format_version", np.array("1")), "key 'format_version' must be an integer scalar"),
+    "weights shape": (_set("weights_1", np.zeros((4, 4))), r"key 'weights_1' has shape \(4, 4\), expected \(4, 5\)"),
+    "biases shape": (_set("biases_0", np.zeros(4)), r"key 'biases_0' has shape \(4,\), expected \(5,\)"),
+    "layer_sizes short": (_set("layer_sizes", np.array([3, 5, 4])), "holds 3 layers' parameters but layer_sizes has 2"),
+    "layer_sizes mismatch": (_set("layer_sizes", np.array([3, 6, 4, 2])), "key 'weights_0' has shape"),
+    "layer_sizes zero": (_set("layer_sizes", np.array([3, 0, 4, 2])), "key 'layer_sizes': layer_sizes must be positive"),
+    "layer_sizes float": (_set("layer_sizes", np.array([3.0, 5, 4, 2])), "key 'layer_sizes' must be a vector of integers"),
+    "dtype mismatch": (_set("dtype", np.array("float32")), "key 'weights_0' has dtype float64, expected float32"),
+    "dtype float16": (_set("dtype", np.array("float16")), "key 'dtype' is 'float16'"),
+    "activation unknown": (_set("activation", np.array("swish")), "key 'activation' is 'swish'"),
+    "activation custom": (_set("activation", np.array("custom")), "key 'activation' is 'custom'"),
+    "output unknown": (_set("output", np.array("hinge")), "key 'output' is 'hinge'"),
+    "output not text": (_set("output", np.array(1)), "key 'output' must be a text scalar"),
+    "NaN weight": (lambda d: {**d, "weights_2": np.full_like(d["weights_2"], np.nan)}, "key 'weights_2' contains NaN"),
+    "rng_state not JSON": (_set("rng_state", np.array("{oops")), "key 'rng_state' is not valid JSON"),
+    "rng_state unknown generator": (_set("rng_state", np.array('{"bit_generator": "os.system"}')), "unknown bit generator"),
+    "rng_state broken": (_set("rng_state", np.array('{"bit_generator": "PCG64", "state": 3}')), "key 'rng_state' is not a valid PCG64 state"),
+    "seed negative": (_set("seed", np.array("-4")), "key 'seed' must be a non-negative integer"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_bad_files_are_refused_naming_file_and_key(tmp_path, case):
+    change, match = BAD_FILES[case]
+    path = write(tmp_path / "bad.npz", change(good(tmp_path)))
+    with pytest.raises(ValueError, match=match) as info:
+        fastbp.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.99])
+def test_truncated_files_are_refused(tmp_path, keep):
+    path = trained().save(tmp_path / "m.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ValueError, match=str(path)):
+        fastbp.load(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not a model at all", b"\x80\x04\x95 pickle-looking bytes", b"PK\x03\x04" + bytes(range(256)) * 4],
+    ids=["empty", "text", "pickle", "broken zip"],
+)
+def test_corrupt_files_are_refused(tmp_path, content):
+    path = tmp_path / "m.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=str(path)):
+        fastbp.load(path)
+
+
+def test_a_flipped_byte_in_a_member_is_refused(tmp_path):
+    path = trained().save(tmp_path / "m.npz")
+    data = bytearray(path.read_bytes())
+    start = data.find(b"weights_0.npy") + len(b"weights_0.npy") + 80  # inside that member's data
+    data[start] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="weights_0"):
+        fastbp.load(path)
+
+
+def test_a_plain_npy_file_is_refused(tmp_path):
+    path = tmp_path / "m.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ValueError, match="not a .npz archive"):
+        fastbp.load(path)
+
+
+def test_a_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fastbp.load(tmp_path / "nothing.npz")

@@ -1,0 +1,121 @@
+"""Reproducible to the bit: the same seed gives the same initial and trained weights.
+
+In this process, in fresh interpreters (``sys.executable``), and whatever
+``NUMBA_NUM_THREADS`` is; each backend against itself (the two backends agree to
+a tolerance, not to the bit: they sum in different orders).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbp
+
+SCRIPT = r"""
+import hashlib, sys
+import numpy as np
+import fastbp
+rng = np.random.default_rng(123)
+X = rng.normal(size=(40, 5))
+Y = np.eye(3)[rng.integers(0, 3, 40)]
+for backend in ("numba", "numpy"):
+    for dtype in (np.float32, np.float64):
+        net = fastbp.MLP([5, 7, 3], activation="tanh", output="softmax", dtype=dtype, seed=2024)
+        init = hashlib.sha256(net.params.tobytes()).hexdigest()
+        net.fit(X, Y, epochs=3, learning_rate=0.05, batch_size=4, backend=backend)
+        print(backend, np.dtype(dtype).name, init, hashlib.sha256(net.params.tobytes()).hexdigest())
+"""
+
+
+def digests_here() -> list[str]:
+    """The script's output, computed in this process."""
+    lines = []
+    rng = np.random.default_rng(123)
+    X = rng.normal(size=(40, 5))
+    Y = np.eye(3)[rng.integers(0, 3, 40)]
+    for backend in ("numba", "numpy"):
+        for dtype in (np.float32, np.float64):
+            net = fastbp.MLP([5, 7, 3], activation="tanh", output="softmax", dtype=dtype, seed=2024)
+            init = hashlib.sha256(net.params.tobytes()).hexdigest()
+            net.fit(X, Y, epochs=3, learning_rate=0.05, batch_size=4, backend=backend)
+            lines.append(f"{backend} {np.dtype(dtype).name} {init} {hashlib.sha256(net.params.tobytes()).hexdigest()}")
+    return lines
+
+
+def run_fresh(threads: int) -> list[str]:
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split("\n")[:-1]
+
+
+def test_same_seed_same_bits_in_this_process():
+    assert digests_here() == digests_here()
+
+
+def test_same_seed_same_bits_across_fresh_processes_and_thread_counts():
+    here = digests_here()
+    assert len(here) == 4
+    assert run_fresh(1) == here
+    assert run_fresh(2) == here
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float32_and_float64_networks_start_from_the_same_draw(dtype):
+    """The initial draw is made in float64 and rounded: a float32 network starts from float64's weights, rounded."""
+    a = fastbp.MLP([4, 6, 2], seed=5, dtype=dtype)
+    b = fastbp.MLP([4, 6, 2], seed=5, dtype=np.float64)
+    assert a.params.tobytes() == b.params.astype(dtype).tobytes()
+
+
+def test_different_seeds_give_different_weights():
+    assert fastbp.MLP([4, 6, 2], seed=1).params.tobytes() != fastbp.MLP([4, 6, 2], seed=2).params.tobytes()
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_training_twice_from_the_same_seed_gives_the_same_bits(backend):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(30, 4)), (rng.random((30, 1)) < 0.5)
+    nets = [fastbp.MLP([4, 5, 1], activation="relu", seed=9) for _ in range(2)]
+    hist = [n.fit(X, Y, epochs=2, batch_size=3, backend=backend) for n in nets]
+    assert nets[0].params.tobytes() == nets[1].params.tobytes()
+    assert hist[0].loss == hist[1].loss
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_bits_do_not_depend_on_where_the_workspaces_lie(dtype, output):
+    """Z and A carved from one buffer at every gap (and order): the same bits.
+
+    Regression: the softmax sum shared a loop with a store, so LLVM vectorised it
+    behind a run-time check on how far apart A and Z lay in memory, and with
+    ``reassoc`` the two paths summed in different orders; forward's two
+    back-to-back ``np.empty`` buffers then gave allocator-dependent bits.
+    """
+    from fastbp.kernels import _forward_batch
+    from fastbp.losses import NAMES as OUTPUTS
+    from fastbp.params import Layout
+
+    for n_y in (2, 3, 4, 5, 8, 9, 16, 17):  # around the vector widths
+        layout = Layout([3, n_y])
+        rng = np.random.default_rng(n_y)
+        params = rng.normal(size=layout.n_params).astype(dtype)
+        X = rng.normal(size=(3, 3)).astype(dtype)
+        n = 3 * layout.n_units
+        results = set()
+        for gap in range(-40, 41):
+            buf = np.zeros(3 * n + 200, dtype)
+            Z = buf[100 : 100 + n].reshape(3, -1)
+            start = 100 + n + gap if gap >= 0 else 100 - n + gap + 1  # A after Z, or before it
+            A = buf[start : start + n].reshape(3, -1)
+            _forward_batch(params, layout.sizes, X, 1, OUTPUTS[output], Z, A)
+            results.add(Z.tobytes() + A.tobytes())
+        assert len(results) == 1, f"{n_y} outputs: the bits depend on the gap between Z and A"
