@@ -146,6 +146,18 @@ class Activation:
     code: int = CUSTOM
     _ufuncs: dict = field(default_factory=dict, compare=False, repr=False)
 
+    def __post_init__(self):
+        if self.code != CUSTOM:
+            return
+        for label, f in (("g", self.g), ("g_prime", self.g_prime)):
+            if not hasattr(f, "py_func"):
+                raise TypeError(
+                    f"activation: custom {label} must be a @numba.njit function of one "
+                    f"scalar, got {type(f).__name__}"
+                )
+        if self.name == "custom":
+            object.__setattr__(self, "name", getattr(self.g, "__name__", "custom"))
+
     @property
     def is_custom(self) -> bool:
         return self.code == CUSTOM
@@ -195,12 +207,22 @@ def get_activation(activation: "str | Activation | tuple") -> Activation:
     )
 
 
+_CUSTOM_CACHE: dict[tuple, Activation] = {}
+
+
 def make_custom(g, g_prime, name: str | None = None) -> Activation:
-    """Wrap two ``@numba.njit`` scalar functions as a custom :class:`Activation`."""
-    for label, f in (("g", g), ("g_prime", g_prime)):
-        if not hasattr(f, "py_func"):
-            raise TypeError(
-                f"activation: custom {label} must be a @numba.njit function of one "
-                f"scalar, got {type(f).__name__}"
-            )
-    return Activation(g=g, g_prime=g_prime, name=name or getattr(g, "__name__", "custom"))
+    """Wrap two ``@numba.njit`` scalar functions as a custom :class:`Activation`.
+
+    The same pair (and name) always gives the same object, so the kernels compiled
+    for it are reused: passing ``(g, g_prime)`` to every call compiles once.
+    """
+    key = (g, g_prime, name)
+    try:
+        return _CUSTOM_CACHE[key]
+    except TypeError:  # unhashable: not a dispatcher; let Activation say so
+        return Activation(g=g, g_prime=g_prime, name=name or "custom")
+    except KeyError:
+        pass
+    activation = Activation(g=g, g_prime=g_prime, name=name or "custom")
+    _CUSTOM_CACHE[key] = activation
+    return activation

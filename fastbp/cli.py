@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_batch_size, default=1, help="examples per update; 1 = per-example SGD, 'full' = full batch (default: 1)"
     )
     train.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="network dtype (default: float64)")
-    train.add_argument("--seed", type=int, default=0, help="seed for the split, initial weights and shuffling (default: 0)")
+    train.add_argument("--seed", type=_non_negative_int, default=0, help="seed for the split, initial weights and shuffling (default: 0)")
     train.add_argument(
         "--activation", choices=["tanh", "sigmoid", "relu", "leaky_relu", "identity"], default="tanh", help="hidden activation g (default: tanh)"
     )
@@ -269,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .datasets import DataError
+    from .errors import DivergenceError
 
     try:
         if args.command == "train":
@@ -279,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bench.main(args)
     except (_UsageError, DataError) as exc:
         parser.exit(2, f"fastbp {args.command}: error: {exc}\n")
+    except DivergenceError as exc:  # a run that blew up is a result, not a crash: one line, status 1
+        parser.exit(1, f"fastbp {args.command}: {exc}\n")
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -41,8 +41,9 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
     Features are scaled with statistics of the training part only (digits: pixel
     values / 16).  ``target`` names the column (CSV header name or 0-based index)
     or the NPZ key holding the targets; default: the CSV's last column, the NPZ's
-    ``y``.  Integer, boolean or text targets with at most 50 distinct values are a
-    classification task; anything else is regression.
+    ``y``.  Boolean or text targets, and whole-number targets with at most 50
+    distinct values, are a classification task; anything else is regression, with
+    its targets standardised with the training part's statistics as well.
     """
     if source in BUNDLED:
         if target is not None:
@@ -74,8 +75,12 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
         test_idx = np.array([lookup.get(c, -1) for c in y_test])
         Y = train_idx.reshape(-1, 1).astype(float) if len(classes) == 2 else np.eye(len(classes))[train_idx]
         return Split(name, X_train, X_test, train_idx, test_idx, Y, task, classes)
-    y_train = y_train.astype(float)
-    return Split(name, X_train, X_test, y_train, y_test.astype(float), y_train.reshape(-1, 1), task)
+    # Regression targets are standardised with the training part's statistics too, so the
+    # default learning rate suits any target scale (R² is unchanged by this affine map).
+    y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
+    y_train = (y_train.astype(float) - y_mean) / y_std
+    y_test = (y_test.astype(float) - y_mean) / y_std
+    return Split(name, X_train, X_test, y_train, y_test, y_train.reshape(-1, 1), task)
 
 
 def _bundled(name: str):
@@ -120,7 +125,9 @@ def _from_csv(path: str, target: str | None):
     if len(rows) < 2:
         raise DataError(f"--dataset: {path} has no data rows")
     header = rows[0]
-    has_header = not all(_is_number(c) for c in header)
+    # Row 0 is a header when some column is numeric below it but not in it (a text label
+    # column alone does not make a header).
+    has_header = any(not _is_number(h) and _is_number(c) for h, c in zip(header, rows[1]))
     body = rows[1:] if has_header else rows
     names = header if has_header else [str(i) for i in range(len(header))]
     if any(len(r) != len(names) for r in body):
@@ -152,8 +159,9 @@ def _is_number(text: str) -> bool:
 
 
 def _task(y: np.ndarray) -> str:
-    if y.dtype.kind in "biuUSO":
+    """Booleans and text are classes; whole numbers with at most 50 values too; the rest is regression."""
+    if y.dtype.kind in "bUSO":
         return "classification"
-    if y.dtype.kind == "f" and np.all(y == np.round(y)) and len(np.unique(y)) <= 50:
+    if y.dtype.kind in "iuf" and np.all(y == np.round(y)) and len(np.unique(y)) <= 50:
         return "classification"
     return "regression"

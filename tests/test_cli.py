@@ -43,6 +43,7 @@ def test_train_options(args, capsys):
         ["--hidden", "x"],
         ["--backend", "torch"],
         ["--dtype", "float16"],
+        ["--seed", "-1"],
     ],
 )
 def test_bad_option_is_one_line_and_exit_status_2(args, capsys):
@@ -142,3 +143,39 @@ def test_save_writes_a_model_that_loads_and_predicts_the_same(tmp_path, capsys):
     assert net.layer_sizes == (4, 32, 3)
     X = np.random.default_rng(0).normal(size=(5, 4))
     assert net.forward(X).shape == (5, 3)
+
+
+def test_headerless_csv_with_text_labels_keeps_every_row(tmp_path):
+    from fastbp.datasets import load
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 2))
+    path = tmp_path / "noheader.csv"
+    path.write_text("".join(f"{a},{b},{'yes' if a > 0 else 'no'}\n" for a, b in X))
+    data = load(str(path))
+    assert len(data.X_train) + len(data.X_test) == 40
+    assert list(data.classes) == ["no", "yes"]
+
+
+def test_integer_targets_with_many_values_are_regression_and_standardised(tmp_path):
+    from fastbp.datasets import load
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 3))
+    path = tmp_path / "counts.npz"
+    np.savez(path, X=X, y=np.round(1000 + 300 * X[:, 0]).astype(np.int64))
+    data = load(str(path))
+    assert data.task == "regression"
+    assert abs(data.Y_train.mean()) < 1e-9 and data.Y_train.std() == pytest.approx(1.0)
+
+
+def test_divergence_is_one_line_and_exit_status_1(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(100, 3))
+    path = tmp_path / "reg.npz"
+    np.savez(path, X=X * 1e3, y=X @ [1.0, 2.0, 3.0])
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--dataset", str(path), "--learning-rate", "50", "--epochs", "5", "--quiet"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "diverged" in err
