@@ -443,7 +443,12 @@ def train_epoch(
     lr = p.dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
     bs = v.check_batch_size(batch_size, m)
     idx = check_order(order, m)
-    J, failed = p.k._train_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.act, p.out)
+    if p.activation.is_custom:
+        J, failed = p.k._train_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.act, p.out)
+    else:  # built-in activations: the fast kernels (same contract, see fastbp.fast_kernels)
+        from .fast_kernels import train_epoch as fast_train_epoch
+
+        J, failed = fast_train_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.act, p.out)
     p.write_back()
     if failed >= 0:
         raise DivergenceError(failed)

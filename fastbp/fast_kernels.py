@@ -1,0 +1,452 @@
+"""Fast training kernels: what ``backend="numba"`` runs for the built-in activations.
+
+:mod:`fastbp.kernels` stays the readable scalar-loop reference; this module
+computes the same epoch (same visiting order, same per-example or per-batch
+updates, same returned cost, same divergence contract) faster:
+
+* **Vectorisable activations** (:mod:`fastbp.vmath`): no libm call per unit.
+* **Per-example SGD fused** (``batch_size = 1``): for layers l ≥ 2 one pass over
+  W[l] both computes dA[l−1] = W[l]ᵀ dZ[l] (from the old weights, row by row,
+  contiguous) and writes W[l] −= α dZ[l] A[l−1]ᵀ.  The update of W[1] is
+  deferred and fused into the *next* example's forward pass through W[1]
+  (which needs the updated row anyway), so each weight of W[1] is read and
+  written once per example.  b[l] is updated at once.
+* **Mini-batches**: one pass per layer accumulates dW[l] and computes
+  dA[l−1]; the update W −= α dW also zeroes dW for the next batch.
+* **No allocation inside the epoch**: workspaces are allocated once per call.
+
+The divergence contract of :func:`fastbp.kernels._train_epoch` holds: a step
+whose loss or new parameters would not be finite is never applied.  Instead of
+the reference's extra pass over all parameters per step, the kernel keeps, per
+layer, an upper bound on max|W[l]| and max|b[l]| (exact at the start of the
+epoch, then raised by α·Σ|dZ|·Σ|A| per step), which proves the new parameters
+finite as long as it stays below ``limit`` (a quarter of the dtype's largest
+number).  If a step's loss is not finite or the bound cannot prove the step
+safe, the kernel stops *before* that step (flushing the deferred W[1] update
+of the previous example) and returns its position; the wrapper
+:func:`train_epoch` then finishes the epoch with the exact reference kernel,
+which makes the exact check and reports the failing batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .losses import SIGMOID as OUT_SIGMOID
+from .losses import SOFTMAX as OUT_SOFTMAX
+from .params import offsets
+from .vmath import jit_vec, vexp, vlog1p_unit, vsigmoid, vtanh
+
+__all__ = ["train_epoch"]
+
+
+# ================================================================ building blocks
+
+
+@jit_vec
+def _activate(z, a, n, act):
+    """a[:n] = g(z[:n]) for a built-in g (one branch per layer, a vectorised loop)."""
+    T = z.dtype.type
+    if act == TANH:
+        for j in range(n):
+            a[j] = vtanh(z[j])
+    elif act == SIGMOID:
+        for j in range(n):
+            a[j] = vsigmoid(z[j])
+    elif act == RELU:
+        for j in range(n):
+            zj = z[j]
+            a[j] = T(0) if zj < T(0) else zj
+    elif act == LEAKY_RELU:
+        for j in range(n):
+            zj = z[j]
+            a[j] = zj * T(LEAKY_SLOPE) if zj < T(0) else zj
+    else:
+        for j in range(n):
+            a[j] = z[j]
+
+
+@jit_vec
+def _times_derivative(d, z, a, n, act):
+    """d[:n] ∗= g'(Z) (given A = g(Z)): dZ[l] = dA[l] ∗ g'(Z[l])."""
+    T = z.dtype.type
+    if act == TANH:
+        for k in range(n):
+            d[k] *= T(1) - a[k] * a[k]
+    elif act == SIGMOID:
+        for k in range(n):
+            d[k] *= a[k] * (T(1) - a[k])
+    elif act == RELU:
+        for k in range(n):
+            d[k] = d[k] if z[k] > T(0) else T(0)
+    elif act == LEAKY_RELU:
+        for k in range(n):
+            d[k] = d[k] if z[k] > T(0) else d[k] * T(LEAKY_SLOPE)
+
+
+@jit_vec
+def _output(z, a, out):
+    """A[L] from Z[L]: σ, softmax or identity (vectorised)."""
+    n = z.shape[0]
+    T = z.dtype.type
+    if out == OUT_SIGMOID:
+        for j in range(n):
+            a[j] = vsigmoid(z[j])
+    elif out == OUT_SOFTMAX:
+        zmax = z[0]
+        for j in range(1, n):
+            zmax = z[j] if z[j] > zmax else zmax
+        total = T(0)
+        for j in range(n):
+            e = vexp(z[j] - zmax)
+            a[j] = e
+            total += e
+        inv = T(1) / total
+        for j in range(n):
+            a[j] *= inv
+    else:
+        for j in range(n):
+            a[j] = z[j]
+
+
+@jit_vec
+def _cost(z, y, out):
+    """One example's cost from its logits (float64; the same formulas as losses.example_cost)."""
+    n = z.shape[0]
+    cost = 0.0
+    if out == OUT_SIGMOID:
+        for j in range(n):
+            zj = np.float64(z[j])
+            cost += (zj if zj > 0.0 else 0.0) - np.float64(y[j]) * zj + vlog1p_unit(vexp(-abs(zj)))
+    elif out == OUT_SOFTMAX:
+        zmax = np.float64(z[0])
+        for j in range(1, n):
+            zj = np.float64(z[j])
+            zmax = zj if zj > zmax else zmax
+        total = 0.0
+        for j in range(n):
+            total += vexp(np.float64(z[j]) - zmax)
+        lse = zmax + np.log(total)
+        for j in range(n):
+            cost += np.float64(y[j]) * (lse - np.float64(z[j]))
+    else:
+        for j in range(n):
+            d = np.float64(z[j]) - np.float64(y[j])
+            cost += 0.5 * d * d
+    return cost
+
+
+@jit_vec
+def _abs_sum(v, n):
+    """Σ|v[:n]| in float64 (NaN and inf propagate)."""
+    s = 0.0
+    for k in range(n):
+        s += abs(np.float64(v[k]))
+    return s
+
+
+@jit_vec
+def _abs_max(v, start, stop):
+    """max|v[start:stop]| in float64, or inf if any entry is NaN or ±inf."""
+    m = 0.0
+    bad = 0.0
+    for k in range(start, stop):
+        x = abs(np.float64(v[k]))
+        m = x if x > m else m
+        bad += x * 0.0  # 0 for finite entries, NaN otherwise
+    return m if bad == 0.0 else np.inf
+
+
+@jit_vec
+def _layer_bounds(params, sizes, w_off, b_off, wb, bb):
+    """wb[l], bb[l] = max|W[l]|, max|b[l]| (inf where a parameter is not finite)."""
+    for l in range(sizes.shape[0] - 1):
+        n = sizes[l + 1] * sizes[l]
+        wb[l] = _abs_max(params, w_off[l], w_off[l] + n)
+        bb[l] = _abs_max(params, b_off[l], b_off[l] + sizes[l + 1])
+
+
+# ======================================================================= forward
+
+
+@jit_vec
+def _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out):
+    """Layers 2 … L of one example (layer 1 is done by the caller into z, a).
+
+    Also leaves sa[l] = Σ|A[l]| (the input of layer l+1) for the step bound.
+    """
+    L = sizes.shape[0] - 1
+    for l in range(1, L):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        a_prev = a[u_off[l - 1] : u_off[l - 1] + n_in]
+        sa[l] = _abs_sum(a_prev, n_in)
+        wo = w_off[l]
+        bo = b_off[l]
+        uo = u_off[l]
+        # Z[l] = W[l] A[l−1] + b[l]: rows of W[l] against A[l−1], contiguous
+        for j in range(n_out):
+            s = params[bo + j]
+            row = wo + j * n_in
+            for k in range(n_in):
+                s += params[row + k] * a_prev[k]
+            z[uo + j] = s
+        if l < L - 1:
+            _activate(z[uo : uo + n_out], a[uo : uo + n_out], n_out, act)
+    if L > 1:
+        uo = u_off[L - 1]
+        _output(z[uo : uo + sizes[L]], a[uo : uo + sizes[L]], out)
+
+
+@jit_vec
+def _first_layer(params, n_in, n_out, b0, x, z):
+    """Z[1] = W[1] x + b[1]."""
+    for j in range(n_out):
+        s = params[b0 + j]
+        row = j * n_in
+        for k in range(n_in):
+            s += params[row + k] * x[k]
+        z[j] = s
+
+
+@jit_vec
+def _first_layer_fused(params, n_in, n_out, b0, x, c, x_prev, z):
+    """W[1] −= c x_prevᵀ (the previous example's deferred update), then Z[1] = W[1] x + b[1],
+    in one pass over W[1]: each weight is read and written once."""
+    for j in range(n_out):
+        s = params[b0 + j]
+        cj = c[j]
+        row = j * n_in
+        for k in range(n_in):
+            w = params[row + k] - cj * x_prev[k]
+            params[row + k] = w
+            s += w * x[k]
+        z[j] = s
+
+
+@jit_vec
+def _flush_first(params, n_in, n_out, c, x_prev):
+    """Apply a deferred W[1] −= c x_prevᵀ."""
+    for j in range(n_out):
+        cj = c[j]
+        row = j * n_in
+        for k in range(n_in):
+            params[row + k] -= cj * x_prev[k]
+
+
+# ====================================================================== per-example
+
+
+@jit_vec
+def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
+    """Per-example SGD over ``order``; returns ``(total cost, resume)``.
+
+    ``resume`` is −1 when the epoch is done, else the position in ``order`` of
+    the first example whose step this kernel could not prove safe (not applied).
+    """
+    w_off, b_off, u_off = offsets(sizes)
+    L = sizes.shape[0] - 1
+    T = params.dtype.type
+    n_units = u_off[L - 1] + sizes[L]
+    z = np.empty(n_units, params.dtype)
+    a = np.empty(n_units, params.dtype)
+    dz = np.empty(n_units, params.dtype)
+    n0 = sizes[0]
+    n1 = sizes[1]
+    c1 = np.zeros(n1, params.dtype)  # the deferred α dZ[1] of the previous example
+    sa = np.empty(L, np.float64)  # Σ|A[l−1]|: the inputs of each layer
+    sd = np.empty(L, np.float64)  # bound on Σ|dZ[l]|
+    wb = np.empty(L, np.float64)
+    bb = np.empty(L, np.float64)
+    _layer_bounds(params, sizes, w_off, b_off, wb, bb)
+    lr64 = np.float64(lr)
+    top = u_off[L - 1]
+    n_L = sizes[L]
+    m = order.shape[0]
+    total = 0.0
+    prev = -1
+    for t in range(m):
+        i = order[t]
+        x = X[i]
+        y = Y[i]
+        # ---- forward (layer 1 fused with the previous example's W[1] update)
+        if prev >= 0:
+            _first_layer_fused(params, n0, n1, b_off[0], x, c1, X[prev], z)
+        else:
+            _first_layer(params, n0, n1, b_off[0], x, z)
+        prev = -1
+        if L > 1:
+            _activate(z[:n1], a[:n1], n1, act)
+        else:
+            _output(z[:n1], a[:n1], out)
+        sa[0] = _abs_sum(x, n0)
+        _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
+        cost = _cost(z[top:], y, out)
+        # ---- dZ[L] = A[L] − Y, and the step bound, before anything changes
+        s = 0.0
+        for j in range(n_L):
+            d = a[top + j] - y[j]
+            dz[top + j] = d
+            s += abs(np.float64(d))
+        safe = np.isfinite(cost)
+        for l in range(L - 1, -1, -1):
+            sd[l] = s
+            safe = safe and (wb[l] + lr64 * s * sa[l] <= limit) and (bb[l] + lr64 * s <= limit)
+            # |dZ[l−1]_k| ≤ |Σ_j W[l]_jk dZ[l]_j| · |g'| ≤ max|W[l]| · Σ|dZ[l]| (|g'| ≤ 1)
+            s = s * wb[l] * sizes[l] if l > 0 else s
+        if not safe:
+            return total, t
+        total += cost
+        # ---- backward, layers L … 2: dA[l−1] = W[l]ᵀ dZ[l] and W[l] −= α dZ[l] A[l−1]ᵀ in one pass
+        for l in range(L - 1, 0, -1):
+            n_in = sizes[l]
+            n_out = sizes[l + 1]
+            uo = u_off[l]
+            up = u_off[l - 1]
+            wo = w_off[l]
+            bo = b_off[l]
+            for k in range(n_in):
+                dz[up + k] = T(0)
+            for j in range(n_out):
+                d = dz[uo + j]
+                c = lr * d
+                row = wo + j * n_in
+                for k in range(n_in):
+                    w = params[row + k]
+                    dz[up + k] += w * d
+                    params[row + k] = w - c * a[up + k]
+                params[bo + j] -= c
+            wb[l] += lr64 * _abs_sum(dz[uo : uo + n_out], n_out) * sa[l]
+            bb[l] += lr64 * sd[l]
+            _times_derivative(dz[up : up + n_in], z[up : up + n_in], a[up : up + n_in], n_in, act)
+        # ---- layer 1: b[1] now, W[1] deferred into the next forward pass
+        s1 = 0.0
+        for j in range(n1):
+            c = lr * dz[j]
+            c1[j] = c
+            params[b_off[0] + j] -= c
+            s1 += abs(np.float64(dz[j]))
+        wb[0] += lr64 * s1 * sa[0]
+        bb[0] += lr64 * s1
+        prev = i
+    if prev >= 0:
+        _flush_first(params, n0, n1, c1, X[prev])
+    return total, -1
+
+
+# ====================================================================== mini-batch
+
+
+@jit_vec
+def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+    """Mini-batch gradient descent over ``order``; returns ``(total cost, resume)``.
+
+    ``resume`` is −1, or the position in ``order`` where the batch starts whose
+    step this kernel could not prove safe (not applied).
+    """
+    w_off, b_off, u_off = offsets(sizes)
+    L = sizes.shape[0] - 1
+    T = params.dtype.type
+    n_units = u_off[L - 1] + sizes[L]
+    z = np.empty(n_units, params.dtype)
+    a = np.empty(n_units, params.dtype)
+    dz = np.empty(n_units, params.dtype)
+    grad = np.zeros_like(params)
+    sa = np.empty(L, np.float64)
+    wb = np.empty(L, np.float64)
+    bb = np.empty(L, np.float64)
+    _layer_bounds(params, sizes, w_off, b_off, wb, bb)
+    lr64 = np.float64(lr)
+    top = u_off[L - 1]
+    n0 = sizes[0]
+    n1 = sizes[1]
+    n_L = sizes[L]
+    m = order.shape[0]
+    total = 0.0
+    for start in range(0, m, batch_size):
+        stop = min(start + batch_size, m)
+        scale = T(1) / T(stop - start)
+        batch_cost = 0.0
+        for t in range(start, stop):
+            i = order[t]
+            x = X[i]
+            y = Y[i]
+            _first_layer(params, n0, n1, b_off[0], x, z)
+            if L > 1:
+                _activate(z[:n1], a[:n1], n1, act)
+            else:
+                _output(z[:n1], a[:n1], out)
+            sa[0] = 0.0
+            _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
+            batch_cost += _cost(z[top:], y, out)
+            for j in range(n_L):
+                dz[top + j] = a[top + j] - y[j]
+            # dW[l] += (1/m) dZ[l] A[l−1]ᵀ and dA[l−1] = W[l]ᵀ dZ[l], one pass per layer
+            for l in range(L - 1, 0, -1):
+                n_in = sizes[l]
+                n_out = sizes[l + 1]
+                uo = u_off[l]
+                up = u_off[l - 1]
+                wo = w_off[l]
+                bo = b_off[l]
+                for k in range(n_in):
+                    dz[up + k] = T(0)
+                for j in range(n_out):
+                    d = dz[uo + j]
+                    g = scale * d
+                    row = wo + j * n_in
+                    for k in range(n_in):
+                        dz[up + k] += params[row + k] * d
+                        grad[row + k] += g * a[up + k]
+                    grad[bo + j] += g
+                _times_derivative(dz[up : up + n_in], z[up : up + n_in], a[up : up + n_in], n_in, act)
+            for j in range(n1):
+                g = scale * dz[j]
+                row = j * n0
+                for k in range(n0):
+                    grad[row + k] += g * x[k]
+                grad[b_off[0] + j] += g
+        # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
+        safe = np.isfinite(batch_cost)
+        for l in range(L):
+            gw = _abs_sum(grad[w_off[l] : w_off[l] + sizes[l + 1] * sizes[l]], sizes[l + 1] * sizes[l])
+            gb = _abs_sum(grad[b_off[l] : b_off[l] + sizes[l + 1]], sizes[l + 1])
+            sa[l] = gw
+            safe = safe and (wb[l] + lr64 * gw <= limit) and (bb[l] + lr64 * gb <= limit)
+            wb[l] += lr64 * gw
+            bb[l] += lr64 * gb
+        if not safe:
+            return total, start
+        # W −= α dW, b −= α db; dW, db back to zero for the next batch
+        for p in range(params.shape[0]):
+            params[p] -= lr * grad[p]
+            grad[p] = T(0)
+        total += batch_cost
+    return total, -1
+
+
+# ========================================================================= wrapper
+
+
+def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out) -> tuple[float, int]:
+    """One epoch with the fast kernels; the same arguments and result as
+    :func:`fastbp.kernels._train_epoch` (``(J, failed)``), for built-in activations.
+
+    If the fast kernel stops before a step it cannot prove safe, the rest of the
+    epoch runs in the reference kernel, which checks that step exactly.
+    """
+    m = order.shape[0]
+    limit = float(np.finfo(params.dtype).max) / 4.0
+    if batch_size == 1:
+        total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
+    else:
+        total, resume = _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+    if resume < 0:
+        return total / m, -1
+    from .kernels import BUILTIN
+
+    rest = np.ascontiguousarray(order[resume:])
+    J_rest, failed = BUILTIN._train_epoch(params, sizes, X, Y, rest, batch_size, lr, act, out)
+    total += J_rest * rest.shape[0]
+    return total / m, (-1 if failed < 0 else resume // batch_size + failed)

@@ -1,0 +1,175 @@
+"""The fast training kernels (fastbp.fast_kernels) against the plain kernel and the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastbp import fast_kernels, kernels, reference
+from fastbp.activations import NAMES as ACT_CODES
+from fastbp.errors import DivergenceError
+from fastbp.kernels import BUILTIN
+from fastbp.losses import NAMES as OUT_CODES
+from fastbp.params import Layout
+from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_problem
+
+SIZES = [[3, 1], [1, 1, 1], [2, 4, 1], [5, 7, 3, 2], [4, 1, 6, 1, 3]]  # depth 1-4, widths incl. 1
+DTYPES = [np.float32, np.float64]
+M = 11  # not a multiple of any batch size below
+
+
+def _flat(prob):
+    lay = Layout([prob.X.shape[1]] + [w.shape[0] for w in prob.weights])
+    return lay, lay.pack(prob.weights, prob.biases, prob.X.dtype)
+
+
+def _run(kernel, prob, params, lay, bs):
+    order = np.asarray(prob.order, dtype=np.int64)
+    lr = prob.X.dtype.type(prob.learning_rate)
+    return kernel(params, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[prob.activation], OUT_CODES[prob.output])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("batch_size", [1, 4, M])
+def test_epoch_agrees_with_plain_and_reference(sizes, dtype, batch_size):
+    for act in HIDDEN_ACTIVATIONS:
+        for out in OUTPUTS:
+            prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=batch_size, seed=3)
+            lay, p0 = _flat(prob)
+            p_fast, p_plain = p0.copy(), p0.copy()
+            J_fast, f_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+            J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+            msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {batch_size}"
+            assert f_fast == f_plain == -1, msg
+            assert_agree((J_fast, p_fast), (J_plain, p_plain), dtype, msg)
+            W, b = prob.copy_params()
+            J_ref = reference.train_epoch(*prob.args("train_epoch", W, b))
+            assert_agree((J_fast, p_fast), (J_ref, lay.pack(W, b, dtype)), dtype, msg + " vs reference")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_public_train_epoch_runs_fast_kernel(monkeypatch, dtype, batch_size):
+    """kernels.train_epoch (and so MLP.fit, backend="numba") dispatches to the fast kernel."""
+    calls = []
+    real = fast_kernels.train_epoch
+    monkeypatch.setattr(fast_kernels, "train_epoch", lambda *a: calls.append(1) or real(*a))
+    prob = make_problem([4, 6, 2], dtype=dtype, m=M, batch_size=batch_size)
+    W, b = prob.copy_params()
+    J = kernels.train_epoch(*prob.args("train_epoch", W, b))
+    W2, b2 = prob.copy_params()
+    J2 = reference.train_epoch(*prob.args("train_epoch", W2, b2))
+    assert calls == [1]
+    assert_agree((J, W, b), (J2, W2, b2), dtype)
+
+
+def test_mlp_fit_numba_agrees_with_numpy():
+    from fastbp import MLP
+
+    prob = make_problem([5, 8, 3, 1], dtype=np.float64, m=40)
+    nets = [MLP([5, 8, 3, 1], seed=1) for _ in range(2)]
+    h = [net.fit(prob.X, prob.Y, epochs=3, learning_rate=0.2, batch_size=bs, backend=be)
+         for net, (be, bs) in zip(nets, [("numba", 1), ("numpy", 1)])]
+    assert_agree(h[0].loss, h[1].loss, np.float64)
+    assert_agree(nets[0].weights, nets[1].weights, np.float64)
+
+
+def test_custom_activation_keeps_plain_kernel():
+    from numba import njit
+
+    from fastbp import make_custom
+
+    @njit
+    def softsign(z):
+        return z / (1 + abs(z))
+
+    @njit
+    def softsign_prime(z):
+        return 1 / (1 + abs(z)) ** 2
+
+    act = make_custom(softsign, softsign_prime)
+    prob = make_problem([3, 4, 1], m=M, activation=act)
+    W, b = prob.copy_params()
+    J = kernels.train_epoch(*prob.args("train_epoch", W, b))
+    W2, b2 = prob.copy_params()
+    J2 = reference.train_epoch(*prob.args("train_epoch", W2, b2))
+    assert_agree((J, W, b), (J2, W2, b2), np.float64)
+
+
+# ------------------------------------------------------------------ divergence contract
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize("out", OUTPUTS)
+def test_divergence_stops_at_the_same_step_as_plain(dtype, batch_size, out):
+    """A huge step: the same failing batch as the plain kernel, the parameters from just before it."""
+    prob = make_problem([3, 5, 2], dtype=dtype, activation="identity", output=out, m=40, batch_size=batch_size,
+                        learning_rate=1e18 if dtype is np.float32 else 1e150)
+    prob.X *= 1e6 if dtype is np.float32 else 1e70
+    lay, p0 = _flat(prob)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    J_fast, f_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+    J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+    assert f_plain >= 0, "the case must diverge"
+    assert f_fast == f_plain
+    assert np.isfinite(p_fast).all()
+    assert_agree((J_fast, p_fast), (J_plain, p_plain), dtype)
+    # the public wrapper raises and leaves the parameters from before the failing step
+    W, b = prob.copy_params()
+    with pytest.raises(DivergenceError):
+        kernels.train_epoch(*prob.args("train_epoch", W, b))
+    assert_agree(lay.pack(W, b, dtype), p_plain, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_large_but_finite_parameters_use_the_exact_check(dtype, batch_size):
+    """Parameters near the dtype's limit: the bound cannot prove a step safe, the exact check
+    (reference kernel) takes over, and the epoch still matches the plain kernel."""
+    prob = make_problem([2, 3, 1], dtype=dtype, activation="relu", output="identity", m=9, batch_size=batch_size)
+    big = np.finfo(dtype).max / 3
+    prob.weights[1][0, 0] = big
+    prob.weights[0][:] = -np.abs(prob.weights[0])  # relu units mostly off: steps stay finite
+    prob.X[:] = np.abs(prob.X)
+    prob.biases[0][:] = -1
+    lay, p0 = _flat(prob)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    res_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+    res_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+    assert res_fast[1] == res_plain[1]
+    assert_agree((res_fast[0], p_fast), (res_plain[0], p_plain), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_finite_start_fails_first_step(dtype):
+    prob = make_problem([2, 3, 1], dtype=dtype, m=5)
+    lay, p0 = _flat(prob)
+    p0[0] = np.nan
+    p = p0.copy()
+    J, failed = _run(fast_kernels.train_epoch, prob, p, lay, 1)
+    assert failed == 0 and J == 0.0
+    np.testing.assert_array_equal(p, p0)
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_no_allocation_per_example_or_batch(batch_size):
+    """Numba's allocation count of an epoch does not grow with m."""
+    from numba.core.runtime import rtsys
+
+    from numba.core.runtime import _nrt_python
+
+    _nrt_python.memsys_enable_stats()
+    counts = []
+    for m in (16, 800):
+        prob = make_problem([6, 5, 3], dtype=np.float32, m=m, batch_size=batch_size)
+        lay, p0 = _flat(prob)
+        _run(fast_kernels.train_epoch, prob, p0.copy(), lay, batch_size)  # compiled
+        before = rtsys.get_allocation_stats().alloc
+        _run(fast_kernels.train_epoch, prob, p0.copy(), lay, batch_size)
+        counts.append(rtsys.get_allocation_stats().alloc - before)
+    assert counts[0] == counts[1] and counts[0] < 20
