@@ -147,11 +147,11 @@ def _abs_sum(v, n):
 
 
 @jit_vec
-def _abs_max(v, start, stop):
-    """max|v[start:stop]| in float64, or inf if any entry is NaN or ±inf."""
+def _abs_max(v):
+    """max|v| in float64, or inf if any entry is NaN or ±inf."""
     m = 0.0
     bad = 0.0
-    for k in range(start, stop):
+    for k in range(v.shape[0]):
         x = abs(np.float64(v[k]))
         m = x if x > m else m
         bad += x * 0.0  # 0 for finite entries, NaN otherwise
@@ -163,8 +163,8 @@ def _layer_bounds(params, sizes, w_off, b_off, wb, bb):
     """wb[l], bb[l] = max|W[l]|, max|b[l]| (inf where a parameter is not finite)."""
     for l in range(sizes.shape[0] - 1):
         n = sizes[l + 1] * sizes[l]
-        wb[l] = _abs_max(params, w_off[l], w_off[l] + n)
-        bb[l] = _abs_max(params, b_off[l], b_off[l] + sizes[l + 1])
+        wb[l] = _abs_max(params[w_off[l] : w_off[l] + n])
+        bb[l] = _abs_max(params[b_off[l] : b_off[l] + sizes[l + 1]])
 
 
 # ======================================================================= forward
@@ -183,15 +183,19 @@ def _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out):
         a_prev = a[u_off[l - 1] : u_off[l - 1] + n_in]
         sa[l] = _abs_sum(a_prev, n_in)
         wo = w_off[l]
-        bo = b_off[l]
         uo = u_off[l]
-        # Z[l] = W[l] A[l−1] + b[l]: rows of W[l] against A[l−1], contiguous
+        b = params[b_off[l] : b_off[l] + n_out]
+        zl = z[uo : uo + n_out]
+        # Z[l] = W[l] A[l−1] + b[l]: rows of W[l] against A[l−1], contiguous.
+        # (Every inner loop indexes a view by its own loop variable only: an index
+        # like ``params[row + k]`` gets Numba's negative-index wraparound, which
+        # stops LLVM vectorising the loop.)
         for j in range(n_out):
-            s = params[bo + j]
-            row = wo + j * n_in
+            W = params[wo + j * n_in : wo + (j + 1) * n_in]
+            s = b[j]
             for k in range(n_in):
-                s += params[row + k] * a_prev[k]
-            z[uo + j] = s
+                s += W[k] * a_prev[k]
+            zl[j] = s
         if l < L - 1:
             _activate(z[uo : uo + n_out], a[uo : uo + n_out], n_out, act)
     if L > 1:
@@ -202,11 +206,12 @@ def _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out):
 @jit_vec
 def _first_layer(params, n_in, n_out, b0, x, z):
     """Z[1] = W[1] x + b[1]."""
+    b = params[b0 : b0 + n_out]
     for j in range(n_out):
-        s = params[b0 + j]
-        row = j * n_in
+        W = params[j * n_in : (j + 1) * n_in]
+        s = b[j]
         for k in range(n_in):
-            s += params[row + k] * x[k]
+            s += W[k] * x[k]
         z[j] = s
 
 
@@ -214,13 +219,14 @@ def _first_layer(params, n_in, n_out, b0, x, z):
 def _first_layer_fused(params, n_in, n_out, b0, x, c, x_prev, z):
     """W[1] −= c x_prevᵀ (the previous example's deferred update), then Z[1] = W[1] x + b[1],
     in one pass over W[1]: each weight is read and written once."""
+    b = params[b0 : b0 + n_out]
     for j in range(n_out):
-        s = params[b0 + j]
+        W = params[j * n_in : (j + 1) * n_in]
+        s = b[j]
         cj = c[j]
-        row = j * n_in
         for k in range(n_in):
-            w = params[row + k] - cj * x_prev[k]
-            params[row + k] = w
+            w = W[k] - cj * x_prev[k]
+            W[k] = w
             s += w * x[k]
         z[j] = s
 
@@ -229,13 +235,86 @@ def _first_layer_fused(params, n_in, n_out, b0, x, c, x_prev, z):
 def _flush_first(params, n_in, n_out, c, x_prev):
     """Apply a deferred W[1] −= c x_prevᵀ."""
     for j in range(n_out):
+        W = params[j * n_in : (j + 1) * n_in]
         cj = c[j]
-        row = j * n_in
         for k in range(n_in):
-            params[row + k] -= cj * x_prev[k]
+            W[k] -= cj * x_prev[k]
 
 
 # ====================================================================== per-example
+
+
+@jit_vec
+def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, sd, wb, bb, lr, act, out, limit):
+    """One example, given its Z[1] in ``z``: the rest of the forward pass, the cost, the
+    step bound and, if the step is provably safe, the updates of W[l], b[l] for l ≥ 2
+    and of b[1].  dZ[1] is left in ``dz[:n_1]``: the caller applies (or defers)
+    W[1] −= α dZ[1] xᵀ.  Returns ``(safe, cost)``; nothing changes when not safe.
+    """
+    L = sizes.shape[0] - 1
+    T = params.dtype.type
+    n0 = sizes[0]
+    n1 = sizes[1]
+    top = u_off[L - 1]
+    n_L = sizes[L]
+    lr64 = np.float64(lr)
+    if L > 1:
+        _activate(z[:n1], a[:n1], n1, act)
+    else:
+        _output(z[:n1], a[:n1], out)
+    sa[0] = _abs_sum(x, n0)
+    _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
+    cost = _cost(z[top:], y, out)
+    # ---- dZ[L] = A[L] − Y, and the step bound, before anything changes
+    s = 0.0
+    aL = a[top : top + n_L]
+    dzL = dz[top : top + n_L]
+    for j in range(n_L):
+        d = aL[j] - y[j]
+        dzL[j] = d
+        s += abs(np.float64(d))
+    safe = np.isfinite(cost)
+    for l in range(L - 1, -1, -1):
+        sd[l] = s
+        safe = safe and (wb[l] + lr64 * s * sa[l] <= limit) and (bb[l] + lr64 * s <= limit)
+        # |dZ[l−1]_k| ≤ |Σ_j W[l]_jk dZ[l]_j| · |g'| ≤ max|W[l]| · Σ|dZ[l]| (|g'| ≤ 1)
+        s = s * wb[l] * sizes[l] if l > 0 else s
+    if not safe:
+        return False, cost
+    # ---- backward, layers L … 2: dA[l−1] = W[l]ᵀ dZ[l] and W[l] −= α dZ[l] A[l−1]ᵀ in one pass
+    for l in range(L - 1, 0, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        uo = u_off[l]
+        up = u_off[l - 1]
+        wo = w_off[l]
+        b = params[b_off[l] : b_off[l] + n_out]
+        dzl = dz[uo : uo + n_out]
+        dp = dz[up : up + n_in]
+        ap = a[up : up + n_in]
+        for k in range(n_in):
+            dp[k] = T(0)
+        for j in range(n_out):
+            W = params[wo + j * n_in : wo + (j + 1) * n_in]
+            d = dzl[j]
+            c = lr * d
+            for k in range(n_in):
+                w = W[k]
+                dp[k] += w * d
+                W[k] = w - c * ap[k]
+            b[j] -= c
+        wb[l] += lr64 * _abs_sum(dzl, n_out) * sa[l]
+        bb[l] += lr64 * sd[l]
+        _times_derivative(dp, z[up : up + n_in], ap, n_in, act)
+    # ---- layer 1: b[1] now; W[1] is the caller's
+    s1 = 0.0
+    b1 = params[b_off[0] : b_off[0] + n1]
+    for j in range(n1):
+        b1[j] -= lr * dz[j]
+        s1 += abs(np.float64(dz[j]))
+    wb[0] += lr64 * s1 * sa[0]
+    bb[0] += lr64 * s1
+    return True, cost
 
 
 @jit_vec
@@ -244,10 +323,10 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
 
     ``resume`` is −1 when the epoch is done, else the position in ``order`` of
     the first example whose step this kernel could not prove safe (not applied).
+    W[1]'s update is deferred into the next example's forward pass.
     """
     w_off, b_off, u_off = offsets(sizes)
     L = sizes.shape[0] - 1
-    T = params.dtype.type
     n_units = u_off[L - 1] + sizes[L]
     z = np.empty(n_units, params.dtype)
     a = np.empty(n_units, params.dtype)
@@ -260,78 +339,177 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     wb = np.empty(L, np.float64)
     bb = np.empty(L, np.float64)
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
-    lr64 = np.float64(lr)
-    top = u_off[L - 1]
-    n_L = sizes[L]
     m = order.shape[0]
     total = 0.0
     prev = -1
     for t in range(m):
         i = order[t]
         x = X[i]
-        y = Y[i]
-        # ---- forward (layer 1 fused with the previous example's W[1] update)
+        # Z[1], fused with the previous example's W[1] update
         if prev >= 0:
             _first_layer_fused(params, n0, n1, b_off[0], x, c1, X[prev], z)
         else:
             _first_layer(params, n0, n1, b_off[0], x, z)
         prev = -1
-        if L > 1:
-            _activate(z[:n1], a[:n1], n1, act)
-        else:
-            _output(z[:n1], a[:n1], out)
-        sa[0] = _abs_sum(x, n0)
-        _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
-        cost = _cost(z[top:], y, out)
-        # ---- dZ[L] = A[L] − Y, and the step bound, before anything changes
-        s = 0.0
-        for j in range(n_L):
-            d = a[top + j] - y[j]
-            dz[top + j] = d
-            s += abs(np.float64(d))
-        safe = np.isfinite(cost)
-        for l in range(L - 1, -1, -1):
-            sd[l] = s
-            safe = safe and (wb[l] + lr64 * s * sa[l] <= limit) and (bb[l] + lr64 * s <= limit)
-            # |dZ[l−1]_k| ≤ |Σ_j W[l]_jk dZ[l]_j| · |g'| ≤ max|W[l]| · Σ|dZ[l]| (|g'| ≤ 1)
-            s = s * wb[l] * sizes[l] if l > 0 else s
+        safe, cost = _after_first_layer(
+            params, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, sd, wb, bb, lr, act, out, limit
+        )
         if not safe:
             return total, t
         total += cost
-        # ---- backward, layers L … 2: dA[l−1] = W[l]ᵀ dZ[l] and W[l] −= α dZ[l] A[l−1]ᵀ in one pass
-        for l in range(L - 1, 0, -1):
-            n_in = sizes[l]
-            n_out = sizes[l + 1]
-            uo = u_off[l]
-            up = u_off[l - 1]
-            wo = w_off[l]
-            bo = b_off[l]
-            for k in range(n_in):
-                dz[up + k] = T(0)
-            for j in range(n_out):
-                d = dz[uo + j]
-                c = lr * d
-                row = wo + j * n_in
-                for k in range(n_in):
-                    w = params[row + k]
-                    dz[up + k] += w * d
-                    params[row + k] = w - c * a[up + k]
-                params[bo + j] -= c
-            wb[l] += lr64 * _abs_sum(dz[uo : uo + n_out], n_out) * sa[l]
-            bb[l] += lr64 * sd[l]
-            _times_derivative(dz[up : up + n_in], z[up : up + n_in], a[up : up + n_in], n_in, act)
-        # ---- layer 1: b[1] now, W[1] deferred into the next forward pass
-        s1 = 0.0
         for j in range(n1):
-            c = lr * dz[j]
-            c1[j] = c
-            params[b_off[0] + j] -= c
-            s1 += abs(np.float64(dz[j]))
-        wb[0] += lr64 * s1 * sa[0]
-        bb[0] += lr64 * s1
+            c1[j] = lr * dz[j]
         prev = i
     if prev >= 0:
         _flush_first(params, n0, n1, c1, X[prev])
+    return total, -1
+
+
+#: Examples per block in :func:`_sgd_epoch_blocked` (the unrolled loops below are written for 4).
+BLOCK = 4
+
+
+@jit_vec
+def _block_pass(params, n0, n1, C, P, Q, Zp):
+    """One pass over W[1]: W[1] −= Σ_s C[s] P[s]ᵀ (the previous block's four deferred
+    per-example updates), then Zp[t] = W[1] Q[t] for the block's four inputs.
+
+    Two rows of W[1] at a time share the loads of P and Q (each row is its own
+    array view, so LLVM checks their overlap at run time and vectorises); each
+    weight is loaded and stored once per 4 examples, with 8 FMAs on it.
+    """
+    T = params.dtype.type
+    j = 0
+    while j + 1 < n1:
+        r0 = j * n0
+        W0 = params[r0 : r0 + n0]
+        W1 = params[r0 + n0 : r0 + 2 * n0]
+        c00, c01, c02, c03 = C[0, j], C[1, j], C[2, j], C[3, j]
+        c10, c11, c12, c13 = C[0, j + 1], C[1, j + 1], C[2, j + 1], C[3, j + 1]
+        a0 = a1 = a2 = a3 = T(0)
+        e0 = e1 = e2 = e3 = T(0)
+        for k in range(n0):
+            p0, p1, p2, p3 = P[0, k], P[1, k], P[2, k], P[3, k]
+            w = W0[k] - ((c00 * p0 + c01 * p1) + (c02 * p2 + c03 * p3))
+            v = W1[k] - ((c10 * p0 + c11 * p1) + (c12 * p2 + c13 * p3))
+            W0[k] = w
+            W1[k] = v
+            q = Q[0, k]
+            a0 += w * q
+            e0 += v * q
+            q = Q[1, k]
+            a1 += w * q
+            e1 += v * q
+            q = Q[2, k]
+            a2 += w * q
+            e2 += v * q
+            q = Q[3, k]
+            a3 += w * q
+            e3 += v * q
+        Zp[0, j], Zp[1, j], Zp[2, j], Zp[3, j] = a0, a1, a2, a3
+        Zp[0, j + 1], Zp[1, j + 1], Zp[2, j + 1], Zp[3, j + 1] = e0, e1, e2, e3
+        j += 2
+    if j < n1:  # an odd last row
+        W0 = params[j * n0 : (j + 1) * n0]
+        c00, c01, c02, c03 = C[0, j], C[1, j], C[2, j], C[3, j]
+        a0 = a1 = a2 = a3 = T(0)
+        for k in range(n0):
+            w = W0[k] - ((c00 * P[0, k] + c01 * P[1, k]) + (c02 * P[2, k] + c03 * P[3, k]))
+            W0[k] = w
+            a0 += w * Q[0, k]
+            a1 += w * Q[1, k]
+            a2 += w * Q[2, k]
+            a3 += w * Q[3, k]
+        Zp[0, j], Zp[1, j], Zp[2, j], Zp[3, j] = a0, a1, a2, a3
+
+
+@jit_vec
+def _apply_block(params, n0, n1, C, P):
+    """W[1] −= Σ_s C[s] P[s]ᵀ (flush the deferred updates of a block)."""
+    for j in range(n1):
+        W0 = params[j * n0 : (j + 1) * n0]
+        c0, c1, c2, c3 = C[0, j], C[1, j], C[2, j], C[3, j]
+        for k in range(n0):
+            W0[k] -= (c0 * P[0, k] + c1 * P[1, k]) + (c2 * P[2, k] + c3 * P[3, k])
+
+
+@jit_vec
+def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
+    """Per-example SGD, the same steps as :func:`_sgd_epoch`, with W[1]'s updates
+    deferred over blocks of 4 examples (exact in real arithmetic):
+
+    * with W = W[1] at the start of a block and c_s = α dZ[1] of its example s,
+      W[1] before example t of the block is W − Σ_{s<t} c_s x_sᵀ, so
+      Z[1]_t = W x_t + b[1] − Σ_{s<t} c_s (x_s · x_t): one pass over W gives W x_t
+      for all 4 examples, and the Gram matrix x_s · x_t the corrections;
+    * that same pass first applies the previous block's 4 deferred updates.
+
+    So W[1] is read and written once per 4 examples instead of once per example.
+    Returns ``(total cost, resume)`` like :func:`_sgd_epoch`.
+    """
+    w_off, b_off, u_off = offsets(sizes)
+    L = sizes.shape[0] - 1
+    T = params.dtype.type
+    K = BLOCK
+    n_units = u_off[L - 1] + sizes[L]
+    z = np.empty(n_units, params.dtype)
+    a = np.empty(n_units, params.dtype)
+    dz = np.empty(n_units, params.dtype)
+    n0 = sizes[0]
+    n1 = sizes[1]
+    b0 = b_off[0]
+    P = np.zeros((K, n0), params.dtype)  # the previous block's inputs
+    Q = np.zeros((K, n0), params.dtype)  # this block's inputs
+    C = np.zeros((K, n1), params.dtype)  # α dZ[1] per example of the block (deferred)
+    Zp = np.empty((K, n1), params.dtype)  # W[1] x_t from the block's start
+    G = np.empty((K, K), params.dtype)  # x_s · x_t
+    sa = np.empty(L, np.float64)
+    sd = np.empty(L, np.float64)
+    wb = np.empty(L, np.float64)
+    bb = np.empty(L, np.float64)
+    _layer_bounds(params, sizes, w_off, b_off, wb, bb)
+    m = order.shape[0]
+    total = 0.0
+    for t0 in range(0, m, K):
+        nb = min(K, m - t0)
+        P, Q = Q, P
+        for s in range(K):
+            if s < nb:
+                xs = X[order[t0 + s]]
+                for k in range(n0):
+                    Q[s, k] = xs[k]
+            else:
+                for k in range(n0):
+                    Q[s, k] = T(0)
+        _block_pass(params, n0, n1, C, P, Q, Zp)
+        for s in range(K):
+            for j in range(n1):
+                C[s, j] = T(0)
+        for t in range(1, nb):
+            for s in range(t):
+                g = T(0)
+                for k in range(n0):
+                    g += Q[s, k] * Q[t, k]
+                G[s, t] = g
+        b1 = params[b0 : b0 + n1]
+        for tt in range(nb):
+            i = order[t0 + tt]
+            for j in range(n1):
+                z[j] = b1[j] + Zp[tt, j]
+            for s in range(tt):
+                g = G[s, tt]
+                for j in range(n1):
+                    z[j] -= C[s, j] * g
+            safe, cost = _after_first_layer(
+                params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, sd, wb, bb, lr, act, out, limit
+            )
+            if not safe:
+                _apply_block(params, n0, n1, C, Q)  # the block's examples before this one
+                return total, t0 + tt
+            total += cost
+            for j in range(n1):
+                C[tt, j] = lr * dz[j]
+    _apply_block(params, n0, n1, C, Q)
     return total, -1
 
 
@@ -380,8 +558,10 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
             sa[0] = 0.0
             _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
             batch_cost += _cost(z[top:], y, out)
+            aL = a[top : top + n_L]
+            dzL = dz[top : top + n_L]
             for j in range(n_L):
-                dz[top + j] = a[top + j] - y[j]
+                dzL[j] = aL[j] - y[j]
             # dW[l] += (1/m) dZ[l] A[l−1]ᵀ and dA[l−1] = W[l]ᵀ dZ[l], one pass per layer
             for l in range(L - 1, 0, -1):
                 n_in = sizes[l]
@@ -389,24 +569,29 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
                 uo = u_off[l]
                 up = u_off[l - 1]
                 wo = w_off[l]
-                bo = b_off[l]
+                gb = grad[b_off[l] : b_off[l] + n_out]
+                dzl = dz[uo : uo + n_out]
+                dp = dz[up : up + n_in]
+                ap = a[up : up + n_in]
                 for k in range(n_in):
-                    dz[up + k] = T(0)
+                    dp[k] = T(0)
                 for j in range(n_out):
-                    d = dz[uo + j]
+                    W = params[wo + j * n_in : wo + (j + 1) * n_in]
+                    G = grad[wo + j * n_in : wo + (j + 1) * n_in]
+                    d = dzl[j]
                     g = scale * d
-                    row = wo + j * n_in
                     for k in range(n_in):
-                        dz[up + k] += params[row + k] * d
-                        grad[row + k] += g * a[up + k]
-                    grad[bo + j] += g
-                _times_derivative(dz[up : up + n_in], z[up : up + n_in], a[up : up + n_in], n_in, act)
+                        dp[k] += W[k] * d
+                        G[k] += g * ap[k]
+                    gb[j] += g
+                _times_derivative(dp, z[up : up + n_in], ap, n_in, act)
+            gb = grad[b_off[0] : b_off[0] + n1]
             for j in range(n1):
+                G = grad[j * n0 : (j + 1) * n0]
                 g = scale * dz[j]
-                row = j * n0
                 for k in range(n0):
-                    grad[row + k] += g * x[k]
-                grad[b_off[0] + j] += g
+                    G[k] += g * x[k]
+                gb[j] += g
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
         safe = np.isfinite(batch_cost)
         for l in range(L):
@@ -428,6 +613,11 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
 
 # ========================================================================= wrapper
 
+#: Per-example SGD defers W[1]'s updates over blocks (:func:`_sgd_epoch_blocked`)
+#: when W[1] has at least this many weights (below, the Gram corrections cost more
+#: than the saved passes over W[1]).
+BLOCKED_MIN_WEIGHTS = 1024
+
 
 def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out) -> tuple[float, int]:
     """One epoch with the fast kernels; the same arguments and result as
@@ -438,7 +628,9 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out) -> tuple[f
     """
     m = order.shape[0]
     limit = float(np.finfo(params.dtype).max) / 4.0
-    if batch_size == 1:
+    if batch_size == 1 and sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS and sizes[0] >= BLOCK:
+        total, resume = _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit)
+    elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     else:
         total, resume = _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
