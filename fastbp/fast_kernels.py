@@ -137,6 +137,46 @@ def _cost(z, y, out):
     return cost
 
 
+#: Per-example costs are computed in chunks of this many examples (vectorised),
+#: not one by one, whenever they are provably finite (see :data:`COST_SAFE`).
+COST_CHUNK = 256
+
+#: Σ|Z[L]| + Σ|Y| up to this bound proves an example's cost finite in float64
+#: (|Z − Y| ≤ 2e150, so ½(Z − Y)² and the cross-entropies stay far below 1.8e308).
+COST_SAFE = 1e150
+
+
+@jit_vec
+def _defer_cost(zL, y, Zc, Yc, cnt):
+    """Queue one example's logits and targets for :func:`_flush_costs`."""
+    n = zL.shape[0]
+    o = cnt[0] * n
+    for j in range(n):
+        Zc[o + j] = zL[j]
+        Yc[o + j] = y[j]
+    cnt[0] += 1
+
+
+@jit_vec
+def _flush_costs(Zc, Yc, cnt, n_L, out):
+    """Σ of the queued examples' costs (float64, the formulas of :func:`_cost`); empties the queue."""
+    n = cnt[0] * n_L
+    cnt[0] = 0
+    total = 0.0
+    if out == OUT_SIGMOID:
+        for k in range(n):
+            zk = np.float64(Zc[k])
+            total += (zk if zk > 0.0 else 0.0) - np.float64(Yc[k]) * zk + vlog1p_unit(vexp(-abs(zk)))
+    elif out == OUT_SOFTMAX:
+        for e in range(0, n, n_L):
+            total += _cost(Zc[e : e + n_L], Yc[e : e + n_L], out)
+    else:
+        for k in range(n):
+            d = np.float64(Zc[k]) - np.float64(Yc[k])
+            total += 0.5 * d * d
+    return total
+
+
 @jit_vec
 def _abs_sum(v, n):
     """Σ|v[:n]| in float64 (NaN and inf propagate)."""
@@ -249,7 +289,9 @@ def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, s
     """One example, given its Z[1] in ``z``: the rest of the forward pass, the cost, the
     step bound and, if the step is provably safe, the updates of W[l], b[l] for l ≥ 2
     and of b[1].  dZ[1] is left in ``dz[:n_1]``: the caller applies (or defers)
-    W[1] −= α dZ[1] xᵀ.  Returns ``(safe, cost)``; nothing changes when not safe.
+    W[1] −= α dZ[1] xᵀ.  Returns ``(safe, deferred, cost)``: nothing changes when
+    not safe; ``deferred`` means the cost is provably finite and left for the caller
+    to queue (:func:`_defer_cost`), else ``cost`` is the example's cost.
     """
     L = sizes.shape[0] - 1
     T = params.dtype.type
@@ -264,7 +306,10 @@ def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, s
         _output(z[:n1], a[:n1], out)
     sa[0] = _abs_sum(x, n0)
     _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
-    cost = _cost(z[top:], y, out)
+    # ---- the cost: provably finite (computed later, in a chunk), or computed now
+    zL = z[top : top + n_L]
+    deferred = _abs_sum(zL, n_L) + _abs_sum(y, n_L) <= COST_SAFE
+    cost = 0.0 if deferred else _cost(zL, y, out)
     # ---- dZ[L] = A[L] − Y, and the step bound, before anything changes
     s = 0.0
     aL = a[top : top + n_L]
@@ -280,7 +325,7 @@ def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, s
         # |dZ[l−1]_k| ≤ |Σ_j W[l]_jk dZ[l]_j| · |g'| ≤ max|W[l]| · Σ|dZ[l]| (|g'| ≤ 1)
         s = s * wb[l] * sizes[l] if l > 0 else s
     if not safe:
-        return False, cost
+        return False, deferred, cost
     # ---- backward, layers L … 2: dA[l−1] = W[l]ᵀ dZ[l] and W[l] −= α dZ[l] A[l−1]ᵀ in one pass
     for l in range(L - 1, 0, -1):
         n_in = sizes[l]
@@ -314,7 +359,7 @@ def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, s
         s1 += abs(np.float64(dz[j]))
     wb[0] += lr64 * s1 * sa[0]
     bb[0] += lr64 * s1
-    return True, cost
+    return True, deferred, cost
 
 
 @jit_vec
@@ -339,6 +384,11 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     wb = np.empty(L, np.float64)
     bb = np.empty(L, np.float64)
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
+    n_L = sizes[L]
+    top = u_off[L - 1]
+    Zc = np.empty(COST_CHUNK * n_L, params.dtype)
+    Yc = np.empty(COST_CHUNK * n_L, params.dtype)
+    cnt = np.zeros(1, np.int64)
     m = order.shape[0]
     total = 0.0
     prev = -1
@@ -351,18 +401,23 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         else:
             _first_layer(params, n0, n1, b_off[0], x, z)
         prev = -1
-        safe, cost = _after_first_layer(
+        safe, deferred, cost = _after_first_layer(
             params, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, sd, wb, bb, lr, act, out, limit
         )
         if not safe:
-            return total, t
-        total += cost
+            return total + _flush_costs(Zc, Yc, cnt, n_L, out), t
+        if deferred:
+            _defer_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt)
+            if cnt[0] == COST_CHUNK:
+                total += _flush_costs(Zc, Yc, cnt, n_L, out)
+        else:
+            total += cost
         for j in range(n1):
             c1[j] = lr * dz[j]
         prev = i
     if prev >= 0:
         _flush_first(params, n0, n1, c1, X[prev])
-    return total, -1
+    return total + _flush_costs(Zc, Yc, cnt, n_L, out), -1
 
 
 #: Examples per block in :func:`_sgd_epoch_blocked` (the unrolled loops below are written for 4).
@@ -468,6 +523,11 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
     wb = np.empty(L, np.float64)
     bb = np.empty(L, np.float64)
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
+    n_L = sizes[L]
+    top = u_off[L - 1]
+    Zc = np.empty(COST_CHUNK * n_L, params.dtype)
+    Yc = np.empty(COST_CHUNK * n_L, params.dtype)
+    cnt = np.zeros(1, np.int64)
     m = order.shape[0]
     total = 0.0
     for t0 in range(0, m, K):
@@ -500,17 +560,22 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
                 g = G[s, tt]
                 for j in range(n1):
                     z[j] -= C[s, j] * g
-            safe, cost = _after_first_layer(
+            safe, deferred, cost = _after_first_layer(
                 params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, sd, wb, bb, lr, act, out, limit
             )
             if not safe:
                 _apply_block(params, n0, n1, C, Q)  # the block's examples before this one
-                return total, t0 + tt
-            total += cost
+                return total + _flush_costs(Zc, Yc, cnt, n_L, out), t0 + tt
+            if deferred:
+                _defer_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt)
+                if cnt[0] == COST_CHUNK:
+                    total += _flush_costs(Zc, Yc, cnt, n_L, out)
+            else:
+                total += cost
             for j in range(n1):
                 C[tt, j] = lr * dz[j]
     _apply_block(params, n0, n1, C, Q)
-    return total, -1
+    return total + _flush_costs(Zc, Yc, cnt, n_L, out), -1
 
 
 # ====================================================================== mini-batch
