@@ -582,15 +582,122 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
 
 
 @jit_vec
-def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out):
+    """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward
+    pass, and dW[l] += scale · dZ[l] A[l−1]ᵀ, db[l] += scale · dZ[l] into ``grad`` for
+    l ≥ 2, db[1] too; dZ[1] is left in ``dz[:n_1]`` (dW[1] is the caller's).
+    Returns the example's cost."""
+    L = sizes.shape[0] - 1
+    T = params.dtype.type
+    n1 = sizes[1]
+    top = u_off[L - 1]
+    n_L = sizes[L]
+    if L > 1:
+        _activate(z[:n1], a[:n1], n1, act)
+    else:
+        _output(z[:n1], a[:n1], out)
+    _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
+    cost = _cost(z[top : top + n_L], y, out)
+    aL = a[top : top + n_L]
+    dzL = dz[top : top + n_L]
+    for j in range(n_L):
+        dzL[j] = aL[j] - y[j]
+    # dW[l] += scale · dZ[l] A[l−1]ᵀ and dA[l−1] = W[l]ᵀ dZ[l], one pass per layer
+    for l in range(L - 1, 0, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        uo = u_off[l]
+        up = u_off[l - 1]
+        wo = w_off[l]
+        gb = grad[b_off[l] : b_off[l] + n_out]
+        dzl = dz[uo : uo + n_out]
+        dp = dz[up : up + n_in]
+        ap = a[up : up + n_in]
+        for k in range(n_in):
+            dp[k] = T(0)
+        for j in range(n_out):
+            W = params[wo + j * n_in : wo + (j + 1) * n_in]
+            G = grad[wo + j * n_in : wo + (j + 1) * n_in]
+            d = dzl[j]
+            g = scale * d
+            for k in range(n_in):
+                dp[k] += W[k] * d
+                G[k] += g * ap[k]
+            gb[j] += g
+        _times_derivative(dp, z[up : up + n_in], ap, n_in, act)
+    gb = grad[b_off[0] : b_off[0] + n1]
+    for j in range(n1):
+        gb[j] += scale * dz[j]
+    return cost
+
+
+@jit_vec
+def _block_pass_grad(params, grad, n0, n1, C, P, Q, Zp):
+    """One pass over W[1] and dW[1]: dW[1] += Σ_s C[s] P[s]ᵀ (the previous block's four
+    examples), and Zp[t] = W[1] Q[t] for this block's four inputs (two rows at a time)."""
+    T = params.dtype.type
+    j = 0
+    while j < n1:
+        two = j + 1 < n1
+        r1 = j + 1 if two else j  # an odd last row: the second row is the same one, with C = 0
+        W0 = params[j * n0 : (j + 1) * n0]
+        W1 = params[r1 * n0 : (r1 + 1) * n0]
+        G0 = grad[j * n0 : (j + 1) * n0]
+        G1 = grad[r1 * n0 : (r1 + 1) * n0]
+        c00, c01, c02, c03 = C[0, j], C[1, j], C[2, j], C[3, j]
+        if two:
+            c10, c11, c12, c13 = C[0, r1], C[1, r1], C[2, r1], C[3, r1]
+        else:
+            c10 = c11 = c12 = c13 = T(0)
+        a0 = a1 = a2 = a3 = T(0)
+        e0 = e1 = e2 = e3 = T(0)
+        for k in range(n0):
+            p0, p1, p2, p3 = P[0, k], P[1, k], P[2, k], P[3, k]
+            G0[k] += (c00 * p0 + c01 * p1) + (c02 * p2 + c03 * p3)
+            G1[k] += (c10 * p0 + c11 * p1) + (c12 * p2 + c13 * p3)
+            w = W0[k]
+            v = W1[k]
+            q = Q[0, k]
+            a0 += w * q
+            e0 += v * q
+            q = Q[1, k]
+            a1 += w * q
+            e1 += v * q
+            q = Q[2, k]
+            a2 += w * q
+            e2 += v * q
+            q = Q[3, k]
+            a3 += w * q
+            e3 += v * q
+        Zp[0, j], Zp[1, j], Zp[2, j], Zp[3, j] = a0, a1, a2, a3
+        if two:
+            Zp[0, r1], Zp[1, r1], Zp[2, r1], Zp[3, r1] = e0, e1, e2, e3
+        j += 2
+
+
+@jit_vec
+def _accumulate_block(grad, n0, n1, C, P):
+    """dW[1] += Σ_s C[s] P[s]ᵀ (flush a block's deferred gradient terms)."""
+    for j in range(n1):
+        G = grad[j * n0 : (j + 1) * n0]
+        c0, c1, c2, c3 = C[0, j], C[1, j], C[2, j], C[3, j]
+        for k in range(n0):
+            G[k] += (c0 * P[0, k] + c1 * P[1, k]) + (c2 * P[2, k] + c3 * P[3, k])
+
+
+@jit_vec
+def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked):
     """Mini-batch gradient descent over ``order``; returns ``(total cost, resume)``.
 
     ``resume`` is −1, or the position in ``order`` where the batch starts whose
-    step this kernel could not prove safe (not applied).
+    step this kernel could not prove safe (not applied).  With ``blocked``, W[1]
+    x and dW[1] are handled four examples per pass over W[1] (the weights do not
+    change inside a batch, so no corrections are needed).
     """
     w_off, b_off, u_off = offsets(sizes)
     L = sizes.shape[0] - 1
     T = params.dtype.type
+    K = BLOCK
     n_units = u_off[L - 1] + sizes[L]
     z = np.empty(n_units, params.dtype)
     a = np.empty(n_units, params.dtype)
@@ -601,68 +708,67 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
     bb = np.empty(L, np.float64)
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
     lr64 = np.float64(lr)
-    top = u_off[L - 1]
     n0 = sizes[0]
     n1 = sizes[1]
-    n_L = sizes[L]
+    P = np.zeros((K, n0), params.dtype)
+    Q = np.zeros((K, n0), params.dtype)
+    C = np.zeros((K, n1), params.dtype)
+    Zp = np.empty((K, n1), params.dtype)
+    b1 = params[b_off[0] : b_off[0] + n1]
     m = order.shape[0]
     total = 0.0
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         scale = T(1) / T(stop - start)
         batch_cost = 0.0
-        for t in range(start, stop):
-            i = order[t]
-            x = X[i]
-            y = Y[i]
-            _first_layer(params, n0, n1, b_off[0], x, z)
-            if L > 1:
-                _activate(z[:n1], a[:n1], n1, act)
-            else:
-                _output(z[:n1], a[:n1], out)
-            sa[0] = 0.0
-            _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
-            batch_cost += _cost(z[top:], y, out)
-            aL = a[top : top + n_L]
-            dzL = dz[top : top + n_L]
-            for j in range(n_L):
-                dzL[j] = aL[j] - y[j]
-            # dW[l] += (1/m) dZ[l] A[l−1]ᵀ and dA[l−1] = W[l]ᵀ dZ[l], one pass per layer
-            for l in range(L - 1, 0, -1):
-                n_in = sizes[l]
-                n_out = sizes[l + 1]
-                uo = u_off[l]
-                up = u_off[l - 1]
-                wo = w_off[l]
-                gb = grad[b_off[l] : b_off[l] + n_out]
-                dzl = dz[uo : uo + n_out]
-                dp = dz[up : up + n_in]
-                ap = a[up : up + n_in]
-                for k in range(n_in):
-                    dp[k] = T(0)
-                for j in range(n_out):
-                    W = params[wo + j * n_in : wo + (j + 1) * n_in]
-                    G = grad[wo + j * n_in : wo + (j + 1) * n_in]
-                    d = dzl[j]
-                    g = scale * d
-                    for k in range(n_in):
-                        dp[k] += W[k] * d
-                        G[k] += g * ap[k]
-                    gb[j] += g
-                _times_derivative(dp, z[up : up + n_in], ap, n_in, act)
-            gb = grad[b_off[0] : b_off[0] + n1]
-            for j in range(n1):
-                G = grad[j * n0 : (j + 1) * n0]
-                g = scale * dz[j]
-                for k in range(n0):
-                    G[k] += g * x[k]
-                gb[j] += g
+        if blocked:
+            for t0 in range(start, stop, K):
+                nb = min(K, stop - t0)
+                P, Q = Q, P
+                for s in range(K):
+                    if s < nb:
+                        xs = X[order[t0 + s]]
+                        for k in range(n0):
+                            Q[s, k] = xs[k]
+                    else:
+                        for k in range(n0):
+                            Q[s, k] = T(0)
+                _block_pass_grad(params, grad, n0, n1, C, P, Q, Zp)
+                for s in range(K):
+                    for j in range(n1):
+                        C[s, j] = T(0)
+                for tt in range(nb):
+                    i = order[t0 + tt]
+                    for j in range(n1):
+                        z[j] = b1[j] + Zp[tt, j]
+                    batch_cost += _batch_example(
+                        params, grad, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, scale, act, out
+                    )
+                    for j in range(n1):
+                        C[tt, j] = scale * dz[j]
+            _accumulate_block(grad, n0, n1, C, Q)
+            for s in range(K):
+                for j in range(n1):
+                    C[s, j] = T(0)
+        else:
+            for t in range(start, stop):
+                i = order[t]
+                x = X[i]
+                _first_layer(params, n0, n1, b_off[0], x, z)
+                batch_cost += _batch_example(
+                    params, grad, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, scale, act, out
+                )
+                for j in range(n1):
+                    G = grad[j * n0 : (j + 1) * n0]
+                    g = scale * dz[j]
+                    for k in range(n0):
+                        G[k] += g * x[k]
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
         safe = np.isfinite(batch_cost)
         for l in range(L):
-            gw = _abs_sum(grad[w_off[l] : w_off[l] + sizes[l + 1] * sizes[l]], sizes[l + 1] * sizes[l])
+            nw = sizes[l + 1] * sizes[l]
+            gw = _abs_sum(grad[w_off[l] : w_off[l] + nw], nw)
             gb = _abs_sum(grad[b_off[l] : b_off[l] + sizes[l + 1]], sizes[l + 1])
-            sa[l] = gw
             safe = safe and (wb[l] + lr64 * gw <= limit) and (bb[l] + lr64 * gb <= limit)
             wb[l] += lr64 * gw
             bb[l] += lr64 * gb
@@ -678,9 +784,9 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
 
 # ========================================================================= wrapper
 
-#: Per-example SGD defers W[1]'s updates over blocks (:func:`_sgd_epoch_blocked`)
-#: when W[1] has at least this many weights (below, the Gram corrections cost more
-#: than the saved passes over W[1]).
+#: Per-example SGD defers W[1]'s updates over blocks (:func:`_sgd_epoch_blocked`),
+#: and mini-batches handle W[1] four examples per pass, when W[1] has at least this
+#: many weights (below, the block bookkeeping costs more than the saved passes).
 BLOCKED_MIN_WEIGHTS = 1024
 
 
@@ -698,7 +804,8 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out) -> tuple[f
     elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     else:
-        total, resume = _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+        blocked = sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS
+        total, resume = _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked)
     if resume < 0:
         return total / m, -1
     from .kernels import BUILTIN

@@ -110,23 +110,47 @@ def test_custom_activation_keeps_plain_kernel():
 @pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("sizes", [[3, 5, 2], [40, 30, 2]])  # per-example and blocked
-def test_divergence_stops_at_the_same_step_as_plain(dtype, batch_size, out, sizes):
-    """A huge step: the same failing batch as the plain kernel, the parameters from just before it."""
+def test_divergence_at_the_first_step_changes_nothing(dtype, batch_size, out, sizes):
+    """A step that overflows at once: batch 0 reported, the parameters untouched."""
     prob = make_problem(sizes, dtype=dtype, activation="identity", output=out, m=40, batch_size=batch_size,
-                        learning_rate=1e18 if dtype is np.float32 else 1e150)
-    prob.X *= 1e6 if dtype is np.float32 else 1e70
+                        learning_rate=1e30 if dtype is np.float32 else 1e300)
+    prob.X *= 1e10
+    lay, p0 = _flat(prob)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    assert _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)[1] == 0
+    assert _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size) == (0.0, 0)
+    np.testing.assert_array_equal(p_fast, p0)
+    W, b = prob.copy_params()
+    with pytest.raises(DivergenceError):
+        kernels.train_epoch(*prob.args("train_epoch", W, b))
+    np.testing.assert_array_equal(lay.pack(W, b, dtype), p0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize("act", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("sizes", [[3, 5, 2], [40, 30, 2]])  # per-example and blocked
+def test_divergence_later_stops_at_the_same_step_as_plain(dtype, batch_size, act, sizes):
+    """Ordinary steps, then one example whose step overflows: the same failing batch as
+    the plain kernel, and the parameters (and J so far) from just before it."""
+    prob = make_problem(sizes, dtype=dtype, activation=act, output="identity", m=40, batch_size=batch_size,
+                        learning_rate=0.05)
+    k = 2 * batch_size + 1
+    bad = prob.order[k]
+    prob.X[bad] *= 100
+    prob.Y[bad] = np.finfo(dtype).max * 0.9
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
     J_fast, f_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
     J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
-    assert f_plain >= 0, "the case must diverge"
+    assert f_plain >= k // batch_size  # there, or (tanh/σ bound A) the batch after it
     assert f_fast == f_plain
     assert np.isfinite(p_fast).all()
     assert_agree((J_fast, p_fast), (J_plain, p_plain), dtype)
-    # the public wrapper raises and leaves the parameters from before the failing step
     W, b = prob.copy_params()
-    with pytest.raises(DivergenceError):
+    with pytest.raises(DivergenceError) as info:
         kernels.train_epoch(*prob.args("train_epoch", W, b))
+    assert info.value.batch == f_plain
     assert_agree(lay.pack(W, b, dtype), p_plain, dtype)
 
 
