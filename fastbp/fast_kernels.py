@@ -36,7 +36,12 @@ from .activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
 from .losses import SIGMOID as OUT_SIGMOID
 from .losses import SOFTMAX as OUT_SOFTMAX
 from .params import offsets
-from .vmath import jit_vec, vexp, vlog1p_unit, vsigmoid, vtanh
+from numba import njit, prange
+
+from .vmath import JIT_VEC, jit_vec, vexp, vlog1p_unit, vsigmoid, vtanh
+
+#: :data:`fastbp.vmath.JIT_VEC` plus ``parallel=True``, for the threaded kernel.
+JIT_PARALLEL: dict = {**JIT_VEC, "parallel": True}
 
 __all__ = ["train_epoch"]
 
@@ -782,6 +787,158 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
     return total, -1
 
 
+# ================================================================ mini-batch, threads
+
+
+@jit_vec
+def _rows_times_inputs(params, n0, j0, j1, Xb, nb, b1, Z1):
+    """Z1[t, j] = W[1]_j · Xb[t] + b[1]_j for rows j in [j0, j1), examples t < nb
+    (two rows and four examples at a time share their loads)."""
+    T = params.dtype.type
+    for j in range(j0, j1, 2):
+        r1 = j + 1 if j + 1 < j1 else j
+        W0 = params[j * n0 : (j + 1) * n0]
+        W1 = params[r1 * n0 : (r1 + 1) * n0]
+        for t in range(0, nb, 4):
+            t1 = t + 1 if t + 1 < nb else t
+            t2 = t + 2 if t + 2 < nb else t
+            t3 = t + 3 if t + 3 < nb else t
+            x0, x1, x2, x3 = Xb[t], Xb[t1], Xb[t2], Xb[t3]
+            a0 = a1 = a2 = a3 = T(0)
+            e0 = e1 = e2 = e3 = T(0)
+            for k in range(n0):
+                w = W0[k]
+                v = W1[k]
+                q = x0[k]
+                a0 += w * q
+                e0 += v * q
+                q = x1[k]
+                a1 += w * q
+                e1 += v * q
+                q = x2[k]
+                a2 += w * q
+                e2 += v * q
+                q = x3[k]
+                a3 += w * q
+                e3 += v * q
+            Z1[t3, j], Z1[t2, j], Z1[t1, j], Z1[t, j] = a3 + b1[j], a2 + b1[j], a1 + b1[j], a0 + b1[j]
+            Z1[t3, r1], Z1[t2, r1], Z1[t1, r1], Z1[t, r1] = e3 + b1[r1], e2 + b1[r1], e1 + b1[r1], e0 + b1[r1]
+
+
+@jit_vec
+def _grad_rows(grad, n0, j0, j1, Xb, nb, D1, rowsum):
+    """dW[1]_j = Σ_t D1[t, j] Xb[t] (overwritten) and rowsum[j] = Σ|dW[1]_j| for rows j in [j0, j1)."""
+    T = grad.dtype.type
+    for j in range(j0, j1):
+        G = grad[j * n0 : (j + 1) * n0]
+        for k in range(n0):
+            G[k] = T(0)
+        for t in range(0, nb, 4):
+            c0 = D1[t, j]
+            c1 = D1[t + 1, j] if t + 1 < nb else T(0)
+            c2 = D1[t + 2, j] if t + 2 < nb else T(0)
+            c3 = D1[t + 3, j] if t + 3 < nb else T(0)
+            x0 = Xb[t]
+            x1 = Xb[t + 1 if t + 1 < nb else t]
+            x2 = Xb[t + 2 if t + 2 < nb else t]
+            x3 = Xb[t + 3 if t + 3 < nb else t]
+            for k in range(n0):
+                G[k] += (c0 * x0[k] + c1 * x1[k]) + (c2 * x2[k] + c3 * x3[k])
+        rowsum[j] = _abs_sum(G, n0)
+
+
+#: Rows of W[1] per parallel task (the split never changes a result: rows are independent).
+ROWS_PER_TASK = 8
+
+
+@njit(**JIT_PARALLEL)
+def _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+    """Mini-batch gradient descent with W[1]'s work spread over threads by rows.
+
+    Per batch: Z[1] = W[1] X_bᵀ + b[1] (parallel over rows of W[1]); the rest of each
+    example's forward and backward pass, in order, on one thread; dW[1] = dZ[1]ᵀ X_b
+    (parallel over rows); the step bound (sums in a fixed order); the update.  Every
+    row's arithmetic is the same whatever thread runs it, so the result is
+    bit-identical for any number of threads.  Returns ``(total cost, resume)``.
+    """
+    w_off, b_off, u_off = offsets(sizes)
+    L = sizes.shape[0] - 1
+    T = params.dtype.type
+    n_units = u_off[L - 1] + sizes[L]
+    z = np.empty(n_units, params.dtype)
+    a = np.empty(n_units, params.dtype)
+    dz = np.empty(n_units, params.dtype)
+    grad = np.zeros_like(params)
+    sa = np.empty(L, np.float64)
+    wb = np.empty(L, np.float64)
+    bb = np.empty(L, np.float64)
+    _layer_bounds(params, sizes, w_off, b_off, wb, bb)
+    lr64 = np.float64(lr)
+    n0 = sizes[0]
+    n1 = sizes[1]
+    B = min(batch_size, order.shape[0])
+    Xb = np.empty((B, n0), params.dtype)
+    Z1 = np.empty((B, n1), params.dtype)
+    D1 = np.empty((B, n1), params.dtype)
+    rowsum = np.empty(n1, np.float64)
+    b1 = params[b_off[0] : b_off[0] + n1]
+    n_tasks = (n1 + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    m = order.shape[0]
+    total = 0.0
+    for start in range(0, m, batch_size):
+        stop = min(start + batch_size, m)
+        nb = stop - start
+        scale = T(1) / T(nb)
+        for t in range(nb):
+            xs = X[order[start + t]]
+            for k in range(n0):
+                Xb[t, k] = xs[k]
+        for task in prange(n_tasks):
+            j0 = task * ROWS_PER_TASK
+            _rows_times_inputs(params, n0, j0, min(j0 + ROWS_PER_TASK, n1), Xb, nb, b1, Z1)
+        batch_cost = 0.0
+        for t in range(nb):
+            i = order[start + t]
+            for j in range(n1):
+                z[j] = Z1[t, j]
+            batch_cost += _batch_example(
+                params, grad, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, scale, act, out
+            )
+            for j in range(n1):
+                D1[t, j] = scale * dz[j]
+        for task in prange(n_tasks):
+            j0 = task * ROWS_PER_TASK
+            _grad_rows(grad, n0, j0, min(j0 + ROWS_PER_TASK, n1), Xb, nb, D1, rowsum)
+        # Step bound (sums in a fixed order): max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
+        safe = np.isfinite(batch_cost)
+        for l in range(L):
+            nw = sizes[l + 1] * sizes[l]
+            if l == 0:
+                gw = 0.0
+                for j in range(n1):
+                    gw += rowsum[j]
+            else:
+                gw = _abs_sum(grad[w_off[l] : w_off[l] + nw], nw)
+            gb = _abs_sum(grad[b_off[l] : b_off[l] + sizes[l + 1]], sizes[l + 1])
+            safe = safe and (wb[l] + lr64 * gw <= limit) and (bb[l] + lr64 * gb <= limit)
+            wb[l] += lr64 * gw
+            bb[l] += lr64 * gb
+        if not safe:
+            return total, start
+        # W −= α dW; dW[l ≥ 2] and all db back to zero (dW[1] is overwritten each batch)
+        for task in prange(n_tasks):
+            j0 = task * ROWS_PER_TASK
+            Wt = params[j0 * n0 : min(j0 + ROWS_PER_TASK, n1) * n0]
+            Gt = grad[j0 * n0 : min(j0 + ROWS_PER_TASK, n1) * n0]
+            for k in range(Wt.shape[0]):
+                Wt[k] -= lr * Gt[k]
+        for p in range(n0 * n1, params.shape[0]):
+            params[p] -= lr * grad[p]
+            grad[p] = T(0)
+        total += batch_cost
+    return total, -1
+
+
 # ========================================================================= wrapper
 
 #: Per-example SGD defers W[1]'s updates over blocks (:func:`_sgd_epoch_blocked`),
@@ -790,19 +947,33 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
 BLOCKED_MIN_WEIGHTS = 1024
 
 
-def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out) -> tuple[float, int]:
+#: Mini-batches of at least this many examples use :func:`_batch_epoch_threads` when
+#: Numba has more than one thread (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``).
+THREADED_MIN_BATCH = 64
+
+
+def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=None) -> tuple[float, int]:
     """One epoch with the fast kernels; the same arguments and result as
     :func:`fastbp.kernels._train_epoch` (``(J, failed)``), for built-in activations.
 
     If the fast kernel stops before a step it cannot prove safe, the rest of the
     epoch runs in the reference kernel, which checks that step exactly.
+    ``threads`` (default: whether Numba has more than one thread) lets mini-batches
+    of :data:`THREADED_MIN_BATCH` or more run :func:`_batch_epoch_threads`, whose
+    result is bit-identical whatever the number of threads.
     """
     m = order.shape[0]
     limit = float(np.finfo(params.dtype).max) / 4.0
+    if threads is None:
+        import numba
+
+        threads = numba.get_num_threads() > 1
     if batch_size == 1 and sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS and sizes[0] >= BLOCK:
         total, resume = _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit)
     elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
+    elif threads and batch_size >= THREADED_MIN_BATCH and sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS:
+        total, resume = _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
     else:
         blocked = sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS
         total, resume = _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked)

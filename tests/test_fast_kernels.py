@@ -205,3 +205,74 @@ def test_no_allocation_per_example_or_batch(batch_size):
         _run(fast_kernels.train_epoch, prob, p0.copy(), lay, batch_size)
         counts.append(rtsys.get_allocation_stats().alloc - before)
     assert counts[0] == counts[1] and counts[0] < 20
+
+
+# ------------------------------------------------------------------------------ threads
+
+THREADED = fast_kernels.THREADED_MIN_BATCH
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", [[33, 37, 3], [9, 130, 4, 1]], ids=lambda s: "-".join(map(str, s)))
+def test_threaded_kernel_agrees_with_plain(dtype, sizes):
+    m = 2 * THREADED + 7  # a short last batch
+    for act, out in (("tanh", "softmax"), ("relu", "sigmoid"), ("sigmoid", "identity")):
+        prob = make_problem(sizes, dtype=dtype, activation=act, output=out if sizes[-1] > 1 or out != "softmax" else "sigmoid",
+                            m=m, batch_size=THREADED, learning_rate=0.05)
+        lay, p0 = _flat(prob)
+        p_thr, p_plain = p0.copy(), p0.copy()
+        order = np.asarray(prob.order, dtype=np.int64)
+        lr = np.dtype(dtype).type(0.05)
+        res = fast_kernels.train_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
+                                       ACT_CODES[act], OUT_CODES[prob.output], threads=True)
+        ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
+        assert res[1] == ref[1] == -1
+        assert_agree((res[0], p_thr), (ref[0], p_plain), dtype, f"{sizes} {act} {prob.output}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_threaded_kernel_divergence_matches_plain(dtype):
+    prob = make_problem([33, 37, 2], dtype=dtype, activation="tanh", output="identity", m=3 * THREADED,
+                        batch_size=THREADED, learning_rate=0.05)
+    bad = prob.order[THREADED + 5]
+    prob.X[bad] *= 1000
+    prob.Y[bad] = np.finfo(dtype).max * 0.9
+    lay, p0 = _flat(prob)
+    p_thr, p_plain = p0.copy(), p0.copy()
+    order = np.asarray(prob.order, dtype=np.int64)
+    lr = np.dtype(dtype).type(0.05)
+    J, failed = fast_kernels.train_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
+                                         ACT_CODES["tanh"], OUT_CODES["identity"], threads=True)
+    J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
+    assert f_plain >= 1 and failed == f_plain
+    assert_agree((J, p_thr), (J_plain, p_plain), dtype)
+
+
+_BITS_SCRIPT = """
+import hashlib, numpy as np, numba
+from fastbp import fast_kernels as fk
+from fastbp.params import Layout
+from fastbp.testing import make_problem
+for dt in (np.float32, np.float64):
+    prob = make_problem([33, 37, 3], dtype=dt, m=300, learning_rate=0.05, output="softmax")
+    lay = Layout([33, 37, 3]); p = lay.pack(prob.weights, prob.biases, np.dtype(dt))
+    J, f = fk.train_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), 64, dt(0.05), 1, 1, threads=True)
+    print(numba.get_num_threads(), repr(J), f, hashlib.sha256(p.tobytes()).hexdigest())
+"""
+
+
+def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
+    """The same bits with NUMBA_NUM_THREADS=1 and 2 (fresh processes; the second hits the cache)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for n in ("2", "1"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=n)
+        res = subprocess.run([sys.executable, "-c", _BITS_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True, timeout=300)
+        lines = res.stdout.strip().splitlines()
+        assert [ln.split()[0] for ln in lines] == [n, n]
+        outs.append([ln.split(maxsplit=1)[1] for ln in lines])
+    assert outs[0] == outs[1]
