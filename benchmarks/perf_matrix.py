@@ -25,9 +25,11 @@ update); ``%peak`` divides it by one core's BLAS matmul rate, measured here with
 subprocess *without* ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (set on some of
 these machines for old OpenBLAS builds, they slow a current one down).
 
-``--batch`` adds one epoch of mini-batch SGD at batch 32 and 256 (softmax output
-for 10 outputs, to match scikit-learn) against ``MLPClassifier(solver="sgd",
-momentum=0, alpha=0)`` for one epoch (``max_iter=1``), also one thread.
+``--batch`` adds one epoch of mini-batch SGD at batch 32, 64 and 256 (softmax
+output for 10 outputs, to match scikit-learn) against ``MLPClassifier(solver="sgd",
+momentum=0, alpha=0)`` for one epoch (``max_iter=1``), BLAS limited to one thread,
+and, for batches ≥ 64 when Numba has several threads (``NUMBA_NUM_THREADS``), the
+threaded kernel against the one-thread one.
 """
 
 from __future__ import annotations
@@ -212,7 +214,11 @@ def batch_section(nets, dtypes, repeats, target_s):
     from fastbp.params import Layout
     from threadpoolctl import threadpool_limits
 
-    print("\nmini-batch SGD, one epoch, examples/s (one thread)")
+    import numba
+
+    threads = numba.get_num_threads()
+    print(f"\nmini-batch SGD, one epoch, examples/s (one thread; the last column: the threaded kernel "
+          f"with {threads} Numba threads against one thread, for batches ≥ {fast_kernels.THREADED_MIN_BATCH})")
     for net in nets:
         sizes = [int(s) for s in net.split("-")]
         out_name = "softmax" if sizes[-1] > 1 else "sigmoid"
@@ -227,12 +233,15 @@ def batch_section(nets, dtypes, repeats, target_s):
             y_lab = Y.argmax(axis=1) if sizes[-1] > 1 else Y[:, 0].astype(int)
             order = np.arange(m, dtype=np.int64)
             lr = np.dtype(dt).type(0.01)
-            for bs in (32, 256):
+            for bs in (32, 64, 256):
                 def plain(p):
                     return BUILTIN._train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out)
 
                 def fast(p):
-                    return fast_kernels.train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out)
+                    return fast_kernels.train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out, threads=False)
+
+                def fast2(p):
+                    return fast_kernels.train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out, threads=True)
 
                 def sk():
                     clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="tanh", solver="sgd",
@@ -244,16 +253,21 @@ def batch_section(nets, dtypes, repeats, target_s):
 
                 plain(p0.copy())
                 fast(p0.copy())
-                best = {"plain": np.inf, "fast": np.inf, "sklearn": np.inf}
+                fast2(p0.copy())
+                best = {"plain": np.inf, "fast": np.inf, "sklearn": np.inf, "fast2": np.inf}
                 with threadpool_limits(1):
                     for _ in range(repeats):
                         best["plain"] = min(best["plain"], _best(plain, lambda: (p0.copy(),), 1))
                         best["fast"] = min(best["fast"], _best(fast, lambda: (p0.copy(),), 1))
                         best["sklearn"] = min(best["sklearn"], _best(sk, lambda: (), 1))
+                        if threads > 1:
+                            best["fast2"] = min(best["fast2"], _best(fast2, lambda: (p0.copy(),), 1))
                 r = {k: m / v for k, v in best.items()}
+                thr = (f" | {threads} threads {r['fast2']:>11,.0f} ({r['fast2'] / r['fast']:4.2f}x)"
+                       if threads > 1 and bs >= fast_kernels.THREADED_MIN_BATCH else "")
                 print(f"{net:>11} {dt:>7} batch {bs:>3} | plain {r['plain']:>11,.0f} | fast {r['fast']:>11,.0f} | "
                       f"sklearn {r['sklearn']:>11,.0f} | fast/sklearn {r['fast'] / r['sklearn']:5.2f}x | "
-                      f"fast/plain {r['fast'] / r['plain']:5.1f}x", flush=True)
+                      f"fast/plain {r['fast'] / r['plain']:5.1f}x{thr}", flush=True)
 
 
 def main(argv=None):

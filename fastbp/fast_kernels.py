@@ -827,24 +827,37 @@ def _rows_times_inputs(params, n0, j0, j1, Xb, nb, b1, Z1):
 
 @jit_vec
 def _grad_rows(grad, n0, j0, j1, Xb, nb, D1, rowsum):
-    """dW[1]_j = Σ_t D1[t, j] Xb[t] (overwritten) and rowsum[j] = Σ|dW[1]_j| for rows j in [j0, j1)."""
+    """dW[1]_j = Σ_t D1[t, j] Xb[t] (overwritten) and rowsum[j] = Σ|dW[1]_j| for rows j in
+    [j0, j1) (two rows and four examples at a time share their loads)."""
     T = grad.dtype.type
-    for j in range(j0, j1):
-        G = grad[j * n0 : (j + 1) * n0]
+    for j in range(j0, j1, 2):
+        two = j + 1 < j1
+        r1 = j + 1 if two else j
+        G0 = grad[j * n0 : (j + 1) * n0]
+        G1 = grad[r1 * n0 : (r1 + 1) * n0]
         for k in range(n0):
-            G[k] = T(0)
+            G0[k] = T(0)
+            G1[k] = T(0)
         for t in range(0, nb, 4):
-            c0 = D1[t, j]
-            c1 = D1[t + 1, j] if t + 1 < nb else T(0)
-            c2 = D1[t + 2, j] if t + 2 < nb else T(0)
-            c3 = D1[t + 3, j] if t + 3 < nb else T(0)
-            x0 = Xb[t]
-            x1 = Xb[t + 1 if t + 1 < nb else t]
-            x2 = Xb[t + 2 if t + 2 < nb else t]
-            x3 = Xb[t + 3 if t + 3 < nb else t]
+            t1 = t + 1 if t + 1 < nb else t
+            t2 = t + 2 if t + 2 < nb else t
+            t3 = t + 3 if t + 3 < nb else t
+            c00 = D1[t, j]
+            c01 = D1[t1, j] if t1 > t else T(0)
+            c02 = D1[t2, j] if t2 > t else T(0)
+            c03 = D1[t3, j] if t3 > t else T(0)
+            c10 = D1[t, r1] if two else T(0)
+            c11 = D1[t1, r1] if two and t1 > t else T(0)
+            c12 = D1[t2, r1] if two and t2 > t else T(0)
+            c13 = D1[t3, r1] if two and t3 > t else T(0)
+            x0, x1, x2, x3 = Xb[t], Xb[t1], Xb[t2], Xb[t3]
             for k in range(n0):
-                G[k] += (c0 * x0[k] + c1 * x1[k]) + (c2 * x2[k] + c3 * x3[k])
-        rowsum[j] = _abs_sum(G, n0)
+                p0, p1, p2, p3 = x0[k], x1[k], x2[k], x3[k]
+                G0[k] += (c00 * p0 + c01 * p1) + (c02 * p2 + c03 * p3)
+                G1[k] += (c10 * p0 + c11 * p1) + (c12 * p2 + c13 * p3)
+        rowsum[j] = _abs_sum(G0, n0)
+        if two:
+            rowsum[r1] = _abs_sum(G1, n0)
 
 
 #: Rows of W[1] per parallel task (the split never changes a result: rows are independent).
@@ -947,9 +960,12 @@ def _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, l
 BLOCKED_MIN_WEIGHTS = 1024
 
 
-#: Mini-batches of at least this many examples use :func:`_batch_epoch_threads` when
-#: Numba has more than one thread (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``).
+#: Mini-batches of at least this many examples, on nets whose W[1] has at least
+#: :data:`THREADED_MIN_WEIGHTS` weights, use :func:`_batch_epoch_threads` when Numba has
+#: more than one thread (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``); smaller
+#: problems do not gain from a second thread (measured: 33-37-3 at batch 64, 1.0x).
 THREADED_MIN_BATCH = 64
+THREADED_MIN_WEIGHTS = 16384
 
 
 def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=None) -> tuple[float, int]:
@@ -958,21 +974,26 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=No
 
     If the fast kernel stops before a step it cannot prove safe, the rest of the
     epoch runs in the reference kernel, which checks that step exactly.
-    ``threads`` (default: whether Numba has more than one thread) lets mini-batches
-    of :data:`THREADED_MIN_BATCH` or more run :func:`_batch_epoch_threads`, whose
-    result is bit-identical whatever the number of threads.
+    ``threads``: ``True`` runs mini-batches in :func:`_batch_epoch_threads` (its
+    result is bit-identical whatever the number of threads), ``False`` never;
+    ``None`` (default) when Numba has more than one thread and the batch and W[1]
+    are large enough (:data:`THREADED_MIN_BATCH`, :data:`THREADED_MIN_WEIGHTS`).
     """
     m = order.shape[0]
     limit = float(np.finfo(params.dtype).max) / 4.0
     if threads is None:
         import numba
 
-        threads = numba.get_num_threads() > 1
+        threads = (
+            numba.get_num_threads() > 1
+            and batch_size >= THREADED_MIN_BATCH
+            and sizes[0] * sizes[1] >= THREADED_MIN_WEIGHTS
+        )
     if batch_size == 1 and sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS and sizes[0] >= BLOCK:
         total, resume = _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit)
     elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
-    elif threads and batch_size >= THREADED_MIN_BATCH and sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS:
+    elif threads and batch_size > 1:
         total, resume = _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
     else:
         blocked = sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS
