@@ -276,3 +276,29 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
         assert [ln.split()[0] for ln in lines] == [n, n]
         outs.append([ln.split(maxsplit=1)[1] for ln in lines])
     assert outs[0] == outs[1]
+
+
+# ------------------------------------------------------------------------ float32 stays
+
+@pytest.mark.parametrize("name, args", [
+    ("_first_layer_fused", lambda T: (np.zeros(40, T), 4, 8, 32, np.zeros(4, T), np.zeros(8, T), np.zeros(4, T),
+                                      np.zeros(8, T))),
+    ("_block_pass", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 8), T), np.zeros((4, 4), T),
+                               np.zeros((4, 4), T), np.zeros((4, 8), T))),
+    ("_activate", lambda T: (np.zeros(8, T), np.zeros(8, T), 8, 1)),
+    ("_output", lambda T: (np.zeros(8, T), np.zeros(8, T), 1)),
+])
+def test_float32_loops_have_no_float64_arithmetic(name, args):
+    """The hot loops compiled for float32 carry no stray float64 arithmetic (LLVM IR)."""
+    import re
+
+    from numba import njit
+
+    from fastbp.vmath import JIT_VEC
+
+    fn = njit(**{**JIT_VEC, "cache": False})(getattr(fast_kernels, name).py_func)
+    fn(*args(np.float32))
+    text = fn.inspect_llvm(fn.signatures[0])
+    body = text[text.index("define"):]
+    assert re.search(r"= f(add|sub|mul|div)[a-z ]* (float|<\d+ x float>) ", body)
+    assert not re.search(r"= f(add|sub|mul|div)[a-z ]* (double|<\d+ x double>) ", body), "stray float64"
