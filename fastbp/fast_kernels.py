@@ -215,7 +215,11 @@ def _layer_bounds(params, sizes, w_off, b_off, wb, bb):
 # ======================================================================= forward
 
 
-@jit_vec
+# ``inline="always"`` (Numba-IR inlining) for the two per-example helpers of the SGD
+# kernels: measured 1.2–1.5x faster on the small nets (2-4-1, 64-32-1, 64-64-10: no call
+# per example) and no slower to compile; inlining more helpers made the cold compile
+# 35 % longer for no further gain.
+@njit(**JIT_VEC, inline="always")
 def _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out):
     """Layers 2 … L of one example (layer 1 is done by the caller into z, a).
 
@@ -289,7 +293,7 @@ def _flush_first(params, n_in, n_out, c, x_prev):
 # ====================================================================== per-example
 
 
-@jit_vec
+@njit(**JIT_VEC, inline="always")
 def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, sd, wb, bb, lr, act, out, limit):
     """One example, given its Z[1] in ``z``: the rest of the forward pass, the cost, the
     step bound and, if the step is provably safe, the updates of W[l], b[l] for l ≥ 2
