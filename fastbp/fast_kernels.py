@@ -36,7 +36,10 @@ from .activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
 from .losses import SIGMOID as OUT_SIGMOID
 from .losses import SOFTMAX as OUT_SOFTMAX
 from .params import offsets
+from llvmlite import ir as llir
 from numba import njit, prange
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .vmath import JIT_VEC, jit_vec, vexp, vlog1p_unit, vsigmoid, vtanh
 
@@ -47,6 +50,37 @@ __all__ = ["train_epoch"]
 
 
 # ================================================================ building blocks
+
+
+@jit_vec
+def _alive(*arrays):
+    """Nothing: a use of the workspaces' owners at a kernel's exits keeps them allocated
+    while their borrowed views (:func:`_borrowed`) are in use."""
+    return len(arrays)
+
+
+@intrinsic
+def _borrowed(typingctx, arr):
+    """The same array with no reference-counted owner (meminfo and parent NULL).
+
+    Every view taken from it then skips Numba's atomic reference counting (an
+    ``NRT_incref``/``NRT_decref`` pair per row view, per example, otherwise).  Only
+    for arrays that outlive the kernel call: the arguments the Python caller holds.
+    """
+    from numba.core import types as nbtypes
+
+    if not isinstance(arr, nbtypes.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        out = context.make_array(signature.return_type)(context, builder)
+        cgutils.copy_struct(out, ary)
+        out.meminfo = cgutils.get_null_value(out.meminfo.type)
+        out.parent = cgutils.get_null_value(out.parent.type)
+        return out._getvalue()
+
+    return arr(arr), codegen
 
 
 @jit_vec
@@ -379,25 +413,42 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     the first example whose step this kernel could not prove safe (not applied).
     W[1]'s update is deferred into the next example's forward pass.
     """
-    w_off, b_off, u_off = offsets(sizes)
+    params = _borrowed(params)
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    sizes = _borrowed(sizes)
+    order = _borrowed(order)
+    offs = offsets(sizes)
+    w_off, b_off, u_off = _borrowed(offs[0]), _borrowed(offs[1]), _borrowed(offs[2])
     L = sizes.shape[0] - 1
     n_units = u_off[L - 1] + sizes[L]
-    z = np.empty(n_units, params.dtype)
-    a = np.empty(n_units, params.dtype)
-    dz = np.empty(n_units, params.dtype)
+    z_own = np.empty(n_units, params.dtype)
+    z = _borrowed(z_own)
+    a_own = np.empty(n_units, params.dtype)
+    a = _borrowed(a_own)
+    dz_own = np.empty(n_units, params.dtype)
+    dz = _borrowed(dz_own)
     n0 = sizes[0]
     n1 = sizes[1]
-    c1 = np.zeros(n1, params.dtype)  # the deferred α dZ[1] of the previous example
-    sa = np.empty(L, np.float64)  # Σ|A[l−1]|: the inputs of each layer
-    sd = np.empty(L, np.float64)  # bound on Σ|dZ[l]|
-    wb = np.empty(L, np.float64)
-    bb = np.empty(L, np.float64)
+    c1_own = np.zeros(n1, params.dtype)
+    c1 = _borrowed(c1_own)
+    sa_own = np.empty(L, np.float64)
+    sa = _borrowed(sa_own)
+    sd_own = np.empty(L, np.float64)
+    sd = _borrowed(sd_own)
+    wb_own = np.empty(L, np.float64)
+    wb = _borrowed(wb_own)
+    bb_own = np.empty(L, np.float64)
+    bb = _borrowed(bb_own)
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
     n_L = sizes[L]
     top = u_off[L - 1]
-    Zc = np.empty(COST_CHUNK * n_L, params.dtype)
-    Yc = np.empty(COST_CHUNK * n_L, params.dtype)
-    cnt = np.zeros(1, np.int64)
+    Zc_own = np.empty(COST_CHUNK * n_L, params.dtype)
+    Zc = _borrowed(Zc_own)
+    Yc_own = np.empty(COST_CHUNK * n_L, params.dtype)
+    Yc = _borrowed(Yc_own)
+    cnt_own = np.zeros(1, np.int64)
+    cnt = _borrowed(cnt_own)
     m = order.shape[0]
     total = 0.0
     prev = -1
@@ -414,6 +465,7 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             params, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, sd, wb, bb, lr, act, out, limit
         )
         if not safe:
+            _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, c1_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own)
             return total + _flush_costs(Zc, Yc, cnt, n_L, out), t
         if deferred:
             _defer_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt)
@@ -426,6 +478,7 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         prev = i
     if prev >= 0:
         _flush_first(params, n0, n1, c1, X[prev])
+    _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, c1_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own)
     return total + _flush_costs(Zc, Yc, cnt, n_L, out), -1
 
 
@@ -511,32 +564,53 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
     So W[1] is read and written once per 4 examples instead of once per example.
     Returns ``(total cost, resume)`` like :func:`_sgd_epoch`.
     """
-    w_off, b_off, u_off = offsets(sizes)
+    params = _borrowed(params)
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    sizes = _borrowed(sizes)
+    order = _borrowed(order)
+    offs = offsets(sizes)
+    w_off, b_off, u_off = _borrowed(offs[0]), _borrowed(offs[1]), _borrowed(offs[2])
     L = sizes.shape[0] - 1
     T = params.dtype.type
     K = BLOCK
     n_units = u_off[L - 1] + sizes[L]
-    z = np.empty(n_units, params.dtype)
-    a = np.empty(n_units, params.dtype)
-    dz = np.empty(n_units, params.dtype)
+    z_own = np.empty(n_units, params.dtype)
+    z = _borrowed(z_own)
+    a_own = np.empty(n_units, params.dtype)
+    a = _borrowed(a_own)
+    dz_own = np.empty(n_units, params.dtype)
+    dz = _borrowed(dz_own)
     n0 = sizes[0]
     n1 = sizes[1]
     b0 = b_off[0]
-    P = np.zeros((K, n0), params.dtype)  # the previous block's inputs
-    Q = np.zeros((K, n0), params.dtype)  # this block's inputs
-    C = np.zeros((K, n1), params.dtype)  # α dZ[1] per example of the block (deferred)
-    Zp = np.empty((K, n1), params.dtype)  # W[1] x_t from the block's start
-    G = np.empty((K, K), params.dtype)  # x_s · x_t
-    sa = np.empty(L, np.float64)
-    sd = np.empty(L, np.float64)
-    wb = np.empty(L, np.float64)
-    bb = np.empty(L, np.float64)
+    P_own = np.zeros((K, n0), params.dtype)
+    P = _borrowed(P_own)
+    Q_own = np.zeros((K, n0), params.dtype)
+    Q = _borrowed(Q_own)
+    C_own = np.zeros((K, n1), params.dtype)  # α dZ[1] per example of the block (deferred)
+    C = _borrowed(C_own)
+    Zp_own = np.empty((K, n1), params.dtype)
+    Zp = _borrowed(Zp_own)
+    G_own = np.empty((K, K), params.dtype)
+    G = _borrowed(G_own)
+    sa_own = np.empty(L, np.float64)
+    sa = _borrowed(sa_own)
+    sd_own = np.empty(L, np.float64)
+    sd = _borrowed(sd_own)
+    wb_own = np.empty(L, np.float64)
+    wb = _borrowed(wb_own)
+    bb_own = np.empty(L, np.float64)
+    bb = _borrowed(bb_own)
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
     n_L = sizes[L]
     top = u_off[L - 1]
-    Zc = np.empty(COST_CHUNK * n_L, params.dtype)
-    Yc = np.empty(COST_CHUNK * n_L, params.dtype)
-    cnt = np.zeros(1, np.int64)
+    Zc_own = np.empty(COST_CHUNK * n_L, params.dtype)
+    Zc = _borrowed(Zc_own)
+    Yc_own = np.empty(COST_CHUNK * n_L, params.dtype)
+    Yc = _borrowed(Yc_own)
+    cnt_own = np.zeros(1, np.int64)
+    cnt = _borrowed(cnt_own)
     m = order.shape[0]
     total = 0.0
     for t0 in range(0, m, K):
@@ -574,6 +648,7 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
             )
             if not safe:
                 _apply_block(params, n0, n1, C, Q)  # the block's examples before this one
+                _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, P_own, Q_own, C_own, Zp_own, G_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own)
                 return total + _flush_costs(Zc, Yc, cnt, n_L, out), t0 + tt
             if deferred:
                 _defer_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt)
@@ -584,6 +659,7 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
             for j in range(n1):
                 C[tt, j] = lr * dz[j]
     _apply_block(params, n0, n1, C, Q)
+    _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, P_own, Q_own, C_own, Zp_own, G_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own)
     return total + _flush_costs(Zc, Yc, cnt, n_L, out), -1
 
 
@@ -703,26 +779,43 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
     x and dW[1] are handled four examples per pass over W[1] (the weights do not
     change inside a batch, so no corrections are needed).
     """
-    w_off, b_off, u_off = offsets(sizes)
+    params = _borrowed(params)
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    sizes = _borrowed(sizes)
+    order = _borrowed(order)
+    offs = offsets(sizes)
+    w_off, b_off, u_off = _borrowed(offs[0]), _borrowed(offs[1]), _borrowed(offs[2])
     L = sizes.shape[0] - 1
     T = params.dtype.type
     K = BLOCK
     n_units = u_off[L - 1] + sizes[L]
-    z = np.empty(n_units, params.dtype)
-    a = np.empty(n_units, params.dtype)
-    dz = np.empty(n_units, params.dtype)
-    grad = np.zeros_like(params)
-    sa = np.empty(L, np.float64)
-    wb = np.empty(L, np.float64)
-    bb = np.empty(L, np.float64)
+    z_own = np.empty(n_units, params.dtype)
+    z = _borrowed(z_own)
+    a_own = np.empty(n_units, params.dtype)
+    a = _borrowed(a_own)
+    dz_own = np.empty(n_units, params.dtype)
+    dz = _borrowed(dz_own)
+    grad_own = np.zeros_like(params)
+    grad = _borrowed(grad_own)
+    sa_own = np.empty(L, np.float64)
+    sa = _borrowed(sa_own)
+    wb_own = np.empty(L, np.float64)
+    wb = _borrowed(wb_own)
+    bb_own = np.empty(L, np.float64)
+    bb = _borrowed(bb_own)
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
     lr64 = np.float64(lr)
     n0 = sizes[0]
     n1 = sizes[1]
-    P = np.zeros((K, n0), params.dtype)
-    Q = np.zeros((K, n0), params.dtype)
-    C = np.zeros((K, n1), params.dtype)
-    Zp = np.empty((K, n1), params.dtype)
+    P_own = np.zeros((K, n0), params.dtype)
+    P = _borrowed(P_own)
+    Q_own = np.zeros((K, n0), params.dtype)
+    Q = _borrowed(Q_own)
+    C_own = np.zeros((K, n1), params.dtype)
+    C = _borrowed(C_own)
+    Zp_own = np.empty((K, n1), params.dtype)
+    Zp = _borrowed(Zp_own)
     b1 = params[b_off[0] : b_off[0] + n1]
     m = order.shape[0]
     total = 0.0
@@ -782,12 +875,14 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
             wb[l] += lr64 * gw
             bb[l] += lr64 * gb
         if not safe:
+            _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, grad_own, sa_own, wb_own, bb_own, P_own, Q_own, C_own, Zp_own)
             return total, start
         # W −= α dW, b −= α db; dW, db back to zero for the next batch
         for p in range(params.shape[0]):
             params[p] -= lr * grad[p]
             grad[p] = T(0)
         total += batch_cost
+    _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, grad_own, sa_own, wb_own, bb_own, P_own, Q_own, C_own, Zp_own)
     return total, -1
 
 
