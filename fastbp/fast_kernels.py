@@ -2,18 +2,26 @@
 
 :mod:`fastbp.kernels` stays the readable scalar-loop reference; this module
 computes the same epoch (same visiting order, same per-example or per-batch
-updates, same returned cost, same divergence contract) faster:
+updates, same returned cost, same divergence contract) faster.  Measurements:
+``docs/performance-kernels.md`` (``benchmarks/perf_matrix.py``).
 
 * **Vectorisable activations** (:mod:`fastbp.vmath`): no libm call per unit.
-* **Per-example SGD fused** (``batch_size = 1``): for layers l ≥ 2 one pass over
-  W[l] both computes dA[l−1] = W[l]ᵀ dZ[l] (from the old weights, row by row,
-  contiguous) and writes W[l] −= α dZ[l] A[l−1]ᵀ.  The update of W[1] is
-  deferred and fused into the *next* example's forward pass through W[1]
-  (which needs the updated row anyway), so each weight of W[1] is read and
-  written once per example.  b[l] is updated at once.
-* **Mini-batches**: one pass per layer accumulates dW[l] and computes
+* **Per-example SGD** (``batch_size = 1``), :func:`_sgd_epoch`: for layers l ≥ 2
+  one pass over W[l] both computes dA[l−1] = W[l]ᵀ dZ[l] (from the old weights,
+  row by row, contiguous) and writes W[l] −= α dZ[l] A[l−1]ᵀ; the update of W[1]
+  is fused into the *next* example's forward pass through W[1].  b[l] at once.
+* **Per-example SGD, blocked** (W[1] ≥ :data:`BLOCKED_MIN_WEIGHTS` weights),
+  :func:`_sgd_epoch_blocked`: W[1]'s updates deferred over blocks of
+  :data:`BLOCK` examples, with Gram-matrix corrections (exact in real
+  arithmetic), so W[1] is read and written once per block.
+* **Mini-batches**, :func:`_batch_epoch`: W[1] x and dW[1] for four examples
+  per pass over W[1]; for layers ≥ 2 one pass accumulates dW[l] and computes
   dA[l−1]; the update W −= α dW also zeroes dW for the next batch.
-* **No allocation inside the epoch**: workspaces are allocated once per call.
+* **Threads**, :func:`_batch_epoch_threads`: mini-batches with the work on W[1]
+  spread over threads by rows; bit-identical for any number of threads.
+* **No allocation inside the epoch**: workspaces are allocated once per call;
+  the kernels work on *borrowed* views (:func:`_borrowed`) so that taking a row
+  costs no atomic reference counting.
 
 The divergence contract of :func:`fastbp.kernels._train_epoch` holds: a step
 whose loss or new parameters would not be finite is never applied.  Instead of
@@ -31,16 +39,14 @@ which makes the exact check and reports the failing batch.
 from __future__ import annotations
 
 import numpy as np
-
-from .activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
-from .losses import SIGMOID as OUT_SIGMOID
-from .losses import SOFTMAX as OUT_SOFTMAX
-from .params import offsets
-from llvmlite import ir as llir
 from numba import njit, prange
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .losses import SIGMOID as OUT_SIGMOID
+from .losses import SOFTMAX as OUT_SOFTMAX
+from .params import offsets
 from .vmath import JIT_VEC, jit_vec, vexp, vlog1p_unit, vsigmoid, vtanh
 
 #: :data:`fastbp.vmath.JIT_VEC` plus ``parallel=True``, for the threaded kernel.
