@@ -302,3 +302,35 @@ def test_float32_loops_have_no_float64_arithmetic(name, args):
     body = text[text.index("define"):]
     assert re.search(r"= f(add|sub|mul|div)[a-z ]* (float|<\d+ x float>) ", body)
     assert not re.search(r"= f(add|sub|mul|div)[a-z ]* (double|<\d+ x double>) ", body), "stray float64"
+
+
+# ------------------------------------------------------------------ random configurations
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations_agree_with_plain(seed):
+    """Seeded random depth, widths (some past the blocked thresholds), m, batch size,
+    activation, output, dtype and threading: the fast kernels agree with the plain one."""
+    rng = np.random.default_rng(1000 + seed)
+    depth = int(rng.integers(1, 5))
+    sizes = [int(rng.integers(1, 70))] + [int(rng.integers(1, 40)) for _ in range(depth)]
+    if seed % 3 == 0:  # W[1] large enough for the blocked kernels
+        sizes[0], sizes[1] = int(rng.integers(16, 80)), int(rng.integers(64, 140))
+    dtype = DTYPES[seed % 2]
+    act = HIDDEN_ACTIVATIONS[int(rng.integers(len(HIDDEN_ACTIVATIONS)))]
+    out = OUTPUTS[int(rng.integers(len(OUTPUTS)))]
+    m = int(rng.integers(1, 90))
+    bs = int(rng.choice([1, 1, 2, 5, 64, m]))
+    prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=m, batch_size=bs, seed=seed,
+                        learning_rate=0.01)
+    lay, p0 = _flat(prob)
+    order = np.asarray(prob.order, dtype=np.int64)
+    lr = np.dtype(dtype).type(0.01)
+    p_plain = p0.copy()
+    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
+    for threads in (False, True):
+        p = p0.copy()
+        res = fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, order, bs, lr,
+                                       ACT_CODES[act], OUT_CODES[out], threads=threads)
+        msg = f"{sizes} {np.dtype(dtype)} {act} {out} m={m} batch {bs} threads={threads}"
+        assert res[1] == ref[1] == -1, msg
+        assert_agree((res[0], p), (ref[0], p_plain), dtype, msg)
