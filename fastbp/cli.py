@@ -156,8 +156,10 @@ def train(args: argparse.Namespace, out=None) -> int:
     if args.backend == "numba" and args.epochs > 0:
         from . import kernels
 
+        # One batch of the real batch size on a scratch copy compiles the kernel training will use.
+        k = len(data.X_train) if args.batch_size is None else min(args.batch_size, len(data.X_train))
         scratch_W, scratch_b = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
-        kernels.train_epoch(scratch_W, scratch_b, data.X_train[:1], data.Y_train[:1], args.learning_rate, 1, None, net.activation, net.output)
+        kernels.train_epoch(scratch_W, scratch_b, data.X_train[:k], data.Y_train[:k], args.learning_rate, k, None, net.activation, net.output)
         kernels.forward(scratch_W, scratch_b, data.X_train[:1], net.activation, net.output)
     compile_s = time.perf_counter() - t0
 

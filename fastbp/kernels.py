@@ -36,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 from numba import njit
+from numba.core import config as numba_config
 
 from . import _validation as v
 from ._jit import JIT_OPTIONS, jit
@@ -400,6 +401,23 @@ def update(weights, biases, dW, db, learning_rate) -> None:
             P[...] = F.reshape(P.shape)
 
 
+def run_epoch(params, sizes, X, Y, order, batch_size, lr, activation: Activation, out: int):
+    """One epoch on inputs already checked and converted: returns ``(J, failed_batch)``.
+
+    Built-in activations run the fast kernels (:mod:`fastbp.fast_kernels`: fused
+    and blocked loops, vectorised activations), held to agree with the plain
+    :func:`_train_epoch` by the tests; custom activations run the plain kernel
+    compiled for them, and so does everything under ``NUMBA_DISABLE_JIT=1``.  Same
+    contract either way (see :func:`_train_epoch`).
+    """
+    if activation.is_custom or numba_config.DISABLE_JIT:
+        # (the fast kernels use Numba intrinsics that have no pure-Python form)
+        return kernels_for(activation)._train_epoch(params, sizes, X, Y, order, batch_size, lr, activation.code, out)
+    from .fast_kernels import train_epoch as fast_train_epoch
+
+    return fast_train_epoch(params, sizes, X, Y, order, batch_size, lr, activation.code, out)
+
+
 def train_epoch(
     weights,
     biases,
@@ -427,7 +445,7 @@ def train_epoch(
     bs = v.check_batch_size(batch_size, m)
     idx = v.check_order(order, m)
     v.check_writeable(weights, biases)
-    J, failed = p.k._train_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.act, p.out)
+    J, failed = run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out)
     p.write_back()
     if failed >= 0:
         raise DivergenceError(failed)

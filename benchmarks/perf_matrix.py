@@ -1,0 +1,309 @@
+"""The kernel performance matrix: plain kernel vs fast kernel vs JAX, per-example SGD.
+
+Run from the repository root (takes a few minutes; the machine should be idle)::
+
+    python benchmarks/perf_matrix.py                 # per-example SGD matrix
+    python benchmarks/perf_matrix.py --batch         # + mini-batch section vs scikit-learn
+    python benchmarks/perf_matrix.py --quick         # fewer repeats, smaller data
+    python benchmarks/perf_matrix.py --nets 64-32-1 784-128-10 --dtypes float32
+
+What it measures (one thread, tanh hidden units, σ output + binary cross-entropy,
+per-example SGD, one epoch over m seeded N(0, 1) examples):
+
+* ``plain``: :data:`fastbp.kernels.BUILTIN` ``._train_epoch`` (the scalar-loop reference);
+* ``fast``: :func:`fastbp.fast_kernels.train_epoch` (what ``MLP.fit`` runs);
+* ``jax``: ``jax.jit`` of a ``lax.scan`` over examples doing the same SGD step,
+  if jax is installed (forced to one thread with XLA_FLAGS, set before import);
+
+each as examples/s, best of ``--repeats`` runs *interleaved* (plain, fast, jax,
+plain, fast, jax, …) so that load from other processes hits all alike.  Compare
+the ratios printed (``fast/plain``, ``fast/jax``), not absolute numbers, across runs.
+
+GFLOP/s counts 6·Σ n_l·n_{l−1} flops per example (forward, dW and W^T dZ, the
+update); ``%peak`` divides it by one core's BLAS matmul rate, measured here with
+``np.dot`` of two large square matrices under ``threadpoolctl`` limit 1 in a
+subprocess *without* ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (set on some of
+these machines for old OpenBLAS builds, they slow a current one down).
+
+``--batch`` adds one epoch of mini-batch SGD at batch 32, 64 and 256 (softmax
+output for 10 outputs, to match scikit-learn) against ``MLPClassifier(solver="sgd",
+momentum=0, alpha=0)`` for one epoch (``max_iter=1``), BLAS limited to one thread,
+and, for batches ≥ 64 when Numba has several threads (``NUMBA_NUM_THREADS``), the
+threaded kernel against the one-thread one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+# JAX/XLA must be told before it is imported: one thread, like the kernels.
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+NETS = ["2-4-1", "64-32-1", "64-64-10", "784-128-10", "256-256-10"]
+DTYPES = ["float32", "float64"]
+
+_PEAK_CODE = r"""
+import json, time, numpy as np
+from threadpoolctl import threadpool_limits, threadpool_info
+out = {}
+with threadpool_limits(1):
+    for dt in ("float32", "float64"):
+        n = 2048
+        a = np.random.default_rng(0).random((n, n)).astype(dt); b = a.copy()
+        np.dot(a, b)
+        best = 1e9
+        for _ in range(5):
+            t0 = time.perf_counter(); np.dot(a, b); best = min(best, time.perf_counter() - t0)
+        out[dt] = 2 * n**3 / best / 1e9
+out["blas"] = [(i.get("internal_api"), i.get("architecture"), i.get("version")) for i in threadpool_info()]
+print(json.dumps(out))
+"""
+
+
+def blas_peak() -> dict:
+    """One core's matmul GFLOP/s per dtype, in a subprocess without the OpenBLAS overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    res = subprocess.run([sys.executable, "-c", _PEAK_CODE], env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def flops_per_example(sizes) -> int:
+    return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def make_data(sizes, dtype, m, output="sigmoid", seed=0):
+    from fastbp.testing import make_problem
+
+    prob = make_problem(sizes, dtype=dtype, activation="tanh", output=output, m=m, seed=seed, learning_rate=0.01)
+    return prob
+
+
+def _best(fn, setup, repeats):
+    best = np.inf
+    for _ in range(repeats):
+        args = setup()
+        t0 = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def jax_epoch_fn(sizes, dtype, lr):
+    """A jitted per-example SGD epoch in JAX: lax.scan over examples."""
+    import jax
+    import jax.numpy as jnp
+
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+    def cost(params, x, y):
+        a = x
+        for l, (W, b) in enumerate(params):
+            z = W @ a + b
+            a = jnp.tanh(z) if l < len(params) - 1 else z
+        # BCE from the logit
+        return jnp.sum(jnp.maximum(a, 0) - y * a + jnp.log1p(jnp.exp(-jnp.abs(a))))
+
+    grad = jax.value_and_grad(cost)
+
+    def step(params, xy):
+        x, y = xy
+        J, g = grad(params, x, y)
+        return jax.tree_util.tree_map(lambda p, d: p - lr * d, params, g), J
+
+    @jax.jit
+    def epoch(params, X, Y):
+        params, Js = jax.lax.scan(step, params, (X, Y))
+        return params, Js.mean()
+
+    return epoch
+
+
+def per_example_matrix(nets, dtypes, repeats, target_s, use_jax, peak):
+    from fastbp import fast_kernels
+    from fastbp.activations import TANH
+    from fastbp.kernels import BUILTIN
+    from fastbp.losses import SIGMOID
+    from fastbp.params import Layout
+
+    rows = []
+    for net in nets:
+        sizes = [int(s) for s in net.split("-")]
+        for dt in dtypes:
+            fpe = flops_per_example(sizes)
+            # about target_s seconds for the plain kernel at ~1.5 GFLOP/s, at least 2000 examples
+            m = int(min(max(2000, target_s * 1.5e9 / fpe), 400_000))
+            prob = make_data(sizes, dt, m)
+            lay = Layout(sizes)
+            p0 = lay.pack(prob.weights, prob.biases, np.dtype(dt))
+            X, Y = prob.X, prob.Y
+            order = np.arange(m, dtype=np.int64)
+            lr = np.dtype(dt).type(0.01)
+            s = lay.sizes
+
+            def plain(p):
+                return BUILTIN._train_epoch(p, s, X, Y, order, 1, lr, TANH, SIGMOID)
+
+            def fast(p):
+                return fast_kernels.train_epoch(p, s, X, Y, order, 1, lr, TANH, SIGMOID)
+
+            # warm up (compile) on a copy
+            plain(p0.copy())
+            fast(p0.copy())
+            fns = {"plain": (plain, lambda: (p0.copy(),)), "fast": (fast, lambda: (p0.copy(),))}
+            if use_jax:
+                import jax
+                import jax.numpy as jnp
+
+                ep = jax_epoch_fn(sizes, dt, float(lr))
+                jp = [(jnp.asarray(W), jnp.asarray(b)) for W, b in zip(prob.weights, prob.biases)]
+                jX, jY = jnp.asarray(X), jnp.asarray(Y)
+                jax.block_until_ready(ep(jp, jX, jY))
+
+                def jrun(params):
+                    jax.block_until_ready(ep(params, jX, jY))
+
+                fns["jax"] = (jrun, lambda: (jp,))
+            best = {k: np.inf for k in fns}
+            for _ in range(repeats):
+                for k, (fn, setup) in fns.items():
+                    best[k] = min(best[k], _best(fn, setup, 1))
+            row = {"net": net, "dtype": dt, "m": m}
+            for k in fns:
+                row[k] = m / best[k]
+            row["gflops"] = row["fast"] * fpe / 1e9
+            row["peak_frac"] = row["gflops"] / peak[dt] if peak else float("nan")
+            rows.append(row)
+            print(_fmt_row(row), flush=True)
+    return rows
+
+
+def _fmt_row(r):
+    jax = r.get("jax")
+    parts = [
+        f"{r['net']:>11} {r['dtype']:>7}",
+        f"plain {r['plain']:>11,.0f}",
+        f"fast {r['fast']:>11,.0f}",
+        f"jax {jax:>11,.0f}" if jax else "jax         n/a",
+        f"fast/plain {r['fast'] / r['plain']:5.1f}x",
+        f"fast/jax {r['fast'] / jax:5.2f}x" if jax else "fast/jax   n/a",
+        f"{r['gflops']:6.1f} GFLOP/s",
+        f"{100 * r['peak_frac']:5.1f}% peak",
+    ]
+    return " | ".join(parts)
+
+
+def batch_section(nets, dtypes, repeats, target_s):
+    """Mini-batch SGD epochs at batch 32 and 256 against scikit-learn's MLPClassifier."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from fastbp import fast_kernels
+    from fastbp.activations import TANH
+    from fastbp.kernels import BUILTIN
+    from fastbp.losses import SIGMOID, SOFTMAX
+    from fastbp.params import Layout
+    from threadpoolctl import threadpool_limits
+
+    import numba
+
+    threads = numba.get_num_threads()
+    print(f"\nmini-batch SGD, one epoch, examples/s (one thread; the last column: the threaded kernel "
+          f"with {threads} Numba threads against one thread, for batches ≥ {fast_kernels.THREADED_MIN_BATCH})")
+    for net in nets:
+        sizes = [int(s) for s in net.split("-")]
+        out_name = "softmax" if sizes[-1] > 1 else "sigmoid"
+        out = SOFTMAX if sizes[-1] > 1 else SIGMOID
+        for dt in dtypes:
+            fpe = flops_per_example(sizes)
+            m = int(min(max(4000, target_s * 5e9 / fpe), 400_000))
+            prob = make_data(sizes, dt, m, output=out_name)
+            lay = Layout(sizes)
+            p0 = lay.pack(prob.weights, prob.biases, np.dtype(dt))
+            X, Y = prob.X, prob.Y
+            y_lab = Y.argmax(axis=1) if sizes[-1] > 1 else Y[:, 0].astype(int)
+            order = np.arange(m, dtype=np.int64)
+            lr = np.dtype(dt).type(0.01)
+            for bs in (32, 64, 256):
+                def plain(p):
+                    return BUILTIN._train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out)
+
+                def fast(p):
+                    return fast_kernels.train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out, threads=False)
+
+                def fast2(p):
+                    return fast_kernels.train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out, threads=True)
+
+                def sk():
+                    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="tanh", solver="sgd",
+                                        momentum=0.0, alpha=0.0, batch_size=bs, learning_rate_init=0.01,
+                                        max_iter=1, shuffle=False, random_state=0)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        clf.fit(X, y_lab)
+
+                plain(p0.copy())
+                fast(p0.copy())
+                fast2(p0.copy())
+                best = {"plain": np.inf, "fast": np.inf, "sklearn": np.inf, "fast2": np.inf}
+                with threadpool_limits(1):
+                    for _ in range(repeats):
+                        best["plain"] = min(best["plain"], _best(plain, lambda: (p0.copy(),), 1))
+                        best["fast"] = min(best["fast"], _best(fast, lambda: (p0.copy(),), 1))
+                        best["sklearn"] = min(best["sklearn"], _best(sk, lambda: (), 1))
+                        if threads > 1:
+                            best["fast2"] = min(best["fast2"], _best(fast2, lambda: (p0.copy(),), 1))
+                r = {k: m / v for k, v in best.items()}
+                thr = (f" | {threads} threads {r['fast2']:>11,.0f} ({r['fast2'] / r['fast']:4.2f}x)"
+                       if threads > 1 and bs >= fast_kernels.THREADED_MIN_BATCH else "")
+                print(f"{net:>11} {dt:>7} batch {bs:>3} | plain {r['plain']:>11,.0f} | fast {r['fast']:>11,.0f} | "
+                      f"sklearn {r['sklearn']:>11,.0f} | fast/sklearn {r['fast'] / r['sklearn']:5.2f}x | "
+                      f"fast/plain {r['fast'] / r['plain']:5.1f}x{thr}", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", nargs="+", default=NETS)
+    ap.add_argument("--dtypes", nargs="+", default=DTYPES, choices=DTYPES)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=0.3, help="rough length of one plain-kernel epoch")
+    ap.add_argument("--quick", action="store_true", help="3 repeats, shorter epochs")
+    ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--batch", action="store_true", help="add the mini-batch section vs scikit-learn")
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats, args.seconds = 3, 0.1
+    use_jax = not args.no_jax
+    if use_jax:
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            use_jax = False
+    import platform
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?") \
+        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    peak = blas_peak()
+    print(f"CPU: {cpu}; BLAS single-thread peak: float32 {peak['float32']:.1f}, float64 {peak['float64']:.1f} "
+          f"GFLOP/s ({peak['blas']})")
+    print("per-example SGD, tanh hidden, sigmoid + BCE, examples/s (best of %d, interleaved)" % args.repeats)
+    rows = per_example_matrix(args.nets, args.dtypes, args.repeats, args.seconds, use_jax, peak)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu, "peak": peak, "rows": rows}, f, indent=1)
+    if args.batch:
+        batch_section(args.nets, args.dtypes, args.repeats, args.seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Vectorisable elementary functions for the fast kernels: exp, tanh, σ, log1p on [0, 1].
+
+``np.exp``/``np.tanh`` inside a Numba loop are scalar libm calls (~20 ns each;
+the PyPI llvmlite has no SVML), and at small widths they, not the matrix work,
+decide the speed.  The functions here are pure arithmetic (a range reduction,
+a polynomial, a bit-built power of two), so a loop calling them is vectorised
+by LLVM like any other arithmetic loop.
+
+Accuracy and the edges (tested against NumPy on millions of points in
+``tests/test_vmath.py``):
+
+* float64 to a few ulp, float32 to a few ulp of float32 (well inside
+  :data:`fastbp.testing.TOLERANCE`), over the whole real line;
+* ``exp``: overflow gives ``inf``; results below the normal range (subnormals)
+  are flushed to ``0`` (an absolute error below 2.3e-308, resp. 1.2e-38);
+  ``exp(-inf) = 0``, ``exp(inf) = inf``;
+* ``tanh``: ``±1`` for large ``|x|``, exact sign (``tanh(-0.0) = -0.0``);
+* ``σ``: the sign-split form, never overflows;
+* NaN in gives NaN out, as NumPy does.
+
+Each function is a Python function (NumPy semantics, for reference and tests)
+with a Numba :func:`numba.extending.overload` that picks the float32 or float64
+body at compile time, so float32 loops stay float32.  ``*_array`` helpers apply
+them to a whole array (what the tests and micro-benchmarks call).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba import njit
+from numba.extending import intrinsic, overload
+
+from ._jit import JIT_OPTIONS
+
+__all__ = ["vexp", "vtanh", "vsigmoid", "vlog1p_unit", "exp_array", "tanh_array", "sigmoid_array", "log1p_unit_array"]
+
+#: Options for loops that should vectorise: the project's (fastmath set included)
+#: plus ``error_model="numpy"``, since a division carrying Python's
+#: ZeroDivisionError check (a branch to an exception) stops LLVM vectorising.
+JIT_VEC: dict = {**JIT_OPTIONS, "error_model": "numpy"}
+
+
+def jit_vec(func):
+    """Compile ``func`` with :data:`JIT_VEC` (the project's options, NumPy error model)."""
+    return njit(**JIT_VEC)(func)
+
+
+@intrinsic
+def _as_float(typingctx, bits):
+    """Reinterpret the bits of an int64 (int32) as a float64 (float32)."""
+    if bits == types.int64:
+        sig, llty = types.float64(bits), ir.DoubleType()
+    elif bits == types.int32:
+        sig, llty = types.float32(bits), ir.FloatType()
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llty)
+
+    return sig, codegen
+
+
+# ------------------------------------------------------------- the generated bodies
+#
+# LLVM inlines a small function into the calling loop (and then vectorises the
+# loop), but gives up on nested calls of this size; Numba's own IR inlining works
+# but multiplies compile time.  So each function is written *flat*, one per dtype:
+# its source is assembled below from the shared pieces (the exp body appears in
+# exp, tanh and σ) and compiled on first use.  No fastmath flags (the range
+# reductions and the two-step scaling rely on the order written; vectorising a
+# loop needs none) and the NumPy error model (no ZeroDivisionError branch).
+#
+# exp(x) = 2^n · e^r with n = floor(x / ln 2), r = x − n ln 2 ∈ [0, ln 2) (Cody–Waite:
+# ln 2 split in a high part with trailing zero bits and a low part), e^r by its
+# Taylor polynomial, 2^n built from its bits.  Results below the normal range are
+# flushed to 0 (|error| < 2.3e-308, resp. 1.2e-38), above it give inf; x is clamped
+# first so n stays small, and NaN is put back at the end.
+
+_DT = {
+    # name: (T, int, bias, mantissa bits, clamp, overflow above, Taylor degree of e^r,
+    #        ln2 hi, ln2 lo, tanh cap, tanh tiny)
+    "64": ("np.float64", "np.int64", 1023, 52, 1080.0, 709.782712893384, 17,
+           0.693145751953125, 1.4286068203094172e-06, 20.0, 1e-9),
+    "32": ("np.float32", "np.int32", 127, 23, 110.0, 88.72283, 9,
+           0.693359375, -2.12194440e-4, 10.0, 1e-4),
+}
+
+
+def _horner(var: str, arg: str, degree: int, T: str, shift: int = 0) -> list[str]:
+    """Lines computing var = Σ_{k=0..degree} arg^k / (k + shift)!  (Horner, highest first)."""
+    from math import factorial
+
+    lines = [f"{var} = {T}({1.0 / factorial(degree + shift)!r})"]
+    for k in range(degree - 1, -1, -1):
+        lines.append(f"{var} = {var} * {arg} + {T}({1.0 / factorial(k + shift)!r})")
+    return lines
+
+
+def _exp_lines(x: str, y: str, b: str) -> list[str]:
+    """Lines computing y = e^x for a non-NaN x (NaN is the caller's to restore)."""
+    T, I, bias, mant, clamp, over, deg, hi, lo = _DT[b][:9]
+    return [
+        f"xc_ = {x} if {x} > {T}({-clamp!r}) else {T}({-clamp!r})",
+        f"xc_ = xc_ if xc_ < {T}({clamp!r}) else {T}({clamp!r})",
+        f"nf_ = np.floor(xc_ * {T}({1.4426950408889634!r}))",
+        f"r_ = (xc_ - nf_ * {T}({hi!r})) - nf_ * {T}({lo!r})",
+        *_horner("p_", "r_", deg, T),
+        f"nc_ = nf_ if nf_ > {T}({float(1 - bias)!r}) else {T}({float(1 - bias)!r})",
+        f"{y} = p_ * _as_float({I}(({I}(nc_) + {I}({bias})) << {I}({mant})))",
+        f"{y} = {y} if nf_ >= {T}({float(1 - bias)!r}) else {T}(0.0)",
+        f"{y} = {y} if {x} < {T}({over!r}) else {T}(np.inf)",
+    ]
+
+
+def _source(name: str, b: str) -> str:
+    T = _DT[b][0]
+    cap, tiny = _DT[b][9:11]
+    if name == "exp":
+        body = [*_exp_lines("x", "y", b), "return x if x != x else y"]
+    elif name == "tanh":
+        # tanh|x| = e/(e + 2) with e = expm1(y), y = 2|x| ≤ 2·cap: with y = n ln 2 + r,
+        # expm1(y) = 2^n (e^r − 1) + (2^n − 1), e^r − 1 = r Σ r^k/(k+1)! (no cancellation)
+        _, I, bias, mant, _, _, deg, hi, lo = _DT[b][:9]
+        body = [
+            "ax = abs(x)",
+            f"y2 = {T}(2.0) * (ax if ax < {T}({cap!r}) else {T}({cap!r}))",
+            f"nf = np.floor(y2 * {T}({1.4426950408889634!r}))",
+            f"r = (y2 - nf * {T}({hi!r})) - nf * {T}({lo!r})",
+            *_horner("q", "r", deg - 1, T, shift=1),
+            f"s = _as_float({I}(({I}(nf) + {I}({bias})) << {I}({mant})))",
+            f"e = s * (q * r) + (s - {T}(1.0))",
+            f"t = e / (e + {T}(2.0))",
+            f"t = t if x > {T}(0.0) else -t",
+            f"return t if ax >= {T}({tiny!r}) else x  # tanh x = x below tiny (keeps -0.0); NaN too",
+        ]
+    elif name == "sigmoid":
+        # sign-split σ: e = e^(−|x|) ∈ (0, 1] never overflows
+        body = [
+            "nx = -abs(x)",
+            *_exp_lines("nx", "e", b),
+            "e = e if x == x else x",
+            f"d = {T}(1.0) / ({T}(1.0) + e)",
+            "ed = e * d",
+            f"return d if x >= {T}(0.0) else ed",
+        ]
+    elif name == "log1p_unit":
+        # log(1 + t) = 2 atanh(s), s = t/(2 + t); above √2 − 1 around √2 instead:
+        # ln √2 + 2 atanh(s'), s' = (t + 1 − √2)/(t + 1 + √2), so s² ≤ 0.03
+        nterms = 12 if b == "64" else 5
+        body = [
+            f"lo = x < {T}(0.41421356237309503)",
+            f"s_lo = x / ({T}(2.0) + x)",
+            f"s_hi = (x - {T}(0.41421356237309503)) / (x + {T}(2.414213562373095))",
+            "s = s_lo if lo else s_hi",
+            "s2 = s * s",
+            f"p = {T}({1.0 / (2 * nterms - 1)!r})",
+            *[f"p = p * s2 + {T}({1.0 / (2 * k - 1)!r})" for k in range(nterms - 1, 0, -1)],
+            f"r = {T}(2.0) * s * p",
+            f"return r if lo else r + {T}(0.34657359027997264)",
+        ]
+    else:
+        raise KeyError(name)
+    return f"def _{name}{b}(x):\n" + "".join(f"    {ln}\n" for ln in body)
+
+
+def _build(name: str) -> dict:
+    """The float64 and float32 bodies of ``name`` as plain Python functions."""
+    out = {}
+    for b in _DT:
+        ns = {"np": np, "_as_float": _as_float}
+        exec(compile(_source(name, b), f"<fastbp.vmath _{name}{b}>", "exec"), ns)
+        out[b] = ns[f"_{name}{b}"]
+    return out
+
+
+def _register(pyfunc, name: str):
+    """Overload ``pyfunc`` in Numba with the flat float64/float32 bodies of ``name``."""
+    bodies = _build(name)
+
+    @overload(pyfunc, jit_options={"error_model": "numpy"})
+    def _ov(x):
+        if x == types.float64:
+            return bodies["64"]
+        if x == types.float32:
+            return bodies["32"]
+        return None
+
+    return pyfunc
+
+
+def vexp(x):
+    """e^x (NumPy semantics outside Numba; the vectorisable form inside)."""
+    return np.exp(x)
+
+
+def vtanh(x):
+    """tanh(x) (NumPy semantics outside Numba; the vectorisable form inside)."""
+    return np.tanh(x)
+
+
+def vsigmoid(x):
+    """σ(x) = 1/(1 + e^(−x)) (NumPy semantics outside Numba; vectorisable inside)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.result_type(x), copy=False)
+
+
+def vlog1p_unit(t):
+    """log(1 + t) for t in [0, 1] (NaN in, NaN out)."""
+    return np.log1p(t)
+
+
+for _f, _name in ((vexp, "exp"), (vtanh, "tanh"), (vsigmoid, "sigmoid"), (vlog1p_unit, "log1p_unit")):
+    _register(_f, _name)
+
+
+# -------------------------------------------------------------- whole-array forms
+
+
+@jit_vec
+def exp_array(x, out):
+    """out[i] = vexp(x[i]) over 1-D arrays (the vectorised loop the kernels use)."""
+    for i in range(x.shape[0]):
+        out[i] = vexp(x[i])
+
+
+@jit_vec
+def tanh_array(x, out):
+    """out[i] = vtanh(x[i]) over 1-D arrays."""
+    for i in range(x.shape[0]):
+        out[i] = vtanh(x[i])
+
+
+@jit_vec
+def sigmoid_array(x, out):
+    """out[i] = vsigmoid(x[i]) over 1-D arrays."""
+    for i in range(x.shape[0]):
+        out[i] = vsigmoid(x[i])
+
+
+@jit_vec
+def log1p_unit_array(x, out):
+    """out[i] = vlog1p_unit(x[i]) over 1-D arrays, x in [0, 1]."""
+    for i in range(x.shape[0]):
+        out[i] = vlog1p_unit(x[i])

@@ -1,0 +1,336 @@
+"""The fast training kernels (fastbp.fast_kernels) against the plain kernel and the NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastbp import fast_kernels, kernels, reference
+from fastbp.activations import NAMES as ACT_CODES
+from fastbp.errors import DivergenceError
+from fastbp.kernels import BUILTIN
+from fastbp.losses import NAMES as OUT_CODES
+from fastbp.params import Layout
+from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_problem
+
+# depth 1-4, widths incl. 1; [9, 130, 2] and [33, 37, 1] are large enough for the blocked
+# per-example kernel (fast_kernels.BLOCKED_MIN_WEIGHTS), with an odd number of rows of W[1]
+SIZES = [[3, 1], [1, 1, 1], [2, 4, 1], [5, 7, 3, 2], [4, 1, 6, 1, 3], [9, 130, 2], [33, 37, 1]]
+DTYPES = [np.float32, np.float64]
+M = 11  # not a multiple of any batch size below, nor of fast_kernels.BLOCK
+
+
+def _flat(prob):
+    lay = Layout([prob.X.shape[1]] + [w.shape[0] for w in prob.weights])
+    return lay, lay.pack(prob.weights, prob.biases, prob.X.dtype)
+
+
+def _run(kernel, prob, params, lay, bs):
+    order = np.asarray(prob.order, dtype=np.int64)
+    lr = prob.X.dtype.type(prob.learning_rate)
+    return kernel(params, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[prob.activation], OUT_CODES[prob.output])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("batch_size", [1, 4, M])
+def test_epoch_agrees_with_plain_and_reference(sizes, dtype, batch_size):
+    for act in HIDDEN_ACTIVATIONS:
+        for out in OUTPUTS:
+            # wide nets with lr 0.1 blow up (identity output: |W| ~ 1e8), where no two
+            # summation orders agree to float32's tolerance; 0.01 keeps them well-conditioned
+            lr = 0.1 if max(sizes) <= 10 else 0.01
+            prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=batch_size, seed=3,
+                                learning_rate=lr)
+            lay, p0 = _flat(prob)
+            p_fast, p_plain = p0.copy(), p0.copy()
+            J_fast, f_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+            J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+            msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {batch_size}"
+            assert f_fast == f_plain == -1, msg
+            assert_agree((J_fast, p_fast), (J_plain, p_plain), dtype, msg)
+            W, b = prob.copy_params()
+            J_ref = reference.train_epoch(*prob.args("train_epoch", W, b))
+            assert_agree((J_fast, p_fast), (J_ref, lay.pack(W, b, dtype)), dtype, msg + " vs reference")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_public_train_epoch_runs_fast_kernel(monkeypatch, dtype, batch_size):
+    """kernels.train_epoch (and so MLP.fit, backend="numba") dispatches to the fast kernel."""
+    calls = []
+    real = fast_kernels.train_epoch
+    monkeypatch.setattr(fast_kernels, "train_epoch", lambda *a: calls.append(1) or real(*a))
+    prob = make_problem([4, 6, 2], dtype=dtype, m=M, batch_size=batch_size)
+    W, b = prob.copy_params()
+    J = kernels.train_epoch(*prob.args("train_epoch", W, b))
+    W2, b2 = prob.copy_params()
+    J2 = reference.train_epoch(*prob.args("train_epoch", W2, b2))
+    assert calls == [1]
+    assert_agree((J, W, b), (J2, W2, b2), dtype)
+
+
+def test_mlp_fit_numba_agrees_with_numpy():
+    from fastbp import MLP
+
+    prob = make_problem([5, 8, 3, 1], dtype=np.float64, m=40)
+    nets = [MLP([5, 8, 3, 1], seed=1) for _ in range(2)]
+    h = [net.fit(prob.X, prob.Y, epochs=3, learning_rate=0.2, batch_size=bs, backend=be)
+         for net, (be, bs) in zip(nets, [("numba", 1), ("numpy", 1)])]
+    assert_agree(h[0].loss, h[1].loss, np.float64)
+    assert_agree(nets[0].weights, nets[1].weights, np.float64)
+
+
+def test_custom_activation_keeps_plain_kernel():
+    from numba import njit
+
+    from fastbp import make_custom
+
+    @njit
+    def softsign(z):
+        return z / (1 + abs(z))
+
+    @njit
+    def softsign_prime(z):
+        return 1 / (1 + abs(z)) ** 2
+
+    act = make_custom(softsign, softsign_prime)
+    prob = make_problem([3, 4, 1], m=M, activation=act)
+    W, b = prob.copy_params()
+    J = kernels.train_epoch(*prob.args("train_epoch", W, b))
+    W2, b2 = prob.copy_params()
+    J2 = reference.train_epoch(*prob.args("train_epoch", W2, b2))
+    assert_agree((J, W, b), (J2, W2, b2), np.float64)
+
+
+# ------------------------------------------------------------------ divergence contract
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize("out", OUTPUTS)
+@pytest.mark.parametrize("sizes", [[3, 5, 2], [40, 30, 2]])  # per-example and blocked
+def test_divergence_at_the_first_step_changes_nothing(dtype, batch_size, out, sizes):
+    """A step that overflows at once: batch 0 reported, the parameters untouched."""
+    prob = make_problem(sizes, dtype=dtype, activation="identity", output=out, m=40, batch_size=batch_size,
+                        learning_rate=1e30 if dtype is np.float32 else 1e300)
+    prob.X *= 1e10
+    lay, p0 = _flat(prob)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    assert _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)[1] == 0
+    assert _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size) == (0.0, 0)
+    np.testing.assert_array_equal(p_fast, p0)
+    W, b = prob.copy_params()
+    with pytest.raises(DivergenceError):
+        kernels.train_epoch(*prob.args("train_epoch", W, b))
+    np.testing.assert_array_equal(lay.pack(W, b, dtype), p0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3])
+@pytest.mark.parametrize("act", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("sizes", [[3, 5, 2], [40, 30, 2]])  # per-example and blocked
+def test_divergence_later_stops_at_the_same_step_as_plain(dtype, batch_size, act, sizes):
+    """Ordinary steps, then one example whose step overflows: the same failing batch as
+    the plain kernel, and the parameters (and J so far) from just before it."""
+    prob = make_problem(sizes, dtype=dtype, activation=act, output="identity", m=40, batch_size=batch_size,
+                        learning_rate=0.05)
+    k = 2 * batch_size + 1
+    bad = prob.order[k]
+    prob.X[bad] *= 100
+    prob.Y[bad] = np.finfo(dtype).max * 0.9
+    lay, p0 = _flat(prob)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    J_fast, f_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+    J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+    assert f_plain >= k // batch_size  # there, or (tanh/σ bound A) the batch after it
+    assert f_fast == f_plain
+    assert np.isfinite(p_fast).all()
+    assert_agree((J_fast, p_fast), (J_plain, p_plain), dtype)
+    W, b = prob.copy_params()
+    with pytest.raises(DivergenceError) as info:
+        kernels.train_epoch(*prob.args("train_epoch", W, b))
+    assert info.value.batch == f_plain
+    assert_agree(lay.pack(W, b, dtype), p_plain, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 2])
+@pytest.mark.parametrize("sizes", [[2, 3, 1], [40, 30, 1]])  # per-example and blocked
+def test_large_but_finite_parameters_use_the_exact_check(dtype, batch_size, sizes):
+    """Parameters near the dtype's limit: the bound cannot prove a step safe, the exact check
+    (reference kernel) takes over, and the epoch still matches the plain kernel."""
+    prob = make_problem(sizes, dtype=dtype, activation="relu", output="identity", m=9, batch_size=batch_size)
+    big = np.finfo(dtype).max / 3
+    prob.weights[1][0, 0] = big
+    prob.weights[0][:] = -np.abs(prob.weights[0])  # relu units mostly off: steps stay finite
+    prob.X[:] = np.abs(prob.X)
+    prob.biases[0][:] = -1
+    lay, p0 = _flat(prob)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    res_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+    res_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+    assert res_fast[1] == res_plain[1]
+    assert_agree((res_fast[0], p_fast), (res_plain[0], p_plain), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_finite_start_fails_first_step(dtype):
+    prob = make_problem([2, 3, 1], dtype=dtype, m=5)
+    lay, p0 = _flat(prob)
+    p0[0] = np.nan
+    p = p0.copy()
+    J, failed = _run(fast_kernels.train_epoch, prob, p, lay, 1)
+    assert failed == 0 and J == 0.0
+    np.testing.assert_array_equal(p, p0)
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_no_allocation_per_example_or_batch(batch_size):
+    """Numba's allocation count of an epoch does not grow with m."""
+    from numba.core.runtime import rtsys
+
+    from numba.core.runtime import _nrt_python
+
+    _nrt_python.memsys_enable_stats()
+    counts = []
+    for m in (16, 800):
+        prob = make_problem([6, 5, 3], dtype=np.float32, m=m, batch_size=batch_size)
+        lay, p0 = _flat(prob)
+        _run(fast_kernels.train_epoch, prob, p0.copy(), lay, batch_size)  # compiled
+        before = rtsys.get_allocation_stats().alloc
+        _run(fast_kernels.train_epoch, prob, p0.copy(), lay, batch_size)
+        counts.append(rtsys.get_allocation_stats().alloc - before)
+    assert counts[0] == counts[1] and counts[0] < 20
+
+
+# ------------------------------------------------------------------------------ threads
+
+THREADED = fast_kernels.THREADED_MIN_BATCH
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", [[33, 37, 3], [9, 130, 4, 1]], ids=lambda s: "-".join(map(str, s)))
+def test_threaded_kernel_agrees_with_plain(dtype, sizes):
+    m = 2 * THREADED + 7  # a short last batch
+    for act, out in (("tanh", "softmax"), ("relu", "sigmoid"), ("sigmoid", "identity")):
+        prob = make_problem(sizes, dtype=dtype, activation=act, output=out if sizes[-1] > 1 or out != "softmax" else "sigmoid",
+                            m=m, batch_size=THREADED, learning_rate=0.05)
+        lay, p0 = _flat(prob)
+        p_thr, p_plain = p0.copy(), p0.copy()
+        order = np.asarray(prob.order, dtype=np.int64)
+        lr = np.dtype(dtype).type(0.05)
+        res = fast_kernels.train_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
+                                       ACT_CODES[act], OUT_CODES[prob.output], threads=True)
+        ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
+        assert res[1] == ref[1] == -1
+        assert_agree((res[0], p_thr), (ref[0], p_plain), dtype, f"{sizes} {act} {prob.output}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_threaded_kernel_divergence_matches_plain(dtype):
+    prob = make_problem([33, 37, 2], dtype=dtype, activation="tanh", output="identity", m=3 * THREADED,
+                        batch_size=THREADED, learning_rate=0.05)
+    bad = prob.order[THREADED + 5]
+    prob.X[bad] *= 1000
+    prob.Y[bad] = np.finfo(dtype).max * 0.9
+    lay, p0 = _flat(prob)
+    p_thr, p_plain = p0.copy(), p0.copy()
+    order = np.asarray(prob.order, dtype=np.int64)
+    lr = np.dtype(dtype).type(0.05)
+    J, failed = fast_kernels.train_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
+                                         ACT_CODES["tanh"], OUT_CODES["identity"], threads=True)
+    J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
+    assert f_plain >= 1 and failed == f_plain
+    assert_agree((J, p_thr), (J_plain, p_plain), dtype)
+
+
+_BITS_SCRIPT = """
+import hashlib, numpy as np, numba
+from fastbp import fast_kernels as fk
+from fastbp.params import Layout
+from fastbp.testing import make_problem
+for dt in (np.float32, np.float64):
+    prob = make_problem([33, 37, 3], dtype=dt, m=300, learning_rate=0.05, output="softmax")
+    lay = Layout([33, 37, 3]); p = lay.pack(prob.weights, prob.biases, np.dtype(dt))
+    J, f = fk.train_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), 64, dt(0.05), 1, 1, threads=True)
+    print(numba.get_num_threads(), repr(J), f, hashlib.sha256(p.tobytes()).hexdigest())
+"""
+
+
+def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
+    """The same bits with NUMBA_NUM_THREADS=1 and 2 (fresh processes; the second hits the cache)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    for n in ("2", "1"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=n)
+        res = subprocess.run([sys.executable, "-c", _BITS_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True, timeout=300)
+        lines = res.stdout.strip().splitlines()
+        assert [ln.split()[0] for ln in lines] == [n, n]
+        outs.append([ln.split(maxsplit=1)[1] for ln in lines])
+    assert outs[0] == outs[1]
+
+
+# ------------------------------------------------------------------------ float32 stays
+
+@pytest.mark.parametrize("name, args", [
+    ("_first_layer_fused", lambda T: (np.zeros(40, T), 4, 8, 32, np.zeros(4, T), np.zeros(8, T), np.zeros(4, T),
+                                      np.zeros(8, T))),
+    ("_block_pass", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 8), T), np.zeros((4, 4), T),
+                               np.zeros((4, 4), T), np.zeros((4, 8), T))),
+    ("_activate", lambda T: (np.zeros(8, T), np.zeros(8, T), 8, 1)),
+    ("_output", lambda T: (np.zeros(8, T), np.zeros(8, T), 1)),
+])
+def test_float32_loops_have_no_float64_arithmetic(name, args):
+    """The hot loops compiled for float32 carry no stray float64 arithmetic (LLVM IR)."""
+    import re
+
+    from numba import njit
+
+    from fastbp.vmath import JIT_VEC
+
+    fn = njit(**{**JIT_VEC, "cache": False})(getattr(fast_kernels, name).py_func)
+    fn(*args(np.float32))
+    text = fn.inspect_llvm(fn.signatures[0])
+    body = text[text.index("define"):]
+    assert re.search(r"= f(add|sub|mul|div)[a-z ]* (float|<\d+ x float>) ", body)
+    assert not re.search(r"= f(add|sub|mul|div)[a-z ]* (double|<\d+ x double>) ", body), "stray float64"
+
+
+# ------------------------------------------------------------------ random configurations
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations_agree_with_plain(seed):
+    """Seeded random depth, widths (some past the blocked thresholds), m, batch size,
+    activation, output, dtype and threading: the fast kernels agree with the plain one."""
+    rng = np.random.default_rng(1000 + seed)
+    depth = int(rng.integers(1, 5))
+    sizes = [int(rng.integers(1, 70))] + [int(rng.integers(1, 40)) for _ in range(depth)]
+    if seed % 3 == 0:  # W[1] large enough for the blocked kernels
+        sizes[0], sizes[1] = int(rng.integers(16, 80)), int(rng.integers(64, 140))
+    dtype = DTYPES[seed % 2]
+    act = HIDDEN_ACTIVATIONS[int(rng.integers(len(HIDDEN_ACTIVATIONS)))]
+    out = OUTPUTS[int(rng.integers(len(OUTPUTS)))]
+    m = int(rng.integers(1, 90))
+    bs = int(rng.choice([1, 1, 2, 5, 64, m]))
+    prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=m, batch_size=bs, seed=seed,
+                        learning_rate=0.01)
+    lay, p0 = _flat(prob)
+    order = np.asarray(prob.order, dtype=np.int64)
+    lr = np.dtype(dtype).type(0.01)
+    p_plain = p0.copy()
+    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
+    for threads in (False, True):
+        p = p0.copy()
+        res = fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, order, bs, lr,
+                                       ACT_CODES[act], OUT_CODES[out], threads=threads)
+        msg = f"{sizes} {np.dtype(dtype)} {act} {out} m={m} batch {bs} threads={threads}"
+        assert res[1] == ref[1] == -1, msg
+        assert_agree((res[0], p), (ref[0], p_plain), dtype, msg)

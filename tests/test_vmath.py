@@ -1,0 +1,94 @@
+"""fastbp.vmath against NumPy: millions of points over the whole real line, and the edges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastbp import vmath
+from fastbp.testing import tolerance
+
+EDGES = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, -1e-300, 1e-30, -1e-30, 1e-8, -1e-8, 0.5, -0.5,
+         1e300, -1e300, 3e38, -3e38, 709.78, 709.79, -708.3, -708.4, -745.1, -745.2,
+         88.72, 88.73, -87.3, -87.4, -103.9, -104.0, 9.0, 10.0, 19.0, 20.0, 21.0, -20.0]
+
+
+def _points(dtype, n=1_000_000):
+    rng = np.random.default_rng(1)
+    x = np.concatenate([
+        rng.normal(0.0, 4.0, n),                                   # where the activations live
+        rng.uniform(-800.0, 800.0, n // 4),                        # across exp's whole range
+        10.0 ** rng.uniform(-40, 40, n // 4) * rng.choice([-1, 1], n // 4),  # every magnitude
+        EDGES,
+    ])
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(x.astype(dtype))
+
+
+def _check(actual, desired, dtype):
+    # NaN where NumPy gives NaN, the same infinities, and within the dtype's tolerance elsewhere.
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(desired))
+    inf = np.isinf(desired)
+    np.testing.assert_array_equal(actual[inf], desired[inf])
+    ok = ~np.isnan(desired) & ~inf
+    np.testing.assert_allclose(actual[ok], desired[ok], **tolerance(dtype))
+
+
+CASES = {
+    "exp": (vmath.exp_array, np.exp, lambda x: x),
+    "tanh": (vmath.tanh_array, np.tanh, lambda x: x),
+    "sigmoid": (vmath.sigmoid_array, vmath.vsigmoid, lambda x: x),
+    "log1p_unit": (vmath.log1p_unit_array, np.log1p, lambda x: np.abs(np.tanh(x))),  # domain [0, 1]
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(CASES))
+def test_against_numpy(name, dtype):
+    fn, ref, domain = CASES[name]
+    with np.errstate(all="ignore"):
+        x = np.ascontiguousarray(domain(_points(dtype)))
+        desired = ref(x.astype(np.float64)).astype(dtype)  # the truth, rounded once to dtype
+    out = np.empty_like(x)
+    fn(x, out)
+    assert out.dtype == dtype
+    _check(out, desired, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_edges(dtype):
+    T = np.dtype(dtype).type
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -1e-30], dtype)
+    out = np.empty_like(x)
+    vmath.exp_array(x, out)
+    np.testing.assert_array_equal(out[:4], [1, 1, np.inf, 0])
+    assert np.isnan(out[4])
+    vmath.tanh_array(x, out)
+    np.testing.assert_array_equal(out[:4], [0, 0, 1, -1])
+    assert np.signbit(out[1]) and np.isnan(out[4]) and out[5] == T(-1e-30)
+    vmath.sigmoid_array(x, out)
+    np.testing.assert_array_equal(out[:4], [0.5, 0.5, 1, 0])
+    assert np.isnan(out[4])
+    big = np.array([1e4, -1e4, 50.0, -50.0], dtype)
+    vmath.tanh_array(big, out[:4])
+    np.testing.assert_array_equal(out[:4], [1, -1, 1, -1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float32_stays_float32(dtype):
+    """The compiled loop has no stray float64 arithmetic for float32 input (LLVM IR)."""
+    x = np.linspace(-3, 3, 64).astype(dtype)
+    out = np.empty_like(x)
+    vmath.tanh_array(x, out)
+    if dtype is np.float32:
+        fn = vmath.tanh_array.py_func
+        from numba import njit
+
+        ir = njit(**vmath.JIT_VEC | {"cache": False})(fn)
+        ir(x, out)
+        text = ir.inspect_llvm(ir.signatures[0])
+        body = text[text.index("define"):]
+        import re
+
+        assert re.search(r"= f(add|sub|mul|div)[a-z ]* float ", body)  # float32 arithmetic is there
+        assert not re.search(r"= f(add|sub|mul|div)[a-z ]* double ", body), "stray float64 arithmetic"
