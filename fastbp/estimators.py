@@ -404,10 +404,9 @@ class _BaseMLP(BaseEstimator):
             W, b = self._views()
             _, A = reference._forward(W, b, X, activation, out)
             return np.ascontiguousarray(A[-1])
-        Z = np.empty((X.shape[0], self._layout.n_units), self._params.dtype)
-        A = np.empty_like(Z)
-        kernels_for(activation)._forward_batch(self._params, self._layout.sizes, X, activation.code, out, Z, A)
-        return np.ascontiguousarray(A[:, self._layout.n_units - self.n_outputs_ :])
+        AL = np.empty((X.shape[0], self.n_outputs_), self._params.dtype)
+        kernels_for(activation)._output_batch(self._params, self._layout.sizes, X, activation.code, out, AL)
+        return AL
 
     def __setstate__(self, state):
         # A model loaded from a read-only memory map (joblib) gets its own writable

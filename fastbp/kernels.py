@@ -45,7 +45,7 @@ from .activations import Activation, get_activation, hidden_activation, hidden_d
 from .losses import example_cost, get_output, output_activation
 from .params import Layout, offsets
 
-__all__ = ["forward", "backward", "gradients", "loss", "update", "train_epoch", "kernels_for"]
+__all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "train_epoch", "kernels_for"]
 
 
 # =========================================================================== kernels
@@ -155,6 +155,19 @@ def _forward_batch(params, sizes, X, act, out, Z, A):
 
 
 @jit
+def _output_batch(params, sizes, X, act, out, AL):
+    """A[L] of every row of X into AL (m × n_L); one example's workspace, not m × n_units."""
+    w_off, b_off, u_off = offsets(sizes)
+    n_units = u_off[-1] + sizes[-1]
+    z = np.empty(n_units, params.dtype)
+    a = np.empty(n_units, params.dtype)
+    top = u_off[-1]
+    for i in range(X.shape[0]):
+        _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
+        AL[i] = a[top:]
+
+
+@jit
 def _backward_batch(params, sizes, X, Y, Z, A, act, dZ, grad):
     """dZ[l] of every example into dZ, and the mean dW, db into grad (zeroed here)."""
     w_off, b_off, u_off = offsets(sizes)
@@ -247,6 +260,7 @@ _KERNEL_NAMES = (
     "_forward_example",
     "_backward_example",
     "_forward_batch",
+    "_output_batch",
     "_backward_batch",
     "_loss_batch",
     "_gradients_batch",
@@ -339,6 +353,15 @@ def forward(weights, biases, X, activation="tanh", output="sigmoid"):
     A = np.empty_like(Z)
     p.k._forward_batch(p.params, p.layout.sizes, X, p.act, p.out, Z, A)
     return p.layout.unit_views(Z), p.layout.unit_views(A)
+
+
+def predict(weights, biases, X, activation="tanh", output="sigmoid"):
+    """A[L] alone (m × n_L): the forward pass without keeping every layer's Z and A."""
+    p = _Problem(weights, biases, activation, output)
+    X = p.X(X)
+    AL = np.empty((X.shape[0], p.sizes[-1]), p.dtype)
+    p.k._output_batch(p.params, p.layout.sizes, X, p.act, p.out, AL)
+    return AL
 
 
 def backward(weights, biases, X, Y, Z, A, activation="tanh", output="sigmoid"):

@@ -157,8 +157,7 @@ class MLP:
         """A[L], the network's output (m × n_y) for X (m × n_x, one example per row)."""
         impl = self._backend(backend)
         X = self._X(X)
-        _, A = impl.forward(self._weights, self._biases, X, self.activation, self.output)
-        return np.ascontiguousarray(A[-1])
+        return np.ascontiguousarray(impl.predict(self._weights, self._biases, X, self.activation, self.output))
 
     def predict(self, X, backend: str = "numba") -> np.ndarray:
         """Class labels: argmax of A[L] for several outputs, A[L] ≥ ½ for one sigmoid output.

@@ -20,7 +20,7 @@ from .activations import get_activation
 from .errors import DivergenceError
 from .losses import example_costs_array, get_output, output_activation_array
 
-__all__ = ["forward", "backward", "gradients", "loss", "update", "train_epoch"]
+__all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "train_epoch"]
 
 
 class _Problem:
@@ -73,6 +73,12 @@ def forward(weights, biases, X, activation="tanh", output="sigmoid"):
     """Forward pass: ``(Z, A)``, lists of Z[l] and A[l] (m × n_l) for l = 1 … L."""
     p = _Problem(weights, biases, activation, output)
     return _forward(weights, biases, p.X(X), p.g, p.out)
+
+
+def predict(weights, biases, X, activation="tanh", output="sigmoid"):
+    """A[L] alone (m × n_L): the last layer of :func:`forward`."""
+    p = _Problem(weights, biases, activation, output)
+    return _forward(weights, biases, p.X(X), p.g, p.out)[1][-1]
 
 
 def backward(weights, biases, X, Y, Z, A, activation="tanh", output="sigmoid"):

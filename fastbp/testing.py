@@ -26,7 +26,7 @@ from . import kernels, reference
 #: ``{name: (kernel, reference)}``: same names, same arguments.
 IMPLEMENTATIONS: dict[str, tuple[Callable, Callable]] = {
     name: (getattr(kernels, name), getattr(reference, name))
-    for name in ("forward", "backward", "gradients", "loss", "update", "train_epoch")
+    for name in ("forward", "predict", "backward", "gradients", "loss", "update", "train_epoch")
 }
 
 #: Agreement tolerances (relative, absolute) per dtype, for one call or one epoch.
@@ -80,7 +80,7 @@ class Problem:
         W = self.weights if weights is None else weights
         b = self.biases if biases is None else biases
         a, o = self.activation, self.output
-        if name == "forward":
+        if name in ("forward", "predict"):
             return (W, b, self.X, a, o)
         if name in ("gradients", "loss"):
             return (W, b, self.X, self.Y, a, o)

@@ -13,7 +13,7 @@ import pytest
 
 from fastbp.testing import IMPLEMENTATIONS, assert_agree, make_problem
 
-PURE = ["forward", "backward", "gradients", "loss"]
+PURE = ["forward", "predict", "backward", "gradients", "loss"]
 IN_PLACE = ["update", "train_epoch"]
 
 
