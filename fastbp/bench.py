@@ -281,7 +281,7 @@ def set_one_thread(systems: Sequence[str]) -> dict[str, str]:
         import numba
 
         numba.set_num_threads(1)
-        threads["numba"] = f"{numba.get_num_threads()} (fastbp's kernels are serial)"
+        threads["numba"] = f"{numba.get_num_threads()} (numba.set_num_threads)"
     except Exception as exc:  # pragma: no cover
         threads["numba"] = f"unknown ({exc})"
     from threadpoolctl import threadpool_info, threadpool_limits
