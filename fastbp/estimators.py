@@ -239,8 +239,29 @@ class _BaseMLP(BaseEstimator):
     def _validate_input(self, X, y, incremental, reset):  # pragma: no cover - overridden
         raise NotImplementedError
 
+    #: What validating a new X, y replaces; restored if the call is refused before training.
+    _INPUT_STATE = ("n_features_in_", "feature_names_in_", "classes_", "_label_binarizer")
+
     def _fit(self, X, y, incremental=False):
         hidden, optimizer = self._check_params()
+        saved = {k: self.__dict__[k] for k in self._INPUT_STATE if k in self.__dict__}
+        try:
+            X, y, layer_units, dtype, first_pass = self._prepare(X, y, hidden, incremental)
+        except Exception:  # refused: a fitted estimator stays exactly as it was
+            for k in self._INPUT_STATE:
+                self.__dict__.pop(k, None)
+            self.__dict__.update(saved)
+            raise
+        rs = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, dtype, rs)
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = optimizer
+        self._fit_stochastic(X, y, rs, incremental)
+        return self
+
+    def _prepare(self, X, y, hidden, incremental):
+        """Validate X, y against the parameters and the fitted network; nothing else changes."""
         first_pass = not hasattr(self, "_params") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
             raise ValueError("early_stopping: partial_fit does not support early_stopping=True")
@@ -254,21 +275,19 @@ class _BaseMLP(BaseEstimator):
             )
         n_features = X.shape[1]
         layer_units = [n_features] + hidden + [y.shape[1]]
-        if not first_pass and list(self._layout.sizes) != layer_units:
-            raise ValueError(
-                f"hidden_layer_sizes: the fitted network has layer sizes {list(self._layout.sizes)}, "
-                f"this call needs {layer_units}; use warm_start=False to start again"
-            )
+        fitted = [int(n) for n in self._layout.sizes] if not first_pass else layer_units
+        if fitted != layer_units:
+            if fitted[-1] != layer_units[-1]:
+                cause = f"y: this y needs {layer_units[-1]} outputs, the fitted network has {fitted[-1]}"
+            elif fitted[0] != layer_units[0]:
+                cause = f"X: this X has {layer_units[0]} features, the fitted network {fitted[0]}"
+            else:
+                cause = f"hidden_layer_sizes: now {hidden}, the fitted network has {fitted[1:-1]}"
+            raise ValueError(f"{cause}; use warm_start=False to start again")
         dtype = self._params.dtype if not first_pass else np.dtype(self.dtype or X.dtype)
         X = np.require(X, dtype=dtype, requirements=["C", "W"])  # one compiled specialisation
         y = np.require(y, dtype=dtype, requirements=["C", "W"])
-        rs = check_random_state(self.random_state)
-        if first_pass:
-            self._initialize(y, layer_units, dtype, rs)
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = optimizer
-        self._fit_stochastic(X, y, rs, incremental)
-        return self
+        return X, y, layer_units, dtype, first_pass
 
     def _initialize(self, y, layer_units, dtype, rs):
         """Fresh parameters and bookkeeping, drawn from ``rs`` exactly as scikit-learn draws them."""
@@ -309,12 +328,7 @@ class _BaseMLP(BaseEstimator):
             X, X_val, y, y_val = train_test_split(
                 X, y, random_state=rs, test_size=self.validation_fraction, stratify=stratify
             )
-            if X_val.shape[0] < 2:
-                raise ValueError(
-                    "validation_fraction: the validation set is too small; increase validation_fraction "
-                    "or the size of your data set"
-                )
-            if is_classifier(self):
+            if is_classifier(self):  # (its size of at least 2 was checked in _prepare)
                 y_val = self._label_binarizer.inverse_transform(y_val)
             X, y = np.ascontiguousarray(X), np.ascontiguousarray(y)
         else:

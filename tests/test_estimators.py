@@ -296,3 +296,27 @@ def test_import_fastbp_does_not_import_sklearn():
 
     code = "import sys, fastbp; assert 'sklearn' not in sys.modules; fastbp.MLPClassifier; assert 'sklearn' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_refused_refit_leaves_a_fitted_classifier_as_it_was():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, 40)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X, y)
+    before = (clf.predict_proba(X), list(clf.classes_), clf.n_features_in_)
+    clf.set_params(early_stopping=True)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        clf.fit(X[:5, :2], np.array(list("ababa")))
+    np.testing.assert_array_equal(clf.predict_proba(X), before[0])
+    assert list(clf.classes_) == before[1] and clf.n_features_in_ == before[2]
+
+
+def test_warm_start_mismatch_names_the_cause():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 3))
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, warm_start=True, random_state=0).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="^y: "):
+        reg.fit(X, X[:, :2])
+    reg.set_params(hidden_layer_sizes=(5,))
+    with pytest.raises(ValueError, match="^hidden_layer_sizes: "):
+        reg.fit(X, X[:, 0])
