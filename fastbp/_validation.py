@@ -211,9 +211,12 @@ def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
     sizes = []
     dtypes = set()
     for l, (W, b) in enumerate(zip(weights, biases)):
-        if not isinstance(W, np.ndarray) or W.ndim != 2:
+        for name, P in ((f"weights[{l}]", W), (f"biases[{l}]", b)):
+            if not isinstance(P, np.ndarray):  # parameters are updated in place: arrays only
+                raise TypeError(f"{name} must be a NumPy array (updated in place), got {type(P).__name__}")
+        if W.ndim != 2:
             raise ValueError(f"weights[{l}] must be a 2-D array (n_out × n_in)")
-        if not isinstance(b, np.ndarray) or b.shape != (W.shape[0],):
+        if b.shape != (W.shape[0],):
             raise ValueError(f"biases[{l}] must have shape ({W.shape[0]},) to match weights[{l}]")
         if l == 0:
             sizes.append(W.shape[1])

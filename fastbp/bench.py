@@ -220,11 +220,12 @@ def _sklearn(case: Case, d: Data):
         from sklearn.neural_network import MLPClassifier
     except ImportError as exc:  # pragma: no cover - scikit-learn is a fastbp dependency
         raise Skip(f"scikit-learn not installed ({exc.name})") from None
-    if case.activation not in ("tanh", "relu", "logistic", "identity"):
+    sk_activation = {"sigmoid": "logistic"}.get(case.activation, case.activation)  # scikit-learn's name
+    if sk_activation not in ("tanh", "relu", "logistic", "identity"):
         raise Skip(f"activation {case.activation!r} not in scikit-learn")
     import warnings
 
-    clf = MLPClassifier(hidden_layer_sizes=case.sizes[1:-1], activation=case.activation, solver="sgd",
+    clf = MLPClassifier(hidden_layer_sizes=case.sizes[1:-1], activation=sk_activation, solver="sgd",
                         alpha=0.0, batch_size=case.batch, learning_rate="constant",
                         learning_rate_init=case.learning_rate, momentum=0.0, nesterovs_momentum=False,
                         max_iter=1, shuffle=False, early_stopping=False, tol=0.0, random_state=0)
@@ -608,7 +609,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--output", nargs="+", choices=["sigmoid", "softmax"], default=["sigmoid", "softmax"],
                    help="output layers; the first is the headline (default: sigmoid softmax)")
     p.add_argument("--examples", type=_positive, default=None,
-                   help="examples per epoch (default: 256 to 2048 by network size; rounded to whole batches)")
+                   help="examples per epoch (default: 1024, or 512 for networks over 1e5 flops per example; rounded to whole batches)")
     p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
                    help="systems to run (default: all; missing peers are skipped with a note)")
     p.add_argument("--learning-rate", type=_rate, default=0.01, help="α, the same for every system (default: 0.01)")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,9 +84,8 @@ def save(net: "MLP", path: str | os.PathLike) -> Path:
     arrays = _arrays(net)
     target = Path(os.fspath(path))
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(folder, target)
     try:
-        os.chmod(tmp, _file_mode(target))  # mkstemp's 0600, made what a plain open() would give
         with os.fdopen(fd, "wb") as f:
             _write(f, arrays)
             f.flush()
@@ -101,14 +100,24 @@ def save(net: "MLP", path: str | os.PathLike) -> Path:
     return target
 
 
-def _file_mode(target: Path) -> int:
-    """The permission bits for the new file: the old file's, or 0666 less the umask."""
-    try:
-        return target.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+def _create_temporary(folder: Path, target: Path) -> tuple[int, str]:
+    """A new, exclusive temporary file beside ``target``, with the permissions a plain open() gives.
+
+    Created with mode 0666 so the OS applies the process umask itself (never changed
+    here: changing it is not thread-safe); an existing model's mode is kept.
+    """
+    for _ in range(100):
+        tmp = str(folder / f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        except FileNotFoundError:
+            pass
+        return fd, tmp
+    raise FileExistsError(f"could not create a temporary file beside {target}")  # pragma: no cover
 
 
 def _read(path: str, archive, key: str) -> np.ndarray:

@@ -107,6 +107,7 @@ def test_cases_cover_every_batch_size_and_whole_batches():
 PEER_CASES = [
     bench.Case(sizes=(4, 8, 1), activation="tanh", output="sigmoid", batch_size=1, m=32, dtype="float64", learning_rate=0.1),
     bench.Case(sizes=(4, 8, 3), activation="relu", output="sigmoid", batch_size=4, m=32, dtype="float64", learning_rate=0.1),
+    bench.Case(sizes=(4, 8, 1), activation="sigmoid", output="sigmoid", batch_size=2, m=32, dtype="float64", learning_rate=0.1),
     bench.Case(sizes=(4, 8, 6, 3), activation="tanh", output="softmax", batch_size=None, m=32, dtype="float64",
                learning_rate=0.1),
 ]

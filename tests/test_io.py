@@ -224,3 +224,19 @@ def test_a_plain_npy_file_is_refused(tmp_path):
 def test_a_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         fastbp.load(tmp_path / "nothing.npz")
+
+
+def test_saved_file_gets_the_permissions_of_a_plain_open_and_keeps_an_existing_ones(tmp_path):
+    import os
+    import stat
+
+    net = fastbp.MLP([2, 3, 1], seed=0)
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"")  # what open() gives under this process's umask
+    path = tmp_path / "m.npz"
+    net.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    os.chmod(path, 0o640)
+    net.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "plain.bin"]  # no temporary left

@@ -305,7 +305,7 @@ def _ro(arrays):
 WRAPPER_CASES = [
     # (id, functions, overrides, exception, match)
     ("weights not a list", ALL, {"weights": _W[0]}, TypeError, "weights and biases must be lists"),
-    ("lists of lists", ALL, {"weights": [w.tolist() for w in _W]}, ValueError, r"weights\[0\] must be a 2-D array"),
+    ("lists of lists", ALL, {"weights": [w.tolist() for w in _W]}, TypeError, r"weights\[0\] must be a NumPy array"),
     ("bias shape", ALL, {"biases": [_b[0][:2], _b[1]]}, ValueError, r"biases\[0\] must have shape"),
     ("layer mismatch", ALL, {"weights": [_W[0], _W[1][:, :2]]}, ValueError, r"weights\[1\] has 2 columns"),
     ("different lengths", ALL, {"biases": _b[:1]}, ValueError, "weights and biases must be non-empty lists of equal length"),
