@@ -15,6 +15,8 @@ Every kernel is compiled with :data:`JIT_OPTIONS`:
 
 from __future__ import annotations
 
+import types
+
 from numba import njit
 
 FASTMATH_FLAGS: frozenset[str] = frozenset({"reassoc", "contract", "nsz", "arcp"})
@@ -25,3 +27,24 @@ JIT_OPTIONS: dict = {"cache": True, "nogil": True, "fastmath": set(FASTMATH_FLAG
 def jit(func):
     """Compile ``func`` with fastbp's :data:`JIT_OPTIONS` (lazily, on first call)."""
     return njit(**JIT_OPTIONS)(func)
+
+
+def recompile_with(kernels: dict, module_globals: dict, overrides: dict) -> dict:
+    """Re-compile ``kernels`` (name → dispatcher) from their own source, with globals re-bound.
+
+    Each kernel is rebuilt from its ``py_func``'s code object over a copy of
+    ``module_globals`` updated with ``overrides`` (e.g. ``hidden_activation`` bound
+    to a user's function) and with the other re-compiled kernels, so calls between
+    them stay inside the new set.  Not cached on disk: the result depends on the
+    overrides, which are usually a user's functions.
+    """
+    namespace = dict(module_globals)
+    namespace.update(overrides)
+    options = {key: value for key, value in JIT_OPTIONS.items() if key != "cache"}
+    out = {}
+    for name, dispatcher in kernels.items():
+        py = dispatcher.py_func
+        clone = types.FunctionType(py.__code__, namespace, py.__name__, py.__defaults__, py.__closure__)
+        clone.__doc__ = py.__doc__
+        namespace[name] = out[name] = njit(**options)(clone)
+    return out

@@ -29,7 +29,6 @@ Where to find a loop:
 
 from __future__ import annotations
 
-import types
 import weakref
 from types import SimpleNamespace
 from typing import Sequence
@@ -39,7 +38,7 @@ from numba import njit
 from numba.core import config as numba_config
 
 from . import _validation as v
-from ._jit import JIT_OPTIONS, jit
+from ._jit import JIT_OPTIONS, jit, recompile_with
 from .errors import DivergenceError
 from .activations import Activation, get_activation, hidden_activation, hidden_derivative
 from .losses import example_cost, get_output, output_activation
@@ -296,15 +295,12 @@ def kernels_for(activation: Activation) -> SimpleNamespace:
     def custom_g_prime(z, a, act):
         return type(z)(user_g_prime(z))
 
-    namespace = dict(globals())
-    namespace["hidden_activation"] = njit(**options)(custom_g)
-    namespace["hidden_derivative"] = njit(**options)(custom_g_prime)
-    for name in _KERNEL_NAMES:
-        py = globals()[name].py_func
-        clone = types.FunctionType(py.__code__, namespace, name, py.__defaults__, py.__closure__)
-        clone.__doc__ = py.__doc__
-        namespace[name] = njit(**options)(clone)
-    kset = SimpleNamespace(**{name: namespace[name] for name in _KERNEL_NAMES})
+    rebound = recompile_with(
+        {name: globals()[name] for name in _KERNEL_NAMES},
+        globals(),
+        {"hidden_activation": njit(**options)(custom_g), "hidden_derivative": njit(**options)(custom_g_prime)},
+    )
+    kset = SimpleNamespace(**rebound)
     _custom_kernels[activation] = kset
     return kset
 

@@ -42,14 +42,12 @@ dtype.
 from __future__ import annotations
 
 import numbers
-import types
 import weakref
 from typing import Any
 
 import numpy as np
-from numba import njit
 
-from ._jit import JIT_OPTIONS, jit
+from ._jit import jit, recompile_with
 from .kernels import _backward_example, _forward_example, kernels_for
 from .losses import example_cost, example_costs_array
 from .params import Layout, offsets
@@ -64,9 +62,7 @@ LR, MOMENTUM, NESTEROV, BETA_1, BETA_2, EPSILON = range(6)
 
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
-
 # ============================================================================ kernels
-
 
 @jit
 def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
@@ -91,7 +87,6 @@ def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
         velocity[i] = v
         params[i] += mu * v - lr * grad[i] if nesterov else v
     return True
-
 
 @jit
 def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
@@ -124,7 +119,6 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
         params[i] -= lr_t * mi / (np.sqrt(si) + eps)
     return True
 
-
 @jit
 def _add_l2(grad, params, w_off, b_off, scale):
     """dW[l] += scale · W[l] for every layer (biases untouched); returns ‖W‖² (float64).
@@ -143,7 +137,6 @@ def _add_l2(grad, params, w_off, b_off, scale):
             total += np.float64(w) * np.float64(w)
     return total
 
-
 @jit
 def _optimizer_step(params, grad, state, counter, kind, hyper):
     """Dispatch one step of optimizer ``kind`` with the hyper-parameters in ``hyper``.
@@ -160,7 +153,6 @@ def _optimizer_step(params, grad, state, counter, kind, hyper):
             counter[0] = t
         return ok
     return _sgd_step(params, grad, state[0], hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
-
 
 @jit
 def _train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale):
@@ -209,9 +201,7 @@ def _train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyp
         total += batch_loss
     return total / m, -1
 
-
 _custom_epochs: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-
 
 def epoch_kernel_for(activation):
     """:func:`_train_epoch_opt` for ``activation``: the cached one, or a clone for a custom g.
@@ -225,19 +215,15 @@ def epoch_kernel_for(activation):
     if activation in _custom_epochs:
         return _custom_epochs[activation]
     kset = kernels_for(activation)
-    namespace = dict(globals())
-    namespace["_forward_example"] = kset._forward_example
-    namespace["_backward_example"] = kset._backward_example
-    py = _train_epoch_opt.py_func
-    clone = types.FunctionType(py.__code__, namespace, py.__name__, py.__defaults__, py.__closure__)
-    options = {k: val for k, val in JIT_OPTIONS.items() if k != "cache"}
-    kernel = njit(**options)(clone)
+    kernel = recompile_with(
+        {"_train_epoch_opt": _train_epoch_opt},
+        globals(),
+        {"_forward_example": kset._forward_example, "_backward_example": kset._backward_example},
+    )["_train_epoch_opt"]
     _custom_epochs[activation] = kernel
     return kernel
 
-
 # ========================================================================= references
-
 
 def _sgd_step_ref(params, grad, velocity, lr, momentum, nesterov):
     """NumPy twin of :func:`_sgd_step` (same arguments, same in-place contract)."""
@@ -252,7 +238,6 @@ def _sgd_step_ref(params, grad, velocity, lr, momentum, nesterov):
     velocity[...] = v
     params[...] = new
     return True
-
 
 def _adam_step_ref(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     """NumPy twin of :func:`_adam_step`."""
@@ -270,7 +255,6 @@ def _adam_step_ref(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     params[...] = new
     return True
 
-
 def _add_l2_ref(grad, params, w_off, b_off, scale):
     """NumPy twin of :func:`_add_l2`."""
     total = 0.0
@@ -279,7 +263,6 @@ def _add_l2_ref(grad, params, w_off, b_off, scale):
         grad[lo:hi] += params.dtype.type(scale) * w
         total += float(np.dot(w.astype(np.float64), w.astype(np.float64)))
     return total
-
 
 def _optimizer_step_ref(params, grad, state, counter, kind, hyper):
     """NumPy twin of :func:`_optimizer_step`."""
@@ -292,7 +275,6 @@ def _optimizer_step_ref(params, grad, state, counter, kind, hyper):
             counter[0] = t
         return ok
     return _sgd_step_ref(params, grad, state[0], hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
-
 
 def train_epoch_reference(
     params, sizes, X, Y, order, batch_size, activation, out, kind, hyper, state, counter, alpha, cost_scale
@@ -326,7 +308,6 @@ def train_epoch_reference(
         total += batch_loss
     return total / m, -1
 
-
 #: ``{name: (kernel, reference)}``: same names, same arguments, same in-place contract.
 IMPLEMENTATIONS = {
     "sgd_step": (_sgd_step, _sgd_step_ref),
@@ -335,9 +316,7 @@ IMPLEMENTATIONS = {
     "optimizer_step": (_optimizer_step, _optimizer_step_ref),
 }
 
-
 # ========================================================================= optimizers
-
 
 def _check_real(value: Any, name: str, low: float, high: float | None = None, *, low_open=False, high_open=True):
     """A finite real number in [low, high) (bounds' openness as given); ValueError/TypeError naming it."""
@@ -353,7 +332,6 @@ def _check_real(value: Any, name: str, low: float, high: float | None = None, *,
         rng = f"{lo}{low}, {high if high is not None else 'inf'}{hi}"
         raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
     return x
-
 
 class Optimizer:
     """What :class:`SGD` and :class:`Adam` share: state binding, the epoch runner, schedules.
@@ -461,7 +439,6 @@ class Optimizer:
                 self.learning_rate /= 5.0
             self._no_improvement = 0
 
-
 class _EpochRunner:
     """``train_epoch`` with the signature of :func:`fastbp.kernels.train_epoch`, for an optimizer.
 
@@ -487,7 +464,6 @@ class _EpochRunner:
             raise DivergenceError(failed)
         self.optimizer.epoch_end(J, X.shape[0])
         return J
-
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, L2 and a schedule.
@@ -563,7 +539,6 @@ class SGD(Optimizer):
         if verbose:
             print(msg + " Setting learning rate to %f" % self.learning_rate)
         return False
-
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba), with scikit-learn's defaults and bias correction, plus L2.

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 
-import numba
 import numpy as np
 import pytest
 
 import fastbp
 import fastbp.io
+
+from .conftest import SOFTSIGN
 
 X = np.random.default_rng(0).normal(size=(12, 3))
 Y_SOFTMAX = np.eye(2)[np.arange(12) % 2]
@@ -104,21 +105,11 @@ def test_a_failed_rename_keeps_the_previous_model(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["m.npz"]
 
 
-@numba.njit
-def _softsign(z):
-    return z / (1 + abs(z))
-
-
-@numba.njit
-def _softsign_prime(z):
-    return 1 / (1 + abs(z)) ** 2
-
-
 def test_custom_activations_are_refused_at_save_time(tmp_path):
     path = tmp_path / "m.npz"
     trained().save(path)
     before = path.read_bytes()
-    net = fastbp.MLP([3, 4, 1], activation=fastbp.Activation(_softsign, _softsign_prime), seed=0)
+    net = fastbp.MLP([3, 4, 1], activation=SOFTSIGN, seed=0)
     with pytest.raises(ValueError, match="activation: a custom activation"):
         net.save(path)
     assert path.read_bytes() == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 
@@ -12,6 +11,8 @@ from fastbp.activations import get_activation
 from fastbp.losses import get_output
 from fastbp.params import Layout, offsets
 from fastbp.testing import assert_agree, make_problem, tolerance
+
+from .conftest import SOFTSIGN
 
 sk_opt = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
 
@@ -239,18 +240,10 @@ def test_optimizer_state_carries_over_fit_calls(make):
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_fit_with_adam_learns_and_custom_activation_works(backend):
-    @numba.njit
-    def softsign(z):
-        return z / (1 + abs(z))
-
-    @numba.njit
-    def softsign_prime(z):
-        return 1 / (1 + abs(z)) ** 2
-
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 2))
     Y = (X[:, 0] * X[:, 1] > 0).astype(float)
-    for act in ("tanh", fastbp.Activation(softsign, softsign_prime)):
+    for act in ("tanh", SOFTSIGN):
         net = fastbp.MLP([2, 8, 1], activation=act, seed=0)
         h = net.fit(X, Y, epochs=40, batch_size=8, optimizer=O.Adam(0.05), backend=backend)
         assert h.loss[-1] < 0.6 * h.loss[0]
