@@ -434,10 +434,10 @@ class Optimizer:
             self._no_improvement = 0
         self._best_loss = min(self._best_loss, loss)
         self.iteration_ends(self.t_)
-        if self._no_improvement > n_iter_no_change and self.learning_rate_schedule == "adaptive":
-            if self.learning_rate > 1e-6:
-                self.learning_rate /= 5.0
+        if self._no_improvement > n_iter_no_change:
+            self.trigger_stopping()  # adaptive: α /= 5 (until α ≤ 1e-6); fit runs its epochs regardless
             self._no_improvement = 0
+
 
 class _EpochRunner:
     """``train_epoch`` with the signature of :func:`fastbp.kernels.train_epoch`, for an optimizer.

@@ -298,6 +298,7 @@ def test_import_fastbp_does_not_import_sklearn():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_a_refused_refit_leaves_a_fitted_classifier_as_it_was():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 3))
@@ -311,6 +312,7 @@ def test_a_refused_refit_leaves_a_fitted_classifier_as_it_was():
     assert list(clf.classes_) == before[1] and clf.n_features_in_ == before[2]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_warm_start_mismatch_names_the_cause():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(30, 3))

@@ -336,3 +336,23 @@ def test_steps_agree_or_both_refuse_on_any_gradient(p, g, lr, mu, nesterov, adam
         results.append((bool(ok), params, s1, s2))
     assert results[0][0] == results[1][0]
     assert_agree(results[0][1:], results[1][1:], np.float64)
+
+
+@pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
+def test_fit_applies_the_learning_rate_schedule_as_scikit_learn_does(schedule):
+    from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 2))
+    Y = (X[:, :1] > 0).astype(float)
+    net = fastbp.MLP([2, 3, 1], seed=0)
+    # adaptive: α so small that no epoch improves the loss by tol (1e-4): a plateau
+    alpha0 = 0.1 if schedule == "invscaling" else 1e-5
+    opt = O.SGD(learning_rate_init=alpha0, learning_rate=schedule, power_t=0.5)
+    net.fit(X, Y, epochs=14, batch_size=5, optimizer=opt)
+    if schedule == "invscaling":  # α = α₀ / (t + 1)^power_t, t = examples seen
+        sk = SGDOptimizer([np.zeros(1)], learning_rate_init=alpha0, lr_schedule=schedule, power_t=0.5)
+        sk.iteration_ends(14 * 20)
+        assert opt.learning_rate == pytest.approx(sk.learning_rate, rel=1e-12) and opt.learning_rate < alpha0
+    else:  # epoch 1 sets the best loss; epochs 2-12 fail to improve: more than 10, so α /= 5 once
+        assert opt.learning_rate == pytest.approx(alpha0 / 5, rel=1e-12)
