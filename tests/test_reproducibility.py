@@ -7,7 +7,6 @@ a tolerance, not to the bit: they sum in different orders).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,24 +16,14 @@ import pytest
 
 import fastbp
 
+# Run as it is in fresh interpreters (``python -c``), and exec'd in this process.
 SCRIPT = r"""
-import hashlib, sys
+import hashlib
 import numpy as np
 import fastbp
-rng = np.random.default_rng(123)
-X = rng.normal(size=(40, 5))
-Y = np.eye(3)[rng.integers(0, 3, 40)]
-for backend in ("numba", "numpy"):
-    for dtype in (np.float32, np.float64):
-        net = fastbp.MLP([5, 7, 3], activation="tanh", output="softmax", dtype=dtype, seed=2024)
-        init = hashlib.sha256(net.params.tobytes()).hexdigest()
-        net.fit(X, Y, epochs=3, learning_rate=0.05, batch_size=4, backend=backend)
-        print(backend, np.dtype(dtype).name, init, hashlib.sha256(net.params.tobytes()).hexdigest())
-"""
 
 
-def digests_here() -> list[str]:
-    """The script's output, computed in this process."""
+def digests():
     lines = []
     rng = np.random.default_rng(123)
     X = rng.normal(size=(40, 5))
@@ -46,6 +35,18 @@ def digests_here() -> list[str]:
             net.fit(X, Y, epochs=3, learning_rate=0.05, batch_size=4, backend=backend)
             lines.append(f"{backend} {np.dtype(dtype).name} {init} {hashlib.sha256(net.params.tobytes()).hexdigest()}")
     return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(digests()))
+"""
+
+
+def digests_here() -> list[str]:
+    """The script's output, computed in this process."""
+    namespace = {"__name__": "reproducibility_script"}
+    exec(SCRIPT, namespace)
+    return namespace["digests"]()
 
 
 def run_fresh(threads: int) -> list[str]:
