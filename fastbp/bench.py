@@ -36,6 +36,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .cli import _batch_size, _positive_float, _positive_int
+from .testing import Problem, make_problem
+
 #: Every system ``fastbp bench`` knows, in table order.
 SYSTEMS: tuple[str, ...] = ("numba", "numpy", "jax", "torch", "sklearn")
 PEERS: tuple[str, ...] = ("jax", "torch", "sklearn")
@@ -78,26 +81,16 @@ class Case:
         return 6 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
 
-@dataclass
-class Data:
-    """What every system starts from: the same weights, biases, X, Y (and integer labels for softmax)."""
-
-    weights: list[np.ndarray]
-    biases: list[np.ndarray]
-    X: np.ndarray
-    Y: np.ndarray
-    labels: np.ndarray | None
+def make_data(case: Case, seed: int = 0) -> Problem:
+    """What every system starts from, the same weights, biases, X, Y: :func:`fastbp.testing.make_problem`."""
+    return make_problem(list(case.sizes), dtype=np.dtype(case.dtype), activation=case.activation,
+                        output=case.output, m=case.m, seed=seed, batch_size=case.batch_size,
+                        learning_rate=case.learning_rate, shuffle=False)
 
 
-def make_data(case: Case, seed: int = 0) -> Data:
-    """Seeded data for ``case``, from :func:`fastbp.testing.make_problem`."""
-    from .testing import make_problem
-
-    p = make_problem(list(case.sizes), dtype=np.dtype(case.dtype), activation=case.activation,
-                     output=case.output, m=case.m, seed=seed, batch_size=case.batch_size,
-                     learning_rate=case.learning_rate, shuffle=False)
-    labels = p.Y.argmax(axis=1).astype(np.int64) if case.output == "softmax" else None
-    return Data(p.weights, p.biases, p.X, p.Y, labels)
+def _labels(d: Problem) -> np.ndarray:
+    """The integer class labels of one-hot (softmax) targets."""
+    return d.Y.argmax(axis=1).astype(np.int64)
 
 
 class Skip(Exception):
@@ -108,19 +101,19 @@ class Skip(Exception):
 # Each maker returns ``epoch()``: one full pass over the data, parameters updated in place.
 
 
-def _fastbp(backend: str) -> Callable[[Case, Data], Callable[[], object]]:
-    def make(case: Case, d: Data):
+def _fastbp(backend: str) -> Callable[[Case, Problem], Callable[[], object]]:
+    def make(case: Case, d: Problem):
         from . import kernels, reference
 
         impl = kernels if backend == "numba" else reference
-        W, b = [w.copy() for w in d.weights], [x.copy() for x in d.biases]
+        W, b = d.copy_params()
         return lambda: impl.train_epoch(W, b, d.X, d.Y, case.learning_rate, case.batch_size, None,
                                         case.activation, case.output)
 
     return make
 
 
-def _jax(case: Case, d: Data):
+def _jax(case: Case, d: Problem):
     try:
         import jax
         import jax.numpy as jnp
@@ -171,7 +164,7 @@ def _jax(case: Case, d: Data):
     return run
 
 
-def _torch(case: Case, d: Data):
+def _torch(case: Case, d: Problem):
     try:
         import torch
         import torch.nn.functional as F
@@ -194,7 +187,7 @@ def _torch(case: Case, d: Data):
     opt = torch.optim.SGD(model.parameters(), lr=case.learning_rate, momentum=0.0)
     X = torch.from_numpy(d.X)
     Y = torch.from_numpy(d.Y)
-    labels = torch.from_numpy(d.labels) if d.labels is not None else None
+    labels = torch.from_numpy(_labels(d)) if case.output == "softmax" else None
     bs, m = case.batch, case.m
 
     def run():
@@ -215,7 +208,7 @@ def _torch(case: Case, d: Data):
     return run
 
 
-def _sklearn(case: Case, d: Data):
+def _sklearn(case: Case, d: Problem):
     try:
         from sklearn.neural_network import MLPClassifier
     except ImportError as exc:  # pragma: no cover - scikit-learn is a fastbp dependency
@@ -232,7 +225,7 @@ def _sklearn(case: Case, d: Data):
     # softmax output: integer labels; sigmoid output: a 0/1 indicator matrix (multilabel → logistic
     # units with binary cross-entropy summed over outputs), or 1-D labels for one output.
     if case.output == "softmax":
-        y = d.labels
+        y = _labels(d)
         if case.sizes[-1] < 3:
             raise Skip("scikit-learn uses a logistic unit, not softmax, for 2 classes")
     elif case.output == "sigmoid":
@@ -259,7 +252,7 @@ def _sklearn(case: Case, d: Data):
     return run
 
 
-MAKERS: dict[str, Callable[[Case, Data], Callable[[], object]]] = {
+MAKERS: dict[str, Callable[[Case, Problem], Callable[[], object]]] = {
     "numba": _fastbp("numba"),
     "numpy": _fastbp("numpy"),
     "jax": _jax,
@@ -562,30 +555,6 @@ def _size(text: str) -> str:
     return text
 
 
-def _batch(text: str) -> int | None:
-    if text.lower() == "full":
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'full', got {text!r}")
-    return int(text)
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
-    return value
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``bench`` to ``fastbp``'s subcommands (``subparsers`` from ``add_subparsers``)."""
     p = subparsers.add_parser(
@@ -602,18 +571,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=_size, nargs="+", default=None,
                    help=f"networks as layer sizes n0-n1-...-nL (default: {' '.join(DEFAULT_SIZES)})")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
-    p.add_argument("--batch-sizes", type=_batch, nargs="+", default=None,
+    p.add_argument("--batch-sizes", type=_batch_size, nargs="+", default=None,
                    help="examples per update, or 'full' (default: 1 32 256)")
     p.add_argument("--activation", nargs="+", choices=["tanh", "relu", "sigmoid"], default=["tanh", "relu"],
                    help="hidden activations; the first is the headline (default: tanh relu)")
     p.add_argument("--output", nargs="+", choices=["sigmoid", "softmax"], default=["sigmoid", "softmax"],
                    help="output layers; the first is the headline (default: sigmoid softmax)")
-    p.add_argument("--examples", type=_positive, default=None,
+    p.add_argument("--examples", type=_positive_int, default=None,
                    help="examples per epoch (default: 1024, or 512 for networks over 1e5 flops per example; rounded to whole batches)")
     p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
                    help="systems to run (default: all; missing peers are skipped with a note)")
-    p.add_argument("--learning-rate", type=_rate, default=0.01, help="α, the same for every system (default: 0.01)")
-    p.add_argument("--repeats", type=_positive, default=None, help="timed epochs per system, best kept (default: 3)")
+    p.add_argument("--learning-rate", type=_positive_float, default=0.01, help="α, the same for every system (default: 0.01)")
+    p.add_argument("--repeats", type=_positive_int, default=None, help="timed epochs per system, best kept (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default: 0)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: sizes 2-4-1 and 8-8-2, batch 1 and 4, 64 examples, 1 repeat "

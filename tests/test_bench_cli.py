@@ -59,6 +59,10 @@ def test_missing_peer_is_a_skipped_column_with_a_note(monkeypatch, capsys):
         (["--batch-sizes", "0"], "--batch-sizes"),
         (["--systems", "tensorflow"], "--systems"),
         (["--examples", "-3"], "--examples"),
+        (["--examples", "2.5"], "--examples"),
+        (["--repeats", "0"], "--repeats"),
+        (["--batch-sizes", "full", "x"], "--batch-sizes"),
+        (["--learning-rate", "-1"], "--learning-rate"),
         (["--learning-rate", "nan"], "--learning-rate"),
         (["--dtype", "float16"], "--dtype"),
     ],
@@ -129,6 +133,16 @@ def test_every_system_trains_the_same_network_alike(system, case):
     for a, b in losses:
         assert math.isfinite(a) and b == pytest.approx(a, rel=1e-9)
     assert losses[2][0] < losses[0][0]  # it trains
+
+
+def test_default_examples_per_epoch_are_as_the_help_says():
+    from fastbp.cli import build_parser
+
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["bench"].format_help().split())
+    assert "default: 1024, or 512 for networks over 1e5 flops per example" in help_text
+    small, large = (4, 8, 1), (784, 128, 10)
+    assert bench._default_m(small) == 1024 and bench._default_m(large) == 512
+    assert 6 * (4 * 8 + 8 * 1) < 1e5 < 6 * (784 * 128 + 128 * 10)
 
 
 def test_blas_peak_is_a_positive_rate():
