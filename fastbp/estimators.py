@@ -242,8 +242,9 @@ class _BaseMLP(BaseEstimator):
     #: What validating a new X, y replaces; restored if the call is refused before training.
     _INPUT_STATE = ("n_features_in_", "feature_names_in_", "classes_", "_label_binarizer")
 
-    def _fit(self, X, y, incremental=False):
-        hidden, optimizer = self._check_params()
+    def _fit(self, X, y, incremental=False, checked=None):
+        # ``checked``: what _check_params returned, where the caller ran it already
+        hidden, optimizer = checked or self._check_params()
         saved = {k: self.__dict__[k] for k in self._INPUT_STATE if k in self.__dict__}
         try:
             X, y, layer_units, dtype, first_pass = self._prepare(X, y, hidden, incremental)
@@ -486,10 +487,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over X, y (continuing the fit); ``classes`` is required on the first call."""
+        checked = self._check_params()  # validated once, before anything is set
         if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._check_params()  # validate before anything is set
             binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
                 binarizer.fit(y)
@@ -497,13 +498,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 binarizer.fit(classes)
             self._label_binarizer, self.classes_ = binarizer, binarizer.classes_
             try:
-                return self._fit(X, y, incremental=True)
+                return self._fit(X, y, incremental=True, checked=checked)
             except Exception:
-                if "_params" in self.__dict__:  # it failed while training (divergence): keep that state
-                    raise
-                # a first call refused before training leaves the estimator unfitted, as it was
-                for name in ("_label_binarizer", "classes_", "n_features_in_", "feature_names_in_"):
-                    self.__dict__.pop(name, None)
+                # refused before training (_fit has put n_features_in_ etc. back): unfitted, as it was;
+                # a failure while training (divergence) keeps the network and its classes
+                if "_params" not in self.__dict__:
+                    del self._label_binarizer, self.classes_
                 raise
         elif (
             classes is not None
@@ -513,7 +513,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(
                 f"classes={classes!r} is not the same as on the first call to partial_fit, was {self.classes_!r}"
             )
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, checked=checked)
 
     def _score(self, X, y):
         return accuracy_score(y, self._predict(X, check_input=False))

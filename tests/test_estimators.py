@@ -236,6 +236,17 @@ def test_refused_first_partial_fit_leaves_the_classifier_unfitted():
     assert not hasattr(reg, "n_iter_")
 
 
+def test_partial_fit_checks_the_parameters_once_per_call(monkeypatch):
+    X, y = _data("multiclass")
+    clf = MLPClassifier(hidden_layer_sizes=(3,), random_state=0)
+    calls = []
+    check = MLPClassifier._check_params
+    monkeypatch.setattr(MLPClassifier, "_check_params", lambda self: calls.append(1) or check(self))
+    clf.partial_fit(X, y, classes=[10, 11, 12])
+    clf.partial_fit(X, y)
+    assert len(calls) == 2
+
+
 def test_partial_fit_rules():
     X, y = _data("multiclass")
     clf = MLPClassifier(hidden_layer_sizes=(3,))
