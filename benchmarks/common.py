@@ -94,13 +94,16 @@ def targets(m: int, n_y: int, output: str = "sigmoid", seed: int = 0) -> np.ndar
 
 
 def warm(size: str, dtype: str, activation: str = "tanh", output: str = "sigmoid") -> None:
-    """Compile (or load from Numba's cache) every kernel a benchmark calls, on a 2-example input.
+    """Compile (or load from Numba's cache) every kernel a benchmark calls, on a 64-example input.
 
-    Called in ``setup`` so that no ``time_*`` ever includes compile time.
+    Called in ``setup`` so that no ``time_*`` ever includes compile time.  The fast
+    kernels pick a different kernel for per-example SGD, mini-batches and (with
+    threads) batches of 64 or more, so each of those paths is run once.
     """
-    p = problem(size, dtype, m=2, activation=activation, output=output)
+    p = problem(size, dtype, m=64, activation=activation, output=output)
     W, b = p.copy_params()
-    kernels.train_epoch(W, b, p.X, p.Y, LEARNING_RATE, 1, None, activation, output)
+    for batch_size in (1, 2, 64):
+        kernels.train_epoch(W, b, p.X, p.Y, LEARNING_RATE, batch_size, None, activation, output)
     kernels.forward(W, b, p.X, activation, output)
     kernels.gradients(W, b, p.X, p.Y, activation, output)
 

@@ -7,14 +7,25 @@ from sklearn.model_selection import GridSearchCV
 
 from fastbp import MLPClassifier
 
+
+def quiet():
+    """Short max_iter on purpose: silence scikit-learn's ConvergenceWarning (here and on each worker)."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+
+
 if __name__ == "__main__":
+    quiet()
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     # Compile fastbp's kernels once here, before the workers start: they then only
     # read Numba's on-disk cache (several processes writing it at once can crash).
     MLPClassifier(hidden_layer_sizes=(8,), max_iter=1).fit(X[:50], y[:50]).predict(X[:5])
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1") as cluster, Client(cluster):
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1") as cluster, Client(cluster) as client:
+        client.run(quiet)
         Xd, yd = da.from_array(X, chunks=300), da.from_array(y, chunks=300)
 
         # Stream partial_fit over the blocks of a Dask array (3 passes).

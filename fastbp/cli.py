@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an MLP on bundled data (the handwritten digits by default) or your own file",
         description=(
             "Train an MLP [n_x, hidden..., n_y] by backpropagation on scikit-learn's bundled "
-            "handwritten digits (no download) or another data set, 75%% train / 25%% test, and print "
+            "handwritten digits (no download) or another data set, 75% train / 25% test, and print "
             "the loss per epoch, train and test accuracy (R² for regression) and examples per second."
         ),
     )
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--compare", action="store_true", help="also train the NumPy reference from the same start; print the speed-up and largest weight difference")
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained network (load it with fastbp.load)")
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss and test-score curves (needs matplotlib)")
-    train.add_argument("--quiet", action="store_true", help="print only the final summary (no progress bar, no per-epoch lines)")
+    train.add_argument("--quiet", action="store_true", help="print only the header and the final summary (no progress bar, no per-epoch lines)")
     from .bench import add_parser as add_bench_parser  # stdlib + numpy only; peers load lazily
 
     add_bench_parser(sub)
