@@ -281,3 +281,30 @@ def check_order(order: Any, m: int) -> np.ndarray:
     if idx.min() < 0 or idx.max() >= m:
         raise ValueError(f"order holds indices outside [0, {m})")
     return np.ascontiguousarray(idx, dtype=np.int64)
+
+
+def check_train_args(
+    sizes: Sequence[int],
+    dtype: np.dtype,
+    out: int,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    X: Any,
+    Y: Any,
+    learning_rate: Any,
+    batch_size: Any,
+    order: Any,
+) -> tuple[np.ndarray, np.ndarray, Any, int, np.ndarray]:
+    """The arguments of a ``train_epoch`` (kernel or reference), all checked before any write.
+
+    Returns ``(X, Y, learning_rate, batch_size, order)``: X and Y as the network's
+    dtype, α as a scalar of that dtype, the batch size as an int, order as int64.
+    """
+    X = check_X(X, sizes[0], dtype)
+    m = X.shape[0]
+    Y = check_Y(Y, m, sizes[-1], out, dtype)
+    lr = dtype.type(check_positive_float(learning_rate, "learning_rate"))
+    bs = check_batch_size(batch_size, m)
+    idx = check_order(order, m)
+    check_writeable(weights, biases)
+    return X, Y, lr, bs, idx

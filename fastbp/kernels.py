@@ -457,13 +457,9 @@ def train_epoch(
     non-finite; the parameters are then those from just before that step.
     """
     p = _Problem(weights, biases, activation, output)
-    X = p.X(X)
-    m = X.shape[0]
-    Y = p.Y(Y, m)
-    lr = p.dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
-    bs = v.check_batch_size(batch_size, m)
-    idx = v.check_order(order, m)
-    v.check_writeable(weights, biases)
+    X, Y, lr, bs, idx = v.check_train_args(
+        p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
+    )
     J, failed = run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out)
     p.write_back()
     if failed >= 0:

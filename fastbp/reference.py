@@ -143,13 +143,9 @@ def train_epoch(
     new parameters are not finite.
     """
     p = _Problem(weights, biases, activation, output)
-    X = p.X(X)
-    m = X.shape[0]
-    Y = p.Y(Y, m)
-    alpha = p.dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
-    bs = v.check_batch_size(batch_size, m)
-    idx = v.check_order(order, m)
-    v.check_writeable(weights, biases)
+    X, Y, alpha, bs, idx = v.check_train_args(
+        p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
+    )
     m = idx.shape[0]  # examples visited (the kernels' J is a mean over order, too)
     total = 0.0
     for start in range(0, m, bs):
