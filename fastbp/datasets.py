@@ -144,7 +144,13 @@ def _from_csv(path: str, target: str | None):
     try:
         X = np.array(features, dtype=float)
     except ValueError:
-        raise DataError(f"--dataset: {path}: feature columns must be numeric") from None
+        name, value = next(
+            (names[j], cell) for row in body for j, cell in enumerate(row) if j != col and not _is_number(cell)
+        )
+        raise DataError(
+            f"--dataset: {path}: feature column {name!r} is not numeric (it holds {value!r}); "
+            "choose the label column with --target"
+        ) from None
     labels = [r[col].strip() for r in body]
     y = np.array([float(v) for v in labels]) if all(_is_number(v) for v in labels) else np.array(labels)
     return X, y

@@ -117,6 +117,14 @@ def test_bad_files_and_paths_are_one_line_and_exit_status_2(make_args, tmp_path,
     assert len(err.strip().splitlines()) == 1 and "error" in err, err
 
 
+def test_non_numeric_feature_column_is_named(tmp_path, capsys):
+    path = _write(tmp_path / "pets.csv", "weight,colour,label\n1.5,1,0\n2.5,red,1\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--epochs", "1", "--dataset", str(path)])
+    err = capsys.readouterr().err
+    assert "'colour'" in err and "'red'" in err and "--target" in err, err
+
+
 def _write(path, text):
     path.write_text(text)
     return path
