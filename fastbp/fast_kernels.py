@@ -777,13 +777,99 @@ def _accumulate_block(grad, n0, n1, C, P):
 
 
 @jit_vec
+def _batch_workspace(params, sizes, u_off):
+    """The workspaces of :func:`_batch_gradient`, allocated once per epoch: ``(z, a, dz,
+    grad, sa, P, Q, C, Zp)`` (``grad`` and ``C`` zero; see there for the shapes)."""
+    L = sizes.shape[0] - 1
+    n_units = u_off[L - 1] + sizes[L]
+    n0 = sizes[0]
+    n1 = sizes[1]
+    return (
+        np.empty(n_units, params.dtype),
+        np.empty(n_units, params.dtype),
+        np.empty(n_units, params.dtype),
+        np.zeros_like(params),
+        np.empty(L, np.float64),
+        np.zeros((BLOCK, n0), params.dtype),
+        np.zeros((BLOCK, n0), params.dtype),
+        np.zeros((BLOCK, n1), params.dtype),
+        np.empty((BLOCK, n1), params.dtype),
+    )
+
+
+@jit_vec
+def _batch_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, blocked,
+                    z, a, dz, sa, P, Q, C, Zp):
+    """grad += the mean gradient of the costs of the examples ``order[start:stop]``; returns
+    the sum of their costs (float64).
+
+    The building block of every mini-batch epoch (:func:`_batch_epoch`, and the
+    optimizers' :func:`fastbp.fast_optimizers._batch_epoch_opt`): ``grad`` is the flat
+    gradient buffer (usually zero on entry); ``z``, ``a``, ``dz`` (n_units), ``sa`` (L)
+    and, for ``blocked``, ``P``, ``Q`` (BLOCK × n_0), ``C``, ``Zp`` (BLOCK × n_1) are
+    the caller's workspaces (``C`` all zero on entry, and again on exit).  With
+    ``blocked``, W[1] x and dW[1] are handled four examples per pass over W[1] (the
+    weights do not change inside a batch, so no corrections are needed).
+    """
+    T = params.dtype.type
+    K = BLOCK
+    n0 = sizes[0]
+    n1 = sizes[1]
+    scale = T(1) / T(stop - start)
+    b1 = params[b_off[0] : b_off[0] + n1]
+    batch_cost = 0.0
+    if blocked:
+        for t0 in range(start, stop, K):
+            nb = min(K, stop - t0)
+            P, Q = Q, P
+            for s in range(K):
+                if s < nb:
+                    xs = X[order[t0 + s]]
+                    for k in range(n0):
+                        Q[s, k] = xs[k]
+                else:
+                    for k in range(n0):
+                        Q[s, k] = T(0)
+            _block_pass_grad(params, grad, n0, n1, C, P, Q, Zp)
+            for s in range(K):
+                for j in range(n1):
+                    C[s, j] = T(0)
+            for tt in range(nb):
+                i = order[t0 + tt]
+                for j in range(n1):
+                    z[j] = b1[j] + Zp[tt, j]
+                batch_cost += _batch_example(
+                    params, grad, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, scale, act, out
+                )
+                for j in range(n1):
+                    C[tt, j] = scale * dz[j]
+        _accumulate_block(grad, n0, n1, C, Q)
+        for s in range(K):
+            for j in range(n1):
+                C[s, j] = T(0)
+    else:
+        for t in range(start, stop):
+            i = order[t]
+            x = X[i]
+            _first_layer(params, n0, n1, b_off[0], x, z)
+            batch_cost += _batch_example(
+                params, grad, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, scale, act, out
+            )
+            for j in range(n1):
+                G = grad[j * n0 : (j + 1) * n0]
+                g = scale * dz[j]
+                for k in range(n0):
+                    G[k] += g * x[k]
+    return batch_cost
+
+
+@jit_vec
 def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked):
     """Mini-batch gradient descent over ``order``; returns ``(total cost, resume)``.
 
     ``resume`` is −1, or the position in ``order`` where the batch starts whose
-    step this kernel could not prove safe (not applied).  With ``blocked``, W[1]
-    x and dW[1] are handled four examples per pass over W[1] (the weights do not
-    change inside a batch, so no corrections are needed).
+    step this kernel could not prove safe (not applied).  Each batch's gradient is
+    :func:`_batch_gradient` (``blocked``: W[1] four examples per pass).
     """
     params = _borrowed(params)
     X = _borrowed(X)
@@ -794,83 +880,23 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
     w_off, b_off, u_off = _borrowed(offs[0]), _borrowed(offs[1]), _borrowed(offs[2])
     L = sizes.shape[0] - 1
     T = params.dtype.type
-    K = BLOCK
-    n_units = u_off[L - 1] + sizes[L]
-    z_own = np.empty(n_units, params.dtype)
-    z = _borrowed(z_own)
-    a_own = np.empty(n_units, params.dtype)
-    a = _borrowed(a_own)
-    dz_own = np.empty(n_units, params.dtype)
-    dz = _borrowed(dz_own)
-    grad_own = np.zeros_like(params)
-    grad = _borrowed(grad_own)
-    sa_own = np.empty(L, np.float64)
-    sa = _borrowed(sa_own)
+    ws = _batch_workspace(params, sizes, u_off)
+    z, a, dz, grad, sa = _borrowed(ws[0]), _borrowed(ws[1]), _borrowed(ws[2]), _borrowed(ws[3]), _borrowed(ws[4])
+    P, Q, C, Zp = _borrowed(ws[5]), _borrowed(ws[6]), _borrowed(ws[7]), _borrowed(ws[8])
     wb_own = np.empty(L, np.float64)
     wb = _borrowed(wb_own)
     bb_own = np.empty(L, np.float64)
     bb = _borrowed(bb_own)
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
     lr64 = np.float64(lr)
-    n0 = sizes[0]
-    n1 = sizes[1]
-    P_own = np.zeros((K, n0), params.dtype)
-    P = _borrowed(P_own)
-    Q_own = np.zeros((K, n0), params.dtype)
-    Q = _borrowed(Q_own)
-    C_own = np.zeros((K, n1), params.dtype)
-    C = _borrowed(C_own)
-    Zp_own = np.empty((K, n1), params.dtype)
-    Zp = _borrowed(Zp_own)
-    b1 = params[b_off[0] : b_off[0] + n1]
     m = order.shape[0]
     total = 0.0
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
-        scale = T(1) / T(stop - start)
-        batch_cost = 0.0
-        if blocked:
-            for t0 in range(start, stop, K):
-                nb = min(K, stop - t0)
-                P, Q = Q, P
-                for s in range(K):
-                    if s < nb:
-                        xs = X[order[t0 + s]]
-                        for k in range(n0):
-                            Q[s, k] = xs[k]
-                    else:
-                        for k in range(n0):
-                            Q[s, k] = T(0)
-                _block_pass_grad(params, grad, n0, n1, C, P, Q, Zp)
-                for s in range(K):
-                    for j in range(n1):
-                        C[s, j] = T(0)
-                for tt in range(nb):
-                    i = order[t0 + tt]
-                    for j in range(n1):
-                        z[j] = b1[j] + Zp[tt, j]
-                    batch_cost += _batch_example(
-                        params, grad, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, scale, act, out
-                    )
-                    for j in range(n1):
-                        C[tt, j] = scale * dz[j]
-            _accumulate_block(grad, n0, n1, C, Q)
-            for s in range(K):
-                for j in range(n1):
-                    C[s, j] = T(0)
-        else:
-            for t in range(start, stop):
-                i = order[t]
-                x = X[i]
-                _first_layer(params, n0, n1, b_off[0], x, z)
-                batch_cost += _batch_example(
-                    params, grad, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, scale, act, out
-                )
-                for j in range(n1):
-                    G = grad[j * n0 : (j + 1) * n0]
-                    g = scale * dz[j]
-                    for k in range(n0):
-                        G[k] += g * x[k]
+        batch_cost = _batch_gradient(
+            params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, blocked,
+            z, a, dz, sa, P, Q, C, Zp,
+        )
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
         safe = np.isfinite(batch_cost)
         for l in range(L):
@@ -881,14 +907,14 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
             wb[l] += lr64 * gw
             bb[l] += lr64 * gb
         if not safe:
-            _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, grad_own, sa_own, wb_own, bb_own, P_own, Q_own, C_own, Zp_own)
+            _alive(offs[0], offs[1], offs[2], ws, wb_own, bb_own)
             return total, start
         # W −= α dW, b −= α db; dW, db back to zero for the next batch
         for p in range(params.shape[0]):
             params[p] -= lr * grad[p]
             grad[p] = T(0)
         total += batch_cost
-    _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, grad_own, sa_own, wb_own, bb_own, P_own, Q_own, C_own, Zp_own)
+    _alive(offs[0], offs[1], offs[2], ws, wb_own, bb_own)
     return total, -1
 
 

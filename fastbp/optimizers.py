@@ -46,6 +46,7 @@ import weakref
 from typing import Any
 
 import numpy as np
+from numba.core import config as numba_config
 
 from ._jit import jit, recompile_with
 from .kernels import _backward_example, _forward_example, kernels_for
@@ -397,9 +398,15 @@ class Optimizer:
         tail = (self.kind, self.hyper(), self.state, self.counter, float(self.alpha), float(cost_scale))
         if backend == "numpy":
             J, failed = train_epoch_reference(params, sizes_arr, *args, activation, out, *tail)
-        else:
+        elif activation.is_custom or numba_config.DISABLE_JIT:
+            # the plain kernel (compiled for a custom g); the fast one uses Numba
+            # intrinsics that have no pure-Python form
             kernel = epoch_kernel_for(activation)
             J, failed = kernel(params, sizes_arr, *args, activation.code, out, *tail)
+        else:
+            from .fast_optimizers import train_epoch_opt
+
+            J, failed = train_epoch_opt(params, sizes_arr, *args, activation.code, out, *tail)
         return float(J), int(failed)
 
     def runner(self, params, sizes, backend="numba") -> "_EpochRunner":
