@@ -7,7 +7,8 @@ attributes, and the same training procedure (initialisation, shuffling, batches,
 L2, optimizer updates, schedules, early stopping and stopping rules, drawing
 from ``random_state`` in the same order), so that with the same settings and
 seed the two follow the same trajectory up to floating-point rounding.  The
-epochs run in one compiled Numba kernel (:func:`fastbp.optimizers._train_epoch_opt`).
+epochs run in one compiled Numba kernel (:func:`fastbp.fast_optimizers.train_epoch_opt`;
+the plain :func:`fastbp.optimizers._train_epoch_opt` for ``NUMBA_DISABLE_JIT=1``).
 
 What differs from scikit-learn (see ``docs/estimators.md``):
 

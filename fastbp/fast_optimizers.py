@@ -32,10 +32,10 @@ from .fast_kernels import (
     _alive,
     _batch_gradient,
     _batch_workspace,
+    _borrow_epoch,
     _borrowed,
 )
 from .optimizers import _add_l2, _optimizer_step
-from .params import offsets
 from .vmath import jit_vec
 
 __all__ = ["train_epoch_opt"]
@@ -52,13 +52,7 @@ def _batch_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyp
     first batch whose loss, new parameters or new optimizer state would not be
     finite (that step is not applied; the epoch stops there).
     """
-    params = _borrowed(params)
-    X = _borrowed(X)
-    Y = _borrowed(Y)
-    sizes = _borrowed(sizes)
-    order = _borrowed(order)
-    offs = offsets(sizes)
-    w_off, b_off, u_off = _borrowed(offs[0]), _borrowed(offs[1]), _borrowed(offs[2])
+    params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
     T = params.dtype.type
     ws = _batch_workspace(params, sizes, u_off)
     z, a, dz, grad, sa = _borrowed(ws[0]), _borrowed(ws[1]), _borrowed(ws[2]), _borrowed(ws[3]), _borrowed(ws[4])

@@ -25,9 +25,14 @@ once per epoch, as scikit-learn's ``SGDOptimizer.iteration_ends`` and
 ``trigger_stopping`` do; they are scalar arithmetic in Python, in
 :meth:`SGD.iteration_ends` and :meth:`SGD.trigger_stopping`.
 
-:func:`_train_epoch_opt` is the fast path: one compiled epoch (forward, backward,
-L2, optimizer step for every batch) with no Python loop over batches and no
-allocation per batch.  :func:`train_epoch_reference` is its NumPy twin.
+:func:`_train_epoch_opt` is one compiled epoch (forward, backward, L2, optimizer
+step for every batch) in plain per-example scalar loops, with no Python loop over
+batches and no allocation per batch: the readable reference kernel, with
+:func:`train_epoch_reference` its NumPy twin.  What the estimators and
+:meth:`fastbp.MLP.fit` run for the built-in activations is the fast version of the
+same epoch, :func:`fastbp.fast_optimizers.train_epoch_opt` (each batch's gradient
+built by the fast mini-batch kernel's blocks, then these same L2 and step kernels),
+held to agree with both; custom activations and ``NUMBA_DISABLE_JIT=1`` run this one.
 
 Optimizer objects (:class:`SGD`, :class:`Adam`) hold their state (velocities,
 moments, step count, current learning rate, samples seen) and are what
@@ -390,7 +395,9 @@ class Optimizer:
         """Run one epoch on the flat buffer ``params`` in place; returns ``(J, failed)``.
 
         Inputs must already be validated (C-contiguous, the buffer's dtype); see
-        :func:`_train_epoch_opt` for the meaning of the result.
+        :func:`_train_epoch_opt` for the meaning of the result.  ``backend="numba"``
+        runs :func:`fastbp.fast_optimizers.train_epoch_opt` for a built-in activation,
+        else the plain :func:`_train_epoch_opt` (compiled for a custom activation).
         """
         sizes_arr = np.asarray(sizes, dtype=np.int64)
         self.bind(sizes_arr, params.dtype)
