@@ -57,6 +57,7 @@ from ._jit import jit, recompile_with
 from .kernels import _backward_example, _forward_example, kernels_for
 from .losses import example_cost, example_costs_array
 from .params import Layout, offsets
+from .vmath import jit_vec
 
 __all__ = ["SGD", "Adam", "Optimizer", "IMPLEMENTATIONS", "train_epoch_reference"]
 
@@ -69,8 +70,12 @@ LR, MOMENTUM, NESTEROV, BETA_1, BETA_2, EPSILON = range(6)
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
 # ============================================================================ kernels
+#
+# The step kernels are compiled with the NumPy error model (:func:`fastbp.vmath.jit_vec`):
+# Python's ZeroDivisionError branch on Adam's division stops LLVM vectorising the loop
+# (measured 4-8x slower on 100 k parameters).  Adam's divisor √s + ε is never 0 (ε > 0).
 
-@jit
+@jit_vec
 def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
     """One SGD step with (Nesterov) momentum, in place; ``False`` (and no change) if not finite.
 
@@ -94,7 +99,7 @@ def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
         params[i] += mu * v - lr * grad[i] if nesterov else v
     return True
 
-@jit
+@jit_vec
 def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     """Adam step number ``t`` (≥ 1), in place; ``False`` (and no change) if not finite.
 
@@ -125,7 +130,7 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
         params[i] -= lr_t * mi / (np.sqrt(si) + eps)
     return True
 
-@jit
+@jit_vec
 def _add_l2(grad, params, w_off, b_off, scale):
     """dW[l] += scale · W[l] for every layer (biases untouched); returns ‖W‖² (float64).
 
@@ -137,13 +142,17 @@ def _add_l2(grad, params, w_off, b_off, scale):
     c = T(scale)
     total = 0.0
     for l in range(w_off.shape[0]):
-        for i in range(w_off[l], b_off[l]):
-            w = params[i]
-            grad[i] += c * w
+        # views indexed by their own loop variable: params[i] with i from w_off[l] gets
+        # Numba's negative-index wraparound, which stops LLVM vectorising the loop
+        W = params[w_off[l] : b_off[l]]
+        G = grad[w_off[l] : b_off[l]]
+        for k in range(W.shape[0]):
+            w = W[k]
+            G[k] += c * w
             total += np.float64(w) * np.float64(w)
     return total
 
-@jit
+@jit_vec
 def _optimizer_step(params, grad, state, counter, kind, hyper):
     """Dispatch one step of optimizer ``kind`` with the hyper-parameters in ``hyper``.
 
