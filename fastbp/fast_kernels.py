@@ -90,8 +90,8 @@ def _borrowed(typingctx, arr):
 
 
 # inlined at Numba-IR level: LLVM then sees the views' NULL meminfo in the caller and drops
-# their reference counting altogether (called, it keeps a null-checked call per view: 7 %
-# slower per-example SGD on 5-8-3)
+# their reference counting altogether (called, it keeps a null-checked call per view:
+# per-example SGD on 5-8-3 measured 0.93x in two runs)
 @njit(**JIT_VEC, inline="always")
 def _borrow_epoch(params, sizes, X, Y, order):
     """An epoch kernel's arguments as borrowed views (:func:`_borrowed`), and the layer
