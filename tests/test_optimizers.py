@@ -365,9 +365,9 @@ import functools  # noqa: E402
 from fastbp import fast_optimizers as FO  # noqa: E402
 from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS  # noqa: E402
 
-#: Depth 1 and 3 (a width-1 layer), and W[1] large enough (with an odd number of rows)
-#: for the blocked batch gradient (fast_optimizers.use_blocked).
-FAST_SIZES = [[4, 7, 3], [2, 1, 5, 2], [33, 37, 3]]
+#: Depths 1 to 3 (a width-1 layer), and W[1] large enough for the blocked batch gradient
+#: (fast_optimizers.use_blocked) with no hidden layer, and with an odd number of rows.
+FAST_SIZES = [[3, 2], [4, 7, 3], [2, 1, 5, 2], [40, 26], [33, 37, 3]]
 M_FAST = 11  # not a multiple of the batch sizes 4 nor of fast_kernels.BLOCK
 
 #: Every optimizer (at learning rate α), and the two schedules that change α between epochs.
