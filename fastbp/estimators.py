@@ -7,7 +7,8 @@ attributes, and the same training procedure (initialisation, shuffling, batches,
 L2, optimizer updates, schedules, early stopping and stopping rules, drawing
 from ``random_state`` in the same order), so that with the same settings and
 seed the two follow the same trajectory up to floating-point rounding.  The
-epochs run in one compiled Numba kernel (:func:`fastbp.optimizers._train_epoch_opt`).
+epochs run in one compiled Numba kernel (:func:`fastbp.fast_optimizers.train_epoch_opt`;
+the plain :func:`fastbp.optimizers._train_epoch_opt` for ``NUMBA_DISABLE_JIT=1``).
 
 What differs from scikit-learn (see ``docs/estimators.md``):
 
@@ -39,7 +40,6 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
-from sklearn.utils import shuffle as sk_shuffle
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -349,9 +349,11 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0  # epochs of this call, as scikit-learn counts them (t_ counts all examples)
         for _ in range(self.max_iter):
             if self.shuffle:
-                sample_idx = sk_shuffle(sample_idx, random_state=rs)
+                # what sklearn.utils.shuffle(sample_idx, random_state=rs) does (the same draws,
+                # the same permutation), without its per-call parameter validation
+                rs.shuffle(sample_idx)
             J, failed = opt.train_epoch(
-                self._params, self._layout.sizes, X, y, np.ascontiguousarray(sample_idx, dtype=np.int64),
+                self._params, self._layout.sizes, X, y, sample_idx,
                 batch_size, activation, out, self.backend, cost_scale,
             )
             if failed >= 0:

@@ -269,6 +269,30 @@ def test_divergence_raises_and_keeps_finite_parameters():
     assert np.isfinite(reg._params).all()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the NumPy reference overflowing on its way
+@pytest.mark.parametrize("solver, lr, y_scale, where", [
+    ("sgd", 1.0, 1.0, (1, 0)),  # the weights grow until the step overflows, in epoch 2
+    ("sgd", 2.0, 1.0, (0, 5)),
+    ("adam", 0.01, 1e160, (0, 0)),  # the first loss overflows
+])
+def test_divergence_stops_where_the_reference_does_and_keeps_its_parameters(solver, lr, y_scale, where):
+    """The compiled epochs (the fast optimizer kernel) and the NumPy reference refuse the
+    same step: DivergenceError names the same epoch and batch, and the model keeps the same
+    finite parameters and loss curve, those from just before that step."""
+    X, y = _data("regression")
+    results = []
+    for backend in ("numba", "numpy"):
+        reg = MLPRegressor(hidden_layer_sizes=(4,), solver=solver, learning_rate_init=lr, batch_size=16,
+                           max_iter=50, random_state=0, backend=backend)
+        with pytest.raises(fastbp.DivergenceError) as info:
+            reg.fit(X, y * y_scale)
+        assert (info.value.epoch, info.value.batch) == where
+        assert np.isfinite(reg._params).all() and len(reg.loss_curve_) == where[0]
+        results.append((reg._params, reg.loss_curve_))
+    np.testing.assert_allclose(results[0][0], results[1][0], **tolerance(np.float64))
+    np.testing.assert_allclose(results[0][1], results[1][1], **tolerance(np.float64))
+
+
 # ------------------------------------------------------------------ learns as well as scikit-learn
 
 

@@ -356,3 +356,186 @@ def test_fit_applies_the_learning_rate_schedule_as_scikit_learn_does(schedule):
         assert opt.learning_rate == pytest.approx(sk.learning_rate, rel=1e-12) and opt.learning_rate < alpha0
     else:  # epoch 1 sets the best loss; epochs 2-12 fail to improve: more than 10, so α /= 5 once
         assert opt.learning_rate == pytest.approx(alpha0 / 5, rel=1e-12)
+
+
+# ------------------------------------------------------------- the fast optimizer epoch
+
+import functools  # noqa: E402
+
+from fastbp import fast_optimizers as FO  # noqa: E402
+from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS  # noqa: E402
+
+#: Depths 1 to 3 (a width-1 layer), and W[1] large enough for the blocked batch gradient
+#: (fast_optimizers.use_blocked) with no hidden layer, and with an odd number of rows.
+FAST_SIZES = [[3, 2], [4, 7, 3], [2, 1, 5, 2], [40, 26], [33, 37, 3]]
+M_FAST = 11  # not a multiple of the batch sizes 4 nor of fast_kernels.BLOCK
+
+#: Every optimizer (at learning rate α), and the two schedules that change α between epochs.
+FAST_OPTIMIZERS = {
+    "sgd": lambda lr: O.SGD(lr, alpha=0.01),
+    "nesterov": lambda lr: O.SGD(lr, momentum=0.9, nesterov=True, alpha=0.1),
+    "momentum": lambda lr: O.SGD(lr, momentum=0.5),
+    "adam": lambda lr: O.Adam(lr / 5, alpha=0.05),
+    "nesterov-invscaling": lambda lr: O.SGD(lr, momentum=0.9, nesterov=True, learning_rate="invscaling",
+                                            power_t=0.3, alpha=0.01),
+    "momentum-adaptive": lambda lr: O.SGD(lr, momentum=0.5, learning_rate="adaptive", alpha=0.01),
+}
+
+EPOCH_IMPLS = ("fast", "plain", "reference")
+
+
+def _epochs(impl, make, params, sizes, X, Y, order, batch_size, act, out, epochs=3):
+    """``epochs`` epochs of one implementation; the schedule steps between them.
+
+    ``tol`` is so large that no epoch improves: ``adaptive`` divides α by 5 from the
+    second epoch on.  Returns the parameters, state, step count, losses, final α.
+    """
+    opt = make()
+    opt.bind(sizes, params.dtype)
+    activation, out_code = get_activation(act), get_output(out)
+    losses = []
+    for _ in range(epochs):
+        args = (params, sizes, X, Y, order, batch_size)
+        tail = (opt.kind, opt.hyper(), opt.state, opt.counter, opt.alpha, 0.5)
+        if impl == "reference":
+            J, failed = O.train_epoch_reference(*args, activation, out_code, *tail)
+        else:
+            kernel = FO.train_epoch_opt if impl == "fast" else O._train_epoch_opt
+            J, failed = kernel(*args, activation.code, out_code, *tail)
+        assert failed == -1
+        losses.append(J)
+        opt.epoch_end(J, X.shape[0], tol=1e9, n_iter_no_change=0)
+    return params, opt.state, opt.counter, losses, opt.learning_rate
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 4, M_FAST], ids=["batch1", "batch4", "full"])
+@pytest.mark.parametrize("opt_name", sorted(FAST_OPTIMIZERS))
+def test_fast_epoch_agrees_with_plain_and_reference(dtype, opt_name, batch_size):
+    """The fast optimizer epoch, the plain scalar-loop one and the NumPy reference: the same
+    parameters, optimizer state and losses over 3 epochs (the schedule stepping between
+    them), for every depth/blocking, hidden activation and output."""
+    for sizes in FAST_SIZES:
+        # faster blows up (batch 1, momentum 0.9, identity output), where no two summation
+        # orders agree to float32's tolerance; 0.005 keeps it well-conditioned
+        lr = 0.02 if max(sizes) <= 10 else 0.005
+        make = functools.partial(FAST_OPTIMIZERS[opt_name], lr)
+        layout = Layout(sizes)
+        for act in HIDDEN_ACTIVATIONS:
+            for out in OUTPUTS:
+                prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=M_FAST, seed=7)
+                params0 = layout.pack(prob.weights, prob.biases, dtype)
+                order = np.asarray(prob.order, dtype=np.int64)
+                runs = {impl: _epochs(impl, make, params0.copy(), layout.sizes, prob.X, prob.Y, order, batch_size,
+                                      act, out) for impl in EPOCH_IMPLS}
+                msg = f"{opt_name} {sizes} {np.dtype(dtype)} {act} {out} batch {batch_size}"
+                assert runs["fast"][0].dtype == np.dtype(dtype)
+                assert runs["fast"][4] == runs["plain"][4] == runs["reference"][4]  # the same schedule
+                assert_agree(runs["fast"], runs["plain"], dtype, msg + " vs plain")
+                assert_agree(runs["fast"], runs["reference"], dtype, msg + " vs reference")
+    if "invscaling" in opt_name or "adaptive" in opt_name:
+        assert runs["fast"][4] < make().learning_rate_init  # the schedule did change α
+
+
+def _diverging_problem(dtype, bad_batch=None, batch_size=3, sizes=(33, 37, 2)):
+    """A regression problem (W[1] large enough to be blocked) whose batch ``bad_batch`` (in
+    visiting order, batches of ``batch_size``) has a target that makes the loss overflow:
+    1e200 in float64 (its square overflows), inf in float32 (whose largest square is finite
+    in the float64 the loss is summed in)."""
+    prob = make_problem(list(sizes), dtype=dtype, activation="tanh", output="identity", m=17, seed=2)
+    order = np.asarray(prob.order, dtype=np.int64)
+    if bad_batch is not None:
+        prob.Y[order[bad_batch * batch_size + 1]] = 1e200 if dtype == np.float64 else np.inf
+    layout = Layout(list(sizes))
+    return layout, layout.pack(prob.weights, prob.biases, dtype), prob, order
+
+
+def _one_epoch(impl, opt, params, layout, prob, order, batch_size, act="tanh", out="identity"):
+    opt.bind(layout.sizes, params.dtype)
+    args = (params, layout.sizes, prob.X, prob.Y, order, batch_size)
+    tail = (opt.kind, opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0)
+    if impl == "reference":
+        return O.train_epoch_reference(*args, get_activation(act), get_output(out), *tail)
+    kernel = FO.train_epoch_opt if impl == "fast" else O._train_epoch_opt
+    return kernel(*args, get_activation(act).code, get_output(out), *tail)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the reference's inf · 0
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt_name", ["adam", "nesterov"])
+@pytest.mark.parametrize("bad_batch", [0, 2])
+def test_fast_epoch_stops_before_the_same_diverging_batch(dtype, opt_name, bad_batch):
+    """A batch whose loss overflows: every implementation reports it, and leaves the
+    parameters, the optimizer state and the step count as they were just before it."""
+    layout, params0, prob, order = _diverging_problem(dtype, bad_batch)
+    runs = {}
+    for impl in EPOCH_IMPLS:
+        opt, p = OPTIMIZERS[opt_name](), params0.copy()
+        J, failed = _one_epoch(impl, opt, p, layout, prob, order, 3)
+        assert failed == bad_batch, impl
+        assert np.isfinite(p).all() and np.isfinite(opt.state).all()
+        runs[impl] = (J, p, opt.state, opt.counter)
+    if bad_batch == 0:
+        np.testing.assert_array_equal(runs["fast"][1], params0)
+        assert not runs["fast"][2].any() and runs["fast"][3][0] == 0
+    assert_agree(runs["fast"], runs["plain"], dtype)
+    assert_agree(runs["fast"], runs["reference"], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_epoch_refuses_a_step_with_finite_loss_but_overflowing_parameters(dtype):
+    """The loss is finite but the new parameters would not be: the step is not applied."""
+    layout, params0, prob, order = _diverging_problem(dtype)
+    prob.Y *= 100  # gradients of ~100: α dW overflows
+    lr = float(np.finfo(dtype).max) / 10
+    for impl in EPOCH_IMPLS:
+        opt, p = O.SGD(lr, momentum=0.9), params0.copy()
+        J, failed = _one_epoch(impl, opt, p, layout, prob, order, 4)
+        assert (J, failed) == (0.0, 0), impl
+        np.testing.assert_array_equal(p, params0)
+        assert not opt.state.any()
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+@pytest.mark.parametrize("sizes", [[6, 5, 3], [40, 30, 3]], ids=["plain", "blocked"])
+def test_fast_epoch_allocates_nothing_per_batch(batch_size, sizes):
+    """Numba's allocation count of a fast optimizer epoch does not grow with m."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    _nrt_python.memsys_enable_stats()
+    layout = Layout(sizes)
+    counts = []
+    for m in (16, 800):
+        prob = make_problem(sizes, dtype=np.float32, output="softmax", m=m)
+        params = layout.pack(prob.weights, prob.biases, np.float32)
+        order = np.arange(m, dtype=np.int64)
+        opt = O.Adam(0.01, alpha=0.1)
+        _one_epoch("fast", opt, params, layout, prob, order, batch_size, out="softmax")  # compiled
+        before = rtsys.get_allocation_stats().alloc
+        _one_epoch("fast", opt, params, layout, prob, order, batch_size, out="softmax")
+        counts.append(rtsys.get_allocation_stats().alloc - before)
+    assert counts[0] == counts[1] and counts[0] < 32
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fit_and_estimators_run_the_fast_epoch_custom_activations_the_plain_one(monkeypatch):
+    """MLP.fit(optimizer=...) and the estimators go through fast_optimizers.train_epoch_opt for
+    built-in activations; a custom activation (and NUMBA_DISABLE_JIT) keeps the plain kernel."""
+    calls = []
+    real = FO.train_epoch_opt
+    monkeypatch.setattr(FO, "train_epoch_opt", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 3))
+    Y = (X[:, :1] > 0).astype(float)
+    fastbp.MLP([3, 4, 1], seed=0).fit(X, Y, epochs=2, batch_size=5, optimizer=O.Adam(0.01))
+    assert len(calls) == 2
+    fastbp.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, tol=0.0).fit(X, Y.ravel())
+    assert len(calls) == 5
+    plain = []
+    real_for = O.epoch_kernel_for
+    monkeypatch.setattr(O, "epoch_kernel_for", lambda act: plain.append(1) or real_for(act))
+    fastbp.MLP([3, 4, 1], activation=SOFTSIGN, seed=0).fit(X, Y, epochs=2, batch_size=5, optimizer=O.Adam(0.01))
+    assert len(calls) == 5 and len(plain) == 2
+    monkeypatch.setattr(O.numba_config, "DISABLE_JIT", True)  # as under NUMBA_DISABLE_JIT=1: the plain loops
+    fastbp.MLP([3, 4, 1], seed=0).fit(X, Y, epochs=2, batch_size=5, optimizer=O.Adam(0.01))
+    assert len(calls) == 5 and len(plain) == 4
