@@ -1065,6 +1065,12 @@ def _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, l
 BLOCKED_MIN_WEIGHTS = 1024
 
 
+#: Per-example SGD on nets with one hidden layer of at most this many units runs
+#: :func:`fastbp.fast_tiny._tiny_epoch` (hidden units in registers, a short
+#: dependency chain from one example's update to the next one's forward pass).
+TINY_MAX_HIDDEN = 16
+
+
 #: Mini-batches of at least this many examples, on nets whose W[1] has at least
 #: :data:`THREADED_MIN_WEIGHTS` weights, use :func:`_batch_epoch_threads` when Numba has
 #: more than one thread (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``); smaller
@@ -1096,6 +1102,10 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=No
         )
     if batch_size == 1 and sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS and sizes[0] >= BLOCK:
         total, resume = _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit)
+    elif batch_size == 1 and len(sizes) == 3 and sizes[1] <= TINY_MAX_HIDDEN:
+        from .fast_tiny import _tiny_epoch  # compiled only when a tiny net trains
+
+        total, resume = _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     elif threads and batch_size > 1:

@@ -1,0 +1,112 @@
+"""The latency floor of per-example SGD on a tiny net: the dependency chain alone.
+
+Per-example SGD is sequential: example t+1's forward pass needs example t's update,
+which needs example t's whole forward pass.  For one hidden layer the shortest
+chain is
+
+    Z[1] (one FMA: the Gram correction) → g → Z[2] (a dot product) → σ → dZ[2] → back,
+
+so no kernel can do an example faster than the latency of g + σ + a few FMAs.  This
+script times such chains on scalars (nothing else in the loop: a floor, not a kernel),
+one thread, best of ``--repeats``::
+
+    python benchmarks/tiny_chain.py
+
+and prints ns per link for: one FMA; fastbp.vmath's tanh and σ (range reduction +
+polynomial); the tiny kernel's float32 tanh (rational, Estrin) and σ = ½ tanh(x/2) + ½;
+and the whole 2-4-1 chain (FMA → g on 4 units → dot → σ → FMA), for tanh, σ and relu.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit
+
+from fastbp.fast_tiny import tsigmoid, ttanh
+from fastbp.vmath import JIT_VEC, vsigmoid, vtanh
+
+OPTS = {**JIT_VEC, "cache": False}
+
+
+@njit(**OPTS)
+def fma4(n, c, k):
+    """Four dependent FMAs per iteration (the latency of one FMA × 4)."""
+    z = k
+    for _ in range(n):
+        z = z * c + k
+        z = z * c + k
+        z = z * c + k
+        z = z * c + k
+    return z
+
+
+def _unary(fn):
+    @njit(**OPTS)
+    def chain(n, c, k):
+        z = k
+        for _ in range(n):
+            z = fn(z) * c + k
+        return z
+
+    return chain
+
+
+CHAINS = {
+    "vmath tanh + FMA": _unary(vtanh),
+    "vmath sigmoid + FMA": _unary(vsigmoid),
+    "tiny tanh + FMA": _unary(ttanh),
+    "tiny sigmoid + FMA": _unary(tsigmoid),
+}
+
+
+def _net_chain(g):
+    @njit(**OPTS)
+    def chain(n, c, k):
+        T = type(c)
+        w0, w1, w2, w3 = T(0.3), T(-0.2), T(0.5), T(0.1)
+        u0, u1, u2, u3 = T(0.01), T(-0.02), T(0.03), T(0.015)
+        d = k
+        for _ in range(n):
+            # Z[1] = P − d·u (Gram correction), A[1] = g(Z[1]), Z[2] = W[2] A[1], dZ[2] = σ(Z[2]) − y
+            a0, a1, a2, a3 = g(c - d * u0), g(k - d * u1), g(c - d * u2), g(k - d * u3)
+            d = tsigmoid((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3)) - T(0.5)
+        return d
+
+    return chain
+
+
+@njit(**OPTS)
+def _relu(z):
+    return z if z > type(z)(0) else type(z)(0)
+
+
+NETS = {"2-4-1 tanh": _net_chain(ttanh), "2-4-1 sigmoid": _net_chain(tsigmoid), "2-4-1 relu": _net_chain(_relu)}
+
+
+def best_ns(fn, n: int, c, k, repeats: int) -> float:
+    fn(10, c, k)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(n, c, k)
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e9
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1 << 20, help="links per timing")
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args(argv)
+    for T in (np.float32, np.float64):
+        c, k = T(0.37), T(0.2)
+        print(f"{T.__name__}: 1 FMA {best_ns(fma4, args.n, c, k, args.repeats) / 4:.2f} ns")
+        for name, fn in {**CHAINS, **NETS}.items():
+            print(f"{T.__name__}: {name:22s} {best_ns(fn, args.n, c, k, args.repeats):6.2f} ns per link")
+
+
+if __name__ == "__main__":
+    main()

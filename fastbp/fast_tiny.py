@@ -1,0 +1,336 @@
+"""Per-example SGD for nets with one small hidden layer (n_0-n_1-n_2, n_1 ≤ :data:`LANES`).
+
+At 2-4-1 an example is a few dozen flops; what decides the speed is the chain of
+*latencies* from one example's update to the next example's forward pass:
+W[1] ← update → Z[1] → g → Z[2] → σ → dZ[2] → dZ[1] → W[1] ← … .
+:func:`_tiny_epoch` (dispatched by :func:`fastbp.fast_kernels.train_epoch`)
+shortens that chain (measured: ``benchmarks/tiny_chain.py``, ``docs/performance.md``):
+
+* **Registers, not the parameter buffer**: W[1]ᵀ (n_0 × :data:`LANES`), b[1], W[2]
+  (n_2 × :data:`LANES`) and b[2] are copied once into small zero-padded local arrays
+  (a hidden layer is one AVX-512 register of float32), every per-unit loop has the
+  constant trip count :data:`LANES` (fully unrolled and vectorised), and the
+  results are written back at the end.  Padded units stay exactly 0 (their rows
+  of W[1], b[1] and columns of W[2] are 0 and their A[1] is masked off).
+* **The next Z[1] off the chain**: with x' the next example,
+  W[1]' x' + b[1]' = (W[1] x' + b[1]) − α dZ[1] (xᵀx' + 1): the bracket and xᵀx' + 1
+  are computed from the old weights while the current example is still in
+  flight; only the correction (one FMA per unit) waits for dZ[1] (the blocked
+  kernel uses the same identity, exact in real arithmetic).
+* **Low-latency activations in float32**: tanh as XLA/Eigen's clamped rational
+  function (numerator and denominator by Estrin's scheme, one division, no range
+  reduction) and σ(x) = ½ tanh(x/2) + ½ (absolute error ≈ 1 ulp of ½, far
+  inside the float32 agreement tolerance; the cost still comes from the logits).
+  float64 keeps :mod:`fastbp.vmath`'s functions.
+* **Cheap bookkeeping**: the divergence bounds are four float64 scalars, the
+  costs are queued and summed in chunks, as in :func:`fastbp.fast_kernels._sgd_epoch`.
+
+The divergence contract of :func:`fastbp.kernels._train_epoch` holds exactly as in
+:mod:`fastbp.fast_kernels` (same per-layer bounds, same stop-before-the-step and
+hand-over to the exact kernel): a step whose loss or new parameters would not be
+finite is never applied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from .activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .losses import SIGMOID as OUT_SIGMOID
+from .losses import SOFTMAX as OUT_SOFTMAX
+from .fast_kernels import COST_CHUNK, COST_SAFE, TINY_MAX_HIDDEN, _abs_max, _alive, _borrowed, _cost, _flush_costs
+from .vmath import jit_vec, vexp, vsigmoid, vtanh
+
+__all__ = ["LANES", "ttanh", "tsigmoid"]
+
+#: Hidden units per register (padded): nets with one hidden layer of n_1 ≤ LANES units use this
+#: kernel (:data:`fastbp.fast_kernels.TINY_MAX_HIDDEN`).
+LANES = TINY_MAX_HIDDEN
+
+# tanh(x) ≈ x·p(x²)/q(x²) on |x| ≤ TANH_CLAMP (tanh(±TANH_CLAMP) = ±1 in float32),
+# x itself below TANH_TINY: the float32 approximation of Eigen and XLA.
+TANH_CLAMP = 7.90531110763549805
+TANH_TINY = 0.0004
+_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+      -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
+_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
+
+
+def _tanh32(x):
+    T = np.float32
+    xc = x if x < T(TANH_CLAMP) else T(TANH_CLAMP)
+    xc = xc if xc > T(-TANH_CLAMP) else T(-TANH_CLAMP)
+    s = xc * xc
+    s2 = s * s
+    s4 = s2 * s2
+    # Estrin: p = (p0 + p1 s) + s²(p2 + p3 s) + s⁴((p4 + p5 s) + s² p6), q likewise
+    p = ((T(_P[0]) + T(_P[1]) * s) + s2 * (T(_P[2]) + T(_P[3]) * s)) + s4 * (
+        (T(_P[4]) + T(_P[5]) * s) + s2 * T(_P[6]))
+    q = (T(_Q[0]) + T(_Q[1]) * s) + s2 * (T(_Q[2]) + T(_Q[3]) * s)
+    t = (xc * p) / q
+    return t if abs(x) >= T(TANH_TINY) else x  # x below TANH_TINY (keeps −0.0), and NaN
+
+
+def _sigmoid32(x):
+    T = np.float32
+    return T(0.5) * ttanh(T(0.5) * x) + T(0.5)
+
+
+def ttanh(x):
+    """tanh for the tiny kernel (NumPy's outside Numba; float32: the rational form, float64: vtanh)."""
+    return np.tanh(x)
+
+
+def tsigmoid(x):
+    """σ for the tiny kernel (NumPy semantics outside Numba; float32: ½ tanh(x/2) + ½, float64: vsigmoid)."""
+    return vsigmoid(x)
+
+
+def _tanh64(x):
+    return vtanh(x)
+
+
+def _sigmoid64(x):
+    return vsigmoid(x)
+
+
+@overload(ttanh, jit_options={"error_model": "numpy"})
+def _ov_ttanh(x):
+    if x == types.float32:
+        return _tanh32
+    if x == types.float64:
+        return _tanh64
+    return None
+
+
+@overload(tsigmoid, jit_options={"error_model": "numpy"})
+def _ov_tsigmoid(x):
+    if x == types.float32:
+        return _sigmoid32
+    if x == types.float64:
+        return _sigmoid64
+    return None
+
+
+# ============================================================================ kernel
+
+
+@jit_vec
+def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
+    """Per-example SGD over ``order`` for an n_0-n_1-n_2 net (n_1 ≤ LANES); returns
+    ``(total cost, resume)`` as :func:`fastbp.fast_kernels._sgd_epoch` does."""
+    H = LANES if sizes[0] >= 0 else 1  # not a compile-time constant: LLVM vectorises its loops rather than unrolling them
+    T = params.dtype.type
+    n0, n1, n2 = sizes[0], sizes[1], sizes[2]
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    order = _borrowed(order)
+    w1, b1o = 0, n1 * n0
+    w2 = b1o + n1
+    b2o = w2 + n2 * n1
+    # ---- the exact bounds of the divergence guard (see fast_kernels), from the parameters
+    wb0 = _abs_max(params[w1 : w1 + n1 * n0])
+    bb0 = _abs_max(params[b1o : b1o + n1])
+    wb1 = _abs_max(params[w2 : w2 + n2 * n1])
+    bb1 = _abs_max(params[b2o : b2o + n2])
+    lr64 = np.float64(lr)
+    # ---- the parameters, padded to H lanes: W1T[k, j] = W[1]_jk, W2[o, j] = W[2]_oj
+    W1T_own = np.zeros((n0, H), params.dtype)
+    b1_own = np.zeros(H, params.dtype)
+    W2_own = np.zeros((n2, H), params.dtype)
+    b2_own = np.zeros(n2, params.dtype)
+    mask_own = np.zeros(H, params.dtype)
+    W1T = _borrowed(W1T_own)
+    b1 = _borrowed(b1_own)
+    W2 = _borrowed(W2_own)
+    b2 = _borrowed(b2_own)
+    mask = _borrowed(mask_own)
+    for j in range(n1):
+        mask[j] = T(1)
+        b1[j] = params[b1o + j]
+        for k in range(n0):
+            W1T[k, j] = params[w1 + j * n0 + k]
+        for o in range(n2):
+            W2[o, j] = params[w2 + o * n1 + j]
+    for o in range(n2):
+        b2[o] = params[b2o + o]
+    z1_own = np.zeros(H, params.dtype)
+    a1_own = np.zeros(H, params.dtype)
+    gp_own = np.zeros(H, params.dtype)  # α g'(Z[1])
+    c_own = np.zeros(H, params.dtype)  # the pending α dZ[1] of the previous example
+    z2_own = np.zeros(n2, params.dtype)
+    a2_own = np.zeros(n2, params.dtype)
+    d2_own = np.zeros(n2, params.dtype)
+    Zc_own = np.empty(COST_CHUNK * n2, params.dtype)
+    Yc_own = np.empty(COST_CHUNK * n2, params.dtype)
+    cnt_own = np.zeros(1, np.int64)
+    z1 = _borrowed(z1_own)
+    a1 = _borrowed(a1_own)
+    gp = _borrowed(gp_own)
+    c = _borrowed(c_own)
+    z2 = _borrowed(z2_own)
+    a2 = _borrowed(a2_own)
+    d2 = _borrowed(d2_own)
+    Zc = _borrowed(Zc_own)
+    Yc = _borrowed(Yc_own)
+    cnt = _borrowed(cnt_own)
+    m = order.shape[0]
+    total = 0.0
+    resume = -1
+    prev = -1
+    for t in range(m):
+        i = order[t]
+        x = X[i]
+        y = Y[i]
+        # ---- Z[1] = (W[1] x + b[1]) − c (x_prevᵀ x + 1): the bracket with the old weights
+        for j in range(H):
+            z1[j] = b1[j]
+        sa0 = 0.0
+        for k in range(n0):
+            xk = x[k]
+            sa0 += abs(np.float64(xk))
+            Wk = W1T[k]
+            for j in range(H):
+                z1[j] += Wk[j] * xk
+        if prev >= 0:
+            xp = X[prev]
+            G = T(1)
+            for k in range(n0):
+                G += xp[k] * x[k]
+            for j in range(H):
+                z1[j] -= c[j] * G
+            # ... and the previous example's W[1], b[1] update, off the chain
+            for k in range(n0):
+                Wk = W1T[k]
+                xk = xp[k]
+                for j in range(H):
+                    Wk[j] -= c[j] * xk
+            for j in range(H):
+                b1[j] -= c[j]
+        prev = -1
+        # ---- A[1] = g(Z[1]), α g'(Z[1]); padded lanes of A[1] masked to 0
+        if act == TANH:
+            for j in range(H):
+                a = ttanh(z1[j])
+                a1[j] = a
+                gp[j] = lr * (T(1) - a * a)
+        elif act == SIGMOID:
+            for j in range(H):
+                a = tsigmoid(z1[j])
+                a1[j] = a * mask[j]
+                gp[j] = lr * (a * (T(1) - a))
+        elif act == RELU:
+            for j in range(H):
+                zj = z1[j]
+                a1[j] = zj if zj > T(0) else T(0)
+                gp[j] = lr if zj > T(0) else T(0)
+        elif act == LEAKY_RELU:
+            for j in range(H):
+                zj = z1[j]
+                a1[j] = zj if zj > T(0) else zj * T(LEAKY_SLOPE)
+                gp[j] = lr if zj > T(0) else lr * T(LEAKY_SLOPE)
+        else:
+            for j in range(H):
+                a1[j] = z1[j]
+                gp[j] = lr
+        sa1 = 0.0
+        for j in range(H):
+            sa1 += abs(np.float64(a1[j]))
+        # ---- Z[2] = W[2] A[1] + b[2], A[2]
+        for o in range(n2):
+            W2o = W2[o]
+            s = b2[o]
+            for j in range(H):
+                s += W2o[j] * a1[j]
+            z2[o] = s
+        if out == OUT_SIGMOID:
+            for o in range(n2):
+                a2[o] = tsigmoid(z2[o])
+        elif out == OUT_SOFTMAX:
+            zmax = z2[0]
+            for o in range(1, n2):
+                zmax = z2[o] if z2[o] > zmax else zmax
+            tot = T(0)
+            for o in range(n2):
+                e = vexp(z2[o] - zmax)
+                a2[o] = e
+                tot += e
+            inv = T(1) / tot
+            for o in range(n2):
+                a2[o] *= inv
+        else:
+            for o in range(n2):
+                a2[o] = z2[o]
+        # ---- the cost (provably finite: queued; else now), dZ[2] = A[2] − Y, the step bound
+        sz = 0.0
+        s2 = 0.0
+        for o in range(n2):
+            sz += abs(np.float64(z2[o])) + abs(np.float64(y[o]))
+            d = a2[o] - y[o]
+            d2[o] = d
+            s2 += abs(np.float64(d))
+        deferred = sz <= COST_SAFE
+        cost = 0.0 if deferred else _cost(z2, y, out)
+        s1 = s2 * wb1 * n1  # Σ|dZ[1]| ≤ n_1 max|W[2]| Σ|dZ[2]|  (|g'| ≤ 1)
+        safe = (
+            np.isfinite(cost)
+            and wb1 + lr64 * s2 * sa1 <= limit
+            and bb1 + lr64 * s2 <= limit
+            and wb0 + lr64 * s1 * sa0 <= limit
+            and bb0 + lr64 * s1 <= limit
+        )
+        if not safe:
+            resume = t
+            break
+        wb1 += lr64 * s2 * sa1
+        bb1 += lr64 * s2
+        wb0 += lr64 * s1 * sa0
+        bb0 += lr64 * s1
+        if deferred:
+            base = cnt[0] * n2
+            for o in range(n2):
+                Zc[base + o] = z2[o]
+                Yc[base + o] = y[o]
+            cnt[0] += 1
+            if cnt[0] == COST_CHUNK:
+                total += _flush_costs(Zc, Yc, cnt, n2, out)
+        else:
+            total += cost
+        # ---- backward: c = α dZ[1] = (W[2]ᵀ dZ[2]) ∗ α g'(Z[1]) from the old W[2]; then W[2], b[2]
+        for j in range(H):
+            c[j] = T(0)
+        for o in range(n2):
+            W2o = W2[o]
+            d = d2[o]
+            for j in range(H):
+                c[j] += d * (W2o[j] * gp[j])
+        for o in range(n2):
+            W2o = W2[o]
+            cd = lr * d2[o]
+            for j in range(H):
+                W2o[j] -= cd * a1[j]
+            b2[o] -= cd
+        prev = i
+    # ---- the pending W[1], b[1] update, then everything back into params
+    if prev >= 0:
+        xp = X[prev]
+        for k in range(n0):
+            Wk = W1T[k]
+            xk = xp[k]
+            for j in range(H):
+                Wk[j] -= c[j] * xk
+        for j in range(H):
+            b1[j] -= c[j]
+    for j in range(n1):
+        params[b1o + j] = b1[j]
+        for k in range(n0):
+            params[w1 + j * n0 + k] = W1T[k, j]
+        for o in range(n2):
+            params[w2 + o * n1 + j] = W2[o, j]
+    for o in range(n2):
+        params[b2o + o] = b2[o]
+    total += _flush_costs(Zc, Yc, cnt, n2, out)
+    _alive(W1T_own, b1_own, W2_own, b2_own, mask_own, z1_own, a1_own, gp_own, c_own, z2_own, a2_own, d2_own, Zc_own, Yc_own, cnt_own)
+    return total, resume
