@@ -121,9 +121,15 @@ def _ov_tsigmoid(x):
 def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     """Per-example SGD over ``order`` for an n_0-n_1-n_2 net (n_1 ≤ LANES); returns
     ``(total cost, resume)`` as :func:`fastbp.fast_kernels._sgd_epoch` does."""
-    H = LANES if sizes[0] >= 0 else 1  # not a compile-time constant: LLVM vectorises its loops rather than unrolling them
     T = params.dtype.type
     n0, n1, n2 = sizes[0], sizes[1], sizes[2]
+    # Lanes per hidden layer: n_1 rounded up to a multiple of q (4 in float32, 16 in float64:
+    # measured fastest at 2-4-1).  Not a compile-time constant, so LLVM vectorises the lane
+    # loops as loops (a constant trip count gets them unrolled, leaving e.g. one scalar
+    # division per lane in g).
+    q = 4 if params.itemsize == 4 else 16
+    H = (n1 + q - 1) // q * q
+    Hc = H
     X = _borrowed(X)
     Y = _borrowed(Y)
     order = _borrowed(order)
@@ -179,70 +185,69 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     m = order.shape[0]
     total = 0.0
     resume = -1
-    prev = -1
+    nq = 0  # examples whose cost is queued in Zc, Yc
+    # sa1 = Σ|A[1]|: tanh and σ units are bounded by 1, others are summed per example
+    bounded = act == TANH or act == SIGMOID
+    xp = X[order[0]]  # the previous example (c = 0: no pending update yet)
     for t in range(m):
         i = order[t]
         x = X[i]
         y = Y[i]
-        # ---- Z[1] = (W[1] x + b[1]) − c (x_prevᵀ x + 1): the bracket with the old weights
-        for j in range(H):
-            z1[j] = b1[j]
+        # ---- Z[1] = (W[1] x + b[1]) − c (x_prevᵀ x + 1), the bracket from the weights before the
+        # previous example's pending update c x_prevᵀ, which is applied in the same passes
+        G = T(1)
         sa0 = 0.0
         for k in range(n0):
-            xk = x[k]
-            sa0 += abs(np.float64(xk))
+            G += xp[k] * x[k]
+            sa0 += abs(np.float64(x[k]))
+        for j in range(Hc):
+            z1[j] = b1[j]
+            b1[j] -= c[j]
+        for k in range(n0):
             Wk = W1T[k]
-            for j in range(H):
-                z1[j] += Wk[j] * xk
-        if prev >= 0:
-            xp = X[prev]
-            G = T(1)
-            for k in range(n0):
-                G += xp[k] * x[k]
-            for j in range(H):
-                z1[j] -= c[j] * G
-            # ... and the previous example's W[1], b[1] update, off the chain
-            for k in range(n0):
-                Wk = W1T[k]
-                xk = xp[k]
-                for j in range(H):
-                    Wk[j] -= c[j] * xk
-            for j in range(H):
-                b1[j] -= c[j]
-        prev = -1
-        # ---- A[1] = g(Z[1]), α g'(Z[1]); padded lanes of A[1] masked to 0
+            xk = x[k]
+            xpk = xp[k]
+            for j in range(Hc):
+                w = Wk[j]
+                z1[j] += w * xk
+                Wk[j] = w - c[j] * xpk
+        # ---- A[1] = g(Z[1]) (padded lanes masked to 0), α g'(Z[1])
         if act == TANH:
             for j in range(H):
-                a = ttanh(z1[j])
+                a = ttanh(z1[j] - c[j] * G)
                 a1[j] = a
                 gp[j] = lr * (T(1) - a * a)
         elif act == SIGMOID:
             for j in range(H):
-                a = tsigmoid(z1[j])
+                a = tsigmoid(z1[j] - c[j] * G)
                 a1[j] = a * mask[j]
                 gp[j] = lr * (a * (T(1) - a))
         elif act == RELU:
             for j in range(H):
-                zj = z1[j]
+                zj = z1[j] - c[j] * G
                 a1[j] = zj if zj > T(0) else T(0)
                 gp[j] = lr if zj > T(0) else T(0)
         elif act == LEAKY_RELU:
             for j in range(H):
-                zj = z1[j]
+                zj = z1[j] - c[j] * G
                 a1[j] = zj if zj > T(0) else zj * T(LEAKY_SLOPE)
                 gp[j] = lr if zj > T(0) else lr * T(LEAKY_SLOPE)
         else:
             for j in range(H):
-                a1[j] = z1[j]
+                a1[j] = z1[j] - c[j] * G
                 gp[j] = lr
-        sa1 = 0.0
-        for j in range(H):
-            sa1 += abs(np.float64(a1[j]))
+        if bounded:
+            sa1 = np.float64(n1)
+        else:
+            sT = T(0)
+            for j in range(Hc):
+                sT += abs(a1[j])
+            sa1 = np.float64(sT)  # (an overflow to inf makes the step unsafe)
         # ---- Z[2] = W[2] A[1] + b[2], A[2]
         for o in range(n2):
             W2o = W2[o]
             s = b2[o]
-            for j in range(H):
+            for j in range(Hc):
                 s += W2o[j] * a1[j]
             z2[o] = s
         if out == OUT_SIGMOID:
@@ -273,56 +278,59 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             s2 += abs(np.float64(d))
         deferred = sz <= COST_SAFE
         cost = 0.0 if deferred else _cost(z2, y, out)
-        s1 = s2 * wb1 * n1  # Σ|dZ[1]| ≤ n_1 max|W[2]| Σ|dZ[2]|  (|g'| ≤ 1)
-        safe = (
-            np.isfinite(cost)
-            and wb1 + lr64 * s2 * sa1 <= limit
-            and bb1 + lr64 * s2 <= limit
-            and wb0 + lr64 * s1 * sa0 <= limit
-            and bb0 + lr64 * s1 <= limit
-        )
-        if not safe:
+        u1 = lr64 * s2
+        u0 = u1 * wb1 * n1  # α Σ|dZ[1]| ≤ α n_1 max|W[2]| Σ|dZ[2]|  (|g'| ≤ 1)
+        nwb1 = wb1 + u1 * sa1
+        nbb1 = bb1 + u1
+        nwb0 = wb0 + u0 * sa0
+        nbb0 = bb0 + u0
+        if not (np.isfinite(cost) and nwb1 <= limit and nbb1 <= limit and nwb0 <= limit and nbb0 <= limit):
+            # not provably safe: undo this pass's application of the pending update? No: it
+            # belongs to the previous (safe) example and stays applied; stop before this step
             resume = t
+            for j in range(H):
+                c[j] = T(0)
             break
-        wb1 += lr64 * s2 * sa1
-        bb1 += lr64 * s2
-        wb0 += lr64 * s1 * sa0
-        bb0 += lr64 * s1
+        wb1, bb1, wb0, bb0 = nwb1, nbb1, nwb0, nbb0
         if deferred:
-            base = cnt[0] * n2
+            base = nq * n2
             for o in range(n2):
                 Zc[base + o] = z2[o]
                 Yc[base + o] = y[o]
-            cnt[0] += 1
-            if cnt[0] == COST_CHUNK:
+            nq += 1
+            if nq == COST_CHUNK:
+                cnt[0] = nq
                 total += _flush_costs(Zc, Yc, cnt, n2, out)
+                nq = 0
         else:
             total += cost
-        # ---- backward: c = α dZ[1] = (W[2]ᵀ dZ[2]) ∗ α g'(Z[1]) from the old W[2]; then W[2], b[2]
-        for j in range(H):
-            c[j] = T(0)
-        for o in range(n2):
+        # ---- backward: c = α dZ[1] = (W[2]ᵀ dZ[2]) ∗ α g'(Z[1]) from the old W[2]; W[2], b[2] updated
+        W20 = W2[0]
+        d = d2[0]
+        cd = lr * d
+        for j in range(Hc):
+            w = W20[j]
+            c[j] = d * (w * gp[j])
+            W20[j] = w - cd * a1[j]
+        b2[0] -= cd
+        for o in range(1, n2):
             W2o = W2[o]
             d = d2[o]
-            for j in range(H):
-                c[j] += d * (W2o[j] * gp[j])
-        for o in range(n2):
-            W2o = W2[o]
-            cd = lr * d2[o]
-            for j in range(H):
-                W2o[j] -= cd * a1[j]
+            cd = lr * d
+            for j in range(Hc):
+                w = W2o[j]
+                c[j] += d * (w * gp[j])
+                W2o[j] = w - cd * a1[j]
             b2[o] -= cd
-        prev = i
-    # ---- the pending W[1], b[1] update, then everything back into params
-    if prev >= 0:
-        xp = X[prev]
-        for k in range(n0):
-            Wk = W1T[k]
-            xk = xp[k]
-            for j in range(H):
-                Wk[j] -= c[j] * xk
-        for j in range(H):
-            b1[j] -= c[j]
+        xp = x
+    # ---- the pending W[1], b[1] update (c = 0 after a stop), then everything back into params
+    for k in range(n0):
+        Wk = W1T[k]
+        xk = xp[k]
+        for j in range(Hc):
+            Wk[j] -= c[j] * xk
+    for j in range(Hc):
+        b1[j] -= c[j]
     for j in range(n1):
         params[b1o + j] = b1[j]
         for k in range(n0):
@@ -331,6 +339,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             params[w2 + o * n1 + j] = W2[o, j]
     for o in range(n2):
         params[b2o + o] = b2[o]
+    cnt[0] = nq
     total += _flush_costs(Zc, Yc, cnt, n2, out)
     _alive(W1T_own, b1_own, W2_own, b2_own, mask_own, z1_own, a1_own, gp_own, c_own, z2_own, a2_own, d2_own, Zc_own, Yc_own, cnt_own)
     return total, resume
