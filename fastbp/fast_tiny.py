@@ -142,17 +142,23 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     wb1 = _abs_max(params[w2 : w2 + n2 * n1])
     bb1 = _abs_max(params[b2o : b2o + n2])
     lr64 = np.float64(lr)
-    # ---- the parameters, padded to H lanes: W1T[k, j] = W[1]_jk, W2[o, j] = W[2]_oj
-    W1T_own = np.zeros((n0, H), params.dtype)
-    b1_own = np.zeros(H, params.dtype)
-    W2_own = np.zeros((n2, H), params.dtype)
-    b2_own = np.zeros(n2, params.dtype)
-    mask_own = np.zeros(H, params.dtype)
-    W1T = _borrowed(W1T_own)
-    b1 = _borrowed(b1_own)
-    W2 = _borrowed(W2_own)
-    b2 = _borrowed(b2_own)
-    mask = _borrowed(mask_own)
+    # ---- the parameters, padded to H lanes: W1T[k, j] = W[1]_jk, W2[o, j] = W[2]_oj, and the
+    # per-example vectors; four allocations per call (rows of one array each), none per example
+    lanes_own = np.zeros((n0 + n2 + 6, H), params.dtype)
+    lanes = _borrowed(lanes_own)
+    W1T = lanes[:n0]
+    W2 = lanes[n0 : n0 + n2]
+    r = n0 + n2
+    b1, mask, z1, a1, gp, c = lanes[r], lanes[r + 1], lanes[r + 2], lanes[r + 3], lanes[r + 4], lanes[r + 5]
+    # (gp = α g'(Z[1]); c = the pending α dZ[1] of the previous example)
+    outs_own = np.zeros((4, n2), params.dtype)
+    outs = _borrowed(outs_own)
+    b2, z2, a2, d2 = outs[0], outs[1], outs[2], outs[3]
+    queue_own = np.empty((2, COST_CHUNK * n2), params.dtype)
+    queue = _borrowed(queue_own)
+    Zc, Yc = queue[0], queue[1]
+    cnt_own = np.zeros(1, np.int64)
+    cnt = _borrowed(cnt_own)
     for j in range(n1):
         mask[j] = T(1)
         b1[j] = params[b1o + j]
@@ -162,26 +168,6 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             W2[o, j] = params[w2 + o * n1 + j]
     for o in range(n2):
         b2[o] = params[b2o + o]
-    z1_own = np.zeros(H, params.dtype)
-    a1_own = np.zeros(H, params.dtype)
-    gp_own = np.zeros(H, params.dtype)  # α g'(Z[1])
-    c_own = np.zeros(H, params.dtype)  # the pending α dZ[1] of the previous example
-    z2_own = np.zeros(n2, params.dtype)
-    a2_own = np.zeros(n2, params.dtype)
-    d2_own = np.zeros(n2, params.dtype)
-    Zc_own = np.empty(COST_CHUNK * n2, params.dtype)
-    Yc_own = np.empty(COST_CHUNK * n2, params.dtype)
-    cnt_own = np.zeros(1, np.int64)
-    z1 = _borrowed(z1_own)
-    a1 = _borrowed(a1_own)
-    gp = _borrowed(gp_own)
-    c = _borrowed(c_own)
-    z2 = _borrowed(z2_own)
-    a2 = _borrowed(a2_own)
-    d2 = _borrowed(d2_own)
-    Zc = _borrowed(Zc_own)
-    Yc = _borrowed(Yc_own)
-    cnt = _borrowed(cnt_own)
     m = order.shape[0]
     total = 0.0
     resume = -1
@@ -341,5 +327,5 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         params[b2o + o] = b2[o]
     cnt[0] = nq
     total += _flush_costs(Zc, Yc, cnt, n2, out)
-    _alive(W1T_own, b1_own, W2_own, b2_own, mask_own, z1_own, a1_own, gp_own, c_own, z2_own, a2_own, d2_own, Zc_own, Yc_own, cnt_own)
+    _alive(lanes_own, outs_own, queue_own, cnt_own)
     return total, resume

@@ -1,0 +1,117 @@
+"""fastbp.fast_tiny: its activations against NumPy, float32 kept, dispatch and lazy compilation.
+
+The kernel's agreement with the plain kernel and the NumPy reference (sizes in and around
+the tiny range, every activation and output, both dtypes, m = 1, the divergence contract)
+is tested with the other fast kernels, in tests/test_fast_kernels.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastbp import fast_kernels, fast_tiny
+from fastbp.testing import make_problem
+from fastbp.vmath import JIT_VEC
+from tests.test_vmath import _check, _points
+
+_OPTS = {**JIT_VEC, "cache": False}
+
+
+@njit(**_OPTS)
+def _tanh_array(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fast_tiny.ttanh(x[i])
+
+
+@njit(**_OPTS)
+def _sigmoid_array(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fast_tiny.tsigmoid(x[i])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_activations_against_numpy(name, dtype):
+    """Over the whole real line and the edges (NaN, ±inf, ±0, huge, tiny): within the dtype's
+    agreement tolerance (float32: the rational tanh saturates at 1 − 2.4e-7, σ(−∞) = 1.2e-7)."""
+    fn = _tanh_array if name == "tanh" else _sigmoid_array
+    x = _points(dtype)
+    with np.errstate(all="ignore"):
+        x64 = x.astype(np.float64)
+        desired = (np.tanh(x64) if name == "tanh" else 1.0 / (1.0 + np.exp(-x64))).astype(dtype)
+    out = np.empty_like(x)
+    fn(x, out)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(desired))
+    finite = ~np.isnan(desired)
+    _check(out[finite], np.where(np.isinf(desired), np.sign(desired), desired)[finite].astype(dtype), dtype)
+
+
+def test_tanh32_keeps_sign_of_zero_and_tiny_inputs():
+    x = np.array([0.0, -0.0, 1e-30, -1e-30, 3e-4], np.float32)
+    out = np.empty_like(x)
+    _tanh_array(x, out)
+    np.testing.assert_array_equal(out[:4], x[:4])
+    assert np.signbit(out[1])
+
+
+@pytest.mark.parametrize("fn", [_tanh_array, _sigmoid_array], ids=["tanh", "sigmoid"])
+def test_float32_activations_have_no_float64_arithmetic(fn):
+    """The float32 activations compile to float32 arithmetic only (LLVM IR)."""
+    import re
+
+    x = np.zeros(8, np.float32)
+    fn(x, np.empty_like(x))
+    sig = [s for s in fn.signatures if str(s[0].dtype) == "float32"][0]
+    body = fn.inspect_llvm(sig)
+    body = body[body.index("define"):]
+    assert re.search(r"= f(add|sub|mul|div)[a-z ]* (float|<\d+ x float>) ", body)
+    assert not re.search(r"= f(add|sub|mul|div)[a-z ]* (double|<\d+ x double>) ", body), "stray float64"
+
+
+@pytest.mark.parametrize("sizes, batch_size, used", [
+    ([2, 4, 1], 1, True),
+    ([5, fast_kernels.TINY_MAX_HIDDEN, 3], 1, True),
+    ([2, fast_kernels.TINY_MAX_HIDDEN + 1, 1], 1, False),  # hidden layer too wide
+    ([2, 4, 3, 1], 1, False),  # two hidden layers
+    ([2, 4, 1], 2, False),  # mini-batches
+])
+def test_dispatch(monkeypatch, sizes, batch_size, used):
+    """fast_kernels.train_epoch runs the tiny kernel exactly for per-example SGD with one
+    hidden layer of at most TINY_MAX_HIDDEN units."""
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import NAMES as OUT
+    from fastbp.params import Layout
+
+    calls = []
+    real = fast_tiny._tiny_epoch
+    monkeypatch.setattr(fast_tiny, "_tiny_epoch", lambda *a: calls.append(1) or real(*a))
+    prob = make_problem(sizes, dtype=np.float32, m=6, batch_size=batch_size)
+    lay = Layout(sizes)
+    p = lay.pack(prob.weights, prob.biases, np.float32)
+    fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, np.arange(6), batch_size, np.float32(0.1),
+                             ACT["tanh"], OUT["sigmoid"])
+    assert calls == ([1] if used else [])
+
+
+_LAZY_SCRIPT = """
+import sys, numpy as np
+from fastbp import MLP
+from fastbp.testing import make_problem
+prob = make_problem([6, 20, 1], m=8)
+MLP([6, 20, 1], seed=0).fit(prob.X, prob.Y, epochs=1, batch_size=1)
+print("fastbp.fast_tiny" in sys.modules)
+"""
+
+
+def test_not_loaded_by_other_nets():
+    """A first fit of a net outside the tiny range neither imports nor compiles the tiny kernel
+    (the cold start pays nothing for it)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _LAZY_SCRIPT], capture_output=True, text=True, check=True,
+                         timeout=300)
+    assert res.stdout.strip().splitlines()[-1] == "False"
