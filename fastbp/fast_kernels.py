@@ -1103,9 +1103,9 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=No
     if batch_size == 1 and sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS and sizes[0] >= BLOCK:
         total, resume = _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit)
     elif batch_size == 1 and len(sizes) == 3 and sizes[1] <= TINY_MAX_HIDDEN:
-        from .fast_tiny import _tiny_epoch  # compiled only when a tiny net trains
+        from .fast_tiny import tiny_epoch  # compiled only when a tiny net trains
 
-        total, resume = _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)
+        total, resume = tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     elif threads and batch_size > 1:

@@ -78,6 +78,20 @@ def _sigmoid32(x):
     return T(0.5) * ttanh(T(0.5) * x) + T(0.5)
 
 
+def _sigmoid_half32(x):
+    T = np.float32
+    return T(0.5) * ttanh(x) + T(0.5)
+
+
+def _sigmoid_half64(x):
+    return vsigmoid(np.float64(2.0) * x)
+
+
+def sigmoid_half(x):
+    """σ(2x), the σ output from its halved logit (float32: ½ tanh(x) + ½, float64: vsigmoid(2x))."""
+    return vsigmoid(2 * x)
+
+
 def ttanh(x):
     """tanh for the tiny kernel (NumPy's outside Numba; float32: the rational form, float64: vtanh)."""
     return np.tanh(x)
@@ -102,6 +116,15 @@ def _ov_ttanh(x):
         return _tanh32
     if x == types.float64:
         return _tanh64
+    return None
+
+
+@overload(sigmoid_half, jit_options={"error_model": "numpy"})
+def _ov_sigmoid_half(x):
+    if x == types.float32:
+        return _sigmoid_half32
+    if x == types.float64:
+        return _sigmoid_half64
     return None
 
 
@@ -329,3 +352,187 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     total += _flush_costs(Zc, Yc, cnt, n2, out)
     _alive(lanes_own, outs_own, queue_own, cnt_own)
     return total, resume
+
+
+# ==================================================== n_1 ≤ 4 units, one output: all in registers
+
+
+@jit_vec
+def _act4(z, act, lr):
+    """(g(z), α g'(z)) for one hidden unit (the caller's branch on ``act`` is loop-invariant)."""
+    T = type(z)
+    if act == TANH:
+        a = ttanh(z)
+        return a, lr * (T(1) - a * a)
+    if act == SIGMOID:
+        a = tsigmoid(z)
+        return a, lr * (a * (T(1) - a))
+    if act == RELU:
+        return (z, lr) if z > T(0) else (T(0), T(0))
+    if act == LEAKY_RELU:
+        return (z, lr) if z > T(0) else (z * T(LEAKY_SLOPE), lr * T(LEAKY_SLOPE))
+    return z, lr
+
+
+@jit_vec
+def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
+    """:func:`_tiny_epoch` for n_1 ≤ 4 hidden units and one output (σ or identity): the four
+    units, W[2] and b[2] are scalars (registers), W[1]ᵀ is an n_0 × 4 array; same results
+    and contract."""
+    T = params.dtype.type
+    n0, n1 = sizes[0], sizes[1]
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    order = _borrowed(order)
+    w1, b1o = 0, n1 * n0
+    w2 = b1o + n1
+    b2o = w2 + n1
+    wb0 = _abs_max(params[w1 : w1 + n1 * n0])
+    bb0 = _abs_max(params[b1o : b1o + n1])
+    wb1 = _abs_max(params[w2 : w2 + n1])
+    bb1 = np.float64(abs(params[b2o])) if np.isfinite(params[b2o]) else np.inf
+    lr64 = np.float64(lr)
+    W1T_own = np.zeros((n0, 4), params.dtype)
+    W1T = _borrowed(W1T_own)
+    v_own = np.zeros(14, params.dtype)  # b[1], W[2] padded to 4 lanes, then the lane mask
+    v = _borrowed(v_own)
+    queue_own = np.empty((2, COST_CHUNK), params.dtype)
+    queue = _borrowed(queue_own)
+    Zc, Yc = queue[0], queue[1]
+    cnt_own = np.zeros(1, np.int64)
+    cnt = _borrowed(cnt_own)
+    for j in range(n1):
+        v[j] = params[b1o + j]
+        v[4 + j] = params[w2 + j]
+        v[8 + j] = T(1)
+        for k in range(n0):
+            W1T[k, j] = params[w1 + j * n0 + k]
+    b10, b11, b12, b13 = v[0], v[1], v[2], v[3]
+    w20, w21, w22, w23 = v[4], v[5], v[6], v[7]
+    m0, m1, m2, m3 = v[8], v[9], v[10], v[11]
+    b2 = params[b2o]
+    # The chain from one example to the next, shortened: the output's logit is computed as
+    # s·Z[2] from s·W[2], s·b[2] (s = ½ for σ, so σ(Z[2]) = ½ tanh(s Z[2]) + ½ needs no
+    # extra multiply; powers of 2, so exact), and the next Z[1]'s correction is one FMA,
+    # Z[1] = P − dZ[2]·u with u = (W[2] ∗ α g'(Z[1]))·(xᵀx' + 1) computed before dZ[2] is known.
+    s = T(0.5) if out == OUT_SIGMOID else T(1)
+    inv_s = T(1) / s
+    h20, h21, h22, h23, h2b = s * w20, s * w21, s * w22, s * w23, s * b2
+    c0 = c1 = c2 = c3 = T(0)  # the pending α dZ[1] of the previous example
+    u0 = u1 = u2 = u3 = T(0)  # c·(x_prevᵀ x + 1) / dZ[2] of the previous example
+    dp = T(0)  # dZ[2] of the previous example
+    bounded = act == TANH or act == SIGMOID
+    m = order.shape[0]
+    total = 0.0
+    resume = -1
+    nq = 0
+    xp = X[order[0]]
+    for t in range(m):
+        i = order[t]
+        x = X[i]
+        y = Y[i, 0]
+        xn = X[order[t + 1]] if t + 1 < m else x
+        # ---- Z[1] = (W[1] x + b[1]) − c (x_prevᵀ x + 1); the pending update applied in the same pass
+        Gn = T(1)  # x_nextᵀ x + 1, for the next example's correction
+        sa0 = 0.0
+        p0, p1, p2, p3 = b10, b11, b12, b13
+        for k in range(n0):
+            xk = x[k]
+            xpk = xp[k]
+            Gn += xn[k] * xk
+            sa0 += abs(np.float64(xk))
+            Wk = W1T[k]
+            q0, q1, q2, q3 = Wk[0], Wk[1], Wk[2], Wk[3]
+            p0 += q0 * xk
+            p1 += q1 * xk
+            p2 += q2 * xk
+            p3 += q3 * xk
+            Wk[0] = q0 - c0 * xpk
+            Wk[1] = q1 - c1 * xpk
+            Wk[2] = q2 - c2 * xpk
+            Wk[3] = q3 - c3 * xpk
+        b10 -= c0
+        b11 -= c1
+        b12 -= c2
+        b13 -= c3
+        a0, g0 = _act4(p0 - dp * u0, act, lr)
+        a1, g1 = _act4(p1 - dp * u1, act, lr)
+        a2, g2 = _act4(p2 - dp * u2, act, lr)
+        a3, g3 = _act4(p3 - dp * u3, act, lr)
+        if bounded:
+            sa1 = np.float64(n1)
+        else:
+            sa1 = np.float64((abs(a0) + abs(a1)) + (abs(a2) + abs(a3)))
+        # ---- s Z[2], A[2], dZ[2] = A[2] − Y  (padded lanes: s W[2] = 0)
+        zs = h2b + ((h20 * a0 + h21 * a1) + (h22 * a2 + h23 * a3))
+        d = (sigmoid_half(zs) if out == OUT_SIGMOID else zs) - y
+        z2 = zs * inv_s
+        # ---- the cost (queued when provably finite), the step bound
+        deferred = abs(np.float64(z2)) + abs(np.float64(y)) <= COST_SAFE
+        cost = 0.0
+        if not deferred:
+            Zc[COST_CHUNK - 1] = z2
+            Yc[COST_CHUNK - 1] = y
+            cost = _cost(Zc[COST_CHUNK - 1 :], Yc[COST_CHUNK - 1 :], out)
+        e1 = lr64 * abs(np.float64(d))
+        e0 = e1 * wb1 * n1
+        nwb1 = wb1 + e1 * sa1
+        nbb1 = bb1 + e1
+        nwb0 = wb0 + e0 * sa0
+        nbb0 = bb0 + e0
+        if not (np.isfinite(cost) and nwb1 <= limit and nbb1 <= limit and nwb0 <= limit and nbb0 <= limit):
+            resume = t
+            c0 = c1 = c2 = c3 = T(0)
+            break
+        wb1, bb1, wb0, bb0 = nwb1, nbb1, nwb0, nbb0
+        if deferred:
+            Zc[nq] = z2
+            Yc[nq] = y
+            nq += 1
+            if nq == COST_CHUNK:
+                cnt[0] = nq
+                total += _flush_costs(Zc, Yc, cnt, 1, out)
+                nq = 0
+        else:
+            total += cost
+        # ---- backward: c = α dZ[1] = dZ[2] (W[2] ∗ α g'(Z[1])) from the old W[2]; then W[2], b[2]
+        v0, v1, v2, v3 = w20 * g0, w21 * g1, w22 * g2, w23 * g3
+        c0, c1, c2, c3 = d * v0, d * v1, d * v2, d * v3
+        u0, u1, u2, u3 = v0 * Gn, v1 * Gn, v2 * Gn, v3 * Gn
+        dp = d
+        cd = lr * d
+        w20 -= cd * (a0 * m0)  # (padded lanes: A[1] masked, W[2] stays 0)
+        w21 -= cd * (a1 * m1)
+        w22 -= cd * (a2 * m2)
+        w23 -= cd * (a3 * m3)
+        b2 -= cd
+        h20, h21, h22, h23, h2b = s * w20, s * w21, s * w22, s * w23, s * b2
+        xp = x
+    # ---- the pending W[1], b[1] update (c = 0 after a stop), then everything back into params
+    for k in range(n0):
+        Wk = W1T[k]
+        xk = xp[k]
+        Wk[0] -= c0 * xk
+        Wk[1] -= c1 * xk
+        Wk[2] -= c2 * xk
+        Wk[3] -= c3 * xk
+    v[0], v[1], v[2], v[3] = b10 - c0, b11 - c1, b12 - c2, b13 - c3
+    v[4], v[5], v[6], v[7] = w20, w21, w22, w23
+    for j in range(n1):
+        params[b1o + j] = v[j]
+        params[w2 + j] = v[4 + j]
+        for k in range(n0):
+            params[w1 + j * n0 + k] = W1T[k, j]
+    params[b2o] = b2
+    cnt[0] = nq
+    total += _flush_costs(Zc, Yc, cnt, 1, out)
+    _alive(W1T_own, v_own, queue_own, cnt_own)
+    return total, resume
+
+
+def tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
+    """Per-example SGD for one hidden layer of ≤ :data:`LANES` units: :func:`_tiny4_epoch` for
+    ≤ 4 units and one σ or identity output, else :func:`_tiny_epoch` (each compiled on first use)."""
+    if sizes[1] <= 4 and sizes[2] == 1 and out != OUT_SOFTMAX:
+        return _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit)
+    return _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)

@@ -71,29 +71,33 @@ def test_float32_activations_have_no_float64_arithmetic(fn):
     assert not re.search(r"= f(add|sub|mul|div)[a-z ]* (double|<\d+ x double>) ", body), "stray float64"
 
 
-@pytest.mark.parametrize("sizes, batch_size, used", [
-    ([2, 4, 1], 1, True),
-    ([5, fast_kernels.TINY_MAX_HIDDEN, 3], 1, True),
-    ([2, fast_kernels.TINY_MAX_HIDDEN + 1, 1], 1, False),  # hidden layer too wide
-    ([2, 4, 3, 1], 1, False),  # two hidden layers
-    ([2, 4, 1], 2, False),  # mini-batches
+@pytest.mark.parametrize("sizes, batch_size, output, used", [
+    ([2, 4, 1], 1, "sigmoid", "_tiny4_epoch"),
+    ([3, 3, 1], 1, "identity", "_tiny4_epoch"),
+    ([2, 5, 1], 1, "sigmoid", "_tiny_epoch"),  # more than 4 hidden units
+    ([2, 4, 2], 1, "softmax", "_tiny_epoch"),  # more than one output
+    ([5, fast_kernels.TINY_MAX_HIDDEN, 3], 1, "sigmoid", "_tiny_epoch"),
+    ([2, fast_kernels.TINY_MAX_HIDDEN + 1, 1], 1, "sigmoid", None),  # hidden layer too wide
+    ([2, 4, 3, 1], 1, "sigmoid", None),  # two hidden layers
+    ([2, 4, 1], 2, "sigmoid", None),  # mini-batches
 ])
-def test_dispatch(monkeypatch, sizes, batch_size, used):
-    """fast_kernels.train_epoch runs the tiny kernel exactly for per-example SGD with one
-    hidden layer of at most TINY_MAX_HIDDEN units."""
+def test_dispatch(monkeypatch, sizes, batch_size, output, used):
+    """fast_kernels.train_epoch runs a tiny kernel exactly for per-example SGD with one hidden
+    layer of at most TINY_MAX_HIDDEN units; the all-registers one for ≤ 4 units and one output."""
     from fastbp.activations import NAMES as ACT
     from fastbp.losses import NAMES as OUT
     from fastbp.params import Layout
 
     calls = []
-    real = fast_tiny._tiny_epoch
-    monkeypatch.setattr(fast_tiny, "_tiny_epoch", lambda *a: calls.append(1) or real(*a))
-    prob = make_problem(sizes, dtype=np.float32, m=6, batch_size=batch_size)
+    for name in ("_tiny_epoch", "_tiny4_epoch"):
+        real = getattr(fast_tiny, name)
+        monkeypatch.setattr(fast_tiny, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+    prob = make_problem(sizes, dtype=np.float32, m=6, batch_size=batch_size, output=output)
     lay = Layout(sizes)
     p = lay.pack(prob.weights, prob.biases, np.float32)
     fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, np.arange(6), batch_size, np.float32(0.1),
-                             ACT["tanh"], OUT["sigmoid"])
-    assert calls == ([1] if used else [])
+                             ACT["tanh"], OUT[output])
+    assert calls == ([used] if used else [])
 
 
 _LAZY_SCRIPT = """
