@@ -15,6 +15,18 @@ one thread, best of ``--repeats``::
 and prints ns per link for: one FMA; fastbp.vmath's tanh and σ (range reduction +
 polynomial); the tiny kernel's float32 tanh (rational, Estrin) and σ = ½ tanh(x/2) + ½;
 and the whole 2-4-1 chain (FMA → g on 4 units → dot → σ → FMA), for tanh, σ and relu.
+
+``--epochs`` then times one epoch of 2-4-1 per-example SGD (tanh, σ output, ``fastbp bench``'s
+data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each layer of the call::
+
+    python benchmarks/tiny_chain.py --epochs --dtype float32
+
+* ``jax``: ``fastbp bench``'s JAX epoch (``jit`` of ``lax.scan``; its data converted once, up front);
+* ``public``: ``fastbp.kernels.train_epoch`` (what ``fastbp bench`` times: validates and converts
+  the parameters, X and Y on every call);
+* ``checked once``: ``fastbp.kernels.run_epoch`` on inputs validated once (what ``MLP.fit`` runs
+  per epoch);
+* ``kernel``: the compiled tiny kernel alone.
 """
 
 from __future__ import annotations
@@ -96,11 +108,54 @@ def best_ns(fn, n: int, c, k, repeats: int) -> float:
     return best / n * 1e9
 
 
+def epochs(dtype: str, repeats: int) -> None:
+    """One 2-4-1 epoch through each layer of the call (see the module docstring)."""
+    import os
+
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    from fastbp import bench, fast_tiny, kernels
+    from fastbp.activations import get_activation
+    from fastbp.losses import SIGMOID
+    from fastbp.params import Layout
+
+    for m in (1024, 16384):
+        case = bench.Case(sizes=(2, 4, 1), activation="tanh", m=m, dtype=dtype)
+        d = bench.make_data(case)
+        lay = Layout([2, 4, 1])
+        T = np.dtype(dtype).type
+        p = lay.pack(d.weights, d.biases, np.dtype(dtype))
+        order = np.arange(m)
+        act = get_activation("tanh")
+        limit = float(np.finfo(dtype).max) / 4
+        calls = {
+            "jax": bench.MAKERS["jax"](case, d),
+            "public": bench.MAKERS["numba"](case, d),
+            "checked once": lambda: kernels.run_epoch(p, lay.sizes, d.X, d.Y, order, 1, T(0.01), act, SIGMOID),
+            "kernel": lambda: fast_tiny._tiny4_epoch(p, lay.sizes, d.X, d.Y, order, T(0.01), act.code, SIGMOID, limit),
+        }
+        best = dict.fromkeys(calls, np.inf)
+        for call in calls.values():
+            call()
+        for _ in range(repeats):
+            for name, call in calls.items():
+                t0 = time.perf_counter()
+                call()
+                best[name] = min(best[name], time.perf_counter() - t0)
+        for name, sec in best.items():
+            print(f"{dtype} 2-4-1 tanh m={m}: {name:13s} {sec * 1e6:8.1f} µs  {m / sec / 1e6:6.2f} M examples/s  "
+                  f"{best['jax'] / sec:5.2f}× JAX")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1 << 20, help="links per timing")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--epochs", action="store_true", help="then time 2-4-1 epochs through each layer of the call")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="for --epochs")
     args = ap.parse_args(argv)
+    if args.epochs:
+        epochs(args.dtype, max(args.repeats, 20))
+        return
     for T in (np.float32, np.float64):
         c, k = T(0.37), T(0.2)
         print(f"{T.__name__}: 1 FMA {best_ns(fma4, args.n, c, k, args.repeats) / 4:.2f} ns")
