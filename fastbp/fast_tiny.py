@@ -1,5 +1,7 @@
 """Per-example SGD for nets with one small hidden layer (n_0-n_1-n_2, n_1 ≤ :data:`LANES`).
 
+Which nets: :func:`fastbp.fast_kernels.tiny_kernel` (measured: where these kernels are faster).
+
 At 2-4-1 an example is a few dozen flops; what decides the speed is the chain of
 *latencies* from one example's update to the next example's forward pass:
 W[1] ← update → Z[1] → g → Z[2] → σ → dZ[2] → dZ[1] → W[1] ← … .
@@ -40,7 +42,8 @@ from numba.extending import overload
 from .activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
 from .losses import SIGMOID as OUT_SIGMOID
 from .losses import SOFTMAX as OUT_SOFTMAX
-from .fast_kernels import COST_CHUNK, COST_SAFE, TINY_MAX_HIDDEN, _abs_max, _alive, _borrowed, _cost, _flush_costs
+from .fast_kernels import (COST_CHUNK, COST_SAFE, TINY_MAX_HIDDEN, _abs_max, _alive, _borrowed, _cost, _flush_costs,
+                           tiny_kernel)
 from .vmath import jit_vec, vexp, vsigmoid, vtanh
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
@@ -531,8 +534,8 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
 
 
 def tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
-    """Per-example SGD for one hidden layer of ≤ :data:`LANES` units: :func:`_tiny4_epoch` for
-    ≤ 4 units and one σ or identity output, else :func:`_tiny_epoch` (each compiled on first use)."""
-    if sizes[1] <= 4 and sizes[2] == 1 and out != OUT_SOFTMAX:
+    """Per-example SGD for one small hidden layer (:func:`fastbp.fast_kernels.tiny_kernel`):
+    :func:`_tiny4_epoch` or :func:`_tiny_epoch`, each compiled on first use."""
+    if tiny_kernel(sizes, out) == 4:
         return _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     return _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)

@@ -16,8 +16,9 @@ from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_probl
 # depth 1-4, widths incl. 1; [9, 130, 2] and [33, 37, 1] are large enough for the blocked
 # per-example kernel (fast_kernels.BLOCKED_MIN_WEIGHTS), with an odd number of rows of W[1];
 # one hidden layer of ≤ TINY_MAX_HIDDEN units runs fast_tiny (≤ 4 units and one output: [1, 1, 1],
-# [2, 4, 1], [5, 3, 1]; else [2, 4, 2], [6, 9, 3], [3, 16, 2]; lanes padded), [2, 17, 1] just outside
-SIZES = [[3, 1], [1, 1, 1], [2, 4, 1], [5, 3, 1], [2, 4, 2], [6, 9, 3], [3, 16, 2], [2, 17, 1], [5, 7, 3, 2],
+# [2, 4, 1], [5, 3, 1], [40, 3, 1]; else [2, 4, 2], [6, 9, 3], [3, 16, 2]; lanes padded), [2, 17, 1] outside
+SIZES = [[3, 1], [1, 1, 1], [2, 4, 1], [5, 3, 1], [40, 3, 1], [2, 4, 2], [6, 9, 3], [3, 16, 2], [2, 17, 1],
+         [5, 7, 3, 2],
          [4, 1, 6, 1, 3], [9, 130, 2], [33, 37, 1]]
 DTYPES = [np.float32, np.float64]
 M = 11  # not a multiple of any batch size below, nor of fast_kernels.BLOCK

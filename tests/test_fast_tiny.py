@@ -77,6 +77,9 @@ def test_float32_activations_have_no_float64_arithmetic(fn):
     ([2, 5, 1], 1, "sigmoid", "_tiny_epoch"),  # more than 4 hidden units
     ([2, 4, 2], 1, "softmax", "_tiny_epoch"),  # more than one output
     ([5, fast_kernels.TINY_MAX_HIDDEN, 3], 1, "sigmoid", "_tiny_epoch"),
+    ([128, 4, 1], 1, "sigmoid", "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
+    ([129, 4, 1], 1, "sigmoid", None),
+    ([fast_kernels.TINY_MAX_INPUTS + 1, 8, 2], 1, "softmax", None),  # too many inputs for _tiny_epoch
     ([2, fast_kernels.TINY_MAX_HIDDEN + 1, 1], 1, "sigmoid", None),  # hidden layer too wide
     ([2, 4, 3, 1], 1, "sigmoid", None),  # two hidden layers
     ([2, 4, 1], 2, "sigmoid", None),  # mini-batches
