@@ -122,3 +122,47 @@ def test_not_loaded_by_other_nets():
     res = subprocess.run([sys.executable, "-c", _LAZY_SCRIPT], capture_output=True, text=True, check=True,
                          timeout=300)
     assert res.stdout.strip().splitlines()[-1] == "False"
+
+
+# the generic per-example kernel ([2, 20, 1], [6, 20, 3]) beside the tiny ones, held to the same
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sizes", [[2, 3, 1], [2, 5, 2], [2, 20, 1]])  # tiny4, tiny, per-example
+def test_non_finite_start_fails_first_step(dtype, sizes):
+    """NaN in the parameters: the first step is not applied, nothing changes."""
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import NAMES as OUT
+    from fastbp.params import Layout
+
+    prob = make_problem(sizes, dtype=dtype, m=5)
+    lay = Layout(sizes)
+    p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
+    p0[0] = np.nan
+    p = p0.copy()
+    J, failed = fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order, np.int64), 1,
+                                         np.dtype(dtype).type(prob.learning_rate), ACT[prob.activation],
+                                         OUT[prob.output])
+    assert failed == 0 and J == 0.0
+    np.testing.assert_array_equal(p, p0)
+
+
+@pytest.mark.parametrize("sizes", [[6, 3, 1], [6, 5, 3], [6, 20, 3]])  # tiny4, tiny, per-example
+def test_no_allocation_per_example(sizes):
+    """Numba's allocation count of a per-example epoch does not grow with m."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import NAMES as OUT
+    from fastbp.params import Layout
+
+    _nrt_python.memsys_enable_stats()
+    lay = Layout(sizes)
+    counts = []
+    for m in (16, 800):
+        prob = make_problem(sizes, dtype=np.float32, m=m)
+        p0 = lay.pack(prob.weights, prob.biases, np.float32)
+        args = (lay.sizes, prob.X, prob.Y, np.arange(m), 1, np.float32(0.1), ACT["tanh"], OUT[prob.output])
+        fast_kernels.train_epoch(p0.copy(), *args)  # compiled
+        before = rtsys.get_allocation_stats().alloc
+        fast_kernels.train_epoch(p0.copy(), *args)
+        counts.append(rtsys.get_allocation_stats().alloc - before)
+    assert counts[0] == counts[1] and counts[0] < 20
