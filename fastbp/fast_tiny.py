@@ -1,36 +1,48 @@
-"""Per-example SGD for nets with one small hidden layer (n_0-n_1-n_2, n_1 ≤ :data:`LANES`).
+"""Per-example SGD for nets with one small hidden layer (n_0-n_1-n_2).
 
-Which nets: :func:`fastbp.fast_kernels.tiny_kernel` (measured: where these kernels are faster).
+Which nets (measured: where these kernels beat :func:`fastbp.fast_kernels._sgd_epoch`):
+:func:`fastbp.fast_kernels.tiny_kernel`, i.e. :func:`_tiny4_epoch` for n_1 ≤ 4, one σ or
+identity output and n_0·n_1 ≤ 512, :func:`_tiny_epoch` for n_1 ≤ :data:`LANES` and n_0 ≤ 16.
+Both are compiled only when such a net trains (:func:`tiny_epoch`, called lazily by
+:func:`fastbp.fast_kernels.train_epoch`).
 
 At 2-4-1 an example is a few dozen flops; what decides the speed is the chain of
 *latencies* from one example's update to the next example's forward pass:
 W[1] ← update → Z[1] → g → Z[2] → σ → dZ[2] → dZ[1] → W[1] ← … .
-:func:`_tiny_epoch` (dispatched by :func:`fastbp.fast_kernels.train_epoch`)
-shortens that chain (measured: ``benchmarks/tiny_chain.py``, ``docs/performance.md``):
+These kernels shorten that chain (measured: ``benchmarks/tiny_chain.py``,
+``docs/performance.md``):
 
-* **Registers, not the parameter buffer**: W[1]ᵀ (n_0 × :data:`LANES`), b[1], W[2]
-  (n_2 × :data:`LANES`) and b[2] are copied once into small zero-padded local arrays
-  (a hidden layer is one AVX-512 register of float32), every per-unit loop has the
-  constant trip count :data:`LANES` (fully unrolled and vectorised), and the
-  results are written back at the end.  Padded units stay exactly 0 (their rows
-  of W[1], b[1] and columns of W[2] are 0 and their A[1] is masked off).
+* **Registers, not the parameter buffer**: the parameters are copied once into
+  small zero-padded local arrays and written back at the end.  :func:`_tiny_epoch`
+  keeps W[1]ᵀ (n_0 × H), b[1] and W[2] (n_2 × H) in H lanes (n_1 rounded up to 4
+  in float32, to 16 in float64) and runs every per-unit loop over the H lanes, a
+  trip count LLVM does not know at compile time, so that it vectorises the loops
+  (with a known one it unrolls them and leaves g scalar, a division per lane);
+  :func:`_tiny4_epoch` keeps the four units, W[2] and b[2] in scalars.  Padded
+  units stay exactly 0 (their rows of W[1], b[1] and columns of W[2] are 0 and
+  their A[1] is masked off where g(0) ≠ 0).
 * **The next Z[1] off the chain**: with x' the next example,
   W[1]' x' + b[1]' = (W[1] x' + b[1]) − α dZ[1] (xᵀx' + 1): the bracket and xᵀx' + 1
   are computed from the old weights while the current example is still in
-  flight; only the correction (one FMA per unit) waits for dZ[1] (the blocked
-  kernel uses the same identity, exact in real arithmetic).
+  flight (the pending update is applied in the same pass); only the correction
+  waits for dZ[1] (the blocked kernel uses the same identity, exact in real
+  arithmetic).  In :func:`_tiny4_epoch` the correction is one FMA,
+  Z[1] = P − dZ[2]·u with u = (W[2] ∗ α g'(Z[1]))(xᵀx' + 1) prepared before dZ[2] is
+  known, and a σ output is computed from its halved logit (½ W[2], ½ b[2]: exact).
 * **Low-latency activations in float32**: tanh as XLA/Eigen's clamped rational
   function (numerator and denominator by Estrin's scheme, one division, no range
-  reduction) and σ(x) = ½ tanh(x/2) + ½ (absolute error ≈ 1 ulp of ½, far
-  inside the float32 agreement tolerance; the cost still comes from the logits).
-  float64 keeps :mod:`fastbp.vmath`'s functions.
-* **Cheap bookkeeping**: the divergence bounds are four float64 scalars, the
-  costs are queued and summed in chunks, as in :func:`fastbp.fast_kernels._sgd_epoch`.
+  reduction: about half the latency of :func:`fastbp.vmath.vtanh`) and
+  σ(x) = ½ tanh(x/2) + ½ (absolute error ≈ 1 ulp of ½, far inside the float32
+  agreement tolerance; the cost still comes from the logits).  float64 keeps
+  :mod:`fastbp.vmath`'s functions.
+* **Cheap bookkeeping**: the divergence bounds are four float64 scalars (Σ|A[1]|
+  bounded by n_1 for tanh and σ units instead of summed), the costs are queued
+  and summed in chunks, as in :func:`fastbp.fast_kernels._sgd_epoch`.
 
 The divergence contract of :func:`fastbp.kernels._train_epoch` holds exactly as in
-:mod:`fastbp.fast_kernels` (same per-layer bounds, same stop-before-the-step and
-hand-over to the exact kernel): a step whose loss or new parameters would not be
-finite is never applied.
+:mod:`fastbp.fast_kernels` (the same per-layer bounds, checked before every step, the
+same stop-before-the-step and hand-over to the exact kernel): a step whose loss or new
+parameters would not be finite is never applied.
 """
 
 from __future__ import annotations
@@ -48,12 +60,11 @@ from .vmath import jit_vec, vexp, vsigmoid, vtanh
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
 
-#: Hidden units per register (padded): nets with one hidden layer of n_1 ≤ LANES units use this
-#: kernel (:data:`fastbp.fast_kernels.TINY_MAX_HIDDEN`).
+#: The most hidden units :func:`_tiny_epoch` takes (:data:`fastbp.fast_kernels.TINY_MAX_HIDDEN`).
 LANES = TINY_MAX_HIDDEN
 
-# tanh(x) ≈ x·p(x²)/q(x²) on |x| ≤ TANH_CLAMP (tanh(±TANH_CLAMP) = ±1 in float32),
-# x itself below TANH_TINY: the float32 approximation of Eigen and XLA.
+# tanh(x) ≈ x·p(x²)/q(x²) on |x| ≤ TANH_CLAMP (beyond it tanh rounds to ±1 in float32; the
+# rational gives ±(1 − 2.4e-7) there), x itself below TANH_TINY: Eigen's and XLA's float32 tanh.
 TANH_CLAMP = 7.90531110763549805
 TANH_TINY = 0.0004
 _P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
