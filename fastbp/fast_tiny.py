@@ -469,10 +469,24 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         b11 -= c1
         b12 -= c2
         b13 -= c3
-        a0, g0 = _act4(p0 - dp * u0, act, lr)
-        a1, g1 = _act4(p1 - dp * u1, act, lr)
-        a2, g2 = _act4(p2 - dp * u2, act, lr)
-        a3, g3 = _act4(p3 - dp * u3, act, lr)
+        z0, z1, z2_, z3 = p0 - dp * u0, p1 - dp * u1, p2 - dp * u2, p3 - dp * u3
+        if act == TANH:  # one branch for the four units: straight-line code LLVM can vectorise (SLP)
+            a0, a1, a2, a3 = ttanh(z0), ttanh(z1), ttanh(z2_), ttanh(z3)
+            g0, g1, g2, g3 = lr * (T(1) - a0 * a0), lr * (T(1) - a1 * a1), lr * (T(1) - a2 * a2), lr * (T(1) - a3 * a3)
+        elif act == SIGMOID:
+            a0, a1, a2, a3 = tsigmoid(z0), tsigmoid(z1), tsigmoid(z2_), tsigmoid(z3)
+            g0, g1 = lr * (a0 * (T(1) - a0)), lr * (a1 * (T(1) - a1))
+            g2, g3 = lr * (a2 * (T(1) - a2)), lr * (a3 * (T(1) - a3))
+        elif act == RELU:
+            a0, a1 = (z0 if z0 > T(0) else T(0)), (z1 if z1 > T(0) else T(0))
+            a2, a3 = (z2_ if z2_ > T(0) else T(0)), (z3 if z3 > T(0) else T(0))
+            g0, g1 = (lr if z0 > T(0) else T(0)), (lr if z1 > T(0) else T(0))
+            g2, g3 = (lr if z2_ > T(0) else T(0)), (lr if z3 > T(0) else T(0))
+        else:
+            a0, g0 = _act4(z0, act, lr)
+            a1, g1 = _act4(z1, act, lr)
+            a2, g2 = _act4(z2_, act, lr)
+            a3, g3 = _act4(z3, act, lr)
         if bounded:
             sa1 = np.float64(n1)
         else:
