@@ -34,7 +34,8 @@ These kernels shorten that chain (measured: ``benchmarks/tiny_chain.py``,
   reduction: about half the latency of :func:`fastbp.vmath.vtanh`) and
   σ(x) = ½ tanh(x/2) + ½ (absolute error ≈ 1 ulp of ½, far inside the float32
   agreement tolerance; the cost still comes from the logits).  float64 keeps
-  :mod:`fastbp.vmath`'s functions.
+  :mod:`fastbp.vmath`'s forms (range reduction, a few ulp) with the degree-16
+  polynomial evaluated by Estrin's scheme (depth 5, not 16 dependent FMAs).
 * **Cheap bookkeeping**: the divergence bounds are four float64 scalars (Σ|A[1]|
   bounded by n_1 for tanh and σ units instead of summed), the costs are queued
   and summed in chunks, as in :func:`fastbp.fast_kernels._sgd_epoch`.
@@ -47,16 +48,18 @@ parameters would not be finite is never applied.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import overload, register_jitable
 
 from .activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
 from .losses import SIGMOID as OUT_SIGMOID
 from .losses import SOFTMAX as OUT_SOFTMAX
 from .fast_kernels import (COST_CHUNK, COST_SAFE, TINY_MAX_HIDDEN, _abs_max, _alive, _borrowed, _cost, _flush_costs,
                            tiny_kernel)
-from .vmath import jit_vec, vexp, vsigmoid, vtanh
+from .vmath import _as_float, jit_vec, vexp, vsigmoid
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
 
@@ -98,30 +101,75 @@ def _sigmoid_half32(x):
 
 
 def _sigmoid_half64(x):
-    return vsigmoid(np.float64(2.0) * x)
+    return _sigmoid64_jit(np.float64(2.0) * x)
 
 
 def sigmoid_half(x):
-    """σ(2x), the σ output from its halved logit (float32: ½ tanh(x) + ½, float64: vsigmoid(2x))."""
+    """σ(2x), the σ output from its halved logit (float32: ½ tanh(x) + ½, float64: σ(2x))."""
     return vsigmoid(2 * x)
 
 
 def ttanh(x):
-    """tanh for the tiny kernel (NumPy's outside Numba; float32: the rational form, float64: vtanh)."""
+    """tanh for the tiny kernel (NumPy's outside Numba; float32: the rational form, float64: vtanh's
+    form with an Estrin polynomial)."""
     return np.tanh(x)
 
 
 def tsigmoid(x):
-    """σ for the tiny kernel (NumPy semantics outside Numba; float32: ½ tanh(x/2) + ½, float64: vsigmoid)."""
+    """σ for the tiny kernel (NumPy semantics outside Numba; float32: ½ tanh(x/2) + ½, float64:
+    vsigmoid's form with an Estrin polynomial)."""
     return vsigmoid(x)
+
+
+# float64: vmath's range reductions, with the polynomial of degree 16 in r ∈ [0, ln 2)
+# evaluated by Estrin's scheme (depth 5 instead of Horner's 16 dependent FMAs: the
+# latency of tanh and σ, not their throughput, sets a tiny net's speed).
+_C = tuple(1.0 / math.factorial(k + 1) for k in range(17))  # e^r − 1 = r Σ_k r^k / (k+1)!
+_E = tuple(1.0 / math.factorial(k) for k in range(17))  # e^r = Σ_k r^k / k!
+_LN2_HI, _LN2_LO, _LOG2E = 0.693145751953125, 1.4286068203094172e-06, 1.4426950408889634
+
+
+@register_jitable
+def _estrin16(c, r):
+    """Σ_{k=0..16} c[k] r^k by Estrin's scheme (float64)."""
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    f0 = (c[0] + c[1] * r) + r2 * (c[2] + c[3] * r)
+    f1 = (c[4] + c[5] * r) + r2 * (c[6] + c[7] * r)
+    f2 = (c[8] + c[9] * r) + r2 * (c[10] + c[11] * r)
+    f3 = (c[12] + c[13] * r) + r2 * (c[14] + c[15] * r)
+    return ((f0 + r4 * f1) + r8 * (f2 + r4 * f3)) + (r8 * r8) * c[16]
 
 
 def _tanh64(x):
-    return vtanh(x)
+    # tanh|x| = e/(e + 2), e = expm1(2|x|) = 2^n (e^r − 1) + (2^n − 1): as fastbp.vmath.vtanh
+    ax = abs(x)
+    y2 = 2.0 * (ax if ax < 20.0 else 20.0)
+    nf = np.floor(y2 * _LOG2E)
+    r = (y2 - nf * _LN2_HI) - nf * _LN2_LO
+    s = _as_float(np.int64((np.int64(nf) + np.int64(1023)) << np.int64(52)))
+    e = s * (_estrin16(_C, r) * r) + (s - 1.0)
+    t = e / (e + 2.0)
+    t = t if x > 0.0 else -t
+    return t if ax >= 1e-9 else x  # tanh x = x below 1e-9 (keeps −0.0); NaN too
 
 
 def _sigmoid64(x):
-    return vsigmoid(x)
+    # sign-split σ with e = e^(−|x|) ∈ (0, 1]: as fastbp.vmath.vsigmoid
+    nx = -abs(x)
+    xc = nx if nx > -1080.0 else -1080.0
+    nf = np.floor(xc * _LOG2E)
+    r = (xc - nf * _LN2_HI) - nf * _LN2_LO
+    nc = nf if nf > -1022.0 else -1022.0
+    e = _estrin16(_E, r) * _as_float(np.int64((np.int64(nc) + np.int64(1023)) << np.int64(52)))
+    e = e if nf >= -1022.0 else 0.0  # subnormal e^(−|x|) flushed to 0, as vmath does
+    e = e if x == x else x
+    d = 1.0 / (1.0 + e)
+    return d if x >= 0.0 else e * d
+
+
+_sigmoid64_jit = register_jitable(_sigmoid64)
 
 
 @overload(ttanh, jit_options={"error_model": "numpy"})
