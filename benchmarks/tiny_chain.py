@@ -27,6 +27,13 @@ data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each laye
 * ``checked once``: ``fastbp.kernels.run_epoch`` on inputs validated once (what ``MLP.fit`` runs
   per epoch);
 * ``kernel``: the compiled tiny kernel alone.
+
+``--kernels`` times the generic per-example kernel (``fastbp.fast_kernels._sgd_epoch``, what
+2-4-1 ran before ``fastbp/fast_tiny.py``) against the tiny kernel on a 2-4-1 epoch of
+m = 16384 (σ output), both dtypes, tanh, σ and relu hidden units, interleaved, best of
+``--repeats``::
+
+    python benchmarks/tiny_chain.py --kernels
 """
 
 from __future__ import annotations
@@ -146,13 +153,45 @@ def epochs(dtype: str, repeats: int) -> None:
                   f"{best['jax'] / sec:5.2f}× JAX")
 
 
+def kernels_before_after(repeats: int, m: int = 16384) -> None:
+    """ns per 2-4-1 example: the generic per-example kernel against the tiny one."""
+    from fastbp import fast_kernels, fast_tiny
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import SIGMOID
+    from fastbp.params import Layout
+    from fastbp.testing import make_problem
+
+    lay = Layout([2, 4, 1])
+    for dtype in (np.float32, np.float64):
+        for act in ("tanh", "sigmoid", "relu"):
+            prob = make_problem([2, 4, 1], dtype=dtype, activation=act, output="sigmoid", m=m, learning_rate=0.01,
+                                shuffle=False)
+            p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
+            args = (lay.sizes, prob.X, prob.Y, np.arange(m), np.dtype(dtype).type(0.01), ACT[act], SIGMOID,
+                    float(np.finfo(dtype).max) / 4)
+            calls = {"generic": fast_kernels._sgd_epoch, "tiny": fast_tiny.tiny_epoch}
+            best = dict.fromkeys(calls, np.inf)
+            for _ in range(repeats):
+                for name, kernel in calls.items():
+                    p = p0.copy()
+                    t0 = time.perf_counter()
+                    kernel(p, *args)
+                    best[name] = min(best[name], time.perf_counter() - t0)
+            print(f"{np.dtype(dtype).name} 2-4-1 {act:7s}: generic {best['generic'] / m * 1e9:6.1f} ns, "
+                  f"tiny {best['tiny'] / m * 1e9:6.1f} ns per example ({best['generic'] / best['tiny']:.2f}×)")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1 << 20, help="links per timing")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--epochs", action="store_true", help="then time 2-4-1 epochs through each layer of the call")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="for --epochs")
+    ap.add_argument("--kernels", action="store_true", help="then the generic and the tiny kernel on 2-4-1 epochs")
     args = ap.parse_args(argv)
+    if args.kernels:
+        kernels_before_after(args.repeats)
+        return
     if args.epochs:
         epochs(args.dtype, max(args.repeats, 20))
         return
