@@ -185,3 +185,20 @@ def test_no_allocation_per_example(sizes):
         fast_kernels.train_epoch(p0.copy(), *args)
         counts.append(rtsys.get_allocation_stats().alloc - before)
     assert counts[0] == counts[1] and counts[0] < 20
+
+
+def test_tiny_chain_script_runs(capsys):
+    """benchmarks/tiny_chain.py (the latency floor, and the generic kernel against the tiny one)
+    runs and prints a line per chain and per kernel case (a smoke run: tiny sizes, one repeat)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_chain.py"
+    spec = importlib.util.spec_from_file_location("tiny_chain", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--n", "64", "--repeats", "1"])
+    mod.kernels_before_after(repeats=1, m=16)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 * (1 + len(mod.CHAINS) + len(mod.NETS)) + 6
+    assert all(" ns" in line for line in lines)
