@@ -1088,6 +1088,26 @@ def _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, l
 BLOCKED_MIN_WEIGHTS = 1024
 
 
+#: Per-example SGD on nets with one hidden layer runs :mod:`fastbp.fast_tiny` (hidden units
+#: in registers, a short dependency chain from one example's update to the next one's
+#: forward pass) where measured faster: :func:`fastbp.fast_tiny._tiny4_epoch` for ≤ 4 hidden
+#: units, one σ or identity output and n_0·n_1 ≤ TINY4_MAX_WEIGHTS; else
+#: :func:`fastbp.fast_tiny._tiny_epoch` for ≤ TINY_MAX_HIDDEN units and ≤ TINY_MAX_INPUTS
+#: inputs (at 32-8-1 or 60-16-3 its per-input lane loops cost more than they save: 0.7-0.9×).
+TINY_MAX_HIDDEN = 16
+TINY_MAX_INPUTS = 16
+TINY4_MAX_WEIGHTS = 512
+
+
+def tiny_kernel(sizes, out) -> int:
+    """4 for :func:`fastbp.fast_tiny._tiny4_epoch`, 1 for ``_tiny_epoch``, 0 for neither."""
+    if len(sizes) != 3:
+        return 0
+    if sizes[1] <= 4 and sizes[2] == 1 and out != OUT_SOFTMAX and sizes[0] * sizes[1] <= TINY4_MAX_WEIGHTS:
+        return 4
+    return 1 if sizes[1] <= TINY_MAX_HIDDEN and sizes[0] <= TINY_MAX_INPUTS else 0
+
+
 #: Mini-batches of at least this many examples, on nets whose W[1] has at least
 #: :data:`THREADED_MIN_WEIGHTS` weights, use :func:`_batch_epoch_threads` when Numba has
 #: more than one thread (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``); smaller
@@ -1119,6 +1139,10 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=No
         )
     if batch_size == 1 and sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS and sizes[0] >= BLOCK:
         total, resume = _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit)
+    elif batch_size == 1 and tiny_kernel(sizes, out):
+        from .fast_tiny import tiny_epoch  # compiled only when a tiny net trains
+
+        total, resume = tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     elif threads and batch_size > 1:

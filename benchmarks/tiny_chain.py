@@ -1,0 +1,206 @@
+"""The latency floor of per-example SGD on a tiny net: the dependency chain alone.
+
+Per-example SGD is sequential: example t+1's forward pass needs example t's update,
+which needs example t's whole forward pass.  For one hidden layer the shortest
+chain is
+
+    Z[1] (one FMA: the Gram correction) → g → Z[2] (a dot product) → σ → dZ[2] → back,
+
+so no kernel can do an example faster than the latency of g + σ + a few FMAs.  This
+script times such chains on scalars (nothing else in the loop: a floor, not a kernel),
+one thread, best of ``--repeats``::
+
+    python benchmarks/tiny_chain.py
+
+and prints ns per link for: one FMA; fastbp.vmath's tanh and σ (range reduction +
+polynomial); the tiny kernel's float32 tanh (rational, Estrin) and σ = ½ tanh(x/2) + ½;
+and the whole 2-4-1 chain (FMA → g on 4 units → dot → σ → FMA), for tanh, σ and relu.
+
+``--epochs`` then times one epoch of 2-4-1 per-example SGD (tanh, σ output, ``fastbp bench``'s
+data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each layer of the call::
+
+    python benchmarks/tiny_chain.py --epochs --dtype float32
+
+* ``jax``: ``fastbp bench``'s JAX epoch (``jit`` of ``lax.scan``; its data converted once, up front);
+* ``public``: ``fastbp.kernels.train_epoch`` (what ``fastbp bench`` times: validates and converts
+  the parameters, X and Y on every call);
+* ``checked once``: ``fastbp.kernels.run_epoch`` on inputs validated once (what ``MLP.fit`` runs
+  per epoch);
+* ``kernel``: the compiled tiny kernel alone.
+
+``--kernels`` times the generic per-example kernel (``fastbp.fast_kernels._sgd_epoch``, what
+2-4-1 ran before ``fastbp/fast_tiny.py``) against the tiny kernel on a 2-4-1 epoch of
+m = 16384 (σ output), both dtypes, tanh, σ and relu hidden units, interleaved, best of
+``--repeats``::
+
+    python benchmarks/tiny_chain.py --kernels
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit
+
+from fastbp.fast_tiny import tsigmoid, ttanh
+from fastbp.vmath import JIT_VEC, vsigmoid, vtanh
+
+OPTS = {**JIT_VEC, "cache": False}
+
+
+@njit(**OPTS)
+def fma4(n, c, k):
+    """Four dependent FMAs per iteration (the latency of one FMA × 4)."""
+    z = k
+    for _ in range(n):
+        z = z * c + k
+        z = z * c + k
+        z = z * c + k
+        z = z * c + k
+    return z
+
+
+def _unary(fn):
+    @njit(**OPTS)
+    def chain(n, c, k):
+        z = k
+        for _ in range(n):
+            z = fn(z) * c + k
+        return z
+
+    return chain
+
+
+CHAINS = {
+    "vmath tanh + FMA": _unary(vtanh),
+    "vmath sigmoid + FMA": _unary(vsigmoid),
+    "tiny tanh + FMA": _unary(ttanh),
+    "tiny sigmoid + FMA": _unary(tsigmoid),
+}
+
+
+def _net_chain(g):
+    @njit(**OPTS)
+    def chain(n, c, k):
+        T = type(c)
+        w0, w1, w2, w3 = T(0.3), T(-0.2), T(0.5), T(0.1)
+        u0, u1, u2, u3 = T(0.01), T(-0.02), T(0.03), T(0.015)
+        d = k
+        for _ in range(n):
+            # Z[1] = P − d·u (Gram correction), A[1] = g(Z[1]), Z[2] = W[2] A[1], dZ[2] = σ(Z[2]) − y
+            a0, a1, a2, a3 = g(c - d * u0), g(k - d * u1), g(c - d * u2), g(k - d * u3)
+            d = tsigmoid((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3)) - T(0.5)
+        return d
+
+    return chain
+
+
+@njit(**OPTS)
+def _relu(z):
+    return z if z > type(z)(0) else type(z)(0)
+
+
+NETS = {"2-4-1 tanh": _net_chain(ttanh), "2-4-1 sigmoid": _net_chain(tsigmoid), "2-4-1 relu": _net_chain(_relu)}
+
+
+def best_ns(fn, n: int, c, k, repeats: int) -> float:
+    fn(10, c, k)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(n, c, k)
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e9
+
+
+def epochs(dtype: str, repeats: int) -> None:
+    """One 2-4-1 epoch through each layer of the call (see the module docstring)."""
+    import os
+
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    from fastbp import bench, fast_tiny, kernels
+    from fastbp.activations import get_activation
+    from fastbp.losses import SIGMOID
+    from fastbp.params import Layout
+
+    for m in (1024, 16384):
+        case = bench.Case(sizes=(2, 4, 1), activation="tanh", m=m, dtype=dtype)
+        d = bench.make_data(case)
+        lay = Layout([2, 4, 1])
+        T = np.dtype(dtype).type
+        p = lay.pack(d.weights, d.biases, np.dtype(dtype))
+        order = np.arange(m)
+        act = get_activation("tanh")
+        limit = float(np.finfo(dtype).max) / 4
+        calls = {
+            "jax": bench.MAKERS["jax"](case, d),
+            "public": bench.MAKERS["numba"](case, d),
+            "checked once": lambda: kernels.run_epoch(p, lay.sizes, d.X, d.Y, order, 1, T(0.01), act, SIGMOID),
+            "kernel": lambda: fast_tiny._tiny4_epoch(p, lay.sizes, d.X, d.Y, order, T(0.01), act.code, SIGMOID, limit),
+        }
+        best = dict.fromkeys(calls, np.inf)
+        for call in calls.values():
+            call()
+        for _ in range(repeats):
+            for name, call in calls.items():
+                t0 = time.perf_counter()
+                call()
+                best[name] = min(best[name], time.perf_counter() - t0)
+        for name, sec in best.items():
+            print(f"{dtype} 2-4-1 tanh m={m}: {name:13s} {sec * 1e6:8.1f} µs  {m / sec / 1e6:6.2f} M examples/s  "
+                  f"{best['jax'] / sec:5.2f}× JAX")
+
+
+def kernels_before_after(repeats: int, m: int = 16384) -> None:
+    """ns per 2-4-1 example: the generic per-example kernel against the tiny one."""
+    from fastbp import fast_kernels, fast_tiny
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import SIGMOID
+    from fastbp.params import Layout
+    from fastbp.testing import make_problem
+
+    lay = Layout([2, 4, 1])
+    for dtype in (np.float32, np.float64):
+        for act in ("tanh", "sigmoid", "relu"):
+            prob = make_problem([2, 4, 1], dtype=dtype, activation=act, output="sigmoid", m=m, learning_rate=0.01,
+                                shuffle=False)
+            p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
+            args = (lay.sizes, prob.X, prob.Y, np.arange(m), np.dtype(dtype).type(0.01), ACT[act], SIGMOID,
+                    float(np.finfo(dtype).max) / 4)
+            calls = {"generic": fast_kernels._sgd_epoch, "tiny": fast_tiny.tiny_epoch}
+            best = dict.fromkeys(calls, np.inf)
+            for _ in range(repeats):
+                for name, kernel in calls.items():
+                    p = p0.copy()
+                    t0 = time.perf_counter()
+                    kernel(p, *args)
+                    best[name] = min(best[name], time.perf_counter() - t0)
+            print(f"{np.dtype(dtype).name} 2-4-1 {act:7s}: generic {best['generic'] / m * 1e9:6.1f} ns, "
+                  f"tiny {best['tiny'] / m * 1e9:6.1f} ns per example ({best['generic'] / best['tiny']:.2f}×)")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1 << 20, help="links per timing")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--epochs", action="store_true", help="then time 2-4-1 epochs through each layer of the call")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="for --epochs")
+    ap.add_argument("--kernels", action="store_true", help="then the generic and the tiny kernel on 2-4-1 epochs")
+    args = ap.parse_args(argv)
+    if args.kernels:
+        kernels_before_after(args.repeats)
+        return
+    if args.epochs:
+        epochs(args.dtype, max(args.repeats, 20))
+        return
+    for T in (np.float32, np.float64):
+        c, k = T(0.37), T(0.2)
+        print(f"{T.__name__}: 1 FMA {best_ns(fma4, args.n, c, k, args.repeats) / 4:.2f} ns")
+        for name, fn in {**CHAINS, **NETS}.items():
+            print(f"{T.__name__}: {name:22s} {best_ns(fn, args.n, c, k, args.repeats):6.2f} ns per link")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,614 @@
+"""Per-example SGD for nets with one small hidden layer (n_0-n_1-n_2).
+
+Which nets (measured: where these kernels beat :func:`fastbp.fast_kernels._sgd_epoch`):
+:func:`fastbp.fast_kernels.tiny_kernel`, i.e. :func:`_tiny4_epoch` for n_1 ≤ 4, one σ or
+identity output and n_0·n_1 ≤ 512, :func:`_tiny_epoch` for n_1 ≤ :data:`LANES` and n_0 ≤ 16.
+Both are compiled only when such a net trains (:func:`tiny_epoch`, called lazily by
+:func:`fastbp.fast_kernels.train_epoch`).
+
+At 2-4-1 an example is a few dozen flops; what decides the speed is the chain of
+*latencies* from one example's update to the next example's forward pass:
+W[1] ← update → Z[1] → g → Z[2] → σ → dZ[2] → dZ[1] → W[1] ← … .
+These kernels shorten that chain (measured: ``benchmarks/tiny_chain.py``,
+``docs/performance.md``):
+
+* **Registers, not the parameter buffer**: the parameters are copied once into
+  small zero-padded local arrays and written back at the end.  :func:`_tiny_epoch`
+  keeps W[1]ᵀ (n_0 × H), b[1] and W[2] (n_2 × H) in H lanes (n_1 rounded up to 4
+  in float32, to 16 in float64) and runs every per-unit loop over the H lanes, a
+  trip count LLVM does not know at compile time, so that it vectorises the loops
+  (with a known one it unrolls them and leaves g scalar, a division per lane);
+  :func:`_tiny4_epoch` keeps the four units, W[2] and b[2] in scalars.  Padded
+  units stay exactly 0 (their rows of W[1], b[1] and columns of W[2] are 0 and
+  their A[1] is masked off where g(0) ≠ 0).
+* **The next Z[1] off the chain**: with x' the next example,
+  W[1]' x' + b[1]' = (W[1] x' + b[1]) − α dZ[1] (xᵀx' + 1): the bracket and xᵀx' + 1
+  are computed from the old weights while the current example is still in
+  flight (the pending update is applied in the same pass); only the correction
+  waits for dZ[1] (the blocked kernel uses the same identity, exact in real
+  arithmetic).  In :func:`_tiny4_epoch` the correction is one FMA,
+  Z[1] = P − dZ[2]·u with u = (W[2] ∗ α g'(Z[1]))(xᵀx' + 1) prepared before dZ[2] is
+  known, and a σ output is computed from its halved logit (½ W[2], ½ b[2]: exact).
+* **Low-latency activations in float32**: tanh as XLA/Eigen's clamped rational
+  function (numerator and denominator by Estrin's scheme, one division, no range
+  reduction: about half the latency of :func:`fastbp.vmath.vtanh`) and
+  σ(x) = ½ tanh(x/2) + ½ (absolute error ≈ 1 ulp of ½, far inside the float32
+  agreement tolerance; the cost still comes from the logits).  float64 keeps
+  :mod:`fastbp.vmath`'s forms (range reduction, a few ulp) with the degree-16
+  polynomial evaluated by Estrin's scheme (depth 5, not 16 dependent FMAs).
+* **Cheap bookkeeping**: the divergence bounds are four float64 scalars (Σ|A[1]|
+  bounded by n_1 for tanh and σ units instead of summed), the costs are queued
+  and summed in chunks, as in :func:`fastbp.fast_kernels._sgd_epoch`.
+
+The divergence contract of :func:`fastbp.kernels._train_epoch` holds exactly as in
+:mod:`fastbp.fast_kernels` (the same per-layer bounds, checked before every step, the
+same stop-before-the-step and hand-over to the exact kernel): a step whose loss or new
+parameters would not be finite is never applied.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import types
+from numba.extending import overload, register_jitable
+
+from .activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .losses import SIGMOID as OUT_SIGMOID
+from .losses import SOFTMAX as OUT_SOFTMAX
+from .fast_kernels import (COST_CHUNK, COST_SAFE, TINY_MAX_HIDDEN, _abs_max, _alive, _borrowed, _cost, _flush_costs,
+                           tiny_kernel)
+from .vmath import _as_float, jit_vec, vexp, vsigmoid
+
+__all__ = ["LANES", "ttanh", "tsigmoid"]
+
+#: The most hidden units :func:`_tiny_epoch` takes (:data:`fastbp.fast_kernels.TINY_MAX_HIDDEN`).
+LANES = TINY_MAX_HIDDEN
+
+# tanh(x) ≈ x·p(x²)/q(x²) on |x| ≤ TANH_CLAMP (beyond it tanh rounds to ±1 in float32; the
+# rational gives ±(1 − 2.4e-7) there), x itself below TANH_TINY: Eigen's and XLA's float32 tanh.
+TANH_CLAMP = 7.90531110763549805
+TANH_TINY = 0.0004
+_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+      -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
+_Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
+
+
+def _tanh32(x):
+    T = np.float32
+    xc = x if x < T(TANH_CLAMP) else T(TANH_CLAMP)
+    xc = xc if xc > T(-TANH_CLAMP) else T(-TANH_CLAMP)
+    s = xc * xc
+    s2 = s * s
+    s4 = s2 * s2
+    # Estrin: p = (p0 + p1 s) + s²(p2 + p3 s) + s⁴((p4 + p5 s) + s² p6), q likewise
+    p = ((T(_P[0]) + T(_P[1]) * s) + s2 * (T(_P[2]) + T(_P[3]) * s)) + s4 * (
+        (T(_P[4]) + T(_P[5]) * s) + s2 * T(_P[6]))
+    q = (T(_Q[0]) + T(_Q[1]) * s) + s2 * (T(_Q[2]) + T(_Q[3]) * s)
+    t = (xc * p) / q
+    return t if abs(x) >= T(TANH_TINY) else x  # x below TANH_TINY (keeps −0.0), and NaN
+
+
+def _sigmoid32(x):
+    T = np.float32
+    return T(0.5) * ttanh(T(0.5) * x) + T(0.5)
+
+
+def _sigmoid_half32(x):
+    T = np.float32
+    return T(0.5) * ttanh(x) + T(0.5)
+
+
+def _sigmoid_half64(x):
+    return _sigmoid64_jit(np.float64(2.0) * x)
+
+
+def sigmoid_half(x):
+    """σ(2x), the σ output from its halved logit (float32: ½ tanh(x) + ½, float64: σ(2x))."""
+    return vsigmoid(2 * x)
+
+
+def ttanh(x):
+    """tanh for the tiny kernel (NumPy's outside Numba; float32: the rational form, float64: vtanh's
+    form with an Estrin polynomial)."""
+    return np.tanh(x)
+
+
+def tsigmoid(x):
+    """σ for the tiny kernel (NumPy semantics outside Numba; float32: ½ tanh(x/2) + ½, float64:
+    vsigmoid's form with an Estrin polynomial)."""
+    return vsigmoid(x)
+
+
+# float64: vmath's range reductions, with the polynomial of degree 16 in r ∈ [0, ln 2)
+# evaluated by Estrin's scheme (depth 5 instead of Horner's 16 dependent FMAs: the
+# latency of tanh and σ, not their throughput, sets a tiny net's speed).
+_C = tuple(1.0 / math.factorial(k + 1) for k in range(17))  # e^r − 1 = r Σ_k r^k / (k+1)!
+_E = tuple(1.0 / math.factorial(k) for k in range(17))  # e^r = Σ_k r^k / k!
+_LN2_HI, _LN2_LO, _LOG2E = 0.693145751953125, 1.4286068203094172e-06, 1.4426950408889634
+
+
+@register_jitable
+def _estrin16(c, r):
+    """Σ_{k=0..16} c[k] r^k by Estrin's scheme (float64)."""
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    f0 = (c[0] + c[1] * r) + r2 * (c[2] + c[3] * r)
+    f1 = (c[4] + c[5] * r) + r2 * (c[6] + c[7] * r)
+    f2 = (c[8] + c[9] * r) + r2 * (c[10] + c[11] * r)
+    f3 = (c[12] + c[13] * r) + r2 * (c[14] + c[15] * r)
+    return ((f0 + r4 * f1) + r8 * (f2 + r4 * f3)) + (r8 * r8) * c[16]
+
+
+def _tanh64(x):
+    # tanh|x| = e/(e + 2), e = expm1(2|x|) = 2^n (e^r − 1) + (2^n − 1): as fastbp.vmath.vtanh
+    ax = abs(x)
+    y2 = 2.0 * (ax if ax < 20.0 else 20.0)
+    nf = np.floor(y2 * _LOG2E)
+    r = (y2 - nf * _LN2_HI) - nf * _LN2_LO
+    s = _as_float(np.int64((np.int64(nf) + np.int64(1023)) << np.int64(52)))
+    e = s * (_estrin16(_C, r) * r) + (s - 1.0)
+    t = e / (e + 2.0)
+    t = t if x > 0.0 else -t
+    return t if ax >= 1e-9 else x  # tanh x = x below 1e-9 (keeps −0.0); NaN too
+
+
+def _sigmoid64(x):
+    # sign-split σ with e = e^(−|x|) ∈ (0, 1]: as fastbp.vmath.vsigmoid
+    nx = -abs(x)
+    xc = nx if nx > -1080.0 else -1080.0
+    nf = np.floor(xc * _LOG2E)
+    r = (xc - nf * _LN2_HI) - nf * _LN2_LO
+    nc = nf if nf > -1022.0 else -1022.0
+    e = _estrin16(_E, r) * _as_float(np.int64((np.int64(nc) + np.int64(1023)) << np.int64(52)))
+    e = e if nf >= -1022.0 else 0.0  # subnormal e^(−|x|) flushed to 0, as vmath does
+    e = e if x == x else x
+    d = 1.0 / (1.0 + e)
+    return d if x >= 0.0 else e * d
+
+
+_sigmoid64_jit = register_jitable(_sigmoid64)
+
+
+@overload(ttanh, jit_options={"error_model": "numpy"})
+def _ov_ttanh(x):
+    if x == types.float32:
+        return _tanh32
+    if x == types.float64:
+        return _tanh64
+    return None
+
+
+@overload(sigmoid_half, jit_options={"error_model": "numpy"})
+def _ov_sigmoid_half(x):
+    if x == types.float32:
+        return _sigmoid_half32
+    if x == types.float64:
+        return _sigmoid_half64
+    return None
+
+
+@overload(tsigmoid, jit_options={"error_model": "numpy"})
+def _ov_tsigmoid(x):
+    if x == types.float32:
+        return _sigmoid32
+    if x == types.float64:
+        return _sigmoid64
+    return None
+
+
+# ============================================================================ kernel
+
+
+@jit_vec
+def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
+    """Per-example SGD over ``order`` for an n_0-n_1-n_2 net (n_1 ≤ LANES); returns
+    ``(total cost, resume)`` as :func:`fastbp.fast_kernels._sgd_epoch` does."""
+    T = params.dtype.type
+    n0, n1, n2 = sizes[0], sizes[1], sizes[2]
+    # Lanes per hidden layer: n_1 rounded up to a multiple of q (4 in float32, 16 in float64:
+    # measured fastest at 2-4-1).  Not a compile-time constant, so LLVM vectorises the lane
+    # loops as loops (a constant trip count gets them unrolled, leaving e.g. one scalar
+    # division per lane in g).
+    q = 4 if params.itemsize == 4 else 16
+    H = (n1 + q - 1) // q * q
+    Hc = H
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    order = _borrowed(order)
+    w1, b1o = 0, n1 * n0
+    w2 = b1o + n1
+    b2o = w2 + n2 * n1
+    # ---- the exact bounds of the divergence guard (see fast_kernels), from the parameters
+    wb0 = _abs_max(params[w1 : w1 + n1 * n0])
+    bb0 = _abs_max(params[b1o : b1o + n1])
+    wb1 = _abs_max(params[w2 : w2 + n2 * n1])
+    bb1 = _abs_max(params[b2o : b2o + n2])
+    lr64 = np.float64(lr)
+    # ---- the parameters, padded to H lanes: W1T[k, j] = W[1]_jk, W2[o, j] = W[2]_oj, and the
+    # per-example vectors; four allocations per call (rows of one array each), none per example
+    lanes_own = np.zeros((n0 + n2 + 6, H), params.dtype)
+    lanes = _borrowed(lanes_own)
+    W1T = lanes[:n0]
+    W2 = lanes[n0 : n0 + n2]
+    r = n0 + n2
+    b1, mask, z1, a1, gp, c = lanes[r], lanes[r + 1], lanes[r + 2], lanes[r + 3], lanes[r + 4], lanes[r + 5]
+    # (gp = α g'(Z[1]); c = the pending α dZ[1] of the previous example)
+    outs_own = np.zeros((4, n2), params.dtype)
+    outs = _borrowed(outs_own)
+    b2, z2, a2, d2 = outs[0], outs[1], outs[2], outs[3]
+    queue_own = np.empty((2, COST_CHUNK * n2), params.dtype)
+    queue = _borrowed(queue_own)
+    Zc, Yc = queue[0], queue[1]
+    cnt_own = np.zeros(1, np.int64)
+    cnt = _borrowed(cnt_own)
+    for j in range(n1):
+        mask[j] = T(1)
+        b1[j] = params[b1o + j]
+        for k in range(n0):
+            W1T[k, j] = params[w1 + j * n0 + k]
+        for o in range(n2):
+            W2[o, j] = params[w2 + o * n1 + j]
+    for o in range(n2):
+        b2[o] = params[b2o + o]
+    m = order.shape[0]
+    total = 0.0
+    resume = -1
+    nq = 0  # examples whose cost is queued in Zc, Yc
+    # sa1 = Σ|A[1]|: tanh and σ units are bounded by 1, others are summed per example
+    bounded = act == TANH or act == SIGMOID
+    xp = X[order[0]]  # the previous example (c = 0: no pending update yet)
+    for t in range(m):
+        i = order[t]
+        x = X[i]
+        y = Y[i]
+        # ---- Z[1] = (W[1] x + b[1]) − c (x_prevᵀ x + 1), the bracket from the weights before the
+        # previous example's pending update c x_prevᵀ, which is applied in the same passes
+        G = T(1)
+        sa0 = 0.0
+        for k in range(n0):
+            G += xp[k] * x[k]
+            sa0 += abs(np.float64(x[k]))
+        for j in range(Hc):
+            z1[j] = b1[j]
+            b1[j] -= c[j]
+        for k in range(n0):
+            Wk = W1T[k]
+            xk = x[k]
+            xpk = xp[k]
+            for j in range(Hc):
+                w = Wk[j]
+                z1[j] += w * xk
+                Wk[j] = w - c[j] * xpk
+        # ---- A[1] = g(Z[1]) (padded lanes masked to 0), α g'(Z[1])
+        if act == TANH:
+            for j in range(H):
+                a = ttanh(z1[j] - c[j] * G)
+                a1[j] = a
+                gp[j] = lr * (T(1) - a * a)
+        elif act == SIGMOID:
+            for j in range(H):
+                a = tsigmoid(z1[j] - c[j] * G)
+                a1[j] = a * mask[j]
+                gp[j] = lr * (a * (T(1) - a))
+        elif act == RELU:
+            for j in range(H):
+                zj = z1[j] - c[j] * G
+                a1[j] = zj if zj > T(0) else T(0)
+                gp[j] = lr if zj > T(0) else T(0)
+        elif act == LEAKY_RELU:
+            for j in range(H):
+                zj = z1[j] - c[j] * G
+                a1[j] = zj if zj > T(0) else zj * T(LEAKY_SLOPE)
+                gp[j] = lr if zj > T(0) else lr * T(LEAKY_SLOPE)
+        else:
+            for j in range(H):
+                a1[j] = z1[j] - c[j] * G
+                gp[j] = lr
+        if bounded:
+            sa1 = np.float64(n1)
+        else:
+            sT = T(0)
+            for j in range(Hc):
+                sT += abs(a1[j])
+            sa1 = np.float64(sT)  # (an overflow to inf makes the step unsafe)
+        # ---- Z[2] = W[2] A[1] + b[2], A[2]
+        for o in range(n2):
+            W2o = W2[o]
+            s = b2[o]
+            for j in range(Hc):
+                s += W2o[j] * a1[j]
+            z2[o] = s
+        if out == OUT_SIGMOID:
+            for o in range(n2):
+                a2[o] = tsigmoid(z2[o])
+        elif out == OUT_SOFTMAX:
+            zmax = z2[0]
+            for o in range(1, n2):
+                zmax = z2[o] if z2[o] > zmax else zmax
+            tot = T(0)
+            for o in range(n2):
+                e = vexp(z2[o] - zmax)
+                a2[o] = e
+                tot += e
+            inv = T(1) / tot
+            for o in range(n2):
+                a2[o] *= inv
+        else:
+            for o in range(n2):
+                a2[o] = z2[o]
+        # ---- the cost (provably finite: queued; else now), dZ[2] = A[2] − Y, the step bound
+        sz = 0.0
+        s2 = 0.0
+        for o in range(n2):
+            sz += abs(np.float64(z2[o])) + abs(np.float64(y[o]))
+            d = a2[o] - y[o]
+            d2[o] = d
+            s2 += abs(np.float64(d))
+        deferred = sz <= COST_SAFE
+        cost = 0.0 if deferred else _cost(z2, y, out)
+        u1 = lr64 * s2
+        u0 = u1 * wb1 * n1  # α Σ|dZ[1]| ≤ α n_1 max|W[2]| Σ|dZ[2]|  (|g'| ≤ 1)
+        nwb1 = wb1 + u1 * sa1
+        nbb1 = bb1 + u1
+        nwb0 = wb0 + u0 * sa0
+        nbb0 = bb0 + u0
+        if not (np.isfinite(cost) and nwb1 <= limit and nbb1 <= limit and nwb0 <= limit and nbb0 <= limit):
+            # not provably safe: undo this pass's application of the pending update? No: it
+            # belongs to the previous (safe) example and stays applied; stop before this step
+            resume = t
+            for j in range(H):
+                c[j] = T(0)
+            break
+        wb1, bb1, wb0, bb0 = nwb1, nbb1, nwb0, nbb0
+        if deferred:
+            base = nq * n2
+            for o in range(n2):
+                Zc[base + o] = z2[o]
+                Yc[base + o] = y[o]
+            nq += 1
+            if nq == COST_CHUNK:
+                cnt[0] = nq
+                total += _flush_costs(Zc, Yc, cnt, n2, out)
+                nq = 0
+        else:
+            total += cost
+        # ---- backward: c = α dZ[1] = (W[2]ᵀ dZ[2]) ∗ α g'(Z[1]) from the old W[2]; W[2], b[2] updated
+        W20 = W2[0]
+        d = d2[0]
+        cd = lr * d
+        for j in range(Hc):
+            w = W20[j]
+            c[j] = d * (w * gp[j])
+            W20[j] = w - cd * a1[j]
+        b2[0] -= cd
+        for o in range(1, n2):
+            W2o = W2[o]
+            d = d2[o]
+            cd = lr * d
+            for j in range(Hc):
+                w = W2o[j]
+                c[j] += d * (w * gp[j])
+                W2o[j] = w - cd * a1[j]
+            b2[o] -= cd
+        xp = x
+    # ---- the pending W[1], b[1] update (c = 0 after a stop), then everything back into params
+    for k in range(n0):
+        Wk = W1T[k]
+        xk = xp[k]
+        for j in range(Hc):
+            Wk[j] -= c[j] * xk
+    for j in range(Hc):
+        b1[j] -= c[j]
+    for j in range(n1):
+        params[b1o + j] = b1[j]
+        for k in range(n0):
+            params[w1 + j * n0 + k] = W1T[k, j]
+        for o in range(n2):
+            params[w2 + o * n1 + j] = W2[o, j]
+    for o in range(n2):
+        params[b2o + o] = b2[o]
+    cnt[0] = nq
+    total += _flush_costs(Zc, Yc, cnt, n2, out)
+    _alive(lanes_own, outs_own, queue_own, cnt_own)
+    return total, resume
+
+
+# ==================================================== n_1 ≤ 4 units, one output: all in registers
+
+
+@jit_vec
+def _act4(z, act, lr):
+    """(g(z), α g'(z)) for one hidden unit (the caller's branch on ``act`` is loop-invariant)."""
+    T = type(z)
+    if act == TANH:
+        a = ttanh(z)
+        return a, lr * (T(1) - a * a)
+    if act == SIGMOID:
+        a = tsigmoid(z)
+        return a, lr * (a * (T(1) - a))
+    if act == RELU:
+        return (z, lr) if z > T(0) else (T(0), T(0))
+    if act == LEAKY_RELU:
+        return (z, lr) if z > T(0) else (z * T(LEAKY_SLOPE), lr * T(LEAKY_SLOPE))
+    return z, lr
+
+
+@jit_vec
+def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
+    """:func:`_tiny_epoch` for n_1 ≤ 4 hidden units and one output (σ or identity): the four
+    units, W[2] and b[2] are scalars (registers), W[1]ᵀ is an n_0 × 4 array; same results
+    and contract."""
+    T = params.dtype.type
+    n0, n1 = sizes[0], sizes[1]
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    order = _borrowed(order)
+    w1, b1o = 0, n1 * n0
+    w2 = b1o + n1
+    b2o = w2 + n1
+    wb0 = _abs_max(params[w1 : w1 + n1 * n0])
+    bb0 = _abs_max(params[b1o : b1o + n1])
+    wb1 = _abs_max(params[w2 : w2 + n1])
+    bb1 = np.float64(abs(params[b2o])) if np.isfinite(params[b2o]) else np.inf
+    lr64 = np.float64(lr)
+    W1T_own = np.zeros((n0, 4), params.dtype)
+    W1T = _borrowed(W1T_own)
+    v_own = np.zeros(14, params.dtype)  # b[1], W[2] padded to 4 lanes, then the lane mask
+    v = _borrowed(v_own)
+    queue_own = np.empty((2, COST_CHUNK), params.dtype)
+    queue = _borrowed(queue_own)
+    Zc, Yc = queue[0], queue[1]
+    cnt_own = np.zeros(1, np.int64)
+    cnt = _borrowed(cnt_own)
+    for j in range(n1):
+        v[j] = params[b1o + j]
+        v[4 + j] = params[w2 + j]
+        v[8 + j] = T(1)
+        for k in range(n0):
+            W1T[k, j] = params[w1 + j * n0 + k]
+    b10, b11, b12, b13 = v[0], v[1], v[2], v[3]
+    w20, w21, w22, w23 = v[4], v[5], v[6], v[7]
+    m0, m1, m2, m3 = v[8], v[9], v[10], v[11]
+    b2 = params[b2o]
+    # The chain from one example to the next, shortened: the output's logit is computed as
+    # s·Z[2] from s·W[2], s·b[2] (s = ½ for σ, so σ(Z[2]) = ½ tanh(s Z[2]) + ½ needs no
+    # extra multiply; powers of 2, so exact), and the next Z[1]'s correction is one FMA,
+    # Z[1] = P − dZ[2]·u with u = (W[2] ∗ α g'(Z[1]))·(xᵀx' + 1) computed before dZ[2] is known.
+    s = T(0.5) if out == OUT_SIGMOID else T(1)
+    inv_s = T(1) / s
+    h20, h21, h22, h23, h2b = s * w20, s * w21, s * w22, s * w23, s * b2
+    c0 = c1 = c2 = c3 = T(0)  # the pending α dZ[1] of the previous example
+    u0 = u1 = u2 = u3 = T(0)  # c·(x_prevᵀ x + 1) / dZ[2] of the previous example
+    dp = T(0)  # dZ[2] of the previous example
+    bounded = act == TANH or act == SIGMOID
+    m = order.shape[0]
+    total = 0.0
+    resume = -1
+    nq = 0
+    xp = X[order[0]]
+    for t in range(m):
+        i = order[t]
+        x = X[i]
+        y = Y[i, 0]
+        xn = X[order[t + 1]] if t + 1 < m else x
+        # ---- Z[1] = (W[1] x + b[1]) − c (x_prevᵀ x + 1); the pending update applied in the same pass
+        Gn = T(1)  # x_nextᵀ x + 1, for the next example's correction
+        sa0 = 0.0
+        p0, p1, p2, p3 = b10, b11, b12, b13
+        for k in range(n0):
+            xk = x[k]
+            xpk = xp[k]
+            Gn += xn[k] * xk
+            sa0 += abs(np.float64(xk))
+            Wk = W1T[k]
+            q0, q1, q2, q3 = Wk[0], Wk[1], Wk[2], Wk[3]
+            p0 += q0 * xk
+            p1 += q1 * xk
+            p2 += q2 * xk
+            p3 += q3 * xk
+            Wk[0] = q0 - c0 * xpk
+            Wk[1] = q1 - c1 * xpk
+            Wk[2] = q2 - c2 * xpk
+            Wk[3] = q3 - c3 * xpk
+        b10 -= c0
+        b11 -= c1
+        b12 -= c2
+        b13 -= c3
+        z0, z1, z2_, z3 = p0 - dp * u0, p1 - dp * u1, p2 - dp * u2, p3 - dp * u3
+        if act == TANH:  # one branch for the four units: straight-line code LLVM can vectorise (SLP)
+            a0, a1, a2, a3 = ttanh(z0), ttanh(z1), ttanh(z2_), ttanh(z3)
+            g0, g1, g2, g3 = lr * (T(1) - a0 * a0), lr * (T(1) - a1 * a1), lr * (T(1) - a2 * a2), lr * (T(1) - a3 * a3)
+        elif act == SIGMOID:
+            a0, a1, a2, a3 = tsigmoid(z0), tsigmoid(z1), tsigmoid(z2_), tsigmoid(z3)
+            g0, g1 = lr * (a0 * (T(1) - a0)), lr * (a1 * (T(1) - a1))
+            g2, g3 = lr * (a2 * (T(1) - a2)), lr * (a3 * (T(1) - a3))
+        elif act == RELU:
+            a0, a1 = (z0 if z0 > T(0) else T(0)), (z1 if z1 > T(0) else T(0))
+            a2, a3 = (z2_ if z2_ > T(0) else T(0)), (z3 if z3 > T(0) else T(0))
+            g0, g1 = (lr if z0 > T(0) else T(0)), (lr if z1 > T(0) else T(0))
+            g2, g3 = (lr if z2_ > T(0) else T(0)), (lr if z3 > T(0) else T(0))
+        else:
+            a0, g0 = _act4(z0, act, lr)
+            a1, g1 = _act4(z1, act, lr)
+            a2, g2 = _act4(z2_, act, lr)
+            a3, g3 = _act4(z3, act, lr)
+        if bounded:
+            sa1 = np.float64(n1)
+        else:
+            sa1 = np.float64((abs(a0) + abs(a1)) + (abs(a2) + abs(a3)))
+        # ---- s Z[2], A[2], dZ[2] = A[2] − Y  (padded lanes: s W[2] = 0)
+        zs = h2b + ((h20 * a0 + h21 * a1) + (h22 * a2 + h23 * a3))
+        d = (sigmoid_half(zs) if out == OUT_SIGMOID else zs) - y
+        z2 = zs * inv_s
+        # ---- the cost (queued when provably finite), the step bound
+        deferred = abs(np.float64(z2)) + abs(np.float64(y)) <= COST_SAFE
+        cost = 0.0
+        if not deferred:
+            Zc[COST_CHUNK - 1] = z2
+            Yc[COST_CHUNK - 1] = y
+            cost = _cost(Zc[COST_CHUNK - 1 :], Yc[COST_CHUNK - 1 :], out)
+        e1 = lr64 * abs(np.float64(d))
+        e0 = e1 * wb1 * n1
+        nwb1 = wb1 + e1 * sa1
+        nbb1 = bb1 + e1
+        nwb0 = wb0 + e0 * sa0
+        nbb0 = bb0 + e0
+        if not (np.isfinite(cost) and nwb1 <= limit and nbb1 <= limit and nwb0 <= limit and nbb0 <= limit):
+            resume = t
+            c0 = c1 = c2 = c3 = T(0)
+            break
+        wb1, bb1, wb0, bb0 = nwb1, nbb1, nwb0, nbb0
+        if deferred:
+            Zc[nq] = z2
+            Yc[nq] = y
+            nq += 1
+            if nq == COST_CHUNK:
+                cnt[0] = nq
+                total += _flush_costs(Zc, Yc, cnt, 1, out)
+                nq = 0
+        else:
+            total += cost
+        # ---- backward: c = α dZ[1] = dZ[2] (W[2] ∗ α g'(Z[1])) from the old W[2]; then W[2], b[2]
+        v0, v1, v2, v3 = w20 * g0, w21 * g1, w22 * g2, w23 * g3
+        c0, c1, c2, c3 = d * v0, d * v1, d * v2, d * v3
+        u0, u1, u2, u3 = v0 * Gn, v1 * Gn, v2 * Gn, v3 * Gn
+        dp = d
+        cd = lr * d
+        w20 -= cd * (a0 * m0)  # (padded lanes: A[1] masked, W[2] stays 0)
+        w21 -= cd * (a1 * m1)
+        w22 -= cd * (a2 * m2)
+        w23 -= cd * (a3 * m3)
+        b2 -= cd
+        h20, h21, h22, h23, h2b = s * w20, s * w21, s * w22, s * w23, s * b2
+        xp = x
+    # ---- the pending W[1], b[1] update (c = 0 after a stop), then everything back into params
+    for k in range(n0):
+        Wk = W1T[k]
+        xk = xp[k]
+        Wk[0] -= c0 * xk
+        Wk[1] -= c1 * xk
+        Wk[2] -= c2 * xk
+        Wk[3] -= c3 * xk
+    v[0], v[1], v[2], v[3] = b10 - c0, b11 - c1, b12 - c2, b13 - c3
+    v[4], v[5], v[6], v[7] = w20, w21, w22, w23
+    for j in range(n1):
+        params[b1o + j] = v[j]
+        params[w2 + j] = v[4 + j]
+        for k in range(n0):
+            params[w1 + j * n0 + k] = W1T[k, j]
+    params[b2o] = b2
+    cnt[0] = nq
+    total += _flush_costs(Zc, Yc, cnt, 1, out)
+    _alive(W1T_own, v_own, queue_own, cnt_own)
+    return total, resume
+
+
+def tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
+    """Per-example SGD for one small hidden layer (:func:`fastbp.fast_kernels.tiny_kernel`):
+    :func:`_tiny4_epoch` or :func:`_tiny_epoch`, each compiled on first use."""
+    if tiny_kernel(sizes, out) == 4:
+        return _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit)
+    return _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)

@@ -1,0 +1,204 @@
+"""fastbp.fast_tiny: its activations against NumPy, float32 kept, dispatch and lazy compilation.
+
+The kernel's agreement with the plain kernel and the NumPy reference (sizes in and around
+the tiny range, every activation and output, both dtypes, m = 1, the divergence contract)
+is tested with the other fast kernels, in tests/test_fast_kernels.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastbp import fast_kernels, fast_tiny
+from fastbp.testing import make_problem
+from fastbp.vmath import JIT_VEC
+from tests.test_vmath import _check, _points
+
+_OPTS = {**JIT_VEC, "cache": False}
+
+
+@njit(**_OPTS)
+def _tanh_array(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fast_tiny.ttanh(x[i])
+
+
+@njit(**_OPTS)
+def _sigmoid_array(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fast_tiny.tsigmoid(x[i])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_activations_against_numpy(name, dtype):
+    """Over the whole real line and the edges (NaN, ±inf, ±0, huge, tiny): within the dtype's
+    agreement tolerance (float32: the rational tanh saturates at 1 − 2.4e-7, σ(−∞) = 1.2e-7)."""
+    fn = _tanh_array if name == "tanh" else _sigmoid_array
+    x = _points(dtype)
+    with np.errstate(all="ignore"):
+        x64 = x.astype(np.float64)
+        desired = (np.tanh(x64) if name == "tanh" else 1.0 / (1.0 + np.exp(-x64))).astype(dtype)
+    out = np.empty_like(x)
+    fn(x, out)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(desired))
+    finite = ~np.isnan(desired)
+    _check(out[finite], np.where(np.isinf(desired), np.sign(desired), desired)[finite].astype(dtype), dtype)
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_float64_activations_are_vmaths_to_a_few_ulp(name):
+    """float64: vmath's forms with the polynomial by Estrin's scheme, within 8 ulp of vmath's
+    (Horner) results everywhere, the same NaN, ±inf, ±0 and flushed-to-0 edges."""
+    from fastbp import vmath
+
+    x = _points(np.float64)
+    mine, theirs = np.empty_like(x), np.empty_like(x)
+    (_tanh_array if name == "tanh" else _sigmoid_array)(x, mine)
+    (vmath.tanh_array if name == "tanh" else vmath.sigmoid_array)(x, theirs)
+    np.testing.assert_array_equal(np.isnan(mine), np.isnan(theirs))
+    exact = ~np.isfinite(theirs) | (theirs == 0)
+    if name == "tanh":
+        exact |= np.abs(x) < 1e-9  # tanh x = x there
+    np.testing.assert_array_equal(mine[exact & ~np.isnan(theirs)], theirs[exact & ~np.isnan(theirs)])
+    rest = ~exact
+    np.testing.assert_array_less(np.abs(mine[rest] - theirs[rest]), 8 * np.spacing(np.abs(theirs[rest])))
+
+
+def test_tanh32_keeps_sign_of_zero_and_tiny_inputs():
+    x = np.array([0.0, -0.0, 1e-30, -1e-30, 3e-4], np.float32)
+    out = np.empty_like(x)
+    _tanh_array(x, out)
+    np.testing.assert_array_equal(out[:4], x[:4])
+    assert np.signbit(out[1])
+
+
+@pytest.mark.parametrize("fn", [_tanh_array, _sigmoid_array], ids=["tanh", "sigmoid"])
+def test_float32_activations_have_no_float64_arithmetic(fn):
+    """The float32 activations compile to float32 arithmetic only (LLVM IR)."""
+    import re
+
+    x = np.zeros(8, np.float32)
+    fn(x, np.empty_like(x))
+    sig = [s for s in fn.signatures if str(s[0].dtype) == "float32"][0]
+    body = fn.inspect_llvm(sig)
+    body = body[body.index("define"):]
+    assert re.search(r"= f(add|sub|mul|div)[a-z ]* (float|<\d+ x float>) ", body)
+    assert not re.search(r"= f(add|sub|mul|div)[a-z ]* (double|<\d+ x double>) ", body), "stray float64"
+
+
+@pytest.mark.parametrize("sizes, batch_size, output, used", [
+    ([2, 4, 1], 1, "sigmoid", "_tiny4_epoch"),
+    ([3, 3, 1], 1, "identity", "_tiny4_epoch"),
+    ([2, 5, 1], 1, "sigmoid", "_tiny_epoch"),  # more than 4 hidden units
+    ([2, 4, 2], 1, "softmax", "_tiny_epoch"),  # more than one output
+    ([5, fast_kernels.TINY_MAX_HIDDEN, 3], 1, "sigmoid", "_tiny_epoch"),
+    ([128, 4, 1], 1, "sigmoid", "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
+    ([129, 4, 1], 1, "sigmoid", None),
+    ([fast_kernels.TINY_MAX_INPUTS + 1, 8, 2], 1, "softmax", None),  # too many inputs for _tiny_epoch
+    ([2, fast_kernels.TINY_MAX_HIDDEN + 1, 1], 1, "sigmoid", None),  # hidden layer too wide
+    ([2, 4, 3, 1], 1, "sigmoid", None),  # two hidden layers
+    ([2, 4, 1], 2, "sigmoid", None),  # mini-batches
+])
+def test_dispatch(monkeypatch, sizes, batch_size, output, used):
+    """fast_kernels.train_epoch runs a tiny kernel exactly for per-example SGD with one hidden
+    layer of at most TINY_MAX_HIDDEN units; the all-registers one for ≤ 4 units and one output."""
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import NAMES as OUT
+    from fastbp.params import Layout
+
+    calls = []
+    for name in ("_tiny_epoch", "_tiny4_epoch"):
+        real = getattr(fast_tiny, name)
+        monkeypatch.setattr(fast_tiny, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+    prob = make_problem(sizes, dtype=np.float32, m=6, batch_size=batch_size, output=output)
+    lay = Layout(sizes)
+    p = lay.pack(prob.weights, prob.biases, np.float32)
+    fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, np.arange(6), batch_size, np.float32(0.1),
+                             ACT["tanh"], OUT[output])
+    assert calls == ([used] if used else [])
+
+
+_LAZY_SCRIPT = """
+import sys, numpy as np
+from fastbp import MLP
+from fastbp.testing import make_problem
+prob = make_problem([6, 20, 1], m=8)
+MLP([6, 20, 1], seed=0).fit(prob.X, prob.Y, epochs=1, batch_size=1)
+print("fastbp.fast_tiny" in sys.modules)
+"""
+
+
+def test_not_loaded_by_other_nets():
+    """A first fit of a net outside the tiny range neither imports nor compiles the tiny kernel
+    (the cold start pays nothing for it)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _LAZY_SCRIPT], capture_output=True, text=True, check=True,
+                         timeout=300)
+    assert res.stdout.strip().splitlines()[-1] == "False"
+
+
+# the generic per-example kernel ([2, 20, 1], [6, 20, 3]) beside the tiny ones, held to the same
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sizes", [[2, 3, 1], [2, 5, 2], [2, 20, 1]])  # tiny4, tiny, per-example
+def test_non_finite_start_fails_first_step(dtype, sizes):
+    """NaN in the parameters: the first step is not applied, nothing changes."""
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import NAMES as OUT
+    from fastbp.params import Layout
+
+    prob = make_problem(sizes, dtype=dtype, m=5)
+    lay = Layout(sizes)
+    p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
+    p0[0] = np.nan
+    p = p0.copy()
+    J, failed = fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order, np.int64), 1,
+                                         np.dtype(dtype).type(prob.learning_rate), ACT[prob.activation],
+                                         OUT[prob.output])
+    assert failed == 0 and J == 0.0
+    np.testing.assert_array_equal(p, p0)
+
+
+@pytest.mark.parametrize("sizes", [[6, 3, 1], [6, 5, 3], [6, 20, 3]])  # tiny4, tiny, per-example
+def test_no_allocation_per_example(sizes):
+    """Numba's allocation count of a per-example epoch does not grow with m."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import NAMES as OUT
+    from fastbp.params import Layout
+
+    _nrt_python.memsys_enable_stats()
+    lay = Layout(sizes)
+    counts = []
+    for m in (16, 800):
+        prob = make_problem(sizes, dtype=np.float32, m=m)
+        p0 = lay.pack(prob.weights, prob.biases, np.float32)
+        args = (lay.sizes, prob.X, prob.Y, np.arange(m), 1, np.float32(0.1), ACT["tanh"], OUT[prob.output])
+        fast_kernels.train_epoch(p0.copy(), *args)  # compiled
+        before = rtsys.get_allocation_stats().alloc
+        fast_kernels.train_epoch(p0.copy(), *args)
+        counts.append(rtsys.get_allocation_stats().alloc - before)
+    assert counts[0] == counts[1] and counts[0] < 20
+
+
+def test_tiny_chain_script_runs(capsys):
+    """benchmarks/tiny_chain.py (the latency floor, and the generic kernel against the tiny one)
+    runs and prints a line per chain and per kernel case (a smoke run: tiny sizes, one repeat)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_chain.py"
+    spec = importlib.util.spec_from_file_location("tiny_chain", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--n", "64", "--repeats", "1"])
+    mod.kernels_before_after(repeats=1, m=16)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 * (1 + len(mod.CHAINS) + len(mod.NETS)) + 6
+    assert all(" ns" in line for line in lines)
