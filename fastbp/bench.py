@@ -9,7 +9,11 @@ best examples/s and fastbp's (numba) ratio to it.
 
 Systems (peers are optional; a missing one is a skipped column with a note):
 
-* ``numba``:   :func:`fastbp.kernels.train_epoch` (the public API, whatever the kernels currently are)
+* ``numba``:   the epoch :meth:`fastbp.MLP.fit` runs: the inputs checked and converted once
+  (as JAX's are converted to device arrays once), then :func:`fastbp.kernels.run_epoch`
+  per epoch (whatever the kernels currently are)
+* ``numba-api``: :func:`fastbp.kernels.train_epoch`, the public per-call wrapper, which
+  re-checks X, Y and the parameters on every call (not run unless asked for)
 * ``numpy``:   :func:`fastbp.reference.train_epoch`, the NumPy reference
 * ``jax``:     ``jax.jit`` of a ``lax.scan`` over the batches (per-example SGD: batches of one)
 * ``torch``:   PyTorch eager, ``nn.Linear`` + autograd + ``optim.SGD``, one batch per step
@@ -41,6 +45,8 @@ from .testing import Problem, make_problem
 
 #: Every system ``fastbp bench`` knows, in table order.
 SYSTEMS: tuple[str, ...] = ("numba", "numpy", "jax", "torch", "sklearn")
+#: Systems that run only when named in ``--systems``.
+EXTRA_SYSTEMS: tuple[str, ...] = ("numba-api",)
 PEERS: tuple[str, ...] = ("jax", "torch", "sklearn")
 DEFAULT_SIZES: tuple[str, ...] = ("2-4-1", "64-32-1", "64-64-10", "784-128-10", "256-256-10")
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -111,6 +117,27 @@ def _fastbp(backend: str) -> Callable[[Case, Problem], Callable[[], object]]:
                                         case.activation, case.output)
 
     return make
+
+
+def _fastbp_checked_once(case: Case, d: Problem):
+    """``MLP.fit``'s per-epoch call: arguments checked once here, then the kernels alone."""
+    from . import _validation as v
+    from . import kernels
+    from .errors import DivergenceError
+
+    W, b = d.copy_params()
+    p = kernels._Problem(W, b, case.activation, case.output)
+    X, Y, lr, bs, idx = v.check_train_args(
+        p.sizes, p.dtype, p.out, W, b, d.X, d.Y, case.learning_rate, case.batch_size, None
+    )
+
+    def epoch():
+        J, failed = kernels.run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out)
+        if failed >= 0:
+            raise DivergenceError(failed)
+        return float(J)
+
+    return epoch
 
 
 def _jax(case: Case, d: Problem):
@@ -253,7 +280,8 @@ def _sklearn(case: Case, d: Problem):
 
 
 MAKERS: dict[str, Callable[[Case, Problem], Callable[[], object]]] = {
-    "numba": _fastbp("numba"),
+    "numba": _fastbp_checked_once,
+    "numba-api": _fastbp("numba"),
     "numpy": _fastbp("numpy"),
     "jax": _jax,
     "torch": _torch,
@@ -527,7 +555,8 @@ def _cpu_model() -> str:
 def _versions(systems: Sequence[str]) -> dict[str, str]:
     from importlib import metadata
 
-    names = {"numba": "numba", "numpy": "numpy", "jax": "jax", "torch": "torch", "sklearn": "scikit-learn"}
+    names = {"numba": "numba", "numba-api": "numba", "numpy": "numpy", "jax": "jax", "torch": "torch",
+             "sklearn": "scikit-learn"}
     out = {"fastbp": metadata.version("fastbp")} if _installed("fastbp") else {}
     for s in systems:
         if _installed(names[s]):
@@ -579,7 +608,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output layers; the first is the headline (default: sigmoid softmax)")
     p.add_argument("--examples", type=_positive_int, default=None,
                    help="examples per epoch (default: 1024, or 512 for networks over 1e5 flops per example; rounded to whole batches)")
-    p.add_argument("--systems", nargs="+", choices=list(SYSTEMS), default=list(SYSTEMS),
+    p.add_argument("--systems", nargs="+", choices=list(SYSTEMS + EXTRA_SYSTEMS), default=list(SYSTEMS),
                    help="systems to run (default: all; missing peers are skipped with a note)")
     p.add_argument("--learning-rate", type=_positive_float, default=0.01, help="α, the same for every system (default: 0.01)")
     p.add_argument("--repeats", type=_positive_int, default=None, help="timed epochs per system, best kept (default: 3)")

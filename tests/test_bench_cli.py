@@ -117,7 +117,7 @@ PEER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("system", ["numpy", "jax", "torch", "sklearn"])
+@pytest.mark.parametrize("system", ["numba-api", "numpy", "jax", "torch", "sklearn"])
 @pytest.mark.parametrize("case", PEER_CASES, ids=lambda c: c.label)
 def test_every_system_trains_the_same_network_alike(system, case):
     """Same weights, data, order and α: the epoch losses of 3 epochs agree with fastbp's kernels.
