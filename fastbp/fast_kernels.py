@@ -1042,14 +1042,15 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
     """Mini-batch gradient descent with each batch handled as matrices; returns
     ``(total cost, resume)`` like :func:`_batch_epoch`.
 
-    Per batch (the ``prange`` loops are what the threaded twin spreads over threads):
+    Per batch, three ``prange`` loops (what the threaded twin spreads over threads):
 
-    1. Z[1] = X_b W[1]ᵀ + b[1], over tiles of four examples (each packs its rows of X
-       into ``Xb``), 4 × 4 register tiles (:func:`_z1_tile`);
-    2. the rest of the forward pass, the cost and dZ[l] per example (:func:`_example_pass`);
-    3. dW[1] = (dZ[1]/n_b)ᵀ X_b and db[1], over tasks of :data:`ROWS_PER_TASK` rows (:func:`_dw1_rows`);
-    4. dW[l], db[l] for l ≥ 2, over rows, each a sum over the batch's examples in order;
-    5. the step bound (sums in a fixed order) and W −= α dW.
+    1. over tiles of four examples: their rows of X packed into ``Xb``, Z[1] = X_b W[1]ᵀ
+       + b[1] by 4 × 4 register tiles (:func:`_z1_tile`), then the rest of each example's
+       forward pass, its cost and dZ[l] (:func:`_example_pass`);
+    2. over tasks: dW[1] = (dZ[1]/n_b)ᵀ X_b and db[1] for :data:`ROWS_PER_TASK` rows
+       (:func:`_dw1_rows`), or one row of dW[l], db[l] for l ≥ 2, each a sum over the
+       batch's examples in order;
+    3. after the step bound (sums in a fixed order): W −= α dW.
 
     Every element is computed by one fixed sequence of operations whatever thread runs
     it, and no two tasks write the same element, so the threaded twin's result is
@@ -1065,17 +1066,27 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
     B = min(batch_size, m)
     Bp = (B + TILE - 1) // TILE * TILE
     Xb = np.zeros((Bp, n0), params.dtype)
-    Zs = np.zeros((Bp, n_units), params.dtype)
-    As = np.zeros((Bp, n_units), params.dtype)
-    DZs = np.zeros((Bp, n_units), params.dtype)
+    units = np.zeros((3, Bp, n_units), params.dtype)  # one allocation: Z, A, dZ per example
+    Zs = units[0]
+    As = units[1]
+    DZs = units[2]
     SA = np.empty((Bp, L), np.float64)
     costs = np.empty(Bp, np.float64)
     D1 = np.zeros((Bp, n1), params.dtype)
     rowsum = np.empty(n1, np.float64)
     n_tasks = (n1 + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    n_upper = n_units - n1  # rows of W[2] … W[L]: one task each
+    upper = np.empty((2, n_upper), np.int64)
+    upper_l = upper[0]
+    upper_j = upper[1]
+    for l in range(1, L):
+        for j in range(sizes[l + 1]):
+            upper_l[u_off[l] - n1 + j] = l
+            upper_j[u_off[l] - n1 + j] = j
     grad = np.zeros_like(params)
-    wb = np.empty(L, np.float64)
-    bb = np.empty(L, np.float64)
+    bounds = np.empty((2, L), np.float64)
+    wb = bounds[0]
+    bb = bounds[1]
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
     lr64 = np.float64(lr)
     b1 = params[b_off[0] : b_off[0] + n1]
@@ -1085,7 +1096,8 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
         nb = stop - start
         nbp = (nb + TILE - 1) // TILE * TILE
         scale = T(1) / T(nb)
-        # 1. Z[1], over tiles of four examples; rows past the batch are zero in Xb and DZs
+        # 1-2. over tiles of four examples: their rows of X packed into Xb (rows past the
+        # batch zero, in D1 too), Z[1], then the rest of each example's passes
         for tile in prange(nbp // TILE):
             t = tile * TILE
             for s in range(t, t + TILE):
@@ -1100,45 +1112,44 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
                     for j in range(n1):
                         D1[s, j] = T(0)
             _z1_tile(params, n0, n1, Xb, t, b1, Zs)
-        # 2. the rest of each example's passes
-        for t in prange(nb):
-            dzt = DZs[t]
-            costs[t] = _example_pass(params, sizes, w_off, b_off, u_off, Y[order[start + t]], Zs[t], As[t], dzt,
-                                     SA[t], act, out)
-            for j in range(n1):
-                D1[t, j] = scale * dzt[j]
+            for s in range(t, min(t + TILE, nb)):
+                dzs = DZs[s]
+                costs[s] = _example_pass(params, sizes, w_off, b_off, u_off, Y[order[start + s]], Zs[s], As[s], dzs,
+                                         SA[s], act, out)
+                for j in range(n1):
+                    D1[s, j] = scale * dzs[j]
         batch_cost = 0.0
         for t in range(nb):
             batch_cost += costs[t]
-        # 3. dW[1] and db[1], over tasks of rows
-        for task in prange(n_tasks):
-            j0 = task * ROWS_PER_TASK
-            j1 = min(j0 + ROWS_PER_TASK, n1)
-            _dw1_rows(grad, n0, j0, j1, Xb, nbp, D1)
-            for j in range(j0, j1):
-                rowsum[j] = _abs_sum(grad[j * n0 : (j + 1) * n0], n0)
-                s = T(0)
-                for t in range(nb):
-                    s += D1[t, j]
-                grad[b_off[0] + j] = s
-        # 4. dW[l], db[l] for l ≥ 2, over rows
-        for l in range(1, L):
-            n_in = sizes[l]
-            uo = u_off[l]
-            up = u_off[l - 1]
-            wo = w_off[l]
-            for j in prange(sizes[l + 1]):
-                G = grad[wo + j * n_in : wo + (j + 1) * n_in]
+        # 3-4. over tasks: ROWS_PER_TASK rows of dW[1] and db[1], or one row of dW[l], db[l], l ≥ 2
+        for task in prange(n_tasks + n_upper):
+            if task < n_tasks:
+                j0 = task * ROWS_PER_TASK
+                j1 = min(j0 + ROWS_PER_TASK, n1)
+                _dw1_rows(grad, n0, j0, j1, Xb, nbp, D1)
+                for j in range(j0, j1):
+                    rowsum[j] = _abs_sum(grad[j * n0 : (j + 1) * n0], n0)
+                    s1 = T(0)
+                    for t in range(nb):
+                        s1 += D1[t, j]
+                    grad[b_off[0] + j] = s1
+            else:
+                l = upper_l[task - n_tasks]
+                j = upper_j[task - n_tasks]
+                n_in = sizes[l]
+                uo = u_off[l]
+                up = u_off[l - 1]
+                G = grad[w_off[l] + j * n_in : w_off[l] + (j + 1) * n_in]
                 for k in range(n_in):
                     G[k] = T(0)
-                s = T(0)
+                s1 = T(0)
                 for t in range(nb):
                     g = scale * DZs[t, uo + j]
                     Ap = As[t, up : up + n_in]
                     for k in range(n_in):
                         G[k] += g * Ap[k]
-                    s += g
-                grad[b_off[l] + j] = s
+                    s1 += g
+                grad[b_off[l] + j] = s1
         # 5. step bound (sums in a fixed order): max|W − α dW| ≤ max|W| + α Σ|dW| per layer
         safe = np.isfinite(batch_cost)
         for l in range(L):
