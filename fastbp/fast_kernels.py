@@ -900,6 +900,9 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
 #: rows of W[1] × this many examples (16 accumulators, which LLVM keeps in vector registers).
 TILE = 4
 
+#: Parameters per task of the update W −= α dW in the threaded kernel.
+UPDATE_CHUNK = 4096
+
 #: Rows of dW[1] per task of the threaded kernel (a multiple of :data:`TILE`; the split
 #: never changes a result: every row is computed the same way by whichever thread).
 ROWS_PER_TASK = 8
@@ -1090,6 +1093,8 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
     lr64 = np.float64(lr)
     b1 = params[b_off[0] : b_off[0] + n1]
+    n_params = params.shape[0]
+    n_chunks = (n_params + UPDATE_CHUNK - 1) // UPDATE_CHUNK
     total = 0.0
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
@@ -1167,8 +1172,11 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
         if not safe:
             return total, start
         # W −= α dW, b −= α db (every dW, db is overwritten by the next batch)
-        for p in prange(params.shape[0]):
-            params[p] -= lr * grad[p]
+        for c in prange(n_chunks):
+            Pc = params[c * UPDATE_CHUNK : min((c + 1) * UPDATE_CHUNK, n_params)]
+            Gc = grad[c * UPDATE_CHUNK : min((c + 1) * UPDATE_CHUNK, n_params)]
+            for p in range(Pc.shape[0]):
+                Pc[p] -= lr * Gc[p]
         total += batch_cost
     return total, -1
 
@@ -1234,7 +1242,13 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=No
     elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     elif threads and batch_size > 1:
-        total, resume = _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+        import numba
+
+        # Threads take tasks one at a time (dynamic scheduling): on a shared machine a
+        # thread that is held up does not leave the other waiting for its fixed share.
+        # (Set here, not in the kernel: the call would stop Numba caching it.)
+        with numba.parallel_chunksize(1):
+            total, resume = _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
     elif sizes[0] * sizes[1] >= TILED_MIN_WEIGHTS:
         total, resume = _batch_epoch_tiled(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
     else:
