@@ -298,8 +298,8 @@ def main(argv=None):
     peak = blas_peak()
     print(f"CPU: {cpu}; BLAS single-thread peak: float32 {peak['float32']:.1f}, float64 {peak['float64']:.1f} "
           f"GFLOP/s ({peak['blas']})")
-    print("per-example SGD, tanh hidden, sigmoid + BCE, examples/s (best of %d, interleaved)" % args.repeats)
     if not args.batch_only:
+        print("per-example SGD, tanh hidden, sigmoid + BCE, examples/s (best of %d, interleaved)" % args.repeats)
         rows = per_example_matrix(args.nets, args.dtypes, args.repeats, args.seconds, use_jax, peak)
         if args.json:
             with open(args.json, "w") as f:
