@@ -17,8 +17,14 @@ updates, same returned cost, same divergence contract) faster.  Measurements:
 * **Mini-batches**, :func:`_batch_epoch`: W[1] x and dW[1] for four examples
   per pass over W[1]; for layers ≥ 2 one pass accumulates dW[l] and computes
   dA[l−1]; the update W −= α dW also zeroes dW for the next batch.
-* **Threads**, :func:`_batch_epoch_threads`: mini-batches with the work on W[1]
-  spread over threads by rows; bit-identical for any number of threads.
+* **Mini-batches as matrices** (W[1] ≥ :data:`TILED_MIN_WEIGHTS` weights),
+  :func:`_batch_epoch_tiled`: Z[1] = X_b W[1]ᵀ and dW[1] = dZ[1]ᵀ X_b by 4 × 4
+  register tiles (rows of W[1] × examples), the rest per example.
+* **Threads**, :func:`_batch_epoch_threads`: the same function as
+  :func:`_batch_epoch_tiled` compiled with ``parallel=True``: its loops over tiles of
+  examples, over rows of dW[l] and over the update are spread over threads; every
+  element is computed the same way by whichever thread, so the result is
+  bit-identical for any number of threads.
 * **No allocation inside the epoch**: workspaces are allocated once per call;
   the kernels work on *borrowed* views (:func:`_borrowed`) so that taking a row
   costs no atomic reference counting.
