@@ -906,9 +906,6 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
 #: rows of W[1] × this many examples (16 accumulators, which LLVM keeps in vector registers).
 TILE = 4
 
-#: Parameters per task of the update W −= α dW in the threaded kernel.
-UPDATE_CHUNK = 4096
-
 #: Rows of dW[1] per task of the threaded kernel (a multiple of :data:`TILE`; the split
 #: never changes a result: every row is computed the same way by whichever thread).
 ROWS_PER_TASK = 8
@@ -1051,15 +1048,19 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
     """Mini-batch gradient descent with each batch handled as matrices; returns
     ``(total cost, resume)`` like :func:`_batch_epoch`.
 
-    Per batch, three ``prange`` loops (what the threaded twin spreads over threads):
+    Per batch, two ``prange`` loops (what the threaded twin spreads over threads):
 
     1. over tiles of four examples: their rows of X packed into ``Xb``, Z[1] = X_b W[1]ᵀ
        + b[1] by 4 × 4 register tiles (:func:`_z1_tile`), then the rest of each example's
        forward pass, its cost and dZ[l] (:func:`_example_pass`);
     2. over tasks: dW[1] = (dZ[1]/n_b)ᵀ X_b and db[1] for :data:`ROWS_PER_TASK` rows
        (:func:`_dw1_rows`), or one row of dW[l], db[l] for l ≥ 2, each a sum over the
-       batch's examples in order;
-    3. after the step bound (sums in a fixed order): W −= α dW.
+       batch's examples in order; each task writes its rows of W − α dW into the *other*
+       parameter buffer, while they are still in cache;
+
+    then the step bound (sums in a fixed order): if it proves the step safe, the two
+    buffers swap roles (no pass over the parameters); if not, the step was never applied.
+    On return the caller's ``params`` hold the current parameters.
 
     Every element is computed by one fixed sequence of operations whatever thread runs
     it, and no two tasks write the same element, so the threaded twin's result is
@@ -1098,15 +1099,18 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
     bb = bounds[1]
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
     lr64 = np.float64(lr)
-    b1 = params[b_off[0] : b_off[0] + n1]
-    n_params = params.shape[0]
-    n_chunks = (n_params + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    other = np.empty_like(params)  # the parameters after the step, before it is checked
+    cur = params
+    nxt = other
+    flipped = False  # cur is `other`
+    resume = -1
     total = 0.0
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         nb = stop - start
         nbp = (nb + TILE - 1) // TILE * TILE
         scale = T(1) / T(nb)
+        b1 = cur[b_off[0] : b_off[0] + n1]
         # 1-2. over tiles of four examples: their rows of X packed into Xb (rows past the
         # batch zero, in D1 too), Z[1], then the rest of each example's passes
         for tile in prange(nbp // TILE):
@@ -1122,10 +1126,10 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
                         xb[k] = T(0)
                     for j in range(n1):
                         D1[s, j] = T(0)
-            _z1_tile(params, n0, n1, Xb, t, b1, Zs)
+            _z1_tile(cur, n0, n1, Xb, t, b1, Zs)
             for s in range(t, min(t + TILE, nb)):
                 dzs = DZs[s]
-                costs[s] = _example_pass(params, sizes, w_off, b_off, u_off, Y[order[start + s]], Zs[s], As[s], dzs,
+                costs[s] = _example_pass(cur, sizes, w_off, b_off, u_off, Y[order[start + s]], Zs[s], As[s], dzs,
                                          SA[s], act, out)
                 for j in range(n1):
                     D1[s, j] = scale * dzs[j]
@@ -1139,18 +1143,25 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
                 j1 = min(j0 + ROWS_PER_TASK, n1)
                 _dw1_rows(grad, n0, j0, j1, Xb, nbp, D1)
                 for j in range(j0, j1):
-                    rowsum[j] = _abs_sum(grad[j * n0 : (j + 1) * n0], n0)
+                    G = grad[j * n0 : (j + 1) * n0]
+                    rowsum[j] = _abs_sum(G, n0)
+                    Wc = cur[j * n0 : (j + 1) * n0]
+                    Wn = nxt[j * n0 : (j + 1) * n0]
+                    for k in range(n0):
+                        Wn[k] = Wc[k] - lr * G[k]
                     s1 = T(0)
                     for t in range(nb):
                         s1 += D1[t, j]
                     grad[b_off[0] + j] = s1
+                    nxt[b_off[0] + j] = cur[b_off[0] + j] - lr * s1
             else:
                 l = upper_l[task - n_tasks]
                 j = upper_j[task - n_tasks]
                 n_in = sizes[l]
                 uo = u_off[l]
                 up = u_off[l - 1]
-                G = grad[w_off[l] + j * n_in : w_off[l] + (j + 1) * n_in]
+                row = w_off[l] + j * n_in
+                G = grad[row : row + n_in]
                 for k in range(n_in):
                     G[k] = T(0)
                 s1 = T(0)
@@ -1161,6 +1172,11 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
                         G[k] += g * Ap[k]
                     s1 += g
                 grad[b_off[l] + j] = s1
+                Wc = cur[row : row + n_in]
+                Wn = nxt[row : row + n_in]
+                for k in range(n_in):
+                    Wn[k] = Wc[k] - lr * G[k]
+                nxt[b_off[l] + j] = cur[b_off[l] + j] - lr * s1
         # 5. step bound (sums in a fixed order): max|W − α dW| ≤ max|W| + α Σ|dW| per layer
         safe = np.isfinite(batch_cost)
         for l in range(L):
@@ -1176,15 +1192,15 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
             wb[l] += lr64 * gw
             bb[l] += lr64 * gb
         if not safe:
-            return total, start
-        # W −= α dW, b −= α db (every dW, db is overwritten by the next batch)
-        for c in prange(n_chunks):
-            Pc = params[c * UPDATE_CHUNK : min((c + 1) * UPDATE_CHUNK, n_params)]
-            Gc = grad[c * UPDATE_CHUNK : min((c + 1) * UPDATE_CHUNK, n_params)]
-            for p in range(Pc.shape[0]):
-                Pc[p] -= lr * Gc[p]
+            resume = start
+            break
+        cur, nxt = nxt, cur  # the step is applied
+        flipped = not flipped
         total += batch_cost
-    return total, -1
+    if flipped:
+        for p in range(params.shape[0]):
+            params[p] = cur[p]
+    return total, resume
 
 
 def _twin(body, name: str, options: dict):
