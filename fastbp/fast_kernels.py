@@ -1054,8 +1054,8 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
        + b[1] by 4 × 4 register tiles (:func:`_z1_tile`), then the rest of each example's
        forward pass, its cost and dZ[l] (:func:`_example_pass`);
     2. over tasks: dW[1] = (dZ[1]/n_b)ᵀ X_b and db[1] for :data:`ROWS_PER_TASK` rows
-       (:func:`_dw1_rows`), or one row of dW[l], db[l] for l ≥ 2, each a sum over the
-       batch's examples in order; each task writes its rows of W − α dW into the *other*
+       (:func:`_dw1_rows`), and every n_tasks-th row of dW[l], db[l] for l ≥ 2, each a
+       sum over the batch's examples in order; each task writes its rows of W − α dW into the *other*
        parameter buffer, while they are still in cache;
 
     then the step bound (sums in a fixed order): if it proves the step safe, the two
@@ -1085,7 +1085,7 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
     D1 = np.zeros((Bp, n1), params.dtype)
     rowsum = np.empty(n1, np.float64)
     n_tasks = (n1 + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    n_upper = n_units - n1  # rows of W[2] … W[L]: one task each
+    n_upper = n_units - n1  # rows of W[2] … W[L]
     upper = np.empty((2, n_upper), np.int64)
     upper_l = upper[0]
     upper_j = upper[1]
@@ -1136,27 +1136,28 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
         batch_cost = 0.0
         for t in range(nb):
             batch_cost += costs[t]
-        # 3-4. over tasks: ROWS_PER_TASK rows of dW[1] and db[1], or one row of dW[l], db[l], l ≥ 2
-        for task in prange(n_tasks + n_upper):
-            if task < n_tasks:
-                j0 = task * ROWS_PER_TASK
-                j1 = min(j0 + ROWS_PER_TASK, n1)
-                _dw1_rows(grad, n0, j0, j1, Xb, nbp, D1)
-                for j in range(j0, j1):
-                    G = grad[j * n0 : (j + 1) * n0]
-                    rowsum[j] = _abs_sum(G, n0)
-                    Wc = cur[j * n0 : (j + 1) * n0]
-                    Wn = nxt[j * n0 : (j + 1) * n0]
-                    for k in range(n0):
-                        Wn[k] = Wc[k] - lr * G[k]
-                    s1 = T(0)
-                    for t in range(nb):
-                        s1 += D1[t, j]
-                    grad[b_off[0] + j] = s1
-                    nxt[b_off[0] + j] = cur[b_off[0] + j] - lr * s1
-            else:
-                l = upper_l[task - n_tasks]
-                j = upper_j[task - n_tasks]
+        # 3-4. over tasks: ROWS_PER_TASK rows of dW[1] and db[1], then every n_tasks-th row
+        # of dW[l], db[l] for l ≥ 2 (dealt round, so that an even split of the tasks between
+        # threads is an even split of the work)
+        for task in prange(n_tasks):
+            j0 = task * ROWS_PER_TASK
+            j1 = min(j0 + ROWS_PER_TASK, n1)
+            _dw1_rows(grad, n0, j0, j1, Xb, nbp, D1)
+            for j in range(j0, j1):
+                G = grad[j * n0 : (j + 1) * n0]
+                rowsum[j] = _abs_sum(G, n0)
+                Wc = cur[j * n0 : (j + 1) * n0]
+                Wn = nxt[j * n0 : (j + 1) * n0]
+                for k in range(n0):
+                    Wn[k] = Wc[k] - lr * G[k]
+                s1 = T(0)
+                for t in range(nb):
+                    s1 += D1[t, j]
+                grad[b_off[0] + j] = s1
+                nxt[b_off[0] + j] = cur[b_off[0] + j] - lr * s1
+            for u in range(task, n_upper, n_tasks):
+                l = upper_l[u]
+                j = upper_j[u]
                 n_in = sizes[l]
                 uo = u_off[l]
                 up = u_off[l - 1]
