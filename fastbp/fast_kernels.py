@@ -1111,7 +1111,7 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
         nbp = (nb + TILE - 1) // TILE * TILE
         scale = T(1) / T(nb)
         b1 = cur[b_off[0] : b_off[0] + n1]
-        # 1-2. over tiles of four examples: their rows of X packed into Xb (rows past the
+        # 1. over tiles of four examples: their rows of X packed into Xb (rows past the
         # batch zero, in D1 too), Z[1], then the rest of each example's passes
         for tile in prange(nbp // TILE):
             t = tile * TILE
@@ -1136,7 +1136,7 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
         batch_cost = 0.0
         for t in range(nb):
             batch_cost += costs[t]
-        # 3-4. over tasks: ROWS_PER_TASK rows of dW[1] and db[1], then every n_tasks-th row
+        # 2. over tasks: ROWS_PER_TASK rows of dW[1] and db[1], then every n_tasks-th row
         # of dW[l], db[l] for l ≥ 2 (dealt round, so that an even split of the tasks between
         # threads is an even split of the work)
         for task in prange(n_tasks):
@@ -1178,7 +1178,7 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
                 for k in range(n_in):
                     Wn[k] = Wc[k] - lr * G[k]
                 nxt[b_off[l] + j] = cur[b_off[l] + j] - lr * s1
-        # 5. step bound (sums in a fixed order): max|W − α dW| ≤ max|W| + α Σ|dW| per layer
+        # the step bound (sums in a fixed order): max|W − α dW| ≤ max|W| + α Σ|dW| per layer
         safe = np.isfinite(batch_cost)
         for l in range(L):
             if l == 0:
