@@ -4,6 +4,7 @@ Run from the repository root (takes a few minutes; the machine should be idle)::
 
     python benchmarks/perf_matrix.py                 # per-example SGD matrix
     python benchmarks/perf_matrix.py --batch         # + mini-batch section vs scikit-learn
+    python benchmarks/perf_matrix.py --batch-only    # only the mini-batch section
     python benchmarks/perf_matrix.py --quick         # fewer repeats, smaller data
     python benchmarks/perf_matrix.py --nets 64-32-1 784-128-10 --dtypes float32
 
@@ -279,6 +280,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="3 repeats, shorter epochs")
     ap.add_argument("--no-jax", action="store_true")
     ap.add_argument("--batch", action="store_true", help="add the mini-batch section vs scikit-learn")
+    ap.add_argument("--batch-only", action="store_true", help="only the mini-batch section (implies --batch)")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args(argv)
     if args.quick:
@@ -296,12 +298,13 @@ def main(argv=None):
     peak = blas_peak()
     print(f"CPU: {cpu}; BLAS single-thread peak: float32 {peak['float32']:.1f}, float64 {peak['float64']:.1f} "
           f"GFLOP/s ({peak['blas']})")
-    print("per-example SGD, tanh hidden, sigmoid + BCE, examples/s (best of %d, interleaved)" % args.repeats)
-    rows = per_example_matrix(args.nets, args.dtypes, args.repeats, args.seconds, use_jax, peak)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"cpu": cpu, "peak": peak, "rows": rows}, f, indent=1)
-    if args.batch:
+    if not args.batch_only:
+        print("per-example SGD, tanh hidden, sigmoid + BCE, examples/s (best of %d, interleaved)" % args.repeats)
+        rows = per_example_matrix(args.nets, args.dtypes, args.repeats, args.seconds, use_jax, peak)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"cpu": cpu, "peak": peak, "rows": rows}, f, indent=1)
+    if args.batch or args.batch_only:
         batch_section(args.nets, args.dtypes, args.repeats, args.seconds)
 
 

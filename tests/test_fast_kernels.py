@@ -197,23 +197,83 @@ def test_non_finite_start_fails_first_step(dtype):
 # ------------------------------------------------------------------------------ memory
 
 
-@pytest.mark.parametrize("batch_size", [1, 8])
-def test_no_allocation_per_example_or_batch(batch_size):
-    """Numba's allocation count of an epoch does not grow with m."""
+@pytest.mark.parametrize("batch_size, kernel", [(1, "default"), (8, "default"), (8, "tiled"), (8, "threaded")])
+def test_no_allocation_per_example_or_batch(monkeypatch, batch_size, kernel):
+    """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel)."""
     from numba.core.runtime import rtsys
 
     from numba.core.runtime import _nrt_python
 
+    if kernel == "tiled":
+        monkeypatch.setattr(fast_kernels, "TILED_MIN_WEIGHTS", 0)
+    threads = True if kernel == "threaded" else None
     _nrt_python.memsys_enable_stats()
     counts = []
     for m in (16, 800):
         prob = make_problem([6, 5, 3], dtype=np.float32, m=m, batch_size=batch_size)
         lay, p0 = _flat(prob)
-        _run(fast_kernels.train_epoch, prob, p0.copy(), lay, batch_size)  # compiled
+        order = np.asarray(prob.order, dtype=np.int64)
+        args = (lay.sizes, prob.X, prob.Y, order, batch_size, np.float32(prob.learning_rate), 1, 1)
+        fast_kernels.train_epoch(p0.copy(), *args, threads=threads)  # compiled
         before = rtsys.get_allocation_stats().alloc
-        _run(fast_kernels.train_epoch, prob, p0.copy(), lay, batch_size)
+        fast_kernels.train_epoch(p0.copy(), *args, threads=threads)
         counts.append(rtsys.get_allocation_stats().alloc - before)
     assert counts[0] == counts[1] and counts[0] < 20
+
+
+# ------------------------------------------------------------------ mini-batches as matrices
+
+# W[1]'s rows around fast_kernels.TILE (4) and ROWS_PER_TASK (8); depth 1-3
+TILED_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [2, 37, 4, 2], [4, 5]]
+# around the 4-example tiles; with m = M = 11, short last batches of 1, 2, 3 and 6 examples
+TILED_BATCHES = [2, 3, 4, 5, 8, M]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [False, True], ids=["tiled", "threaded"])
+def test_tiled_batch_kernels_agree_with_plain_and_reference(monkeypatch, dtype, threads):
+    """_batch_epoch_tiled (forced on small nets) and its threaded twin: the plain kernel's
+    epoch and the reference's, for every activation and output, batch sizes around the
+    tile sizes, and widths around the tiles and tasks."""
+    monkeypatch.setattr(fast_kernels, "TILED_MIN_WEIGHTS", 0)
+    # the threaded twin runs the same body: fewer combinations (each batch starts its
+    # threads five times, slow on a loaded machine)
+    acts = ("tanh", "relu") if threads else HIDDEN_ACTIVATIONS
+    for sizes in (TILED_SIZES[3:5] if threads else TILED_SIZES):
+        for bs in ((3, 5, M) if threads else TILED_BATCHES):
+            for act in acts:
+                for out in OUTPUTS:
+                    prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=bs, seed=5,
+                                        learning_rate=0.1)
+                    lay, p0 = _flat(prob)
+                    p_fast, p_plain = p0.copy(), p0.copy()
+                    order = np.asarray(prob.order, dtype=np.int64)
+                    res = fast_kernels.train_epoch(p_fast, lay.sizes, prob.X, prob.Y, order, bs, dtype(0.1),
+                                                   ACT_CODES[act], OUT_CODES[out], threads=threads)
+                    J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
+                    msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {bs}"
+                    assert res[1] == f_plain == -1, msg
+                    assert_agree((res[0], p_fast), (J_plain, p_plain), dtype, msg)
+            W, b = prob.copy_params()
+            J_ref = reference.train_epoch(*prob.args("train_epoch", W, b))
+            assert_agree((res[0], p_fast), (J_ref, lay.pack(W, b, dtype)), dtype, msg + " vs reference")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_nets_take_the_tiled_kernel(monkeypatch, dtype):
+    """On one thread, mini-batches on a W[1] of ≥ TILED_MIN_WEIGHTS weights run _batch_epoch_tiled."""
+    calls = []
+    real = fast_kernels._batch_epoch_tiled
+    monkeypatch.setattr(fast_kernels, "_batch_epoch_tiled", lambda *a: calls.append(1) or real(*a))
+    n1 = fast_kernels.TILED_MIN_WEIGHTS // 64
+    prob = make_problem([64, n1, 2], dtype=dtype, m=10, batch_size=4, learning_rate=0.01)
+    lay, p0 = _flat(prob)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    res = _run(lambda *a: fast_kernels.train_epoch(*a, threads=False), prob, p_fast, lay, 4)
+    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, 4)
+    assert calls == [1]
+    assert res[1] == ref[1] == -1
+    assert_agree((res[0], p_fast), (ref[0], p_plain), dtype)
 
 
 # ------------------------------------------------------------------------------ threads
@@ -263,10 +323,11 @@ from fastbp import fast_kernels as fk
 from fastbp.params import Layout
 from fastbp.testing import make_problem
 for dt in (np.float32, np.float64):
-    prob = make_problem([33, 37, 3], dtype=dt, m=300, learning_rate=0.05, output="softmax")
-    lay = Layout([33, 37, 3]); p = lay.pack(prob.weights, prob.biases, np.dtype(dt))
-    J, f = fk.train_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), 64, dt(0.05), 1, 1, threads=True)
-    print(numba.get_num_threads(), repr(J), f, hashlib.sha256(p.tobytes()).hexdigest())
+    for bs in (64, 13):  # 13: batches not a multiple of the 4-example tiles, a last batch of 1
+        prob = make_problem([33, 37, 3], dtype=dt, m=300, learning_rate=0.05, output="softmax")
+        lay = Layout([33, 37, 3]); p = lay.pack(prob.weights, prob.biases, np.dtype(dt))
+        J, f = fk.train_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), bs, dt(0.05), 1, 1, threads=True)
+        print(numba.get_num_threads(), repr(J), f, hashlib.sha256(p.tobytes()).hexdigest())
 """
 
 
@@ -282,7 +343,7 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
         res = subprocess.run([sys.executable, "-c", _BITS_SCRIPT], env=env, capture_output=True, text=True,
                              check=True, timeout=300)
         lines = res.stdout.strip().splitlines()
-        assert [ln.split()[0] for ln in lines] == [n, n]
+        assert [ln.split()[0] for ln in lines] == [n] * 4
         outs.append([ln.split(maxsplit=1)[1] for ln in lines])
     assert outs[0] == outs[1]
 
@@ -294,6 +355,8 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
                                       np.zeros(8, T))),
     ("_block_pass", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 8), T), np.zeros((4, 4), T),
                                np.zeros((4, 4), T), np.zeros((4, 8), T))),
+    ("_z1_tile", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 4), T), 0, np.zeros(8, T), np.zeros((4, 8), T))),
+    ("_dw1_rows", lambda T: (np.zeros(40, T), 4, 0, 8, np.zeros((4, 4), T), 4, np.zeros((4, 8), T))),
     ("_activate", lambda T: (np.zeros(8, T), np.zeros(8, T), 8, 1)),
     ("_output", lambda T: (np.zeros(8, T), np.zeros(8, T), 1)),
 ])
