@@ -92,3 +92,16 @@ def test_first_fit_compiles_only_its_kernels_and_a_second_process_loads_them(nam
     assert warm["compiled"] == entries, warm["compiled"]
     for kernel in entries:
         assert warm["stats"][kernel] == [1, 0], (kernel, warm["stats"][kernel])
+
+
+def test_startup_profile_lists_the_epoch_kernel_of_a_cold_first_fit(capsys):
+    """``benchmarks/startup_profile.py profile`` (the tool behind docs/performance.md's table) runs."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "benchmarks"))
+    try:
+        import startup_profile
+    finally:
+        sys.path.pop(0)
+    startup_profile.main(["profile", "--sizes", "3,5,1", "--min-seconds", "0"])
+    out = capsys.readouterr().out
+    assert "first fit" in out and "_epoch" in out and "all " in out, out
