@@ -11,6 +11,11 @@ Every kernel is compiled with :data:`JIT_OPTIONS`:
   deliberately left out: they let LLVM delete NaN/inf checks (numba#2919), and
   fastbp must report NaN and inf faithfully.  ``afn`` is left out so that
   ``exp``, ``log`` and ``tanh`` stay the accurate libm functions.
+* ``no_cfunc_wrapper=True``: Numba otherwise also builds a C-callable wrapper of
+  every compiled function (for ``cfunc``-style first-class function use, which
+  fastbp never does); leaving it out makes every cold compile lighter
+  (``docs/performance.md``, start-up).  Kernels are still called
+  from Python through their ordinary CPython wrapper.
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ from numba import njit
 
 FASTMATH_FLAGS: frozenset[str] = frozenset({"reassoc", "contract", "nsz", "arcp"})
 
-JIT_OPTIONS: dict = {"cache": True, "nogil": True, "fastmath": set(FASTMATH_FLAGS)}
+JIT_OPTIONS: dict = {
+    "cache": True,
+    "nogil": True,
+    "fastmath": set(FASTMATH_FLAGS),
+    "no_cfunc_wrapper": True,
+}
 
 
 def jit(func):

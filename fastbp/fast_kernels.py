@@ -25,6 +25,10 @@ updates, same returned cost, same divergence contract) faster.  Measurements:
   examples, over rows of dW[l] and over the update are spread over threads; every
   element is computed the same way by whichever thread, so the result is
   bit-identical for any number of threads.
+* **Start-up**: only the epoch kernel a call needs is compiled (lazily, on first
+  use; activation and output are run-time codes, not specialisations).  The
+  epoch kernels, which Python calls, are ``jit_vec``; every helper is
+  ``jit_inner`` (no CPython wrapper to build), ``docs/performance.md``.
 * **No allocation inside the epoch**: workspaces are allocated once per call;
   the kernels work on *borrowed* views (:func:`_borrowed`) so that taking a row
   costs no atomic reference counting.
@@ -55,7 +59,7 @@ from .activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
 from .losses import SIGMOID as OUT_SIGMOID
 from .losses import SOFTMAX as OUT_SOFTMAX
 from .params import offsets
-from .vmath import JIT_VEC, jit_vec, vexp, vlog1p_unit, vsigmoid, vtanh
+from .vmath import JIT_VEC, jit_inner, jit_vec, vexp, vlog1p_unit, vsigmoid, vtanh
 
 #: :data:`fastbp.vmath.JIT_VEC` plus ``parallel=True``, for the threaded kernel.
 JIT_PARALLEL: dict = {**JIT_VEC, "parallel": True}
@@ -66,7 +70,7 @@ __all__ = ["train_epoch"]
 # ================================================================ building blocks
 
 
-@jit_vec
+@jit_inner
 def _alive(*arrays):
     """Nothing: a use of the workspaces' owners at a kernel's exits keeps them allocated
     while their borrowed views (:func:`_borrowed`) are in use."""
@@ -110,7 +114,7 @@ def _borrow_epoch(params, sizes, X, Y, order):
             _borrowed(offs[0]), _borrowed(offs[1]), _borrowed(offs[2]))
 
 
-@jit_vec
+@jit_inner
 def _activate(z, a, n, act):
     """a[:n] = g(z[:n]) for a built-in g (one branch per layer, a vectorised loop)."""
     T = z.dtype.type
@@ -133,7 +137,7 @@ def _activate(z, a, n, act):
             a[j] = z[j]
 
 
-@jit_vec
+@jit_inner
 def _times_derivative(d, z, a, n, act):
     """d[:n] ∗= g'(Z) (given A = g(Z)): dZ[l] = dA[l] ∗ g'(Z[l])."""
     T = z.dtype.type
@@ -151,7 +155,7 @@ def _times_derivative(d, z, a, n, act):
             d[k] = d[k] if z[k] > T(0) else d[k] * T(LEAKY_SLOPE)
 
 
-@jit_vec
+@jit_inner
 def _output(z, a, out):
     """A[L] from Z[L]: σ, softmax or identity (vectorised)."""
     n = z.shape[0]
@@ -176,7 +180,7 @@ def _output(z, a, out):
             a[j] = z[j]
 
 
-@jit_vec
+@jit_inner
 def _cost(z, y, out):
     """One example's cost from its logits (float64; the same formulas as losses.example_cost)."""
     n = z.shape[0]
@@ -212,7 +216,7 @@ COST_CHUNK = 256
 COST_SAFE = 1e150
 
 
-@jit_vec
+@jit_inner
 def _defer_cost(zL, y, Zc, Yc, cnt):
     """Queue one example's logits and targets for :func:`_flush_costs`."""
     n = zL.shape[0]
@@ -223,7 +227,7 @@ def _defer_cost(zL, y, Zc, Yc, cnt):
     cnt[0] += 1
 
 
-@jit_vec
+@jit_inner
 def _flush_costs(Zc, Yc, cnt, n_L, out):
     """Σ of the queued examples' costs (float64, the formulas of :func:`_cost`); empties the queue."""
     n = cnt[0] * n_L
@@ -243,7 +247,7 @@ def _flush_costs(Zc, Yc, cnt, n_L, out):
     return total
 
 
-@jit_vec
+@jit_inner
 def _abs_sum(v, n):
     """Σ|v[:n]| in float64 (NaN and inf propagate)."""
     s = 0.0
@@ -252,7 +256,7 @@ def _abs_sum(v, n):
     return s
 
 
-@jit_vec
+@jit_inner
 def _abs_max(v):
     """max|v| in float64, or inf if any entry is NaN or ±inf."""
     m = 0.0
@@ -264,7 +268,7 @@ def _abs_max(v):
     return m if bad == 0.0 else np.inf
 
 
-@jit_vec
+@jit_inner
 def _layer_bounds(params, sizes, w_off, b_off, wb, bb):
     """wb[l], bb[l] = max|W[l]|, max|b[l]| (inf where a parameter is not finite)."""
     for l in range(sizes.shape[0] - 1):
@@ -313,7 +317,7 @@ def _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out):
         _output(z[uo : uo + sizes[L]], a[uo : uo + sizes[L]], out)
 
 
-@jit_vec
+@jit_inner
 def _first_layer(params, n_in, n_out, b0, x, z):
     """Z[1] = W[1] x + b[1]."""
     b = params[b0 : b0 + n_out]
@@ -325,7 +329,7 @@ def _first_layer(params, n_in, n_out, b0, x, z):
         z[j] = s
 
 
-@jit_vec
+@jit_inner
 def _first_layer_fused(params, n_in, n_out, b0, x, c, x_prev, z):
     """W[1] −= c x_prevᵀ (the previous example's deferred update), then Z[1] = W[1] x + b[1],
     in one pass over W[1]: each weight is read and written once."""
@@ -341,7 +345,7 @@ def _first_layer_fused(params, n_in, n_out, b0, x, c, x_prev, z):
         z[j] = s
 
 
-@jit_vec
+@jit_inner
 def _flush_first(params, n_in, n_out, c, x_prev):
     """Apply a deferred W[1] −= c x_prevᵀ."""
     for j in range(n_out):
@@ -507,7 +511,7 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
 BLOCK = 4
 
 
-@jit_vec
+@jit_inner
 def _load_block(X, order, t0, nb, Q):
     """Q[s] = X[order[t0 + s]] for the block's ``nb`` examples; the rows after them zero."""
     T = Q.dtype.type
@@ -521,7 +525,7 @@ def _load_block(X, order, t0, nb, Q):
                 Q[s, k] = T(0)
 
 
-@jit_vec
+@jit_inner
 def _block_pass(params, n0, n1, C, P, Q, Zp):
     """One pass over W[1]: W[1] −= Σ_s C[s] P[s]ᵀ (the previous block's four deferred
     per-example updates), then Zp[t] = W[1] Q[t] for the block's four inputs.
@@ -575,7 +579,7 @@ def _block_pass(params, n0, n1, C, P, Q, Zp):
         Zp[0, j], Zp[1, j], Zp[2, j], Zp[3, j] = a0, a1, a2, a3
 
 
-@jit_vec
+@jit_inner
 def _apply_block(params, n0, n1, C, P):
     """W[1] −= Σ_s C[s] P[s]ᵀ (flush the deferred updates of a block)."""
     for j in range(n1):
@@ -688,7 +692,7 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
 # ====================================================================== mini-batch
 
 
-@jit_vec
+@jit_inner
 def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out):
     """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward
     pass, and dW[l] += scale · dZ[l] A[l−1]ᵀ, db[l] += scale · dZ[l] into ``grad`` for
@@ -738,7 +742,7 @@ def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa,
     return cost
 
 
-@jit_vec
+@jit_inner
 def _block_pass_grad(params, grad, n0, n1, C, P, Q, Zp):
     """One pass over W[1] and dW[1]: dW[1] += Σ_s C[s] P[s]ᵀ (the previous block's four
     examples), and Zp[t] = W[1] Q[t] for this block's four inputs (two rows at a time)."""
@@ -782,7 +786,7 @@ def _block_pass_grad(params, grad, n0, n1, C, P, Q, Zp):
         j += 2
 
 
-@jit_vec
+@jit_inner
 def _accumulate_block(grad, n0, n1, C, P):
     """dW[1] += Σ_s C[s] P[s]ᵀ (flush a block's deferred gradient terms)."""
     for j in range(n1):
@@ -792,7 +796,7 @@ def _accumulate_block(grad, n0, n1, C, P):
             G[k] += (c0 * P[0, k] + c1 * P[1, k]) + (c2 * P[2, k] + c3 * P[3, k])
 
 
-@jit_vec
+@jit_inner
 def _batch_workspace(params, sizes, u_off):
     """The workspaces of :func:`_batch_gradient`, allocated once per epoch: ``(z, a, dz,
     grad, sa, P, Q, C, Zp)`` (``grad`` and ``C`` zero; see there for the shapes)."""

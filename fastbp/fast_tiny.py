@@ -59,7 +59,7 @@ from .losses import SIGMOID as OUT_SIGMOID
 from .losses import SOFTMAX as OUT_SOFTMAX
 from .fast_kernels import (COST_CHUNK, COST_SAFE, TINY_MAX_HIDDEN, _abs_max, _alive, _borrowed, _cost, _flush_costs,
                            tiny_kernel)
-from .vmath import _as_float, jit_vec, vexp, vsigmoid
+from .vmath import _as_float, jit_inner, jit_vec, vexp, vsigmoid
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
 
@@ -419,7 +419,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
 # ==================================================== n_1 ≤ 4 units, one output: all in registers
 
 
-@jit_vec
+@jit_inner
 def _act4(z, act, lr):
     """(g(z), α g'(z)) for one hidden unit (the caller's branch on ``act`` is loop-invariant)."""
     T = type(z)

@@ -163,7 +163,10 @@ def _output_batch(params, sizes, X, act, out, AL):
     top = u_off[-1]
     for i in range(X.shape[0]):
         _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-        AL[i] = a[top:]
+        # (an element loop, not ``AL[i] = a[top:]``: a slice assignment compiles
+        # Numba's shape-mismatch error message, about 2 s of a cold first predict)
+        for j in range(AL.shape[1]):
+            AL[i, j] = a[top + j]
 
 
 @jit

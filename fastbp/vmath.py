@@ -26,6 +26,8 @@ them to a whole array (what the tests and micro-benchmarks call).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -45,6 +47,17 @@ JIT_VEC: dict = {**JIT_OPTIONS, "error_model": "numpy"}
 def jit_vec(func):
     """Compile ``func`` with :data:`JIT_VEC` (the project's options, NumPy error model)."""
     return njit(**JIT_VEC)(func)
+
+
+#: :data:`JIT_VEC` for helpers that only compiled code calls: no CPython wrapper is
+#: built (one function less to lower and optimise per helper on a cold start).
+#: Calling such a helper from Python raises; call its ``py_func`` instead.
+JIT_INNER: dict = {**JIT_VEC, "no_cpython_wrapper": True}
+
+
+def jit_inner(func):
+    """Compile ``func`` with :data:`JIT_INNER` (a helper of other kernels, not called from Python)."""
+    return njit(**JIT_INNER)(func)
 
 
 @intrinsic
@@ -166,12 +179,38 @@ def _source(name: str, b: str) -> str:
     return f"def _{name}{b}(x):\n" + "".join(f"    {ln}\n" for ln in body)
 
 
+#: ``np.float64(0.5)``, ``np.int32(127)``, ``np.float32(np.inf)``: a typed literal in a body.
+_TYPED_LITERAL = re.compile(r"np\.(float32|float64|int32|int64)\((-?[0-9][0-9.e+-]*|np\.inf)\)")
+
+
+def _hoist_constants(source: str) -> tuple[str, dict]:
+    """Replace every typed literal ``np.float32(c)`` of ``source`` by a global constant.
+
+    Numba types a global NumPy scalar as a constant of its own dtype, so the body
+    stays float32 in float32, but it no longer types and lowers a call for every
+    literal (half the cold compile time of these flat bodies).
+    """
+    consts: dict = {}
+    names: dict = {}
+
+    def repl(match):
+        key = match.group(0)
+        if key not in names:
+            names[key] = f"_K{len(names)}"
+            value = np.inf if match.group(2) == "np.inf" else float(match.group(2))
+            consts[names[key]] = getattr(np, match.group(1))(value)
+        return names[key]
+
+    return _TYPED_LITERAL.sub(repl, source), consts
+
+
 def _build(name: str) -> dict:
     """The float64 and float32 bodies of ``name`` as plain Python functions."""
     out = {}
     for b in _DT:
-        ns = {"np": np, "_as_float": _as_float}
-        exec(compile(_source(name, b), f"<fastbp.vmath _{name}{b}>", "exec"), ns)
+        source, consts = _hoist_constants(_source(name, b))
+        ns = {"np": np, "_as_float": _as_float, **consts}
+        exec(compile(source, f"<fastbp.vmath _{name}{b}>", "exec"), ns)
         out[b] = ns[f"_{name}{b}"]
     return out
 

@@ -1,0 +1,108 @@
+"""Start-up: a first ``fit`` + ``predict`` compiles only what it runs, and a second process
+compiles nothing (Numba's on-disk cache hits).
+
+Each case runs in fresh interpreters sharing one empty ``NUMBA_CACHE_DIR`` (the
+first process fills it, the second must load from it).  What was compiled is read
+from the dispatchers themselves (``signatures``, ``stats``), never from a clock:
+the times are in ``docs/performance.md`` (``benchmarks/bench_startup.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# The first training call of the README and of the asv start-up benchmark
+# (benchmarks/bench_startup.py), then a report of every fastbp dispatcher that holds
+# a compiled specialisation and of the entry kernels' cache statistics.
+SCRIPT = """
+import json, sys
+import numpy as np
+import fastbp
+from numba.core.dispatcher import Dispatcher
+
+sizes, batch_size, dtype = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+X = rng.normal(size=(16, sizes[0]))
+Y = (rng.random((16, sizes[-1])) < 0.5).astype(float)
+net = fastbp.MLP(sizes, seed=0, dtype=dtype)
+net.fit(X, Y, epochs=1, batch_size=batch_size)
+net.predict(X)
+
+compiled, stats = {}, {}
+for modname, mod in list(sys.modules.items()):
+    if not modname.startswith("fastbp."):
+        continue
+    for name, obj in vars(mod).items():
+        if isinstance(obj, Dispatcher) and obj.signatures:
+            key = mod.__name__.split(".")[-1] + "." + name
+            compiled[key] = len(obj.signatures)
+            stats[key] = [sum(obj.stats.cache_hits.values()), sum(obj.stats.cache_misses.values())]
+print(json.dumps({"compiled": compiled, "stats": stats}))
+"""
+
+#: (layer sizes, batch size, dtype) of each case.
+CASES = {
+    "4-8-1 per-example float64 (the asv benchmark)": ([4, 8, 1], 1, "float64"),
+    "64-32-10 per-example float32 (blocked W[1])": ([64, 32, 10], 1, "float32"),
+}
+
+#: Entry kernels that must never be compiled by a first fit + predict of these cases.
+NOT_NEEDED = (
+    "kernels._train_epoch",  # the plain kernel: only after the fast kernel hands an epoch over
+    "kernels._forward_batch",
+    "kernels._loss_batch",
+    "kernels._gradients_batch",
+    "fast_kernels._batch_epoch",
+    "fast_kernels._batch_epoch_threads",
+)
+
+
+def _run(case, cache_dir) -> dict:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(case)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def _epoch_kernels(compiled: dict) -> list[str]:
+    """The compiled epoch kernels of the fast modules (``_sgd_epoch``, ``_sgd_epoch_blocked``, …)."""
+    return [k for k in compiled if "_epoch" in k.split(".")[-1] and not k.startswith("kernels.")]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_first_fit_compiles_only_its_kernels_and_a_second_process_loads_them(name, tmp_path):
+    cold = _run(CASES[name], tmp_path)
+    epoch = _epoch_kernels(cold["compiled"])
+    assert len(epoch) == 1, ("one epoch kernel, compiled once", cold["compiled"])
+    entries = {epoch[0]: 1, "kernels._output_batch": 1}
+    for kernel, n in entries.items():
+        assert cold["compiled"].get(kernel) == n, (kernel, cold["compiled"])
+        assert cold["stats"][kernel] == [0, 1], (kernel, "expected one cache miss in a cold process")
+    assert not [k for k in NOT_NEEDED if k in cold["compiled"]], cold["compiled"]
+
+    warm = _run(CASES[name], tmp_path)
+    # Loaded from disk: a hit, no miss, and nothing else compiled (no helper is even typed).
+    assert warm["compiled"] == entries, warm["compiled"]
+    for kernel in entries:
+        assert warm["stats"][kernel] == [1, 0], (kernel, warm["stats"][kernel])
+
+
+@pytest.mark.slow  # one more cold compile (~6 s), for a benchmark script
+def test_startup_profile_lists_the_epoch_kernel_of_a_cold_first_fit(capsys):
+    """``benchmarks/startup_profile.py profile`` (the tool behind docs/performance.md's table) runs."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "benchmarks"))
+    try:
+        import startup_profile
+    finally:
+        sys.path.pop(0)
+    startup_profile.main(["profile", "--sizes", "3,5,1", "--min-seconds", "0"])
+    out = capsys.readouterr().out
+    assert "first fit" in out and "_epoch" in out and "all " in out, out
