@@ -145,7 +145,8 @@ def _from_csv(path: str, target: str | None):
         X = np.array(features, dtype=float)
     except ValueError:
         name, value = next(
-            (names[j], cell) for row in body for j, cell in enumerate(row) if j != col and not _is_number(cell)
+            ((names[j], cell) for row in body for j, cell in enumerate(row) if j != col and not _is_number(cell)),
+            ("?", "?"),
         )
         raise DataError(
             f"--dataset: {path}: feature column {name!r} is not numeric (it holds {value!r}); "

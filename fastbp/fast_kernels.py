@@ -1285,6 +1285,13 @@ THREADED_MIN_WEIGHTS = 16384
 #: in :func:`_batch_epoch_tiled` (the batch as matrices, 4 × 4 register tiles).
 TILED_MIN_WEIGHTS = 16384
 
+#: The tiled and threaded mini-batch kernels keep a workspace of batch × (n_0 + 3 Σ n_l)
+#: numbers (the packed inputs and every example's Z, A, dZ); batches larger than this
+#: (full-batch training on a large data set) run :func:`_batch_epoch` instead, whose
+#: workspace does not grow with the batch, so an epoch's memory stays the data plus a
+#: small multiple of the parameters whatever m is.
+TILED_MAX_BATCH = 1024
+
 
 def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=None) -> tuple[float, int]:
     """One epoch with the fast kernels; the same arguments and result as
@@ -1296,6 +1303,8 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=No
     result is bit-identical whatever the number of threads), ``False`` never;
     ``None`` (default) when Numba has more than one thread and the batch and W[1]
     are large enough (:data:`THREADED_MIN_BATCH`, :data:`THREADED_MIN_WEIGHTS`).
+    Batches over :data:`TILED_MAX_BATCH` examples always run :func:`_batch_epoch`
+    (bounded memory).
     """
     m = order.shape[0]
     limit = float(np.finfo(params.dtype).max) / 4.0
@@ -1315,7 +1324,10 @@ def train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=No
         total, resume = tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)
     elif batch_size == 1:
         total, resume = _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit)
-    elif threads and batch_size > 1:
+    elif batch_size > TILED_MAX_BATCH:
+        blocked = sizes[0] * sizes[1] >= BLOCKED_MIN_WEIGHTS
+        total, resume = _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked)
+    elif threads:
         # (Numba's default static split of each loop; dynamic scheduling with
         # numba.parallel_chunksize(1) measured 4-8x slower on this shared machine.)
         total, resume = _batch_epoch_threads(params, sizes, X, Y, order, batch_size, lr, act, out, limit)

@@ -276,6 +276,25 @@ def test_large_nets_take_the_tiled_kernel(monkeypatch, dtype):
     assert_agree((res[0], p_fast), (ref[0], p_plain), dtype)
 
 
+@pytest.mark.parametrize("threads", [False, True])
+def test_batches_over_the_cap_keep_memory_bounded(monkeypatch, threads):
+    """Batches over TILED_MAX_BATCH (full batch on a large data set) run _batch_epoch, whose
+    workspace does not grow with the batch, even on nets that take the tiled kernels."""
+    calls = []
+    real = fast_kernels._batch_epoch
+    monkeypatch.setattr(fast_kernels, "_batch_epoch", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(fast_kernels, "TILED_MAX_BATCH", 8)
+    n1 = fast_kernels.TILED_MIN_WEIGHTS // 64
+    prob = make_problem([64, n1, 2], dtype=np.float64, m=10, batch_size=9, learning_rate=0.01)
+    lay, p0 = _flat(prob)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    res = _run(lambda *a: fast_kernels.train_epoch(*a, threads=threads), prob, p_fast, lay, 9)
+    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, 9)
+    assert calls == [1]
+    assert res[1] == ref[1] == -1
+    assert_agree((res[0], p_fast), (ref[0], p_plain), np.float64)
+
+
 # ------------------------------------------------------------------------------ threads
 
 THREADED = fast_kernels.THREADED_MIN_BATCH
