@@ -692,14 +692,12 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
 # ====================================================================== mini-batch
 
 
-@jit_inner
-def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out):
-    """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward
-    pass, and dW[l] += scale · dZ[l] A[l−1]ᵀ, db[l] += scale · dZ[l] into ``grad`` for
-    l ≥ 2, db[1] too; dZ[1] is left in ``dz[:n_1]`` (dW[1] is the caller's).
-    Returns the example's cost."""
+# inlined at Numba-IR level into both callers (the same machine code as before it was shared)
+@njit(**JIT_VEC, inline="always")
+def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out):
+    """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward pass
+    (A[1] = g(Z[1]) … A[L]) and dZ[L] = A[L] − Y into ``dz``.  Returns the example's cost."""
     L = sizes.shape[0] - 1
-    T = params.dtype.type
     n1 = sizes[1]
     top = u_off[L - 1]
     n_L = sizes[L]
@@ -713,6 +711,19 @@ def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa,
     dzL = dz[top : top + n_L]
     for j in range(n_L):
         dzL[j] = aL[j] - y[j]
+    return cost
+
+
+@jit_inner
+def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out):
+    """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward
+    pass, and dW[l] += scale · dZ[l] A[l−1]ᵀ, db[l] += scale · dZ[l] into ``grad`` for
+    l ≥ 2, db[1] too; dZ[1] is left in ``dz[:n_1]`` (dW[1] is the caller's).
+    Returns the example's cost."""
+    L = sizes.shape[0] - 1
+    T = params.dtype.type
+    n1 = sizes[1]
+    cost = _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out)
     # dW[l] += scale · dZ[l] A[l−1]ᵀ and dA[l−1] = W[l]ᵀ dZ[l], one pass per layer
     for l in range(L - 1, 0, -1):
         n_in = sizes[l]
@@ -1041,18 +1052,7 @@ def _example_pass(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out)
     L = sizes.shape[0] - 1
     T = params.dtype.type
     n1 = sizes[1]
-    top = u_off[L - 1]
-    n_L = sizes[L]
-    if L > 1:
-        _activate(z[:n1], a[:n1], n1, act)
-    else:
-        _output(z[:n1], a[:n1], out)
-    _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
-    cost = _cost(z[top : top + n_L], y, out)
-    aL = a[top : top + n_L]
-    dzL = dz[top : top + n_L]
-    for j in range(n_L):
-        dzL[j] = aL[j] - y[j]
+    cost = _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out)
     for l in range(L - 1, 0, -1):
         n_in = sizes[l]
         n_out = sizes[l + 1]

@@ -259,40 +259,34 @@ def test_tiled_batch_kernels_agree_with_plain_and_reference(monkeypatch, dtype, 
             assert_agree((res[0], p_fast), (J_ref, lay.pack(W, b, dtype)), dtype, msg + " vs reference")
 
 
+@pytest.mark.parametrize(
+    "kernel, batch_size, threads, cap",
+    [
+        ("_batch_epoch_tiled", 4, False, None),  # large W[1], one thread: the tiled kernel
+        ("_batch_epoch", 9, False, 8),  # batches over TILED_MAX_BATCH: bounded workspace
+        ("_batch_epoch", 9, True, 8),  # ... with threads asked for, too
+    ],
+    ids=["tiled", "over-cap", "over-cap-threads"],
+)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_large_nets_take_the_tiled_kernel(monkeypatch, dtype):
-    """On one thread, mini-batches on a W[1] of ≥ TILED_MIN_WEIGHTS weights run _batch_epoch_tiled."""
+def test_large_nets_take_the_tiled_kernel_up_to_the_batch_cap(monkeypatch, dtype, kernel, batch_size, threads, cap):
+    """On a W[1] of ≥ TILED_MIN_WEIGHTS weights, mini-batches run _batch_epoch_tiled on one
+    thread; batches over TILED_MAX_BATCH (full batch on a large data set) run _batch_epoch,
+    whose workspace does not grow with the batch, whatever ``threads`` says."""
     calls = []
-    real = fast_kernels._batch_epoch_tiled
-    monkeypatch.setattr(fast_kernels, "_batch_epoch_tiled", lambda *a: calls.append(1) or real(*a))
+    real = getattr(fast_kernels, kernel)
+    monkeypatch.setattr(fast_kernels, kernel, lambda *a: calls.append(1) or real(*a))
+    if cap is not None:
+        monkeypatch.setattr(fast_kernels, "TILED_MAX_BATCH", cap)
     n1 = fast_kernels.TILED_MIN_WEIGHTS // 64
-    prob = make_problem([64, n1, 2], dtype=dtype, m=10, batch_size=4, learning_rate=0.01)
+    prob = make_problem([64, n1, 2], dtype=dtype, m=10, batch_size=batch_size, learning_rate=0.01)
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
-    res = _run(lambda *a: fast_kernels.train_epoch(*a, threads=False), prob, p_fast, lay, 4)
-    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, 4)
+    res = _run(lambda *a: fast_kernels.train_epoch(*a, threads=threads), prob, p_fast, lay, batch_size)
+    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
     assert calls == [1]
     assert res[1] == ref[1] == -1
     assert_agree((res[0], p_fast), (ref[0], p_plain), dtype)
-
-
-@pytest.mark.parametrize("threads", [False, True])
-def test_batches_over_the_cap_keep_memory_bounded(monkeypatch, threads):
-    """Batches over TILED_MAX_BATCH (full batch on a large data set) run _batch_epoch, whose
-    workspace does not grow with the batch, even on nets that take the tiled kernels."""
-    calls = []
-    real = fast_kernels._batch_epoch
-    monkeypatch.setattr(fast_kernels, "_batch_epoch", lambda *a: calls.append(1) or real(*a))
-    monkeypatch.setattr(fast_kernels, "TILED_MAX_BATCH", 8)
-    n1 = fast_kernels.TILED_MIN_WEIGHTS // 64
-    prob = make_problem([64, n1, 2], dtype=np.float64, m=10, batch_size=9, learning_rate=0.01)
-    lay, p0 = _flat(prob)
-    p_fast, p_plain = p0.copy(), p0.copy()
-    res = _run(lambda *a: fast_kernels.train_epoch(*a, threads=threads), prob, p_fast, lay, 9)
-    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, 9)
-    assert calls == [1]
-    assert res[1] == ref[1] == -1
-    assert_agree((res[0], p_fast), (ref[0], p_plain), np.float64)
 
 
 # ------------------------------------------------------------------------------ threads
