@@ -216,6 +216,25 @@ def _gradients_batch(params, sizes, X, Y, act, out, grad):
 
 
 @jit
+def _mean_gradient(params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out):
+    """grad = the mean gradient of the costs of the examples ``order[start:stop]`` (one batch),
+    each example's forward pass, cost and backward pass in turn; returns the sum of their
+    costs (float64).  ``z``, ``a``, ``dz`` are n_units workspaces.  The batch step of
+    :func:`_train_epoch` and of :func:`fastbp.optimizers._train_epoch_opt`."""
+    T = params.dtype.type
+    scale = T(1) / T(stop - start)
+    top = u_off[-1]
+    grad[:] = 0
+    batch_cost = 0.0
+    for t in range(start, stop):
+        i = order[t]
+        _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
+        batch_cost += example_cost(z[top:], Y[i], out)  # cost before the batch's update
+        _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, grad, scale, act)
+    return batch_cost
+
+
+@jit
 def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
     """One epoch of gradient descent over the examples in ``order``.
 
@@ -232,24 +251,17 @@ def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
     """
     w_off, b_off, u_off = offsets(sizes)
     n_units = u_off[-1] + sizes[-1]
-    T = params.dtype.type
     z = np.empty(n_units, params.dtype)
     a = np.empty(n_units, params.dtype)
     dz = np.empty(n_units, params.dtype)
     grad = np.empty_like(params)
-    top = u_off[-1]
     m = order.shape[0]
     total = 0.0
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
-        scale = T(1) / T(stop - start)
-        grad[:] = 0
-        batch_cost = 0.0
-        for t in range(start, stop):
-            i = order[t]
-            _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-            batch_cost += example_cost(z[top:], Y[i], out)
-            _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, grad, scale, act)
+        batch_cost = _mean_gradient(
+            params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out
+        )
         # Divergence guard: a non-finite loss or step stops the epoch before the update.
         if not (np.isfinite(batch_cost) and _step_is_finite(params, grad, lr)):
             return total / m, start // batch_size
@@ -266,6 +278,7 @@ _KERNEL_NAMES = (
     "_backward_batch",
     "_loss_batch",
     "_gradients_batch",
+    "_mean_gradient",
     "_train_epoch",
 )
 

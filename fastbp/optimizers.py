@@ -54,8 +54,8 @@ import numpy as np
 from numba.core import config as numba_config
 
 from ._jit import jit, recompile_with
-from .kernels import _backward_example, _forward_example, kernels_for
-from .losses import example_cost, example_costs_array
+from .kernels import _mean_gradient, kernels_for
+from .losses import example_costs_array
 from .params import Layout, offsets
 from .vmath import jit_vec
 
@@ -187,25 +187,18 @@ def _train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyp
     """
     w_off, b_off, u_off = offsets(sizes)
     n_units = u_off[-1] + sizes[-1]
-    T = params.dtype.type
     z = np.empty(n_units, params.dtype)
     a = np.empty(n_units, params.dtype)
     dz = np.empty(n_units, params.dtype)
     grad = np.empty_like(params)
-    top = u_off[-1]
     m = order.shape[0]
     total = 0.0
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         n = stop - start
-        scale = T(1) / T(n)
-        grad[:] = 0
-        batch_cost = 0.0
-        for t in range(start, stop):
-            i = order[t]
-            _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-            batch_cost += example_cost(z[top:], Y[i], out)
-            _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, grad, scale, act)
+        batch_cost = _mean_gradient(
+            params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out
+        )
         batch_loss = cost_scale * batch_cost
         if alpha > 0.0:
             batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / n)
@@ -233,7 +226,7 @@ def epoch_kernel_for(activation):
     kernel = recompile_with(
         {"_train_epoch_opt": _train_epoch_opt},
         globals(),
-        {"_forward_example": kset._forward_example, "_backward_example": kset._backward_example},
+        {"_mean_gradient": kset._mean_gradient},
     )["_train_epoch_opt"]
     _custom_epochs[activation] = kernel
     return kernel
