@@ -156,12 +156,17 @@ def train(args: argparse.Namespace, out=None) -> int:
     if args.backend == "numba" and args.epochs > 0:
         from . import kernels
 
+        if not args.quiet:  # (seconds of silence otherwise, on a machine's first run)
+            print("  compiling the kernels (first run only: later runs load them from Numba's cache) ...",
+                  end="", file=out, flush=True)
         # One batch of the real batch size on a scratch copy compiles the kernel training will use.
         k = len(data.X_train) if args.batch_size is None else min(args.batch_size, len(data.X_train))
         scratch_W, scratch_b = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
         kernels.train_epoch(scratch_W, scratch_b, data.X_train[:k], data.Y_train[:k], args.learning_rate, k, None, net.activation, net.output)
         # (predict, not forward: the scores below run predict's kernel, _output_batch)
         kernels.predict(scratch_W, scratch_b, data.X_train[:1], net.activation, net.output)
+        if not args.quiet:
+            print(f" {time.perf_counter() - t0:.2f} s", file=out)
     compile_s = time.perf_counter() - t0
 
     scores: list[float] = []
@@ -276,16 +281,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "train":
-            return train(args)
-        if args.command == "bench":
+            status = train(args)
+        elif args.command == "bench":
             from . import bench
 
-            return bench.main(args)
+            status = bench.main(args)
+        else:  # pragma: no cover - argparse rejects unknown commands
+            return 2
+        sys.stdout.flush()  # (a closed pipe surfaces here, not at interpreter exit)
+        return status
+    except BrokenPipeError:
+        # The reader went away (``fastbp train | head``): stop quietly, as Unix tools do, with
+        # stdout pointed at devnull so that the interpreter's own last flush cannot fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+            pass
+        return 1
     except (_UsageError, DataError) as exc:
         parser.exit(2, f"fastbp {args.command}: error: {exc}\n")
     except DivergenceError as exc:  # a run that blew up is a result, not a crash: one line, status 1
         parser.exit(1, f"fastbp {args.command}: {exc}\n")
-    return 2  # pragma: no cover - argparse rejects unknown commands
 
 
 if __name__ == "__main__":  # pragma: no cover

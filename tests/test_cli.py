@@ -18,6 +18,25 @@ def test_train_prints_losses_accuracies_and_throughput(capsys):
     assert "train accuracy" in out and "test accuracy" in out and "examples/s" in out
     test_acc = float(out.split("test accuracy")[1].split()[0])
     assert test_acc > 0.8  # three epochs of per-example SGD learn the digits
+    # the compile step says what the pause is, before it starts, and how long it took
+    step = [line for line in out.splitlines() if "compiling the kernels" in line]
+    assert len(step) == 1 and step[0].endswith(" s") and float(step[0].split()[-2]) >= 0
+
+
+def test_quiet_train_prints_only_the_result(capsys):
+    assert main(["train", "--epochs", "2", "--hidden", "8", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "compiling" not in out and "epoch" not in out and "test accuracy" in out
+
+
+def test_a_closed_pipe_ends_train_quietly():
+    # ``fastbp train | head -n 1``: the reader leaves after the first line; no traceback
+    run = subprocess.run(
+        f"'{sys.executable}' -m fastbp train --epochs 3 --hidden 8 | head -n 1", shell=True, capture_output=True,
+        text=True,
+    )
+    assert run.stdout.startswith("fastbp train: MLP(")
+    assert run.stderr == ""
 
 
 @pytest.mark.parametrize(
