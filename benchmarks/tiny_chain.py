@@ -28,6 +28,14 @@ data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each laye
   per epoch);
 * ``kernel``: the compiled tiny kernel alone.
 
+``--stripped`` times, on the same long epoch (2-4-1 float32, tanh, σ output, m = 16384), JAX, the tiny
+kernel and :func:`stripped_241`: the same Gram-corrected chain with everything a kernel may not drop
+taken out (no divergence guard, no cost, no activation dispatch, n_0 = 2 fixed, all parameters in
+registers). It is not a kernel fastbp could ship (it would train on through a divergence and report no
+loss), but it bounds what any kernel of this design can reach::
+
+    python benchmarks/tiny_chain.py --stripped
+
 ``--kernels`` times the generic per-example kernel (``fastbp.fast_kernels._sgd_epoch``, what
 2-4-1 ran before ``fastbp/fast_tiny.py``) against the tiny kernel on a 2-4-1 epoch of
 m = 16384 (σ output), both dtypes, tanh, σ and relu hidden units, interleaved, best of
@@ -44,7 +52,7 @@ import time
 import numpy as np
 from numba import njit
 
-from fastbp.fast_tiny import tsigmoid, ttanh
+from fastbp.fast_tiny import sigmoid_half, tsigmoid, ttanh
 from fastbp.vmath import JIT_VEC, vsigmoid, vtanh
 
 OPTS = {**JIT_VEC, "cache": False}
@@ -103,6 +111,100 @@ def _relu(z):
 
 
 NETS = {"2-4-1 tanh": _net_chain(ttanh), "2-4-1 sigmoid": _net_chain(tsigmoid), "2-4-1 relu": _net_chain(_relu)}
+
+
+@njit(**OPTS)
+def stripped_241(params, X, Y, order, lr):
+    """2-4-1 float32 per-example SGD, tanh hidden, σ output, with nothing but the chain: a bound.
+
+    The arithmetic of :func:`fastbp.fast_tiny._tiny4_epoch` (the next Z[1] from the old weights,
+    corrected by one FMA; σ from the halved logit) on the layout W[1] (4 × 2), b[1], W[2], b[2];
+    returns Σ Z[2] (not a cost) so that every example's output is used.
+    """
+    T = np.float32
+    w00, w01, w10, w11, w20, w21, w30, w31 = (params[0], params[1], params[2], params[3], params[4], params[5],
+                                              params[6], params[7])
+    b10, b11, b12, b13 = params[8], params[9], params[10], params[11]
+    v0, v1, v2, v3, b2 = params[12], params[13], params[14], params[15], params[16]
+    h0, h1, h2, h3, hb = T(0.5) * v0, T(0.5) * v1, T(0.5) * v2, T(0.5) * v3, T(0.5) * b2
+    c0 = c1 = c2 = c3 = T(0)  # the pending α dZ[1]
+    u0 = u1 = u2 = u3 = T(0)  # its correction of the next Z[1], per unit of dZ[2]
+    dp = T(0)
+    m = order.shape[0]
+    xp0, xp1 = X[order[0], 0], X[order[0], 1]
+    total = 0.0
+    for t in range(m):
+        i = order[t]
+        x0, x1 = X[i, 0], X[i, 1]
+        j = order[t + 1] if t + 1 < m else i
+        gn = T(1) + X[j, 0] * x0 + X[j, 1] * x1
+        p0, p1 = b10 + w00 * x0 + w01 * x1, b11 + w10 * x0 + w11 * x1
+        p2, p3 = b12 + w20 * x0 + w21 * x1, b13 + w30 * x0 + w31 * x1
+        w00, w01, w10, w11 = w00 - c0 * xp0, w01 - c0 * xp1, w10 - c1 * xp0, w11 - c1 * xp1
+        w20, w21, w30, w31 = w20 - c2 * xp0, w21 - c2 * xp1, w30 - c3 * xp0, w31 - c3 * xp1
+        b10, b11, b12, b13 = b10 - c0, b11 - c1, b12 - c2, b13 - c3
+        a0, a1 = ttanh(p0 - dp * u0), ttanh(p1 - dp * u1)
+        a2, a3 = ttanh(p2 - dp * u2), ttanh(p3 - dp * u3)
+        zs = hb + ((h0 * a0 + h1 * a1) + (h2 * a2 + h3 * a3))
+        d = sigmoid_half(zs) - Y[i, 0]
+        total += np.float64(zs)
+        q0, q1 = v0 * (lr * (T(1) - a0 * a0)), v1 * (lr * (T(1) - a1 * a1))
+        q2, q3 = v2 * (lr * (T(1) - a2 * a2)), v3 * (lr * (T(1) - a3 * a3))
+        c0, c1, c2, c3 = d * q0, d * q1, d * q2, d * q3
+        u0, u1, u2, u3 = q0 * gn, q1 * gn, q2 * gn, q3 * gn
+        dp = d
+        cd = lr * d
+        v0, v1, v2, v3, b2 = v0 - cd * a0, v1 - cd * a1, v2 - cd * a2, v3 - cd * a3, b2 - cd
+        h0, h1, h2, h3, hb = T(0.5) * v0, T(0.5) * v1, T(0.5) * v2, T(0.5) * v3, T(0.5) * b2
+        xp0, xp1 = x0, x1
+    w00, w01, w10, w11 = w00 - c0 * xp0, w01 - c0 * xp1, w10 - c1 * xp0, w11 - c1 * xp1
+    w20, w21, w30, w31 = w20 - c2 * xp0, w21 - c2 * xp1, w30 - c3 * xp0, w31 - c3 * xp1
+    params[0], params[1], params[2], params[3] = w00, w01, w10, w11
+    params[4], params[5], params[6], params[7] = w20, w21, w30, w31
+    params[8], params[9], params[10], params[11] = b10 - c0, b11 - c1, b12 - c2, b13 - c3
+    params[12], params[13], params[14], params[15], params[16] = v0, v1, v2, v3, b2
+    return total
+
+
+def stripped(repeats: int, m: int = 16384) -> None:
+    """ns per 2-4-1 float32 example on a long epoch: JAX, the tiny kernel, :func:`stripped_241`."""
+    import os
+
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    from fastbp import bench, fast_tiny
+    from fastbp.activations import get_activation
+    from fastbp.losses import SIGMOID
+    from fastbp.params import Layout
+
+    case = bench.Case(sizes=(2, 4, 1), activation="tanh", m=m, dtype="float32")
+    d = bench.make_data(case)
+    lay = Layout([2, 4, 1])
+    p0 = lay.pack(d.weights, d.biases, np.dtype("float32"))
+    order = np.arange(m)
+    lr = np.float32(case.learning_rate)
+    code = get_activation("tanh").code
+    limit = float(np.finfo(np.float32).max) / 4
+    jax_epoch = bench.MAKERS["jax"](case, d)
+    calls = {
+        "jax": lambda p: jax_epoch(),
+        "tiny kernel": lambda p: fast_tiny._tiny4_epoch(p, lay.sizes, d.X, d.Y, order, lr, code, SIGMOID, limit),
+        "stripped": lambda p: stripped_241(p, d.X, d.Y, order, lr),
+    }
+    pa, pb = p0.copy(), p0.copy()
+    calls["tiny kernel"](pa)
+    calls["stripped"](pb)  # (the same steps: the parameters agree to float32 rounding)
+    print(f"after one epoch, max |kernel − stripped| = {np.abs(pa - pb).max():.2g} (max |param| "
+          f"{np.abs(pa).max():.2g})")
+    best = dict.fromkeys(calls, np.inf)
+    for _ in range(repeats):
+        for name, call in calls.items():
+            p = p0.copy()
+            t0 = time.perf_counter()
+            call(p)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    for name, sec in best.items():
+        print(f"float32 2-4-1 tanh m={m}: {name:12s} {sec / m * 1e9:6.1f} ns per example  "
+              f"{best['jax'] / sec:5.2f}× JAX")
 
 
 def best_ns(fn, n: int, c, k, repeats: int) -> float:
@@ -188,7 +290,12 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", action="store_true", help="then time 2-4-1 epochs through each layer of the call")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="for --epochs")
     ap.add_argument("--kernels", action="store_true", help="then the generic and the tiny kernel on 2-4-1 epochs")
+    ap.add_argument("--stripped", action="store_true",
+                    help="then JAX, the tiny kernel and a kernel stripped to the chain on a long 2-4-1 epoch")
     args = ap.parse_args(argv)
+    if args.stripped:
+        stripped(max(args.repeats, 15))
+        return
     if args.kernels:
         kernels_before_after(args.repeats)
         return

@@ -187,9 +187,7 @@ def test_no_allocation_per_example(sizes):
     assert counts[0] == counts[1] and counts[0] < 20
 
 
-def test_tiny_chain_script_runs(capsys):
-    """benchmarks/tiny_chain.py (the latency floor, and the generic kernel against the tiny one)
-    runs and prints a line per chain and per kernel case (a smoke run: tiny sizes, one repeat)."""
+def _tiny_chain_script():
     import importlib.util
     from pathlib import Path
 
@@ -197,8 +195,38 @@ def test_tiny_chain_script_runs(capsys):
     spec = importlib.util.spec_from_file_location("tiny_chain", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tiny_chain_script_runs(capsys):
+    """benchmarks/tiny_chain.py (the latency floor, and the generic kernel against the tiny one)
+    runs and prints a line per chain and per kernel case (a smoke run: tiny sizes, one repeat)."""
+    mod = _tiny_chain_script()
     mod.main(["--n", "64", "--repeats", "1"])
     mod.kernels_before_after(repeats=1, m=16)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 * (1 + len(mod.CHAINS) + len(mod.NETS)) + 6
     assert all(" ns" in line for line in lines)
+
+
+def test_tiny_chain_stripped_bound_takes_the_kernels_steps():
+    """benchmarks/tiny_chain.py's ``stripped_241`` (the bound quoted for 2-4-1 float32 in
+    docs/performance.md) takes the tiny kernel's steps: after an epoch its parameters are the
+    kernel's, to float32 rounding, so the bound times the same work minus the guard and the cost."""
+    from fastbp.activations import NAMES as ACT
+    from fastbp.losses import SIGMOID
+    from fastbp.params import Layout
+    from fastbp.testing import TOLERANCE
+
+    mod = _tiny_chain_script()
+    prob = make_problem([2, 4, 1], dtype=np.float32, activation="tanh", output="sigmoid", m=64, learning_rate=0.1,
+                        shuffle=False)
+    lay = Layout([2, 4, 1])
+    p0 = lay.pack(prob.weights, prob.biases, np.dtype(np.float32))
+    order = np.random.default_rng(0).permutation(64)
+    kernel, bound = p0.copy(), p0.copy()
+    fast_tiny._tiny4_epoch(kernel, lay.sizes, prob.X, prob.Y, order, np.float32(0.1), ACT["tanh"], SIGMOID, 1e30)
+    mod.stripped_241(bound, prob.X, prob.Y, order, np.float32(0.1))
+    rtol, atol = TOLERANCE[np.dtype(np.float32)]
+    np.testing.assert_allclose(bound, kernel, rtol=rtol, atol=atol)
+    assert np.abs(bound - p0).max() > 100 * atol  # it did train
