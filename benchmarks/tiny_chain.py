@@ -29,9 +29,9 @@ data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each laye
 * ``kernel``: the compiled tiny kernel alone.
 
 ``--stripped`` times, on the same long epoch (2-4-1 float32, tanh, σ output, m = 16384), JAX, the tiny
-kernel and :func:`stripped_241`: the same Gram-corrected chain with everything a kernel may not drop
-taken out (no divergence guard, no cost, no activation dispatch, n_0 = 2 fixed, all parameters in
-registers). It is not a kernel fastbp could ship (it would train on through a divergence and report no
+kernel and :func:`stripped_241`: the same Gram-corrected chain without the divergence guard and the
+cost, which a shippable kernel must keep, and specialised (no activation dispatch, n_0 = 2 fixed, all
+parameters in registers). It is not a kernel fastbp could ship (it would train on through a divergence and report no
 loss), but it bounds what any kernel of this design can reach::
 
     python benchmarks/tiny_chain.py --stripped

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="sigmoid",
         help="classification output: σ + BCE (the seed's) or softmax + CE (default: sigmoid); regression always uses identity",
     )
-    train.add_argument("--compare", action="store_true", help="also train the NumPy reference from the same start; print the speed-up and largest weight difference")
+    train.add_argument("--compare", action="store_true", help="also train the other backend from the same start; print the speed-up and largest weight difference")
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained network (load it with fastbp.load)")
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss and test-score curves (needs matplotlib)")
     train.add_argument("--quiet", action="store_true", help="print only the header and the final summary (no progress bar, no per-epoch lines)")
@@ -157,8 +157,7 @@ def train(args: argparse.Namespace, out=None) -> int:
         from . import kernels
 
         if not args.quiet:  # (seconds of silence otherwise, on a machine's first run)
-            print("  compiling the kernels (first run only: later runs load them from Numba's cache) ...",
-                  end="", file=out, flush=True)
+            print("  compiling the kernels, or loading them from Numba's cache ...", end="", file=out, flush=True)
         # One batch of the real batch size on a scratch copy compiles the kernel training will use.
         k = len(data.X_train) if args.batch_size is None else min(args.batch_size, len(data.X_train))
         scratch_W, scratch_b = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
@@ -181,7 +180,7 @@ def train(args: argparse.Namespace, out=None) -> int:
         if args.quiet:
             return
         line = (
-            f"  epoch {len(history):>3}/{args.epochs}  loss {history.loss[-1]:.5f}  test {metric} {scores[-1]:.4f}  "
+            f"  epoch {len(history):>3}/{args.epochs}  loss {history.loss[-1]:<9.6g}  test {metric} {scores[-1]:.4f}  "
             f"{seconds * 1e3:8.2f} ms  {rate:12,.0f} examples/s"
         )
         if bar is not None:
@@ -291,12 +290,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # (a closed pipe surfaces here, not at interpreter exit)
         return status
     except BrokenPipeError:
-        # The reader went away (``fastbp train | head``): stop quietly, as Unix tools do, with
-        # stdout pointed at devnull so that the interpreter's own last flush cannot fail again.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
-            pass
+        # The reader went away (``fastbp train | head``, or ``2>&1 | head`` with bench's progress on
+        # stderr): stop quietly, as Unix tools do, with stdout and stderr pointed at devnull so that
+        # the interpreter's own last flush cannot fail again (Python's documented recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError, AttributeError):  # a stream without a file descriptor (tests)
+                pass
+        os.close(devnull)
         return 1
     except (_UsageError, DataError) as exc:
         parser.exit(2, f"fastbp {args.command}: error: {exc}\n")

@@ -37,7 +37,11 @@ class History:
 
     @property
     def examples_per_second(self) -> float:
-        """Training throughput over all epochs recorded."""
+        """Training throughput over all epochs recorded.
+
+        The first ``fit`` of a kernel in a process includes compiling it (or loading it from
+        Numba's on-disk cache) in its first epoch's seconds, so this figure is low for that fit.
+        """
         total = sum(self.seconds)
         return self.n_examples * len(self.seconds) / total if total > 0 else float("nan")
 
