@@ -473,7 +473,7 @@ def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], 
     peak = blas_peak_gflops(args.dtype) if "numba" in systems else None
     print(f"fastbp bench: {len(cases)} cases × {len(systems)} systems, dtype={args.dtype}, "
           f"α={args.learning_rate}, {args.repeats} interleaved repeats (best kept), no shuffling", file=out)
-    print(f"  CPU: {_cpu_model().strip()} ({os.cpu_count()} logical CPUs); Python {platform.python_version()}", file=out)
+    print(f"  CPU: {_cpu_model()} ({os.cpu_count()} logical CPUs); Python {platform.python_version()}", file=out)
     for key, value in threads.items():
         print(f"  threads: {key}: {value}", file=out)
     if peak is not None:
