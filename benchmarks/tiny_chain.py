@@ -31,8 +31,8 @@ data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each laye
 ``--stripped`` times, on the same long epoch (2-4-1 float32, tanh, σ output, m = 16384), JAX, the tiny
 kernel and :func:`stripped_241`: the same Gram-corrected chain without the divergence guard and the
 cost, which a shippable kernel must keep, and specialised (no activation dispatch, n_0 = 2 fixed, all
-parameters in registers). It is not a kernel fastbp could ship (it would train on through a divergence and report no
-loss), but it bounds what any kernel of this design can reach::
+parameters in registers). It is not a kernel fastbp could ship (it would train on through a divergence
+and report no loss), but it bounds what any kernel of this design can reach::
 
     python benchmarks/tiny_chain.py --stripped
 
@@ -166,24 +166,31 @@ def stripped_241(params, X, Y, order, lr):
     return total
 
 
-def stripped(repeats: int, m: int = 16384) -> None:
-    """ns per 2-4-1 float32 example on a long epoch: JAX, the tiny kernel, :func:`stripped_241`."""
+def _epoch_inputs(dtype: str, m: int):
+    """``fastbp bench``'s 2-4-1 tanh epoch of m examples (one JAX thread): ``(case, data, layout,
+    packed parameters, order, divergence limit)``."""
     import os
 
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    from fastbp import bench
+    from fastbp.params import Layout
+
+    case = bench.Case(sizes=(2, 4, 1), activation="tanh", m=m, dtype=dtype)
+    d = bench.make_data(case)
+    lay = Layout([2, 4, 1])
+    p = lay.pack(d.weights, d.biases, np.dtype(dtype))
+    return case, d, lay, p, np.arange(m), float(np.finfo(dtype).max) / 4
+
+
+def stripped(repeats: int, m: int = 16384) -> None:
+    """ns per 2-4-1 float32 example on a long epoch: JAX, the tiny kernel, :func:`stripped_241`."""
     from fastbp import bench, fast_tiny
     from fastbp.activations import get_activation
     from fastbp.losses import SIGMOID
-    from fastbp.params import Layout
 
-    case = bench.Case(sizes=(2, 4, 1), activation="tanh", m=m, dtype="float32")
-    d = bench.make_data(case)
-    lay = Layout([2, 4, 1])
-    p0 = lay.pack(d.weights, d.biases, np.dtype("float32"))
-    order = np.arange(m)
+    case, d, lay, p0, order, limit = _epoch_inputs("float32", m)
     lr = np.float32(case.learning_rate)
     code = get_activation("tanh").code
-    limit = float(np.finfo(np.float32).max) / 4
     jax_epoch = bench.MAKERS["jax"](case, d)
     calls = {
         "jax": lambda p: jax_epoch(),
@@ -219,23 +226,14 @@ def best_ns(fn, n: int, c, k, repeats: int) -> float:
 
 def epochs(dtype: str, repeats: int) -> None:
     """One 2-4-1 epoch through each layer of the call (see the module docstring)."""
-    import os
-
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     from fastbp import bench, fast_tiny, kernels
     from fastbp.activations import get_activation
     from fastbp.losses import SIGMOID
-    from fastbp.params import Layout
 
     for m in (1024, 16384):
-        case = bench.Case(sizes=(2, 4, 1), activation="tanh", m=m, dtype=dtype)
-        d = bench.make_data(case)
-        lay = Layout([2, 4, 1])
+        case, d, lay, p, order, limit = _epoch_inputs(dtype, m)
         T = np.dtype(dtype).type
-        p = lay.pack(d.weights, d.biases, np.dtype(dtype))
-        order = np.arange(m)
         act = get_activation("tanh")
-        limit = float(np.finfo(dtype).max) / 4
         calls = {
             "jax": bench.MAKERS["jax"](case, d),
             "public": bench.MAKERS["numba"](case, d),
