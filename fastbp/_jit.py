@@ -1,6 +1,6 @@
 """The one place where fastbp's Numba compilation options are chosen.
 
-Every kernel is compiled with :data:`JIT_OPTIONS`:
+Every kernel is compiled with :data:`JIT_OPTIONS` or one of its variants below:
 
 * ``cache=True``: compiled machine code is kept on disk (``__pycache__`` or
   ``NUMBA_CACHE_DIR``), so a fresh process does not recompile.
@@ -16,6 +16,24 @@ Every kernel is compiled with :data:`JIT_OPTIONS`:
   fastbp never does); leaving it out makes every cold compile lighter
   (``docs/performance.md``, start-up).  Kernels are still called
   from Python through their ordinary CPython wrapper.
+
+The variants:
+
+* :data:`JIT_VEC` (:func:`jit_vec`): plus ``error_model="numpy"``, for loops that
+  should vectorise: a division carrying Python's ZeroDivisionError check (a branch
+  to an exception) stops LLVM vectorising.  Every fast kernel and step kernel.
+* :data:`JIT_INNER` (:func:`jit_inner`): :data:`JIT_VEC` for helpers only compiled
+  code calls: no CPython wrapper is built (one function less to lower and optimise
+  per helper on a cold start).  Calling one from Python raises; use its ``py_func``.
+* :data:`JIT_INLINE` (:func:`jit_inline`): :data:`JIT_VEC` inlined at Numba-IR level
+  into the caller, where LLVM must see the caller's borrowed views (no reference
+  counting) or a loop-invariant branch.
+* :data:`JIT_PARALLEL`: :data:`JIT_VEC` plus ``parallel=True``, for the threaded
+  mini-batch kernel (:func:`compile_as` gives it its own name and cache entry).
+* :data:`OVERLOAD_OPTIONS`: the options of :func:`numba.extending.overload`
+  implementations (the vectorisable elementary functions).
+* :data:`JIT_UNCACHED`: kernels compiled for a user's custom activation (they
+  depend on the user's functions, so they are never cached on disk).
 """
 
 from __future__ import annotations
@@ -33,10 +51,57 @@ JIT_OPTIONS: dict = {
     "no_cfunc_wrapper": True,
 }
 
+#: The project's options plus the NumPy error model (vectorisable loops).
+JIT_VEC: dict = {**JIT_OPTIONS, "error_model": "numpy"}
+
+#: :data:`JIT_VEC` without a CPython wrapper (helpers of other kernels).
+JIT_INNER: dict = {**JIT_VEC, "no_cpython_wrapper": True}
+
+#: :data:`JIT_VEC`, inlined into the caller at Numba-IR level.
+JIT_INLINE: dict = {**JIT_VEC, "inline": "always"}
+
+#: :data:`JIT_VEC` with its ``prange`` loops spread over Numba's threads.
+JIT_PARALLEL: dict = {**JIT_VEC, "parallel": True}
+
+#: Options of ``@overload`` implementations.
+OVERLOAD_OPTIONS: dict = {"error_model": "numpy"}
+
+#: :data:`JIT_OPTIONS` without the on-disk cache (kernels compiled for a custom activation).
+JIT_UNCACHED: dict = {key: value for key, value in JIT_OPTIONS.items() if key != "cache"}
+
 
 def jit(func):
     """Compile ``func`` with fastbp's :data:`JIT_OPTIONS` (lazily, on first call)."""
     return njit(**JIT_OPTIONS)(func)
+
+
+def jit_vec(func):
+    """Compile ``func`` with :data:`JIT_VEC` (the project's options, NumPy error model)."""
+    return njit(**JIT_VEC)(func)
+
+
+def jit_inner(func):
+    """Compile ``func`` with :data:`JIT_INNER` (a helper of other kernels, not called from Python)."""
+    return njit(**JIT_INNER)(func)
+
+
+def jit_inline(func):
+    """Compile ``func`` with :data:`JIT_INLINE` (inlined into every caller at Numba-IR level)."""
+    return njit(**JIT_INLINE)(func)
+
+
+def jit_uncached(func):
+    """Compile ``func`` with :data:`JIT_UNCACHED` (a user's function, never cached on disk)."""
+    return njit(**JIT_UNCACHED)(func)
+
+
+def compile_as(body, name: str, options: dict):
+    """``body`` compiled with ``options`` under its own name (and so its own on-disk cache
+    entry: Numba's cache is keyed by the function's qualified name, not its options)."""
+    fn = types.FunctionType(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
+    fn.__qualname__ = name
+    fn.__doc__ = body.__doc__
+    return njit(**options)(fn)
 
 
 def recompile_with(kernels: dict, module_globals: dict, overrides: dict) -> dict:
@@ -45,16 +110,15 @@ def recompile_with(kernels: dict, module_globals: dict, overrides: dict) -> dict
     Each kernel is rebuilt from its ``py_func``'s code object over a copy of
     ``module_globals`` updated with ``overrides`` (e.g. ``hidden_activation`` bound
     to a user's function) and with the other re-compiled kernels, so calls between
-    them stay inside the new set.  Not cached on disk: the result depends on the
-    overrides, which are usually a user's functions.
+    them stay inside the new set.  Compiled with :data:`JIT_UNCACHED`: the result
+    depends on the overrides, which are usually a user's functions.
     """
     namespace = dict(module_globals)
     namespace.update(overrides)
-    options = {key: value for key, value in JIT_OPTIONS.items() if key != "cache"}
     out = {}
     for name, dispatcher in kernels.items():
         py = dispatcher.py_func
         clone = types.FunctionType(py.__code__, namespace, py.__name__, py.__defaults__, py.__closure__)
         clone.__doc__ = py.__doc__
-        namespace[name] = out[name] = njit(**options)(clone)
+        namespace[name] = out[name] = njit(**JIT_UNCACHED)(clone)
     return out

@@ -181,7 +181,7 @@ def check_X(X: Any, n_x: int, dtype: np.dtype) -> np.ndarray:
 
 def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarray:
     """Targets for ``m`` examples; a 1-D Y is accepted when there is one output unit."""
-    from .losses import SIGMOID, SOFTMAX
+    from .losses import OUT_SIGMOID as SIGMOID, OUT_SOFTMAX as SOFTMAX
 
     arr = as_numeric(Y, "Y")
     if arr.ndim == 1 and n_y == 1:

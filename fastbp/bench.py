@@ -10,7 +10,7 @@ best examples/s and fastbp's (numba) ratio to it.
 Systems (peers are optional; a missing one is a skipped column with a note):
 
 * ``numba``:   the epoch :meth:`fastbp.MLP.fit` runs: the inputs checked and converted once
-  (as JAX's are converted to device arrays once), then :func:`fastbp.kernels.run_epoch`
+  (as JAX's are converted to device arrays once), then :func:`fastbp._dispatch.run_epoch`
   per epoch (whatever the kernels currently are)
 * ``numba-api``: :func:`fastbp.kernels.train_epoch`, the public per-call wrapper, which
   re-checks X, Y and the parameters on every call (not run unless asked for)
@@ -123,6 +123,7 @@ def _fastbp_checked_once(case: Case, d: Problem):
     """``MLP.fit``'s per-epoch call: arguments checked once here, then the kernels alone."""
     from . import _validation as v
     from . import kernels
+    from ._dispatch import run_epoch
     from .errors import DivergenceError
 
     W, b = d.copy_params()
@@ -132,7 +133,7 @@ def _fastbp_checked_once(case: Case, d: Problem):
     )
 
     def epoch():
-        J, failed = kernels.run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out)
+        J, failed = run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out)
         if failed >= 0:
             raise DivergenceError(failed)
         return float(J)

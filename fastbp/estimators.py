@@ -7,8 +7,9 @@ attributes, and the same training procedure (initialisation, shuffling, batches,
 L2, optimizer updates, schedules, early stopping and stopping rules, drawing
 from ``random_state`` in the same order), so that with the same settings and
 seed the two follow the same trajectory up to floating-point rounding.  The
-epochs run in one compiled Numba kernel (:func:`fastbp.fast_optimizers.train_epoch_opt`;
-the plain :func:`fastbp.optimizers._train_epoch_opt` for ``NUMBA_DISABLE_JIT=1``).
+epochs run in one compiled Numba kernel (:func:`fastbp._fast.optimizer._batch_epoch_opt`;
+the plain :func:`fastbp._plain.loops._train_epoch_opt` for ``NUMBA_DISABLE_JIT=1``; the
+choice is :func:`fastbp._dispatch.run_epoch_opt`'s).
 
 What differs from scikit-learn (see ``docs/estimators.md``):
 
@@ -43,10 +44,9 @@ from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import reference
+from . import _dispatch, reference
 from .activations import get_activation
 from .errors import DivergenceError
-from .kernels import kernels_for
 from .losses import get_output
 from .optimizers import SCHEDULES, Adam, SGD
 from .params import Layout
@@ -422,7 +422,7 @@ class _BaseMLP(BaseEstimator):
             _, A = reference._forward(W, b, X, activation, out)
             return np.ascontiguousarray(A[-1])
         AL = np.empty((X.shape[0], self.n_outputs_), self._params.dtype)
-        kernels_for(activation)._output_batch(self._params, self._layout.sizes, X, activation.code, out, AL)
+        _dispatch.predict(self._params, self._layout.sizes, X, activation, out, AL)
         return AL
 
     def __setstate__(self, state):

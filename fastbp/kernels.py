@@ -1,324 +1,36 @@
-"""Numba kernels: backpropagation as explicit scalar loops, one example at a time.
+"""The kernel-level API: forward, backward, update and training epochs on your own arrays.
 
-This module is fastbp's *scalar-loop reference*: every loop reads like the
-equation in its comment (notation of ``docs/derivation.md``: W[l], b[l], Z[l],
-A[l], g, σ, α; layer l maps n_{l−1} inputs to n_l units).  Its twin
-:mod:`fastbp.reference` computes the same things with NumPy, vectorised over a
-batch, and the tests hold the two to agree.
+Public wrappers (:func:`forward`, :func:`predict`, :func:`backward`, :func:`gradients`,
+:func:`loss`, :func:`update`, :func:`train_epoch`) take lists of W[l] and b[l] like any
+user holds them, validate and convert once, and call the compiled kernels;
+:mod:`fastbp.reference` has the same names and arguments in NumPy.
 
-Two levels:
+The kernels themselves live a layer below (``docs/derivation.md`` lists each beside the
+equation it implements):
 
-* Private ``@njit`` kernels (``_forward_example``, ``_backward_example``,
-  ``_train_epoch`` …) work on the flat parameter buffer of :mod:`fastbp.params`
-  and trust their inputs.  They allocate only their workspaces, once per call,
-  never per example.
-* Public wrappers (:func:`forward`, :func:`backward`, :func:`gradients`,
-  :func:`loss`, :func:`update`, :func:`train_epoch`) take lists of W[l] and b[l]
-  like any user holds them, validate and convert once, and call the kernels.
-  :mod:`fastbp.reference` has the same names and arguments.
-
-Where to find a loop:
-
-* Z[l] = W[l] A[l−1] + b[l] and A[l] = g(Z[l]) ....... :func:`_forward_example`
-* dZ[L] = A[L] − Y .................................... :func:`_backward_example`
-* dW[l] = dZ[l] A[l−1]ᵀ, db[l] = dZ[l] ................ :func:`_backward_example`
-* dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g'(Z[l−1]) ................ :func:`_backward_example`
-* W −= α dW, b −= α db ................................ :func:`_sgd_update`
-* per-example SGD, mini-batches, full batch ........... :func:`_train_epoch`
+* :mod:`fastbp._plain` — the scalar-loop reference: explicit loops over one example that
+  read like the equations (``_forward_example``, ``_backward_example``, ``_train_epoch`` …);
+  the forward, backward, gradient and loss wrappers here run them.
+* :mod:`fastbp._fast` — the fast epoch kernels :func:`train_epoch` runs for the built-in
+  activations, chosen by :mod:`fastbp._dispatch` and tested against the plain ones.
 """
 
 from __future__ import annotations
 
-import weakref
-from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
-from numba import njit
-from numba.core import config as numba_config
 
 from . import _validation as v
-from ._jit import JIT_OPTIONS, jit, recompile_with
+from ._dispatch import run_epoch
+from ._plain import BUILTIN, kernels_for
+from .activations import get_activation
 from .errors import DivergenceError
-from .activations import Activation, get_activation, hidden_activation, hidden_derivative
-from .losses import example_cost, get_output, output_activation
-from .params import Layout, offsets
+from .losses import get_output
+from .params import Layout
+from .steps import _sgd_update, _step_is_finite
 
-__all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "train_epoch", "kernels_for"]
-
-
-# =========================================================================== kernels
-
-
-@jit
-def _forward_example(params, sizes, w_off, b_off, u_off, x, z, a, act, out):
-    """Forward pass of one example x, filling the unit workspaces z (Z[l]) and a (A[l])."""
-    L = sizes.shape[0] - 1
-    a_prev = x  # A[0] = x
-    for l in range(L):
-        n_in = sizes[l]
-        n_out = sizes[l + 1]
-        W = params[w_off[l] : w_off[l] + n_out * n_in].reshape((n_out, n_in))  # W[l+1]
-        b = params[b_off[l] : b_off[l] + n_out]
-        zl = z[u_off[l] : u_off[l] + n_out]
-        al = a[u_off[l] : u_off[l] + n_out]
-        # Z[l] = W[l] A[l−1] + b[l]
-        for j in range(n_out):
-            s = b[j]
-            for k in range(n_in):
-                s += W[j, k] * a_prev[k]
-            zl[j] = s
-        if l < L - 1:
-            # A[l] = g(Z[l])  (hidden layers)
-            for j in range(n_out):
-                al[j] = hidden_activation(zl[j], act)
-        else:
-            # A[L] = σ(Z[L]), softmax(Z[L]) or Z[L]  (the output layer)
-            output_activation(zl, al, out)
-        a_prev = al
-
-
-@jit
-def _backward_example(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, grad, scale, act):
-    """Backward pass of one example; adds ``scale`` × its dW[l], db[l] into ``grad``.
-
-    ``z`` and ``a`` hold the example's forward pass; ``dz`` receives dZ[l] for every
-    layer (per example, unscaled).  With ``scale = 1/m`` summed over m examples,
-    ``grad`` ends as the mean gradient of J.
-    """
-    L = sizes.shape[0] - 1
-    n_L = sizes[L]
-    top = u_off[L - 1]
-    # dZ[L] = A[L] − Y: σ + binary cross-entropy, softmax + cross-entropy and
-    # identity + ½ squared error all give this same form.
-    for j in range(n_L):
-        dz[top + j] = a[top + j] - y[j]
-    for l in range(L - 1, -1, -1):
-        n_in = sizes[l]
-        n_out = sizes[l + 1]
-        dzl = dz[u_off[l] : u_off[l] + n_out]
-        if l == 0:
-            a_prev = x
-        else:
-            a_prev = a[u_off[l - 1] : u_off[l - 1] + n_in]
-        dW = grad[w_off[l] : w_off[l] + n_out * n_in].reshape((n_out, n_in))
-        db = grad[b_off[l] : b_off[l] + n_out]
-        # dW[l] += scale · dZ[l] A[l−1]ᵀ ;  db[l] += scale · dZ[l]
-        for j in range(n_out):
-            d = scale * dzl[j]
-            db[j] += d
-            for k in range(n_in):
-                dW[j, k] += d * a_prev[k]
-        if l > 0:
-            W = params[w_off[l] : w_off[l] + n_out * n_in].reshape((n_out, n_in))
-            dprev = dz[u_off[l - 1] : u_off[l - 1] + n_in]
-            # dA[l−1] = W[l]ᵀ dZ[l]  (row j of W[l] scaled by dZ[l]_j: contiguous inner loop)
-            for k in range(n_in):
-                dprev[k] = 0
-            for j in range(n_out):
-                d = dzl[j]
-                for k in range(n_in):
-                    dprev[k] += W[j, k] * d
-            # dZ[l−1] = dA[l−1] ∗ g'(Z[l−1])
-            zp = z[u_off[l - 1] : u_off[l - 1] + n_in]
-            ap = a[u_off[l - 1] : u_off[l - 1] + n_in]
-            for k in range(n_in):
-                dprev[k] *= hidden_derivative(zp[k], ap[k], act)
-
-
-@jit
-def _sgd_update(p, g, lr):
-    """W −= α dW (and b −= α db): one step of gradient descent on a flat array."""
-    for i in range(p.shape[0]):
-        p[i] -= lr * g[i]
-
-
-@jit
-def _step_is_finite(p, g, lr):
-    """Whether every W − α dW would be finite (read-only: nothing changes if not).
-
-    ``x * 0`` is 0 for a finite x and NaN for ±inf or NaN, so one sum tells.
-    """
-    s = p.dtype.type(0)
-    for i in range(p.shape[0]):
-        s += (p[i] - lr * g[i]) * p.dtype.type(0)
-    return s == 0
-
-
-@jit
-def _forward_batch(params, sizes, X, act, out, Z, A):
-    """Forward pass of every row of X into Z, A (m × n_units); returns nothing."""
-    w_off, b_off, u_off = offsets(sizes)
-    for i in range(X.shape[0]):
-        _forward_example(params, sizes, w_off, b_off, u_off, X[i], Z[i], A[i], act, out)
-
-
-@jit
-def _output_batch(params, sizes, X, act, out, AL):
-    """A[L] of every row of X into AL (m × n_L); one example's workspace, not m × n_units."""
-    w_off, b_off, u_off = offsets(sizes)
-    n_units = u_off[-1] + sizes[-1]
-    z = np.empty(n_units, params.dtype)
-    a = np.empty(n_units, params.dtype)
-    top = u_off[-1]
-    for i in range(X.shape[0]):
-        _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-        # (an element loop, not ``AL[i] = a[top:]``: a slice assignment compiles
-        # Numba's shape-mismatch error message, about 2 s of a cold first predict)
-        for j in range(AL.shape[1]):
-            AL[i, j] = a[top + j]
-
-
-@jit
-def _backward_batch(params, sizes, X, Y, Z, A, act, dZ, grad):
-    """dZ[l] of every example into dZ, and the mean dW, db into grad (zeroed here)."""
-    w_off, b_off, u_off = offsets(sizes)
-    m = X.shape[0]
-    scale = params.dtype.type(1) / params.dtype.type(m)
-    grad[:] = 0
-    for i in range(m):
-        _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], Z[i], A[i], dZ[i], grad, scale, act)
-
-
-@jit
-def _loss_batch(params, sizes, X, Y, act, out):
-    """J = (1/m) Σ_i cost(x_i, y_i), accumulated in float64."""
-    w_off, b_off, u_off = offsets(sizes)
-    n_units = u_off[-1] + sizes[-1]
-    z = np.empty(n_units, params.dtype)
-    a = np.empty(n_units, params.dtype)
-    top = u_off[-1]
-    total = 0.0
-    for i in range(X.shape[0]):
-        _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-        total += example_cost(z[top:], Y[i], out)
-    return total / X.shape[0]
-
-
-@jit
-def _gradients_batch(params, sizes, X, Y, act, out, grad):
-    """Mean dW, db over the rows of X into grad (zeroed here); returns J."""
-    w_off, b_off, u_off = offsets(sizes)
-    n_units = u_off[-1] + sizes[-1]
-    z = np.empty(n_units, params.dtype)
-    a = np.empty(n_units, params.dtype)
-    dz = np.empty(n_units, params.dtype)
-    top = u_off[-1]
-    m = X.shape[0]
-    scale = params.dtype.type(1) / params.dtype.type(m)
-    grad[:] = 0
-    total = 0.0
-    for i in range(m):
-        _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-        total += example_cost(z[top:], Y[i], out)
-        _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, grad, scale, act)
-    return total / m
-
-
-@jit
-def _mean_gradient(params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out):
-    """grad = the mean gradient of the costs of the examples ``order[start:stop]`` (one batch),
-    each example's forward pass, cost and backward pass in turn; returns the sum of their
-    costs (float64).  ``z``, ``a``, ``dz`` are n_units workspaces.  The batch step of
-    :func:`_train_epoch` and of :func:`fastbp.optimizers._train_epoch_opt`."""
-    T = params.dtype.type
-    scale = T(1) / T(stop - start)
-    top = u_off[-1]
-    grad[:] = 0
-    batch_cost = 0.0
-    for t in range(start, stop):
-        i = order[t]
-        _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-        batch_cost += example_cost(z[top:], Y[i], out)  # cost before the batch's update
-        _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, grad, scale, act)
-    return batch_cost
-
-
-@jit
-def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
-    """One epoch of gradient descent over the examples in ``order``.
-
-    Batches are consecutive runs of ``batch_size`` indices of ``order`` (the last
-    one may be short and is used).  For each batch: the mean gradient of its
-    examples, then W −= α dW, b −= α db.  ``batch_size = 1`` is the seed's
-    per-example update; ``batch_size = m`` is full-batch gradient descent.
-
-    Returns ``(J, failed)``: J is the mean of the per-example costs, each measured
-    in the forward pass before its batch's update (what scikit-learn's
-    ``loss_curve_`` records); ``failed`` is −1, or the index of the first batch
-    whose loss or updated parameters would not be finite.  That step is not
-    applied: the parameters stay as they were before it, and the epoch stops.
-    """
-    w_off, b_off, u_off = offsets(sizes)
-    n_units = u_off[-1] + sizes[-1]
-    z = np.empty(n_units, params.dtype)
-    a = np.empty(n_units, params.dtype)
-    dz = np.empty(n_units, params.dtype)
-    grad = np.empty_like(params)
-    m = order.shape[0]
-    total = 0.0
-    for start in range(0, m, batch_size):
-        stop = min(start + batch_size, m)
-        batch_cost = _mean_gradient(
-            params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out
-        )
-        # Divergence guard: a non-finite loss or step stops the epoch before the update.
-        if not (np.isfinite(batch_cost) and _step_is_finite(params, grad, lr)):
-            return total / m, start // batch_size
-        _sgd_update(params, grad, lr)
-        total += batch_cost
-    return total / m, -1
-
-
-_KERNEL_NAMES = (
-    "_forward_example",
-    "_backward_example",
-    "_forward_batch",
-    "_output_batch",
-    "_backward_batch",
-    "_loss_batch",
-    "_gradients_batch",
-    "_mean_gradient",
-    "_train_epoch",
-)
-
-#: The kernels for every built-in activation (selected at run time by an integer code).
-BUILTIN = SimpleNamespace(**{name: globals()[name] for name in _KERNEL_NAMES})
-
-_custom_kernels: "weakref.WeakKeyDictionary[Activation, SimpleNamespace]" = weakref.WeakKeyDictionary()
-
-
-def kernels_for(activation: Activation) -> SimpleNamespace:
-    """The kernel set for ``activation``.
-
-    Built-ins share :data:`BUILTIN`, compiled once and cached on disk.  A custom
-    activation gets the *same* kernel source re-compiled with ``hidden_activation``
-    and ``hidden_derivative`` bound to the user's functions, so the user's g is
-    inlined into the loops (never called through a function pointer per unit).
-    These are compiled once per custom activation and process (not cached on
-    disk, since they depend on the user's functions).
-    """
-    if not activation.is_custom:
-        return BUILTIN
-    if activation in _custom_kernels:
-        return _custom_kernels[activation]
-    user_g, user_g_prime = activation.g, activation.g_prime
-    options = {k: val for k, val in JIT_OPTIONS.items() if k != "cache"}
-
-    def custom_g(z, act):
-        return type(z)(user_g(z))
-
-    def custom_g_prime(z, a, act):
-        return type(z)(user_g_prime(z))
-
-    rebound = recompile_with(
-        {name: globals()[name] for name in _KERNEL_NAMES},
-        globals(),
-        {"hidden_activation": njit(**options)(custom_g), "hidden_derivative": njit(**options)(custom_g_prime)},
-    )
-    kset = SimpleNamespace(**rebound)
-    _custom_kernels[activation] = kset
-    return kset
+__all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "train_epoch", "kernels_for", "BUILTIN"]
 
 
 # ==================================================================== public wrappers
@@ -436,23 +148,6 @@ def update(weights, biases, dW, db, learning_rate) -> None:
             P[...] = F.reshape(P.shape)
 
 
-def run_epoch(params, sizes, X, Y, order, batch_size, lr, activation: Activation, out: int):
-    """One epoch on inputs already checked and converted: returns ``(J, failed_batch)``.
-
-    Built-in activations run the fast kernels (:mod:`fastbp.fast_kernels`: fused
-    and blocked loops, vectorised activations), held to agree with the plain
-    :func:`_train_epoch` by the tests; custom activations run the plain kernel
-    compiled for them, and so does everything under ``NUMBA_DISABLE_JIT=1``.  Same
-    contract either way (see :func:`_train_epoch`).
-    """
-    if activation.is_custom or numba_config.DISABLE_JIT:
-        # (the fast kernels use Numba intrinsics that have no pure-Python form)
-        return kernels_for(activation)._train_epoch(params, sizes, X, Y, order, batch_size, lr, activation.code, out)
-    from .fast_kernels import train_epoch as fast_train_epoch
-
-    return fast_train_epoch(params, sizes, X, Y, order, batch_size, lr, activation.code, out)
-
-
 def train_epoch(
     weights,
     biases,
@@ -481,7 +176,3 @@ def train_epoch(
     if failed >= 0:
         raise DivergenceError(failed)
     return float(J)
-
-
-#: Kept importable from here (it moved to :mod:`fastbp._validation`).
-check_order = v.check_order

@@ -16,18 +16,31 @@ logits of any size:
 
 * BCE:      max(z, 0) − y z + log1p(e^(−|z|))
 * softmax:  Σ_k y_k (logsumexp(z) − z_k), logsumexp with the max subtracted
+
+**One home per formula**, as in :mod:`fastbp.activations`: the exact scalar forms
+(:func:`output_activation`, :func:`example_cost`: the plain kernels), the loop forms
+(:func:`output_loop`, :func:`cost_loop`, :func:`flush_costs`: the fast kernels, with
+:mod:`fastbp.vmath`'s vectorisable exp and σ), the NumPy forms
+(:func:`output_activation_array`, :func:`example_costs_array`: the reference).  Every
+if-chain names each ``OUT_*`` code and ends in a failing path, never an implicit identity.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, jit_inner
 from .activations import sigmoid, sigmoid_array
+from .vmath import vexp, vlog1p_unit, vsigmoid
 
-SIGMOID, SOFTMAX, IDENTITY = range(3)
+OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY = range(3)
 
-NAMES: dict[str, int] = {"sigmoid": SIGMOID, "logistic": SIGMOID, "softmax": SOFTMAX, "identity": IDENTITY}
+NAMES: dict[str, int] = {
+    "sigmoid": OUT_SIGMOID,
+    "logistic": OUT_SIGMOID,  # scikit-learn's name
+    "softmax": OUT_SOFTMAX,
+    "identity": OUT_IDENTITY,
+}
 
 
 def get_output(output: str) -> int:
@@ -36,7 +49,7 @@ def get_output(output: str) -> int:
         raise TypeError(f"output must be a string such as 'sigmoid', got {type(output).__name__}")
     key = output.lower()
     if key not in NAMES:
-        raise ValueError(f"output must be one of ['identity', 'sigmoid', 'softmax']; got {output!r}")
+        raise ValueError(f"output must be one of {sorted(set(NAMES) - {'logistic'})}; got {output!r}")
     return NAMES[key]
 
 
@@ -47,10 +60,10 @@ def get_output(output: str) -> int:
 def output_activation(z, a, out):
     """A[L] = σ(Z[L]), softmax(Z[L]) or Z[L] for one example (vectors z → a)."""
     n = z.shape[0]
-    if out == SIGMOID:
+    if out == OUT_SIGMOID:
         for j in range(n):
             a[j] = sigmoid(z[j])
-    elif out == SOFTMAX:
+    elif out == OUT_SOFTMAX:
         zmax = z[0]
         for j in range(1, n):
             if z[j] > zmax:
@@ -65,9 +78,11 @@ def output_activation(z, a, out):
             total += a[j]
         for j in range(n):
             a[j] /= total
-    else:
+    elif out == OUT_IDENTITY:
         for j in range(n):
             a[j] = z[j]
+    else:
+        raise ValueError("output_activation: unknown output code")
 
 
 @jit
@@ -75,12 +90,12 @@ def example_cost(z, y, out):
     """The cost of one example from its logits z = Z[L] and target y (returns float64)."""
     n = z.shape[0]
     cost = 0.0
-    if out == SIGMOID:
+    if out == OUT_SIGMOID:
         for j in range(n):
             zj = np.float64(z[j])
             # −y log σ(z) − (1−y) log(1−σ(z)) = max(z,0) − y z + log1p(e^(−|z|))
             cost += max(zj, 0.0) - np.float64(y[j]) * zj + np.log1p(np.exp(-abs(zj)))
-    elif out == SOFTMAX:
+    elif out == OUT_SOFTMAX:
         zmax = np.float64(z[0])
         for j in range(1, n):
             if z[j] > zmax:
@@ -92,11 +107,109 @@ def example_cost(z, y, out):
         for j in range(n):
             # −Σ y log softmax(z) = Σ y (logsumexp(z) − z)
             cost += np.float64(y[j]) * (lse - np.float64(z[j]))
-    else:
+    elif out == OUT_IDENTITY:
         for j in range(n):
             d = np.float64(z[j]) - np.float64(y[j])
             cost += 0.5 * d * d
+    else:
+        raise ValueError("example_cost: unknown output code")
     return cost
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+@jit_inner
+def output_loop(z, a, out):
+    """A[L] from Z[L]: σ, softmax or identity (vectorised)."""
+    n = z.shape[0]
+    T = z.dtype.type
+    if out == OUT_SIGMOID:
+        for j in range(n):
+            a[j] = vsigmoid(z[j])
+    elif out == OUT_SOFTMAX:
+        zmax = z[0]
+        for j in range(1, n):
+            zmax = z[j] if z[j] > zmax else zmax
+        total = T(0)
+        for j in range(n):
+            e = vexp(z[j] - zmax)
+            a[j] = e
+            total += e
+        inv = T(1) / total
+        for j in range(n):
+            a[j] *= inv
+    elif out == OUT_IDENTITY:
+        for j in range(n):
+            a[j] = z[j]
+    else:
+        raise ValueError("output_loop: unknown output code")
+
+
+
+@jit_inner
+def cost_loop(z, y, out):
+    """One example's cost from its logits (float64; the same formulas as example_cost)."""
+    n = z.shape[0]
+    cost = 0.0
+    if out == OUT_SIGMOID:
+        for j in range(n):
+            zj = np.float64(z[j])
+            cost += (zj if zj > 0.0 else 0.0) - np.float64(y[j]) * zj + vlog1p_unit(vexp(-abs(zj)))
+    elif out == OUT_SOFTMAX:
+        zmax = np.float64(z[0])
+        for j in range(1, n):
+            zj = np.float64(z[j])
+            zmax = zj if zj > zmax else zmax
+        total = 0.0
+        for j in range(n):
+            total += vexp(np.float64(z[j]) - zmax)
+        lse = zmax + np.log(total)
+        for j in range(n):
+            cost += np.float64(y[j]) * (lse - np.float64(z[j]))
+    elif out == OUT_IDENTITY:
+        for j in range(n):
+            d = np.float64(z[j]) - np.float64(y[j])
+            cost += 0.5 * d * d
+    else:
+        raise ValueError("cost_loop: unknown output code")
+    return cost
+
+
+
+@jit_inner
+def defer_cost(zL, y, Zc, Yc, cnt):
+    """Queue one example's logits and targets for :func:`flush_costs`."""
+    n = zL.shape[0]
+    o = cnt[0] * n
+    for j in range(n):
+        Zc[o + j] = zL[j]
+        Yc[o + j] = y[j]
+    cnt[0] += 1
+
+
+
+@jit_inner
+def flush_costs(Zc, Yc, cnt, n_L, out):
+    """Σ of the queued examples' costs (float64, the formulas of :func:`cost_loop`); empties the queue."""
+    n = cnt[0] * n_L
+    cnt[0] = 0
+    total = 0.0
+    if out == OUT_SIGMOID:
+        for k in range(n):
+            zk = np.float64(Zc[k])
+            total += (zk if zk > 0.0 else 0.0) - np.float64(Yc[k]) * zk + vlog1p_unit(vexp(-abs(zk)))
+    elif out == OUT_SOFTMAX:
+        for e in range(0, n, n_L):
+            total += cost_loop(Zc[e : e + n_L], Yc[e : e + n_L], out)
+    elif out == OUT_IDENTITY:
+        for k in range(n):
+            d = np.float64(Zc[k]) - np.float64(Yc[k])
+            total += 0.5 * d * d
+    else:
+        raise ValueError("flush_costs: unknown output code")
+    return total
+
 
 
 # ------------------------------------------------------------------------ vectorised
@@ -104,22 +217,26 @@ def example_cost(z, y, out):
 
 def output_activation_array(Z: np.ndarray, out: int) -> np.ndarray:
     """A[L] for a batch of logits Z[L] (m × n_L)."""
-    if out == SIGMOID:
+    if out == OUT_SIGMOID:
         return sigmoid_array(Z)
-    if out == SOFTMAX:
+    if out == OUT_SOFTMAX:
         E = np.exp(Z - Z.max(axis=1, keepdims=True))
         return E / E.sum(axis=1, keepdims=True)
-    return Z.copy()
+    if out == OUT_IDENTITY:
+        return Z.copy()
+    raise ValueError(f"output_activation_array: unknown output code {out!r}")
 
 
 def example_costs_array(Z: np.ndarray, Y: np.ndarray, out: int) -> np.ndarray:
     """The cost of each example (a float64 vector of length m) from logits Z[L] and targets Y."""
     Z = Z.astype(np.float64)
     Y = Y.astype(np.float64)
-    if out == SIGMOID:
+    if out == OUT_SIGMOID:
         return (np.maximum(Z, 0) - Y * Z + np.log1p(np.exp(-np.abs(Z)))).sum(axis=1)
-    if out == SOFTMAX:
+    if out == OUT_SOFTMAX:
         zmax = Z.max(axis=1, keepdims=True)
         lse = zmax + np.log(np.exp(Z - zmax).sum(axis=1, keepdims=True))
         return (Y * (lse - Z)).sum(axis=1)
-    return 0.5 * ((Z - Y) ** 2).sum(axis=1)
+    if out == OUT_IDENTITY:
+        return 0.5 * ((Z - Y) ** 2).sum(axis=1)
+    raise ValueError(f"example_costs_array: unknown output code {out!r}")

@@ -12,7 +12,8 @@ import numpy as np
 from . import _validation as v
 from . import kernels, reference
 from .errors import DivergenceError
-from .activations import RELU, LEAKY_RELU, Activation, get_activation
+from ._dispatch import run_epoch
+from .activations import Activation, get_activation
 from .losses import get_output
 from .params import Layout
 
@@ -104,7 +105,7 @@ class MLP:
     # ------------------------------------------------------------------ parameters
 
     def _initialise(self) -> None:
-        he = self.activation.code in (RELU, LEAKY_RELU)
+        he = self.activation.traits.init == "he"
         for W in self._weights:
             n_out, n_in = W.shape
             if he:
@@ -279,7 +280,7 @@ class _CheckedKernelEpochs:
 
     def train_epoch(self, weights, biases, X, Y, lr, batch_size, order, activation, output) -> float:
         net = self.net
-        J, failed = kernels.run_epoch(
+        J, failed = run_epoch(
             net.params, net._layout.sizes, X, Y, np.ascontiguousarray(order, dtype=np.int64),
             batch_size, net.dtype.type(lr), activation, net._out,
         )

@@ -1,11 +1,11 @@
 """Optimizers: momentum and Nesterov SGD, Adam, L2 regularisation, learning-rate schedules.
 
-Each update is an ``@njit`` kernel over the flat parameter buffer of
-:mod:`fastbp.params` (``[W[1] | b[1] | W[2] | b[2] | …]``) with a NumPy twin of the
-same name and arguments in :data:`IMPLEMENTATIONS`; the tests hold the pairs to
-agree, and both to agree with scikit-learn's own ``SGDOptimizer`` and
-``AdamOptimizer`` on the same gradients.  The updates are scikit-learn's, written
-with a gradient g = dW (or db) and learning rate α:
+Each update is an ``@njit`` step kernel of :mod:`fastbp.steps` over the flat parameter
+buffer of :mod:`fastbp.params` (``[W[1] | b[1] | W[2] | b[2] | …]``) with a NumPy twin of
+the same arguments in :data:`IMPLEMENTATIONS`; the tests hold the pairs to agree, and
+both to agree with scikit-learn's own ``SGDOptimizer`` and ``AdamOptimizer`` on the same
+gradients.  The updates are scikit-learn's, written with a gradient g = dW (or db) and
+learning rate α:
 
 * SGD with momentum μ:   v ← μ v − α g;   W ← W + v
 * Nesterov momentum:     v ← μ v − α g;   W ← W + μ v − α g
@@ -18,21 +18,22 @@ with a gradient g = dW (or db) and learning rate α:
 Every step kernel first checks, read-only, that the new parameters and optimizer
 state would all be finite; only then does it write.  A step that would diverge is
 never applied (the kernel returns ``False`` and nothing changes), which is what
-keeps the divergence contract of :func:`fastbp.kernels._train_epoch`.
+keeps the divergence contract of the epochs.
 
 The learning-rate schedules (``constant``, ``invscaling``, ``adaptive``) change α
 once per epoch, as scikit-learn's ``SGDOptimizer.iteration_ends`` and
 ``trigger_stopping`` do; they are scalar arithmetic in Python, in
 :meth:`SGD.iteration_ends` and :meth:`SGD.trigger_stopping`.
 
-:func:`_train_epoch_opt` is one compiled epoch (forward, backward, L2, optimizer
-step for every batch) in plain per-example scalar loops, with no Python loop over
-batches and no allocation per batch: the readable reference kernel, with
+:func:`fastbp._plain.loops._train_epoch_opt` is one compiled epoch (forward, backward,
+L2, optimizer step for every batch) in plain per-example scalar loops, with no Python
+loop over batches and no allocation per batch: the readable reference kernel, with
 :func:`train_epoch_reference` its NumPy twin.  What the estimators and
-:meth:`fastbp.MLP.fit` run for the built-in activations is the fast version of the
-same epoch, :func:`fastbp.fast_optimizers.train_epoch_opt` (each batch's gradient
-built by the fast mini-batch kernel's blocks, then these same L2 and step kernels),
-held to agree with both; custom activations and ``NUMBA_DISABLE_JIT=1`` run this one.
+:meth:`fastbp.MLP.fit` run for the built-in activations is the fast version of the same
+epoch, :func:`fastbp._fast.optimizer._batch_epoch_opt` (each batch's gradient built by
+the fast mini-batch kernel's blocks, then these same L2 and step kernels), held to agree
+with both; :func:`fastbp._dispatch.run_epoch_opt` chooses (custom activations and
+``NUMBA_DISABLE_JIT=1`` run the plain one).
 
 Optimizer objects (:class:`SGD`, :class:`Adam`) hold their state (velocities,
 moments, step count, current learning rate, samples seen) and are what
@@ -47,250 +48,41 @@ dtype.
 from __future__ import annotations
 
 import numbers
-import weakref
 from typing import Any
 
 import numpy as np
-from numba.core import config as numba_config
 
-from ._jit import jit, recompile_with
-from .kernels import _mean_gradient, kernels_for
-from .losses import example_costs_array
+from . import reference
+from ._dispatch import run_epoch_opt
+from .activations import get_activation
+from .errors import DivergenceError
+from .losses import example_costs_array, get_output
 from .params import Layout, offsets
-from .vmath import jit_vec
+from .steps import (
+    BETA_1,
+    BETA_2,
+    EPSILON,
+    IMPLEMENTATIONS,
+    LR,
+    MOMENTUM,
+    NESTEROV,
+    OPT_ADAM,
+    OPT_SGD,
+    _add_l2_ref,
+    _optimizer_step_ref,
+)
 
-__all__ = ["SGD", "Adam", "Optimizer", "IMPLEMENTATIONS", "train_epoch_reference"]
-
-#: Optimizer codes the epoch kernel branches on.
-SGD_KIND, ADAM_KIND = 0, 1
-
-#: Slots of the ``hyper`` array handed to the epoch kernel (float64).
-LR, MOMENTUM, NESTEROV, BETA_1, BETA_2, EPSILON = range(6)
+__all__ = ["SGD", "Adam", "Optimizer", "IMPLEMENTATIONS", "SCHEDULES", "train_epoch_reference"]
 
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
-# ============================================================================ kernels
-#
-# The step kernels are compiled with the NumPy error model (:func:`fastbp.vmath.jit_vec`):
-# Python's ZeroDivisionError branch on Adam's division stops LLVM vectorising the loop
-# (measured 4-8x slower on 100 k parameters).  Adam's divisor √s + ε is never 0 (ε > 0).
-
-@jit_vec
-def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
-    """One SGD step with (Nesterov) momentum, in place; ``False`` (and no change) if not finite.
-
-    v ← μ v − α g, then W ← W + v, or W ← W + μ v − α g with ``nesterov``.
-    With μ = 0 this is plain gradient descent W ← W − α g.
-    """
-    T = params.dtype.type
-    lr = T(lr)
-    mu = T(momentum)
-    zero = T(0)
-    check = zero
-    for i in range(params.shape[0]):
-        v = mu * velocity[i] - lr * grad[i]
-        u = mu * v - lr * grad[i] if nesterov else v
-        check += (params[i] + u) * zero + v * zero  # NaN if anything is not finite
-    if check != zero:
-        return False
-    for i in range(params.shape[0]):
-        v = mu * velocity[i] - lr * grad[i]
-        velocity[i] = v
-        params[i] += mu * v - lr * grad[i] if nesterov else v
-    return True
-
-@jit_vec
-def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
-    """Adam step number ``t`` (≥ 1), in place; ``False`` (and no change) if not finite.
-
-    m ← β₁ m + (1−β₁) g,  s ← β₂ s + (1−β₂) g²,  W ← W − α_t m / (√s + ε)
-    with α_t = α √(1−β₂ᵗ) / (1−β₁ᵗ) computed in float64, as scikit-learn does.
-    """
-    T = params.dtype.type
-    lr_t = T(lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
-    b1 = T(beta_1)
-    b2 = T(beta_2)
-    eps = T(epsilon)
-    one = T(1)
-    zero = T(0)
-    check = zero
-    for i in range(params.shape[0]):
-        g = grad[i]
-        mi = b1 * m[i] + (one - b1) * g
-        si = b2 * s[i] + (one - b2) * g * g
-        check += (params[i] - lr_t * mi / (np.sqrt(si) + eps)) * zero + mi * zero + si * zero
-    if check != zero:
-        return False
-    for i in range(params.shape[0]):
-        g = grad[i]
-        mi = b1 * m[i] + (one - b1) * g
-        si = b2 * s[i] + (one - b2) * g * g
-        m[i] = mi
-        s[i] = si
-        params[i] -= lr_t * mi / (np.sqrt(si) + eps)
-    return True
-
-@jit_vec
-def _add_l2(grad, params, w_off, b_off, scale):
-    """dW[l] += scale · W[l] for every layer (biases untouched); returns ‖W‖² (float64).
-
-    W[l] occupies ``params[w_off[l]:b_off[l]]`` (:func:`fastbp.params.offsets`).
-    With ``scale = alpha / n`` for a batch of n examples this is scikit-learn's L2
-    term; the returned sum of squares gives the loss term ½ alpha ‖W‖² / n.
-    """
-    T = params.dtype.type
-    c = T(scale)
-    total = 0.0
-    for l in range(w_off.shape[0]):
-        # views indexed by their own loop variable: params[i] with i from w_off[l] gets
-        # Numba's negative-index wraparound, which stops LLVM vectorising the loop
-        W = params[w_off[l] : b_off[l]]
-        G = grad[w_off[l] : b_off[l]]
-        for k in range(W.shape[0]):
-            w = W[k]
-            G[k] += c * w
-            total += np.float64(w) * np.float64(w)
-    return total
-
-@jit_vec
-def _optimizer_step(params, grad, state, counter, kind, hyper):
-    """Dispatch one step of optimizer ``kind`` with the hyper-parameters in ``hyper``.
-
-    ``state`` is (2, n_params): the velocity (SGD) or the moments m, s (Adam);
-    ``counter[0]`` is Adam's step count t, advanced only when the step is applied.
-    """
-    if kind == ADAM_KIND:
-        t = counter[0] + 1
-        ok = _adam_step(
-            params, grad, state[0], state[1], t, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
-        )
-        if ok:
-            counter[0] = t
-        return ok
-    return _sgd_step(params, grad, state[0], hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
-
-@jit
-def _train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale):
-    """One epoch over the examples in ``order`` with an optimizer and L2; no allocation per batch.
-
-    For each batch of n examples (consecutive runs of ``batch_size`` entries of
-    ``order``, the last one may be short): the mean gradient of the per-example
-    costs, plus (alpha / n) W on the weights, then one optimizer step.
-
-    Returns ``(J, failed)`` like :func:`fastbp.kernels._train_epoch`.  J is
-    scikit-learn's epoch loss: Σ_batches n · (cost_scale · mean cost + ½ alpha ‖W‖² / n),
-    divided by the number of examples, each batch measured before its update
-    (``cost_scale`` = 1 / n_outputs turns fastbp's ½ Σ (A−Y)² into scikit-learn's
-    squared loss, a mean over outputs).  ``failed`` is −1, or the index of the
-    first batch whose loss, new parameters or new optimizer state would not be
-    finite; that step is not applied and the epoch stops there.
-    """
-    w_off, b_off, u_off = offsets(sizes)
-    n_units = u_off[-1] + sizes[-1]
-    z = np.empty(n_units, params.dtype)
-    a = np.empty(n_units, params.dtype)
-    dz = np.empty(n_units, params.dtype)
-    grad = np.empty_like(params)
-    m = order.shape[0]
-    total = 0.0
-    for start in range(0, m, batch_size):
-        stop = min(start + batch_size, m)
-        n = stop - start
-        batch_cost = _mean_gradient(
-            params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out
-        )
-        batch_loss = cost_scale * batch_cost
-        if alpha > 0.0:
-            batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / n)
-        if not np.isfinite(batch_loss):
-            return total / m, start // batch_size
-        if not _optimizer_step(params, grad, state, counter, kind, hyper):
-            return total / m, start // batch_size
-        total += batch_loss
-    return total / m, -1
-
-_custom_epochs: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
-
-def epoch_kernel_for(activation):
-    """:func:`_train_epoch_opt` for ``activation``: the cached one, or a clone for a custom g.
-
-    A custom activation gets the epoch kernel re-compiled against the forward and
-    backward kernels :func:`fastbp.kernels.kernels_for` built for it (the user's g
-    inlined), once per activation and process.
-    """
-    if not activation.is_custom:
-        return _train_epoch_opt
-    if activation in _custom_epochs:
-        return _custom_epochs[activation]
-    kset = kernels_for(activation)
-    kernel = recompile_with(
-        {"_train_epoch_opt": _train_epoch_opt},
-        globals(),
-        {"_mean_gradient": kset._mean_gradient},
-    )["_train_epoch_opt"]
-    _custom_epochs[activation] = kernel
-    return kernel
-
-# ========================================================================= references
-
-def _sgd_step_ref(params, grad, velocity, lr, momentum, nesterov):
-    """NumPy twin of :func:`_sgd_step` (same arguments, same in-place contract)."""
-    T = params.dtype.type
-    lr, mu = T(lr), T(momentum)
-    with np.errstate(all="ignore"):  # non-finite results are reported, not warned about
-        v = mu * velocity - lr * grad
-        u = mu * v - lr * grad if nesterov else v
-        new = params + u
-    if not (np.isfinite(new).all() and np.isfinite(v).all()):
-        return False
-    velocity[...] = v
-    params[...] = new
-    return True
-
-def _adam_step_ref(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
-    """NumPy twin of :func:`_adam_step`."""
-    T = params.dtype.type
-    lr_t = T(lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
-    b1, b2 = T(beta_1), T(beta_2)
-    with np.errstate(all="ignore"):
-        mi = b1 * m + (T(1) - b1) * grad
-        si = b2 * s + (T(1) - b2) * grad * grad
-        new = params - lr_t * mi / (np.sqrt(si) + T(epsilon))
-    if not (np.isfinite(new).all() and np.isfinite(mi).all() and np.isfinite(si).all()):
-        return False
-    m[...] = mi
-    s[...] = si
-    params[...] = new
-    return True
-
-def _add_l2_ref(grad, params, w_off, b_off, scale):
-    """NumPy twin of :func:`_add_l2`."""
-    total = 0.0
-    for lo, hi in zip(w_off, b_off):
-        w = params[lo:hi]
-        grad[lo:hi] += params.dtype.type(scale) * w
-        total += float(np.dot(w.astype(np.float64), w.astype(np.float64)))
-    return total
-
-def _optimizer_step_ref(params, grad, state, counter, kind, hyper):
-    """NumPy twin of :func:`_optimizer_step`."""
-    if kind == ADAM_KIND:
-        t = counter[0] + 1
-        ok = _adam_step_ref(
-            params, grad, state[0], state[1], t, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
-        )
-        if ok:
-            counter[0] = t
-        return ok
-    return _sgd_step_ref(params, grad, state[0], hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] != 0.0)
 
 def train_epoch_reference(
     params, sizes, X, Y, order, batch_size, activation, out, kind, hyper, state, counter, alpha, cost_scale
 ):
-    """NumPy twin of :func:`_train_epoch_opt`: same arguments (``activation`` an
-    :class:`fastbp.Activation` instead of its code), same ``(J, failed)`` result."""
-    from .reference import _backward, _forward
-
+    """NumPy twin of :func:`fastbp._plain.loops._train_epoch_opt`: same arguments
+    (``activation`` an :class:`fastbp.Activation` instead of its code), same
+    ``(J, failed)`` result."""
     layout = Layout(sizes)
     w_off, b_off, _ = offsets.py_func(layout.sizes)
     W, b = layout.views(params)
@@ -302,9 +94,9 @@ def train_epoch_reference(
         idx = order[start : start + batch_size]
         Xb, Yb = X[idx], Y[idx]
         with np.errstate(all="ignore"):
-            Z, A = _forward(W, b, Xb, activation, out)
+            Z, A = reference._forward(W, b, Xb, activation, out)
             batch_loss = cost_scale * float(example_costs_array(Z[-1], Yb, out).sum())
-        _, gW, gb = _backward(W, Xb, Yb, Z, A, activation)
+        _, gW, gb = reference._backward(W, Xb, Yb, Z, A, activation)
         for dst, src in zip(dW + db, gW + gb):
             dst[...] = src
         if alpha > 0.0:
@@ -316,13 +108,6 @@ def train_epoch_reference(
         total += batch_loss
     return total / m, -1
 
-#: ``{name: (kernel, reference)}``: same names, same arguments, same in-place contract.
-IMPLEMENTATIONS = {
-    "sgd_step": (_sgd_step, _sgd_step_ref),
-    "adam_step": (_adam_step, _adam_step_ref),
-    "add_l2": (_add_l2, _add_l2_ref),
-    "optimizer_step": (_optimizer_step, _optimizer_step_ref),
-}
 
 # ========================================================================= optimizers
 
@@ -354,7 +139,7 @@ class Optimizer:
         (2, n_params) optimizer state in the network's dtype, ``None`` until bound.
     """
 
-    kind: int = SGD_KIND
+    kind: int = OPT_SGD
     learning_rate_schedule: str = "constant"
 
     def __init__(self, learning_rate_init: float, alpha: float):
@@ -397,9 +182,9 @@ class Optimizer:
         """Run one epoch on the flat buffer ``params`` in place; returns ``(J, failed)``.
 
         Inputs must already be validated (C-contiguous, the buffer's dtype); see
-        :func:`_train_epoch_opt` for the meaning of the result.  ``backend="numba"``
-        runs :func:`fastbp.fast_optimizers.train_epoch_opt` for a built-in activation,
-        else the plain :func:`_train_epoch_opt` (compiled for a custom activation).
+        :func:`fastbp._plain.loops._train_epoch_opt` for the meaning of the result.
+        ``backend="numba"`` runs the kernel :func:`fastbp._dispatch.run_epoch_opt` chooses
+        (the fast one for a built-in activation, else the plain one compiled for a custom g).
         """
         sizes_arr = np.asarray(sizes, dtype=np.int64)
         self.bind(sizes_arr, params.dtype)
@@ -407,15 +192,8 @@ class Optimizer:
         tail = (self.kind, self.hyper(), self.state, self.counter, float(self.alpha), float(cost_scale))
         if backend == "numpy":
             J, failed = train_epoch_reference(params, sizes_arr, *args, activation, out, *tail)
-        elif activation.is_custom or numba_config.DISABLE_JIT:
-            # the plain kernel (compiled for a custom g); the fast one uses Numba
-            # intrinsics that have no pure-Python form
-            kernel = epoch_kernel_for(activation)
-            J, failed = kernel(params, sizes_arr, *args, activation.code, out, *tail)
         else:
-            from .fast_optimizers import train_epoch_opt
-
-            J, failed = train_epoch_opt(params, sizes_arr, *args, activation.code, out, *tail)
+            J, failed = run_epoch_opt(params, sizes_arr, *args, activation, out, *tail)
         return float(J), int(failed)
 
     def runner(self, params, sizes, backend="numba") -> "_EpochRunner":
@@ -467,10 +245,6 @@ class _EpochRunner:
         self.optimizer, self.params, self.sizes, self.backend = optimizer, params, sizes, backend
 
     def train_epoch(self, weights, biases, X, Y, learning_rate, batch_size, order, activation, output) -> float:
-        from .activations import get_activation
-        from .errors import DivergenceError
-        from .losses import get_output
-
         order = np.ascontiguousarray(order, dtype=np.int64)
         J, failed = self.optimizer.train_epoch(
             self.params, self.sizes, X, Y, order, batch_size, get_activation(activation), get_output(output),
@@ -502,7 +276,7 @@ class SGD(Optimizer):
         L2 strength (≥ 0), scikit-learn's ``alpha``.
     """
 
-    kind = SGD_KIND
+    kind = OPT_SGD
 
     def __init__(
         self,
@@ -574,7 +348,7 @@ class Adam(Optimizer):
     ``fit`` calls with the moments.
     """
 
-    kind = ADAM_KIND
+    kind = OPT_ADAM
 
     def __init__(
         self,

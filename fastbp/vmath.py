@@ -31,33 +31,11 @@ import re
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba import njit
 from numba.extending import intrinsic, overload
 
-from ._jit import JIT_OPTIONS
+from ._jit import OVERLOAD_OPTIONS, jit_vec
 
 __all__ = ["vexp", "vtanh", "vsigmoid", "vlog1p_unit", "exp_array", "tanh_array", "sigmoid_array", "log1p_unit_array"]
-
-#: Options for loops that should vectorise: the project's (fastmath set included)
-#: plus ``error_model="numpy"``, since a division carrying Python's
-#: ZeroDivisionError check (a branch to an exception) stops LLVM vectorising.
-JIT_VEC: dict = {**JIT_OPTIONS, "error_model": "numpy"}
-
-
-def jit_vec(func):
-    """Compile ``func`` with :data:`JIT_VEC` (the project's options, NumPy error model)."""
-    return njit(**JIT_VEC)(func)
-
-
-#: :data:`JIT_VEC` for helpers that only compiled code calls: no CPython wrapper is
-#: built (one function less to lower and optimise per helper on a cold start).
-#: Calling such a helper from Python raises; call its ``py_func`` instead.
-JIT_INNER: dict = {**JIT_VEC, "no_cpython_wrapper": True}
-
-
-def jit_inner(func):
-    """Compile ``func`` with :data:`JIT_INNER` (a helper of other kernels, not called from Python)."""
-    return njit(**JIT_INNER)(func)
 
 
 @intrinsic
@@ -219,7 +197,7 @@ def _register(pyfunc, name: str):
     """Overload ``pyfunc`` in Numba with the flat float64/float32 bodies of ``name``."""
     bodies = _build(name)
 
-    @overload(pyfunc, jit_options={"error_model": "numpy"})
+    @overload(pyfunc, jit_options=OVERLOAD_OPTIONS)
     def _ov(x):
         if x == types.float64:
             return bodies["64"]

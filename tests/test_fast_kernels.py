@@ -1,27 +1,38 @@
-"""The fast training kernels (fastbp.fast_kernels) against the plain kernel and the NumPy reference."""
+"""The fast training kernels (fastbp._fast, through fastbp._dispatch.run_epoch) against the plain
+kernel and the NumPy reference.  The registry-driven agreement tests are in test_dispatch.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fastbp import fast_kernels, kernels, reference
+from fastbp import _dispatch, kernels, reference
+from fastbp._dispatch import run_epoch
+from fastbp._plain import BUILTIN
 from fastbp.activations import NAMES as ACT_CODES
+from fastbp.activations import get_activation
 from fastbp.errors import DivergenceError
-from fastbp.kernels import BUILTIN
 from fastbp.losses import NAMES as OUT_CODES
 from fastbp.params import Layout
 from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_problem
 
 # depth 1-4, widths incl. 1; [9, 130, 2] and [33, 37, 1] are large enough for the blocked
-# per-example kernel (fast_kernels.BLOCKED_MIN_WEIGHTS), with an odd number of rows of W[1];
-# one hidden layer of ≤ TINY_MAX_HIDDEN units runs fast_tiny (≤ 4 units and one output: [1, 1, 1],
+# per-example kernel (_dispatch.BLOCKED_MIN_WEIGHTS), with an odd number of rows of W[1];
+# one hidden layer of ≤ TINY_MAX_HIDDEN units runs the tiny kernels (≤ 4 units and one output: [1, 1, 1],
 # [2, 4, 1], [5, 3, 1], [40, 3, 1]; else [2, 4, 2], [6, 9, 3], [3, 16, 2]; lanes padded), [2, 17, 1] outside
 SIZES = [[3, 1], [1, 1, 1], [2, 4, 1], [5, 3, 1], [40, 3, 1], [2, 4, 2], [6, 9, 3], [3, 16, 2], [2, 17, 1],
          [5, 7, 3, 2],
          [4, 1, 6, 1, 3], [9, 130, 2], [33, 37, 1]]
 DTYPES = [np.float32, np.float64]
-M = 11  # not a multiple of any batch size below, nor of fast_kernels.BLOCK
+M = 11  # not a multiple of any batch size below, nor of _dispatch.BLOCK
+
+
+_ACT = {code: get_activation(name) for name, code in ACT_CODES.items()}
+
+
+def fast_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=None, epoch=None):
+    """One epoch as ``MLP.fit`` runs it (the dispatcher's fast kernel, or a forced one), by codes."""
+    return run_epoch(params, sizes, X, Y, order, batch_size, lr, _ACT[act], out, threads=threads, epoch=epoch)
 
 
 def _flat(prob):
@@ -51,7 +62,7 @@ def test_epoch_agrees_with_plain_and_reference(sizes, dtype, batch_size, m):
                                 learning_rate=lr)
             lay, p0 = _flat(prob)
             p_fast, p_plain = p0.copy(), p0.copy()
-            J_fast, f_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+            J_fast, f_fast = _run(fast_epoch, prob, p_fast, lay, batch_size)
             J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
             msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {batch_size}"
             assert f_fast == f_plain == -1, msg
@@ -63,17 +74,21 @@ def test_epoch_agrees_with_plain_and_reference(sizes, dtype, batch_size, m):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_public_train_epoch_runs_fast_kernel(monkeypatch, dtype, batch_size):
-    """kernels.train_epoch (and so MLP.fit, backend="numba") dispatches to the fast kernel."""
-    calls = []
-    real = fast_kernels.train_epoch
-    monkeypatch.setattr(fast_kernels, "train_epoch", lambda *a: calls.append(1) or real(*a))
+def test_public_train_epoch_runs_the_selected_fast_kernel(dtype, batch_size):
+    """kernels.train_epoch (and so MLP.fit, backend="numba") runs the kernel select_epoch names:
+    the same bits as that kernel forced, and the reference's result to the tolerance."""
     prob = make_problem([4, 6, 2], dtype=dtype, m=M, batch_size=batch_size)
+    lay, p0 = _flat(prob)
+    name = _dispatch.select_epoch(lay.sizes, batch_size, OUT_CODES[prob.output], ACT_CODES[prob.activation])
+    assert name != _dispatch.PLAIN
+    forced = p0.copy()
+    J_forced, _ = _run(lambda *a: fast_epoch(*a, epoch=name), prob, forced, lay, batch_size)
     W, b = prob.copy_params()
     J = kernels.train_epoch(*prob.args("train_epoch", W, b))
+    assert J == J_forced
+    np.testing.assert_array_equal(lay.pack(W, b, dtype), forced)
     W2, b2 = prob.copy_params()
     J2 = reference.train_epoch(*prob.args("train_epoch", W2, b2))
-    assert calls == [1]
     assert_agree((J, W, b), (J2, W2, b2), dtype)
 
 
@@ -127,7 +142,7 @@ def test_divergence_at_the_first_step_changes_nothing(dtype, batch_size, out, si
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
     assert _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)[1] == 0
-    assert _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size) == (0.0, 0)
+    assert _run(fast_epoch, prob, p_fast, lay, batch_size) == (0.0, 0)
     np.testing.assert_array_equal(p_fast, p0)
     W, b = prob.copy_params()
     with pytest.raises(DivergenceError):
@@ -150,7 +165,7 @@ def test_divergence_later_stops_at_the_same_step_as_plain(dtype, batch_size, act
     prob.Y[bad] = np.finfo(dtype).max * 0.9
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
-    J_fast, f_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+    J_fast, f_fast = _run(fast_epoch, prob, p_fast, lay, batch_size)
     J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
     assert f_plain >= k // batch_size  # there, or (tanh/σ bound A) the batch after it
     assert f_fast == f_plain
@@ -177,7 +192,7 @@ def test_large_but_finite_parameters_use_the_exact_check(dtype, batch_size, size
     prob.biases[0][:] = -1
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
-    res_fast = _run(fast_kernels.train_epoch, prob, p_fast, lay, batch_size)
+    res_fast = _run(fast_epoch, prob, p_fast, lay, batch_size)
     res_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
     assert res_fast[1] == res_plain[1]
     assert_agree((res_fast[0], p_fast), (res_plain[0], p_plain), dtype)
@@ -189,7 +204,7 @@ def test_non_finite_start_fails_first_step(dtype):
     lay, p0 = _flat(prob)
     p0[0] = np.nan
     p = p0.copy()
-    J, failed = _run(fast_kernels.train_epoch, prob, p, lay, 1)
+    J, failed = _run(fast_epoch, prob, p, lay, 1)
     assert failed == 0 and J == 0.0
     np.testing.assert_array_equal(p, p0)
 
@@ -197,16 +212,13 @@ def test_non_finite_start_fails_first_step(dtype):
 # ------------------------------------------------------------------------------ memory
 
 
-@pytest.mark.parametrize("batch_size, kernel", [(1, "default"), (8, "default"), (8, "tiled"), (8, "threaded")])
-def test_no_allocation_per_example_or_batch(monkeypatch, batch_size, kernel):
+@pytest.mark.parametrize("batch_size, kernel", [(1, None), (8, None), (8, "_batch_epoch_tiled"), (8, "_batch_epoch_threads")])
+def test_no_allocation_per_example_or_batch(batch_size, kernel):
     """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel)."""
     from numba.core.runtime import rtsys
 
     from numba.core.runtime import _nrt_python
 
-    if kernel == "tiled":
-        monkeypatch.setattr(fast_kernels, "TILED_MIN_WEIGHTS", 0)
-    threads = True if kernel == "threaded" else None
     _nrt_python.memsys_enable_stats()
     counts = []
     for m in (16, 800):
@@ -214,16 +226,16 @@ def test_no_allocation_per_example_or_batch(monkeypatch, batch_size, kernel):
         lay, p0 = _flat(prob)
         order = np.asarray(prob.order, dtype=np.int64)
         args = (lay.sizes, prob.X, prob.Y, order, batch_size, np.float32(prob.learning_rate), 1, 1)
-        fast_kernels.train_epoch(p0.copy(), *args, threads=threads)  # compiled
+        fast_epoch(p0.copy(), *args, epoch=kernel)  # compiled
         before = rtsys.get_allocation_stats().alloc
-        fast_kernels.train_epoch(p0.copy(), *args, threads=threads)
+        fast_epoch(p0.copy(), *args, epoch=kernel)
         counts.append(rtsys.get_allocation_stats().alloc - before)
     assert counts[0] == counts[1] and counts[0] < 20
 
 
 # ------------------------------------------------------------------ mini-batches as matrices
 
-# W[1]'s rows around fast_kernels.TILE (4) and ROWS_PER_TASK (8); depth 1-3
+# W[1]'s rows around the tiled kernels' TILE (4) and ROWS_PER_TASK (8); depth 1-3
 TILED_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [2, 37, 4, 2], [4, 5]]
 # around the 4-example tiles; with m = M = 11, short last batches of 1, 2, 3 and 6 examples
 TILED_BATCHES = [2, 3, 4, 5, 8, M]
@@ -231,11 +243,11 @@ TILED_BATCHES = [2, 3, 4, 5, 8, M]
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("threads", [False, True], ids=["tiled", "threaded"])
-def test_tiled_batch_kernels_agree_with_plain_and_reference(monkeypatch, dtype, threads):
+def test_tiled_batch_kernels_agree_with_plain_and_reference(dtype, threads):
     """_batch_epoch_tiled (forced on small nets) and its threaded twin: the plain kernel's
     epoch and the reference's, for every activation and output, batch sizes around the
     tile sizes, and widths around the tiles and tasks."""
-    monkeypatch.setattr(fast_kernels, "TILED_MIN_WEIGHTS", 0)
+    kernel = "_batch_epoch_threads" if threads else "_batch_epoch_tiled"  # forced on small nets
     # the threaded twin runs the same body: fewer combinations (each batch starts its
     # threads five times, slow on a loaded machine)
     acts = ("tanh", "relu") if threads else HIDDEN_ACTIVATIONS
@@ -248,8 +260,8 @@ def test_tiled_batch_kernels_agree_with_plain_and_reference(monkeypatch, dtype, 
                     lay, p0 = _flat(prob)
                     p_fast, p_plain = p0.copy(), p0.copy()
                     order = np.asarray(prob.order, dtype=np.int64)
-                    res = fast_kernels.train_epoch(p_fast, lay.sizes, prob.X, prob.Y, order, bs, dtype(0.1),
-                                                   ACT_CODES[act], OUT_CODES[out], threads=threads)
+                    res = fast_epoch(p_fast, lay.sizes, prob.X, prob.Y, order, bs, dtype(0.1),
+                                     ACT_CODES[act], OUT_CODES[out], epoch=kernel)
                     J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
                     msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {bs}"
                     assert res[1] == f_plain == -1, msg
@@ -259,39 +271,9 @@ def test_tiled_batch_kernels_agree_with_plain_and_reference(monkeypatch, dtype, 
             assert_agree((res[0], p_fast), (J_ref, lay.pack(W, b, dtype)), dtype, msg + " vs reference")
 
 
-@pytest.mark.parametrize(
-    "kernel, batch_size, threads, cap",
-    [
-        ("_batch_epoch_tiled", 4, False, None),  # large W[1], one thread: the tiled kernel
-        ("_batch_epoch", 9, False, 8),  # batches over TILED_MAX_BATCH: bounded workspace
-        ("_batch_epoch", 9, True, 8),  # ... with threads asked for, too
-    ],
-    ids=["tiled", "over-cap", "over-cap-threads"],
-)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_large_nets_take_the_tiled_kernel_up_to_the_batch_cap(monkeypatch, dtype, kernel, batch_size, threads, cap):
-    """On a W[1] of ≥ TILED_MIN_WEIGHTS weights, mini-batches run _batch_epoch_tiled on one
-    thread; batches over TILED_MAX_BATCH (full batch on a large data set) run _batch_epoch,
-    whose workspace does not grow with the batch, whatever ``threads`` says."""
-    calls = []
-    real = getattr(fast_kernels, kernel)
-    monkeypatch.setattr(fast_kernels, kernel, lambda *a: calls.append(1) or real(*a))
-    if cap is not None:
-        monkeypatch.setattr(fast_kernels, "TILED_MAX_BATCH", cap)
-    n1 = fast_kernels.TILED_MIN_WEIGHTS // 64
-    prob = make_problem([64, n1, 2], dtype=dtype, m=10, batch_size=batch_size, learning_rate=0.01)
-    lay, p0 = _flat(prob)
-    p_fast, p_plain = p0.copy(), p0.copy()
-    res = _run(lambda *a: fast_kernels.train_epoch(*a, threads=threads), prob, p_fast, lay, batch_size)
-    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
-    assert calls == [1]
-    assert res[1] == ref[1] == -1
-    assert_agree((res[0], p_fast), (ref[0], p_plain), dtype)
-
-
 # ------------------------------------------------------------------------------ threads
 
-THREADED = fast_kernels.THREADED_MIN_BATCH
+THREADED = _dispatch.THREADED_MIN_BATCH
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -305,7 +287,7 @@ def test_threaded_kernel_agrees_with_plain(dtype, sizes):
         p_thr, p_plain = p0.copy(), p0.copy()
         order = np.asarray(prob.order, dtype=np.int64)
         lr = np.dtype(dtype).type(0.05)
-        res = fast_kernels.train_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
+        res = fast_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
                                        ACT_CODES[act], OUT_CODES[prob.output], threads=True)
         ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
         assert res[1] == ref[1] == -1
@@ -323,7 +305,7 @@ def test_threaded_kernel_divergence_matches_plain(dtype):
     p_thr, p_plain = p0.copy(), p0.copy()
     order = np.asarray(prob.order, dtype=np.int64)
     lr = np.dtype(dtype).type(0.05)
-    J, failed = fast_kernels.train_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
+    J, failed = fast_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
                                          ACT_CODES["tanh"], OUT_CODES["identity"], threads=True)
     J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
     assert f_plain >= 1 and failed == f_plain
@@ -332,14 +314,16 @@ def test_threaded_kernel_divergence_matches_plain(dtype):
 
 _BITS_SCRIPT = """
 import hashlib, numpy as np, numba
-from fastbp import fast_kernels as fk
+from fastbp._dispatch import run_epoch
+from fastbp.activations import get_activation
 from fastbp.params import Layout
 from fastbp.testing import make_problem
 for dt in (np.float32, np.float64):
     for bs in (64, 13):  # 13: batches not a multiple of the 4-example tiles, a last batch of 1
         prob = make_problem([33, 37, 3], dtype=dt, m=300, learning_rate=0.05, output="softmax")
         lay = Layout([33, 37, 3]); p = lay.pack(prob.weights, prob.biases, np.dtype(dt))
-        J, f = fk.train_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), bs, dt(0.05), 1, 1, threads=True)
+        J, f = run_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), bs, dt(0.05), get_activation("tanh"), 1,
+                         threads=True)
         print(numba.get_num_threads(), repr(J), f, hashlib.sha256(p.tobytes()).hexdigest())
 """
 
@@ -370,8 +354,8 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
                                np.zeros((4, 4), T), np.zeros((4, 8), T))),
     ("_z1_tile", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 4), T), 0, np.zeros(8, T), np.zeros((4, 8), T))),
     ("_dw1_rows", lambda T: (np.zeros(40, T), 4, 0, 8, np.zeros((4, 4), T), 4, np.zeros((4, 8), T))),
-    ("_activate", lambda T: (np.zeros(8, T), np.zeros(8, T), 8, 1)),
-    ("_output", lambda T: (np.zeros(8, T), np.zeros(8, T), 1)),
+    ("activate_loop", lambda T: (np.zeros(8, T), np.zeros(8, T), 8, 1)),
+    ("output_loop", lambda T: (np.zeros(8, T), np.zeros(8, T), 1)),
 ])
 def test_float32_loops_have_no_float64_arithmetic(name, args):
     """The hot loops compiled for float32 carry no stray float64 arithmetic (LLVM IR)."""
@@ -379,9 +363,12 @@ def test_float32_loops_have_no_float64_arithmetic(name, args):
 
     from numba import njit
 
-    from fastbp.vmath import JIT_VEC
+    from fastbp import activations, losses
+    from fastbp._fast import _passes, blocked, tiled
+    from fastbp._jit import JIT_VEC
 
-    fn = njit(**{**JIT_VEC, "cache": False})(getattr(fast_kernels, name).py_func)
+    home = next(mod for mod in (_passes, blocked, tiled, activations, losses) if hasattr(mod, name))
+    fn = njit(**{**JIT_VEC, "cache": False})(getattr(home, name).py_func)
     fn(*args(np.float32))
     text = fn.inspect_llvm(fn.signatures[0])
     body = text[text.index("define"):]
@@ -414,7 +401,7 @@ def test_random_configurations_agree_with_plain(seed):
     ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
     for threads in (False, True):
         p = p0.copy()
-        res = fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, order, bs, lr,
+        res = fast_epoch(p, lay.sizes, prob.X, prob.Y, order, bs, lr,
                                        ACT_CODES[act], OUT_CODES[out], threads=threads)
         msg = f"{sizes} {np.dtype(dtype)} {act} {out} m={m} batch {bs} threads={threads}"
         assert res[1] == ref[1] == -1, msg

@@ -1,4 +1,4 @@
-"""fastbp.fast_tiny: its activations against NumPy, float32 kept, dispatch and lazy compilation.
+"""fastbp._fast.tiny: its activations against NumPy, float32 kept, dispatch and lazy compilation.
 
 The kernel's agreement with the plain kernel and the NumPy reference (sizes in and around
 the tiny range, every activation and output, both dtypes, m = 1, the divergence contract)
@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastbp import fast_kernels, fast_tiny
+from fastbp import _dispatch
+from fastbp._dispatch import run_epoch
+from fastbp._fast import tiny as fast_tiny
+from fastbp.activations import get_activation
 from fastbp.testing import make_problem
 from fastbp.vmath import JIT_VEC
 from tests.test_vmath import _check, _points
@@ -95,31 +98,25 @@ def test_float32_activations_have_no_float64_arithmetic(fn):
     ([3, 3, 1], 1, "identity", "_tiny4_epoch"),
     ([2, 5, 1], 1, "sigmoid", "_tiny_epoch"),  # more than 4 hidden units
     ([2, 4, 2], 1, "softmax", "_tiny_epoch"),  # more than one output
-    ([5, fast_kernels.TINY_MAX_HIDDEN, 3], 1, "sigmoid", "_tiny_epoch"),
+    ([5, _dispatch.TINY_MAX_HIDDEN, 3], 1, "sigmoid", "_tiny_epoch"),
     ([128, 4, 1], 1, "sigmoid", "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
     ([129, 4, 1], 1, "sigmoid", None),
-    ([fast_kernels.TINY_MAX_INPUTS + 1, 8, 2], 1, "softmax", None),  # too many inputs for _tiny_epoch
-    ([2, fast_kernels.TINY_MAX_HIDDEN + 1, 1], 1, "sigmoid", None),  # hidden layer too wide
+    ([_dispatch.TINY_MAX_INPUTS + 1, 8, 2], 1, "softmax", None),  # too many inputs for _tiny_epoch
+    ([2, _dispatch.TINY_MAX_HIDDEN + 1, 1], 1, "sigmoid", None),  # hidden layer too wide
     ([2, 4, 3, 1], 1, "sigmoid", None),  # two hidden layers
     ([2, 4, 1], 2, "sigmoid", None),  # mini-batches
 ])
-def test_dispatch(monkeypatch, sizes, batch_size, output, used):
-    """fast_kernels.train_epoch runs a tiny kernel exactly for per-example SGD with one hidden
-    layer of at most TINY_MAX_HIDDEN units; the all-registers one for ≤ 4 units and one output."""
+def test_dispatch(sizes, batch_size, output, used):
+    """select_epoch picks a tiny kernel exactly for per-example SGD with one hidden layer of
+    at most TINY_MAX_HIDDEN units; the all-registers one for ≤ 4 units and one output."""
     from fastbp.activations import NAMES as ACT
     from fastbp.losses import NAMES as OUT
-    from fastbp.params import Layout
 
-    calls = []
-    for name in ("_tiny_epoch", "_tiny4_epoch"):
-        real = getattr(fast_tiny, name)
-        monkeypatch.setattr(fast_tiny, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
-    prob = make_problem(sizes, dtype=np.float32, m=6, batch_size=batch_size, output=output)
-    lay = Layout(sizes)
-    p = lay.pack(prob.weights, prob.biases, np.float32)
-    fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, np.arange(6), batch_size, np.float32(0.1),
-                             ACT["tanh"], OUT[output])
-    assert calls == ([used] if used else [])
+    name = _dispatch.select_epoch(sizes, batch_size, OUT[output], ACT["tanh"])
+    if used:
+        assert name == used
+    else:
+        assert name not in ("_tiny_epoch", "_tiny4_epoch") and name != _dispatch.PLAIN
 
 
 _LAZY_SCRIPT = """
@@ -128,7 +125,7 @@ from fastbp import MLP
 from fastbp.testing import make_problem
 prob = make_problem([6, 20, 1], m=8)
 MLP([6, 20, 1], seed=0).fit(prob.X, prob.Y, epochs=1, batch_size=1)
-print("fastbp.fast_tiny" in sys.modules)
+print("fastbp._fast.tiny" in sys.modules)
 """
 
 
@@ -157,9 +154,8 @@ def test_non_finite_start_fails_first_step(dtype, sizes):
     p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
     p0[0] = np.nan
     p = p0.copy()
-    J, failed = fast_kernels.train_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order, np.int64), 1,
-                                         np.dtype(dtype).type(prob.learning_rate), ACT[prob.activation],
-                                         OUT[prob.output])
+    J, failed = run_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order, np.int64), 1,
+                          np.dtype(dtype).type(prob.learning_rate), get_activation(prob.activation), OUT[prob.output])
     assert failed == 0 and J == 0.0
     np.testing.assert_array_equal(p, p0)
 
@@ -179,10 +175,10 @@ def test_no_allocation_per_example(sizes):
     for m in (16, 800):
         prob = make_problem(sizes, dtype=np.float32, m=m)
         p0 = lay.pack(prob.weights, prob.biases, np.float32)
-        args = (lay.sizes, prob.X, prob.Y, np.arange(m), 1, np.float32(0.1), ACT["tanh"], OUT[prob.output])
-        fast_kernels.train_epoch(p0.copy(), *args)  # compiled
+        args = (lay.sizes, prob.X, prob.Y, np.arange(m), 1, np.float32(0.1), get_activation("tanh"), OUT[prob.output])
+        run_epoch(p0.copy(), *args)  # compiled
         before = rtsys.get_allocation_stats().alloc
-        fast_kernels.train_epoch(p0.copy(), *args)
+        run_epoch(p0.copy(), *args)
         counts.append(rtsys.get_allocation_stats().alloc - before)
     assert counts[0] == counts[1] and counts[0] < 20
 
@@ -214,7 +210,7 @@ def test_tiny_chain_stripped_bound_takes_the_kernels_steps():
     docs/performance.md) takes the tiny kernel's steps: after an epoch its parameters are the
     kernel's, to float32 rounding, so the bound times the same work minus the guard and the cost."""
     from fastbp.activations import NAMES as ACT
-    from fastbp.losses import SIGMOID
+    from fastbp.losses import OUT_SIGMOID
     from fastbp.params import Layout
     from fastbp.testing import TOLERANCE
 
@@ -225,7 +221,7 @@ def test_tiny_chain_stripped_bound_takes_the_kernels_steps():
     p0 = lay.pack(prob.weights, prob.biases, np.dtype(np.float32))
     order = np.random.default_rng(0).permutation(64)
     kernel, bound = p0.copy(), p0.copy()
-    fast_tiny._tiny4_epoch(kernel, lay.sizes, prob.X, prob.Y, order, np.float32(0.1), ACT["tanh"], SIGMOID, 1e30)
+    fast_tiny._tiny4_epoch(kernel, lay.sizes, prob.X, prob.Y, order, np.float32(0.1), ACT["tanh"], OUT_SIGMOID, 1e30)
     mod.stripped_241(bound, prob.X, prob.Y, order, np.float32(0.1))
     rtol, atol = TOLERANCE[np.dtype(np.float32)]
     np.testing.assert_allclose(bound, kernel, rtol=rtol, atol=atol)

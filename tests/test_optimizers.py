@@ -8,7 +8,9 @@ import pytest
 import fastbp
 from fastbp import optimizers as O
 from fastbp.activations import get_activation
+from fastbp._plain.loops import _train_epoch_opt
 from fastbp.losses import get_output
+from fastbp.steps import _add_l2
 from fastbp.params import Layout, offsets
 from fastbp.testing import assert_agree, make_problem, tolerance
 
@@ -99,7 +101,7 @@ def test_l2_gradient_and_loss_match_sklearn_backprop(dtype, output):
     params = layout.pack(W, b, dtype)
     grad = layout.pack(dW, db, dtype)
     w_off, b_off, _ = offsets(layout.sizes)
-    sq = O._add_l2(grad, params, w_off, b_off, alpha / n)
+    sq = _add_l2(grad, params, w_off, b_off, alpha / n)
     n_outputs = sizes[-1]
     J = fastbp.kernels.loss(W, b, prob.X, prob.Y, "tanh", output)
     J = J / (n_outputs if output == "identity" else 1) + 0.5 * alpha * sq / n
@@ -203,7 +205,7 @@ def test_epoch_kernel_runs_as_plain_python():
     """The scalar loops are the reference they claim to be: ``py_func`` gives the same epoch."""
     layout, params0, prob = _epoch_args(np.float64, "softmax", m=6)
     results = []
-    for f in (O._train_epoch_opt, O._train_epoch_opt.py_func):
+    for f in (_train_epoch_opt, _train_epoch_opt.py_func):
         opt = O.Adam(0.01, alpha=0.1)
         p = params0.copy()
         out = f(p, layout.sizes, prob.X, prob.Y, np.arange(6), 4, get_activation("tanh").code,
@@ -362,13 +364,21 @@ def test_fit_applies_the_learning_rate_schedule_as_scikit_learn_does(schedule):
 
 import functools  # noqa: E402
 
-from fastbp import fast_optimizers as FO  # noqa: E402
+from fastbp import _dispatch  # noqa: E402
 from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS  # noqa: E402
 
 #: Depths 1 to 3 (a width-1 layer), and W[1] large enough for the blocked batch gradient
-#: (fast_optimizers.use_blocked) with no hidden layer, and with an odd number of rows.
+#: (_dispatch.blocked_batches) with no hidden layer, and with an odd number of rows.
 FAST_SIZES = [[3, 2], [4, 7, 3], [2, 1, 5, 2], [40, 26], [33, 37, 3]]
-M_FAST = 11  # not a multiple of the batch sizes 4 nor of fast_kernels.BLOCK
+M_FAST = 11  # not a multiple of the batch sizes 4 nor of _dispatch.BLOCK
+
+_ACT_OF_CODE = {get_activation(name).code: get_activation(name) for name in HIDDEN_ACTIVATIONS}
+
+
+def _fast_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, *tail):
+    """The fast optimizer epoch (forced through the dispatcher), with the plain kernel's arguments."""
+    return _dispatch.run_epoch_opt(params, sizes, X, Y, order, batch_size, _ACT_OF_CODE[act], out, *tail,
+                                   epoch="_batch_epoch_opt")
 
 #: Every optimizer (at learning rate α), and the two schedules that change α between epochs.
 FAST_OPTIMIZERS = {
@@ -400,7 +410,7 @@ def _epochs(impl, make, params, sizes, X, Y, order, batch_size, act, out, epochs
         if impl == "reference":
             J, failed = O.train_epoch_reference(*args, activation, out_code, *tail)
         else:
-            kernel = FO.train_epoch_opt if impl == "fast" else O._train_epoch_opt
+            kernel = _fast_epoch_opt if impl == "fast" else _train_epoch_opt
             J, failed = kernel(*args, activation.code, out_code, *tail)
         assert failed == -1
         losses.append(J)
@@ -456,7 +466,7 @@ def _one_epoch(impl, opt, params, layout, prob, order, batch_size, act="tanh", o
     tail = (opt.kind, opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0)
     if impl == "reference":
         return O.train_epoch_reference(*args, get_activation(act), get_output(out), *tail)
-    kernel = FO.train_epoch_opt if impl == "fast" else O._train_epoch_opt
+    kernel = _fast_epoch_opt if impl == "fast" else _train_epoch_opt
     return kernel(*args, get_activation(act).code, get_output(out), *tail)
 
 
@@ -518,24 +528,31 @@ def test_fast_epoch_allocates_nothing_per_batch(batch_size, sizes):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_fit_and_estimators_run_the_fast_epoch_custom_activations_the_plain_one(monkeypatch):
-    """MLP.fit(optimizer=...) and the estimators go through fast_optimizers.train_epoch_opt for
-    built-in activations; a custom activation (and NUMBA_DISABLE_JIT) keeps the plain kernel."""
-    calls = []
-    real = FO.train_epoch_opt
-    monkeypatch.setattr(FO, "train_epoch_opt", lambda *a: calls.append(1) or real(*a))
+def test_fit_runs_the_fast_epoch_custom_activations_the_plain_one(monkeypatch):
+    """MLP.fit(optimizer=...) runs the epoch select_optimizer_epoch names: the fast one for a
+    built-in activation, the plain one for a custom activation and under NUMBA_DISABLE_JIT
+    (each shown by the same bits as that kernel forced)."""
+    from fastbp.activations import ACT_CUSTOM, ACT_TANH
+    from fastbp.losses import OUT_SIGMOID
+
+    sizes = [3, 4, 1]
+    assert _dispatch.select_optimizer_epoch(sizes, 5, OUT_SIGMOID, ACT_TANH) == "_batch_epoch_opt"
+    assert _dispatch.select_optimizer_epoch(sizes, 5, OUT_SIGMOID, ACT_CUSTOM) == _dispatch.PLAIN_OPTIMIZER
     rng = np.random.default_rng(0)
     X = rng.normal(size=(24, 3))
     Y = (X[:, :1] > 0).astype(float)
-    fastbp.MLP([3, 4, 1], seed=0).fit(X, Y, epochs=2, batch_size=5, optimizer=O.Adam(0.01))
-    assert len(calls) == 2
-    fastbp.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, tol=0.0).fit(X, Y.ravel())
-    assert len(calls) == 5
-    plain = []
-    real_for = O.epoch_kernel_for
-    monkeypatch.setattr(O, "epoch_kernel_for", lambda act: plain.append(1) or real_for(act))
-    fastbp.MLP([3, 4, 1], activation=SOFTSIGN, seed=0).fit(X, Y, epochs=2, batch_size=5, optimizer=O.Adam(0.01))
-    assert len(calls) == 5 and len(plain) == 2
-    monkeypatch.setattr(O.numba_config, "DISABLE_JIT", True)  # as under NUMBA_DISABLE_JIT=1: the plain loops
-    fastbp.MLP([3, 4, 1], seed=0).fit(X, Y, epochs=2, batch_size=5, optimizer=O.Adam(0.01))
-    assert len(calls) == 5 and len(plain) == 4
+
+    def fit_and_forced(activation, forced):
+        net = fastbp.MLP(sizes, activation=activation, seed=0)
+        p0 = net.params.copy()
+        net.fit(X, Y, epochs=1, batch_size=5, shuffle=False, optimizer=O.Adam(0.01))
+        opt = O.Adam(0.01)
+        opt.bind(np.asarray(sizes), p0.dtype)
+        _dispatch.run_epoch_opt(p0, np.asarray(sizes, np.int64), X, Y, np.arange(24), 5, net.activation, OUT_SIGMOID,
+                                opt.kind, opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0, epoch=forced)
+        np.testing.assert_array_equal(net.params, p0)
+
+    fit_and_forced("tanh", "_batch_epoch_opt")
+    fit_and_forced(SOFTSIGN, _dispatch.PLAIN_OPTIMIZER)
+    monkeypatch.setattr(_dispatch.numba_config, "DISABLE_JIT", True)  # as under NUMBA_DISABLE_JIT=1
+    fit_and_forced("tanh", _dispatch.PLAIN_OPTIMIZER)

@@ -101,7 +101,7 @@ def test_kernel_bits_do_not_depend_on_where_the_workspaces_lie(dtype, output):
     ``reassoc`` the two paths summed in different orders; forward's two
     back-to-back ``np.empty`` buffers then gave allocator-dependent bits.
     """
-    from fastbp.kernels import _forward_batch
+    from fastbp._plain.loops import _forward_batch
     from fastbp.losses import NAMES as OUTPUTS
     from fastbp.params import Layout
 

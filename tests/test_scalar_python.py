@@ -39,7 +39,7 @@ def test_kernels_run_as_plain_python_and_agree():
 
 def test_py_func_of_the_example_kernels_agrees_with_the_compiled_kernel():
     """``.py_func`` of the per-example forward kernel, called from Python, equals the compiled one."""
-    from fastbp import kernels
+    from fastbp._plain import loops
     from fastbp.params import Layout, offsets
 
     prob = make_problem([3, 4, 2], np.float64, "sigmoid", "softmax", m=1)
@@ -47,7 +47,7 @@ def test_py_func_of_the_example_kernels_agrees_with_the_compiled_kernel():
     params = layout.pack(prob.weights, prob.biases, np.float64)
     offs = offsets(layout.sizes)
     results = []
-    for fn in (kernels._forward_example, kernels._forward_example.py_func):
+    for fn in (loops._forward_example, loops._forward_example.py_func):
         z = np.zeros(layout.n_units)
         a = np.zeros(layout.n_units)
         fn(params, layout.sizes, *offs, prob.X[0], z, a, 0, 1)

@@ -1,10 +1,9 @@
 """Per-example SGD for nets with one small hidden layer (n_0-n_1-n_2).
 
-Which nets (measured: where these kernels beat :func:`fastbp.fast_kernels._sgd_epoch`):
-:func:`fastbp.fast_kernels.tiny_kernel`, i.e. :func:`_tiny4_epoch` for n_1 ≤ 4, one σ or
-identity output and n_0·n_1 ≤ 512, :func:`_tiny_epoch` for n_1 ≤ :data:`LANES` and n_0 ≤ 16.
-Both are compiled only when such a net trains (:func:`tiny_epoch`, called lazily by
-:func:`fastbp.fast_kernels.train_epoch`).
+Which nets (measured: where these kernels beat :func:`fastbp._fast.sgd._sgd_epoch`): the
+two rows of :data:`fastbp._dispatch.FAST_EPOCHS` for them, i.e. :func:`_tiny4_epoch` for
+n_1 ≤ 4, one σ or identity output and n_0·n_1 ≤ 512, :func:`_tiny_epoch` for
+n_1 ≤ :data:`LANES` and n_0 ≤ 16.  Each is compiled only when such a net trains.
 
 At 2-4-1 an example is a few dozen flops; what decides the speed is the chain of
 *latencies* from one example's update to the next example's forward pass:
@@ -38,10 +37,10 @@ These kernels shorten that chain (measured: ``benchmarks/tiny_chain.py``,
   polynomial evaluated by Estrin's scheme (depth 5, not 16 dependent FMAs).
 * **Cheap bookkeeping**: the divergence bounds are four float64 scalars (Σ|A[1]|
   bounded by n_1 for tanh and σ units instead of summed), the costs are queued
-  and summed in chunks, as in :func:`fastbp.fast_kernels._sgd_epoch`.
+  and summed in chunks, as in :func:`fastbp._fast.sgd._sgd_epoch`.
 
-The divergence contract of :func:`fastbp.kernels._train_epoch` holds exactly as in
-:mod:`fastbp.fast_kernels` (the same per-layer bounds, checked before every step, the
+The divergence contract of :func:`fastbp._plain.loops._train_epoch` holds exactly as in
+the other fast kernels (:mod:`fastbp._fast`: the same per-layer bounds, checked before every step, the
 same stop-before-the-step and hand-over to the exact kernel): a step whose loss or new
 parameters would not be finite is never applied.
 """
@@ -54,17 +53,16 @@ import numpy as np
 from numba import types
 from numba.extending import overload, register_jitable
 
-from .activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
-from .losses import SIGMOID as OUT_SIGMOID
-from .losses import SOFTMAX as OUT_SOFTMAX
-from .fast_kernels import (COST_CHUNK, COST_SAFE, TINY_MAX_HIDDEN, _abs_max, _alive, _borrowed, _cost, _flush_costs,
-                           tiny_kernel)
-from .vmath import _as_float, jit_inner, jit_vec, vexp, vsigmoid
+from .._jit import OVERLOAD_OPTIONS, jit_inner, jit_vec
+from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, BOUNDED_CODES, LEAKY_SLOPE
+from ..losses import OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs
+from ..vmath import _as_float, vexp, vsigmoid
+from ._common import COST_CHUNK, COST_SAFE, _abs_max, _alive, _borrowed
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
 
-#: The most hidden units :func:`_tiny_epoch` takes (:data:`fastbp.fast_kernels.TINY_MAX_HIDDEN`).
-LANES = TINY_MAX_HIDDEN
+#: The most hidden units :func:`_tiny_epoch` takes (the dispatch's ``TINY_MAX_HIDDEN`` is this).
+LANES = 16
 
 # tanh(x) ≈ x·p(x²)/q(x²) on |x| ≤ TANH_CLAMP (beyond it tanh rounds to ±1 in float32; the
 # rational gives ±(1 − 2.4e-7) there), x itself below TANH_TINY: Eigen's and XLA's float32 tanh.
@@ -172,7 +170,7 @@ def _sigmoid64(x):
 _sigmoid64_jit = register_jitable(_sigmoid64)
 
 
-@overload(ttanh, jit_options={"error_model": "numpy"})
+@overload(ttanh, jit_options=OVERLOAD_OPTIONS)
 def _ov_ttanh(x):
     if x == types.float32:
         return _tanh32
@@ -181,7 +179,7 @@ def _ov_ttanh(x):
     return None
 
 
-@overload(sigmoid_half, jit_options={"error_model": "numpy"})
+@overload(sigmoid_half, jit_options=OVERLOAD_OPTIONS)
 def _ov_sigmoid_half(x):
     if x == types.float32:
         return _sigmoid_half32
@@ -190,7 +188,7 @@ def _ov_sigmoid_half(x):
     return None
 
 
-@overload(tsigmoid, jit_options={"error_model": "numpy"})
+@overload(tsigmoid, jit_options=OVERLOAD_OPTIONS)
 def _ov_tsigmoid(x):
     if x == types.float32:
         return _sigmoid32
@@ -205,7 +203,7 @@ def _ov_tsigmoid(x):
 @jit_vec
 def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     """Per-example SGD over ``order`` for an n_0-n_1-n_2 net (n_1 ≤ LANES); returns
-    ``(total cost, resume)`` as :func:`fastbp.fast_kernels._sgd_epoch` does."""
+    ``(total cost, resume)`` as :func:`fastbp._fast.sgd._sgd_epoch` does."""
     T = params.dtype.type
     n0, n1, n2 = sizes[0], sizes[1], sizes[2]
     # Lanes per hidden layer: n_1 rounded up to a multiple of q (4 in float32, 16 in float64:
@@ -221,7 +219,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     w1, b1o = 0, n1 * n0
     w2 = b1o + n1
     b2o = w2 + n2 * n1
-    # ---- the exact bounds of the divergence guard (see fast_kernels), from the parameters
+    # ---- the exact bounds of the divergence guard (see fastbp._fast), from the parameters
     wb0 = _abs_max(params[w1 : w1 + n1 * n0])
     bb0 = _abs_max(params[b1o : b1o + n1])
     wb1 = _abs_max(params[w2 : w2 + n2 * n1])
@@ -258,7 +256,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     resume = -1
     nq = 0  # examples whose cost is queued in Zc, Yc
     # sa1 = Σ|A[1]|: tanh and σ units are bounded by 1, others are summed per example
-    bounded = act == TANH or act == SIGMOID
+    bounded = act == ACT_TANH or act == ACT_SIGMOID  # the bounded codes (|g| ≤ 1), written out: see below
     xp = X[order[0]]  # the previous example (c = 0: no pending update yet)
     for t in range(m):
         i = order[t]
@@ -283,30 +281,32 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
                 z1[j] += w * xk
                 Wk[j] = w - c[j] * xpk
         # ---- A[1] = g(Z[1]) (padded lanes masked to 0), α g'(Z[1])
-        if act == TANH:
+        if act == ACT_TANH:
             for j in range(H):
                 a = ttanh(z1[j] - c[j] * G)
                 a1[j] = a
                 gp[j] = lr * (T(1) - a * a)
-        elif act == SIGMOID:
+        elif act == ACT_SIGMOID:
             for j in range(H):
                 a = tsigmoid(z1[j] - c[j] * G)
                 a1[j] = a * mask[j]
                 gp[j] = lr * (a * (T(1) - a))
-        elif act == RELU:
+        elif act == ACT_RELU:
             for j in range(H):
                 zj = z1[j] - c[j] * G
                 a1[j] = zj if zj > T(0) else T(0)
                 gp[j] = lr if zj > T(0) else T(0)
-        elif act == LEAKY_RELU:
+        elif act == ACT_LEAKY_RELU:
             for j in range(H):
                 zj = z1[j] - c[j] * G
                 a1[j] = zj if zj > T(0) else zj * T(LEAKY_SLOPE)
                 gp[j] = lr if zj > T(0) else lr * T(LEAKY_SLOPE)
-        else:
+        elif act == ACT_IDENTITY:
             for j in range(H):
                 a1[j] = z1[j] - c[j] * G
                 gp[j] = lr
+        else:
+            raise ValueError("_tiny_epoch: unknown activation code")
         if bounded:
             sa1 = np.float64(n1)
         else:
@@ -336,9 +336,11 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             inv = T(1) / tot
             for o in range(n2):
                 a2[o] *= inv
-        else:
+        elif out == OUT_IDENTITY:
             for o in range(n2):
                 a2[o] = z2[o]
+        else:
+            raise ValueError("_tiny_epoch: unknown output code")
         # ---- the cost (provably finite: queued; else now), dZ[2] = A[2] − Y, the step bound
         sz = 0.0
         s2 = 0.0
@@ -348,7 +350,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             d2[o] = d
             s2 += abs(np.float64(d))
         deferred = sz <= COST_SAFE
-        cost = 0.0 if deferred else _cost(z2, y, out)
+        cost = 0.0 if deferred else cost_loop(z2, y, out)
         u1 = lr64 * s2
         u0 = u1 * wb1 * n1  # α Σ|dZ[1]| ≤ α n_1 max|W[2]| Σ|dZ[2]|  (|g'| ≤ 1)
         nwb1 = wb1 + u1 * sa1
@@ -371,7 +373,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             nq += 1
             if nq == COST_CHUNK:
                 cnt[0] = nq
-                total += _flush_costs(Zc, Yc, cnt, n2, out)
+                total += flush_costs(Zc, Yc, cnt, n2, out)
                 nq = 0
         else:
             total += cost
@@ -411,7 +413,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     for o in range(n2):
         params[b2o + o] = b2[o]
     cnt[0] = nq
-    total += _flush_costs(Zc, Yc, cnt, n2, out)
+    total += flush_costs(Zc, Yc, cnt, n2, out)
     _alive(lanes_own, outs_own, queue_own, cnt_own)
     return total, resume
 
@@ -423,17 +425,19 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
 def _act4(z, act, lr):
     """(g(z), α g'(z)) for one hidden unit (the caller's branch on ``act`` is loop-invariant)."""
     T = type(z)
-    if act == TANH:
+    if act == ACT_TANH:
         a = ttanh(z)
         return a, lr * (T(1) - a * a)
-    if act == SIGMOID:
+    if act == ACT_SIGMOID:
         a = tsigmoid(z)
         return a, lr * (a * (T(1) - a))
-    if act == RELU:
+    if act == ACT_RELU:
         return (z, lr) if z > T(0) else (T(0), T(0))
-    if act == LEAKY_RELU:
+    if act == ACT_LEAKY_RELU:
         return (z, lr) if z > T(0) else (z * T(LEAKY_SLOPE), lr * T(LEAKY_SLOPE))
-    return z, lr
+    if act == ACT_IDENTITY:
+        return z, lr
+    raise ValueError("_act4: unknown activation code")
 
 
 @jit_vec
@@ -477,13 +481,15 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     # s·Z[2] from s·W[2], s·b[2] (s = ½ for σ, so σ(Z[2]) = ½ tanh(s Z[2]) + ½ needs no
     # extra multiply; powers of 2, so exact), and the next Z[1]'s correction is one FMA,
     # Z[1] = P − dZ[2]·u with u = (W[2] ∗ α g'(Z[1]))·(xᵀx' + 1) computed before dZ[2] is known.
+    if out != OUT_SIGMOID and out != OUT_IDENTITY:  # (the dispatch never sends a softmax net here)
+        raise ValueError("_tiny4_epoch: only a sigmoid or identity output")
     s = T(0.5) if out == OUT_SIGMOID else T(1)
     inv_s = T(1) / s
     h20, h21, h22, h23, h2b = s * w20, s * w21, s * w22, s * w23, s * b2
     c0 = c1 = c2 = c3 = T(0)  # the pending α dZ[1] of the previous example
     u0 = u1 = u2 = u3 = T(0)  # c·(x_prevᵀ x + 1) / dZ[2] of the previous example
     dp = T(0)  # dZ[2] of the previous example
-    bounded = act == TANH or act == SIGMOID
+    bounded = act == ACT_TANH or act == ACT_SIGMOID  # the bounded codes (|g| ≤ 1), written out: see below
     m = order.shape[0]
     total = 0.0
     resume = -1
@@ -518,14 +524,14 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         b12 -= c2
         b13 -= c3
         z0, z1, z2_, z3 = p0 - dp * u0, p1 - dp * u1, p2 - dp * u2, p3 - dp * u3
-        if act == TANH:  # one branch for the four units: straight-line code LLVM can vectorise (SLP)
+        if act == ACT_TANH:  # one branch for the four units: straight-line code LLVM can vectorise (SLP)
             a0, a1, a2, a3 = ttanh(z0), ttanh(z1), ttanh(z2_), ttanh(z3)
             g0, g1, g2, g3 = lr * (T(1) - a0 * a0), lr * (T(1) - a1 * a1), lr * (T(1) - a2 * a2), lr * (T(1) - a3 * a3)
-        elif act == SIGMOID:
+        elif act == ACT_SIGMOID:
             a0, a1, a2, a3 = tsigmoid(z0), tsigmoid(z1), tsigmoid(z2_), tsigmoid(z3)
             g0, g1 = lr * (a0 * (T(1) - a0)), lr * (a1 * (T(1) - a1))
             g2, g3 = lr * (a2 * (T(1) - a2)), lr * (a3 * (T(1) - a3))
-        elif act == RELU:
+        elif act == ACT_RELU:
             a0, a1 = (z0 if z0 > T(0) else T(0)), (z1 if z1 > T(0) else T(0))
             a2, a3 = (z2_ if z2_ > T(0) else T(0)), (z3 if z3 > T(0) else T(0))
             g0, g1 = (lr if z0 > T(0) else T(0)), (lr if z1 > T(0) else T(0))
@@ -549,7 +555,7 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         if not deferred:
             Zc[COST_CHUNK - 1] = z2
             Yc[COST_CHUNK - 1] = y
-            cost = _cost(Zc[COST_CHUNK - 1 :], Yc[COST_CHUNK - 1 :], out)
+            cost = cost_loop(Zc[COST_CHUNK - 1 :], Yc[COST_CHUNK - 1 :], out)
         e1 = lr64 * abs(np.float64(d))
         e0 = e1 * wb1 * n1
         nwb1 = wb1 + e1 * sa1
@@ -567,7 +573,7 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             nq += 1
             if nq == COST_CHUNK:
                 cnt[0] = nq
-                total += _flush_costs(Zc, Yc, cnt, 1, out)
+                total += flush_costs(Zc, Yc, cnt, 1, out)
                 nq = 0
         else:
             total += cost
@@ -601,14 +607,7 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             params[w1 + j * n0 + k] = W1T[k, j]
     params[b2o] = b2
     cnt[0] = nq
-    total += _flush_costs(Zc, Yc, cnt, 1, out)
+    total += flush_costs(Zc, Yc, cnt, 1, out)
     _alive(W1T_own, v_own, queue_own, cnt_own)
     return total, resume
 
-
-def tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
-    """Per-example SGD for one small hidden layer (:func:`fastbp.fast_kernels.tiny_kernel`):
-    :func:`_tiny4_epoch` or :func:`_tiny_epoch`, each compiled on first use."""
-    if tiny_kernel(sizes, out) == 4:
-        return _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit)
-    return _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit)

@@ -1,0 +1,367 @@
+"""Which kernel runs an epoch: the one place that decides, and the only module that imports
+both :mod:`fastbp._plain` and :mod:`fastbp._fast` (layer L3).
+
+* **The speed thresholds** (one block, below): where a fast strategy was measured to pay.
+  Each comment names the command that re-measures it.
+* **The registry** :data:`FAST_EPOCHS`: one :class:`FastEpoch` row per fast gradient-descent
+  epoch kernel, in order of preference, each with the preconditions it relies on
+  (``requires``) and where it pays (``prefers``).  :data:`FAST_OPTIMIZER_EPOCHS` is the same for epochs with an optimizer.
+* :func:`select_epoch` / :func:`select_optimizer_epoch`: pure functions of the problem's
+  shape and codes to a kernel name (:data:`PLAIN` for the plain kernel).  Every fast
+  kernel assumes |g′| ≤ 1 in its divergence bound, so an activation without that trait
+  (:data:`fastbp.activations.TRAITS`), and every custom activation, runs the plain kernel.
+* :func:`run_epoch` / :func:`run_epoch_opt` / :func:`predict`: run the selected kernel on
+  inputs already checked (C-contiguous, the buffer's dtype), with the hand-over from a fast
+  kernel to the exact plain check (:mod:`fastbp._fast`, the divergence contract).
+
+A new fast kernel: one file in ``fastbp/_fast/`` and one row here; the agreement tests
+(``tests/test_dispatch.py``) iterate the registry and fail if a row never runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from numba.core import config as numba_config
+
+from ._plain import BUILTIN, kernels_for
+from .activations import TRAITS, Activation
+from .losses import OUT_SOFTMAX
+
+__all__ = [
+    "FAST_EPOCHS",
+    "FAST_OPTIMIZER_EPOCHS",
+    "PLAIN",
+    "PLAIN_OPTIMIZER",
+    "FastEpoch",
+    "predict",
+    "run_epoch",
+    "run_epoch_opt",
+    "select_epoch",
+    "select_optimizer_epoch",
+]
+
+# ================================================================== speed thresholds
+#
+# Re-measure with ``python tools/perf_matrix.py`` (per-example and ``--batch``) and
+# ``python tools/tiny_chain.py --kernels`` (the tiny kernels); docs/performance-kernels.md.
+
+#: Examples per block of the blocked W[1] passes (the unrolled loops are written for 4).
+BLOCK = 4
+
+#: Per-example SGD defers W[1]'s updates over blocks (``_sgd_epoch_blocked``), and
+#: mini-batches handle W[1] four examples per pass, when W[1] has at least this many
+#: weights (below, the block bookkeeping costs more than the saved passes).
+BLOCKED_MIN_WEIGHTS = 1024
+
+#: Per-example SGD on nets with one hidden layer runs the tiny kernels (hidden units in
+#: registers, a short dependency chain from one example's update to the next one's forward
+#: pass) where measured faster: ``_tiny4_epoch`` for ≤ 4 hidden units, one σ or identity
+#: output and n_0·n_1 ≤ TINY4_MAX_WEIGHTS; else ``_tiny_epoch`` for ≤ TINY_MAX_HIDDEN units
+#: and ≤ TINY_MAX_INPUTS inputs (at 32-8-1 or 60-16-3 its per-input lane loops cost more
+#: than they save: 0.7-0.9×).  TINY_MAX_HIDDEN is the tiny kernel's lane count.
+TINY_MAX_HIDDEN = 16
+TINY_MAX_INPUTS = 16
+TINY4_MAX_WEIGHTS = 512
+
+#: Mini-batches of at least this many examples, on nets whose W[1] has at least
+#: THREADED_MIN_WEIGHTS weights, run ``_batch_epoch_threads`` when Numba has more than one
+#: thread (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``); smaller problems do not gain
+#: from a second thread (measured: 33-37-3 at batch 64, 1.0x).
+THREADED_MIN_BATCH = 64
+THREADED_MIN_WEIGHTS = 16384
+
+#: Mini-batches on nets whose W[1] has at least this many weights run, on one thread, in
+#: ``_batch_epoch_tiled`` (the batch as matrices, 4 × 4 register tiles).
+TILED_MIN_WEIGHTS = 16384
+
+#: The tiled and threaded mini-batch kernels keep a workspace of batch × (n_0 + 3 Σ n_l)
+#: numbers (the packed inputs and every example's Z, A, dZ); batches larger than this
+#: (full-batch training on a large data set) run ``_batch_epoch`` instead, whose workspace
+#: does not grow with the batch, so an epoch's memory stays the data plus a small multiple
+#: of the parameters whatever m is.
+TILED_MAX_BATCH = 1024
+
+
+def blocked_batches(sizes, batch_size: int, optimizer: bool = False) -> bool:
+    """Whether a batch's W[1] work goes four examples per pass (``blocked`` of the batch
+    kernels): W[1] of at least :data:`BLOCKED_MIN_WEIGHTS` weights; for the optimizer epoch
+    also batches of ≥ :data:`BLOCK` examples.  (The two epochs grew these rules apart; they
+    differ only for batches of 2-3 examples, and unifying them would change the bits those
+    runs give, which the move into this module was not to do.  One rule, one place.)"""
+    if optimizer and batch_size < BLOCK:
+        return False
+    return int(sizes[0]) * int(sizes[1]) >= BLOCKED_MIN_WEIGHTS
+
+
+# ========================================================================= registry
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a kernel's preconditions look at: layer sizes, batch size, output code, and
+    whether the threaded kernel is wanted."""
+
+    sizes: tuple[int, ...]
+    batch_size: int
+    out: int
+    threaded: bool
+
+    @property
+    def w1(self) -> int:
+        """The number of weights of W[1]."""
+        return self.sizes[0] * self.sizes[1]
+
+
+def _always(case: Case) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class FastEpoch:
+    """One fast epoch kernel: where it lives, when it may run, when it pays, how it is called.
+
+    ``requires(case)``: what the kernel needs to compute the epoch correctly (its
+    preconditions: depth, widths, batch size, output).  ``prefers(case)``: where it was
+    measured faster than the rows after it (the speed thresholds above).  :func:`select_epoch`
+    takes the first row for which both hold; a forced ``epoch=`` (tests, benchmarks) needs
+    ``requires`` only.  ``call(kernel, params, sizes, X, Y, order, batch_size, lr, act, out,
+    limit)`` adapts the uniform arguments to the kernel's own (per-example kernels take no
+    batch size) and returns its ``(total cost, resume)``; an optimizer epoch's ``call`` takes
+    the arguments of :func:`run_epoch_opt` and returns ``(J, failed)``.
+    """
+
+    name: str
+    module: str
+    requires: Callable[[Case], bool]
+    call: Callable
+    prefers: Callable[[Case], bool] = _always
+
+    def applies(self, case: Case) -> bool:
+        """Whether :func:`select_epoch` picks this row for ``case`` (if no row before it does)."""
+        return self.requires(case) and self.prefers(case)
+
+    def kernel(self):
+        """The compiled kernel (its module is imported on first use, so ``import fastbp``
+        and a process that never trains with it do not pay for it)."""
+        return getattr(importlib.import_module(self.module), self.name)
+
+
+def _per_example(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+    return kernel(params, sizes, X, Y, order, lr, act, out, limit)
+
+
+def _batch(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+    return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked_batches(sizes, batch_size))
+
+
+def _tiled(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+    return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+
+
+def _with_optimizer(kernel, params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha,
+                    cost_scale):
+    return kernel(params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale,
+                  blocked_batches(sizes, batch_size, optimizer=True))
+
+
+def _one_hidden_layer(c: Case) -> bool:
+    return c.batch_size == 1 and len(c.sizes) == 3
+
+
+def _batches_in_workspace(c: Case) -> bool:
+    return 1 < c.batch_size <= TILED_MAX_BATCH
+
+
+#: The fast gradient-descent epochs, in order of preference: the first whose ``requires`` and
+#: ``prefers`` hold runs (the last row takes every batch size > 1, ``_sgd_epoch`` every 1).
+FAST_EPOCHS: tuple[FastEpoch, ...] = (
+    FastEpoch(
+        "_sgd_epoch_blocked",
+        "fastbp._fast.blocked",
+        requires=lambda c: c.batch_size == 1 and c.sizes[0] >= BLOCK,
+        prefers=lambda c: c.w1 >= BLOCKED_MIN_WEIGHTS,
+        call=_per_example,
+    ),
+    FastEpoch(
+        "_tiny4_epoch",
+        "fastbp._fast.tiny",
+        requires=lambda c: _one_hidden_layer(c) and c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out != OUT_SOFTMAX,
+        prefers=lambda c: c.w1 <= TINY4_MAX_WEIGHTS,
+        call=_per_example,
+    ),
+    FastEpoch(
+        "_tiny_epoch",
+        "fastbp._fast.tiny",
+        requires=lambda c: _one_hidden_layer(c) and c.sizes[1] <= TINY_MAX_HIDDEN and c.sizes[0] <= TINY_MAX_INPUTS,
+        call=_per_example,
+    ),
+    FastEpoch("_sgd_epoch", "fastbp._fast.sgd", requires=lambda c: c.batch_size == 1, call=_per_example),
+    FastEpoch(
+        "_batch_epoch_threads",
+        "fastbp._fast.tiled",
+        requires=_batches_in_workspace,
+        prefers=lambda c: c.threaded,
+        call=_tiled,
+    ),
+    FastEpoch(
+        "_batch_epoch_tiled",
+        "fastbp._fast.tiled",
+        requires=_batches_in_workspace,
+        prefers=lambda c: c.w1 >= TILED_MIN_WEIGHTS,
+        call=_tiled,
+    ),
+    FastEpoch("_batch_epoch", "fastbp._fast.batch", requires=lambda c: c.batch_size > 1, call=_batch),
+)
+
+#: The fast epochs with an optimizer (momentum, Nesterov, Adam, L2), in order of preference.
+FAST_OPTIMIZER_EPOCHS: tuple[FastEpoch, ...] = (
+    FastEpoch("_batch_epoch_opt", "fastbp._fast.optimizer", requires=lambda c: c.batch_size >= 1, call=_with_optimizer),
+)
+
+#: The plain kernels' names: what runs where no fast row applies.
+PLAIN = "_train_epoch"
+PLAIN_OPTIMIZER = "_train_epoch_opt"
+
+_ROWS = {row.name: row for row in FAST_EPOCHS + FAST_OPTIMIZER_EPOCHS}
+
+
+# ======================================================================== selection
+
+
+def _case(sizes, batch_size: int, out: int, threads: bool | None, n_threads: int) -> Case:
+    sizes = tuple(int(n) for n in sizes)
+    if threads is None:
+        threads = n_threads > 1 and batch_size >= THREADED_MIN_BATCH and sizes[0] * sizes[1] >= THREADED_MIN_WEIGHTS
+    return Case(sizes, int(batch_size), int(out), bool(threads))
+
+
+def _fast_allowed(act: int) -> bool:
+    """Whether a built-in activation's traits allow the fast kernels' divergence bound."""
+    traits = TRAITS.get(act)
+    return traits is not None and traits.slope_bounded
+
+
+def select_epoch(sizes, batch_size: int, out: int, act: int, threads: bool | None = None, n_threads: int = 1) -> str:
+    """The name of the kernel that runs a gradient-descent epoch: a row of
+    :data:`FAST_EPOCHS`, or :data:`PLAIN`.
+
+    ``act`` is an ``ACT_*`` code (a custom activation's code selects :data:`PLAIN`).
+    ``threads``: ``True`` runs mini-batches of up to :data:`TILED_MAX_BATCH` examples in
+    the threaded kernel, ``False`` never; ``None`` when ``n_threads > 1`` and the batch
+    and W[1] are large enough (:data:`THREADED_MIN_BATCH`, :data:`THREADED_MIN_WEIGHTS`).
+    A pure function: the same arguments always give the same name.
+    """
+    if not _fast_allowed(act):
+        return PLAIN
+    case = _case(sizes, batch_size, out, threads, n_threads)
+    for row in FAST_EPOCHS:
+        if row.applies(case):
+            return row.name
+    return PLAIN
+
+
+def select_optimizer_epoch(sizes, batch_size: int, out: int, act: int) -> str:
+    """The name of the kernel that runs an epoch with an optimizer: a row of
+    :data:`FAST_OPTIMIZER_EPOCHS`, or :data:`PLAIN_OPTIMIZER`.  Pure, like :func:`select_epoch`."""
+    if not _fast_allowed(act):
+        return PLAIN_OPTIMIZER
+    case = _case(sizes, batch_size, out, False, 1)
+    for row in FAST_OPTIMIZER_EPOCHS:
+        if row.applies(case):
+            return row.name
+    return PLAIN_OPTIMIZER
+
+
+def _num_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+# ========================================================================== running
+
+
+def run_epoch(
+    params, sizes, X, Y, order, batch_size, lr, activation: Activation, out: int, threads=None, epoch: str | None = None
+) -> tuple[float, int]:
+    """One epoch on inputs already checked and converted: returns ``(J, failed_batch)``.
+
+    J is the mean of the per-example costs, each measured in the forward pass before its
+    batch's update; ``failed_batch`` is −1, or the index of the first batch whose loss or
+    updated parameters would not be finite (that step is not applied, the parameters stay
+    as they were before it, and the epoch stops).
+
+    The kernel is :func:`select_epoch`'s choice (custom activations and
+    ``NUMBA_DISABLE_JIT=1`` run the plain kernel: the fast ones use Numba intrinsics with
+    no pure-Python form); ``epoch`` forces a registered kernel by name (``ValueError`` if
+    its preconditions do not hold), for tests and benchmarks.  If a fast kernel stops
+    before a step it cannot prove safe, the rest of the epoch runs in the plain kernel,
+    which checks that step exactly.
+    """
+    act = activation.code
+    if epoch is None:
+        if activation.is_custom or numba_config.DISABLE_JIT:
+            epoch = PLAIN
+        else:
+            epoch = select_epoch(sizes, batch_size, out, act, threads, _num_threads())
+    elif epoch != PLAIN:
+        _check_forced(epoch, FAST_EPOCHS, sizes, batch_size, out, act, threads)
+    if epoch == PLAIN:
+        return kernels_for(activation)._train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out)
+    m = order.shape[0]
+    limit = float(np.finfo(params.dtype).max) / 4.0
+    row = _ROWS[epoch]
+    total, resume = row.call(row.kernel(), params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+    if resume < 0:
+        return total / m, -1
+    # The hand-over: the plain kernel checks the step the fast one could not prove safe.
+    rest = np.ascontiguousarray(order[resume:])
+    J_rest, failed = BUILTIN._train_epoch(params, sizes, X, Y, rest, batch_size, lr, act, out)
+    total += J_rest * rest.shape[0]
+    return total / m, (-1 if failed < 0 else resume // batch_size + failed)
+
+
+def run_epoch_opt(
+    params, sizes, X, Y, order, batch_size, activation: Activation, out: int, kind, hyper, state, counter, alpha,
+    cost_scale, epoch: str | None = None,
+) -> tuple[float, int]:
+    """One epoch with an optimizer (``kind``, an ``OPT_*`` code of :mod:`fastbp.steps`) and
+    L2 on checked inputs: the arguments and ``(J, failed)`` result of
+    :func:`fastbp._plain.loops._train_epoch_opt`.  The kernel is
+    :func:`select_optimizer_epoch`'s choice (or ``epoch``, forced as in :func:`run_epoch`);
+    no hand-over is needed: the step kernels check every step exactly."""
+    act = activation.code
+    if epoch is None:
+        if activation.is_custom or numba_config.DISABLE_JIT:
+            epoch = PLAIN_OPTIMIZER
+        else:
+            epoch = select_optimizer_epoch(sizes, batch_size, out, act)
+    elif epoch != PLAIN_OPTIMIZER:
+        _check_forced(epoch, FAST_OPTIMIZER_EPOCHS, sizes, batch_size, out, act, False)
+    tail = (kind, hyper, state, counter, alpha, cost_scale)
+    if epoch == PLAIN_OPTIMIZER:
+        return kernels_for(activation)._train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, *tail)
+    row = _ROWS[epoch]
+    return row.call(row.kernel(), params, sizes, X, Y, order, batch_size, act, out, *tail)
+
+
+def _check_forced(epoch: str, rows, sizes, batch_size, out, act, threads) -> None:
+    names = [row.name for row in rows]
+    if epoch not in names:
+        raise ValueError(f"epoch must be one of {names} or the plain kernel; got {epoch!r}")
+    if not _fast_allowed(act):
+        raise ValueError(f"epoch {epoch!r}: the fast kernels need a built-in activation with |g'| <= 1")
+    if not _ROWS[epoch].requires(_case(sizes, batch_size, out, threads, 1)):
+        raise ValueError(
+            f"epoch {epoch!r} cannot run layer sizes {list(map(int, sizes))} at batch size {batch_size}"
+        )
+
+
+def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
+    """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: the plain kernel
+    (one example's workspace; there is no faster forward pass to choose from)."""
+    kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)

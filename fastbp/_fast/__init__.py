@@ -1,0 +1,63 @@
+"""The fast kernels (layer L2b): what ``backend="numba"`` runs for the built-in activations.
+
+One module per strategy, each computing the same epoch as the plain kernel
+:func:`fastbp._plain.loops._train_epoch` (same visiting order, same per-example or
+per-batch updates, same returned cost, same divergence contract) faster:
+
+=================  =====================================  ====================================
+module             kernel                                 strategy
+=================  =====================================  ====================================
+``sgd``            ``_sgd_epoch``                         per-example SGD, backward and update
+                                                          fused into one pass over each W[l]
+``blocked``        ``_sgd_epoch_blocked``                 per-example SGD, W[1]'s updates
+                                                          deferred over blocks of 4 examples
+``tiny``           ``_tiny_epoch``, ``_tiny4_epoch``      per-example SGD, one small hidden
+                                                          layer in registers (latency chain)
+``batch``          ``_batch_epoch``                       mini-batches, four examples per pass
+                                                          over W[1]
+``tiled``          ``_batch_epoch_tiled``,                mini-batches as matrices (4 × 4
+                   ``_batch_epoch_threads``               register tiles), one or more threads
+``optimizer``      ``_batch_epoch_opt``                   mini-batches with momentum, Adam, L2
+=================  =====================================  ====================================
+
+Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast
+epochs, with each kernel's preconditions, and the pure :func:`fastbp._dispatch.select_epoch`).
+Strategy modules import only the shared building blocks (:mod:`._common`, :mod:`._passes`),
+never each other, and never :mod:`fastbp._plain`.
+
+**The argument vocabulary** (every kernel takes its arguments in this order, under these names):
+
+``params``
+    the flat parameter buffer ``[W[1] | b[1] | W[2] | b[2] | …]`` (:mod:`fastbp.params`),
+    C-contiguous, float32 or float64; updated in place.
+``sizes``
+    int64 layer sizes ``[n_0, n_1, …, n_L]``.
+``w_off``, ``b_off``, ``u_off``
+    offsets of W[l], b[l] in ``params`` and of layer l's units in a units workspace
+    (:func:`fastbp.params.offsets`).
+``X``, ``Y``
+    examples (m × n_0) and targets (m × n_L), one per row, ``params``' dtype, C-contiguous.
+``order``
+    int64 positions of the examples to visit, in visiting order.
+``batch_size``, ``lr``
+    examples per step (1 for per-example SGD, whose kernels take no ``batch_size``), α.
+``act``, ``out``
+    ``ACT_*`` code of the hidden activation, ``OUT_*`` code of the output layer.
+``limit``
+    the divergence bound's ceiling: a quarter of the dtype's largest number.
+``z``, ``a``, ``dz``, ``sa``, ``sd``, ``wb``, ``bb``
+    workspaces: Z[l], A[l], dZ[l] of one example (n_units), Σ|A[l]|, Σ|dZ[l]| per layer,
+    and the per-layer bounds on max|W[l]|, max|b[l]|.
+
+**The divergence contract.**  A step whose loss or new parameters would not be finite is
+never applied.  Instead of the plain kernel's extra pass over all parameters per step, a
+fast kernel keeps, per layer, an upper bound on max|W[l]| and max|b[l]| (exact at the
+start of the epoch, then raised by α·Σ|dZ|·Σ|A| per step, which assumes |g′| ≤ 1: an
+activation without that trait never runs here), which proves the new parameters finite
+while it stays below ``limit``.  If a step's loss is not finite or the bound cannot prove
+the step safe, the kernel stops *before* that step and returns ``(total cost, resume)``
+with ``resume`` its position in ``order``; :func:`fastbp._dispatch.run_epoch` then runs
+the rest of the epoch in the plain kernel, which checks that step exactly.
+
+Measurements: ``docs/performance-kernels.md``.
+"""

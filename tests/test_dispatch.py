@@ -1,0 +1,163 @@
+"""fastbp._dispatch: select_epoch as the pure function it is, and every registered fast epoch
+against the plain kernel on every problem of a grid it runs (no kernel is monkeypatched)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from fastbp import _dispatch
+from fastbp._dispatch import FAST_EPOCHS, FAST_OPTIMIZER_EPOCHS, PLAIN, run_epoch, run_epoch_opt, select_epoch
+from fastbp._plain import BUILTIN
+from fastbp.activations import ACT_CUSTOM, TRAITS, get_activation
+from fastbp.activations import NAMES as ACT_CODES
+from fastbp.losses import NAMES as OUT_CODES
+from fastbp.optimizers import Adam
+from fastbp.params import Layout
+from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_problem
+
+T = _dispatch  # the thresholds, by their names
+
+#: Problems around every threshold of the dispatcher: per-example and mini-batches; one hidden
+#: layer of ≤ 4, ≤ 16 and 17 units; W[1] below and above BLOCKED_MIN_WEIGHTS; depth 1 to 3.
+GRID_SIZES = [[3, 2], [2, 4, 1], [3, 3, 2], [5, 16, 2], [17, 8, 1], [2, 17, 1], [40, 30, 2], [4, 5, 3, 2],
+              [33, 37, 3], [9, 130, 4, 1]]
+GRID_BATCHES = [1, 3, 5, 64, 67]
+M = 67  # a short last batch for every batch size above but 67
+
+
+def _grid():
+    for sizes, bs, out in itertools.product(GRID_SIZES, GRID_BATCHES, OUTPUTS):
+        if out == "softmax" and sizes[-1] == 1:
+            continue
+        yield sizes, bs, out
+
+
+def _requiring(row):
+    return [(s, bs, out) for s, bs, out in _grid()
+            if row.requires(_dispatch._case(s, bs, OUT_CODES[out], None, 1))]
+
+
+# -------------------------------------------------------------------- select_epoch, pure
+
+@pytest.mark.parametrize("sizes, batch_size, out, threads, n_threads, expected", [
+    ([2, 4, 1], 1, "sigmoid", None, 1, "_tiny4_epoch"),
+    ([2, 4, 1], 1, "softmax", None, 1, "_tiny_epoch"),  # softmax: not the four-unit kernel
+    ([128, 4, 1], 1, "sigmoid", None, 1, "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
+    ([129, 4, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
+    ([5, 16, 3], 1, "sigmoid", None, 1, "_tiny_epoch"),
+    ([2, 17, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
+    ([2, 4, 3, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
+    ([32, 32, 1], 1, "sigmoid", None, 1, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
+    ([32, 31, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
+    ([2, 4, 1], 8, "sigmoid", None, 1, "_batch_epoch"),
+    ([64, 256, 2], 8, "sigmoid", None, 1, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
+    ([64, 255, 2], 8, "sigmoid", None, 1, "_batch_epoch"),
+    ([64, 256, 2], 64, "sigmoid", None, 2, "_batch_epoch_threads"),  # two threads, batch ≥ 64
+    ([64, 256, 2], 63, "sigmoid", None, 2, "_batch_epoch_tiled"),
+    ([64, 256, 2], 64, "sigmoid", False, 2, "_batch_epoch_tiled"),
+    ([3, 4, 2], 5, "sigmoid", True, 1, "_batch_epoch_threads"),  # forced on
+    ([3, 4, 2], 1, "sigmoid", True, 2, "_tiny_epoch"),  # per-example never threads
+    ([64, 256, 2], 1025, "sigmoid", None, 2, "_batch_epoch"),  # over TILED_MAX_BATCH: bounded memory
+    ([64, 256, 2], 1025, "sigmoid", True, 2, "_batch_epoch"),
+])
+def test_select_epoch(sizes, batch_size, out, threads, n_threads, expected):
+    got = select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads, n_threads)
+    assert got == expected
+    assert select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads, n_threads) == got  # pure
+
+
+def test_select_epoch_reads_the_thresholds_from_one_block():
+    """The rows' numbers are the module's named thresholds (changing one moves the boundary)."""
+    w = T.BLOCKED_MIN_WEIGHTS
+    assert select_epoch([w, 1, 1], 1, 0, ACT_CODES["tanh"]) == "_sgd_epoch_blocked"
+    assert select_epoch([w - 1, 1, 1], 1, 0, ACT_CODES["tanh"]) != "_sgd_epoch_blocked"
+    assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], 2, 0, ACT_CODES["tanh"]) == "_batch_epoch_tiled"
+    big = T.TILED_MAX_BATCH + 1
+    assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], big, 0, ACT_CODES["tanh"], True, 2) == "_batch_epoch"
+
+
+@pytest.mark.parametrize("act", [*HIDDEN_ACTIVATIONS, "custom"])
+def test_activations_without_the_slope_trait_run_the_plain_kernel(act):
+    """The fast kernels' divergence bound assumes |g'| ≤ 1: it is read from the traits."""
+    code = ACT_CUSTOM if act == "custom" else ACT_CODES[act]
+    fast = code in TRAITS and TRAITS[code].slope_bounded
+    for sizes, bs, out in _grid():
+        name = select_epoch(sizes, bs, OUT_CODES[out], code)
+        assert (name != PLAIN) == fast, (act, sizes, bs, out, name)
+        opt = _dispatch.select_optimizer_epoch(sizes, bs, OUT_CODES[out], code)
+        assert (opt != _dispatch.PLAIN_OPTIMIZER) == fast
+
+
+def test_every_registered_row_is_selected_somewhere():
+    """Each fast epoch in the registry is the dispatcher's choice for some problem (a row
+    shadowed by the rows before it would never run)."""
+    chosen = set()
+    for sizes, bs, out in _grid():
+        for threads in (None, True):
+            chosen.add(select_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"], threads, 2))
+    chosen.add(select_epoch([64, 256, 2], 8, 0, ACT_CODES["tanh"]))  # the tiled row wants a large W[1]
+    assert {row.name for row in FAST_EPOCHS} <= chosen
+
+
+def test_a_forced_kernel_must_be_able_to_run_the_problem():
+    prob = make_problem([3, 5, 2], m=4)
+    lay = Layout([3, 5, 2])
+    p = lay.pack(prob.weights, prob.biases, np.float64)
+    args = (p, lay.sizes, prob.X, prob.Y, np.arange(4), 2, 0.1, get_activation("tanh"), OUT_CODES["sigmoid"])
+    with pytest.raises(ValueError, match="cannot run"):
+        run_epoch(*args, epoch="_sgd_epoch")  # a per-example kernel, batches of 2
+    with pytest.raises(ValueError, match="epoch must be one of"):
+        run_epoch(*args, epoch="_no_such_epoch")
+    np.testing.assert_array_equal(p, lay.pack(prob.weights, prob.biases, np.float64))
+
+
+# ------------------------------------------------------- every registered kernel, agreement
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", FAST_EPOCHS, ids=lambda row: row.name)
+def test_every_fast_epoch_agrees_with_plain_where_it_runs(row, dtype):
+    """The row's kernel (forced) on every grid problem it can run, every activation: the plain
+    kernel's epoch to the dtype's tolerance.  Fails if the row runs no problem of the grid."""
+    problems = _requiring(row)
+    assert problems, f"{row.name} runs no problem of the grid"
+    rng = np.random.default_rng(0)
+    for k, (sizes, bs, out) in enumerate(problems):
+        act = HIDDEN_ACTIVATIONS[k % len(HIDDEN_ACTIVATIONS)]
+        prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=bs,
+                            seed=int(rng.integers(1 << 30)), learning_rate=0.05 if max(sizes) <= 8 else 0.01)
+        lay = Layout(sizes)
+        p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
+        order = np.asarray(prob.order, dtype=np.int64)
+        lr = np.dtype(dtype).type(prob.learning_rate)
+        p_fast, p_plain = p0.copy(), p0.copy()
+        res = run_epoch(p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, get_activation(act), OUT_CODES[out],
+                        epoch=row.name)
+        ref = BUILTIN._train_epoch(p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[act], OUT_CODES[out])
+        msg = f"{row.name} {sizes} batch {bs} {act} {out} {np.dtype(dtype)}"
+        assert res[1] == ref[1] == -1, msg
+        assert_agree((res[0], p_fast), (ref[0], p_plain), dtype, msg)
+
+
+@pytest.mark.parametrize("row", FAST_OPTIMIZER_EPOCHS, ids=lambda row: row.name)
+def test_every_fast_optimizer_epoch_agrees_with_plain(row):
+    problems = _requiring(row)
+    assert problems, f"{row.name} runs no problem of the grid"
+    for k, (sizes, bs, out) in enumerate(problems[::3]):
+        act = HIDDEN_ACTIVATIONS[k % len(HIDDEN_ACTIVATIONS)]
+        prob = make_problem(sizes, dtype=np.float64, activation=act, output=out, m=M, batch_size=bs, seed=k)
+        lay = Layout(sizes)
+        p0 = lay.pack(prob.weights, prob.biases, np.float64)
+        results = []
+        for epoch in (row.name, _dispatch.PLAIN_OPTIMIZER):
+            opt = Adam(0.01, alpha=0.01)
+            opt.bind(lay.sizes, np.float64)
+            p = p0.copy()
+            J, failed = run_epoch_opt(p, lay.sizes, prob.X, prob.Y, np.arange(M), bs, get_activation(act),
+                                      OUT_CODES[out], opt.kind, opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0,
+                                      epoch=epoch)
+            assert failed == -1
+            results.append((J, p, opt.state))
+        assert_agree(results[0], results[1], np.float64, f"{sizes} batch {bs} {act} {out}")
