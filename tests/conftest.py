@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-import numba
-import numpy as np
-import pytest
+import hashlib
+import os
+from pathlib import Path
 
-import fastbp
-from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS
+
+def _cache_dir_for_these_sources() -> str:
+    """A Numba cache folder keyed on a hash of the package's sources.
+
+    Numba's on-disk cache does not notice that a kernel's callee in another module changed
+    (an edit to ``activations.py`` leaves ``_plain/loops.py``'s cached machine code stale);
+    a folder per version of the sources cannot serve stale code.  Set before Numba is
+    imported; an explicit ``NUMBA_CACHE_DIR`` wins.  Clear all: ``rm -rf .numba_cache``.
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted((root / "fastbp").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return str(root / ".numba_cache" / digest.hexdigest()[:16])
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR", _cache_dir_for_these_sources())
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import fastbp  # noqa: E402
+from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS  # noqa: E402
 
 from . import _hypothesis_profiles  # noqa: F401  registers the hypothesis profiles dev/ci/thorough and loads one (ci when $CI is set)
 

@@ -9,6 +9,8 @@ import fastbp
 from fastbp import kernels
 from fastbp.activations import get_activation, make_custom
 
+from fastbp.testing import make_problem, tolerance
+
 from .conftest import SOFTSIGN, softsign, softsign_prime
 
 
@@ -49,3 +51,116 @@ def test_unknown_activation_is_refused(bad, error):
 
 def test_logistic_is_sigmoid():
     assert get_activation("logistic").name == "sigmoid"
+
+
+# ---------------------------------------------------------- one home per formula: the tables
+
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from numba import njit  # noqa: E402
+
+from fastbp import activations as acts  # noqa: E402
+from fastbp import losses  # noqa: E402
+
+ACT_CODES = sorted(set(acts.NAMES.values()))
+OUT_CODES = sorted(set(losses.NAMES.values()))
+UNKNOWN = 99  # a code no table knows
+
+
+@njit(cache=False)
+def _activation_forms(z, act):
+    """The exact scalar form and the loop form of g and g' for every element of z."""
+    a_exact = np.empty_like(z)
+    d_exact = np.empty_like(z)
+    for i in range(z.shape[0]):
+        a_exact[i] = acts.hidden_activation(z[i], act)
+        d_exact[i] = acts.hidden_derivative(z[i], a_exact[i], act)
+    a_loop = np.empty_like(z)
+    acts.activate_loop(z, a_loop, z.shape[0], act)
+    d_loop = np.ones_like(z)
+    acts.times_derivative_loop(d_loop, z, a_loop, z.shape[0], act)
+    return a_exact, d_exact, a_loop, d_loop
+
+
+@njit(cache=False)
+def _output_forms(z, y, out):
+    a_exact = np.empty_like(z)
+    losses.output_activation(z, a_exact, out)
+    a_loop = np.empty_like(z)
+    losses.output_loop(z, a_loop, out)
+    return a_exact, a_loop, losses.example_cost(z, y, out), losses.cost_loop(z, y, out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("code", ACT_CODES, ids=lambda c: next(k for k, v in acts.NAMES.items() if v == c))
+def test_every_activation_has_every_form_and_its_traits(code, dtype):
+    """Each name of the activation table has its exact, loop and NumPy forms (and they agree)
+    and its traits; a missing branch would raise in the compiled forms."""
+    z = np.linspace(-6, 6, 41).astype(dtype)
+    a_exact, d_exact, a_loop, d_loop = _activation_forms(z, code)
+    g, g_prime = acts.ARRAY_FORMS[code]
+    a_np = g(z)
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(a_exact, a_np, **tol)
+    np.testing.assert_allclose(a_loop, a_np, **tol)
+    np.testing.assert_allclose(d_exact, g_prime(z, a_np), **tol)
+    np.testing.assert_allclose(d_loop, g_prime(z, a_np), **tol)
+    traits = acts.TRAITS[code]
+    assert traits.init in ("glorot", "he")
+    if traits.bounded:
+        assert np.abs(a_np).max() <= 1
+    if traits.slope_bounded:
+        assert np.abs(g_prime(z, a_np)).max() <= 1
+
+
+@pytest.mark.parametrize("code", OUT_CODES)
+def test_every_output_has_every_form(code):
+    z = np.array([-3.0, 0.5, 2.0])
+    y = np.array([0.2, 0.3, 0.5])
+    a_exact, a_loop, cost_exact, cost_loop = _output_forms(z, y, code)
+    np.testing.assert_allclose(a_exact, losses.output_activation_array(z[None], code)[0], rtol=1e-12)
+    np.testing.assert_allclose(a_loop, a_exact, rtol=1e-12)
+    np.testing.assert_allclose(cost_loop, cost_exact, rtol=1e-12)
+    np.testing.assert_allclose(cost_exact, losses.example_costs_array(z[None], y[None], code)[0], rtol=1e-12)
+
+
+def test_an_unknown_code_is_refused_not_trained_as_the_identity():
+    """Every if-chain ends in a failing path: a code missing from a form raises there."""
+    z = np.zeros(3)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        _activation_forms(z, UNKNOWN)
+    with pytest.raises(ValueError, match="unknown output code"):
+        _output_forms(z, z, UNKNOWN)
+    for f in (losses.output_activation_array, lambda Z, c: losses.example_costs_array(Z, Z, c)):
+        with pytest.raises(ValueError, match="unknown output code"):
+            f(np.zeros((1, 3)), UNKNOWN)
+
+
+def test_a_deliberately_incomplete_activation_is_refused_before_training():
+    """An Activation carrying a code without forms and traits never reaches a kernel."""
+    with pytest.raises(ValueError, match="not a built-in activation"):
+        acts.Activation(name="incomplete", code=UNKNOWN)
+    prob = make_problem([3, 4, 1], m=5)
+    W, b = prob.copy_params()
+    before = [w.copy() for w in W]
+    with pytest.raises(ValueError, match="unknown activation code"):
+        from fastbp._plain import BUILTIN
+        from fastbp.params import Layout
+
+        lay = Layout([3, 4, 1])
+        p = lay.pack(W, b, np.float64)
+        BUILTIN._train_epoch(p, lay.sizes, prob.X, prob.Y, np.arange(5), 1, 0.1, UNKNOWN, 0)
+    np.testing.assert_array_equal(W[0], before[0])
+
+
+def test_the_tiny_kernels_bounded_test_matches_the_traits():
+    """The tiny kernels bound Σ|A[1]| by n_1 for the bounded activations; that test is written
+    out as comparisons in their source (a tuple ``in`` changed their float32 bits), so this
+    holds it to :data:`fastbp.activations.TRAITS`."""
+    source = (Path(acts.__file__).parent / "_fast" / "tiny.py").read_text(encoding="utf-8")
+    lines = re.findall(r"bounded = (act == .*?)(?:  #|$)", source, flags=re.M)
+    assert len(lines) == 2
+    for line in lines:
+        codes = {getattr(acts, name) for name in re.findall(r"act == (ACT_\w+)", line)}
+        assert codes == set(acts.BOUNDED_CODES)

@@ -16,7 +16,7 @@ from fastbp._dispatch import run_epoch
 from fastbp._fast import tiny as fast_tiny
 from fastbp.activations import get_activation
 from fastbp.testing import make_problem
-from fastbp.vmath import JIT_VEC
+from fastbp._jit import JIT_VEC
 from tests.test_vmath import _check, _points
 
 _OPTS = {**JIT_VEC, "cache": False}
