@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fastbp import vmath
+from fastbp._jit import JIT_VEC
 from fastbp.testing import tolerance
 
 EDGES = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, -1e-300, 1e-30, -1e-30, 1e-8, -1e-8, 0.5, -0.5,
@@ -84,7 +85,7 @@ def test_float32_stays_float32(dtype):
         fn = vmath.tanh_array.py_func
         from numba import njit
 
-        ir = njit(**vmath.JIT_VEC | {"cache": False})(fn)
+        ir = njit(**JIT_VEC | {"cache": False})(fn)
         ir(x, out)
         text = ir.inspect_llvm(ir.signatures[0])
         body = text[text.index("define"):]
