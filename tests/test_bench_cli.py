@@ -159,7 +159,7 @@ def test_compare_peers_script_is_fastbp_bench():
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_peers.py"
+    script = Path(__file__).resolve().parents[1] / "tools" / "compare_peers.py"
     proc = subprocess.run([sys.executable, str(script), "--quick", "--systems", "numba", "--sizes", "2-4-1"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -10,7 +10,7 @@ so no kernel can do an example faster than the latency of g + σ + a few FMAs.  
 script times such chains on scalars (nothing else in the loop: a floor, not a kernel),
 one thread, best of ``--repeats``::
 
-    python benchmarks/tiny_chain.py
+    python tools/tiny_chain.py
 
 and prints ns per link for: one FMA; fastbp.vmath's tanh and σ (range reduction +
 polynomial); the tiny kernel's float32 tanh (rational, Estrin) and σ = ½ tanh(x/2) + ½;
@@ -19,7 +19,7 @@ and the whole 2-4-1 chain (FMA → g on 4 units → dot → σ → FMA), for tan
 ``--epochs`` then times one epoch of 2-4-1 per-example SGD (tanh, σ output, ``fastbp bench``'s
 data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each layer of the call::
 
-    python benchmarks/tiny_chain.py --epochs --dtype float32
+    python tools/tiny_chain.py --epochs --dtype float32
 
 * ``jax``: ``fastbp bench``'s JAX epoch (``jit`` of ``lax.scan``; its data converted once, up front);
 * ``public``: ``fastbp.kernels.train_epoch`` (what ``fastbp bench`` times: validates and converts
@@ -34,14 +34,14 @@ cost, which a shippable kernel must keep, and specialised (no activation dispatc
 parameters in registers). It is not a kernel fastbp could ship (it would train on through a divergence
 and report no loss), but it bounds what any kernel of this design can reach::
 
-    python benchmarks/tiny_chain.py --stripped
+    python tools/tiny_chain.py --stripped
 
 ``--kernels`` times the generic per-example kernel (``fastbp.fast_kernels._sgd_epoch``, what
 2-4-1 ran before ``fastbp/fast_tiny.py``) against the tiny kernel on a 2-4-1 epoch of
 m = 16384 (σ output), both dtypes, tanh, σ and relu hidden units, interleaved, best of
 ``--repeats``::
 
-    python benchmarks/tiny_chain.py --kernels
+    python tools/tiny_chain.py --kernels
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Run from the repository root (takes a few minutes; the machine should be idle)::
 
-    python benchmarks/perf_matrix.py                 # per-example SGD matrix
-    python benchmarks/perf_matrix.py --batch         # + mini-batch section vs scikit-learn
-    python benchmarks/perf_matrix.py --batch-only    # only the mini-batch section
-    python benchmarks/perf_matrix.py --quick         # fewer repeats, smaller data
-    python benchmarks/perf_matrix.py --nets 64-32-1 784-128-10 --dtypes float32
+    python tools/perf_matrix.py                 # per-example SGD matrix
+    python tools/perf_matrix.py --batch         # + mini-batch section vs scikit-learn
+    python tools/perf_matrix.py --batch-only    # only the mini-batch section
+    python tools/perf_matrix.py --quick         # fewer repeats, smaller data
+    python tools/perf_matrix.py --nets 64-32-1 784-128-10 --dtypes float32
 
 What it measures (one thread, tanh hidden units, σ output + binary cross-entropy,
 per-example SGD, one epoch over m seeded N(0, 1) examples):
