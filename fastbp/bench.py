@@ -40,7 +40,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .cli import _batch_size, _positive_float, _positive_int
+from ._argtypes import _batch_size, _positive_float, _positive_int
 from .testing import Problem, make_problem
 
 #: Every system ``fastbp bench`` knows, in table order.
