@@ -47,11 +47,12 @@ m = 16384 (σ output), both dtypes, tanh, σ and relu hidden units, interleaved,
 from __future__ import annotations
 
 import argparse
-import time
+import os
 
 import numpy as np
 from numba import njit
 
+from fastbp.bench import XLA_ONE_THREAD, best_seconds, interleaved_best_seconds
 from fastbp.fast_tiny import sigmoid_half, tsigmoid, ttanh
 from fastbp.vmath import JIT_VEC, vsigmoid, vtanh
 
@@ -169,9 +170,7 @@ def stripped_241(params, X, Y, order, lr):
 def _epoch_inputs(dtype: str, m: int):
     """``fastbp bench``'s 2-4-1 tanh epoch of m examples (one JAX thread): ``(case, data, layout,
     packed parameters, order, divergence limit)``."""
-    import os
-
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    os.environ.setdefault("XLA_FLAGS", XLA_ONE_THREAD)  # before jax is first imported
     from fastbp import bench
     from fastbp.params import Layout
 
@@ -202,13 +201,7 @@ def stripped(repeats: int, m: int = 16384) -> None:
     calls["stripped"](pb)  # (the same steps: the parameters agree to float32 rounding)
     print(f"after one epoch, max |kernel − stripped| = {np.abs(pa - pb).max():.2g} (max |param| "
           f"{np.abs(pa).max():.2g})")
-    best = dict.fromkeys(calls, np.inf)
-    for _ in range(repeats):
-        for name, call in calls.items():
-            p = p0.copy()
-            t0 = time.perf_counter()
-            call(p)
-            best[name] = min(best[name], time.perf_counter() - t0)
+    best = interleaved_best_seconds(calls, repeats, setup=lambda: (p0.copy(),))
     for name, sec in best.items():
         print(f"float32 2-4-1 tanh m={m}: {name:12s} {sec / m * 1e9:6.1f} ns per example  "
               f"{best['jax'] / sec:5.2f}× JAX")
@@ -216,12 +209,7 @@ def stripped(repeats: int, m: int = 16384) -> None:
 
 def best_ns(fn, n: int, c, k, repeats: int) -> float:
     fn(10, c, k)
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(n, c, k)
-        best = min(best, time.perf_counter() - t0)
-    return best / n * 1e9
+    return best_seconds(lambda: fn(n, c, k), repeats) / n * 1e9
 
 
 def epochs(dtype: str, repeats: int) -> None:
@@ -240,14 +228,9 @@ def epochs(dtype: str, repeats: int) -> None:
             "checked once": lambda: kernels.run_epoch(p, lay.sizes, d.X, d.Y, order, 1, T(0.01), act, SIGMOID),
             "kernel": lambda: fast_tiny._tiny4_epoch(p, lay.sizes, d.X, d.Y, order, T(0.01), act.code, SIGMOID, limit),
         }
-        best = dict.fromkeys(calls, np.inf)
         for call in calls.values():
             call()
-        for _ in range(repeats):
-            for name, call in calls.items():
-                t0 = time.perf_counter()
-                call()
-                best[name] = min(best[name], time.perf_counter() - t0)
+        best = interleaved_best_seconds(calls, repeats)
         for name, sec in best.items():
             print(f"{dtype} 2-4-1 tanh m={m}: {name:13s} {sec * 1e6:8.1f} µs  {m / sec / 1e6:6.2f} M examples/s  "
                   f"{best['jax'] / sec:5.2f}× JAX")
@@ -270,13 +253,8 @@ def kernels_before_after(repeats: int, m: int = 16384) -> None:
             args = (lay.sizes, prob.X, prob.Y, np.arange(m), np.dtype(dtype).type(0.01), ACT[act], SIGMOID,
                     float(np.finfo(dtype).max) / 4)
             calls = {"generic": fast_kernels._sgd_epoch, "tiny": fast_tiny.tiny_epoch}
-            best = dict.fromkeys(calls, np.inf)
-            for _ in range(repeats):
-                for name, kernel in calls.items():
-                    p = p0.copy()
-                    t0 = time.perf_counter()
-                    kernel(p, *args)
-                    best[name] = min(best[name], time.perf_counter() - t0)
+            best = interleaved_best_seconds({name: (lambda p, k=kernel: k(p, *args)) for name, kernel in calls.items()},
+                                            repeats, setup=lambda: (p0.copy(),))
             print(f"{np.dtype(dtype).name} 2-4-1 {act:7s}: generic {best['generic'] / m * 1e9:6.1f} ns, "
                   f"tiny {best['tiny'] / m * 1e9:6.1f} ns per example ({best['generic'] / best['tiny']:.2f}×)")
 
