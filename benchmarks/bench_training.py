@@ -9,6 +9,8 @@ measured apart, in :mod:`bench_startup`).
 
 from __future__ import annotations
 
+from functools import partial
+
 from .common import (
     BACKENDS,
     BATCHES,
@@ -17,6 +19,7 @@ from .common import (
     SIZES,
     best_seconds,
     flops_per_example,
+    interleaved_best_seconds,
     problem,
     skip_if_pointless,
     train_once,
@@ -76,10 +79,9 @@ class SpeedUp:
         self.params_by_backend = {name: self.p.copy_params() for name in BACKENDS}
 
     def track_numba_over_numpy(self, size, dtype, batch):
-        best = {name: float("inf") for name in BACKENDS}
-        for _ in range(3):  # interleaved: a noisy neighbour hurts both sides alike
-            for name, (W, b) in self.params_by_backend.items():
-                best[name] = min(best[name], best_seconds(lambda: train_once(name, self.p, W, b), 1))
+        # interleaved: a noisy neighbour hurts both sides alike
+        calls = {name: partial(train_once, name, self.p, W, b) for name, (W, b) in self.params_by_backend.items()}
+        best = interleaved_best_seconds(calls, 3)
         return best["numpy"] / best["numba"]
 
     track_numba_over_numpy.unit = "ratio"

@@ -1,9 +1,12 @@
-"""Shared pieces of the asv suite: network sizes, seeded data makers, JIT warm-up, flop counts.
+"""Shared pieces of the asv suite: network sizes, seeded data makers, JIT warm-up.
 
-In the style of numpy's and scipy's ``benchmarks/benchmarks/common.py``: small,
-seeded, with one small timing helper for the ``track_*`` benchmarks.  The data come from
-:func:`fastbp.testing.make_problem` / :func:`fastbp.testing.make_targets`, the
-same makers the agreement tests use.
+In the style of numpy's and scipy's ``benchmarks/benchmarks/common.py``: small and
+seeded.  The data come from :func:`fastbp.testing.make_problem` /
+:func:`fastbp.testing.make_targets`, the same makers the agreement tests use; the flop
+count and the best-of-N timers of the ``track_*`` benchmarks are
+:func:`fastbp.bench.flops_per_example`, :func:`fastbp.bench.best_seconds` and
+:func:`fastbp.bench.interleaved_best_seconds` (their one home, shared with ``fastbp bench``
+and ``tools/``), re-exported here.
 
 BLAS is limited to one thread here (threadpoolctl, a dependency of
 scikit-learn), so the NumPy reference and the Numba kernels are both measured
@@ -15,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastbp import kernels, reference
+from fastbp.bench import best_seconds, flops_per_example, interleaved_best_seconds  # noqa: F401 - re-exported
 from fastbp.testing import make_problem, make_targets
 
 try:  # one BLAS thread for every benchmark (the Numba kernels are single-threaded)
@@ -55,15 +59,6 @@ BACKENDS: dict[str, object] = {"numba": kernels, "numpy": reference}
 BIG = ("784-128-10", "256-256-10")
 
 LEARNING_RATE = 0.01  # small enough that repeated epochs never diverge
-
-
-def flops_per_example(sizes) -> int:
-    """Flops of one training step per example: 6 · Σ n_l · n_{l−1}.
-
-    2 per multiply-add for the forward product W[l] A[l−1], the same for
-    W[l]ᵀ dZ[l] and for dZ[l] A[l−1]ᵀ (biases and activations not counted).
-    """
-    return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def skip_if_pointless(size: str, backend: str, batch: str) -> None:
@@ -112,15 +107,3 @@ def train_once(backend: str, p, W, b) -> float:
     """One epoch of ``p`` on the parameters W, b (changed in place) through the public API."""
     return BACKENDS[backend].train_epoch(W, b, p.X, p.Y, p.learning_rate, p.batch_size, p.order,
                                          p.activation, p.output)
-
-
-def best_seconds(func, repeat: int = 3) -> float:
-    """The shortest of ``repeat`` wall times of ``func()`` (for ``track_*`` throughput)."""
-    import time
-
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - t0)
-    return best

@@ -14,8 +14,7 @@
 from . import kernels, reference
 from .activations import Activation, make_custom
 from .errors import DivergenceError
-from .io import load
-from .network import MLP, History
+from .network import MLP, History, load
 
 __version__ = "0.1.0"
 

@@ -36,11 +36,12 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .cli import _batch_size, _positive_float, _positive_int
+from . import _validation as v
+from ._argtypes import _batch_size, _positive_float, _positive_int
 from .testing import Problem, make_problem
 
 #: Every system ``fastbp bench`` knows, in table order.
@@ -83,8 +84,8 @@ class Case:
 
     @property
     def flops_per_example(self) -> int:
-        """6 · Σ n_l · n_{l−1}: forward, backward and weight-gradient products of one training step."""
-        return 6 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        """:func:`flops_per_example` of this network."""
+        return flops_per_example(self.sizes)
 
 
 def make_data(case: Case, seed: int = 0) -> Problem:
@@ -290,7 +291,7 @@ MAKERS: dict[str, Callable[[Case, Problem], Callable[[], object]]] = {
 }
 
 
-# ============================================================ threads and peak
+# ================================================================= threads
 
 
 def set_one_thread(systems: Sequence[str]) -> dict[str, str]:
@@ -343,20 +344,63 @@ def restore_threads() -> None:
         _BLAS_LIMIT = None
 
 
+# ===================================================== the measuring helpers
+# One copy of each, for ``fastbp bench``, the asv suite (benchmarks/common.py) and the scripts in tools/.
+
+
+def flops_per_example(sizes: Sequence[int]) -> int:
+    """Nominal flops of one training step per example: 6 · Σ n_l · n_{l−1}.
+
+    2 per multiply-add for the forward product W[l] A[l−1], the same for W[l]ᵀ dZ[l]
+    and for dZ[l] A[l−1]ᵀ (biases, activations and the update not counted).  Nominal:
+    it counts W[1]ᵀ dZ[1] (2 · n_0 · n_1), which no kernel computes since nothing needs
+    ∂J/∂X; the work done is 4 · n_0 · n_1 + 6 · Σ_{l≥2} n_l · n_{l−1}.  Every GFLOP/s
+    and %-of-peak figure in the docs and asv's ``track_gflops`` history uses this count,
+    so it stays; ``sizes`` as for :class:`fastbp.MLP` (``TypeError``/``ValueError`` otherwise).
+    """
+    sizes = v.check_layer_sizes(sizes)
+    return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def best_seconds(func: Callable[..., object], repeats: int = 3,
+                 setup: Callable[[], tuple] | None = None) -> float:
+    """The shortest of ``repeats`` wall times of ``func(*setup())`` (``setup`` untimed; default no arguments)."""
+    repeats = v.check_int(repeats, "repeats", 1)
+    best = math.inf
+    for _ in range(repeats):
+        args = () if setup is None else setup()
+        t0 = time.perf_counter()
+        func(*args)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def interleaved_best_seconds(calls: Mapping[str, Callable[..., object]], repeats: int = 3,
+                             setup: Callable[[], tuple] | None = None) -> dict[str, float]:
+    """:func:`best_seconds` of every call, interleaved (a, b, c, a, b, c, …): load from
+    other processes hits them all alike.  ``setup`` (untimed) gives each call its arguments."""
+    repeats = v.check_int(repeats, "repeats", 1)
+    best = dict.fromkeys(calls, math.inf)
+    for _ in range(repeats):
+        for name, call in calls.items():
+            best[name] = min(best[name], best_seconds(call, 1, setup))
+    return best
+
+
 def blas_peak_gflops(dtype: str, n: int = 512, repeats: int = 5) -> float:
-    """This core's measured matmul peak: best GFLOP/s of an n×n @ n×n product (2n³ flops), one BLAS thread."""
+    """This core's measured matmul peak: best GFLOP/s of an n×n @ n×n product (2n³ flops).
+
+    Uses as many BLAS threads as BLAS has now: call it under one thread
+    (:func:`set_one_thread`, or ``threadpoolctl.threadpool_limits(1)``) for one core's peak.
+    """
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    n = v.check_int(n, "n", 1)
     rng = np.random.default_rng(0)
     A = rng.normal(size=(n, n)).astype(dtype)
     B = rng.normal(size=(n, n)).astype(dtype)
     A @ B  # first call: page faults, thread start-up
-    best = min(_seconds(lambda: A @ B) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _seconds(func: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    func()
-    return time.perf_counter() - t0
+    return 2 * n**3 / best_seconds(lambda: A @ B, repeats) / 1e9
 
 
 # ============================================================== the run
@@ -393,11 +437,7 @@ def run_case(case: Case, systems: Sequence[str], repeats: int = 3, seed: int = 0
             epochs[name]()  # warm-up: JIT compilation, caches, first-touch of the data
         except Skip as exc:
             row.rates[name], row.notes[name] = None, str(exc)
-    best = {name: math.inf for name in epochs}
-    for _ in range(repeats):
-        for name, epoch in epochs.items():
-            best[name] = min(best[name], _seconds(epoch))
-    for name, seconds in best.items():
+    for name, seconds in interleaved_best_seconds(epochs, repeats).items():
         row.rates[name] = case.m / seconds
     return row
 
@@ -431,8 +471,7 @@ def _default_m(layer_sizes: Sequence[int]) -> int:
     Enough for an epoch of the slowest per-example peers (~5-10k examples/s)
     to take 0.05-0.2 s: long enough to time, short enough for 25 rows × 5 systems.
     """
-    f = 6 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
-    return 1024 if f < 100_000 else 512
+    return 1024 if flops_per_example(layer_sizes) < 100_000 else 512
 
 
 def format_table(rows: Sequence[Row], systems: Sequence[str], peak: float | None) -> str:

@@ -1,4 +1,9 @@
-"""Saving and loading networks: one ``.npz`` file, written atomically, read without pickle.
+"""The model file format: one ``.npz`` file, written atomically, read without pickle.
+
+This module knows the file, not the network: :func:`save_arrays` writes a network's
+description and parameters, :func:`read` checks a file and returns them as a
+:class:`SavedModel` record.  The network's ``save`` method and :func:`fastbp.load` (both in
+:mod:`fastbp.network`) build on these two.
 
 File format (version :data:`FORMAT_VERSION`), a NumPy ``.npz`` archive of plain arrays:
 
@@ -16,12 +21,12 @@ key                    content
 ``rng_state``          str scalar: the generator's ``bit_generator.state`` as JSON
 =====================  ==========================================================
 
-``save`` writes to a temporary file in the target's folder and renames it over
+``save_arrays`` writes to a temporary file in the target's folder and renames it over
 the target (``os.replace``), so a save interrupted at any point leaves the
-previous file as it was.  ``load`` reads with ``allow_pickle=False`` and checks
-every key, shape and dtype before it builds anything; anything wrong is a
-``ValueError`` naming the file and the key.  Custom activations (user
-functions) cannot be stored without pickling code and are refused at save time.
+previous file as it was.  ``read`` reads with ``allow_pickle=False`` and checks
+every key, shape and dtype before it returns anything; anything wrong is a
+``ValueError`` naming the file and the key.  Only built-in activations have a
+name in the file: custom ones (user functions) cannot be stored without pickling code.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ import json
 import os
 import secrets
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -39,34 +45,65 @@ from . import _validation as v
 from .activations import NAMES as ACTIVATION_NAMES
 from .losses import NAMES as OUTPUT_NAMES
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .network import MLP
-
 FORMAT_VERSION = 1
 
 #: Bit generators a saved ``rng_state`` may name (NumPy's own, looked up by name).
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 
-def _arrays(net: "MLP") -> dict[str, np.ndarray]:
-    """The archive's arrays for ``net`` (copies, plain dtypes, no objects)."""
-    if net.activation.is_custom:
+@dataclass(frozen=True)
+class SavedModel:
+    """What a model file holds, checked: what :func:`read` returns.
+
+    ``weights[l]`` is W[l+1] (n_{l+1} × n_l) and ``biases[l]`` is b[l+1], both of ``dtype``;
+    ``rng`` is the saved generator in its saved state (``None`` for a file without one).
+    """
+
+    layer_sizes: tuple[int, ...]
+    activation: str
+    output: str
+    dtype: np.dtype
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    seed: int | None
+    rng: np.random.Generator | None
+
+
+def _arrays(layer_sizes: Sequence[int], activation: str, output: str, dtype: Any, weights: Sequence[np.ndarray],
+            biases: Sequence[np.ndarray], seed: int | None, rng_state: dict | None) -> dict[str, np.ndarray]:
+    """The archive's arrays (copies, plain dtypes, no objects), each argument checked as :func:`read` would."""
+    sizes = v.check_layer_sizes(layer_sizes)
+    if not isinstance(activation, str) or activation not in ACTIVATION_NAMES:
         raise ValueError(
-            f"activation: a custom activation ({net.activation.name!r}) cannot be saved, since that "
-            "would mean pickling code; save the weights yourself (net.weights, net.biases)"
+            f"activation: only a built-in activation's name can be saved (one of {sorted(ACTIVATION_NAMES)}), "
+            f"got {activation!r}; a custom activation would mean pickling code"
         )
+    if not isinstance(output, str) or output not in OUTPUT_NAMES:
+        raise ValueError(f"output must be one of {sorted(OUTPUT_NAMES)}, got {output!r}")
+    dtype = v.check_dtype(dtype)
+    seed = v.check_seed(seed)
+    if rng_state is not None and not isinstance(rng_state, dict):
+        raise TypeError(f"rng_state must be a bit generator's state (a dict) or None, got {type(rng_state).__name__}")
+    weights, biases = list(weights), list(biases)
+    if len(weights) != len(sizes) - 1 or len(biases) != len(sizes) - 1:
+        raise ValueError(f"expected {len(sizes) - 1} weight matrices and bias vectors for layer_sizes {list(sizes)}, "
+                         f"got {len(weights)} and {len(biases)}")
     arrays: dict[str, np.ndarray] = {
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
-        "layer_sizes": np.array(net.layer_sizes, dtype=np.int64),
-        "activation": np.array(net.activation.name),
-        "output": np.array(net.output),
-        "dtype": np.array(net.dtype.name),
-        "seed": np.array(json.dumps(net.seed)),
-        "rng_state": np.array(json.dumps(net.rng.bit_generator.state)),
+        "layer_sizes": np.array(sizes, dtype=np.int64),
+        "activation": np.array(activation),
+        "output": np.array(output),
+        "dtype": np.array(dtype.name),
+        "seed": np.array(json.dumps(seed)),
     }
-    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
-        arrays[f"weights_{l}"] = np.array(W)
-        arrays[f"biases_{l}"] = np.array(b)
+    if rng_state is not None:
+        arrays["rng_state"] = np.array(json.dumps(rng_state))
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        for key, arr, shape in ((f"weights_{l}", W, (sizes[l + 1], sizes[l])), (f"biases_{l}", b, (sizes[l + 1],))):
+            arr = np.array(arr)
+            if arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(f"{key}: expected shape {shape} of {dtype}, got {arr.shape} of {arr.dtype}")
+            arrays[key] = arr
     return arrays
 
 
@@ -75,13 +112,18 @@ def _write(fileobj, arrays: dict[str, np.ndarray]) -> None:
     np.savez(fileobj, **arrays)
 
 
-def save(net: "MLP", path: str | os.PathLike) -> Path:
-    """Save ``net`` to ``path`` (used as given; ``.npz`` is the natural suffix), atomically.
+def save_arrays(path: str | os.PathLike, layer_sizes: Sequence[int], activation: str, output: str, dtype: Any,
+                weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], seed: int | None = None,
+                rng_state: dict | None = None) -> Path:
+    """Write a network's description and parameters to ``path`` (used as given; ``.npz`` is the
+    natural suffix), atomically; returns the path written.
 
-    Returns the path written.  Raises ``ValueError`` (before touching any file)
-    for a network with a custom activation.
+    ``activation`` and ``output`` are built-in names; ``weights[l]``, ``biases[l]`` are W[l+1], b[l+1]
+    of ``dtype`` with the shapes ``layer_sizes`` gives; ``seed`` the constructor's seed;
+    ``rng_state`` a NumPy bit generator's ``state`` (``None``: the file has no ``rng_state``).
+    Raises ``ValueError``/``TypeError`` for anything :func:`read` would refuse, before touching any file.
     """
-    arrays = _arrays(net)
+    arrays = _arrays(layer_sizes, activation, output, dtype, weights, biases, seed, rng_state)
     target = Path(os.fspath(path))
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = _create_temporary(folder, target)
@@ -148,16 +190,15 @@ def _json(path: str, archive, key: str) -> Any:
         raise ValueError(f"{path}: key {key!r} is not valid JSON ({exc})") from None
 
 
-def load(path: str | os.PathLike) -> "MLP":
-    """A network saved by :func:`save` (or :meth:`fastbp.MLP.save`), bit for bit.
+def read(path: str | os.PathLike) -> SavedModel:
+    """What a file written by :func:`save_arrays` holds, checked, bit for bit.
 
     Never unpickles.  Raises ``ValueError`` naming the file (and key) for a file
     that is not a fastbp model: corrupt or truncated, with object arrays, a
-    missing key, inconsistent shapes or dtypes, non-finite parameters, or an
-    unknown format version; ``FileNotFoundError`` if there is no such file.
+    missing key, inconsistent shapes or dtypes, non-finite parameters, an
+    unknown format version, or an invalid seed or generator state;
+    ``FileNotFoundError`` if there is no such file.
     """
-    from .network import MLP
-
     name = os.fspath(path)
     try:
         archive = np.load(name, allow_pickle=False)
@@ -210,12 +251,8 @@ def load(path: str | os.PathLike) -> "MLP":
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"{name}: key 'seed' must be a non-negative integer or null, got {seed!r}")
         state = _json(name, archive, "rng_state") if "rng_state" in archive.files else None
-    net = MLP(sizes, activation=activation, output=output, dtype=dtype, seed=seed)
-    for dst, src in zip([p for pair in zip(net.weights, net.biases) for p in pair], params):
-        dst[...] = src
-    if state is not None:
-        net.rng = _generator(name, state)
-    return net
+    rng = None if state is None else _generator(name, state)
+    return SavedModel(sizes, activation, output, dtype, tuple(params[0::2]), tuple(params[1::2]), seed, rng)
 
 
 def _generator(name: str, state: Any) -> np.random.Generator:

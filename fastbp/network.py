@@ -1,4 +1,5 @@
-"""The network: :class:`MLP` owns the parameters, validates input, picks a backend, runs epochs."""
+"""The network: :class:`MLP` owns the parameters, validates input, picks a backend, runs epochs;
+:func:`load` reads one back from the file :meth:`MLP.save` writes."""
 
 from __future__ import annotations
 
@@ -45,6 +46,25 @@ class History:
         """
         total = sum(self.seconds)
         return self.n_examples * len(self.seconds) / total if total > 0 else float("nan")
+
+
+def load(path) -> "MLP":
+    """A network saved by :meth:`MLP.save`, bit for bit: its parameters, and its generator's state
+    (training on continues with the same shuffles).
+
+    Never unpickles.  Raises ``ValueError`` naming the file (and key) for a file that is not a
+    fastbp model (see :func:`fastbp.io.read`); ``FileNotFoundError`` if there is no such file.
+    """
+    from .io import read
+
+    saved = read(path)
+    net = MLP(saved.layer_sizes, activation=saved.activation, output=saved.output, dtype=saved.dtype,
+              seed=saved.seed)
+    for dst, src in zip(net.weights + net.biases, saved.weights + saved.biases):
+        dst[...] = src
+    if saved.rng is not None:
+        net.rng = saved.rng
+    return net
 
 
 class MLP:
@@ -140,11 +160,17 @@ class MLP:
         """Save the network to ``path`` (a ``.npz`` file), atomically; see :mod:`fastbp.io`.
 
         Load it back with :func:`fastbp.load`.  A network with a custom activation
-        cannot be saved (``ValueError``).
+        cannot be saved (``ValueError``, before any file is touched).
         """
-        from .io import save
+        from .io import save_arrays
 
-        return save(self, path)
+        if self.activation.is_custom:
+            raise ValueError(
+                f"activation: a custom activation ({self.activation.name!r}) cannot be saved, since that "
+                "would mean pickling code; save the weights yourself (net.weights, net.biases)"
+            )
+        return save_arrays(path, self.layer_sizes, self.activation.name, self.output, self.dtype, self.weights,
+                           self.biases, self.seed, self.rng.bit_generator.state)
 
     # ---------------------------------------------------------------- computation
 

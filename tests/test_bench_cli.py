@@ -159,9 +159,73 @@ def test_compare_peers_script_is_fastbp_bench():
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_peers.py"
+    script = Path(__file__).resolve().parents[1] / "tools" / "compare_peers.py"
     proc = subprocess.run([sys.executable, str(script), "--quick", "--systems", "numba", "--sizes", "2-4-1"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert [r[0] for r in _table_rows(proc.stdout)] == [
         "2-4-1 tanh/sigmoid b=1", "2-4-1 tanh/sigmoid b=4", "2-4-1 relu/sigmoid b=1"]
+
+
+# ------------------------------------------------ the measuring helpers (one copy each, here)
+
+
+def test_flops_per_example_is_six_per_weight_and_refuses_bad_sizes():
+    assert bench.flops_per_example([64, 32, 1]) == 6 * (64 * 32 + 32 * 1)
+    assert bench.flops_per_example((2, 4, 1)) == bench.Case(sizes=(2, 4, 1)).flops_per_example == 6 * 12
+    with pytest.raises(ValueError, match="at least two entries"):
+        bench.flops_per_example([3])
+    with pytest.raises(ValueError, match="must be positive"):
+        bench.flops_per_example([3, 0, 1])
+    with pytest.raises(TypeError, match="layer_sizes must"):
+        bench.flops_per_example("64-32-1")
+
+
+def test_best_seconds_is_the_shortest_run_with_untimed_setup():
+    seen = []
+    best = bench.best_seconds(seen.append, repeats=4, setup=lambda: (len(seen),))
+    assert seen == [0, 1, 2, 3] and 0 <= best < 1
+    assert bench.best_seconds(lambda: None) >= 0  # no setup: no arguments
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        bench.best_seconds(lambda: None, repeats=0)
+    with pytest.raises(TypeError, match="repeats must be an integer"):
+        bench.best_seconds(lambda: None, repeats=2.0)
+
+
+def test_interleaved_best_seconds_alternates_the_calls():
+    order = []
+    best = bench.interleaved_best_seconds({"a": lambda x: order.append(("a", x)), "b": lambda x: order.append(("b", x))},
+                                          repeats=3, setup=lambda: (len(order),))
+    assert order == [("a", 0), ("b", 1), ("a", 2), ("b", 3), ("a", 4), ("b", 5)]
+    assert set(best) == {"a", "b"} and all(0 <= s < 1 for s in best.values())
+    with pytest.raises(ValueError, match="repeats"):
+        bench.interleaved_best_seconds({"a": lambda: None}, repeats=0)
+
+
+def test_blas_peak_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="float32 or float64"):
+        bench.blas_peak_gflops("float16")
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        bench.blas_peak_gflops("float64", n=0)
+    with pytest.raises(ValueError, match="repeats"):
+        bench.blas_peak_gflops("float64", n=8, repeats=0)
+
+
+HELPERS = ("flops_per_example", "best_seconds", "interleaved_best_seconds", "blas_peak_gflops", "_best", "_seconds")
+
+
+def test_each_measuring_helper_has_one_copy():
+    """benchmarks/ and tools/ import the helpers from fastbp.bench instead of defining their own."""
+    import ast
+    from pathlib import Path
+
+    import benchmarks.common as common
+
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "benchmarks").glob("*.py")) + sorted((root / "tools").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert not defined & set(HELPERS), (path.name, defined & set(HELPERS))
+        assert "6 * sum(" not in path.read_text(), path.name  # the flop count, inline
+    for name in ("flops_per_example", "best_seconds", "interleaved_best_seconds"):
+        assert getattr(common, name) is getattr(bench, name)

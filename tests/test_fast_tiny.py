@@ -187,7 +187,7 @@ def _tiny_chain_script():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_chain.py"
+    path = Path(__file__).resolve().parents[1] / "tools" / "tiny_chain.py"
     spec = importlib.util.spec_from_file_location("tiny_chain", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -195,7 +195,7 @@ def _tiny_chain_script():
 
 
 def test_tiny_chain_script_runs(capsys):
-    """benchmarks/tiny_chain.py (the latency floor, and the generic kernel against the tiny one)
+    """tools/tiny_chain.py (the latency floor, and the generic kernel against the tiny one)
     runs and prints a line per chain and per kernel case (a smoke run: tiny sizes, one repeat)."""
     mod = _tiny_chain_script()
     mod.main(["--n", "64", "--repeats", "1"])
@@ -206,7 +206,7 @@ def test_tiny_chain_script_runs(capsys):
 
 
 def test_tiny_chain_stripped_bound_takes_the_kernels_steps():
-    """benchmarks/tiny_chain.py's ``stripped_241`` (the bound quoted for 2-4-1 float32 in
+    """tools/tiny_chain.py's ``stripped_241`` (the bound quoted for 2-4-1 float32 in
     docs/performance.md) takes the tiny kernel's steps: after an epoch its parameters are the
     kernel's, to float32 rounding, so the bound times the same work minus the guard and the cost."""
     from fastbp.activations import NAMES as ACT

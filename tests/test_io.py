@@ -231,3 +231,72 @@ def test_saved_file_gets_the_permissions_of_a_plain_open_and_keeps_an_existing_o
     net.save(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "plain.bin"]  # no temporary left
+
+
+# ------------------------------------------- the file format alone: fastbp.io knows no network
+
+
+def _description(net):
+    return dict(layer_sizes=net.layer_sizes, activation=net.activation.name, output=net.output, dtype=net.dtype,
+                weights=net.weights, biases=net.biases)
+
+
+def test_read_returns_what_save_arrays_wrote(tmp_path):
+    net = trained(np.float32, "tanh", "sigmoid", seed=5)
+    path = fastbp.io.save_arrays(tmp_path / "m.npz", **_description(net), seed=5,
+                                 rng_state=net.rng.bit_generator.state)
+    saved = fastbp.io.read(path)
+    assert isinstance(saved, fastbp.io.SavedModel)
+    assert (saved.layer_sizes, saved.activation, saved.output, saved.dtype, saved.seed) == (
+        (3, 5, 4, 2), "tanh", "sigmoid", np.dtype(np.float32), 5)
+    for got, want in zip(saved.weights + saved.biases, net.weights + net.biases):
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    assert saved.rng.bit_generator.state == net.rng.bit_generator.state
+
+
+def test_a_file_without_rng_state_loads_with_the_seeds_generator(tmp_path):
+    net = trained(seed=7)
+    path = fastbp.io.save_arrays(tmp_path / "m.npz", **_description(net), seed=7)  # no rng_state
+    assert "rng_state" not in archive(path) and fastbp.io.read(path).rng is None
+    back = fastbp.load(path)
+    assert back.params.tobytes() == net.params.tobytes()
+    fresh = fastbp.MLP([3, 5, 4, 2], activation="relu", output="softmax", seed=7)  # the same draws after init
+    assert back.rng.bit_generator.state == fresh.rng.bit_generator.state
+
+
+BAD_ARGUMENTS = {
+    "custom activation name": (dict(activation="softsign"), ValueError, "only a built-in activation"),
+    "activation not text": (dict(activation=3), ValueError, "only a built-in activation"),
+    "unknown output": (dict(output="hinge"), ValueError, "output must be one of"),
+    "float16": (dict(dtype=np.float16), ValueError, "dtype must be float32 or float64"),
+    "layer_sizes": (dict(layer_sizes=[3, 0, 4, 2]), ValueError, "layer_sizes must be positive"),
+    "layer count": (dict(layer_sizes=[3, 5, 2]), ValueError, "expected 2 weight matrices"),
+    "weights shape": (dict(layer_sizes=[3, 6, 4, 2]), ValueError, r"weights_0: expected shape \(6, 3\)"),
+    "weights dtype": (dict(dtype=np.float32), ValueError, "weights_0: expected shape .* of float32"),
+    "seed": (dict(seed=-1), ValueError, "seed must be a non-negative integer"),
+    "seed type": (dict(seed="3"), TypeError, "seed must be a non-negative integer"),
+    "rng_state type": (dict(rng_state="PCG64"), TypeError, "rng_state must be a bit generator's state"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS)
+def test_save_arrays_refuses_what_read_would_refuse_before_touching_the_file(tmp_path, case):
+    change, error, match = BAD_ARGUMENTS[case]
+    path = tmp_path / "m.npz"
+    trained().save(path)
+    before = path.read_bytes()
+    with pytest.raises(error, match=match):
+        fastbp.io.save_arrays(path, **{**_description(trained()), **change})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_load_is_networks_and_io_knows_no_network():
+    import ast
+
+    import fastbp.network
+
+    assert fastbp.load is fastbp.network.load
+    source = open(fastbp.io.__file__).read()
+    imported = {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) for a in n.names}
+    imported |= {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "network" not in imported and "MLP" not in source

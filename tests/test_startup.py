@@ -102,9 +102,9 @@ def test_first_fit_compiles_only_its_kernels_and_a_second_process_loads_them(nam
 
 @pytest.mark.slow  # one more cold compile (~6 s), for a benchmark script
 def test_startup_profile_lists_the_epoch_kernel_of_a_cold_first_fit(capsys):
-    """``benchmarks/startup_profile.py profile`` (the tool behind docs/performance.md's table) runs."""
+    """``tools/startup_profile.py profile`` (the tool behind docs/performance.md's table) runs."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(root, "benchmarks"))
+    sys.path.insert(0, os.path.join(root, "tools"))
     try:
         import startup_profile
     finally:

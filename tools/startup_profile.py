@@ -3,8 +3,8 @@
 Two commands (run from the repository root; each run is a fresh interpreter with its own
 empty ``NUMBA_CACHE_DIR``, so nothing is shared between runs)::
 
-    python benchmarks/startup_profile.py profile [--sizes 4,8,1] [--batch-size 1] [--dtype float64]
-    python benchmarks/startup_profile.py compare OLD_ROOT NEW_ROOT [--runs 5]
+    python tools/startup_profile.py profile [--sizes 4,8,1] [--batch-size 1] [--dtype float64]
+    python tools/startup_profile.py compare OLD_ROOT NEW_ROOT [--runs 5]
 
 ``profile`` lists every function Numba compiles for the first ``fit`` and ``predict``
 (fastbp's kernels and helpers, the vectorised bodies, Numba's own NumPy implementations),

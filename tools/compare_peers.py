@@ -3,13 +3,13 @@
 A thin wrapper of ``fastbp bench`` (see :mod:`fastbp.bench` and docs/performance.md);
 it takes the same options::
 
-    python benchmarks/compare_peers.py                       # the full table
-    python benchmarks/compare_peers.py --quick --systems numba numpy
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/compare_peers.py --plot peers.png
+    python tools/compare_peers.py                       # the full table
+    python tools/compare_peers.py --quick --systems numba numpy
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/compare_peers.py --plot peers.png
 
 The peers are optional (``pip install -e ".[bench,peers]"``); a missing one is a
-skipped column with a note.  asv imports this module while discovering
-benchmarks; it defines none, and runs only as a script.
+skipped column with a note.  Run from the repository root; it lives in ``tools/``,
+not ``benchmarks/``, because asv imports every module there as part of its suite.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ so no kernel can do an example faster than the latency of g + σ + a few FMAs.  
 script times such chains on scalars (nothing else in the loop: a floor, not a kernel),
 one thread, best of ``--repeats``::
 
-    python benchmarks/tiny_chain.py
+    python tools/tiny_chain.py
 
 and prints ns per link for: one FMA; fastbp.vmath's tanh and σ (range reduction +
 polynomial); the tiny kernel's float32 tanh (rational, Estrin) and σ = ½ tanh(x/2) + ½;
@@ -19,7 +19,7 @@ and the whole 2-4-1 chain (FMA → g on 4 units → dot → σ → FMA), for tan
 ``--epochs`` then times one epoch of 2-4-1 per-example SGD (tanh, σ output, ``fastbp bench``'s
 data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each layer of the call::
 
-    python benchmarks/tiny_chain.py --epochs --dtype float32
+    python tools/tiny_chain.py --epochs --dtype float32
 
 * ``jax``: ``fastbp bench``'s JAX epoch (``jit`` of ``lax.scan``; its data converted once, up front);
 * ``public``: ``fastbp.kernels.train_epoch`` (what ``fastbp bench`` times: validates and converts
@@ -34,24 +34,25 @@ cost, which a shippable kernel must keep, and specialised (no activation dispatc
 parameters in registers). It is not a kernel fastbp could ship (it would train on through a divergence
 and report no loss), but it bounds what any kernel of this design can reach::
 
-    python benchmarks/tiny_chain.py --stripped
+    python tools/tiny_chain.py --stripped
 
 ``--kernels`` times the generic per-example kernel (``fastbp.fast_kernels._sgd_epoch``, what
 2-4-1 ran before ``fastbp/fast_tiny.py``) against the tiny kernel on a 2-4-1 epoch of
 m = 16384 (σ output), both dtypes, tanh, σ and relu hidden units, interleaved, best of
 ``--repeats``::
 
-    python benchmarks/tiny_chain.py --kernels
+    python tools/tiny_chain.py --kernels
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import os
 
 import numpy as np
 from numba import njit
 
+from fastbp.bench import XLA_ONE_THREAD, best_seconds, interleaved_best_seconds
 from fastbp.fast_tiny import sigmoid_half, tsigmoid, ttanh
 from fastbp.vmath import JIT_VEC, vsigmoid, vtanh
 
@@ -169,9 +170,7 @@ def stripped_241(params, X, Y, order, lr):
 def _epoch_inputs(dtype: str, m: int):
     """``fastbp bench``'s 2-4-1 tanh epoch of m examples (one JAX thread): ``(case, data, layout,
     packed parameters, order, divergence limit)``."""
-    import os
-
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    os.environ.setdefault("XLA_FLAGS", XLA_ONE_THREAD)  # before jax is first imported
     from fastbp import bench
     from fastbp.params import Layout
 
@@ -202,13 +201,7 @@ def stripped(repeats: int, m: int = 16384) -> None:
     calls["stripped"](pb)  # (the same steps: the parameters agree to float32 rounding)
     print(f"after one epoch, max |kernel − stripped| = {np.abs(pa - pb).max():.2g} (max |param| "
           f"{np.abs(pa).max():.2g})")
-    best = dict.fromkeys(calls, np.inf)
-    for _ in range(repeats):
-        for name, call in calls.items():
-            p = p0.copy()
-            t0 = time.perf_counter()
-            call(p)
-            best[name] = min(best[name], time.perf_counter() - t0)
+    best = interleaved_best_seconds(calls, repeats, setup=lambda: (p0.copy(),))
     for name, sec in best.items():
         print(f"float32 2-4-1 tanh m={m}: {name:12s} {sec / m * 1e9:6.1f} ns per example  "
               f"{best['jax'] / sec:5.2f}× JAX")
@@ -216,12 +209,7 @@ def stripped(repeats: int, m: int = 16384) -> None:
 
 def best_ns(fn, n: int, c, k, repeats: int) -> float:
     fn(10, c, k)
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(n, c, k)
-        best = min(best, time.perf_counter() - t0)
-    return best / n * 1e9
+    return best_seconds(lambda: fn(n, c, k), repeats) / n * 1e9
 
 
 def epochs(dtype: str, repeats: int) -> None:
@@ -240,14 +228,9 @@ def epochs(dtype: str, repeats: int) -> None:
             "checked once": lambda: kernels.run_epoch(p, lay.sizes, d.X, d.Y, order, 1, T(0.01), act, SIGMOID),
             "kernel": lambda: fast_tiny._tiny4_epoch(p, lay.sizes, d.X, d.Y, order, T(0.01), act.code, SIGMOID, limit),
         }
-        best = dict.fromkeys(calls, np.inf)
         for call in calls.values():
             call()
-        for _ in range(repeats):
-            for name, call in calls.items():
-                t0 = time.perf_counter()
-                call()
-                best[name] = min(best[name], time.perf_counter() - t0)
+        best = interleaved_best_seconds(calls, repeats)
         for name, sec in best.items():
             print(f"{dtype} 2-4-1 tanh m={m}: {name:13s} {sec * 1e6:8.1f} µs  {m / sec / 1e6:6.2f} M examples/s  "
                   f"{best['jax'] / sec:5.2f}× JAX")
@@ -270,13 +253,8 @@ def kernels_before_after(repeats: int, m: int = 16384) -> None:
             args = (lay.sizes, prob.X, prob.Y, np.arange(m), np.dtype(dtype).type(0.01), ACT[act], SIGMOID,
                     float(np.finfo(dtype).max) / 4)
             calls = {"generic": fast_kernels._sgd_epoch, "tiny": fast_tiny.tiny_epoch}
-            best = dict.fromkeys(calls, np.inf)
-            for _ in range(repeats):
-                for name, kernel in calls.items():
-                    p = p0.copy()
-                    t0 = time.perf_counter()
-                    kernel(p, *args)
-                    best[name] = min(best[name], time.perf_counter() - t0)
+            best = interleaved_best_seconds({name: (lambda p, k=kernel: k(p, *args)) for name, kernel in calls.items()},
+                                            repeats, setup=lambda: (p0.copy(),))
             print(f"{np.dtype(dtype).name} 2-4-1 {act:7s}: generic {best['generic'] / m * 1e9:6.1f} ns, "
                   f"tiny {best['tiny'] / m * 1e9:6.1f} ns per example ({best['generic'] / best['tiny']:.2f}×)")
 

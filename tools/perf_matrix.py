@@ -2,11 +2,11 @@
 
 Run from the repository root (takes a few minutes; the machine should be idle)::
 
-    python benchmarks/perf_matrix.py                 # per-example SGD matrix
-    python benchmarks/perf_matrix.py --batch         # + mini-batch section vs scikit-learn
-    python benchmarks/perf_matrix.py --batch-only    # only the mini-batch section
-    python benchmarks/perf_matrix.py --quick         # fewer repeats, smaller data
-    python benchmarks/perf_matrix.py --nets 64-32-1 784-128-10 --dtypes float32
+    python tools/perf_matrix.py                 # per-example SGD matrix
+    python tools/perf_matrix.py --batch         # + mini-batch section vs scikit-learn
+    python tools/perf_matrix.py --batch-only    # only the mini-batch section
+    python tools/perf_matrix.py --quick         # fewer repeats, smaller data
+    python tools/perf_matrix.py --nets 64-32-1 784-128-10 --dtypes float32
 
 What it measures (one thread, tanh hidden units, σ output + binary cross-entropy,
 per-example SGD, one epoch over m seeded N(0, 1) examples):
@@ -20,11 +20,12 @@ each as examples/s, best of ``--repeats`` runs *interleaved* (plain, fast, jax,
 plain, fast, jax, …) so that load from other processes hits all alike.  Compare
 the ratios printed (``fast/plain``, ``fast/jax``), not absolute numbers, across runs.
 
-GFLOP/s counts 6·Σ n_l·n_{l−1} flops per example (forward, dW and W^T dZ, the
-update); ``%peak`` divides it by one core's BLAS matmul rate, measured here with
-``np.dot`` of two large square matrices under ``threadpoolctl`` limit 1 in a
-subprocess *without* ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (set on some of
-these machines for old OpenBLAS builds, they slow a current one down).
+GFLOP/s counts :func:`fastbp.bench.flops_per_example` (6·Σ n_l·n_{l−1} per example: forward,
+dW and W^T dZ); ``%peak`` divides it by one core's BLAS matmul rate,
+:func:`fastbp.bench.blas_peak_gflops` of two 2048 × 2048 matrices under ``threadpoolctl``
+limit 1 in a subprocess *without* ``OPENBLAS_CORETYPE``/``OPENBLAS_L2_SIZE`` (set on some of
+these machines for old OpenBLAS builds, they slow a current one down).  Timings are
+:func:`fastbp.bench.interleaved_best_seconds`.
 
 ``--batch`` adds one epoch of mini-batch SGD at batch 32, 64 and 256 (softmax
 output for 10 outputs, to match scikit-learn) against ``MLPClassifier(solver="sgd",
@@ -40,66 +41,55 @@ import json
 import os
 import subprocess
 import sys
-import time
 import warnings
 
-# JAX/XLA must be told before it is imported: one thread, like the kernels.
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before NumPy loads its BLAS
 
 import numpy as np  # noqa: E402
+
+from fastbp import bench  # noqa: E402  (imports neither jax nor threadpoolctl)
+
+# JAX/XLA must be told before it is imported: one thread, like the kernels.
+os.environ.setdefault("XLA_FLAGS", bench.XLA_ONE_THREAD)
 
 NETS = ["2-4-1", "64-32-1", "64-64-10", "784-128-10", "256-256-10"]
 DTYPES = ["float32", "float64"]
 
 _PEAK_CODE = r"""
-import json, time, numpy as np
+import json, sys
 from threadpoolctl import threadpool_limits, threadpool_info
-out = {}
+from fastbp.bench import blas_peak_gflops
 with threadpool_limits(1):
-    for dt in ("float32", "float64"):
-        n = 2048
-        a = np.random.default_rng(0).random((n, n)).astype(dt); b = a.copy()
-        np.dot(a, b)
-        best = 1e9
-        for _ in range(5):
-            t0 = time.perf_counter(); np.dot(a, b); best = min(best, time.perf_counter() - t0)
-        out[dt] = 2 * n**3 / best / 1e9
+    out = {dt: blas_peak_gflops(dt, n=int(sys.argv[1])) for dt in ("float32", "float64")}
 out["blas"] = [(i.get("internal_api"), i.get("architecture"), i.get("version")) for i in threadpool_info()]
 print(json.dumps(out))
 """
 
 
-def blas_peak() -> dict:
-    """One core's matmul GFLOP/s per dtype, in a subprocess without the OpenBLAS overrides."""
+def blas_peak(n: int = 2048) -> dict:
+    """One core's matmul GFLOP/s per dtype (:func:`fastbp.bench.blas_peak_gflops` of n × n, BLAS limited
+    to one thread), in a subprocess without the OpenBLAS overrides; ``"blas"``: threadpoolctl's view of BLAS."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    res = subprocess.run([sys.executable, "-c", _PEAK_CODE], env=env, capture_output=True, text=True, check=True)
+    res = subprocess.run([sys.executable, "-c", _PEAK_CODE, str(n)], env=env, capture_output=True, text=True,
+                         check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def flops_per_example(sizes) -> int:
-    return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-
-
 def make_data(sizes, dtype, m, output="sigmoid", seed=0):
-    from fastbp.testing import make_problem
-
-    prob = make_problem(sizes, dtype=dtype, activation="tanh", output=output, m=m, seed=seed, learning_rate=0.01)
-    return prob
-
-
-def _best(fn, setup, repeats):
-    best = np.inf
-    for _ in range(repeats):
-        args = setup()
-        t0 = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """``fastbp bench``'s data (:func:`fastbp.bench.make_data`: the same weights, X and Y) for tanh hidden units."""
+    case = bench.Case(sizes=tuple(sizes), activation="tanh", output=output, m=m, dtype=np.dtype(dtype).name,
+                      learning_rate=0.01)
+    return bench.make_data(case, seed)
 
 
 def jax_epoch_fn(sizes, dtype, lr):
-    """A jitted per-example SGD epoch in JAX: lax.scan over examples."""
+    """A jitted per-example SGD epoch in JAX: lax.scan over examples.
+
+    Kept apart from ``fastbp bench``'s JAX epoch (:data:`fastbp.bench.MAKERS` ``["jax"]``) on purpose,
+    for now: that one writes each layer as ``a @ W.T + b`` on rows, which XLA's CPU backend runs
+    several times slower per example on the larger nets than this ``W @ a + b``, so the two report
+    different JAX speeds; making them one changes one tool's published numbers (issue 11's note).
+    """
     import jax
     import jax.numpy as jnp
 
@@ -140,7 +130,7 @@ def per_example_matrix(nets, dtypes, repeats, target_s, use_jax, peak):
     for net in nets:
         sizes = [int(s) for s in net.split("-")]
         for dt in dtypes:
-            fpe = flops_per_example(sizes)
+            fpe = bench.flops_per_example(sizes)
             # about target_s seconds for the plain kernel at ~1.5 GFLOP/s, at least 2000 examples
             m = int(min(max(2000, target_s * 1.5e9 / fpe), 400_000))
             prob = make_data(sizes, dt, m)
@@ -160,7 +150,7 @@ def per_example_matrix(nets, dtypes, repeats, target_s, use_jax, peak):
             # warm up (compile) on a copy
             plain(p0.copy())
             fast(p0.copy())
-            fns = {"plain": (plain, lambda: (p0.copy(),)), "fast": (fast, lambda: (p0.copy(),))}
+            fns = {"plain": plain, "fast": fast}
             if use_jax:
                 import jax
                 import jax.numpy as jnp
@@ -169,15 +159,8 @@ def per_example_matrix(nets, dtypes, repeats, target_s, use_jax, peak):
                 jp = [(jnp.asarray(W), jnp.asarray(b)) for W, b in zip(prob.weights, prob.biases)]
                 jX, jY = jnp.asarray(X), jnp.asarray(Y)
                 jax.block_until_ready(ep(jp, jX, jY))
-
-                def jrun(params):
-                    jax.block_until_ready(ep(params, jX, jY))
-
-                fns["jax"] = (jrun, lambda: (jp,))
-            best = {k: np.inf for k in fns}
-            for _ in range(repeats):
-                for k, (fn, setup) in fns.items():
-                    best[k] = min(best[k], _best(fn, setup, 1))
+                fns["jax"] = lambda p: jax.block_until_ready(ep(jp, jX, jY))  # (from the same start each time)
+            best = bench.interleaved_best_seconds(fns, repeats, setup=lambda: (p0.copy(),))
             row = {"net": net, "dtype": dt, "m": m}
             for k in fns:
                 row[k] = m / best[k]
@@ -225,7 +208,7 @@ def batch_section(nets, dtypes, repeats, target_s):
         out_name = "softmax" if sizes[-1] > 1 else "sigmoid"
         out = SOFTMAX if sizes[-1] > 1 else SIGMOID
         for dt in dtypes:
-            fpe = flops_per_example(sizes)
+            fpe = bench.flops_per_example(sizes)
             m = int(min(max(4000, target_s * 5e9 / fpe), 400_000))
             prob = make_data(sizes, dt, m, output=out_name)
             lay = Layout(sizes)
@@ -244,7 +227,7 @@ def batch_section(nets, dtypes, repeats, target_s):
                 def fast2(p):
                     return fast_kernels.train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out, threads=True)
 
-                def sk():
+                def sk(_p):
                     clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="tanh", solver="sgd",
                                         momentum=0.0, alpha=0.0, batch_size=bs, learning_rate_init=0.01,
                                         max_iter=1, shuffle=False, random_state=0)
@@ -255,14 +238,11 @@ def batch_section(nets, dtypes, repeats, target_s):
                 plain(p0.copy())
                 fast(p0.copy())
                 fast2(p0.copy())
-                best = {"plain": np.inf, "fast": np.inf, "sklearn": np.inf, "fast2": np.inf}
+                calls = {"plain": plain, "fast": fast, "sklearn": sk}
+                if threads > 1:
+                    calls["fast2"] = fast2
                 with threadpool_limits(1):
-                    for _ in range(repeats):
-                        best["plain"] = min(best["plain"], _best(plain, lambda: (p0.copy(),), 1))
-                        best["fast"] = min(best["fast"], _best(fast, lambda: (p0.copy(),), 1))
-                        best["sklearn"] = min(best["sklearn"], _best(sk, lambda: (), 1))
-                        if threads > 1:
-                            best["fast2"] = min(best["fast2"], _best(fast2, lambda: (p0.copy(),), 1))
+                    best = bench.interleaved_best_seconds(calls, repeats, setup=lambda: (p0.copy(),))
                 r = {k: m / v for k, v in best.items()}
                 thr = (f" | {threads} threads {r['fast2']:>11,.0f} ({r['fast2'] / r['fast']:4.2f}x)"
                        if threads > 1 and bs >= fast_kernels.THREADED_MIN_BATCH else "")
@@ -291,10 +271,7 @@ def main(argv=None):
             import jax  # noqa: F401
         except ImportError:
             use_jax = False
-    import platform
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?") \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    cpu = bench._cpu_model()
     peak = blas_peak()
     print(f"CPU: {cpu}; BLAS single-thread peak: float32 {peak['float32']:.1f}, float64 {peak['float64']:.1f} "
           f"GFLOP/s ({peak['blas']})")
