@@ -11,8 +11,8 @@ Run from the repository root (takes a few minutes; the machine should be idle)::
 What it measures (one thread, tanh hidden units, σ output + binary cross-entropy,
 per-example SGD, one epoch over m seeded N(0, 1) examples):
 
-* ``plain``: :data:`fastbp.kernels.BUILTIN` ``._train_epoch`` (the scalar-loop reference);
-* ``fast``: :func:`fastbp.fast_kernels.train_epoch` (what ``MLP.fit`` runs);
+* ``plain``: :data:`fastbp._plain.BUILTIN` ``._train_epoch`` (the scalar-loop reference);
+* ``fast``: :func:`fastbp._dispatch.run_epoch` (what ``MLP.fit`` runs: the dispatcher's fast kernel);
 * ``jax``: ``jax.jit`` of a ``lax.scan`` over examples doing the same SGD step,
   if jax is installed (forced to one thread with XLA_FLAGS, set before import);
 
@@ -120,10 +120,13 @@ def jax_epoch_fn(sizes, dtype, lr):
 
 
 def per_example_matrix(nets, dtypes, repeats, target_s, use_jax, peak):
-    from fastbp import fast_kernels
-    from fastbp.activations import TANH
-    from fastbp.kernels import BUILTIN
-    from fastbp.losses import SIGMOID
+    from fastbp._dispatch import run_epoch
+    from fastbp._plain import BUILTIN
+    from fastbp.activations import ACT_TANH as TANH
+    from fastbp.activations import get_activation
+    from fastbp.losses import OUT_SIGMOID as SIGMOID
+
+    tanh = get_activation("tanh")
     from fastbp.params import Layout
 
     rows = []
@@ -145,7 +148,7 @@ def per_example_matrix(nets, dtypes, repeats, target_s, use_jax, peak):
                 return BUILTIN._train_epoch(p, s, X, Y, order, 1, lr, TANH, SIGMOID)
 
             def fast(p):
-                return fast_kernels.train_epoch(p, s, X, Y, order, 1, lr, TANH, SIGMOID)
+                return run_epoch(p, s, X, Y, order, 1, lr, tanh, SIGMOID)
 
             # warm up (compile) on a copy
             plain(p0.copy())
@@ -191,10 +194,15 @@ def batch_section(nets, dtypes, repeats, target_s):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    from fastbp import fast_kernels
-    from fastbp.activations import TANH
-    from fastbp.kernels import BUILTIN
-    from fastbp.losses import SIGMOID, SOFTMAX
+    from fastbp import _dispatch
+    from fastbp._dispatch import run_epoch
+    from fastbp._plain import BUILTIN
+    from fastbp.activations import ACT_TANH as TANH
+    from fastbp.activations import get_activation
+    from fastbp.losses import OUT_SIGMOID as SIGMOID
+    from fastbp.losses import OUT_SOFTMAX as SOFTMAX
+
+    tanh = get_activation("tanh")
     from fastbp.params import Layout
     from threadpoolctl import threadpool_limits
 
@@ -202,7 +210,7 @@ def batch_section(nets, dtypes, repeats, target_s):
 
     threads = numba.get_num_threads()
     print(f"\nmini-batch SGD, one epoch, examples/s (one thread; the last column: the threaded kernel "
-          f"with {threads} Numba threads against one thread, for batches ≥ {fast_kernels.THREADED_MIN_BATCH})")
+          f"with {threads} Numba threads against one thread, for batches ≥ {_dispatch.THREADED_MIN_BATCH})")
     for net in nets:
         sizes = [int(s) for s in net.split("-")]
         out_name = "softmax" if sizes[-1] > 1 else "sigmoid"
@@ -222,10 +230,10 @@ def batch_section(nets, dtypes, repeats, target_s):
                     return BUILTIN._train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out)
 
                 def fast(p):
-                    return fast_kernels.train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out, threads=False)
+                    return run_epoch(p, lay.sizes, X, Y, order, bs, lr, tanh, out, threads=False)
 
                 def fast2(p):
-                    return fast_kernels.train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out, threads=True)
+                    return run_epoch(p, lay.sizes, X, Y, order, bs, lr, tanh, out, threads=True)
 
                 def sk(_p):
                     clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="tanh", solver="sgd",
@@ -245,7 +253,7 @@ def batch_section(nets, dtypes, repeats, target_s):
                     best = bench.interleaved_best_seconds(calls, repeats, setup=lambda: (p0.copy(),))
                 r = {k: m / v for k, v in best.items()}
                 thr = (f" | {threads} threads {r['fast2']:>11,.0f} ({r['fast2'] / r['fast']:4.2f}x)"
-                       if threads > 1 and bs >= fast_kernels.THREADED_MIN_BATCH else "")
+                       if threads > 1 and bs >= _dispatch.THREADED_MIN_BATCH else "")
                 print(f"{net:>11} {dt:>7} batch {bs:>3} | plain {r['plain']:>11,.0f} | fast {r['fast']:>11,.0f} | "
                       f"sklearn {r['sklearn']:>11,.0f} | fast/sklearn {r['fast'] / r['sklearn']:5.2f}x | "
                       f"fast/plain {r['fast'] / r['plain']:5.1f}x{thr}", flush=True)

@@ -24,7 +24,7 @@ data, m = 1024 and 16384), interleaved, best of ``--repeats``, through each laye
 * ``jax``: ``fastbp bench``'s JAX epoch (``jit`` of ``lax.scan``; its data converted once, up front);
 * ``public``: ``fastbp.kernels.train_epoch`` (what ``fastbp bench`` times: validates and converts
   the parameters, X and Y on every call);
-* ``checked once``: ``fastbp.kernels.run_epoch`` on inputs validated once (what ``MLP.fit`` runs
+* ``checked once``: ``fastbp._dispatch.run_epoch`` on inputs validated once (what ``MLP.fit`` runs
   per epoch);
 * ``kernel``: the compiled tiny kernel alone.
 
@@ -36,8 +36,8 @@ and report no loss), but it bounds what any kernel of this design can reach::
 
     python tools/tiny_chain.py --stripped
 
-``--kernels`` times the generic per-example kernel (``fastbp.fast_kernels._sgd_epoch``, what
-2-4-1 ran before ``fastbp/fast_tiny.py``) against the tiny kernel on a 2-4-1 epoch of
+``--kernels`` times the generic per-example kernel (``fastbp._fast.sgd._sgd_epoch``, what
+2-4-1 ran before ``fastbp/_fast/tiny.py``) against the tiny kernel on a 2-4-1 epoch of
 m = 16384 (σ output), both dtypes, tanh, σ and relu hidden units, interleaved, best of
 ``--repeats``::
 
@@ -53,8 +53,9 @@ import numpy as np
 from numba import njit
 
 from fastbp.bench import XLA_ONE_THREAD, best_seconds, interleaved_best_seconds
-from fastbp.fast_tiny import sigmoid_half, tsigmoid, ttanh
-from fastbp.vmath import JIT_VEC, vsigmoid, vtanh
+from fastbp._fast.tiny import sigmoid_half, tsigmoid, ttanh
+from fastbp._jit import JIT_VEC
+from fastbp.vmath import vsigmoid, vtanh
 
 OPTS = {**JIT_VEC, "cache": False}
 
@@ -118,7 +119,7 @@ NETS = {"2-4-1 tanh": _net_chain(ttanh), "2-4-1 sigmoid": _net_chain(tsigmoid), 
 def stripped_241(params, X, Y, order, lr):
     """2-4-1 float32 per-example SGD, tanh hidden, σ output, with nothing but the chain: a bound.
 
-    The arithmetic of :func:`fastbp.fast_tiny._tiny4_epoch` (the next Z[1] from the old weights,
+    The arithmetic of :func:`fastbp._fast.tiny._tiny4_epoch` (the next Z[1] from the old weights,
     corrected by one FMA; σ from the halved logit) on the layout W[1] (4 × 2), b[1], W[2], b[2];
     returns Σ Z[2] (not a cost) so that every example's output is used.
     """
@@ -183,9 +184,10 @@ def _epoch_inputs(dtype: str, m: int):
 
 def stripped(repeats: int, m: int = 16384) -> None:
     """ns per 2-4-1 float32 example on a long epoch: JAX, the tiny kernel, :func:`stripped_241`."""
-    from fastbp import bench, fast_tiny
+    from fastbp import bench
+    from fastbp._fast import tiny as fast_tiny
     from fastbp.activations import get_activation
-    from fastbp.losses import SIGMOID
+    from fastbp.losses import OUT_SIGMOID as SIGMOID
 
     case, d, lay, p0, order, limit = _epoch_inputs("float32", m)
     lr = np.float32(case.learning_rate)
@@ -214,9 +216,11 @@ def best_ns(fn, n: int, c, k, repeats: int) -> float:
 
 def epochs(dtype: str, repeats: int) -> None:
     """One 2-4-1 epoch through each layer of the call (see the module docstring)."""
-    from fastbp import bench, fast_tiny, kernels
+    from fastbp import bench
+    from fastbp._dispatch import run_epoch
+    from fastbp._fast import tiny as fast_tiny
     from fastbp.activations import get_activation
-    from fastbp.losses import SIGMOID
+    from fastbp.losses import OUT_SIGMOID as SIGMOID
 
     for m in (1024, 16384):
         case, d, lay, p, order, limit = _epoch_inputs(dtype, m)
@@ -225,7 +229,7 @@ def epochs(dtype: str, repeats: int) -> None:
         calls = {
             "jax": bench.MAKERS["jax"](case, d),
             "public": bench.MAKERS["numba"](case, d),
-            "checked once": lambda: kernels.run_epoch(p, lay.sizes, d.X, d.Y, order, 1, T(0.01), act, SIGMOID),
+            "checked once": lambda: run_epoch(p, lay.sizes, d.X, d.Y, order, 1, T(0.01), act, SIGMOID),
             "kernel": lambda: fast_tiny._tiny4_epoch(p, lay.sizes, d.X, d.Y, order, T(0.01), act.code, SIGMOID, limit),
         }
         for call in calls.values():
@@ -238,9 +242,10 @@ def epochs(dtype: str, repeats: int) -> None:
 
 def kernels_before_after(repeats: int, m: int = 16384) -> None:
     """ns per 2-4-1 example: the generic per-example kernel against the tiny one."""
-    from fastbp import fast_kernels, fast_tiny
+    from fastbp._fast import sgd as fast_sgd
+    from fastbp._fast import tiny as fast_tiny
     from fastbp.activations import NAMES as ACT
-    from fastbp.losses import SIGMOID
+    from fastbp.losses import OUT_SIGMOID as SIGMOID
     from fastbp.params import Layout
     from fastbp.testing import make_problem
 
@@ -252,7 +257,7 @@ def kernels_before_after(repeats: int, m: int = 16384) -> None:
             p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
             args = (lay.sizes, prob.X, prob.Y, np.arange(m), np.dtype(dtype).type(0.01), ACT[act], SIGMOID,
                     float(np.finfo(dtype).max) / 4)
-            calls = {"generic": fast_kernels._sgd_epoch, "tiny": fast_tiny.tiny_epoch}
+            calls = {"generic": fast_sgd._sgd_epoch, "tiny": fast_tiny._tiny4_epoch}
             best = interleaved_best_seconds({name: (lambda p, k=kernel: k(p, *args)) for name, kernel in calls.items()},
                                             repeats, setup=lambda: (p0.copy(),))
             print(f"{np.dtype(dtype).name} 2-4-1 {act:7s}: generic {best['generic'] / m * 1e9:6.1f} ns, "

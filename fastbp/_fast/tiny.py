@@ -8,7 +8,7 @@ n_1 ≤ :data:`LANES` and n_0 ≤ 16.  Each is compiled only when such a net tra
 At 2-4-1 an example is a few dozen flops; what decides the speed is the chain of
 *latencies* from one example's update to the next example's forward pass:
 W[1] ← update → Z[1] → g → Z[2] → σ → dZ[2] → dZ[1] → W[1] ← … .
-These kernels shorten that chain (measured: ``benchmarks/tiny_chain.py``,
+These kernels shorten that chain (measured: ``tools/tiny_chain.py``,
 ``docs/performance.md``):
 
 * **Registers, not the parameter buffer**: the parameters are copied once into
