@@ -122,6 +122,20 @@ def make_problem(
     return Problem(weights, biases, X, Y, activation, output, learning_rate, batch_size, order)
 
 
+def check_conformance(directory, results, *, require_all: bool = False):
+    """Check results against the conformance vectors in ``directory`` (``fastbp conformance export DIR``).
+
+    ``results`` is a folder of ``.npy`` files written by another implementation (any language) under
+    the expected files' names, or a Python object with this module's kernel API (``forward``,
+    ``backward``, ``gradients``, ``loss``, ``update``, ``train_epoch``, as :mod:`fastbp.reference`),
+    run in memory.  Returns a :class:`fastbp.conformance.Report`: ``report.ok``, ``report.failures``,
+    ``print(report)`` for the per case and operation table.  See ``docs/conformance.md``.
+    """
+    from .conformance import check  # (fastbp.conformance builds on this module: imported when called)
+
+    return check(directory, results, require_all=require_all)
+
+
 def _leaves(result) -> list:
     if result is None:
         return []

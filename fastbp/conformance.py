@@ -1,0 +1,730 @@
+"""Conformance vectors: check any backpropagation implementation against fastbp, in any language.
+
+``fastbp conformance export DIR`` writes a versioned set of cases: for each, a network (layer
+sizes, hidden activation g, output layer), a dtype, the parameters W[l], b[l], the data X, Y, a
+learning rate α, a batch size and a visiting order, and the expected result of every operation:
+
+* ``forward``:  Z[l] and A[l] for l = 1 … L, every example;
+* ``loss``:     J, the mean cost over the m examples;
+* ``backward``: dZ[l] (per example, not divided by m), dW[l] and db[l] (means over the examples);
+* ``update``:   W[l], b[l] after one step W −= α dW, b −= α db with the full-batch gradients;
+* ``epoch``:    W[l], b[l] after one epoch of mini-batch gradient descent in the given order, and
+  the epoch's J (each example's cost measured before its batch's update).
+
+Arrays are ``.npy`` files (little-endian, C order) in one flat folder, named
+``<case>.<name>.npy`` for inputs and ``<case>.<operation>.<name>.npy`` for expected results;
+``manifest.json`` describes the cases and their files (its JSON Schema is written beside it as
+``manifest.schema.json``) and ``index.tsv`` lists the cases one per line for languages without a
+JSON parser.  ``fastbp conformance check DIR RESULTS`` reads another implementation's results,
+written under RESULTS with the same file names as the expected ones, and reports per case and
+operation.  The format is described for implementers in ``docs/conformance.md``.
+
+The expected values are computed by :mod:`fastbp.reference` (the equations as written, in the
+case's dtype); fastbp's own kernels are held to pass the set by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from . import __version__, reference
+from .activations import LEAKY_SLOPE
+from .errors import DivergenceError
+from .testing import HIDDEN_ACTIVATIONS, OUTPUTS, TOLERANCE, make_problem
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SET_VERSION",
+    "OPERATIONS",
+    "cases",
+    "export",
+    "load_manifest",
+    "compute_results",
+    "write_results",
+    "check",
+    "Report",
+    "OperationResult",
+    "ConformanceError",
+]
+
+#: Version of the layout and of the manifest's schema: bumped when a reader would need changing.
+SCHEMA_VERSION = 1
+#: Version of the set of cases (the grid, seeds and values): bumped when the exported cases change.
+SET_VERSION = 1
+
+MANIFEST = "manifest.json"
+SCHEMA_FILE = "manifest.schema.json"
+INDEX = "index.tsv"
+
+#: What each operation computes, and from what (written into the manifest too).
+OPERATIONS: dict[str, str] = {
+    "forward": "Z[l] = A[l-1] W[l]^T + b[l] and A[l] = g(Z[l]) (A[L] by the output layer) for l = 1..L, every example (m x n_l)",
+    "loss": "J = (1/m) sum over the m examples of the output layer's cost, from the parameters, X and Y",
+    "backward": "dZ[l] = dJ_i/dZ[l] per example (m x n_l, not divided by m); dW[l] = (1/m) dZ[l]^T A[l-1] and db[l] = (1/m) sum_i dZ[l], "
+    "from the parameters, X and Y (the implementation's own forward pass)",
+    "update": "W[l] - alpha dW[l] and b[l] - alpha db[l] with the full-batch gradients of 'backward'",
+    "epoch": "W[l], b[l] after one epoch: examples visited in 'order', consecutive batches of batch_size (the last may be short), "
+    "one step W -= alpha * mean dW per batch; J = mean over the m examples of each example's cost before its batch's step",
+}
+
+#: The arrays each operation produces: per-layer names (``Z`` → Z1 … ZL) and scalars (float64 J).
+_PER_LAYER = {"forward": ("Z", "A"), "loss": (), "backward": ("dZ", "dW", "db"), "update": ("W", "b"), "epoch": ("W", "b")}
+_SCALARS = {"forward": (), "loss": ("J",), "backward": (), "update": (), "epoch": ("J",)}
+
+# ------------------------------------------------------------------------------ the grid
+
+#: Depths 1 to 4, widths including 1 (the agreement tests' layer sizes).
+LAYER_SIZES = ((1, 1), (3, 5, 2), (4, 1, 3, 2), (5, 7, 6, 4, 3))
+#: (m, batch size): one example; per-example SGD (the derivation's); m not a multiple of the batch; the full batch.
+M_BATCH = ((1, 1), (7, 1), (7, 3), (7, 7))
+DTYPES = ("float32", "float64")
+#: Logit sizes per dtype for the extreme cases: e^|z| overflows the dtype for all of them, so only the
+#: stable forms (σ sign-split, costs from the logit, softmax with the max subtracted) pass.
+EXTREME_LOGITS = {"float32": (1e3, 1e30), "float64": (1e3, 1e300)}
+#: Outputs whose A[L] saturates, so that huge logits still give bounded gradients (identity's dZ[L] = Z[L] − Y
+#: would grow with the logit and the epoch would diverge: no extreme cases for it).
+_SATURATING = tuple(o for o in OUTPUTS if o != "identity")
+LEARNING_RATE = 0.1
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One case of the grid, before its values are drawn."""
+
+    layer_sizes: tuple[int, ...]
+    dtype: str
+    activation: str
+    output: str
+    m: int
+    batch_size: int
+    seed: int
+    logits: float | None = None  # b[L] set to ±logits (extreme cases)
+    learning_rate: float = LEARNING_RATE
+
+    @property
+    def id(self) -> str:
+        net = "x".join(map(str, self.layer_sizes))
+        name = f"f{self.dtype[-2:]}-{self.activation}-{self.output}-{net}-m{self.m}-b{self.batch_size}"
+        if self.logits is not None:
+            name += f"-logits1e{round(math.log10(self.logits))}"
+        return name
+
+
+def cases() -> list[CaseSpec]:
+    """The set's cases, in a fixed order (which also fixes their seeds).
+
+    Every (dtype, activation, output, layer sizes) combination once, its (m, batch size) rotating so
+    that each network meets each (m, batch) pair and each activation/output pair meets all four;
+    then extreme-logit cases for the saturating outputs.
+    """
+    specs: list[CaseSpec] = []
+    for dtype in DTYPES:
+        for a, act in enumerate(HIDDEN_ACTIVATIONS):
+            for o, out in enumerate(OUTPUTS):
+                for s, sizes in enumerate(LAYER_SIZES):
+                    m, bs = M_BATCH[(s + a + o) % len(M_BATCH)]
+                    specs.append(CaseSpec(sizes, dtype, act, out, m, bs, seed=len(specs)))
+    k = 0
+    for dtype in DTYPES:
+        for out in _SATURATING:
+            for size in EXTREME_LOGITS[dtype]:
+                act = HIDDEN_ACTIVATIONS[k % len(HIDDEN_ACTIVATIONS)]
+                sizes = LAYER_SIZES[1 + k % 2]  # two or three layers, output width 2
+                specs.append(CaseSpec(sizes, dtype, act, out, 7, 3, seed=len(specs), logits=size))
+                k += 1
+    return specs
+
+
+# ----------------------------------------------------------------------------- file names
+
+
+def _layer_files(prefix: str, names: Iterable[str], L: int) -> dict[str, list[str]]:
+    return {name: [f"{prefix}.{name}{l}.npy" for l in range(1, L + 1)] for name in names}
+
+
+def _files(case_id: str, L: int) -> tuple[dict, dict]:
+    inputs: dict[str, Any] = _layer_files(case_id, ("W", "b"), L)
+    for name in ("X", "Y", "order"):
+        inputs[name] = f"{case_id}.{name}.npy"
+    expected = {}
+    for op in OPERATIONS:
+        files: dict[str, Any] = _layer_files(f"{case_id}.{op}", _PER_LAYER[op], L)
+        for name in _SCALARS[op]:
+            files[name] = f"{case_id}.{op}.{name}.npy"
+        expected[op] = files
+    return inputs, expected
+
+
+def _flat(files) -> list[str]:
+    return list(files) if isinstance(files, list) else [files]
+
+
+# --------------------------------------------------------------------------------- schema
+
+_FILE = {"type": "string", "pattern": r"^[A-Za-z0-9_.+-]+\.npy$"}
+_FILES = {"type": "array", "items": _FILE, "minItems": 1}
+
+
+def _op_schema(op: str) -> dict:
+    names = list(_PER_LAYER[op]) + list(_SCALARS[op])
+    props = {n: _FILES for n in _PER_LAYER[op]} | {n: _FILE for n in _SCALARS[op]}
+    return {"type": "object", "required": names, "properties": props, "additionalProperties": False}
+
+
+#: JSON Schema (draft 2020-12) of ``manifest.json``; written beside it by :func:`export`.
+SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": f"https://fastbp.invalid/conformance/manifest-v{SCHEMA_VERSION}.schema.json",
+    "title": "fastbp conformance vectors: manifest",
+    "type": "object",
+    "required": ["format", "schema_version", "set_version", "generator", "tolerance", "activations", "operations", "index", "cases"],
+    "additionalProperties": False,
+    "properties": {
+        "format": {"const": "fastbp-conformance"},
+        "schema_version": {"const": SCHEMA_VERSION},
+        "set_version": {"type": "integer", "minimum": 1},
+        "generator": {"type": "string"},
+        "tolerance": {
+            "type": "object",
+            "required": list(DTYPES),
+            "additionalProperties": False,
+            "properties": {
+                dt: {
+                    "type": "object",
+                    "required": ["rtol", "atol"],
+                    "additionalProperties": False,
+                    "properties": {"rtol": {"type": "number", "exclusiveMinimum": 0}, "atol": {"type": "number", "exclusiveMinimum": 0}},
+                }
+                for dt in DTYPES
+            },
+        },
+        "activations": {"type": "object", "additionalProperties": {"type": "object"}},
+        "operations": {
+            "type": "object",
+            "required": list(OPERATIONS),
+            "additionalProperties": False,
+            "properties": {op: {"type": "string"} for op in OPERATIONS},
+        },
+        "index": {"const": INDEX},
+        "cases": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["id", "dtype", "layer_sizes", "activation", "output", "m", "learning_rate", "batch_size", "extreme_logits", "inputs", "expected"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "pattern": r"^[A-Za-z0-9_+-]+$"},
+                    "dtype": {"enum": list(DTYPES)},
+                    "layer_sizes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2},
+                    "activation": {"enum": list(HIDDEN_ACTIVATIONS)},
+                    "output": {"enum": list(OUTPUTS)},
+                    "m": {"type": "integer", "minimum": 1},
+                    "learning_rate": {"type": "number", "exclusiveMinimum": 0},
+                    "batch_size": {"type": "integer", "minimum": 1},
+                    "extreme_logits": {"type": ["number", "null"]},
+                    "inputs": {
+                        "type": "object",
+                        "required": ["W", "b", "X", "Y", "order"],
+                        "additionalProperties": False,
+                        "properties": {"W": _FILES, "b": _FILES, "X": _FILE, "Y": _FILE, "order": _FILE},
+                    },
+                    "expected": {
+                        "type": "object",
+                        "required": list(OPERATIONS),
+                        "additionalProperties": False,
+                        "properties": {op: _op_schema(op) for op in OPERATIONS},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+# --------------------------------------------------------------------------------- export
+
+
+class ConformanceError(Exception):
+    """A set or a results folder that cannot be used (missing manifest, non-empty export folder ...)."""
+
+
+def _problem(spec: CaseSpec, seed: int, dtype: str):
+    prob = make_problem(
+        spec.layer_sizes, np.dtype(dtype), spec.activation, spec.output, m=spec.m, seed=seed,
+        batch_size=spec.batch_size, learning_rate=spec.learning_rate, shuffle=True,
+    )
+    if spec.logits is not None:
+        # Z[L] = W[L] A[L−1] + b[L] with |b[L]| huge: logits of both signs (and, for softmax, far apart).
+        pattern = np.array([1.0, -1.0, 0.5])[np.arange(spec.layer_sizes[-1]) % 3]
+        prob.biases[-1][...] = (pattern * spec.logits).astype(dtype)
+    return prob
+
+
+#: A case is kept only if its float32 rounding error stays below this fraction of the float32 tolerance.
+_CONDITIONING = 0.05
+
+
+def _rounding_ratio(spec: CaseSpec, seed: int) -> float:
+    """How far the case computed in float32 lands from the same inputs computed in float64, as a
+    fraction of what the float32 tolerance allows (the worst array of any operation).
+
+    Some draws are ill-conditioned: a deep linear network trained example by example can amplify
+    rounding 10⁵-fold within one epoch, so two correct float32 implementations would disagree beyond
+    any sensible tolerance.  Such a draw is replaced (see :func:`_well_conditioned`).  The float64 cases
+    are screened the same way: their rounding is 2⁻²⁹ times float32's, against a tolerance only
+    5·10⁻⁶ times as large, so a draw that passes here has ample room in float64 too.
+    """
+    rtol, atol = TOLERANCE[np.dtype(np.float32)]
+    p32 = _problem(spec, seed, "float32")
+    p64 = _problem(spec, seed, "float32")
+    for name in ("weights", "biases"):
+        setattr(p64, name, [x.astype(np.float64) for x in getattr(p64, name)])
+    p64.X, p64.Y = p64.X.astype(np.float64), p64.Y.astype(np.float64)
+    try:
+        e32, e64 = _expected(spec, p32), _expected(spec, p64)
+    except DivergenceError:  # (an epoch that blows up is as ill-conditioned as it gets)
+        return math.inf
+    worst = 0.0
+    for op, arrays in e32.items():
+        for name, got in arrays.items():
+            want = e64[op][name]
+            for g, w in zip(got if isinstance(got, list) else [got], want if isinstance(want, list) else [want]):
+                worst = max(worst, _compare(np.asarray(g), np.asarray(w), rtol, atol)[3])
+    return worst
+
+
+def _well_conditioned(spec: CaseSpec):
+    """The case's problem, from the first seed (spec.seed, then + 1000, + 2000 …) whose draw is well-conditioned."""
+    for k in range(10):
+        seed = spec.seed + 1000 * k
+        fits_float32 = spec.logits is None or spec.logits < float(np.finfo(np.float32).max)
+        if not fits_float32 or _rounding_ratio(spec, seed) <= _CONDITIONING:
+            return _problem(spec, seed, spec.dtype)
+    raise ConformanceError(f"{spec.id}: no well-conditioned draw in ten seeds")  # pragma: no cover
+
+
+def _expected(spec: CaseSpec, prob) -> dict[str, dict[str, Any]]:
+    """Every operation's expected arrays, from :mod:`fastbp.reference` in the case's dtype."""
+    a, o, lr = spec.activation, spec.output, spec.learning_rate
+    W, b = prob.copy_params()
+    Z, A = reference.forward(W, b, prob.X, a, o)
+    J = reference.loss(W, b, prob.X, prob.Y, a, o)
+    dZ, dW, db = reference.backward(W, b, prob.X, prob.Y, Z, A, a, o)
+    Wu, bu = prob.copy_params()
+    reference.update(Wu, bu, dW, db, lr)
+    We, be = prob.copy_params()
+    Je = reference.train_epoch(We, be, prob.X, prob.Y, lr, spec.batch_size, prob.order, a, o)
+    return {
+        "forward": {"Z": Z, "A": A},
+        "loss": {"J": np.float64(J)},
+        "backward": {"dZ": dZ, "dW": dW, "db": db},
+        "update": {"W": Wu, "b": bu},
+        "epoch": {"W": We, "b": be, "J": np.float64(Je)},
+    }
+
+
+def _save(path: str, array) -> None:
+    array = np.asarray(array)
+    if not array.flags.c_contiguous:  # (np.save would write a Fortran-ordered header for a transposed view)
+        array = array.copy(order="C")
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    with open(path, "wb") as f:
+        np.lib.format.write_array(f, array, version=(1, 0), allow_pickle=False)
+
+
+def export(directory: str | os.PathLike) -> dict:
+    """Write the conformance set into ``directory`` (created; must be empty); returns the manifest."""
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
+        raise ConformanceError(f"{directory} exists and is not an empty folder")
+    os.makedirs(directory, exist_ok=True)
+    entries = []
+    index_lines = ["# id\tdtype\tactivation\toutput\tlearning_rate\tbatch_size\tm\tL\tn0 ... nL"]
+    for spec in cases():
+        prob = _well_conditioned(spec)
+        L = len(spec.layer_sizes) - 1
+        inputs, expected_files = _files(spec.id, L)
+        values = _expected(spec, prob)
+        arrays = {}
+        for name, arr in (("W", prob.weights), ("b", prob.biases), ("X", prob.X), ("Y", prob.Y), ("order", prob.order.astype("<i8"))):
+            for file, a in zip(_flat(inputs[name]), arr if isinstance(arr, list) else [arr]):
+                arrays[file] = a
+        for op, files in expected_files.items():
+            for name, file_or_files in files.items():
+                got = values[op][name]
+                for file, a in zip(_flat(file_or_files), got if isinstance(got, list) else [got]):
+                    arrays[file] = a
+        for file, a in arrays.items():
+            if not np.isfinite(a).all():  # pragma: no cover - the grid is chosen so that this never happens
+                raise ConformanceError(f"{spec.id}: {file} is not finite")
+            _save(os.path.join(directory, file), a)
+        entries.append(
+            {
+                "id": spec.id,
+                "dtype": spec.dtype,
+                "layer_sizes": list(spec.layer_sizes),
+                "activation": spec.activation,
+                "output": spec.output,
+                "m": spec.m,
+                "learning_rate": spec.learning_rate,
+                "batch_size": spec.batch_size,
+                "extreme_logits": spec.logits,
+                "inputs": inputs,
+                "expected": expected_files,
+            }
+        )
+        sizes = "\t".join(map(str, spec.layer_sizes))
+        index_lines.append(
+            f"{spec.id}\t{spec.dtype}\t{spec.activation}\t{spec.output}\t{spec.learning_rate!r}\t{spec.batch_size}\t{spec.m}\t{L}\t{sizes}"
+        )
+    manifest = {
+        "format": "fastbp-conformance",
+        "schema_version": SCHEMA_VERSION,
+        "set_version": SET_VERSION,
+        "generator": f"fastbp {__version__}",
+        "tolerance": {dt: dict(zip(("rtol", "atol"), TOLERANCE[np.dtype(dt)])) for dt in DTYPES},
+        "activations": {"leaky_relu": {"negative_slope": LEAKY_SLOPE}},
+        "operations": dict(OPERATIONS),
+        "index": INDEX,
+        "cases": entries,
+    }
+    with open(os.path.join(directory, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(directory, SCHEMA_FILE), "w") as f:
+        json.dump(SCHEMA, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(directory, INDEX), "w") as f:
+        f.write("\n".join(index_lines) + "\n")
+    return manifest
+
+
+def load_manifest(directory: str | os.PathLike) -> dict:
+    """The manifest of an exported set (checks its format and schema version)."""
+    path = os.path.join(os.fspath(directory), MANIFEST)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ConformanceError(f"no {MANIFEST} in {os.fspath(directory)} (write a set with: fastbp conformance export DIR)") from None
+    except json.JSONDecodeError as exc:
+        raise ConformanceError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "fastbp-conformance":
+        raise ConformanceError(f"{path}: not a fastbp conformance manifest")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ConformanceError(f"{path}: schema version {manifest.get('schema_version')}, this fastbp reads version {SCHEMA_VERSION}")
+    return manifest
+
+
+# ------------------------------------------------- running a Python implementation on the set
+
+
+def _load_inputs(directory: str, case: dict) -> tuple[list, list, np.ndarray, np.ndarray, np.ndarray]:
+    get = lambda f: np.load(os.path.join(directory, f), allow_pickle=False)  # noqa: E731
+    inp = case["inputs"]
+    return [get(f) for f in inp["W"]], [get(f) for f in inp["b"]], get(inp["X"]), get(inp["Y"]), get(inp["order"])
+
+
+def compute_results(directory: str | os.PathLike, implementation, case: dict) -> dict[str, np.ndarray]:
+    """``{file name: array}``: one case's results from a Python implementation with fastbp's API.
+
+    ``implementation`` is anything with the functions of :mod:`fastbp.kernels` / :mod:`fastbp.reference`
+    (``forward``, ``backward``, ``gradients``, ``loss``, ``update``, ``train_epoch``, same arguments).
+    ``backward`` gets the implementation's own forward pass; ``update`` its own ``gradients``.
+    """
+    directory = os.fspath(directory)
+    W, b, X, Y, order = _load_inputs(directory, case)
+    a, o, lr, bs = case["activation"], case["output"], case["learning_rate"], case["batch_size"]
+    copy = lambda arrays: [x.copy() for x in arrays]  # noqa: E731
+    Z, A = implementation.forward(copy(W), copy(b), X, a, o)
+    values: dict[str, dict[str, Any]] = {"forward": {"Z": Z, "A": A}}
+    values["loss"] = {"J": implementation.loss(copy(W), copy(b), X, Y, a, o)}
+    dZ, dW, db = implementation.backward(copy(W), copy(b), X, Y, Z, A, a, o)
+    values["backward"] = {"dZ": dZ, "dW": dW, "db": db}
+    Wu, bu = copy(W), copy(b)
+    gW, gb = implementation.gradients(copy(W), copy(b), X, Y, a, o)
+    implementation.update(Wu, bu, gW, gb, lr)
+    values["update"] = {"W": Wu, "b": bu}
+    We, be = copy(W), copy(b)
+    Je = implementation.train_epoch(We, be, X, Y, lr, bs, order, a, o)
+    values["epoch"] = {"W": We, "b": be, "J": Je}
+    out = {}
+    for op, files in case["expected"].items():
+        for name, file_or_files in files.items():
+            got = values[op][name]
+            for file, arr in zip(_flat(file_or_files), got if isinstance(got, (list, tuple)) else [got]):
+                out[file] = np.asarray(arr, np.float64) if name == "J" else np.asarray(arr)
+    return out
+
+
+def write_results(directory: str | os.PathLike, results: str | os.PathLike, implementation) -> int:
+    """Run a Python implementation (fastbp's API) on every case and write its results as ``.npy``
+    files under ``results`` (created), named as the expected ones; returns the number of cases."""
+    directory, results = os.fspath(directory), os.fspath(results)
+    manifest = load_manifest(directory)
+    os.makedirs(results, exist_ok=True)
+    for case in manifest["cases"]:
+        for file, arr in compute_results(directory, implementation, case).items():
+            _save(os.path.join(results, file), arr)
+    return len(manifest["cases"])
+
+
+# ---------------------------------------------------------------------------------- check
+
+
+@dataclass
+class OperationResult:
+    """One case's one operation: ``status`` is ``"pass"``, ``"fail"`` or ``"missing"`` (no file of it)."""
+
+    case: str
+    operation: str
+    status: str
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    worst: str = ""  # the array with the largest error relative to what is allowed
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+@dataclass
+class Report:
+    """What :func:`check` found: one :class:`OperationResult` per case and operation with results."""
+
+    results: list[OperationResult]
+    absent_cases: list[str]  # cases with no result file at all (not reported, unless require_all)
+    require_all: bool = False
+
+    @property
+    def failures(self) -> list[OperationResult]:
+        return [r for r in self.results if r.status == "fail" or (r.status == "missing" and self.require_all)]
+
+    @property
+    def ok(self) -> bool:
+        checked = [r for r in self.results if r.status != "missing"]
+        return bool(checked) and not self.failures and not (self.require_all and self.absent_cases)
+
+    def failed(self) -> set[tuple[str, str]]:
+        """``{(case, operation)}`` of every failure."""
+        return {(r.case, r.operation) for r in self.failures}
+
+    def summary(self) -> str:
+        n = {s: sum(r.status == s for r in self.results) for s in ("pass", "fail", "missing")}
+        cases_seen = len({r.case for r in self.results})
+        text = f"{cases_seen} cases, {n['pass'] + n['fail']} operations checked: {n['pass']} passed, {n['fail']} failed"
+        if n["missing"]:
+            text += f"; {n['missing']} operations without results"
+        if self.absent_cases:
+            text += f"; {len(self.absent_cases)} cases without results"
+        if not any(r.status != "missing" for r in self.results):
+            text += " (nothing checked: no result files found)"
+        elif self.require_all and (n["missing"] or self.absent_cases):
+            text += " (--require-all: every case and operation must have results)"
+        return text
+
+    def lines(self, failures_only: bool = False) -> list[str]:
+        width = max([len(r.case) for r in self.results] + [4])
+        out = [f"{'case':<{width}}  {'operation':<9}  {'result':<7}  {'max abs err':>11}  {'max rel err':>11}  worst"]
+        for r in self.results:
+            if failures_only and r.status == "pass":
+                continue
+            if r.status == "missing":
+                status = "FAIL" if self.require_all else "-"
+                out.append(f"{r.case:<{width}}  {r.operation:<9}  {status:<7}  {'':>11}  {'':>11}  no results")
+                continue
+            line = f"{r.case:<{width}}  {r.operation:<9}  {r.status.upper() if r.status == 'fail' else r.status:<7}  {r.max_abs:>11.3g}  {r.max_rel:>11.3g}  {r.worst}"
+            out.append(line + ("  " + "; ".join(r.details) if r.details else ""))
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines() + [self.summary()])
+
+
+def _compare(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> tuple[bool, float, float, float]:
+    """``(ok, max abs err, max rel err, how far past the allowance)``.
+
+    Passes when |got − want| ≤ atol · max(1, max |want|) + rtol · |want| elementwise: the absolute part is
+    scaled by the array's largest magnitude because a sum's rounding error scales with its largest terms,
+    not with the (possibly cancelled) result.  The relative error counts the elements where want ≠ 0.
+    """
+    g = got.astype(np.float64)
+    w = want.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(g - w)
+        err = np.where(np.isnan(err), np.inf, err)  # a NaN result is as wrong as can be
+        scale = max(1.0, float(np.abs(w).max())) if w.size else 1.0
+        allowed = atol * scale + rtol * np.abs(w)
+        nz = w != 0
+        rel = err[nz] / np.abs(w[nz])
+        ratio = float((err / allowed).max()) if w.size else 0.0
+    max_abs = float(err.max()) if err.size else 0.0
+    max_rel = float(rel.max()) if rel.size else 0.0
+    return bool((err <= allowed).all()), max_abs, max_rel, ratio
+
+
+class _Folder:
+    """Results read from ``.npy`` files under a folder; a missing file is None."""
+
+    def __init__(self, path: str):
+        if not os.path.isdir(path):
+            raise ConformanceError(f"{path} is not a folder of results")
+        self.path = path
+        self.names = set(os.listdir(path))
+
+    def case(self, directory: str, case: dict) -> Callable[[str], Any]:
+        def get(file: str):
+            if file not in self.names:
+                return None
+            try:
+                return np.load(os.path.join(self.path, file), allow_pickle=False)
+            except Exception as exc:  # a malformed file is that operation's failure, not a crash
+                return exc
+
+        return get
+
+
+class _Python:
+    """Results computed in memory by a Python implementation with fastbp's API."""
+
+    def __init__(self, implementation):
+        self.implementation = implementation
+
+    def case(self, directory: str, case: dict) -> Callable[[str], Any]:
+        try:
+            results = compute_results(directory, self.implementation, case)
+        except Exception as exc:  # the case fails (every operation), the check goes on
+            return lambda file: exc
+        return results.get
+
+
+def check(directory: str | os.PathLike, results, *, require_all: bool = False) -> Report:
+    """Compare results with the expected values of the set in ``directory``.
+
+    ``results`` is a folder of ``.npy`` files named as the expected ones (another implementation's
+    output, any language), or a Python object with fastbp's kernel API (``forward``, ``backward``,
+    ``gradients``, ``loss``, ``update``, ``train_epoch``), run in memory.  Cases without any result
+    file are left out of the report (an implementation may support part of the grid) unless
+    ``require_all``.  ``Report.ok`` is true when something was checked and nothing failed.
+    """
+    directory = os.fspath(directory)
+    manifest = load_manifest(directory)
+    source = _Folder(os.fspath(results)) if isinstance(results, (str, os.PathLike)) else _Python(results)
+    report = Report([], [], require_all)
+    for case in manifest["cases"]:
+        rtol, atol = manifest["tolerance"][case["dtype"]]["rtol"], manifest["tolerance"][case["dtype"]]["atol"]
+        get = source.case(directory, case)
+        found_any = False
+        rows = []
+        for op, files in case["expected"].items():
+            row = OperationResult(case["id"], op, "pass")
+            n_found = 0
+            worst_ratio = -1.0
+            for name, file_or_files in files.items():
+                for file in _flat(file_or_files):
+                    got = get(file)
+                    label = file[len(case["id"]) + len(op) + 2 : -len(".npy")]  # e.g. dW2
+                    if got is None:
+                        row.details.append(f"{label}: no file")
+                        continue
+                    n_found += 1
+                    if isinstance(got, Exception):
+                        row.status = "fail"
+                        row.details.append(f"{label}: {type(got).__name__}: {got}")
+                        continue
+                    want = np.load(os.path.join(directory, file), allow_pickle=False)
+                    dtypes = ("float32", "float64") if name == "J" else (case["dtype"],)
+                    if got.dtype.name not in dtypes:
+                        row.status = "fail"
+                        row.details.append(f"{label}: dtype {got.dtype}, expected {case['dtype'] if name != 'J' else 'float32 or float64'}")
+                        continue
+                    if got.shape != want.shape and not (name == "J" and got.size == 1):
+                        row.status = "fail"
+                        row.details.append(f"{label}: shape {got.shape}, expected {want.shape}")
+                        continue
+                    ok, max_abs, max_rel, ratio = _compare(got.reshape(want.shape), want, rtol, atol)
+                    row.max_abs, row.max_rel = max(row.max_abs, max_abs), max(row.max_rel, max_rel)
+                    if ratio > worst_ratio:
+                        worst_ratio, row.worst = ratio, label
+                    if not ok:
+                        row.status = "fail"
+                        row.details.append(f"{label}: beyond tolerance")
+            if n_found == 0:
+                row.status, row.details = "missing", []
+            else:
+                found_any = True
+                if any(d.endswith("no file") for d in row.details):
+                    row.status = "fail"  # part of an operation's results is as wrong as a wrong value
+            rows.append(row)
+        if found_any:
+            report.results.extend(rows)
+        else:
+            report.absent_cases.append(case["id"])
+    return report
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def add_parser(sub) -> None:
+    """Register ``fastbp conformance export|check`` on the CLI's subparsers."""
+    parser = sub.add_parser(
+        "conformance",
+        help="export test vectors for any backpropagation implementation, or check one's results against them",
+        description=(
+            "Language-neutral conformance vectors (.npy arrays and a JSON manifest): export the set, run your "
+            "implementation on it, check its results. See docs/conformance.md."
+        ),
+    )
+    csub = parser.add_subparsers(dest="conformance_command", required=True, metavar="{export,check}")
+    export_p = csub.add_parser("export", help="write the set of cases into DIR", description="Write the conformance set into DIR (created; must be empty).")
+    export_p.add_argument("directory", metavar="DIR")
+    check_p = csub.add_parser(
+        "check",
+        help="compare RESULTS (another implementation's .npy files) with the set in DIR",
+        description=(
+            "Compare the .npy files under RESULTS, named as the expected ones in DIR, with them; print per case and "
+            "operation pass/fail and the largest absolute and relative error. Exit status 1 if anything fails or "
+            "nothing was found. Cases without any result file are left out (an implementation may cover part of the grid)."
+        ),
+    )
+    check_p.add_argument("directory", metavar="DIR")
+    check_p.add_argument("results", metavar="RESULTS")
+    check_p.add_argument("--require-all", action="store_true", help="fail if any case or operation has no results")
+    check_p.add_argument("--failures-only", action="store_true", help="print only failing operations and the summary")
+
+
+def main(args: argparse.Namespace, out=None) -> int:
+    """Run ``fastbp conformance export|check`` with parsed ``args``."""
+    out = sys.stdout if out is None else out
+    try:
+        if args.conformance_command == "export":
+            manifest = export(args.directory)
+            n_files = sum(1 for name in os.listdir(args.directory) if name.endswith(".npy"))
+            size = sum(os.path.getsize(os.path.join(args.directory, name)) for name in os.listdir(args.directory))
+            print(
+                f"wrote {len(manifest['cases'])} cases (set version {SET_VERSION}, schema version {SCHEMA_VERSION}): "
+                f"{n_files} .npy files, {MANIFEST}, {SCHEMA_FILE} and {INDEX} in {args.directory} ({size / 1e6:.1f} MB)",
+                file=out,
+            )
+            return 0
+        report = check(args.directory, args.results, require_all=args.require_all)
+    except ConformanceError as exc:
+        print(f"fastbp conformance {args.conformance_command}: error: {exc}", file=sys.stderr)
+        return 2
+    for line in report.lines(failures_only=args.failures_only):
+        print(line, file=out)
+    print(("conformance: " if report.ok else "conformance FAILED: ") + report.summary(), file=out)
+    return 0 if report.ok else 1
