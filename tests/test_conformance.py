@@ -279,3 +279,26 @@ def test_a_broken_implementation_fails_on_the_right_cases_and_operations(vectors
     assert report.failed() == expected
     if bug == "transposed dW":
         assert all("shape" in r.details[0] for r in report.failures if r.case.split("-")[3].count("x") > 1)
+
+
+# ----------------------------------------------------------------------------- the C example
+
+
+def test_the_c_example_passes(vectors, tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler (cc or gcc) on this machine")
+    results = tmp_path / "results"
+    results.mkdir()
+    for dtype, flags in (("float64", []), ("float32", ["-DREAL_FLOAT32"])):
+        exe = tmp_path / f"backprop-{dtype}"
+        build = subprocess.run(
+            [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", *flags, "-o", str(exe), str(C_EXAMPLE / "backprop.c"), "-lm"],
+            capture_output=True, text=True,
+        )
+        assert build.returncode == 0, build.stderr
+        run = subprocess.run([str(exe), str(vectors), str(results)], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert f"wrote the results of {len(conformance.cases()) // 2} {dtype} cases" in run.stdout
+    report = check_conformance(vectors, results, require_all=True)
+    assert report.ok, "\n".join(report.lines(failures_only=True))
