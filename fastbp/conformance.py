@@ -547,7 +547,7 @@ class Report:
                 continue
             line = f"{r.case:<{width}}  {r.operation:<9}  {r.status.upper() if r.status == 'fail' else r.status:<7}  {r.max_abs:>11.3g}  {r.max_rel:>11.3g}  {r.worst}"
             out.append(line + ("  " + "; ".join(r.details) if r.details else ""))
-        return out
+        return out if len(out) > 1 else []  # (no header over no rows)
 
     def __str__(self) -> str:
         return "\n".join(self.lines() + [self.summary()])
