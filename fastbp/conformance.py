@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from . import __version__, reference
+from . import reference
 from .activations import LEAKY_SLOPE
 from .errors import DivergenceError
 from .testing import HIDDEN_ACTIVATIONS, OUTPUTS, TOLERANCE, make_problem
@@ -392,7 +392,7 @@ def export(directory: str | os.PathLike) -> dict:
         "format": "fastbp-conformance",
         "schema_version": SCHEMA_VERSION,
         "set_version": SET_VERSION,
-        "generator": f"fastbp {__version__}",
+        "generator": f"fastbp {_fastbp_version()}",
         "tolerance": {dt: dict(zip(("rtol", "atol"), TOLERANCE[np.dtype(dt)])) for dt in DTYPES},
         "activations": {"leaky_relu": {"negative_slope": LEAKY_SLOPE}},
         "operations": dict(OPERATIONS),
@@ -408,6 +408,16 @@ def export(directory: str | os.PathLike) -> dict:
     with open(os.path.join(directory, INDEX), "w") as f:
         f.write("\n".join(index_lines) + "\n")
     return manifest
+
+
+def _fastbp_version() -> str:
+    """The installed fastbp's version (from its metadata: no import of the package root from here)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fastbp")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree that was never installed
+        return "(version unknown)"
 
 
 def load_manifest(directory: str | os.PathLike) -> dict:
@@ -538,8 +548,9 @@ class Report:
     def lines(self, failures_only: bool = False) -> list[str]:
         width = max([len(r.case) for r in self.results] + [4])
         out = [f"{'case':<{width}}  {'operation':<9}  {'result':<7}  {'max abs err':>11}  {'max rel err':>11}  worst"]
+        failing = {id(r) for r in self.failures}
         for r in self.results:
-            if failures_only and r.status == "pass":
+            if failures_only and id(r) not in failing:
                 continue
             if r.status == "missing":
                 status = "FAIL" if self.require_all else "-"
