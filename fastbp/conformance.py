@@ -20,7 +20,9 @@ written under RESULTS with the same file names as the expected ones, and reports
 operation.  The format is described for implementers in ``docs/conformance.md``.
 
 The expected values are computed by :mod:`fastbp.reference` (the equations as written, in the
-case's dtype); fastbp's own kernels are held to pass the set by the tests.
+case's dtype); fastbp's own kernels are held to pass the set by the tests.  This module writes the
+set; reading it and checking results (the CLI's ``check`` too) is :func:`fastbp.testing.check_conformance`,
+which this module builds on, never the other way round.
 """
 
 from __future__ import annotations
@@ -47,12 +49,10 @@ from .testing import (
     ConformanceError,
     check_conformance,
     compare_to_expected,
-    conformance_results,
-    load_conformance_manifest,
     make_problem,
 )
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "SET_VERSION", "OPERATIONS", "CaseSpec", "cases", "export", "write_results", "add_parser", "main"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "SET_VERSION", "OPERATIONS", "CaseSpec", "cases", "export", "add_parser", "main"]
 
 #: Version of the layout and of the manifest's schema: bumped when a reader would need changing
 #: (the reader, :func:`fastbp.testing.check_conformance`, holds the number).
@@ -413,21 +413,6 @@ def _fastbp_version() -> str:
         return version("fastbp")
     except PackageNotFoundError:  # pragma: no cover - run from a source tree that was never installed
         return "(version unknown)"
-
-
-# ------------------------------------------------- running a Python implementation on the set
-
-
-def write_results(directory: str | os.PathLike, results: str | os.PathLike, implementation) -> int:
-    """Run a Python implementation (fastbp's API) on every case and write its results as ``.npy``
-    files under ``results`` (created), named as the expected ones; returns the number of cases."""
-    directory, results = os.fspath(directory), os.fspath(results)
-    manifest = load_conformance_manifest(directory)
-    os.makedirs(results, exist_ok=True)
-    for case in manifest["cases"]:
-        for file, arr in conformance_results(directory, implementation, case).items():
-            _save(os.path.join(results, file), arr)
-    return len(manifest["cases"])
 
 
 # ------------------------------------------------------------------------------------ CLI
