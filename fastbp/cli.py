@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_parser as add_bench_parser  # stdlib + numpy only; peers load lazily
 
     add_bench_parser(sub)
+    from .conformance import add_parser as add_conformance_parser
+
+    add_conformance_parser(sub)
     return parser
 
 
@@ -251,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import bench
 
             status = bench.main(args)
+        elif args.command == "conformance":
+            from . import conformance
+
+            status = conformance.main(args)
         else:  # pragma: no cover - argparse rejects unknown commands
             return 2
         sys.stdout.flush()  # (a closed pipe surfaces here, not at interpreter exit)
