@@ -67,8 +67,15 @@ def skip_if_pointless(size: str, backend: str, batch: str) -> None:
         raise NotImplementedError("numpy reference at batch 1 on a big network: Python overhead only")
 
 
-def problem(size: str, dtype: str = "float64", m: int | None = None, batch: str = "1",
-            activation: str = "tanh", output: str = "sigmoid", seed: int = 0):
+def problem(
+    size: str,
+    dtype: str = "float64",
+    m: int | None = None,
+    batch: str = "1",
+    activation: str = "tanh",
+    output: str = "sigmoid",
+    seed: int = 0,
+):
     """A seeded :class:`fastbp.testing.Problem` for one benchmark combination."""
     return make_problem(
         SIZES[size],
@@ -105,5 +112,4 @@ def warm(size: str, dtype: str, activation: str = "tanh", output: str = "sigmoid
 
 def train_once(backend: str, p, W, b) -> float:
     """One epoch of ``p`` on the parameters W, b (changed in place) through the public API."""
-    return BACKENDS[backend].train_epoch(W, b, p.X, p.Y, p.learning_rate, p.batch_size, p.order,
-                                         p.activation, p.output)
+    return BACKENDS[backend].train_epoch(W, b, p.X, p.Y, p.learning_rate, p.batch_size, p.order, p.activation, p.output)

@@ -24,11 +24,13 @@ from sklearn.preprocessing import StandardScaler
 import fastbp
 
 PROBLEMS = {
-    "digits-small": dict(hidden_layer_sizes=(16,), solver="adam", learning_rate_init=1e-2, batch_size=32,
-                         max_iter=60, random_state=0),
+    "digits-small": dict(
+        hidden_layer_sizes=(16,), solver="adam", learning_rate_init=1e-2, batch_size=32, max_iter=60, random_state=0
+    ),
     "digits": dict(hidden_layer_sizes=(64,), solver="adam", learning_rate_init=1e-3, max_iter=60, random_state=0),
-    "regression": dict(hidden_layer_sizes=(64,), solver="sgd", learning_rate_init=1e-2, momentum=0.9,
-                       max_iter=60, random_state=0),
+    "regression": dict(
+        hidden_layer_sizes=(64,), solver="sgd", learning_rate_init=1e-2, momentum=0.9, max_iter=60, random_state=0
+    ),
 }
 
 

@@ -1,5 +1,5 @@
-import joblib
 import dask.array as da
+import joblib
 from dask.distributed import Client, LocalCluster
 from dask_ml.wrappers import Incremental, ParallelPostFit
 from sklearn.datasets import load_digits
@@ -11,6 +11,7 @@ from fastbp import MLPClassifier
 def quiet():
     """Short max_iter on purpose: silence scikit-learn's ConvergenceWarning (here and on each worker)."""
     import warnings
+
     from sklearn.exceptions import ConvergenceWarning
 
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -40,8 +41,11 @@ if __name__ == "__main__":
         print("ParallelPostFit predictions:", clf.predict(Xd)[:10].compute())
 
         # A scikit-learn search with its fits spread over the cluster.
-        search = GridSearchCV(MLPClassifier(max_iter=50, random_state=0),
-                              {"hidden_layer_sizes": [(16,), (32,)], "alpha": [1e-4, 1e-2]}, cv=3)
+        search = GridSearchCV(
+            MLPClassifier(max_iter=50, random_state=0),
+            {"hidden_layer_sizes": [(16,), (32,)], "alpha": [1e-4, 1e-2]},
+            cv=3,
+        )
         with joblib.parallel_backend("dask"):
             search.fit(X, y)
         print("best:", search.best_params_, round(search.best_score_, 3))

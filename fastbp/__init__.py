@@ -37,4 +37,17 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["MLP", "MLPClassifier", "MLPRegressor", "optimizers", "History", "DivergenceError", "load", "Activation", "make_custom", "kernels", "reference", "__version__"]
+__all__ = [
+    "MLP",
+    "MLPClassifier",
+    "MLPRegressor",
+    "optimizers",
+    "History",
+    "DivergenceError",
+    "load",
+    "Activation",
+    "make_custom",
+    "kernels",
+    "reference",
+    "__version__",
+]

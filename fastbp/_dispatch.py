@@ -5,7 +5,8 @@ both :mod:`fastbp._plain` and :mod:`fastbp._fast` (layer L3).
   Each comment names the command that re-measures it.
 * **The registry** :data:`FAST_EPOCHS`: one :class:`FastEpoch` row per fast gradient-descent
   epoch kernel, in order of preference, each with the preconditions it relies on
-  (``requires``) and where it pays (``prefers``).  :data:`FAST_OPTIMIZER_EPOCHS` is the same for epochs with an optimizer.
+  (``requires``) and where it pays (``prefers``).  :data:`FAST_OPTIMIZER_EPOCHS` is the same
+  for epochs with an optimizer.
 * :func:`select_epoch` / :func:`select_optimizer_epoch`: pure functions of the problem's
   shape and codes to a kernel name (:data:`PLAIN` for the plain kernel).  Every fast
   kernel assumes |g′| ≤ 1 in its divergence bound, so an activation without that trait
@@ -162,10 +163,26 @@ def _tiled(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
     return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
 
 
-def _with_optimizer(kernel, params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha,
-                    cost_scale):
-    return kernel(params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale,
-                  blocked_batches(sizes, batch_size, optimizer=True))
+def _with_optimizer(
+    kernel, params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale
+):
+    return kernel(
+        params,
+        sizes,
+        X,
+        Y,
+        order,
+        batch_size,
+        act,
+        out,
+        kind,
+        hyper,
+        state,
+        counter,
+        alpha,
+        cost_scale,
+        blocked_batches(sizes, batch_size, optimizer=True),
+    )
 
 
 def _one_hidden_layer(c: Case) -> bool:
@@ -326,8 +343,21 @@ def run_epoch(
 
 
 def run_epoch_opt(
-    params, sizes, X, Y, order, batch_size, activation: Activation, out: int, kind, hyper, state, counter, alpha,
-    cost_scale, epoch: str | None = None,
+    params,
+    sizes,
+    X,
+    Y,
+    order,
+    batch_size,
+    activation: Activation,
+    out: int,
+    kind,
+    hyper,
+    state,
+    counter,
+    alpha,
+    cost_scale,
+    epoch: str | None = None,
 ) -> tuple[float, int]:
     """One epoch with an optimizer (``kind``, an ``OPT_*`` code of :mod:`fastbp.steps`) and
     L2 on checked inputs: the arguments and ``(J, failed)`` result of
@@ -356,9 +386,7 @@ def _check_forced(epoch: str, rows, sizes, batch_size, out, act, threads) -> Non
     if not _fast_allowed(act):
         raise ValueError(f"epoch {epoch!r}: the fast kernels need a built-in activation with |g'| <= 1")
     if not _ROWS[epoch].requires(_case(sizes, batch_size, out, threads, 1)):
-        raise ValueError(
-            f"epoch {epoch!r} cannot run layer sizes {list(map(int, sizes))} at batch size {batch_size}"
-        )
+        raise ValueError(f"epoch {epoch!r} cannot run layer sizes {list(map(int, sizes))} at batch size {batch_size}")
 
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:

@@ -109,9 +109,7 @@ def check_batch_size(batch_size: Any, m: int) -> int:
     return min(check_int(batch_size, "batch_size", 1), m)
 
 
-def as_float_array(
-    a: Any, name: str, dtype: np.dtype, ndim: int = 2, n_cols: int | None = None
-) -> np.ndarray:
+def as_float_array(a: Any, name: str, dtype: np.dtype, ndim: int = 2, n_cols: int | None = None) -> np.ndarray:
     """``a`` as a finite, C-contiguous array of ``dtype`` with ``ndim`` dimensions.
 
     Integers, booleans, other float widths, lists, Fortran-ordered, strided and
@@ -120,7 +118,6 @@ def as_float_array(
     refused.
     """
     arr = as_numeric(a, name)
-    kind = arr.dtype.kind
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got an array of shape {arr.shape}")
     if arr.shape[0] == 0:
@@ -181,7 +178,8 @@ def check_X(X: Any, n_x: int, dtype: np.dtype) -> np.ndarray:
 
 def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarray:
     """Targets for ``m`` examples; a 1-D Y is accepted when there is one output unit."""
-    from .losses import OUT_SIGMOID as SIGMOID, OUT_SOFTMAX as SOFTMAX
+    from .losses import OUT_SIGMOID as SIGMOID
+    from .losses import OUT_SOFTMAX as SOFTMAX
 
     arr = as_numeric(Y, "Y")
     if arr.ndim == 1 and n_y == 1:
@@ -221,9 +219,7 @@ def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
         if l == 0:
             sizes.append(W.shape[1])
         elif W.shape[1] != sizes[-1]:
-            raise ValueError(
-                f"weights[{l}] has {W.shape[1]} columns but layer {l} has {sizes[-1]} units"
-            )
+            raise ValueError(f"weights[{l}] has {W.shape[1]} columns but layer {l} has {sizes[-1]} units")
         sizes.append(W.shape[0])
         dtypes.update({W.dtype, b.dtype})
     if len(dtypes) != 1 or next(iter(dtypes)) not in FLOAT_DTYPES:

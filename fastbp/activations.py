@@ -268,8 +268,7 @@ class Activation:
         for label, f in (("g", self.g), ("g_prime", self.g_prime)):
             if not hasattr(f, "py_func"):
                 raise TypeError(
-                    f"activation: custom {label} must be a @numba.njit function of one "
-                    f"scalar, got {type(f).__name__}"
+                    f"activation: custom {label} must be a @numba.njit function of one scalar, got {type(f).__name__}"
                 )
         if self.name == "custom":
             object.__setattr__(self, "name", getattr(self.g, "__name__", "custom"))

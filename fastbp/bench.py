@@ -90,9 +90,17 @@ class Case:
 
 def make_data(case: Case, seed: int = 0) -> Problem:
     """What every system starts from, the same weights, biases, X, Y: :func:`fastbp.testing.make_problem`."""
-    return make_problem(list(case.sizes), dtype=np.dtype(case.dtype), activation=case.activation,
-                        output=case.output, m=case.m, seed=seed, batch_size=case.batch_size,
-                        learning_rate=case.learning_rate, shuffle=False)
+    return make_problem(
+        list(case.sizes),
+        dtype=np.dtype(case.dtype),
+        activation=case.activation,
+        output=case.output,
+        m=case.m,
+        seed=seed,
+        batch_size=case.batch_size,
+        learning_rate=case.learning_rate,
+        shuffle=False,
+    )
 
 
 def _labels(d: Problem) -> np.ndarray:
@@ -114,8 +122,9 @@ def _fastbp(backend: str) -> Callable[[Case, Problem], Callable[[], object]]:
 
         impl = kernels if backend == "numba" else reference
         W, b = d.copy_params()
-        return lambda: impl.train_epoch(W, b, d.X, d.Y, case.learning_rate, case.batch_size, None,
-                                        case.activation, case.output)
+        return lambda: impl.train_epoch(
+            W, b, d.X, d.Y, case.learning_rate, case.batch_size, None, case.activation, case.output
+        )
 
     return make
 
@@ -247,10 +256,22 @@ def _sklearn(case: Case, d: Problem):
         raise Skip(f"activation {case.activation!r} not in scikit-learn")
     import warnings
 
-    clf = MLPClassifier(hidden_layer_sizes=case.sizes[1:-1], activation=sk_activation, solver="sgd",
-                        alpha=0.0, batch_size=case.batch, learning_rate="constant",
-                        learning_rate_init=case.learning_rate, momentum=0.0, nesterovs_momentum=False,
-                        max_iter=1, shuffle=False, early_stopping=False, tol=0.0, random_state=0)
+    clf = MLPClassifier(
+        hidden_layer_sizes=case.sizes[1:-1],
+        activation=sk_activation,
+        solver="sgd",
+        alpha=0.0,
+        batch_size=case.batch,
+        learning_rate="constant",
+        learning_rate_init=case.learning_rate,
+        momentum=0.0,
+        nesterovs_momentum=False,
+        max_iter=1,
+        shuffle=False,
+        early_stopping=False,
+        tol=0.0,
+        random_state=0,
+    )
     # softmax output: integer labels; sigmoid output: a 0/1 indicator matrix (multilabel → logistic
     # units with binary cross-entropy summed over outputs), or 1-D labels for one output.
     if case.output == "softmax":
@@ -313,8 +334,10 @@ def set_one_thread(systems: Sequence[str]) -> dict[str, str]:
     global _BLAS_LIMIT
     if _BLAS_LIMIT is None:
         _BLAS_LIMIT = threadpool_limits(limits=1)  # undone by restore_threads()
-    blas = [f"{i['internal_api']} {i['num_threads']}" + (f" ({i['architecture']})" if i.get("architecture") else "")
-            for i in threadpool_info()]
+    blas = [
+        f"{i['internal_api']} {i['num_threads']}" + (f" ({i['architecture']})" if i.get("architecture") else "")
+        for i in threadpool_info()
+    ]
     threads["BLAS (numpy, sklearn, torch)"] = ", ".join(blas) or "none found"
     if "torch" in systems:
         try:
@@ -362,8 +385,7 @@ def flops_per_example(sizes: Sequence[int]) -> int:
     return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def best_seconds(func: Callable[..., object], repeats: int = 3,
-                 setup: Callable[[], tuple] | None = None) -> float:
+def best_seconds(func: Callable[..., object], repeats: int = 3, setup: Callable[[], tuple] | None = None) -> float:
     """The shortest of ``repeats`` wall times of ``func(*setup())`` (``setup`` untimed; default no arguments)."""
     repeats = v.check_int(repeats, "repeats", 1)
     best = math.inf
@@ -375,8 +397,9 @@ def best_seconds(func: Callable[..., object], repeats: int = 3,
     return best
 
 
-def interleaved_best_seconds(calls: Mapping[str, Callable[..., object]], repeats: int = 3,
-                             setup: Callable[[], tuple] | None = None) -> dict[str, float]:
+def interleaved_best_seconds(
+    calls: Mapping[str, Callable[..., object]], repeats: int = 3, setup: Callable[[], tuple] | None = None
+) -> dict[str, float]:
     """:func:`best_seconds` of every call, interleaved (a, b, c, a, b, c, …): load from
     other processes hits them all alike.  ``setup`` (untimed) gives each call its arguments."""
     repeats = v.check_int(repeats, "repeats", 1)
@@ -442,9 +465,15 @@ def run_case(case: Case, systems: Sequence[str], repeats: int = 3, seed: int = 0
     return row
 
 
-def build_cases(sizes: Sequence[str], activations: Sequence[str], outputs: Sequence[str],
-                batch_sizes: Sequence[int | None], examples: int | None, dtype: str,
-                learning_rate: float) -> list[Case]:
+def build_cases(
+    sizes: Sequence[str],
+    activations: Sequence[str],
+    outputs: Sequence[str],
+    batch_sizes: Sequence[int | None],
+    examples: int | None,
+    dtype: str,
+    learning_rate: float,
+) -> list[Case]:
     """The table's rows for each size: the headline (first activation and output) at every
     batch size, then each other activation and each other output at the first batch size."""
     cases = []
@@ -508,18 +537,24 @@ def run(args: argparse.Namespace, out=None) -> int:
 
 
 def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], out) -> int:
-    cases = build_cases(args.sizes, args.activation, args.output, args.batch_sizes, args.examples,
-                        args.dtype, args.learning_rate)
+    cases = build_cases(
+        args.sizes, args.activation, args.output, args.batch_sizes, args.examples, args.dtype, args.learning_rate
+    )
     peak = blas_peak_gflops(args.dtype) if "numba" in systems else None
-    print(f"fastbp bench: {len(cases)} cases × {len(systems)} systems, dtype={args.dtype}, "
-          f"α={args.learning_rate}, {args.repeats} interleaved repeats (best kept), no shuffling", file=out)
+    print(
+        f"fastbp bench: {len(cases)} cases × {len(systems)} systems, dtype={args.dtype}, "
+        f"α={args.learning_rate}, {args.repeats} interleaved repeats (best kept), no shuffling",
+        file=out,
+    )
     print(f"  CPU: {_cpu_model()} ({os.cpu_count()} logical CPUs); Python {platform.python_version()}", file=out)
     for key, value in threads.items():
         print(f"  threads: {key}: {value}", file=out)
     if peak is not None:
-        print(f"  BLAS matmul peak ({args.dtype}, 1 thread, 512×512): {peak:.2f} GFLOP/s"
-              + ("  [OPENBLAS_CORETYPE is set: unset it for the real peak]" if "OPENBLAS_CORETYPE" in os.environ else ""),
-              file=out)
+        print(
+            f"  BLAS matmul peak ({args.dtype}, 1 thread, 512×512): {peak:.2f} GFLOP/s"
+            + ("  [OPENBLAS_CORETYPE is set: unset it for the real peak]" if "OPENBLAS_CORETYPE" in os.environ else ""),
+            file=out,
+        )
     rows = []
     for i, case in enumerate(cases, 1):
         rows.append(run_case(case, systems, args.repeats, args.seed))
@@ -533,8 +568,12 @@ def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], 
     print("  versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), file=out)
     if args.json:
         payload = {
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu_model(),
-            "threads": threads, "blas_peak_gflops": peak, "versions": versions, "systems": systems,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cpu": _cpu_model(),
+            "threads": threads,
+            "blas_peak_gflops": peak,
+            "versions": versions,
+            "systems": systems,
             "rows": [dict(case=asdict(r.case), label=r.case.label, rates=r.rates, notes=r.notes) for r in rows],
         }
         with open(args.json, "w") as fh:
@@ -561,12 +600,14 @@ def plot(rows: Sequence[Row], systems: Sequence[str], path: str) -> None:
     head = [r for r in rows if (r.case.activation, r.case.output) == (act, out)]
     batches = list(dict.fromkeys(r.case.batch_size for r in head))
     names = [n for _, n in sorted({(r.case.flops_per_example, r.case.name) for r in head})]
-    fig, axes = plt.subplots(1, len(batches), figsize=(3.4 * len(batches) + 0.6, 3.6), dpi=80,
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(batches), figsize=(3.4 * len(batches) + 0.6, 3.6), dpi=80, sharey=True, squeeze=False
+    )
     for ax, bs in zip(axes[0], batches):
         for s in systems:
-            pts = sorted((names.index(r.case.name), r.rates[s]) for r in head
-                         if r.case.batch_size == bs and r.rates.get(s))
+            pts = sorted(
+                (names.index(r.case.name), r.rates[s]) for r in head if r.case.batch_size == bs and r.rates.get(s)
+            )
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=s)
         ax.set_yscale("log")
@@ -595,8 +636,14 @@ def _cpu_model() -> str:
 def _versions(systems: Sequence[str]) -> dict[str, str]:
     from importlib import metadata
 
-    names = {"numba": "numba", "numba-api": "numba", "numpy": "numpy", "jax": "jax", "torch": "torch",
-             "sklearn": "scikit-learn"}
+    names = {
+        "numba": "numba",
+        "numba-api": "numba",
+        "numpy": "numpy",
+        "jax": "jax",
+        "torch": "torch",
+        "sklearn": "scikit-learn",
+    }
     out = {"fastbp": metadata.version("fastbp")} if _installed("fastbp") else {}
     for s in systems:
         if _installed(names[s]):
@@ -637,25 +684,64 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "at the first batch size."
         ),
     )
-    p.add_argument("--sizes", type=_size, nargs="+", default=None,
-                   help=f"networks as layer sizes n0-n1-...-nL (default: {' '.join(DEFAULT_SIZES)})")
+    p.add_argument(
+        "--sizes",
+        type=_size,
+        nargs="+",
+        default=None,
+        help=f"networks as layer sizes n0-n1-...-nL (default: {' '.join(DEFAULT_SIZES)})",
+    )
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
-    p.add_argument("--batch-sizes", type=_batch_size, nargs="+", default=None,
-                   help="examples per update, or 'full' (default: 1 32 256)")
-    p.add_argument("--activation", nargs="+", choices=["tanh", "relu", "sigmoid"], default=["tanh", "relu"],
-                   help="hidden activations; the first is the headline (default: tanh relu)")
-    p.add_argument("--output", nargs="+", choices=["sigmoid", "softmax"], default=["sigmoid", "softmax"],
-                   help="output layers; the first is the headline (default: sigmoid softmax)")
-    p.add_argument("--examples", type=_positive_int, default=None,
-                   help="examples per epoch (default: 1024, or 512 for networks over 1e5 flops per example; rounded to whole batches)")
-    p.add_argument("--systems", nargs="+", choices=list(SYSTEMS + EXTRA_SYSTEMS), default=list(SYSTEMS),
-                   help="systems to run (default: all; missing peers are skipped with a note)")
-    p.add_argument("--learning-rate", type=_positive_float, default=0.01, help="α, the same for every system (default: 0.01)")
-    p.add_argument("--repeats", type=_positive_int, default=None, help="timed epochs per system, best kept (default: 3)")
+    p.add_argument(
+        "--batch-sizes",
+        type=_batch_size,
+        nargs="+",
+        default=None,
+        help="examples per update, or 'full' (default: 1 32 256)",
+    )
+    p.add_argument(
+        "--activation",
+        nargs="+",
+        choices=["tanh", "relu", "sigmoid"],
+        default=["tanh", "relu"],
+        help="hidden activations; the first is the headline (default: tanh relu)",
+    )
+    p.add_argument(
+        "--output",
+        nargs="+",
+        choices=["sigmoid", "softmax"],
+        default=["sigmoid", "softmax"],
+        help="output layers; the first is the headline (default: sigmoid softmax)",
+    )
+    p.add_argument(
+        "--examples",
+        type=_positive_int,
+        default=None,
+        help=(
+            "examples per epoch (default: 1024, or 512 for networks over 1e5 flops per example; "
+            "rounded to whole batches)"
+        ),
+    )
+    p.add_argument(
+        "--systems",
+        nargs="+",
+        choices=list(SYSTEMS + EXTRA_SYSTEMS),
+        default=list(SYSTEMS),
+        help="systems to run (default: all; missing peers are skipped with a note)",
+    )
+    p.add_argument(
+        "--learning-rate", type=_positive_float, default=0.01, help="α, the same for every system (default: 0.01)"
+    )
+    p.add_argument(
+        "--repeats", type=_positive_int, default=None, help="timed epochs per system, best kept (default: 3)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default: 0)")
-    p.add_argument("--quick", action="store_true",
-                   help="a smoke run: sizes 2-4-1 and 8-8-2, batch 1 and 4, 64 examples, 1 repeat "
-                        "(options given explicitly still apply)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: sizes 2-4-1 and 8-8-2, batch 1 and 4, 64 examples, 1 repeat "
+        "(options given explicitly still apply)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--plot", metavar="PNG", help="also plot examples/s against network size (matplotlib)")
     p.add_argument("--progress", action="store_true", help="print each case as it finishes, on stderr")

@@ -33,30 +33,64 @@ def build_parser() -> argparse.ArgumentParser:
             "the loss per epoch, train and test accuracy (R² for regression) and examples per second."
         ),
     )
-    train.add_argument("--dataset", default="digits", help="digits, breast_cancer, iris, or a .csv/.npz file (default: digits)")
-    train.add_argument("--target", help="target column of a CSV (header name or 0-based index; default: last) or NPZ key (default: y)")
-    train.add_argument("--backend", choices=["numba", "numpy"], default="numba", help="kernels or reference (default: numba)")
-    train.add_argument("--epochs", type=_non_negative_int, default=10, help="passes over the training set (default: 10)")
-    train.add_argument("--hidden", type=_positive_int, nargs="+", default=[32], help="hidden layer width(s) (default: 32)")
+    train.add_argument(
+        "--dataset", default="digits", help="digits, breast_cancer, iris, or a .csv/.npz file (default: digits)"
+    )
+    train.add_argument(
+        "--target", help="target column of a CSV (header name or 0-based index; default: last) or NPZ key (default: y)"
+    )
+    train.add_argument(
+        "--backend", choices=["numba", "numpy"], default="numba", help="kernels or reference (default: numba)"
+    )
+    train.add_argument(
+        "--epochs", type=_non_negative_int, default=10, help="passes over the training set (default: 10)"
+    )
+    train.add_argument(
+        "--hidden", type=_positive_int, nargs="+", default=[32], help="hidden layer width(s) (default: 32)"
+    )
     train.add_argument("--learning-rate", type=_positive_float, default=0.1, help="α in W −= α dW (default: 0.1)")
     train.add_argument(
-        "--batch-size", type=_batch_size, default=1, help="examples per update; 1 = per-example SGD, 'full' = full batch (default: 1)"
+        "--batch-size",
+        type=_batch_size,
+        default=1,
+        help="examples per update; 1 = per-example SGD, 'full' = full batch (default: 1)",
     )
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float64", help="network dtype (default: float64)")
-    train.add_argument("--seed", type=_non_negative_int, default=0, help="seed for the split, initial weights and shuffling (default: 0)")
     train.add_argument(
-        "--activation", choices=["tanh", "sigmoid", "relu", "leaky_relu", "identity"], default="tanh", help="hidden activation g (default: tanh)"
+        "--dtype", choices=["float32", "float64"], default="float64", help="network dtype (default: float64)"
+    )
+    train.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed for the split, initial weights and shuffling (default: 0)",
+    )
+    train.add_argument(
+        "--activation",
+        choices=["tanh", "sigmoid", "relu", "leaky_relu", "identity"],
+        default="tanh",
+        help="hidden activation g (default: tanh)",
     )
     train.add_argument(
         "--output",
         choices=["sigmoid", "softmax"],
         default="sigmoid",
-        help="classification output: σ + BCE (the seed's) or softmax + CE (default: sigmoid); regression always uses identity",
+        help=(
+            "classification output: σ + BCE (the derivation's) or softmax + CE (default: sigmoid); "
+            "regression always uses identity"
+        ),
     )
-    train.add_argument("--compare", action="store_true", help="also train the other backend from the same start; print the speed-up and largest weight difference")
+    train.add_argument(
+        "--compare",
+        action="store_true",
+        help="also train the other backend from the same start; print the speed-up and largest weight difference",
+    )
     train.add_argument("--save", metavar="MODEL.npz", help="save the trained network (load it with fastbp.load)")
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss and test-score curves (needs matplotlib)")
-    train.add_argument("--quiet", action="store_true", help="print only the header and the final summary (no progress bar, no per-epoch lines)")
+    train.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the header and the final summary (no progress bar, no per-epoch lines)",
+    )
     from .bench import add_parser as add_bench_parser  # stdlib + numpy only; peers load lazily
 
     add_bench_parser(sub)
@@ -130,7 +164,17 @@ def train(args: argparse.Namespace, out=None) -> int:
         # One batch of the real batch size on a scratch copy compiles the kernel training will use.
         k = len(data.X_train) if args.batch_size is None else min(args.batch_size, len(data.X_train))
         scratch_W, scratch_b = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
-        kernels.train_epoch(scratch_W, scratch_b, data.X_train[:k], data.Y_train[:k], args.learning_rate, k, None, net.activation, net.output)
+        kernels.train_epoch(
+            scratch_W,
+            scratch_b,
+            data.X_train[:k],
+            data.Y_train[:k],
+            args.learning_rate,
+            k,
+            None,
+            net.activation,
+            net.output,
+        )
         # (predict, not forward: the scores below run predict's kernel, _output_batch)
         kernels.predict(scratch_W, scratch_b, data.X_train[:1], net.activation, net.output)
         if not args.quiet:
@@ -206,8 +250,13 @@ def _compare(make, data, args, history, net, out) -> None:
     other_backend = "numpy" if args.backend == "numba" else "numba"
     other = make()
     other_history = other.fit(
-        data.X_train, data.Y_train, epochs=args.epochs, learning_rate=args.learning_rate,
-        batch_size=args.batch_size, shuffle=True, backend=other_backend,
+        data.X_train,
+        data.Y_train,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        shuffle=True,
+        backend=other_backend,
     )
     speeds = {args.backend: history.examples_per_second, other_backend: other_history.examples_per_second}
     diff = float(np.abs(net.params - other.params).max())

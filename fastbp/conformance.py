@@ -66,17 +66,28 @@ INDEX = "index.tsv"
 
 #: What each operation computes, and from what (written into the manifest too).
 OPERATIONS: dict[str, str] = {
-    "forward": "Z[l] = A[l-1] W[l]^T + b[l] and A[l] = g(Z[l]) (A[L] by the output layer) for l = 1..L, every example (m x n_l)",
+    "forward": (
+        "Z[l] = A[l-1] W[l]^T + b[l] and A[l] = g(Z[l]) (A[L] by the output layer) for l = 1..L, "
+        "every example (m x n_l)"
+    ),
     "loss": "J = (1/m) sum over the m examples of the output layer's cost, from the parameters, X and Y",
-    "backward": "dZ[l] = dJ_i/dZ[l] per example (m x n_l, not divided by m); dW[l] = (1/m) dZ[l]^T A[l-1] and db[l] = (1/m) sum_i dZ[l], "
+    "backward": "dZ[l] = dJ_i/dZ[l] per example (m x n_l, not divided by m); "
+    "dW[l] = (1/m) dZ[l]^T A[l-1] and db[l] = (1/m) sum_i dZ[l], "
     "from the parameters, X and Y (the implementation's own forward pass)",
     "update": "W[l] - alpha dW[l] and b[l] - alpha db[l] with the full-batch gradients of 'backward'",
-    "epoch": "W[l], b[l] after one epoch: examples visited in 'order', consecutive batches of batch_size (the last may be short), "
-    "one step W -= alpha * mean dW per batch; J = mean over the m examples of each example's cost before its batch's step",
+    "epoch": "W[l], b[l] after one epoch: examples visited in 'order', consecutive batches of batch_size "
+    "(the last may be short), one step W -= alpha * mean dW per batch; "
+    "J = mean over the m examples of each example's cost before its batch's step",
 }
 
 #: The arrays each operation produces: per-layer names (``Z`` → Z1 … ZL) and scalars (float64 J).
-_PER_LAYER = {"forward": ("Z", "A"), "loss": (), "backward": ("dZ", "dW", "db"), "update": ("W", "b"), "epoch": ("W", "b")}
+_PER_LAYER = {
+    "forward": ("Z", "A"),
+    "loss": (),
+    "backward": ("dZ", "dW", "db"),
+    "update": ("W", "b"),
+    "epoch": ("W", "b"),
+}
 _SCALARS = {"forward": (), "loss": ("J",), "backward": (), "update": (), "epoch": ("J",)}
 
 # ------------------------------------------------------------------------------ the grid
@@ -185,7 +196,17 @@ SCHEMA: dict = {
     "$id": f"https://fastbp.invalid/conformance/manifest-v{SCHEMA_VERSION}.schema.json",
     "title": "fastbp conformance vectors: manifest",
     "type": "object",
-    "required": ["format", "schema_version", "set_version", "generator", "tolerance", "activations", "operations", "index", "cases"],
+    "required": [
+        "format",
+        "schema_version",
+        "set_version",
+        "generator",
+        "tolerance",
+        "activations",
+        "operations",
+        "index",
+        "cases",
+    ],
     "additionalProperties": False,
     "properties": {
         "format": {"const": "fastbp-conformance"},
@@ -201,7 +222,10 @@ SCHEMA: dict = {
                     "type": "object",
                     "required": ["rtol", "atol"],
                     "additionalProperties": False,
-                    "properties": {"rtol": {"type": "number", "exclusiveMinimum": 0}, "atol": {"type": "number", "exclusiveMinimum": 0}},
+                    "properties": {
+                        "rtol": {"type": "number", "exclusiveMinimum": 0},
+                        "atol": {"type": "number", "exclusiveMinimum": 0},
+                    },
                 }
                 for dt in DTYPES
             },
@@ -219,7 +243,19 @@ SCHEMA: dict = {
             "minItems": 1,
             "items": {
                 "type": "object",
-                "required": ["id", "dtype", "layer_sizes", "activation", "output", "m", "learning_rate", "batch_size", "extreme_logits", "inputs", "expected"],
+                "required": [
+                    "id",
+                    "dtype",
+                    "layer_sizes",
+                    "activation",
+                    "output",
+                    "m",
+                    "learning_rate",
+                    "batch_size",
+                    "extreme_logits",
+                    "inputs",
+                    "expected",
+                ],
                 "additionalProperties": False,
                 "properties": {
                     "id": {"type": "string", "pattern": r"^[A-Za-z0-9_+-]+$"},
@@ -255,8 +291,15 @@ SCHEMA: dict = {
 
 def _problem(spec: CaseSpec, seed: int, dtype: str):
     prob = make_problem(
-        spec.layer_sizes, np.dtype(dtype), spec.activation, spec.output, m=spec.m, seed=seed,
-        batch_size=spec.batch_size, learning_rate=spec.learning_rate, shuffle=True,
+        spec.layer_sizes,
+        np.dtype(dtype),
+        spec.activation,
+        spec.output,
+        m=spec.m,
+        seed=seed,
+        batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        shuffle=True,
     )
     if spec.logits is not None:
         # Z[L] = W[L] A[L−1] + b[L] with |b[L]| huge: logits of both signs (and, for softmax, far apart).
@@ -352,7 +395,13 @@ def export(directory: str | os.PathLike) -> dict:
         inputs, expected_files = _files(spec.id, L)
         values = _expected(spec, prob)
         arrays = {}
-        for name, arr in (("W", prob.weights), ("b", prob.biases), ("X", prob.X), ("Y", prob.Y), ("order", prob.order.astype("<i8"))):
+        for name, arr in (
+            ("W", prob.weights),
+            ("b", prob.biases),
+            ("X", prob.X),
+            ("Y", prob.Y),
+            ("order", prob.order.astype("<i8")),
+        ):
             for file, a in zip(_flat(inputs[name]), arr if isinstance(arr, list) else [arr]):
                 arrays[file] = a
         for op, files in expected_files.items():
@@ -429,7 +478,11 @@ def add_parser(sub) -> None:
         ),
     )
     csub = parser.add_subparsers(dest="conformance_command", required=True, metavar="{export,check}")
-    export_p = csub.add_parser("export", help="write the set of cases into DIR", description="Write the conformance set into DIR (created; must be empty).")
+    export_p = csub.add_parser(
+        "export",
+        help="write the set of cases into DIR",
+        description="Write the conformance set into DIR (created; must be empty).",
+    )
     export_p.add_argument("directory", metavar="DIR")
     check_p = csub.add_parser(
         "check",
@@ -437,7 +490,8 @@ def add_parser(sub) -> None:
         description=(
             "Compare the .npy files under RESULTS, named as the expected ones in DIR, with them; print per case and "
             "operation pass/fail and the largest absolute and relative error. Exit status 1 if anything fails or "
-            "nothing was found. Cases without any result file are left out (an implementation may cover part of the grid)."
+            "nothing was found. Cases without any result file are left out "
+            "(an implementation may cover part of the grid)."
         ),
     )
     check_p.add_argument("directory", metavar="DIR")
@@ -456,7 +510,8 @@ def main(args: argparse.Namespace, out=None) -> int:
             size = sum(os.path.getsize(os.path.join(args.directory, name)) for name in os.listdir(args.directory))
             print(
                 f"wrote {len(manifest['cases'])} cases (set version {SET_VERSION}, schema version {SCHEMA_VERSION}): "
-                f"{n_files} .npy files, {MANIFEST}, {SCHEMA_FILE} and {INDEX} in {args.directory} ({size / 1e6:.1f} MB)",
+                f"{n_files} .npy files, {MANIFEST}, {SCHEMA_FILE} and {INDEX} in {args.directory} "
+                f"({size / 1e6:.1f} MB)",
                 file=out,
             )
             return 0

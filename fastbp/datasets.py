@@ -86,7 +86,9 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
 def _bundled(name: str):
     from sklearn import datasets
 
-    loader = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer, "iris": datasets.load_iris}[name]
+    loader = {"digits": datasets.load_digits, "breast_cancer": datasets.load_breast_cancer, "iris": datasets.load_iris}[
+        name
+    ]
     data = loader()
     return data.data.astype(float), data.target, name
 
@@ -101,17 +103,23 @@ def _from_file(path: str, target: str | None):
     except DataError:
         raise
     except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"--dataset: cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise DataError(
+            f"--dataset: cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
 
 
 def _from_npz(path: str, target: str | None):
     with np.load(path, allow_pickle=False) as data:
         key = target or "y"
         if key not in data.files or "X" not in data.files:
-            raise DataError(f"--dataset: {path} must hold arrays 'X' and {key!r} (has {', '.join(data.files) or 'nothing'})")
+            raise DataError(
+                f"--dataset: {path} must hold arrays 'X' and {key!r} (has {', '.join(data.files) or 'nothing'})"
+            )
         X, y = data["X"], data[key]
     if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
-        raise DataError(f"--dataset: {path}: X must be 2-D and {key!r} 1-D with as many rows, got {X.shape} and {y.shape}")
+        raise DataError(
+            f"--dataset: {path}: X must be 2-D and {key!r} 1-D with as many rows, got {X.shape} and {y.shape}"
+        )
     if X.dtype.kind not in "biuf":
         raise DataError(f"--dataset: {path}: X must be numeric, got dtype {X.dtype}")
     return X.astype(float), y

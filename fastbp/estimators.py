@@ -48,7 +48,7 @@ from . import _dispatch, reference
 from .activations import get_activation
 from .errors import DivergenceError
 from .losses import get_output
-from .optimizers import SCHEDULES, Adam, SGD
+from .optimizers import SCHEDULES, SGD, Adam
 from .params import Layout
 
 __all__ = ["MLPClassifier", "MLPRegressor", "InvalidParameterError"]
@@ -81,7 +81,9 @@ def _check_number(est, name, low=None, high=None, low_open=False, high_open=Fals
     if bad:
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
-        raise InvalidParameterError(f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, got {value!r}")
+        raise InvalidParameterError(
+            f"{name} must be in {lo}{low}, {high if high is not None else 'inf'}{hi}, got {value!r}"
+        )
 
 
 class _BaseMLP(BaseEstimator):
@@ -155,8 +157,12 @@ class _BaseMLP(BaseEstimator):
     def _check_params(self):
         """Validate every parameter (ValueError/TypeError naming it) and build the optimizer."""
         hidden = self._hidden_sizes()
-        for name, options in (("activation", _ACTIVATIONS), ("solver", _SOLVERS), ("learning_rate", SCHEDULES),
-                              ("backend", _BACKENDS)):
+        for name, options in (
+            ("activation", _ACTIVATIONS),
+            ("solver", _SOLVERS),
+            ("learning_rate", SCHEDULES),
+            ("backend", _BACKENDS),
+        ):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in options:
                 extra = " ('lbfgs' is not available in fastbp)" if name == "solver" and value == "lbfgs" else ""
@@ -189,8 +195,14 @@ class _BaseMLP(BaseEstimator):
             if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
                 raise InvalidParameterError(f"dtype must be None, numpy.float32 or numpy.float64, got {self.dtype!r}")
         if self.solver == "sgd":
-            opt = SGD(self.learning_rate_init, self.momentum, bool(self.nesterovs_momentum), self.learning_rate,
-                      self.power_t, self.alpha)
+            opt = SGD(
+                self.learning_rate_init,
+                self.momentum,
+                bool(self.nesterovs_momentum),
+                self.learning_rate,
+                self.power_t,
+                self.alpha,
+            )
         else:
             opt = Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon, self.alpha)
         return hidden, opt
@@ -340,7 +352,9 @@ class _BaseMLP(BaseEstimator):
             batch_size = min(200, n_samples)
         else:
             if self.batch_size > n_samples:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+                warnings.warn(  # noqa: B028  (scikit-learn's own call, no stacklevel: the same warning)
+                    "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
+                )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         activation = get_activation(self.activation)
         out = get_output(_OUTPUT_CODES[self.out_activation_])
@@ -353,8 +367,16 @@ class _BaseMLP(BaseEstimator):
                 # the same permutation), without its per-call parameter validation
                 rs.shuffle(sample_idx)
             J, failed = opt.train_epoch(
-                self._params, self._layout.sizes, X, y, sample_idx,
-                batch_size, activation, out, self.backend, cost_scale,
+                self._params,
+                self._layout.sizes,
+                X,
+                y,
+                sample_idx,
+                batch_size,
+                activation,
+                out,
+                self.backend,
+                cost_scale,
             )
             if failed >= 0:
                 raise DivergenceError(failed, self.n_iter_)
@@ -369,17 +391,21 @@ class _BaseMLP(BaseEstimator):
             if self._no_improvement_count > self.n_iter_no_change:
                 if self.early_stopping:
                     msg = "Validation score did not improve more than tol=%f for %d consecutive epochs." % (
-                        self.tol, self.n_iter_no_change)
+                        self.tol,
+                        self.n_iter_no_change,
+                    )
                 else:
                     msg = "Training loss did not improve more than tol=%f for %d consecutive epochs." % (
-                        self.tol, self.n_iter_no_change)
+                        self.tol,
+                        self.n_iter_no_change,
+                    )
                 if opt.trigger_stopping(msg, self.verbose):
                     break
                 self._no_improvement_count = 0
             if incremental:
                 break
             if self.n_iter_ == self.max_iter:
-                warnings.warn(
+                warnings.warn(  # noqa: B028  (as scikit-learn warns)
                     "Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
                     "converged yet." % self.max_iter,
                     ConvergenceWarning,
@@ -463,9 +489,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
-            self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset
-        )
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -564,9 +588,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
-            self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset
-        )
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y

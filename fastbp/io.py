@@ -69,8 +69,16 @@ class SavedModel:
     rng: np.random.Generator | None
 
 
-def _arrays(layer_sizes: Sequence[int], activation: str, output: str, dtype: Any, weights: Sequence[np.ndarray],
-            biases: Sequence[np.ndarray], seed: int | None, rng_state: dict | None) -> dict[str, np.ndarray]:
+def _arrays(
+    layer_sizes: Sequence[int],
+    activation: str,
+    output: str,
+    dtype: Any,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    seed: int | None,
+    rng_state: dict | None,
+) -> dict[str, np.ndarray]:
     """The archive's arrays (copies, plain dtypes, no objects), each argument checked as :func:`read` would."""
     sizes = v.check_layer_sizes(layer_sizes)
     if not isinstance(activation, str) or activation not in ACTIVATION_NAMES:
@@ -86,8 +94,10 @@ def _arrays(layer_sizes: Sequence[int], activation: str, output: str, dtype: Any
         raise TypeError(f"rng_state must be a bit generator's state (a dict) or None, got {type(rng_state).__name__}")
     weights, biases = list(weights), list(biases)
     if len(weights) != len(sizes) - 1 or len(biases) != len(sizes) - 1:
-        raise ValueError(f"expected {len(sizes) - 1} weight matrices and bias vectors for layer_sizes {list(sizes)}, "
-                         f"got {len(weights)} and {len(biases)}")
+        raise ValueError(
+            f"expected {len(sizes) - 1} weight matrices and bias vectors for layer_sizes {list(sizes)}, "
+            f"got {len(weights)} and {len(biases)}"
+        )
     arrays: dict[str, np.ndarray] = {
         "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
         "layer_sizes": np.array(sizes, dtype=np.int64),
@@ -112,9 +122,17 @@ def _write(fileobj, arrays: dict[str, np.ndarray]) -> None:
     np.savez(fileobj, **arrays)
 
 
-def save_arrays(path: str | os.PathLike, layer_sizes: Sequence[int], activation: str, output: str, dtype: Any,
-                weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], seed: int | None = None,
-                rng_state: dict | None = None) -> Path:
+def save_arrays(
+    path: str | os.PathLike,
+    layer_sizes: Sequence[int],
+    activation: str,
+    output: str,
+    dtype: Any,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    seed: int | None = None,
+    rng_state: dict | None = None,
+) -> Path:
     """Write a network's description and parameters to ``path`` (used as given; ``.npz`` is the
     natural suffix), atomically; returns the path written.
 
@@ -211,7 +229,9 @@ def read(path: str | os.PathLike) -> SavedModel:
     with archive:
         version = _read(name, archive, "format_version")
         if version.shape != () or version.dtype.kind not in "iu":
-            raise ValueError(f"{name}: key 'format_version' must be an integer scalar, got {version.dtype} {version.shape}")
+            raise ValueError(
+                f"{name}: key 'format_version' must be an integer scalar, got {version.dtype} {version.shape}"
+            )
         if int(version) != FORMAT_VERSION:
             raise ValueError(
                 f"{name}: unknown format_version {int(version)} (this fastbp reads version {FORMAT_VERSION})"

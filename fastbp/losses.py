@@ -146,7 +146,6 @@ def output_loop(z, a, out):
         raise ValueError("output_loop: unknown output code")
 
 
-
 @jit_inner
 def cost_loop(z, y, out):
     """One example's cost from its logits (float64; the same formulas as example_cost)."""
@@ -176,7 +175,6 @@ def cost_loop(z, y, out):
     return cost
 
 
-
 @jit_inner
 def defer_cost(zL, y, Zc, Yc, cnt):
     """Queue one example's logits and targets for :func:`flush_costs`."""
@@ -186,7 +184,6 @@ def defer_cost(zL, y, Zc, Yc, cnt):
         Zc[o + j] = zL[j]
         Yc[o + j] = y[j]
     cnt[0] += 1
-
 
 
 @jit_inner
@@ -209,7 +206,6 @@ def flush_costs(Zc, Yc, cnt, n_L, out):
     else:
         raise ValueError("flush_costs: unknown output code")
     return total
-
 
 
 # ------------------------------------------------------------------------ vectorised

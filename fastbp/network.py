@@ -12,9 +12,9 @@ import numpy as np
 
 from . import _validation as v
 from . import kernels, reference
-from .errors import DivergenceError
 from ._dispatch import run_epoch
 from .activations import Activation, get_activation
+from .errors import DivergenceError
 from .losses import get_output
 from .params import Layout
 
@@ -58,8 +58,7 @@ def load(path) -> "MLP":
     from .io import read
 
     saved = read(path)
-    net = MLP(saved.layer_sizes, activation=saved.activation, output=saved.output, dtype=saved.dtype,
-              seed=saved.seed)
+    net = MLP(saved.layer_sizes, activation=saved.activation, output=saved.output, dtype=saved.dtype, seed=saved.seed)
     for dst, src in zip(net.weights + net.biases, saved.weights + saved.biases):
         dst[...] = src
     if saved.rng is not None:
@@ -169,8 +168,17 @@ class MLP:
                 f"activation: a custom activation ({self.activation.name!r}) cannot be saved, since that "
                 "would mean pickling code; save the weights yourself (net.weights, net.biases)"
             )
-        return save_arrays(path, self.layer_sizes, self.activation.name, self.output, self.dtype, self.weights,
-                           self.biases, self.seed, self.rng.bit_generator.state)
+        return save_arrays(
+            path,
+            self.layer_sizes,
+            self.activation.name,
+            self.output,
+            self.dtype,
+            self.weights,
+            self.biases,
+            self.seed,
+            self.rng.bit_generator.state,
+        )
 
     # ---------------------------------------------------------------- computation
 
@@ -281,9 +289,7 @@ class MLP:
             order = self.rng.permutation(m) if shuffle else np.arange(m)
             t0 = time.perf_counter()
             try:
-                J = impl.train_epoch(
-                    self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output
-                )
+                J = impl.train_epoch(self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output)
             except DivergenceError as exc:
                 raise DivergenceError(exc.batch, epoch) from None
             history.seconds.append(time.perf_counter() - t0)
@@ -307,8 +313,15 @@ class _CheckedKernelEpochs:
     def train_epoch(self, weights, biases, X, Y, lr, batch_size, order, activation, output) -> float:
         net = self.net
         J, failed = run_epoch(
-            net.params, net._layout.sizes, X, Y, np.ascontiguousarray(order, dtype=np.int64),
-            batch_size, net.dtype.type(lr), activation, net._out,
+            net.params,
+            net._layout.sizes,
+            X,
+            Y,
+            np.ascontiguousarray(order, dtype=np.int64),
+            batch_size,
+            net.dtype.type(lr),
+            activation,
+            net._out,
         )
         if failed >= 0:
             raise DivergenceError(failed)
@@ -327,8 +340,7 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None):  # for MLP.
 
     if not isinstance(optimizer, Optimizer):
         raise TypeError(
-            "optimizer must be 'sgd' or a fastbp.optimizers.SGD/Adam object, "
-            f"got {type(optimizer).__name__}"
+            f"optimizer must be 'sgd' or a fastbp.optimizers.SGD/Adam object, got {type(optimizer).__name__}"
         )
     if learning_rate is not None:
         raise ValueError(

@@ -111,6 +111,7 @@ def train_epoch_reference(
 
 # ========================================================================= optimizers
 
+
 def _check_real(value: Any, name: str, low: float, high: float | None = None, *, low_open=False, high_open=True):
     """A finite real number in [low, high) (bounds' openness as given); ValueError/TypeError naming it."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -125,6 +126,7 @@ def _check_real(value: Any, name: str, low: float, high: float | None = None, *,
         rng = f"{lo}{low}, {high if high is not None else 'inf'}{hi}"
         raise ValueError(f"{name} must be a finite number in {rng}, got {value!r}")
     return x
+
 
 class Optimizer:
     """What :class:`SGD` and :class:`Adam` share: state binding, the epoch runner, schedules.
@@ -247,13 +249,21 @@ class _EpochRunner:
     def train_epoch(self, weights, biases, X, Y, learning_rate, batch_size, order, activation, output) -> float:
         order = np.ascontiguousarray(order, dtype=np.int64)
         J, failed = self.optimizer.train_epoch(
-            self.params, self.sizes, X, Y, order, batch_size, get_activation(activation), get_output(output),
+            self.params,
+            self.sizes,
+            X,
+            Y,
+            order,
+            batch_size,
+            get_activation(activation),
+            get_output(output),
             self.backend,
         )
         if failed >= 0:
             raise DivergenceError(failed)
         self.optimizer.epoch_end(J, X.shape[0])
         return J
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, L2 and a schedule.
@@ -329,6 +339,7 @@ class SGD(Optimizer):
         if verbose:
             print(msg + " Setting learning rate to %f" % self.learning_rate)
         return False
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba), with scikit-learn's defaults and bias correction, plus L2.

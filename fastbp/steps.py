@@ -82,6 +82,7 @@ def _step_is_finite_ref(p, g, lr):
 # Python's ZeroDivisionError branch on Adam's division stops LLVM vectorising the loop
 # (measured 4-8x slower on 100 k parameters).  Adam's divisor √s + ε is never 0 (ε > 0).
 
+
 @jit_vec
 def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
     """One SGD step with (Nesterov) momentum, in place; ``False`` (and no change) if not finite.
@@ -105,6 +106,7 @@ def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
         velocity[i] = v
         params[i] += mu * v - lr * grad[i] if nesterov else v
     return True
+
 
 @jit_vec
 def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
@@ -137,6 +139,7 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
         params[i] -= lr_t * mi / (np.sqrt(si) + eps)
     return True
 
+
 @jit_vec
 def _add_l2(grad, params, w_off, b_off, scale):
     """dW[l] += scale · W[l] for every layer (biases untouched); returns ‖W‖² (float64).
@@ -159,6 +162,7 @@ def _add_l2(grad, params, w_off, b_off, scale):
             total += np.float64(w) * np.float64(w)
     return total
 
+
 @jit_vec
 def _optimizer_step(params, grad, state, counter, kind, hyper):
     """Dispatch one step of optimizer ``kind`` with the hyper-parameters in ``hyper``.
@@ -168,9 +172,7 @@ def _optimizer_step(params, grad, state, counter, kind, hyper):
     """
     if kind == OPT_ADAM:
         t = counter[0] + 1
-        ok = _adam_step(
-            params, grad, state[0], state[1], t, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
-        )
+        ok = _adam_step(params, grad, state[0], state[1], t, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON])
         if ok:
             counter[0] = t
         return ok
@@ -196,6 +198,7 @@ def _sgd_step_ref(params, grad, velocity, lr, momentum, nesterov):
     params[...] = new
     return True
 
+
 def _adam_step_ref(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     """NumPy twin of :func:`_adam_step`."""
     T = params.dtype.type
@@ -212,6 +215,7 @@ def _adam_step_ref(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     params[...] = new
     return True
 
+
 def _add_l2_ref(grad, params, w_off, b_off, scale):
     """NumPy twin of :func:`_add_l2`."""
     total = 0.0
@@ -220,6 +224,7 @@ def _add_l2_ref(grad, params, w_off, b_off, scale):
         grad[lo:hi] += params.dtype.type(scale) * w
         total += float(np.dot(w.astype(np.float64), w.astype(np.float64)))
     return total
+
 
 def _optimizer_step_ref(params, grad, state, counter, kind, hyper):
     """NumPy twin of :func:`_optimizer_step`."""

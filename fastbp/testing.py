@@ -142,6 +142,7 @@ def assert_agree(actual, desired, dtype: Any, err_msg: str = "") -> None:
     for i, (x, y) in enumerate(zip(a, d)):
         np.testing.assert_allclose(x, y, **tolerance(dtype), err_msg=f"{err_msg} [item {i}]")
 
+
 # ------------------------------------------------------------------ conformance vectors: the check
 #
 # ``fastbp conformance export DIR`` (:mod:`fastbp.conformance`, which builds on this module) writes a
@@ -168,13 +169,18 @@ def load_conformance_manifest(directory: str | os.PathLike) -> dict:
         with open(path) as f:
             manifest = json.load(f)
     except FileNotFoundError:
-        raise ConformanceError(f"no {CONFORMANCE_MANIFEST} in {os.fspath(directory)} (write a set with: fastbp conformance export DIR)") from None
+        raise ConformanceError(
+            f"no {CONFORMANCE_MANIFEST} in {os.fspath(directory)} (write a set with: fastbp conformance export DIR)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConformanceError(f"{path}: not JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "fastbp-conformance":
         raise ConformanceError(f"{path}: not a fastbp conformance manifest")
     if manifest.get("schema_version") != CONFORMANCE_SCHEMA_VERSION:
-        raise ConformanceError(f"{path}: schema version {manifest.get('schema_version')}, this fastbp reads version {CONFORMANCE_SCHEMA_VERSION}")
+        raise ConformanceError(
+            f"{path}: schema version {manifest.get('schema_version')}, "
+            f"this fastbp reads version {CONFORMANCE_SCHEMA_VERSION}"
+        )
     return manifest
 
 
@@ -279,7 +285,10 @@ class ConformanceReport:
                 status = "FAIL" if self.require_all else "-"
                 out.append(f"{r.case:<{width}}  {r.operation:<9}  {status:<7}  {'':>11}  {'':>11}  no results")
                 continue
-            line = f"{r.case:<{width}}  {r.operation:<9}  {r.status.upper() if r.status == 'fail' else r.status:<7}  {r.max_abs:>11.3g}  {r.max_rel:>11.3g}  {r.worst}"
+            status = r.status.upper() if r.status == "fail" else r.status
+            line = (
+                f"{r.case:<{width}}  {r.operation:<9}  {status:<7}  {r.max_abs:>11.3g}  {r.max_rel:>11.3g}  {r.worst}"
+            )
             out.append(line + ("  " + "; ".join(r.details) if r.details else ""))
         return out if len(out) > 1 else []  # (no header over no rows)
 
@@ -287,7 +296,9 @@ class ConformanceReport:
         return "\n".join(self.lines() + [self.summary()])
 
 
-def compare_to_expected(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> tuple[bool, float, float, float]:
+def compare_to_expected(
+    got: np.ndarray, want: np.ndarray, rtol: float, atol: float
+) -> tuple[bool, float, float, float]:
     """``(ok, max abs err, max rel err, how far past the allowance)``.
 
     Passes when |got − want| ≤ atol · max(1, max |want|) + rtol · |want| elementwise: the absolute part is
@@ -340,7 +351,8 @@ class _Python:
         try:
             results = conformance_results(directory, self.implementation, case)
         except Exception as exc:  # the case fails (every operation), the check goes on
-            return lambda file: exc
+            error = exc
+            return lambda file: error
         return results.get
 
 
@@ -382,7 +394,10 @@ def check_conformance(directory: str | os.PathLike, results, *, require_all: boo
                     dtypes = ("float32", "float64") if name == "J" else (case["dtype"],)
                     if got.dtype.name not in dtypes:
                         row.status = "fail"
-                        row.details.append(f"{label}: dtype {got.dtype}, expected {case['dtype'] if name != 'J' else 'float32 or float64'}")
+                        row.details.append(
+                            f"{label}: dtype {got.dtype}, "
+                            f"expected {case['dtype'] if name != 'J' else 'float32 or float64'}"
+                        )
                         continue
                     if got.shape != want.shape and not (name == "J" and got.size == 1):
                         row.status = "fail"

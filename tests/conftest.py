@@ -32,7 +32,7 @@ import pytest  # noqa: E402
 import fastbp  # noqa: E402
 from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS  # noqa: E402
 
-from . import _hypothesis_profiles  # noqa: F401  registers the hypothesis profiles dev/ci/thorough and loads one (ci when $CI is set)
+from . import _hypothesis_profiles  # noqa: E402, F401  registers the hypothesis profiles dev/ci/thorough and loads one (ci when $CI is set)
 
 
 @numba.njit

@@ -8,7 +8,6 @@ import pytest
 import fastbp
 from fastbp import kernels
 from fastbp.activations import get_activation, make_custom
-
 from fastbp.testing import make_problem, tolerance
 
 from .conftest import SOFTSIGN, softsign, softsign_prime

@@ -43,9 +43,14 @@ def test_positive_float_accepts(text, value):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("x", "expected a positive number"), ("0", "expected a finite positive number"),
-     ("-1", "expected a finite positive number"), ("nan", "expected a finite positive number"),
-     ("inf", "expected a finite positive number"), ("1e999", "expected a finite positive number")],
+    [
+        ("x", "expected a positive number"),
+        ("0", "expected a finite positive number"),
+        ("-1", "expected a finite positive number"),
+        ("nan", "expected a finite positive number"),
+        ("inf", "expected a finite positive number"),
+        ("1e999", "expected a finite positive number"),
+    ],
 )
 def test_positive_float_refuses(text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):

@@ -30,8 +30,9 @@ def test_quick_runs_every_case_and_prints_a_table(capsys):
     header = next(ln for ln in out.splitlines() if ln.startswith("| "))
     assert "numba ex/s" in header and "numpy ex/s" in header and "numba/numpy" in header
     rows = _table_rows(out)
-    expected = bench.build_cases(["2-4-1", "8-8-2"], ["tanh", "relu"], ["sigmoid", "softmax"], [1, 4], 64,
-                                 "float32", 0.01)
+    expected = bench.build_cases(
+        ["2-4-1", "8-8-2"], ["tanh", "relu"], ["sigmoid", "softmax"], [1, 4], 64, "float32", 0.01
+    )
     assert [r[0] for r in rows] == [c.label for c in expected]
     for r in rows:
         numba_rate, numpy_rate = (float(x.replace(",", "")) for x in r[2:4])
@@ -96,24 +97,42 @@ def test_json_and_plot(tmp_path, capsys):
 
 
 def test_cases_cover_every_batch_size_and_whole_batches():
-    cases = bench.build_cases(["64-32-1", "4-8-3"], ["tanh", "relu"], ["sigmoid", "softmax"], [1, 32, 256, None],
-                              1000, "float64", 0.1)
+    cases = bench.build_cases(
+        ["64-32-1", "4-8-3"], ["tanh", "relu"], ["sigmoid", "softmax"], [1, 32, 256, None], 1000, "float64", 0.1
+    )
     one = [c for c in cases if c.sizes == (64, 32, 1)]
     # headline at every batch size, relu at batch 1; no softmax row for one output
     assert [(c.activation, c.output, c.batch_size) for c in one] == [
-        ("tanh", "sigmoid", 1), ("tanh", "sigmoid", 32), ("tanh", "sigmoid", 256), ("tanh", "sigmoid", None),
-        ("relu", "sigmoid", 1)]
+        ("tanh", "sigmoid", 1),
+        ("tanh", "sigmoid", 32),
+        ("tanh", "sigmoid", 256),
+        ("tanh", "sigmoid", None),
+        ("relu", "sigmoid", 1),
+    ]
     assert any(c.output == "softmax" for c in cases if c.sizes == (4, 8, 3))
     assert all(c.m == 768 for c in cases)  # 1000 rounded down to whole batches of 256 (and 32)
     assert one[0].flops_per_example == 6 * (64 * 32 + 32 * 1)
 
 
 PEER_CASES = [
-    bench.Case(sizes=(4, 8, 1), activation="tanh", output="sigmoid", batch_size=1, m=32, dtype="float64", learning_rate=0.1),
-    bench.Case(sizes=(4, 8, 3), activation="relu", output="sigmoid", batch_size=4, m=32, dtype="float64", learning_rate=0.1),
-    bench.Case(sizes=(4, 8, 1), activation="sigmoid", output="sigmoid", batch_size=2, m=32, dtype="float64", learning_rate=0.1),
-    bench.Case(sizes=(4, 8, 6, 3), activation="tanh", output="softmax", batch_size=None, m=32, dtype="float64",
-               learning_rate=0.1),
+    bench.Case(
+        sizes=(4, 8, 1), activation="tanh", output="sigmoid", batch_size=1, m=32, dtype="float64", learning_rate=0.1
+    ),
+    bench.Case(
+        sizes=(4, 8, 3), activation="relu", output="sigmoid", batch_size=4, m=32, dtype="float64", learning_rate=0.1
+    ),
+    bench.Case(
+        sizes=(4, 8, 1), activation="sigmoid", output="sigmoid", batch_size=2, m=32, dtype="float64", learning_rate=0.1
+    ),
+    bench.Case(
+        sizes=(4, 8, 6, 3),
+        activation="tanh",
+        output="softmax",
+        batch_size=None,
+        m=32,
+        dtype="float64",
+        learning_rate=0.1,
+    ),
 ]
 
 
@@ -160,11 +179,18 @@ def test_compare_peers_script_is_fastbp_bench():
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "tools" / "compare_peers.py"
-    proc = subprocess.run([sys.executable, str(script), "--quick", "--systems", "numba", "--sizes", "2-4-1"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--systems", "numba", "--sizes", "2-4-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert [r[0] for r in _table_rows(proc.stdout)] == [
-        "2-4-1 tanh/sigmoid b=1", "2-4-1 tanh/sigmoid b=4", "2-4-1 relu/sigmoid b=1"]
+        "2-4-1 tanh/sigmoid b=1",
+        "2-4-1 tanh/sigmoid b=4",
+        "2-4-1 relu/sigmoid b=1",
+    ]
 
 
 # ------------------------------------------------ the measuring helpers (one copy each, here)
@@ -194,8 +220,11 @@ def test_best_seconds_is_the_shortest_run_with_untimed_setup():
 
 def test_interleaved_best_seconds_alternates_the_calls():
     order = []
-    best = bench.interleaved_best_seconds({"a": lambda x: order.append(("a", x)), "b": lambda x: order.append(("b", x))},
-                                          repeats=3, setup=lambda: (len(order),))
+    best = bench.interleaved_best_seconds(
+        {"a": lambda x: order.append(("a", x)), "b": lambda x: order.append(("b", x))},
+        repeats=3,
+        setup=lambda: (len(order),),
+    )
     assert order == [("a", 0), ("b", 1), ("a", 2), ("b", 3), ("a", 4), ("b", 5)]
     assert set(best) == {"a", "b"} and all(0 <= s < 1 for s in best.values())
     with pytest.raises(ValueError, match="repeats"):

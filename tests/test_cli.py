@@ -54,9 +54,14 @@ def test_fastbp_train_piped_into_head_leaves_no_traceback():
     # the real thing: ``fastbp train | head -n 1`` (the reader leaves after the header line, and
     # the compile step's pause makes the next write find the pipe closed)
     run = subprocess.run(
-        ["bash", "-c", f"'{sys.executable}' -m fastbp train --epochs 3 --hidden 8 | head -n 1; "
-                       "echo \"status ${PIPESTATUS[0]}\" >&2"],
-        capture_output=True, text=True,
+        [
+            "bash",
+            "-c",
+            f"'{sys.executable}' -m fastbp train --epochs 3 --hidden 8 | head -n 1; "
+            'echo "status ${PIPESTATUS[0]}" >&2',
+        ],
+        capture_output=True,
+        text=True,
     )
     assert run.stdout.startswith("fastbp train: MLP(")
     assert run.stderr.strip() == "status 1", run.stderr
@@ -97,7 +102,9 @@ def test_bad_option_is_one_line_and_exit_status_2(args, capsys):
 
 
 def test_python_dash_m_runs_the_same_command():
-    run = subprocess.run([sys.executable, "-m", "fastbp", "train", "--epochs", "1", "--quiet"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "fastbp", "train", "--epochs", "1", "--quiet"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     assert "test accuracy" in run.stdout
 
@@ -118,7 +125,12 @@ def test_csv_classification_and_npz_regression(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     npz = tmp_path / "reg.npz"
     np.savez(npz, X=X, value=X @ [1.0, -2.0, 0.5])
-    assert main(["train", "--dataset", str(npz), "--target", "value", "--epochs", "5", "--quiet", "--learning-rate", "0.01"]) == 0
+    assert (
+        main(
+            ["train", "--dataset", str(npz), "--target", "value", "--epochs", "5", "--quiet", "--learning-rate", "0.01"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "test R²" in out and "identity" in out
 
@@ -149,7 +161,17 @@ def test_plot_writes_a_png(tmp_path, capsys):
         lambda tmp: ["--save", str(tmp / "model.txt")],
         lambda tmp: ["--plot", str(tmp / "loss.jpg")],
     ],
-    ids=["missing-file", "unknown-name", "non-numeric-feature", "ragged-csv", "corrupt-npz", "bad-target", "save-dir", "save-suffix", "plot-suffix"],
+    ids=[
+        "missing-file",
+        "unknown-name",
+        "non-numeric-feature",
+        "ragged-csv",
+        "corrupt-npz",
+        "bad-target",
+        "save-dir",
+        "save-suffix",
+        "plot-suffix",
+    ],
 )
 def test_bad_files_and_paths_are_one_line_and_exit_status_2(make_args, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:

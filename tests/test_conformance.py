@@ -52,13 +52,25 @@ def test_the_set_covers_the_agreement_grid_in_a_few_mb(vectors, manifest):
     assert any(c["batch_size"] == 1 < c["m"] for c in cases) and any(c["batch_size"] == c["m"] > 1 for c in cases)
     # every (dtype, activation, output) at every depth, both (m, batch) extremes for every network
     combos = {(c["dtype"], c["activation"], c["output"], len(c["layer_sizes"])) for c in cases}
-    assert combos == {(d, a, o, L + 1) for d in ("float32", "float64") for a in HIDDEN_ACTIVATIONS for o in OUTPUTS for L in range(1, 5)}
+    assert combos == {
+        (d, a, o, L + 1)
+        for d in ("float32", "float64")
+        for a in HIDDEN_ACTIVATIONS
+        for o in OUTPUTS
+        for L in range(1, 5)
+    }
     # extreme logits (beyond exp's range) for every saturating output, both dtypes
     extreme = {(c["dtype"], c["output"]) for c in cases if c["extreme_logits"]}
     assert extreme == {(d, o) for d in ("float32", "float64") for o in OUTPUTS if o != "identity"}
     assert all(c["extreme_logits"] > 700 for c in cases if c["extreme_logits"])
     # every file listed is there, nothing else is, and it all ships in a few MB
-    listed = {f for c in cases for group in (c["inputs"], *c["expected"].values()) for v in group.values() for f in ([v] if isinstance(v, str) else v)}
+    listed = {
+        f
+        for c in cases
+        for group in (c["inputs"], *c["expected"].values())
+        for v in group.values()
+        for f in ([v] if isinstance(v, str) else v)
+    }
     on_disk = set(os.listdir(vectors)) - {"manifest.json", "manifest.schema.json", "index.tsv"}
     assert listed == on_disk
     assert sum(p.stat().st_size for p in vectors.iterdir()) < 3e6
@@ -293,8 +305,22 @@ def test_the_c_example_passes(vectors, tmp_path):
     for dtype, flags in (("float64", []), ("float32", ["-DREAL_FLOAT32"])):
         exe = tmp_path / f"backprop-{dtype}"
         build = subprocess.run(
-            [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", *flags, "-o", str(exe), str(C_EXAMPLE / "backprop.c"), "-lm"],
-            capture_output=True, text=True,
+            [
+                cc,
+                "-std=c99",
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-pedantic",
+                "-Werror",
+                *flags,
+                "-o",
+                str(exe),
+                str(C_EXAMPLE / "backprop.c"),
+                "-lm",
+            ],
+            capture_output=True,
+            text=True,
         )
         assert build.returncode == 0, build.stderr
         run = subprocess.run([str(exe), str(vectors), str(results)], capture_output=True, text=True, timeout=60)

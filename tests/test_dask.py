@@ -46,7 +46,10 @@ def _warm_numba_cache():
     X, y = _data(20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for est in (MLPClassifier(hidden_layer_sizes=(3,), max_iter=1), MLPRegressor(hidden_layer_sizes=(3,), max_iter=1)):
+        for est in (
+            MLPClassifier(hidden_layer_sizes=(3,), max_iter=1),
+            MLPRegressor(hidden_layer_sizes=(3,), max_iter=1),
+        ):
             est.fit(X, y.astype(float) if isinstance(est, MLPRegressor) else y).predict(X)
         MLPClassifier(hidden_layer_sizes=(3,), solver="sgd", max_iter=1).fit(X, y).predict_proba(X)
 
@@ -55,8 +58,12 @@ def _warm_numba_cache():
 def client():
     _warm_numba_cache()
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=":0", silence_logs=logging.ERROR,
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
     )
     with cluster, distributed.Client(cluster) as c:
         yield c
@@ -163,8 +170,22 @@ def test_kernels_release_the_gil():
 
     def run(kernel):
         params = rng.normal(size=Layout(sizes).n_params) * 0.1
-        args = (params, sizes, X, Y, np.arange(len(X)), 1, get_activation("tanh").code, 1,
-                opt.kind, opt.hyper(), np.zeros((2, params.size)), np.zeros(1, np.int64), 0.0, 1.0)
+        args = (
+            params,
+            sizes,
+            X,
+            Y,
+            np.arange(len(X)),
+            1,
+            get_activation("tanh").code,
+            1,
+            opt.kind,
+            opt.hyper(),
+            np.zeros((2, params.size)),
+            np.zeros(1, np.int64),
+            0.0,
+            1.0,
+        )
         kernel(*args)  # compile before the probe
         return _intermediate_states_seen(kernel, args, params)
 

@@ -22,8 +22,18 @@ T = _dispatch  # the thresholds, by their names
 
 #: Problems around every threshold of the dispatcher: per-example and mini-batches; one hidden
 #: layer of ≤ 4, ≤ 16 and 17 units; W[1] below and above BLOCKED_MIN_WEIGHTS; depth 1 to 3.
-GRID_SIZES = [[3, 2], [2, 4, 1], [3, 3, 2], [5, 16, 2], [17, 8, 1], [2, 17, 1], [40, 30, 2], [4, 5, 3, 2],
-              [33, 37, 3], [9, 130, 4, 1]]
+GRID_SIZES = [
+    [3, 2],
+    [2, 4, 1],
+    [3, 3, 2],
+    [5, 16, 2],
+    [17, 8, 1],
+    [2, 17, 1],
+    [40, 30, 2],
+    [4, 5, 3, 2],
+    [33, 37, 3],
+    [9, 130, 4, 1],
+]
 GRID_BATCHES = [1, 3, 5, 64, 67]
 M = 67  # a short last batch for every batch size above but 67
 
@@ -36,33 +46,36 @@ def _grid():
 
 
 def _requiring(row):
-    return [(s, bs, out) for s, bs, out in _grid()
-            if row.requires(_dispatch._case(s, bs, OUT_CODES[out], None, 1))]
+    return [(s, bs, out) for s, bs, out in _grid() if row.requires(_dispatch._case(s, bs, OUT_CODES[out], None, 1))]
 
 
 # -------------------------------------------------------------------- select_epoch, pure
 
-@pytest.mark.parametrize("sizes, batch_size, out, threads, n_threads, expected", [
-    ([2, 4, 1], 1, "sigmoid", None, 1, "_tiny4_epoch"),
-    ([2, 4, 1], 1, "softmax", None, 1, "_tiny_epoch"),  # softmax: not the four-unit kernel
-    ([128, 4, 1], 1, "sigmoid", None, 1, "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
-    ([129, 4, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-    ([5, 16, 3], 1, "sigmoid", None, 1, "_tiny_epoch"),
-    ([2, 17, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-    ([2, 4, 3, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-    ([32, 32, 1], 1, "sigmoid", None, 1, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
-    ([32, 31, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-    ([2, 4, 1], 8, "sigmoid", None, 1, "_batch_epoch"),
-    ([64, 256, 2], 8, "sigmoid", None, 1, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
-    ([64, 255, 2], 8, "sigmoid", None, 1, "_batch_epoch"),
-    ([64, 256, 2], 64, "sigmoid", None, 2, "_batch_epoch_threads"),  # two threads, batch ≥ 64
-    ([64, 256, 2], 63, "sigmoid", None, 2, "_batch_epoch_tiled"),
-    ([64, 256, 2], 64, "sigmoid", False, 2, "_batch_epoch_tiled"),
-    ([3, 4, 2], 5, "sigmoid", True, 1, "_batch_epoch_threads"),  # forced on
-    ([3, 4, 2], 1, "sigmoid", True, 2, "_tiny_epoch"),  # per-example never threads
-    ([64, 256, 2], 1025, "sigmoid", None, 2, "_batch_epoch"),  # over TILED_MAX_BATCH: bounded memory
-    ([64, 256, 2], 1025, "sigmoid", True, 2, "_batch_epoch"),
-])
+
+@pytest.mark.parametrize(
+    "sizes, batch_size, out, threads, n_threads, expected",
+    [
+        ([2, 4, 1], 1, "sigmoid", None, 1, "_tiny4_epoch"),
+        ([2, 4, 1], 1, "softmax", None, 1, "_tiny_epoch"),  # softmax: not the four-unit kernel
+        ([128, 4, 1], 1, "sigmoid", None, 1, "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
+        ([129, 4, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
+        ([5, 16, 3], 1, "sigmoid", None, 1, "_tiny_epoch"),
+        ([2, 17, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
+        ([2, 4, 3, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
+        ([32, 32, 1], 1, "sigmoid", None, 1, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
+        ([32, 31, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
+        ([2, 4, 1], 8, "sigmoid", None, 1, "_batch_epoch"),
+        ([64, 256, 2], 8, "sigmoid", None, 1, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
+        ([64, 255, 2], 8, "sigmoid", None, 1, "_batch_epoch"),
+        ([64, 256, 2], 64, "sigmoid", None, 2, "_batch_epoch_threads"),  # two threads, batch ≥ 64
+        ([64, 256, 2], 63, "sigmoid", None, 2, "_batch_epoch_tiled"),
+        ([64, 256, 2], 64, "sigmoid", False, 2, "_batch_epoch_tiled"),
+        ([3, 4, 2], 5, "sigmoid", True, 1, "_batch_epoch_threads"),  # forced on
+        ([3, 4, 2], 1, "sigmoid", True, 2, "_tiny_epoch"),  # per-example never threads
+        ([64, 256, 2], 1025, "sigmoid", None, 2, "_batch_epoch"),  # over TILED_MAX_BATCH: bounded memory
+        ([64, 256, 2], 1025, "sigmoid", True, 2, "_batch_epoch"),
+    ],
+)
 def test_select_epoch(sizes, batch_size, out, threads, n_threads, expected):
     got = select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads, n_threads)
     assert got == expected
@@ -116,6 +129,7 @@ def test_a_forced_kernel_must_be_able_to_run_the_problem():
 
 # ------------------------------------------------------- every registered kernel, agreement
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("row", FAST_EPOCHS, ids=lambda row: row.name)
 def test_every_fast_epoch_agrees_with_plain_where_it_runs(row, dtype):
@@ -126,15 +140,24 @@ def test_every_fast_epoch_agrees_with_plain_where_it_runs(row, dtype):
     rng = np.random.default_rng(0)
     for k, (sizes, bs, out) in enumerate(problems):
         act = HIDDEN_ACTIVATIONS[k % len(HIDDEN_ACTIVATIONS)]
-        prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=bs,
-                            seed=int(rng.integers(1 << 30)), learning_rate=0.05 if max(sizes) <= 8 else 0.01)
+        prob = make_problem(
+            sizes,
+            dtype=dtype,
+            activation=act,
+            output=out,
+            m=M,
+            batch_size=bs,
+            seed=int(rng.integers(1 << 30)),
+            learning_rate=0.05 if max(sizes) <= 8 else 0.01,
+        )
         lay = Layout(sizes)
         p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
         order = np.asarray(prob.order, dtype=np.int64)
         lr = np.dtype(dtype).type(prob.learning_rate)
         p_fast, p_plain = p0.copy(), p0.copy()
-        res = run_epoch(p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, get_activation(act), OUT_CODES[out],
-                        epoch=row.name)
+        res = run_epoch(
+            p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, get_activation(act), OUT_CODES[out], epoch=row.name
+        )
         ref = BUILTIN._train_epoch(p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[act], OUT_CODES[out])
         msg = f"{row.name} {sizes} batch {bs} {act} {out} {np.dtype(dtype)}"
         assert res[1] == ref[1] == -1, msg
@@ -155,9 +178,23 @@ def test_every_fast_optimizer_epoch_agrees_with_plain(row):
             opt = Adam(0.01, alpha=0.01)
             opt.bind(lay.sizes, np.float64)
             p = p0.copy()
-            J, failed = run_epoch_opt(p, lay.sizes, prob.X, prob.Y, np.arange(M), bs, get_activation(act),
-                                      OUT_CODES[out], opt.kind, opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0,
-                                      epoch=epoch)
+            J, failed = run_epoch_opt(
+                p,
+                lay.sizes,
+                prob.X,
+                prob.Y,
+                np.arange(M),
+                bs,
+                get_activation(act),
+                OUT_CODES[out],
+                opt.kind,
+                opt.hyper(),
+                opt.state,
+                opt.counter,
+                opt.alpha,
+                1.0,
+                epoch=epoch,
+            )
             assert failed == -1
             results.append((J, p, opt.state))
         assert_agree(results[0], results[1], np.float64, f"{sizes} batch {bs} {act} {out}")

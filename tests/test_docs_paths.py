@@ -43,7 +43,8 @@ def paths_in(text: str) -> list[tuple[int, str]]:
         quoted = [_clean(m.group(1)) for m in _BACKTICKED.finditer(line)]
         spans = [m.span() for m in _BACKTICKED.finditer(line)]
         bare = [
-            _clean(m.group(1)) for m in _BARE.finditer(line)
+            _clean(m.group(1))
+            for m in _BARE.finditer(line)
             if not any(a <= m.start() < b for a, b in spans) and _looks_like_a_file_or_folder(_clean(m.group(1)))
         ]
         for path in quoted + bare:
@@ -80,8 +81,12 @@ def test_paths_in_reads_backticks_plain_text_and_skips_units_and_generated_thing
         "the suite in `benchmarks/`, files `fastbp/**/*.py`, docs/img/peers.png#top"
     )
     assert paths_in(text) == [
-        (1, "fastbp/_fast"), (1, "fastbp/kernels.py"), (1, "tools/perf_matrix.py"),
+        (1, "fastbp/_fast"),
+        (1, "fastbp/kernels.py"),
+        (1, "tools/perf_matrix.py"),
         (2, "examples/s"),  # in backticks it is taken as a path
-        (3, "benchmarks/"), (3, "fastbp/**/*.py"), (3, "docs/img/peers.png"),
+        (3, "benchmarks/"),
+        (3, "fastbp/**/*.py"),
+        (3, "docs/img/peers.png"),
     ]
     assert exists("fastbp/**/*.py") and exists("benchmarks/") and not exists("fastbp/no_such_module.py")

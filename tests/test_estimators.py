@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 import warnings
 
 import numpy as np
@@ -24,8 +23,14 @@ CHECKED = [
     MLPClassifier(hidden_layer_sizes=(8,), max_iter=60, learning_rate_init=0.05),
     MLPClassifier(hidden_layer_sizes=(5, 4), activation="tanh", solver="sgd", max_iter=60, learning_rate_init=0.1),
     MLPRegressor(hidden_layer_sizes=(8,), max_iter=100, learning_rate_init=0.05),
-    MLPRegressor(hidden_layer_sizes=(6,), activation="logistic", solver="sgd", max_iter=100, learning_rate_init=0.05,
-                 dtype=np.float32),
+    MLPRegressor(
+        hidden_layer_sizes=(6,),
+        activation="logistic",
+        solver="sgd",
+        max_iter=100,
+        learning_rate_init=0.05,
+        dtype=np.float32,
+    ),
     MLPClassifier(hidden_layer_sizes=(6,), max_iter=40, learning_rate_init=0.05, backend="numpy"),
 ]
 
@@ -69,19 +74,33 @@ def _data(kind, n=90, seed=0):
 SETTINGS = {
     "adam": dict(solver="adam", learning_rate_init=0.01),
     "nesterov": dict(solver="sgd", learning_rate_init=0.05, momentum=0.9, nesterovs_momentum=True),
-    "momentum-invscaling": dict(solver="sgd", learning_rate_init=0.05, momentum=0.5, nesterovs_momentum=False,
-                                learning_rate="invscaling", power_t=0.25),
-    "adaptive-plateau": dict(solver="sgd", learning_rate_init=0.05, learning_rate="adaptive", tol=10.0,
-                             n_iter_no_change=2),
-    "early-stopping": dict(solver="adam", learning_rate_init=0.01, early_stopping=True, validation_fraction=0.2,
-                           n_iter_no_change=3, tol=0.5),
+    "momentum-invscaling": dict(
+        solver="sgd",
+        learning_rate_init=0.05,
+        momentum=0.5,
+        nesterovs_momentum=False,
+        learning_rate="invscaling",
+        power_t=0.25,
+    ),
+    "adaptive-plateau": dict(
+        solver="sgd", learning_rate_init=0.05, learning_rate="adaptive", tol=10.0, n_iter_no_change=2
+    ),
+    "early-stopping": dict(
+        solver="adam",
+        learning_rate_init=0.01,
+        early_stopping=True,
+        validation_fraction=0.2,
+        n_iter_no_change=3,
+        tol=0.5,
+    ),
 }
 KINDS = ["binary", "multiclass", "multilabel", "regression", "multi-output"]
 
 
 def _pair(kind, **kw):
-    params = dict(hidden_layer_sizes=(7, 4), activation="tanh", alpha=0.01, batch_size=16, max_iter=8,
-                  random_state=3, **kw)
+    params = dict(
+        hidden_layer_sizes=(7, 4), activation="tanh", alpha=0.01, batch_size=16, max_iter=8, random_state=3, **kw
+    )
     if kind in ("regression", "multi-output"):
         return MLPRegressor(**params), sk_nn.MLPRegressor(**params)
     return MLPClassifier(**params), sk_nn.MLPClassifier(**params)
@@ -102,8 +121,16 @@ def test_same_training_as_sklearn(kind, setting):
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, **tol)
-    for name in ("loss_", "best_loss_", "validation_scores_", "best_validation_score_", "n_outputs_",
-                 "out_activation_", "n_layers_", "n_features_in_"):
+    for name in (
+        "loss_",
+        "best_loss_",
+        "validation_scores_",
+        "best_validation_score_",
+        "n_outputs_",
+        "out_activation_",
+        "n_layers_",
+        "n_features_in_",
+    ):
         a, b = getattr(ours, name), getattr(theirs, name)
         if isinstance(b, (float, list)):
             np.testing.assert_allclose(a, b, **tol)
@@ -270,11 +297,14 @@ def test_divergence_raises_and_keeps_finite_parameters():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the NumPy reference overflowing on its way
-@pytest.mark.parametrize("solver, lr, y_scale, where", [
-    ("sgd", 1.0, 1.0, (1, 0)),  # the weights grow until the step overflows, in epoch 2
-    ("sgd", 2.0, 1.0, (0, 5)),
-    ("adam", 0.01, 1e160, (0, 0)),  # the first loss overflows
-])
+@pytest.mark.parametrize(
+    "solver, lr, y_scale, where",
+    [
+        ("sgd", 1.0, 1.0, (1, 0)),  # the weights grow until the step overflows, in epoch 2
+        ("sgd", 2.0, 1.0, (0, 5)),
+        ("adam", 0.01, 1e160, (0, 0)),  # the first loss overflows
+    ],
+)
 def test_divergence_stops_where_the_reference_does_and_keeps_its_parameters(solver, lr, y_scale, where):
     """The compiled epochs (the fast optimizer kernel) and the NumPy reference refuse the
     same step: DivergenceError names the same epoch and batch, and the model keeps the same
@@ -282,8 +312,15 @@ def test_divergence_stops_where_the_reference_does_and_keeps_its_parameters(solv
     X, y = _data("regression")
     results = []
     for backend in ("numba", "numpy"):
-        reg = MLPRegressor(hidden_layer_sizes=(4,), solver=solver, learning_rate_init=lr, batch_size=16,
-                           max_iter=50, random_state=0, backend=backend)
+        reg = MLPRegressor(
+            hidden_layer_sizes=(4,),
+            solver=solver,
+            learning_rate_init=lr,
+            batch_size=16,
+            max_iter=50,
+            random_state=0,
+            backend=backend,
+        )
         with pytest.raises(fastbp.DivergenceError) as info:
             reg.fit(X, y * y_scale)
         assert (info.value.epoch, info.value.batch) == where
@@ -329,7 +366,9 @@ def test_import_fastbp_does_not_import_sklearn():
     import subprocess
     import sys
 
-    code = "import sys, fastbp; assert 'sklearn' not in sys.modules; fastbp.MLPClassifier; assert 'sklearn' in sys.modules"
+    code = (
+        "import sys, fastbp; assert 'sklearn' not in sys.modules; fastbp.MLPClassifier; assert 'sklearn' in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

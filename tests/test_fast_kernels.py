@@ -20,9 +20,21 @@ from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_probl
 # per-example kernel (_dispatch.BLOCKED_MIN_WEIGHTS), with an odd number of rows of W[1];
 # one hidden layer of ≤ TINY_MAX_HIDDEN units runs the tiny kernels (≤ 4 units and one output: [1, 1, 1],
 # [2, 4, 1], [5, 3, 1], [40, 3, 1]; else [2, 4, 2], [6, 9, 3], [3, 16, 2]; lanes padded), [2, 17, 1] outside
-SIZES = [[3, 1], [1, 1, 1], [2, 4, 1], [5, 3, 1], [40, 3, 1], [2, 4, 2], [6, 9, 3], [3, 16, 2], [2, 17, 1],
-         [5, 7, 3, 2],
-         [4, 1, 6, 1, 3], [9, 130, 2], [33, 37, 1]]
+SIZES = [
+    [3, 1],
+    [1, 1, 1],
+    [2, 4, 1],
+    [5, 3, 1],
+    [40, 3, 1],
+    [2, 4, 2],
+    [6, 9, 3],
+    [3, 16, 2],
+    [2, 17, 1],
+    [5, 7, 3, 2],
+    [4, 1, 6, 1, 3],
+    [9, 130, 2],
+    [33, 37, 1],
+]
 DTYPES = [np.float32, np.float64]
 M = 11  # not a multiple of any batch size below, nor of _dispatch.BLOCK
 
@@ -58,8 +70,9 @@ def test_epoch_agrees_with_plain_and_reference(sizes, dtype, batch_size, m):
             lr = 0.1 if max(sizes) <= 10 else 0.01
             if m == 1 and batch_size != 1:
                 continue
-            prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=m, batch_size=batch_size, seed=3,
-                                learning_rate=lr)
+            prob = make_problem(
+                sizes, dtype=dtype, activation=act, output=out, m=m, batch_size=batch_size, seed=3, learning_rate=lr
+            )
             lay, p0 = _flat(prob)
             p_fast, p_plain = p0.copy(), p0.copy()
             J_fast, f_fast = _run(fast_epoch, prob, p_fast, lay, batch_size)
@@ -97,8 +110,10 @@ def test_mlp_fit_numba_agrees_with_numpy():
 
     prob = make_problem([5, 8, 3, 1], dtype=np.float64, m=40)
     nets = [MLP([5, 8, 3, 1], seed=1) for _ in range(2)]
-    h = [net.fit(prob.X, prob.Y, epochs=3, learning_rate=0.2, batch_size=bs, backend=be)
-         for net, (be, bs) in zip(nets, [("numba", 1), ("numpy", 1)])]
+    h = [
+        net.fit(prob.X, prob.Y, epochs=3, learning_rate=0.2, batch_size=bs, backend=be)
+        for net, (be, bs) in zip(nets, [("numba", 1), ("numpy", 1)])
+    ]
     assert_agree(h[0].loss, h[1].loss, np.float64)
     assert_agree(nets[0].weights, nets[1].weights, np.float64)
 
@@ -136,8 +151,15 @@ def test_divergence_at_the_first_step_changes_nothing(dtype, batch_size, out, si
     """A step that overflows at once: batch 0 reported, the parameters untouched."""
     if out == "softmax" and sizes[-1] == 1:
         pytest.skip("softmax over one output is constant: nothing to overflow")
-    prob = make_problem(sizes, dtype=dtype, activation="identity", output=out, m=40, batch_size=batch_size,
-                        learning_rate=1e30 if dtype is np.float32 else 1e300)
+    prob = make_problem(
+        sizes,
+        dtype=dtype,
+        activation="identity",
+        output=out,
+        m=40,
+        batch_size=batch_size,
+        learning_rate=1e30 if dtype is np.float32 else 1e300,
+    )
     prob.X *= 1e10
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
@@ -157,8 +179,9 @@ def test_divergence_at_the_first_step_changes_nothing(dtype, batch_size, out, si
 def test_divergence_later_stops_at_the_same_step_as_plain(dtype, batch_size, act, sizes):
     """Ordinary steps, then one example whose step overflows: the same failing batch as
     the plain kernel, and the parameters (and J so far) from just before it."""
-    prob = make_problem(sizes, dtype=dtype, activation=act, output="identity", m=40, batch_size=batch_size,
-                        learning_rate=0.05)
+    prob = make_problem(
+        sizes, dtype=dtype, activation=act, output="identity", m=40, batch_size=batch_size, learning_rate=0.05
+    )
     k = 2 * batch_size + 1
     bad = prob.order[k]
     prob.X[bad] *= 100
@@ -212,12 +235,12 @@ def test_non_finite_start_fails_first_step(dtype):
 # ------------------------------------------------------------------------------ memory
 
 
-@pytest.mark.parametrize("batch_size, kernel", [(1, None), (8, None), (8, "_batch_epoch_tiled"), (8, "_batch_epoch_threads")])
+@pytest.mark.parametrize(
+    "batch_size, kernel", [(1, None), (8, None), (8, "_batch_epoch_tiled"), (8, "_batch_epoch_threads")]
+)
 def test_no_allocation_per_example_or_batch(batch_size, kernel):
     """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel)."""
-    from numba.core.runtime import rtsys
-
-    from numba.core.runtime import _nrt_python
+    from numba.core.runtime import _nrt_python, rtsys
 
     _nrt_python.memsys_enable_stats()
     counts = []
@@ -251,17 +274,28 @@ def test_tiled_batch_kernels_agree_with_plain_and_reference(dtype, threads):
     # the threaded twin runs the same body: fewer combinations (each batch starts its
     # threads five times, slow on a loaded machine)
     acts = ("tanh", "relu") if threads else HIDDEN_ACTIVATIONS
-    for sizes in (TILED_SIZES[3:5] if threads else TILED_SIZES):
-        for bs in ((3, 5, M) if threads else TILED_BATCHES):
+    for sizes in TILED_SIZES[3:5] if threads else TILED_SIZES:
+        for bs in (3, 5, M) if threads else TILED_BATCHES:
             for act in acts:
                 for out in OUTPUTS:
-                    prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=bs, seed=5,
-                                        learning_rate=0.1)
+                    prob = make_problem(
+                        sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=bs, seed=5, learning_rate=0.1
+                    )
                     lay, p0 = _flat(prob)
                     p_fast, p_plain = p0.copy(), p0.copy()
                     order = np.asarray(prob.order, dtype=np.int64)
-                    res = fast_epoch(p_fast, lay.sizes, prob.X, prob.Y, order, bs, dtype(0.1),
-                                     ACT_CODES[act], OUT_CODES[out], epoch=kernel)
+                    res = fast_epoch(
+                        p_fast,
+                        lay.sizes,
+                        prob.X,
+                        prob.Y,
+                        order,
+                        bs,
+                        dtype(0.1),
+                        ACT_CODES[act],
+                        OUT_CODES[out],
+                        epoch=kernel,
+                    )
                     J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
                     msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {bs}"
                     assert res[1] == f_plain == -1, msg
@@ -281,14 +315,22 @@ THREADED = _dispatch.THREADED_MIN_BATCH
 def test_threaded_kernel_agrees_with_plain(dtype, sizes):
     m = 2 * THREADED + 7  # a short last batch
     for act, out in (("tanh", "softmax"), ("relu", "sigmoid"), ("sigmoid", "identity")):
-        prob = make_problem(sizes, dtype=dtype, activation=act, output=out if sizes[-1] > 1 or out != "softmax" else "sigmoid",
-                            m=m, batch_size=THREADED, learning_rate=0.05)
+        prob = make_problem(
+            sizes,
+            dtype=dtype,
+            activation=act,
+            output=out if sizes[-1] > 1 or out != "softmax" else "sigmoid",
+            m=m,
+            batch_size=THREADED,
+            learning_rate=0.05,
+        )
         lay, p0 = _flat(prob)
         p_thr, p_plain = p0.copy(), p0.copy()
         order = np.asarray(prob.order, dtype=np.int64)
         lr = np.dtype(dtype).type(0.05)
-        res = fast_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
-                                       ACT_CODES[act], OUT_CODES[prob.output], threads=True)
+        res = fast_epoch(
+            p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr, ACT_CODES[act], OUT_CODES[prob.output], threads=True
+        )
         ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
         assert res[1] == ref[1] == -1
         assert_agree((res[0], p_thr), (ref[0], p_plain), dtype, f"{sizes} {act} {prob.output}")
@@ -296,8 +338,15 @@ def test_threaded_kernel_agrees_with_plain(dtype, sizes):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_threaded_kernel_divergence_matches_plain(dtype):
-    prob = make_problem([33, 37, 2], dtype=dtype, activation="tanh", output="identity", m=3 * THREADED,
-                        batch_size=THREADED, learning_rate=0.05)
+    prob = make_problem(
+        [33, 37, 2],
+        dtype=dtype,
+        activation="tanh",
+        output="identity",
+        m=3 * THREADED,
+        batch_size=THREADED,
+        learning_rate=0.05,
+    )
     bad = prob.order[THREADED + 5]
     prob.X[bad] *= 1000
     prob.Y[bad] = np.finfo(dtype).max * 0.9
@@ -305,8 +354,9 @@ def test_threaded_kernel_divergence_matches_plain(dtype):
     p_thr, p_plain = p0.copy(), p0.copy()
     order = np.asarray(prob.order, dtype=np.int64)
     lr = np.dtype(dtype).type(0.05)
-    J, failed = fast_epoch(p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr,
-                                         ACT_CODES["tanh"], OUT_CODES["identity"], threads=True)
+    J, failed = fast_epoch(
+        p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr, ACT_CODES["tanh"], OUT_CODES["identity"], threads=True
+    )
     J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
     assert f_plain >= 1 and failed == f_plain
     assert_agree((J, p_thr), (J_plain, p_plain), dtype)
@@ -337,8 +387,9 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
     outs = []
     for n in ("2", "1"):
         env = dict(os.environ, NUMBA_NUM_THREADS=n)
-        res = subprocess.run([sys.executable, "-c", _BITS_SCRIPT], env=env, capture_output=True, text=True,
-                             check=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-c", _BITS_SCRIPT], env=env, capture_output=True, text=True, check=True, timeout=300
+        )
         lines = res.stdout.strip().splitlines()
         assert [ln.split()[0] for ln in lines] == [n] * 4
         outs.append([ln.split(maxsplit=1)[1] for ln in lines])
@@ -347,16 +398,32 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
 
 # ------------------------------------------------------------------------ float32 stays
 
-@pytest.mark.parametrize("name, args", [
-    ("_first_layer_fused", lambda T: (np.zeros(40, T), 4, 8, 32, np.zeros(4, T), np.zeros(8, T), np.zeros(4, T),
-                                      np.zeros(8, T))),
-    ("_block_pass", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 8), T), np.zeros((4, 4), T),
-                               np.zeros((4, 4), T), np.zeros((4, 8), T))),
-    ("_z1_tile", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 4), T), 0, np.zeros(8, T), np.zeros((4, 8), T))),
-    ("_dw1_rows", lambda T: (np.zeros(40, T), 4, 0, 8, np.zeros((4, 4), T), 4, np.zeros((4, 8), T))),
-    ("activate_loop", lambda T: (np.zeros(8, T), np.zeros(8, T), 8, 1)),
-    ("output_loop", lambda T: (np.zeros(8, T), np.zeros(8, T), 1)),
-])
+
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        (
+            "_first_layer_fused",
+            lambda T: (np.zeros(40, T), 4, 8, 32, np.zeros(4, T), np.zeros(8, T), np.zeros(4, T), np.zeros(8, T)),
+        ),
+        (
+            "_block_pass",
+            lambda T: (
+                np.zeros(40, T),
+                4,
+                8,
+                np.zeros((4, 8), T),
+                np.zeros((4, 4), T),
+                np.zeros((4, 4), T),
+                np.zeros((4, 8), T),
+            ),
+        ),
+        ("_z1_tile", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 4), T), 0, np.zeros(8, T), np.zeros((4, 8), T))),
+        ("_dw1_rows", lambda T: (np.zeros(40, T), 4, 0, 8, np.zeros((4, 4), T), 4, np.zeros((4, 8), T))),
+        ("activate_loop", lambda T: (np.zeros(8, T), np.zeros(8, T), 8, 1)),
+        ("output_loop", lambda T: (np.zeros(8, T), np.zeros(8, T), 1)),
+    ],
+)
 def test_float32_loops_have_no_float64_arithmetic(name, args):
     """The hot loops compiled for float32 carry no stray float64 arithmetic (LLVM IR)."""
     import re
@@ -371,12 +438,13 @@ def test_float32_loops_have_no_float64_arithmetic(name, args):
     fn = njit(**{**JIT_VEC, "cache": False})(getattr(home, name).py_func)
     fn(*args(np.float32))
     text = fn.inspect_llvm(fn.signatures[0])
-    body = text[text.index("define"):]
+    body = text[text.index("define") :]
     assert re.search(r"= f(add|sub|mul|div)[a-z ]* (float|<\d+ x float>) ", body)
     assert not re.search(r"= f(add|sub|mul|div)[a-z ]* (double|<\d+ x double>) ", body), "stray float64"
 
 
 # ------------------------------------------------------------------ random configurations
+
 
 @pytest.mark.parametrize("seed", range(12))
 def test_random_configurations_agree_with_plain(seed):
@@ -392,8 +460,9 @@ def test_random_configurations_agree_with_plain(seed):
     out = OUTPUTS[int(rng.integers(len(OUTPUTS)))]
     m = int(rng.integers(1, 90))
     bs = int(rng.choice([1, 1, 2, 5, 64, m]))
-    prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=m, batch_size=bs, seed=seed,
-                        learning_rate=0.01)
+    prob = make_problem(
+        sizes, dtype=dtype, activation=act, output=out, m=m, batch_size=bs, seed=seed, learning_rate=0.01
+    )
     lay, p0 = _flat(prob)
     order = np.asarray(prob.order, dtype=np.int64)
     lr = np.dtype(dtype).type(0.01)
@@ -401,8 +470,7 @@ def test_random_configurations_agree_with_plain(seed):
     ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
     for threads in (False, True):
         p = p0.copy()
-        res = fast_epoch(p, lay.sizes, prob.X, prob.Y, order, bs, lr,
-                                       ACT_CODES[act], OUT_CODES[out], threads=threads)
+        res = fast_epoch(p, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[act], OUT_CODES[out], threads=threads)
         msg = f"{sizes} {np.dtype(dtype)} {act} {out} m={m} batch {bs} threads={threads}"
         assert res[1] == ref[1] == -1, msg
         assert_agree((res[0], p), (ref[0], p_plain), dtype, msg)

@@ -14,9 +14,9 @@ from numba import njit
 from fastbp import _dispatch
 from fastbp._dispatch import run_epoch
 from fastbp._fast import tiny as fast_tiny
+from fastbp._jit import JIT_VEC
 from fastbp.activations import get_activation
 from fastbp.testing import make_problem
-from fastbp._jit import JIT_VEC
 from tests.test_vmath import _check, _points
 
 _OPTS = {**JIT_VEC, "cache": False}
@@ -88,24 +88,27 @@ def test_float32_activations_have_no_float64_arithmetic(fn):
     fn(x, np.empty_like(x))
     sig = [s for s in fn.signatures if str(s[0].dtype) == "float32"][0]
     body = fn.inspect_llvm(sig)
-    body = body[body.index("define"):]
+    body = body[body.index("define") :]
     assert re.search(r"= f(add|sub|mul|div)[a-z ]* (float|<\d+ x float>) ", body)
     assert not re.search(r"= f(add|sub|mul|div)[a-z ]* (double|<\d+ x double>) ", body), "stray float64"
 
 
-@pytest.mark.parametrize("sizes, batch_size, output, used", [
-    ([2, 4, 1], 1, "sigmoid", "_tiny4_epoch"),
-    ([3, 3, 1], 1, "identity", "_tiny4_epoch"),
-    ([2, 5, 1], 1, "sigmoid", "_tiny_epoch"),  # more than 4 hidden units
-    ([2, 4, 2], 1, "softmax", "_tiny_epoch"),  # more than one output
-    ([5, _dispatch.TINY_MAX_HIDDEN, 3], 1, "sigmoid", "_tiny_epoch"),
-    ([128, 4, 1], 1, "sigmoid", "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
-    ([129, 4, 1], 1, "sigmoid", None),
-    ([_dispatch.TINY_MAX_INPUTS + 1, 8, 2], 1, "softmax", None),  # too many inputs for _tiny_epoch
-    ([2, _dispatch.TINY_MAX_HIDDEN + 1, 1], 1, "sigmoid", None),  # hidden layer too wide
-    ([2, 4, 3, 1], 1, "sigmoid", None),  # two hidden layers
-    ([2, 4, 1], 2, "sigmoid", None),  # mini-batches
-])
+@pytest.mark.parametrize(
+    "sizes, batch_size, output, used",
+    [
+        ([2, 4, 1], 1, "sigmoid", "_tiny4_epoch"),
+        ([3, 3, 1], 1, "identity", "_tiny4_epoch"),
+        ([2, 5, 1], 1, "sigmoid", "_tiny_epoch"),  # more than 4 hidden units
+        ([2, 4, 2], 1, "softmax", "_tiny_epoch"),  # more than one output
+        ([5, _dispatch.TINY_MAX_HIDDEN, 3], 1, "sigmoid", "_tiny_epoch"),
+        ([128, 4, 1], 1, "sigmoid", "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
+        ([129, 4, 1], 1, "sigmoid", None),
+        ([_dispatch.TINY_MAX_INPUTS + 1, 8, 2], 1, "softmax", None),  # too many inputs for _tiny_epoch
+        ([2, _dispatch.TINY_MAX_HIDDEN + 1, 1], 1, "sigmoid", None),  # hidden layer too wide
+        ([2, 4, 3, 1], 1, "sigmoid", None),  # two hidden layers
+        ([2, 4, 1], 2, "sigmoid", None),  # mini-batches
+    ],
+)
 def test_dispatch(sizes, batch_size, output, used):
     """select_epoch picks a tiny kernel exactly for per-example SGD with one hidden layer of
     at most TINY_MAX_HIDDEN units; the all-registers one for ≤ 4 units and one output."""
@@ -135,8 +138,7 @@ def test_not_loaded_by_other_nets():
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-c", _LAZY_SCRIPT], capture_output=True, text=True, check=True,
-                         timeout=300)
+    res = subprocess.run([sys.executable, "-c", _LAZY_SCRIPT], capture_output=True, text=True, check=True, timeout=300)
     assert res.stdout.strip().splitlines()[-1] == "False"
 
 
@@ -145,7 +147,6 @@ def test_not_loaded_by_other_nets():
 @pytest.mark.parametrize("sizes", [[2, 3, 1], [2, 5, 2], [2, 20, 1]])  # tiny4, tiny, per-example
 def test_non_finite_start_fails_first_step(dtype, sizes):
     """NaN in the parameters: the first step is not applied, nothing changes."""
-    from fastbp.activations import NAMES as ACT
     from fastbp.losses import NAMES as OUT
     from fastbp.params import Layout
 
@@ -154,8 +155,17 @@ def test_non_finite_start_fails_first_step(dtype, sizes):
     p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
     p0[0] = np.nan
     p = p0.copy()
-    J, failed = run_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order, np.int64), 1,
-                          np.dtype(dtype).type(prob.learning_rate), get_activation(prob.activation), OUT[prob.output])
+    J, failed = run_epoch(
+        p,
+        lay.sizes,
+        prob.X,
+        prob.Y,
+        np.asarray(prob.order, np.int64),
+        1,
+        np.dtype(dtype).type(prob.learning_rate),
+        get_activation(prob.activation),
+        OUT[prob.output],
+    )
     assert failed == 0 and J == 0.0
     np.testing.assert_array_equal(p, p0)
 
@@ -165,7 +175,6 @@ def test_no_allocation_per_example(sizes):
     """Numba's allocation count of a per-example epoch does not grow with m."""
     from numba.core.runtime import _nrt_python, rtsys
 
-    from fastbp.activations import NAMES as ACT
     from fastbp.losses import NAMES as OUT
     from fastbp.params import Layout
 
@@ -215,8 +224,9 @@ def test_tiny_chain_stripped_bound_takes_the_kernels_steps():
     from fastbp.testing import TOLERANCE
 
     mod = _tiny_chain_script()
-    prob = make_problem([2, 4, 1], dtype=np.float32, activation="tanh", output="sigmoid", m=64, learning_rate=0.1,
-                        shuffle=False)
+    prob = make_problem(
+        [2, 4, 1], dtype=np.float32, activation="tanh", output="sigmoid", m=64, learning_rate=0.1, shuffle=False
+    )
     lay = Layout([2, 4, 1])
     p0 = lay.pack(prob.weights, prob.biases, np.dtype(np.float32))
     order = np.random.default_rng(0).permutation(64)

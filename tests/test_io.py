@@ -39,7 +39,10 @@ def test_round_trip_is_bit_for_bit(tmp_path, dtype, output, seed):
     assert back.params.tobytes() == net.params.tobytes()
     assert back.params.dtype == net.params.dtype
     assert (back.layer_sizes, back.activation.name, back.output, back.seed) == (
-        net.layer_sizes, net.activation.name, net.output, net.seed
+        net.layer_sizes,
+        net.activation.name,
+        net.output,
+        net.seed,
     )
     assert back.rng.bit_generator.state == net.rng.bit_generator.state
     # The generator's state travels too: training on continues with the same shuffles.
@@ -52,8 +55,19 @@ def test_the_file_holds_the_documented_keys_and_no_objects(tmp_path):
     net = trained()
     data = archive(net.save(tmp_path / "m.npz"))
     assert set(data) == {
-        "format_version", "layer_sizes", "activation", "output", "dtype", "seed", "rng_state",
-        "weights_0", "biases_0", "weights_1", "biases_1", "weights_2", "biases_2",
+        "format_version",
+        "layer_sizes",
+        "activation",
+        "output",
+        "dtype",
+        "seed",
+        "rng_state",
+        "weights_0",
+        "biases_0",
+        "weights_1",
+        "biases_1",
+        "weights_2",
+        "biases_2",
     }
     assert all(a.dtype.kind != "O" for a in data.values())
     assert int(data["format_version"]) == fastbp.io.FORMAT_VERSION
@@ -138,10 +152,18 @@ def _set(key, value):
 
 
 BAD_FILES = {
-    **{f"missing {k}": (_drop(k), f"missing key '{k}'") for k in
-       ["format_version", "layer_sizes", "activation", "output", "dtype", "weights_0", "biases_2"]},
-    "object array": (_set("activation", np.array(["relu"], dtype=object)), "key 'activation' cannot be read without unpickling"),
-    "object weights": (_set("weights_0", np.empty((5, 3), dtype=object)), "key 'weights_0' cannot be read without unpickling"),
+    **{
+        f"missing {k}": (_drop(k), f"missing key '{k}'")
+        for k in ["format_version", "layer_sizes", "activation", "output", "dtype", "weights_0", "biases_2"]
+    },
+    "object array": (
+        _set("activation", np.array(["relu"], dtype=object)),
+        "key 'activation' cannot be read without unpickling",
+    ),
+    "object weights": (
+        _set("weights_0", np.empty((5, 3), dtype=object)),
+        "key 'weights_0' cannot be read without unpickling",
+    ),
     "format_version 2": (_set("format_version", np.array(2)), "unknown format_version 2"),
     "format_version 0": (_set("format_version", np.array(0)), "unknown format_version 0"),
     "format_version text": (_set("format_version", np.array("1")), "key 'format_version' must be an integer scalar"),
@@ -149,8 +171,14 @@ BAD_FILES = {
     "biases shape": (_set("biases_0", np.zeros(4)), r"key 'biases_0' has shape \(4,\), expected \(5,\)"),
     "layer_sizes short": (_set("layer_sizes", np.array([3, 5, 4])), "holds 3 layers' parameters but layer_sizes has 2"),
     "layer_sizes mismatch": (_set("layer_sizes", np.array([3, 6, 4, 2])), "key 'weights_0' has shape"),
-    "layer_sizes zero": (_set("layer_sizes", np.array([3, 0, 4, 2])), "key 'layer_sizes': layer_sizes must be positive"),
-    "layer_sizes float": (_set("layer_sizes", np.array([3.0, 5, 4, 2])), "key 'layer_sizes' must be a vector of integers"),
+    "layer_sizes zero": (
+        _set("layer_sizes", np.array([3, 0, 4, 2])),
+        "key 'layer_sizes': layer_sizes must be positive",
+    ),
+    "layer_sizes float": (
+        _set("layer_sizes", np.array([3.0, 5, 4, 2])),
+        "key 'layer_sizes' must be a vector of integers",
+    ),
     "dtype mismatch": (_set("dtype", np.array("float32")), "key 'weights_0' has dtype float64, expected float32"),
     "dtype float16": (_set("dtype", np.array("float16")), "key 'dtype' is 'float16'"),
     "activation unknown": (_set("activation", np.array("swish")), "key 'activation' is 'swish'"),
@@ -159,8 +187,14 @@ BAD_FILES = {
     "output not text": (_set("output", np.array(1)), "key 'output' must be a text scalar"),
     "NaN weight": (lambda d: {**d, "weights_2": np.full_like(d["weights_2"], np.nan)}, "key 'weights_2' contains NaN"),
     "rng_state not JSON": (_set("rng_state", np.array("{oops")), "key 'rng_state' is not valid JSON"),
-    "rng_state unknown generator": (_set("rng_state", np.array('{"bit_generator": "os.system"}')), "unknown bit generator"),
-    "rng_state broken": (_set("rng_state", np.array('{"bit_generator": "PCG64", "state": 3}')), "key 'rng_state' is not a valid PCG64 state"),
+    "rng_state unknown generator": (
+        _set("rng_state", np.array('{"bit_generator": "os.system"}')),
+        "unknown bit generator",
+    ),
+    "rng_state broken": (
+        _set("rng_state", np.array('{"bit_generator": "PCG64", "state": 3}')),
+        "key 'rng_state' is not a valid PCG64 state",
+    ),
     "seed negative": (_set("seed", np.array("-4")), "key 'seed' must be a non-negative integer"),
 }
 
@@ -237,18 +271,28 @@ def test_saved_file_gets_the_permissions_of_a_plain_open_and_keeps_an_existing_o
 
 
 def _description(net):
-    return dict(layer_sizes=net.layer_sizes, activation=net.activation.name, output=net.output, dtype=net.dtype,
-                weights=net.weights, biases=net.biases)
+    return dict(
+        layer_sizes=net.layer_sizes,
+        activation=net.activation.name,
+        output=net.output,
+        dtype=net.dtype,
+        weights=net.weights,
+        biases=net.biases,
+    )
 
 
 def test_read_returns_what_save_arrays_wrote(tmp_path):
     net = trained(np.float32, "tanh", "sigmoid", seed=5)
-    path = fastbp.io.save_arrays(tmp_path / "m.npz", **_description(net), seed=5,
-                                 rng_state=net.rng.bit_generator.state)
+    path = fastbp.io.save_arrays(tmp_path / "m.npz", **_description(net), seed=5, rng_state=net.rng.bit_generator.state)
     saved = fastbp.io.read(path)
     assert isinstance(saved, fastbp.io.SavedModel)
     assert (saved.layer_sizes, saved.activation, saved.output, saved.dtype, saved.seed) == (
-        (3, 5, 4, 2), "tanh", "sigmoid", np.dtype(np.float32), 5)
+        (3, 5, 4, 2),
+        "tanh",
+        "sigmoid",
+        np.dtype(np.float32),
+        5,
+    )
     for got, want in zip(saved.weights + saved.biases, net.weights + net.biases):
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
     assert saved.rng.bit_generator.state == net.rng.bit_generator.state

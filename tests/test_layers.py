@@ -13,14 +13,31 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fastbp"
 
 #: Module (dotted, below ``fastbp``) → layer.  ``_plain.*`` and ``_fast.*`` are both layer 2.
 LAYERS = {
-    "errors": 0, "_jit": 0, "params": 0,
-    "vmath": 1, "activations": 1, "losses": 1, "steps": 1, "_validation": 1,
-    "_plain": 2, "_fast": 2,
+    "errors": 0,
+    "_jit": 0,
+    "params": 0,
+    "vmath": 1,
+    "activations": 1,
+    "losses": 1,
+    "steps": 1,
+    "_validation": 1,
+    "_plain": 2,
+    "_fast": 2,
     "_dispatch": 3,
-    "kernels": 4, "reference": 4, "optimizers": 4,
-    "io": 5, "network": 5, "estimators": 5,
-    "testing": 6, "datasets": 6, "_argtypes": 6, "bench": 6, "cli": 6, "conformance": 6,
-    "__main__": 7, "__init__": 7,
+    "kernels": 4,
+    "reference": 4,
+    "optimizers": 4,
+    "io": 5,
+    "network": 5,
+    "estimators": 5,
+    "testing": 6,
+    "datasets": 6,
+    "_argtypes": 6,
+    "bench": 6,
+    "cli": 6,
+    "conformance": 6,
+    "__main__": 7,
+    "__init__": 7,
 }
 
 #: The shared building blocks of the fast package (the only ``_fast`` modules a strategy imports).
@@ -47,21 +64,25 @@ def _imports(path: Path, source: str | None = None) -> set[str]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("fastbp."):
-                    found.add(alias.name[len("fastbp."):])
+                    found.add(alias.name[len("fastbp.") :])
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - (node.level - 1)] if node.level > 1 else list(package)
                 target = ".".join(base + ([node.module] if node.module else []))
             elif node.module and node.module.startswith("fastbp"):
-                target = node.module[len("fastbp."):] if node.module != "fastbp" else ""
+                target = node.module[len("fastbp.") :] if node.module != "fastbp" else ""
             else:
                 continue
             if node.module is None or target == "" or target in ("_plain", "_fast"):
                 # ``from . import x`` / ``from fastbp import x``: the names may be modules
                 for alias in node.names:
                     sub = f"{target}.{alias.name}" if target else alias.name
-                    found.add(sub if (PACKAGE / Path(*sub.split("."))).with_suffix(".py").exists()
-                              or (PACKAGE / Path(*sub.split("."))).is_dir() else target)
+                    found.add(
+                        sub
+                        if (PACKAGE / Path(*sub.split("."))).with_suffix(".py").exists()
+                        or (PACKAGE / Path(*sub.split("."))).is_dir()
+                        else target
+                    )
             else:
                 found.add(target)
     found.discard("")
@@ -85,7 +106,9 @@ def test_imports_go_down_a_layer(path):
     for target in GRAPH[name]:
         if name in ("__init__", "__main__"):
             continue
-        assert _layer(target) <= _layer(name), f"fastbp/{name} (layer {_layer(name)}) imports {target} (layer {_layer(target)})"
+        assert _layer(target) <= _layer(name), (
+            f"fastbp/{name} (layer {_layer(name)}) imports {target} (layer {_layer(target)})"
+        )
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -106,7 +129,7 @@ def test_no_import_cycle():
 
     def visit(node):
         if node in stack:
-            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(node):] + [node]))
+            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(node) :] + [node]))
         if node in seen:
             return
         stack.append(node)

@@ -30,7 +30,9 @@ def test_shapes_follow_the_derivation():
     assert net.n_layers == 3
 
 
-@pytest.mark.parametrize("activation, scheme", [("tanh", "glorot"), ("sigmoid", "glorot"), ("relu", "he"), ("leaky_relu", "he")])
+@pytest.mark.parametrize(
+    "activation, scheme", [("tanh", "glorot"), ("sigmoid", "glorot"), ("relu", "he"), ("leaky_relu", "he")]
+)
 def test_initialisation_is_scaled_to_the_activation(activation, scheme):
     net = fastbp.MLP([400, 300, 1], activation=activation, seed=0)
     W = net.weights[0]
@@ -61,7 +63,9 @@ def test_forward_loss_gradients_match_the_reference_functions(backend, dtype, ou
     Xd, Yd = X.astype(dtype), Y.astype(dtype)
     _, A = reference.forward(net.weights, net.biases, Xd, "tanh", output)
     np.testing.assert_allclose(net.forward(X, backend), A[-1], **tolerance(dtype))
-    assert net.loss(X, Y, backend) == pytest.approx(reference.loss(net.weights, net.biases, Xd, Yd, "tanh", output), rel=1e-5)
+    assert net.loss(X, Y, backend) == pytest.approx(
+        reference.loss(net.weights, net.biases, Xd, Yd, "tanh", output), rel=1e-5
+    )
     dW, db = net.gradients(X, Y, backend)
     rW, rb = reference.gradients(net.weights, net.biases, Xd, Yd, "tanh", output)
     for got, want in zip(dW + db, rW + rb):
@@ -92,7 +96,10 @@ def test_predict_gives_labels():
 
 
 def test_repr_names_the_network():
-    assert repr(fastbp.MLP([2, 3, 1], seed=5)) == "MLP([2, 3, 1], activation='tanh', output='sigmoid', dtype=float64, seed=5)"
+    assert (
+        repr(fastbp.MLP([2, 3, 1], seed=5))
+        == "MLP([2, 3, 1], activation='tanh', output='sigmoid', dtype=float64, seed=5)"
+    )
 
 
 def test_custom_activation_trains_through_mlp():

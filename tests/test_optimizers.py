@@ -7,11 +7,11 @@ import pytest
 
 import fastbp
 from fastbp import optimizers as O
-from fastbp.activations import get_activation
 from fastbp._plain.loops import _train_epoch_opt
+from fastbp.activations import get_activation
 from fastbp.losses import get_output
-from fastbp.steps import _add_l2
 from fastbp.params import Layout, offsets
+from fastbp.steps import _add_l2
 from fastbp.testing import assert_agree, make_problem, tolerance
 
 from .conftest import SOFTSIGN
@@ -180,8 +180,21 @@ def test_epoch_kernel_agrees_with_reference(dtype, output, opt_name):
     for backend in ("numba", "numpy"):
         opt = OPTIMIZERS[opt_name]()
         p = params0.copy()
-        Js = [opt.train_epoch(p, layout.sizes, prob.X, prob.Y, order, 5, get_activation("tanh"),
-                              get_output(output), backend, cost_scale=0.5) for _ in range(3)]
+        Js = [
+            opt.train_epoch(
+                p,
+                layout.sizes,
+                prob.X,
+                prob.Y,
+                order,
+                5,
+                get_activation("tanh"),
+                get_output(output),
+                backend,
+                cost_scale=0.5,
+            )
+            for _ in range(3)
+        ]
         results.append((p, opt.state, [J for J, _ in Js]))
         assert all(failed == -1 for _, failed in Js)
     assert results[0][0].dtype == np.dtype(dtype)
@@ -194,8 +207,17 @@ def test_epoch_stops_before_a_diverging_step(backend):
     Y = prob.Y * 1e200  # the first squared error overflows to inf
     opt = O.SGD(0.1, momentum=0.9)
     before = params.copy()
-    J, failed = opt.train_epoch(params, layout.sizes, prob.X, Y, np.arange(prob.X.shape[0]), 4,
-                                get_activation("tanh"), get_output("identity"), backend)
+    J, failed = opt.train_epoch(
+        params,
+        layout.sizes,
+        prob.X,
+        Y,
+        np.arange(prob.X.shape[0]),
+        4,
+        get_activation("tanh"),
+        get_output("identity"),
+        backend,
+    )
     assert failed == 0
     np.testing.assert_array_equal(params, before)
     assert not opt.state.any()
@@ -208,8 +230,22 @@ def test_epoch_kernel_runs_as_plain_python():
     for f in (_train_epoch_opt, _train_epoch_opt.py_func):
         opt = O.Adam(0.01, alpha=0.1)
         p = params0.copy()
-        out = f(p, layout.sizes, prob.X, prob.Y, np.arange(6), 4, get_activation("tanh").code,
-                get_output("softmax"), opt.kind, opt.hyper(), np.zeros((2, p.size)), np.zeros(1, np.int64), 0.1, 1.0)
+        out = f(
+            p,
+            layout.sizes,
+            prob.X,
+            prob.Y,
+            np.arange(6),
+            4,
+            get_activation("tanh").code,
+            get_output("softmax"),
+            opt.kind,
+            opt.hyper(),
+            np.zeros((2, p.size)),
+            np.zeros(1, np.int64),
+            0.1,
+            1.0,
+        )
         results.append((p, out[0]))
     assert_agree(results[0], results[1], np.float64)
 
@@ -224,8 +260,9 @@ def test_fit_with_sgd_object_without_momentum_is_plain_gradient_descent():
     np.testing.assert_allclose(a.params, b.params, **tolerance(np.float64))
 
 
-@pytest.mark.parametrize("make", [lambda: O.Adam(0.01), lambda: O.SGD(0.05, momentum=0.9, nesterov=True,
-                                                                      learning_rate="invscaling")])
+@pytest.mark.parametrize(
+    "make", [lambda: O.Adam(0.01), lambda: O.SGD(0.05, momentum=0.9, nesterov=True, learning_rate="invscaling")]
+)
 def test_optimizer_state_carries_over_fit_calls(make):
     X = np.random.default_rng(0).normal(size=(30, 4))
     Y = np.eye(3)[np.random.default_rng(1).integers(0, 3, 30)]
@@ -377,8 +414,10 @@ _ACT_OF_CODE = {get_activation(name).code: get_activation(name) for name in HIDD
 
 def _fast_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, *tail):
     """The fast optimizer epoch (forced through the dispatcher), with the plain kernel's arguments."""
-    return _dispatch.run_epoch_opt(params, sizes, X, Y, order, batch_size, _ACT_OF_CODE[act], out, *tail,
-                                   epoch="_batch_epoch_opt")
+    return _dispatch.run_epoch_opt(
+        params, sizes, X, Y, order, batch_size, _ACT_OF_CODE[act], out, *tail, epoch="_batch_epoch_opt"
+    )
+
 
 #: Every optimizer (at learning rate α), and the two schedules that change α between epochs.
 FAST_OPTIMIZERS = {
@@ -386,8 +425,9 @@ FAST_OPTIMIZERS = {
     "nesterov": lambda lr: O.SGD(lr, momentum=0.9, nesterov=True, alpha=0.1),
     "momentum": lambda lr: O.SGD(lr, momentum=0.5),
     "adam": lambda lr: O.Adam(lr / 5, alpha=0.05),
-    "nesterov-invscaling": lambda lr: O.SGD(lr, momentum=0.9, nesterov=True, learning_rate="invscaling",
-                                            power_t=0.3, alpha=0.01),
+    "nesterov-invscaling": lambda lr: O.SGD(
+        lr, momentum=0.9, nesterov=True, learning_rate="invscaling", power_t=0.3, alpha=0.01
+    ),
     "momentum-adaptive": lambda lr: O.SGD(lr, momentum=0.5, learning_rate="adaptive", alpha=0.01),
 }
 
@@ -436,8 +476,10 @@ def test_fast_epoch_agrees_with_plain_and_reference(dtype, opt_name, batch_size)
                 prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=M_FAST, seed=7)
                 params0 = layout.pack(prob.weights, prob.biases, dtype)
                 order = np.asarray(prob.order, dtype=np.int64)
-                runs = {impl: _epochs(impl, make, params0.copy(), layout.sizes, prob.X, prob.Y, order, batch_size,
-                                      act, out) for impl in EPOCH_IMPLS}
+                runs = {
+                    impl: _epochs(impl, make, params0.copy(), layout.sizes, prob.X, prob.Y, order, batch_size, act, out)
+                    for impl in EPOCH_IMPLS
+                }
                 msg = f"{opt_name} {sizes} {np.dtype(dtype)} {act} {out} batch {batch_size}"
                 assert runs["fast"][0].dtype == np.dtype(dtype)
                 assert runs["fast"][4] == runs["plain"][4] == runs["reference"][4]  # the same schedule
@@ -548,8 +590,23 @@ def test_fit_runs_the_fast_epoch_custom_activations_the_plain_one(monkeypatch):
         net.fit(X, Y, epochs=1, batch_size=5, shuffle=False, optimizer=O.Adam(0.01))
         opt = O.Adam(0.01)
         opt.bind(np.asarray(sizes), p0.dtype)
-        _dispatch.run_epoch_opt(p0, np.asarray(sizes, np.int64), X, Y, np.arange(24), 5, net.activation, OUT_SIGMOID,
-                                opt.kind, opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0, epoch=forced)
+        _dispatch.run_epoch_opt(
+            p0,
+            np.asarray(sizes, np.int64),
+            X,
+            Y,
+            np.arange(24),
+            5,
+            net.activation,
+            OUT_SIGMOID,
+            opt.kind,
+            opt.hyper(),
+            opt.state,
+            opt.counter,
+            opt.alpha,
+            1.0,
+            epoch=forced,
+        )
         np.testing.assert_array_equal(net.params, p0)
 
     fit_and_forced("tanh", "_batch_epoch_opt")

@@ -10,7 +10,7 @@ import pytest
 from fastbp import kernels, reference
 from fastbp.testing import OUTPUTS, make_problem
 
-from .conftest import ACTIVATIONS, ACTIVATION_IDS
+from .conftest import ACTIVATION_IDS, ACTIVATIONS
 
 
 @pytest.mark.parametrize("output", OUTPUTS)

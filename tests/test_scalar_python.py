@@ -31,8 +31,12 @@ print(json.dumps(out))
 def test_kernels_run_as_plain_python_and_agree():
     """NUMBA_DISABLE_JIT=1 runs the very same loops in the interpreter; both must agree."""
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    plain = json.loads(subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True, text=True).stdout)
-    compiled = json.loads(subprocess.run([sys.executable, "-c", SCRIPT], check=True, capture_output=True, text=True).stdout)
+    plain = json.loads(
+        subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True, text=True).stdout
+    )
+    compiled = json.loads(
+        subprocess.run([sys.executable, "-c", SCRIPT], check=True, capture_output=True, text=True).stdout
+    )
     for output in plain:
         assert_agree([np.array(v) for v in plain[output]], [np.array(v) for v in compiled[output]], np.float64, output)
 

@@ -51,6 +51,7 @@ CASES = {
     "64-32-10 per-example float32 (blocked W[1])": ([64, 32, 10], 1, "float32"),
 }
 
+
 def _expected_epoch(case) -> str:
     """The epoch kernel the dispatcher selects for a case (``module.name``, as the script reports it)."""
     from fastbp import _dispatch

@@ -48,4 +48,7 @@ def test_perf_matrix_sections_print_a_row_per_case(capsys):
     out = capsys.readouterr().out
     assert "2-4-1 float64 | plain" in out
     assert [line.split("|")[0].split()[-1] for line in out.splitlines() if "batch" in line and "|" in line] == [
-        "32", "64", "256"]
+        "32",
+        "64",
+        "256",
+    ]

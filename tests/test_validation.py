@@ -284,7 +284,13 @@ def call(impl, name, *problem, **kw):
         return impl.update(*a, args.get("dW", dW), args.get("db", db), args.get("learning_rate", 0.1))
     if name == "train_epoch":
         return impl.train_epoch(
-            *a, args["X"], args["Y"], args.get("learning_rate", 0.1), args.get("batch_size", 2), args.get("order"), **opts
+            *a,
+            args["X"],
+            args["Y"],
+            args.get("learning_rate", 0.1),
+            args.get("batch_size", 2),
+            args.get("order"),
+            **opts,
         )
     raise KeyError(name)
 
@@ -310,14 +316,44 @@ WRAPPER_CASES = [
     ("lists of lists", ALL, {"weights": [w.tolist() for w in _W]}, TypeError, r"weights\[0\] must be a NumPy array"),
     ("bias shape", ALL, {"biases": [_b[0][:2], _b[1]]}, ValueError, r"biases\[0\] must have shape"),
     ("layer mismatch", ALL, {"weights": [_W[0], _W[1][:, :2]]}, ValueError, r"weights\[1\] has 2 columns"),
-    ("different lengths", ALL, {"biases": _b[:1]}, ValueError, "weights and biases must be non-empty lists of equal length"),
-    ("int weights", ALL, {"weights": [w.astype(int) for w in _W]}, TypeError, "weights and biases must all be float32 or all float64"),
-    ("mixed dtypes", ALL, {"weights": [_W[0].astype(np.float32), _W[1]]}, TypeError, "weights and biases must all be float32"),
-    ("float16 weights", ALL, {"weights": [w.astype(np.float16) for w in _W], "biases": [c.astype(np.float16) for c in _b]}, TypeError, "weights and biases must all be float32"),
+    (
+        "different lengths",
+        ALL,
+        {"biases": _b[:1]},
+        ValueError,
+        "weights and biases must be non-empty lists of equal length",
+    ),
+    (
+        "int weights",
+        ALL,
+        {"weights": [w.astype(int) for w in _W]},
+        TypeError,
+        "weights and biases must all be float32 or all float64",
+    ),
+    (
+        "mixed dtypes",
+        ALL,
+        {"weights": [_W[0].astype(np.float32), _W[1]]},
+        TypeError,
+        "weights and biases must all be float32",
+    ),
+    (
+        "float16 weights",
+        ALL,
+        {"weights": [w.astype(np.float16) for w in _W], "biases": [c.astype(np.float16) for c in _b]},
+        TypeError,
+        "weights and biases must all be float32",
+    ),
     ("NaN weight", ALL, {"weights": [_with(_W[0], (0, 0), np.nan), _W[1]]}, ValueError, r"weights\[0\] contains NaN"),
     ("inf bias", ALL, {"biases": [_b[0], _with(_b[1], 0, np.inf)]}, ValueError, r"biases\[1\] contains NaN or inf"),
     ("read-only weights", ["update", "train_epoch"], {"weights": _ro(_W)}, ValueError, r"weights\[0\] is read-only"),
-    ("read-only bias", ["update", "train_epoch"], {"biases": [_b[0].copy(), _ro(_b)[1]]}, ValueError, r"biases\[1\] is read-only"),
+    (
+        "read-only bias",
+        ["update", "train_epoch"],
+        {"biases": [_b[0].copy(), _ro(_b)[1]]},
+        ValueError,
+        r"biases\[1\] is read-only",
+    ),
     ("X nan", WITH_X, {"X": BAD_X["nan"][0]}, ValueError, "X contains NaN"),
     ("X columns", WITH_X, {"X": BAD_X["columns"][0]}, ValueError, "X must have 3 columns"),
     ("X complex", WITH_X, {"X": BAD_X["complex"][0]}, TypeError, "X must be real"),
@@ -328,8 +364,20 @@ WRAPPER_CASES = [
     ("activation", WITH_ACT, {"activation": "swish"}, ValueError, "activation must be one of"),
     ("output", WITH_ACT, {"output": "hinge"}, ValueError, "output must be one of"),
     ("output type", WITH_ACT, {"output": 1}, TypeError, "output must be a string"),
-    ("learning_rate", ["update", "train_epoch"], {"learning_rate": -1.0}, ValueError, "learning_rate must be a finite positive"),
-    ("learning_rate nan", ["update", "train_epoch"], {"learning_rate": float("nan")}, ValueError, "learning_rate must be a finite positive"),
+    (
+        "learning_rate",
+        ["update", "train_epoch"],
+        {"learning_rate": -1.0},
+        ValueError,
+        "learning_rate must be a finite positive",
+    ),
+    (
+        "learning_rate nan",
+        ["update", "train_epoch"],
+        {"learning_rate": float("nan")},
+        ValueError,
+        "learning_rate must be a finite positive",
+    ),
     ("batch_size", ["train_epoch"], {"batch_size": 0}, ValueError, "batch_size must be at least 1"),
     ("order float", ["train_epoch"], {"order": np.arange(6.0)}, TypeError, "order must hold integer"),
     ("order 2-D", ["train_epoch"], {"order": np.arange(6).reshape(2, 3)}, ValueError, "order must be a non-empty 1-D"),
@@ -342,7 +390,13 @@ WRAPPER_CASES = [
     ("db NaN", ["update"], {"db": [_b[0], _with(_b[1], 0, np.nan)]}, ValueError, r"db\[1\] contains NaN"),
     ("dW complex", ["update"], {"dW": [_W[0].astype(complex), _W[1]]}, TypeError, r"dW\[0\] must be real"),
     ("Z count", ["backward"], {"Z": [np.zeros((6, 4))]}, ValueError, "Z must be a list of 2 arrays"),
-    ("Z shape", ["backward"], {"Z": [np.zeros((6, 4)), np.zeros((5, 1))]}, ValueError, r"Z\[1\] must have shape \(6, 1\)"),
+    (
+        "Z shape",
+        ["backward"],
+        {"Z": [np.zeros((6, 4)), np.zeros((5, 1))]},
+        ValueError,
+        r"Z\[1\] must have shape \(6, 1\)",
+    ),
     ("A NaN", ["backward"], {"A": [np.full((6, 4), np.nan), np.zeros((6, 1))]}, ValueError, r"A\[0\] contains NaN"),
 ]
 

@@ -9,19 +9,55 @@ from fastbp import vmath
 from fastbp._jit import JIT_VEC
 from fastbp.testing import tolerance
 
-EDGES = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, -1e-300, 1e-30, -1e-30, 1e-8, -1e-8, 0.5, -0.5,
-         1e300, -1e300, 3e38, -3e38, 709.78, 709.79, -708.3, -708.4, -745.1, -745.2,
-         88.72, 88.73, -87.3, -87.4, -103.9, -104.0, 9.0, 10.0, 19.0, 20.0, 21.0, -20.0]
+EDGES = [
+    0.0,
+    -0.0,
+    np.inf,
+    -np.inf,
+    np.nan,
+    1e-300,
+    -1e-300,
+    1e-30,
+    -1e-30,
+    1e-8,
+    -1e-8,
+    0.5,
+    -0.5,
+    1e300,
+    -1e300,
+    3e38,
+    -3e38,
+    709.78,
+    709.79,
+    -708.3,
+    -708.4,
+    -745.1,
+    -745.2,
+    88.72,
+    88.73,
+    -87.3,
+    -87.4,
+    -103.9,
+    -104.0,
+    9.0,
+    10.0,
+    19.0,
+    20.0,
+    21.0,
+    -20.0,
+]
 
 
 def _points(dtype, n=1_000_000):
     rng = np.random.default_rng(1)
-    x = np.concatenate([
-        rng.normal(0.0, 4.0, n),                                   # where the activations live
-        rng.uniform(-800.0, 800.0, n // 4),                        # across exp's whole range
-        10.0 ** rng.uniform(-40, 40, n // 4) * rng.choice([-1, 1], n // 4),  # every magnitude
-        EDGES,
-    ])
+    x = np.concatenate(
+        [
+            rng.normal(0.0, 4.0, n),  # where the activations live
+            rng.uniform(-800.0, 800.0, n // 4),  # across exp's whole range
+            10.0 ** rng.uniform(-40, 40, n // 4) * rng.choice([-1, 1], n // 4),  # every magnitude
+            EDGES,
+        ]
+    )
     with np.errstate(over="ignore"):
         return np.ascontiguousarray(x.astype(dtype))
 
@@ -88,7 +124,7 @@ def test_float32_stays_float32(dtype):
         ir = njit(**JIT_VEC | {"cache": False})(fn)
         ir(x, out)
         text = ir.inspect_llvm(ir.signatures[0])
-        body = text[text.index("define"):]
+        body = text[text.index("define") :]
         import re
 
         assert re.search(r"= f(add|sub|mul|div)[a-z ]* float ", body)  # float32 arithmetic is there

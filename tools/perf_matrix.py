@@ -70,15 +70,17 @@ def blas_peak(n: int = 2048) -> dict:
     """One core's matmul GFLOP/s per dtype (:func:`fastbp.bench.blas_peak_gflops` of n × n, BLAS limited
     to one thread), in a subprocess without the OpenBLAS overrides; ``"blas"``: threadpoolctl's view of BLAS."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    res = subprocess.run([sys.executable, "-c", _PEAK_CODE, str(n)], env=env, capture_output=True, text=True,
-                         check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _PEAK_CODE, str(n)], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def make_data(sizes, dtype, m, output="sigmoid", seed=0):
     """``fastbp bench``'s data (:func:`fastbp.bench.make_data`: the same weights, X and Y) for tanh hidden units."""
-    case = bench.Case(sizes=tuple(sizes), activation="tanh", output=output, m=m, dtype=np.dtype(dtype).name,
-                      learning_rate=0.01)
+    case = bench.Case(
+        sizes=tuple(sizes), activation="tanh", output=output, m=m, dtype=np.dtype(dtype).name, learning_rate=0.01
+    )
     return bench.make_data(case, seed)
 
 
@@ -203,14 +205,16 @@ def batch_section(nets, dtypes, repeats, target_s):
     from fastbp.losses import OUT_SOFTMAX as SOFTMAX
 
     tanh = get_activation("tanh")
-    from fastbp.params import Layout
+    import numba
     from threadpoolctl import threadpool_limits
 
-    import numba
+    from fastbp.params import Layout
 
     threads = numba.get_num_threads()
-    print(f"\nmini-batch SGD, one epoch, examples/s (one thread; the last column: the threaded kernel "
-          f"with {threads} Numba threads against one thread, for batches ≥ {_dispatch.THREADED_MIN_BATCH})")
+    print(
+        f"\nmini-batch SGD, one epoch, examples/s (one thread; the last column: the threaded kernel "
+        f"with {threads} Numba threads against one thread, for batches ≥ {_dispatch.THREADED_MIN_BATCH})"
+    )
     for net in nets:
         sizes = [int(s) for s in net.split("-")]
         out_name = "softmax" if sizes[-1] > 1 else "sigmoid"
@@ -226,6 +230,7 @@ def batch_section(nets, dtypes, repeats, target_s):
             order = np.arange(m, dtype=np.int64)
             lr = np.dtype(dt).type(0.01)
             for bs in (32, 64, 256):
+
                 def plain(p):
                     return BUILTIN._train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out)
 
@@ -236,9 +241,18 @@ def batch_section(nets, dtypes, repeats, target_s):
                     return run_epoch(p, lay.sizes, X, Y, order, bs, lr, tanh, out, threads=True)
 
                 def sk(_p):
-                    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="tanh", solver="sgd",
-                                        momentum=0.0, alpha=0.0, batch_size=bs, learning_rate_init=0.01,
-                                        max_iter=1, shuffle=False, random_state=0)
+                    clf = MLPClassifier(
+                        hidden_layer_sizes=tuple(sizes[1:-1]),
+                        activation="tanh",
+                        solver="sgd",
+                        momentum=0.0,
+                        alpha=0.0,
+                        batch_size=bs,
+                        learning_rate_init=0.01,
+                        max_iter=1,
+                        shuffle=False,
+                        random_state=0,
+                    )
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", ConvergenceWarning)
                         clf.fit(X, y_lab)
@@ -252,11 +266,17 @@ def batch_section(nets, dtypes, repeats, target_s):
                 with threadpool_limits(1):
                     best = bench.interleaved_best_seconds(calls, repeats, setup=lambda: (p0.copy(),))
                 r = {k: m / v for k, v in best.items()}
-                thr = (f" | {threads} threads {r['fast2']:>11,.0f} ({r['fast2'] / r['fast']:4.2f}x)"
-                       if threads > 1 and bs >= _dispatch.THREADED_MIN_BATCH else "")
-                print(f"{net:>11} {dt:>7} batch {bs:>3} | plain {r['plain']:>11,.0f} | fast {r['fast']:>11,.0f} | "
-                      f"sklearn {r['sklearn']:>11,.0f} | fast/sklearn {r['fast'] / r['sklearn']:5.2f}x | "
-                      f"fast/plain {r['fast'] / r['plain']:5.1f}x{thr}", flush=True)
+                thr = (
+                    f" | {threads} threads {r['fast2']:>11,.0f} ({r['fast2'] / r['fast']:4.2f}x)"
+                    if threads > 1 and bs >= _dispatch.THREADED_MIN_BATCH
+                    else ""
+                )
+                print(
+                    f"{net:>11} {dt:>7} batch {bs:>3} | plain {r['plain']:>11,.0f} | fast {r['fast']:>11,.0f} | "
+                    f"sklearn {r['sklearn']:>11,.0f} | fast/sklearn {r['fast'] / r['sklearn']:5.2f}x | "
+                    f"fast/plain {r['fast'] / r['plain']:5.1f}x{thr}",
+                    flush=True,
+                )
 
 
 def main(argv=None):
@@ -281,8 +301,10 @@ def main(argv=None):
             use_jax = False
     cpu = bench._cpu_model()
     peak = blas_peak()
-    print(f"CPU: {cpu}; BLAS single-thread peak: float32 {peak['float32']:.1f}, float64 {peak['float64']:.1f} "
-          f"GFLOP/s ({peak['blas']})")
+    print(
+        f"CPU: {cpu}; BLAS single-thread peak: float32 {peak['float32']:.1f}, float64 {peak['float64']:.1f} "
+        f"GFLOP/s ({peak['blas']})"
+    )
     if not args.batch_only:
         print("per-example SGD, tanh hidden, sigmoid + BCE, examples/s (best of %d, interleaved)" % args.repeats)
         rows = per_example_matrix(args.nets, args.dtypes, args.repeats, args.seconds, use_jax, peak)

@@ -111,8 +111,10 @@ def profile(args) -> None:
         r = _run([args.sizes, args.batch_size, args.dtype, True], None, cache)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    print(f"{r['module']}: first fit {r['fit']:.2f} s (CPU {r['cpu_fit']:.2f} s), "
-          f"first predict {r['predict']:.2f} s (CPU {r['cpu_predict']:.2f} s); {_load()}")
+    print(
+        f"{r['module']}: first fit {r['fit']:.2f} s (CPU {r['cpu_fit']:.2f} s), "
+        f"first predict {r['predict']:.2f} s (CPU {r['cpu_predict']:.2f} s); {_load()}"
+    )
     print(f"{'self s':>7} {'LLVM s':>7}  function (self = minus the compiles nested in it)")
     for name, self_s, llvm_s in r["functions"]:
         if self_s >= args.min_seconds:
@@ -140,14 +142,19 @@ def compare(args) -> None:
             r["fit"].append(cold["fit"])
             r["predict"].append(cold["predict"])
             r["warm"].append(warm["fit"] + warm["predict"])
-            print(f"run {i + 1} {root}: cold {r['cold'][-1]:.2f} s (fit {cold['fit']:.2f}, predict "
-                  f"{cold['predict']:.2f}; CPU {r['cold_cpu'][-1]:.2f}), warm {r['warm'][-1]:.3f} s", flush=True)
+            print(
+                f"run {i + 1} {root}: cold {r['cold'][-1]:.2f} s (fit {cold['fit']:.2f}, predict "
+                f"{cold['predict']:.2f}; CPU {r['cold_cpu'][-1]:.2f}), warm {r['warm'][-1]:.3f} s",
+                flush=True,
+            )
     print(_load())
     med = {root: {k: statistics.median(v) for k, v in res[root].items()} for root in args.roots}
     for root in args.roots:
         m = med[root]
-        print(f"{root}: median cold fit+predict {m['cold']:.2f} s (fit {m['fit']:.2f}, predict {m['predict']:.2f}; "
-              f"CPU {m['cold_cpu']:.2f} s), warm {m['warm']:.3f} s")
+        print(
+            f"{root}: median cold fit+predict {m['cold']:.2f} s (fit {m['fit']:.2f}, predict {m['predict']:.2f}; "
+            f"CPU {m['cold_cpu']:.2f} s), warm {m['warm']:.3f} s"
+        )
     if len(args.roots) == 2:
         old, new = (med[r] for r in args.roots)
         print("new/old: " + ", ".join(f"{k} {new[k] / old[k]:.2f}" for k in keys))

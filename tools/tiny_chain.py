@@ -52,9 +52,9 @@ import os
 import numpy as np
 from numba import njit
 
-from fastbp.bench import XLA_ONE_THREAD, best_seconds, interleaved_best_seconds
 from fastbp._fast.tiny import sigmoid_half, tsigmoid, ttanh
 from fastbp._jit import JIT_VEC
+from fastbp.bench import XLA_ONE_THREAD, best_seconds, interleaved_best_seconds
 from fastbp.vmath import vsigmoid, vtanh
 
 OPTS = {**JIT_VEC, "cache": False}
@@ -124,8 +124,16 @@ def stripped_241(params, X, Y, order, lr):
     returns Σ Z[2] (not a cost) so that every example's output is used.
     """
     T = np.float32
-    w00, w01, w10, w11, w20, w21, w30, w31 = (params[0], params[1], params[2], params[3], params[4], params[5],
-                                              params[6], params[7])
+    w00, w01, w10, w11, w20, w21, w30, w31 = (
+        params[0],
+        params[1],
+        params[2],
+        params[3],
+        params[4],
+        params[5],
+        params[6],
+        params[7],
+    )
     b10, b11, b12, b13 = params[8], params[9], params[10], params[11]
     v0, v1, v2, v3, b2 = params[12], params[13], params[14], params[15], params[16]
     h0, h1, h2, h3, hb = T(0.5) * v0, T(0.5) * v1, T(0.5) * v2, T(0.5) * v3, T(0.5) * b2
@@ -201,12 +209,14 @@ def stripped(repeats: int, m: int = 16384) -> None:
     pa, pb = p0.copy(), p0.copy()
     calls["tiny kernel"](pa)
     calls["stripped"](pb)  # (the same steps: the parameters agree to float32 rounding)
-    print(f"after one epoch, max |kernel − stripped| = {np.abs(pa - pb).max():.2g} (max |param| "
-          f"{np.abs(pa).max():.2g})")
+    print(
+        f"after one epoch, max |kernel − stripped| = {np.abs(pa - pb).max():.2g} (max |param| {np.abs(pa).max():.2g})"
+    )
     best = interleaved_best_seconds(calls, repeats, setup=lambda: (p0.copy(),))
     for name, sec in best.items():
-        print(f"float32 2-4-1 tanh m={m}: {name:12s} {sec / m * 1e9:6.1f} ns per example  "
-              f"{best['jax'] / sec:5.2f}× JAX")
+        print(
+            f"float32 2-4-1 tanh m={m}: {name:12s} {sec / m * 1e9:6.1f} ns per example  {best['jax'] / sec:5.2f}× JAX"
+        )
 
 
 def best_ns(fn, n: int, c, k, repeats: int) -> float:
@@ -236,8 +246,10 @@ def epochs(dtype: str, repeats: int) -> None:
             call()
         best = interleaved_best_seconds(calls, repeats)
         for name, sec in best.items():
-            print(f"{dtype} 2-4-1 tanh m={m}: {name:13s} {sec * 1e6:8.1f} µs  {m / sec / 1e6:6.2f} M examples/s  "
-                  f"{best['jax'] / sec:5.2f}× JAX")
+            print(
+                f"{dtype} 2-4-1 tanh m={m}: {name:13s} {sec * 1e6:8.1f} µs  {m / sec / 1e6:6.2f} M examples/s  "
+                f"{best['jax'] / sec:5.2f}× JAX"
+            )
 
 
 def kernels_before_after(repeats: int, m: int = 16384) -> None:
@@ -252,16 +264,30 @@ def kernels_before_after(repeats: int, m: int = 16384) -> None:
     lay = Layout([2, 4, 1])
     for dtype in (np.float32, np.float64):
         for act in ("tanh", "sigmoid", "relu"):
-            prob = make_problem([2, 4, 1], dtype=dtype, activation=act, output="sigmoid", m=m, learning_rate=0.01,
-                                shuffle=False)
+            prob = make_problem(
+                [2, 4, 1], dtype=dtype, activation=act, output="sigmoid", m=m, learning_rate=0.01, shuffle=False
+            )
             p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
-            args = (lay.sizes, prob.X, prob.Y, np.arange(m), np.dtype(dtype).type(0.01), ACT[act], SIGMOID,
-                    float(np.finfo(dtype).max) / 4)
+            args = (
+                lay.sizes,
+                prob.X,
+                prob.Y,
+                np.arange(m),
+                np.dtype(dtype).type(0.01),
+                ACT[act],
+                SIGMOID,
+                float(np.finfo(dtype).max) / 4,
+            )
             calls = {"generic": fast_sgd._sgd_epoch, "tiny": fast_tiny._tiny4_epoch}
-            best = interleaved_best_seconds({name: (lambda p, k=kernel: k(p, *args)) for name, kernel in calls.items()},
-                                            repeats, setup=lambda: (p0.copy(),))
-            print(f"{np.dtype(dtype).name} 2-4-1 {act:7s}: generic {best['generic'] / m * 1e9:6.1f} ns, "
-                  f"tiny {best['tiny'] / m * 1e9:6.1f} ns per example ({best['generic'] / best['tiny']:.2f}×)")
+            best = interleaved_best_seconds(
+                {name: (lambda p, k=kernel: k(p, *args)) for name, kernel in calls.items()},
+                repeats,
+                setup=lambda: (p0.copy(),),
+            )
+            print(
+                f"{np.dtype(dtype).name} 2-4-1 {act:7s}: generic {best['generic'] / m * 1e9:6.1f} ns, "
+                f"tiny {best['tiny'] / m * 1e9:6.1f} ns per example ({best['generic'] / best['tiny']:.2f}×)"
+            )
 
 
 def main(argv=None) -> None:
@@ -271,8 +297,11 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", action="store_true", help="then time 2-4-1 epochs through each layer of the call")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="for --epochs")
     ap.add_argument("--kernels", action="store_true", help="then the generic and the tiny kernel on 2-4-1 epochs")
-    ap.add_argument("--stripped", action="store_true",
-                    help="then JAX, the tiny kernel and a kernel stripped to the chain on a long 2-4-1 epoch")
+    ap.add_argument(
+        "--stripped",
+        action="store_true",
+        help="then JAX, the tiny kernel and a kernel stripped to the chain on a long 2-4-1 epoch",
+    )
     args = ap.parse_args(argv)
     if args.stripped:
         stripped(max(args.repeats, 15))

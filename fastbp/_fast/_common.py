@@ -60,8 +60,17 @@ def _borrow_epoch(params, sizes, X, Y, order):
     offsets: ``(params, sizes, X, Y, order, offs, w_off, b_off, u_off)``.  ``offs`` is
     the offsets' owner: the caller keeps it alive to each exit (:func:`_alive`)."""
     offs = offsets(sizes)
-    return (_borrowed(params), _borrowed(sizes), _borrowed(X), _borrowed(Y), _borrowed(order), offs,
-            _borrowed(offs[0]), _borrowed(offs[1]), _borrowed(offs[2]))
+    return (
+        _borrowed(params),
+        _borrowed(sizes),
+        _borrowed(X),
+        _borrowed(Y),
+        _borrowed(order),
+        offs,
+        _borrowed(offs[0]),
+        _borrowed(offs[1]),
+        _borrowed(offs[2]),
+    )
 
 
 #: Per-example costs are computed in chunks of this many examples (vectorised),

@@ -326,8 +326,9 @@ def _batch_workspace(params, sizes, u_off):
 # inlined at Numba-IR level into the epoch kernels, so that calling it per batch costs
 # nothing on tiny nets (its own callees stay calls)
 @jit_inline
-def _batch_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, blocked,
-                    z, a, dz, sa, P, Q, C, Zp):
+def _batch_gradient(
+    params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, blocked, z, a, dz, sa, P, Q, C, Zp
+):
     """grad += the mean gradient of the costs of the examples ``order[start:stop]``; returns
     the sum of their costs (float64).
 

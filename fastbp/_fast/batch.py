@@ -40,8 +40,28 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         batch_cost = _batch_gradient(
-            params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, blocked,
-            z, a, dz, sa, P, Q, C, Zp,
+            params,
+            grad,
+            sizes,
+            w_off,
+            b_off,
+            u_off,
+            X,
+            Y,
+            order,
+            start,
+            stop,
+            act,
+            out,
+            blocked,
+            z,
+            a,
+            dz,
+            sa,
+            P,
+            Q,
+            C,
+            Zp,
         )
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
         safe = np.isfinite(batch_cost)

@@ -164,7 +164,26 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
             )
             if not safe:
                 _apply_block(params, n0, n1, C, Q)  # the block's examples before this one
-                _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, P_own, Q_own, C_own, Zp_own, G_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own)
+                _alive(
+                    offs[0],
+                    offs[1],
+                    offs[2],
+                    z_own,
+                    a_own,
+                    dz_own,
+                    P_own,
+                    Q_own,
+                    C_own,
+                    Zp_own,
+                    G_own,
+                    sa_own,
+                    sd_own,
+                    wb_own,
+                    bb_own,
+                    Zc_own,
+                    Yc_own,
+                    cnt_own,
+                )
                 return total + flush_costs(Zc, Yc, cnt, n_L, out), t0 + tt
             if deferred:
                 defer_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt)
@@ -175,5 +194,24 @@ def _sgd_epoch_blocked(params, sizes, X, Y, order, lr, act, out, limit):
             for j in range(n1):
                 C[tt, j] = lr * dz[j]
     _apply_block(params, n0, n1, C, Q)
-    _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, P_own, Q_own, C_own, Zp_own, G_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own)
+    _alive(
+        offs[0],
+        offs[1],
+        offs[2],
+        z_own,
+        a_own,
+        dz_own,
+        P_own,
+        Q_own,
+        C_own,
+        Zp_own,
+        G_own,
+        sa_own,
+        sd_own,
+        wb_own,
+        bb_own,
+        Zc_own,
+        Yc_own,
+        cnt_own,
+    )
     return total + flush_costs(Zc, Yc, cnt, n_L, out), -1

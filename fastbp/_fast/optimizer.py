@@ -32,8 +32,9 @@ from ._passes import _batch_gradient, _batch_workspace
 
 
 @jit_vec
-def _batch_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha,
-                     cost_scale, blocked):
+def _batch_epoch_opt(
+    params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale, blocked
+):
     """One epoch of mini-batches with an optimizer and L2; the arguments and result of
     :func:`fastbp._plain.loops._train_epoch_opt` (``act`` a built-in activation's code),
     plus ``blocked`` (see :func:`fastbp._fast._passes._batch_gradient`).
@@ -53,8 +54,28 @@ def _batch_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyp
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         batch_loss = cost_scale * _batch_gradient(
-            params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, blocked,
-            z, a, dz, sa, P, Q, C, Zp,
+            params,
+            grad,
+            sizes,
+            w_off,
+            b_off,
+            u_off,
+            X,
+            Y,
+            order,
+            start,
+            stop,
+            act,
+            out,
+            blocked,
+            z,
+            a,
+            dz,
+            sa,
+            P,
+            Q,
+            C,
+            Zp,
         )
         if alpha > 0.0:
             batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / (stop - start))

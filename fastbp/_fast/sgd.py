@@ -69,7 +69,22 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             params, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, sd, wb, bb, lr, act, out, limit
         )
         if not safe:
-            _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, c1_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own)
+            _alive(
+                offs[0],
+                offs[1],
+                offs[2],
+                z_own,
+                a_own,
+                dz_own,
+                c1_own,
+                sa_own,
+                sd_own,
+                wb_own,
+                bb_own,
+                Zc_own,
+                Yc_own,
+                cnt_own,
+            )
             return total + flush_costs(Zc, Yc, cnt, n_L, out), t
         if deferred:
             defer_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt)
@@ -82,5 +97,7 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         prev = i
     if prev >= 0:
         _flush_first(params, n0, n1, c1, X[prev])
-    _alive(offs[0], offs[1], offs[2], z_own, a_own, dz_own, c1_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own)
+    _alive(
+        offs[0], offs[1], offs[2], z_own, a_own, dz_own, c1_own, sa_own, sd_own, wb_own, bb_own, Zc_own, Yc_own, cnt_own
+    )
     return total + flush_costs(Zc, Yc, cnt, n_L, out), -1

@@ -19,7 +19,6 @@ from ..params import offsets
 from ._common import _abs_sum, _layer_bounds
 from ._passes import _forward_and_output_delta
 
-
 #: The W[1] products of :func:`_batch_epoch_tiled` work on register tiles of this many
 #: rows of W[1] × this many examples (16 accumulators, which LLVM keeps in vector registers).
 TILE = 4
@@ -132,7 +131,6 @@ def _example_pass(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out)
     reads).  Returns the example's cost.  Touches only its own z, a, dz, sa."""
     L = sizes.shape[0] - 1
     T = params.dtype.type
-    n1 = sizes[1]
     cost = _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out)
     for l in range(L - 1, 0, -1):
         n_in = sizes[l]
@@ -237,8 +235,9 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
             _z1_tile(cur, n0, n1, Xb, t, b1, Zs)
             for s in range(t, min(t + TILE, nb)):
                 dzs = DZs[s]
-                costs[s] = _example_pass(cur, sizes, w_off, b_off, u_off, Y[order[start + s]], Zs[s], As[s], dzs,
-                                         SA[s], act, out)
+                costs[s] = _example_pass(
+                    cur, sizes, w_off, b_off, u_off, Y[order[start + s]], Zs[s], As[s], dzs, SA[s], act, out
+                )
                 for j in range(n1):
                     D1[s, j] = scale * dzs[j]
         batch_cost = 0.0

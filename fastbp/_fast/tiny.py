@@ -54,7 +54,7 @@ from numba import types
 from numba.extending import overload, register_jitable
 
 from .._jit import OVERLOAD_OPTIONS, jit_inner, jit_vec
-from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, BOUNDED_CODES, LEAKY_SLOPE
+from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, LEAKY_SLOPE
 from ..losses import OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs
 from ..vmath import _as_float, vexp, vsigmoid
 from ._common import COST_CHUNK, COST_SAFE, _abs_max, _alive, _borrowed
@@ -68,8 +68,15 @@ LANES = 16
 # rational gives ±(1 − 2.4e-7) there), x itself below TANH_TINY: Eigen's and XLA's float32 tanh.
 TANH_CLAMP = 7.90531110763549805
 TANH_TINY = 0.0004
-_P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
-      -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
+_P = (
+    4.89352455891786e-03,
+    6.37261928875436e-04,
+    1.48572235717979e-05,
+    5.12229709037114e-08,
+    -8.60467152213735e-11,
+    2.00018790482477e-13,
+    -2.76076847742355e-16,
+)
 _Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06)
 
 
@@ -81,8 +88,7 @@ def _tanh32(x):
     s2 = s * s
     s4 = s2 * s2
     # Estrin: p = (p0 + p1 s) + s²(p2 + p3 s) + s⁴((p4 + p5 s) + s² p6), q likewise
-    p = ((T(_P[0]) + T(_P[1]) * s) + s2 * (T(_P[2]) + T(_P[3]) * s)) + s4 * (
-        (T(_P[4]) + T(_P[5]) * s) + s2 * T(_P[6]))
+    p = ((T(_P[0]) + T(_P[1]) * s) + s2 * (T(_P[2]) + T(_P[3]) * s)) + s4 * ((T(_P[4]) + T(_P[5]) * s) + s2 * T(_P[6]))
     q = (T(_Q[0]) + T(_Q[1]) * s) + s2 * (T(_Q[2]) + T(_Q[3]) * s)
     t = (xc * p) / q
     return t if abs(x) >= T(TANH_TINY) else x  # x below TANH_TINY (keeps −0.0), and NaN
@@ -610,4 +616,3 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     total += flush_costs(Zc, Yc, cnt, 1, out)
     _alive(W1T_own, v_own, queue_own, cnt_own)
     return total, resume
-

@@ -34,7 +34,6 @@ from ..losses import example_cost, output_activation
 from ..params import offsets
 from ..steps import _add_l2, _optimizer_step, _sgd_update, _step_is_finite
 
-
 # ===================================================================== one example
 
 
