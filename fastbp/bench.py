@@ -169,12 +169,16 @@ def _jax(case: Case, d: Problem):
         raise Skip(f"activation {case.activation!r} not wired for jax")
     lr = case.learning_rate
 
+    # Each layer as (W @ aᵀ)ᵀ, not a @ Wᵀ: the same numbers, but XLA's CPU backend ran the
+    # a @ Wᵀ form 2-3.5x slower on wide layers here (float32, 784-128-10: about 25k against
+    # 55-87k examples/s; re-measure with `fastbp bench --systems jax` after editing it), and a
+    # peer must be timed in its fast form, or the ratio flatters fastbp.
     def cost(params, x, y):
         a = x
         for W, b in params[:-1]:
-            a = g(a @ W.T + b)
+            a = g((W @ a.T).T + b)
         W, b = params[-1]
-        z = a @ W.T + b
+        z = (W @ a.T).T + b
         if case.output == "sigmoid":  # binary cross-entropy from the logit, summed over outputs
             per = jnp.sum(jnp.maximum(z, 0) - y * z + jnp.log1p(jnp.exp(-jnp.abs(z))), axis=1)
         else:  # softmax cross-entropy via log-sum-exp
