@@ -52,3 +52,13 @@ def test_perf_matrix_sections_print_a_row_per_case(capsys):
         "64",
         "256",
     ]
+
+
+def test_bit_identity_prints_the_same_fingerprints_twice(capsys):
+    """tools/bit_identity.py (the evidence that the issue-11 move changed no bit) is deterministic."""
+    mod = _script("bit_identity")
+    mod.main(["--quick"])
+    first = capsys.readouterr().out
+    mod.main(["--quick"])
+    assert capsys.readouterr().out == first
+    assert len(first.splitlines()) == 6  # 2 dtypes × (2 batch sizes + the optimizers)
