@@ -20,6 +20,7 @@ from .common import (
     DTYPES,
     SIZES,
     TIMING,
+    TIMING_WALL,
     M,
     best_seconds,
     flops_per_example,
@@ -107,7 +108,7 @@ class TrainEpochThreaded:
 
     params = _THREADED
     param_names = ["size", "dtype", "batch", "threads"]
-    locals().update(TIMING)
+    locals().update(TIMING_WALL)
 
     def setup(self, size, dtype, batch, threads):
         if warm_threaded(size, dtype, threads) != threads:

@@ -13,7 +13,7 @@ and exits with status 1 naming the reference if one does.
 
 Run it after every ``asv publish``::
 
-    asv publish && python tools/asv_offline.py          # then open .asv/html/index.html
+    asv publish && python tools/asv_offline.py && asv preview   # any static server will do
     python tools/asv_offline.py --check                 # only check, change nothing
 
 An external URL this script does not know (a newer asv) is one line on stderr and exit
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     for ref in left:
         print(f"asv_offline: external reference left: {ref}", file=sys.stderr)
     if not left:
-        print(f"asv_offline: {html_dir} references no external URL; open {html_dir / 'index.html'}")
+        print(f"asv_offline: {html_dir} references no external URL; serve it with `asv preview`")
     return 1 if left else 0
 
 
