@@ -25,6 +25,7 @@ from .common import (
     best_seconds,
     flops_per_example,
     interleaved_best_seconds,
+    probe,
     problem,
     skip_if_pointless,
     train_once,
@@ -145,6 +146,33 @@ class ThreadSpeedUp:
         return best[1] / best[2]
 
     track_two_threads_over_one.unit = "ratio"
+
+
+class EpochOverProbe:
+    """One numba epoch's time over a fixed probe's (:func:`common.probe`), both measured in this process,
+    interleaved, best of 7.
+
+    The regression detector for a shared machine: a neighbour that slows this core (another process on
+    the same core or its SMT sibling, a busy memory bus) slows the probe too, so the ratio keeps what
+    fastbp changed.  On the first docs-only ``asv continuous`` runs, the epoch times alone moved by up to
+    2.4x (wall clock) and 1.4x (CPU time) between identical commits.
+    """
+
+    params = (list(SIZES), ["float64"], list(BATCHES))
+    param_names = ["size", "dtype", "batch"]
+
+    def setup(self, size, dtype, batch):
+        warm(size, dtype)
+        probe()  # compile (or load) the probe
+        self.p = problem(size, dtype, batch=batch)
+        self.W, self.b = self.p.copy_params()
+
+    def track_epoch_over_probe(self, size, dtype, batch):
+        calls = {"epoch": partial(train_once, "numba", self.p, self.W, self.b), "probe": probe}
+        best = interleaved_best_seconds(calls, 7)
+        return best["epoch"] / best["probe"]
+
+    track_epoch_over_probe.unit = "ratio"
 
 
 class Forward:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 
+import numba
 import numpy as np
 
 from fastbp import kernels, reference
@@ -170,6 +171,29 @@ def warm_threaded(size: str, dtype: str, threads: int) -> int:
     W, b = p.copy_params()
     kernels.train_epoch(W, b, p.X, p.Y, LEARNING_RATE, 64, None, "tanh", "sigmoid")
     return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe_kernel(x: np.ndarray, w: np.ndarray) -> float:  # pragma: no cover - compiled
+    acc = 0.0
+    for i in range(x.shape[0]):
+        s = 0.0
+        for j in range(w.shape[0]):
+            s += w[j] * x[i]
+        acc += np.tanh(s * 1e-3)
+    return acc
+
+
+_PROBE_X = np.linspace(-1.0, 1.0, 20_000)
+_PROBE_W = np.linspace(0.5, 1.5, 64)
+
+
+def probe() -> float:
+    """A fixed piece of work (no fastbp code, so the same in every commit): a per-example loop of
+    multiply-adds and a tanh each, ~1-2 ms.  Timed beside a benchmark, interleaved, it measures how
+    fast this core runs *now*; the ratio of the two is what :class:`bench_training.EpochOverProbe`
+    tracks, and on a shared machine it moves far less than either time."""
+    return _probe_kernel(_PROBE_X, _PROBE_W)
 
 
 def train_once(backend: str, p, W, b) -> float:

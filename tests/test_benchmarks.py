@@ -87,7 +87,9 @@ for name, cls in inspect.getmembers(bt, inspect.isclass):
     if cls.__module__ != bt.__name__ or not hasattr(cls, "setup"):
         continue
     params = cls.params if isinstance(cls.params, tuple) else (cls.params,)
-    first = [values[-1] for values in params]  # the largest nets, batches and thread counts
+    names = cls.param_names
+    # the smallest net and dtype, the largest batch and thread count (the cases the threads matter for)
+    first = [values[-1] if name in ("batch", "threads") else values[0] for name, values in zip(names, params)]
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     try:
         cls().setup(*first)
@@ -100,6 +102,7 @@ print("\\n".join(out))
 """
 
 
+@pytest.mark.slow  # a subprocess that sets up every benchmark class (compiles the threaded kernel)
 def test_every_asv_benchmark_fixes_its_own_thread_counts():
     """Each training benchmark's setup sets Numba's and BLAS's thread counts itself, whatever they were
     before: one thread each, except the threaded kernel's own benchmarks (their ``threads`` parameter)."""

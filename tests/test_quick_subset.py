@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,6 +23,7 @@ def _collected(*args: str) -> list[str]:
     return [line for line in done.stdout.splitlines() if "::" in line]
 
 
+@pytest.mark.slow  # two pytest subprocesses
 def test_quick_keeps_every_test_function_a_sample_of_each_grid_and_no_slow_test():
     files = ["tests/test_io.py", "tests/test_tools.py"]  # a big grid, and tests marked slow
     full, quick = _collected(*files), _collected("--quick", *files)
