@@ -134,7 +134,7 @@ def problem(
         output=output,
         m=M[size] if m is None else m,
         seed=seed,
-        batch_size=BATCHES[batch],
+        batch_size=BATCHES[batch] if batch in BATCHES else int(batch),  # (the threaded benchmarks' "64")
         learning_rate=LEARNING_RATE,
         shuffle=True,
     )

@@ -88,8 +88,8 @@ for name, cls in inspect.getmembers(bt, inspect.isclass):
         continue
     params = cls.params if isinstance(cls.params, tuple) else (cls.params,)
     names = cls.param_names
-    # the smallest net and dtype, the largest batch and thread count (the cases the threads matter for)
-    first = [values[-1] if name in ("batch", "threads") else values[0] for name, values in zip(names, params)]
+    # the first value of each parameter, but the largest thread count
+    first = [values[-1] if name == "threads" else values[0] for name, values in zip(names, params)]
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     try:
         cls().setup(*first)
