@@ -30,6 +30,9 @@ SUBSET=(
     --bench "SpeedUp.track_numba_over_numpy\('2-4-1', 'float64', '32'\)"
     --bench "Forward.time_.*\('64-64-10', 'float32'"
     --bench "Memory.peakmem_.*\(2000, "
+    --bench "TrainEpochThreaded.time_train_epoch\('784-128-10', 'float32', '64'"
+    --bench "ThreadSpeedUp.track_.*\('784-128-10', 'float32', '64'\)"
+    --bench "EpochOverProbe.track_.*\('2-4-1', 'float64', '(1|32)'\)"
     --bench "bench_startup"
 )
 "${ASV[@]}" run --python=same --quick --dry-run --show-stderr "${SUBSET[@]}"

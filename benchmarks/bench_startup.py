@@ -25,10 +25,13 @@ net.predict(X)
 
 
 def _prelude(cache_dir: str) -> str:
-    # Runs before numba is imported (numba reads NUMBA_CACHE_DIR at import).
+    # Runs before numba and numpy are imported (they read these variables at import): the
+    # cache folder, and one Numba and one BLAS thread, as every other benchmark fixes them.
     return f"""
 import os
 os.environ["NUMBA_CACHE_DIR"] = {cache_dir!r}
+os.environ["NUMBA_NUM_THREADS"] = "1"
+os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 import numpy as np
 import fastbp
 rng = np.random.default_rng(0)

@@ -2,9 +2,12 @@
 
 Parameters (``param_names``): network ``size`` (see :data:`common.SIZES`), ``dtype``,
 ``backend`` (``numba`` kernels or ``numpy`` reference) and ``batch`` (examples per
-update: 1 is per-example SGD, ``full`` the whole epoch).  Every ``setup`` warms the
-JIT on a 2-example input first, so no ``time_*`` includes compile time (that is
-measured apart, in :mod:`bench_startup`).
+update: 1 is per-example SGD, ``full`` the whole epoch).  Every ``setup`` fixes one
+Numba thread and one BLAS thread and warms the JIT on a small input first, so no
+``time_*`` includes compile time (that is measured apart, in :mod:`bench_startup`) and
+none depends on how many cores happen to be free.  The threaded mini-batch kernel is
+measured apart, with its thread count as a parameter (:class:`TrainEpochThreaded`,
+:class:`ThreadSpeedUp`).
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ from .common import (
     BATCHES,
     DTYPES,
     SIZES,
+    TIMING,
+    TIMING_WALL,
     M,
     best_seconds,
     flops_per_example,
     interleaved_best_seconds,
+    probe,
     problem,
     skip_if_pointless,
     train_once,
     warm,
+    warm_threaded,
 )
 
 _GRID = (list(SIZES), list(DTYPES), list(BACKENDS), list(BATCHES))
@@ -35,6 +42,7 @@ class TrainEpoch:
 
     params = _GRID
     param_names = _GRID_NAMES
+    locals().update(TIMING)
 
     def setup(self, size, dtype, backend, batch):
         skip_if_pointless(size, backend, batch)
@@ -68,7 +76,7 @@ class Throughput:
 
 
 class SpeedUp:
-    """numba/numpy speed-up of one epoch, both measured in this process, interleaved, best of 3."""
+    """numba/numpy speed-up of one epoch, both measured in this process, interleaved, best of 5."""
 
     params = (list(SIZES), list(DTYPES), list(BATCHES))
     param_names = ["size", "dtype", "batch"]
@@ -81,10 +89,90 @@ class SpeedUp:
     def track_numba_over_numpy(self, size, dtype, batch):
         # interleaved: a noisy neighbour hurts both sides alike
         calls = {name: partial(train_once, name, self.p, W, b) for name, (W, b) in self.params_by_backend.items()}
-        best = interleaved_best_seconds(calls, 3)
+        best = interleaved_best_seconds(calls, 5)
         return best["numpy"] / best["numba"]
 
     track_numba_over_numpy.unit = "ratio"
+
+
+#: The nets and batches the threaded kernel takes (W[1] of at least 16,384 weights, batches of 64 or more).
+_THREADED = (["784-128-10", "256-256-10"], ["float64", "float32"], ["64", "256"], [1, 2])
+
+
+class TrainEpochThreaded:
+    """One epoch of mini-batches on the nets the threaded kernel serves, with ``threads`` Numba threads.
+
+    ``threads=1`` runs the one-thread tiled kernel, ``threads=2`` the threaded one (bit-identical
+    results).  On a machine whose cores are busy the two-thread time says more about the neighbours
+    than about fastbp: :class:`ThreadSpeedUp` measures both in one process, interleaved.
+    """
+
+    params = _THREADED
+    param_names = ["size", "dtype", "batch", "threads"]
+    locals().update(TIMING_WALL)
+
+    def setup(self, size, dtype, batch, threads):
+        if warm_threaded(size, dtype, threads) != threads:
+            raise NotImplementedError(f"Numba cannot start {threads} threads here (NUMBA_NUM_THREADS)")
+        self.p = problem(size, dtype, batch=batch)
+        self.W, self.b = self.p.copy_params()
+
+    def time_train_epoch(self, size, dtype, batch, threads):
+        train_once("numba", self.p, self.W, self.b)
+
+
+class ThreadSpeedUp:
+    """Two threads over one: the threaded kernel's epoch time against the one-thread kernel's,
+    both measured in this process, interleaved, best of 5 (a ratio, so a busy neighbour slows
+    both sides alike)."""
+
+    params = _THREADED[:3]
+    param_names = ["size", "dtype", "batch"]
+
+    def setup(self, size, dtype, batch):
+        if warm_threaded(size, dtype, 2) < 2:
+            raise NotImplementedError("Numba has only one thread here (NUMBA_NUM_THREADS)")
+        self.p = problem(size, dtype, batch=batch)
+        self.W, self.b = self.p.copy_params()
+
+    def track_two_threads_over_one(self, size, dtype, batch):
+        import numba
+
+        def run(n):
+            numba.set_num_threads(n)
+            train_once("numba", self.p, self.W, self.b)
+
+        best = interleaved_best_seconds({1: partial(run, 1), 2: partial(run, 2)}, 5)
+        return best[1] / best[2]
+
+    track_two_threads_over_one.unit = "ratio"
+
+
+class EpochOverProbe:
+    """One numba epoch's time over a fixed probe's (:func:`common.probe`), both measured in this process,
+    interleaved, best of 7.
+
+    The regression detector for a shared machine: a neighbour that slows this core (another process on
+    the same core or its SMT sibling, a busy memory bus) slows the probe too, so the ratio keeps what
+    fastbp changed.  On the first docs-only ``asv continuous`` runs, the epoch times alone moved by up to
+    2.4x (wall clock) and 1.4x (CPU time) between identical commits.
+    """
+
+    params = (list(SIZES), ["float64"], list(BATCHES))
+    param_names = ["size", "dtype", "batch"]
+
+    def setup(self, size, dtype, batch):
+        warm(size, dtype)
+        probe()  # compile (or load) the probe
+        self.p = problem(size, dtype, batch=batch)
+        self.W, self.b = self.p.copy_params()
+
+    def track_epoch_over_probe(self, size, dtype, batch):
+        calls = {"epoch": partial(train_once, "numba", self.p, self.W, self.b), "probe": probe}
+        best = interleaved_best_seconds(calls, 7)
+        return best["epoch"] / best["probe"]
+
+    track_epoch_over_probe.unit = "ratio"
 
 
 class Forward:
@@ -92,6 +180,7 @@ class Forward:
 
     params = (list(SIZES), list(DTYPES), list(BACKENDS))
     param_names = ["size", "dtype", "backend"]
+    locals().update(TIMING)
 
     def setup(self, size, dtype, backend):
         warm(size, dtype)

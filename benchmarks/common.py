@@ -8,25 +8,75 @@ count and the best-of-N timers of the ``track_*`` benchmarks are
 :func:`fastbp.bench.interleaved_best_seconds` (their one home, shared with ``fastbp bench``
 and ``tools/``), re-exported here.
 
-BLAS is limited to one thread here (threadpoolctl, a dependency of
-scikit-learn), so the NumPy reference and the Numba kernels are both measured
-on one core and the numba/numpy ratios compare like with like.
+Threads: every benchmark's ``setup`` fixes its own thread counts with :func:`fix_threads`
+(Numba's ``set_num_threads`` and BLAS through threadpoolctl, a dependency of scikit-learn):
+one Numba thread and one BLAS thread everywhere, so the NumPy reference and the Numba
+kernels are both measured on one core and the numba/numpy ratios compare like with like.
+Without it, mini-batches of 64 or more on the big networks ran the threaded kernel, which on
+a busy two-core machine took a median 23.8 ms against 2.67 ms on one thread (issue 15) and
+showed up as false regressions.  The threaded kernel has benchmarks of its own
+(:class:`bench_training.TrainEpochThreaded`), which ask for their thread count explicitly.
+
+Noise: :data:`TIMING` is the sampling every ``time_*`` class uses (asv's ``repeat``,
+``rounds``, ``warmup_time``, ``min_run_count``): several rounds, which ``asv continuous``
+interleaves between the two commits, and enough samples per round that asv's statistical
+test has something to test.  See docs/performance.md, "Noise".
 """
 
 from __future__ import annotations
 
+import time
+
+import numba
 import numpy as np
 
 from fastbp import kernels, reference
 from fastbp.bench import best_seconds, flops_per_example, interleaved_best_seconds  # noqa: F401 - re-exported
 from fastbp.testing import make_problem, make_targets
 
-try:  # one BLAS thread for every benchmark (the Numba kernels are single-threaded)
+_BLAS_LIMIT = None  # threadpoolctl's limit object, kept alive by fix_threads
+
+
+def fix_threads(numba_threads: int = 1, blas_threads: int = 1) -> int:
+    """Fix Numba's and BLAS's thread counts for the benchmark that calls it (in its ``setup``).
+
+    ``numba_threads`` is capped at ``NUMBA_NUM_THREADS`` (Numba cannot start more threads than
+    that); returns the Numba thread count now in force.  Called in ``setup``, never at import:
+    the forkserver process that asv forks every benchmark from must not start Numba's OpenMP
+    threads (a forked child of a process that has them is aborted by GNU OpenMP).
+    """
+    global _BLAS_LIMIT
+    import numba
     from threadpoolctl import threadpool_limits
 
-    _BLAS_LIMIT = threadpool_limits(limits=1)
-except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-    _BLAS_LIMIT = None
+    try:  # scipy brings a second OpenBLAS, loaded lazily (by Numba's compiler): load it now to limit it too
+        import scipy.linalg  # noqa: F401
+    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
+        pass
+    numba.set_num_threads(max(1, min(int(numba_threads), numba.config.NUMBA_NUM_THREADS)))
+    # (BLAS only: OpenMP's count would also cap the threads of Numba's OpenMP layer)
+    _BLAS_LIMIT = threadpool_limits(limits=int(blas_threads), user_api="blas")
+    return numba.get_num_threads()
+
+
+#: Sampling of every single-threaded ``time_*`` benchmark: asv's ``repeat`` as (min, max, seconds)
+#: samples per round, ``rounds`` (interleaved between commits by ``asv continuous``), ``warmup_time``
+#: before the first sample and at least ``min_run_count`` samples, timed with the process's CPU time
+#: (``time.process_time``), not the wall clock: on a shared machine a benchmark spends much of its wall
+#: time waiting for a core while other processes run, and that wait, not fastbp, decided the first
+#: docs-only ``asv continuous`` (ratios from 0.36 to 2.4 with wall time).  With one Numba and one BLAS
+#: thread the CPU time is the time the work takes.  A class applies it with ``locals().update(TIMING)``.
+TIMING = {
+    "repeat": (5, 15, 4.0),
+    "rounds": 3,
+    "warmup_time": 0.2,
+    "min_run_count": 5,
+    "sample_time": 0.02,
+    "timer": time.process_time,
+}
+
+#: The threaded kernel's benchmarks: the same sampling on the wall clock (CPU time would add the threads up).
+TIMING_WALL = {**TIMING, "timer": time.perf_counter}
 
 #: Network sizes by name (asv parameter values must be printable and stable).
 SIZES: dict[str, list[int]] = {
@@ -84,7 +134,7 @@ def problem(
         output=output,
         m=M[size] if m is None else m,
         seed=seed,
-        batch_size=BATCHES[batch],
+        batch_size=BATCHES[batch] if batch in BATCHES else int(batch),  # (the threaded benchmarks' "64")
         learning_rate=LEARNING_RATE,
         shuffle=True,
     )
@@ -96,18 +146,54 @@ def targets(m: int, n_y: int, output: str = "sigmoid", seed: int = 0) -> np.ndar
 
 
 def warm(size: str, dtype: str, activation: str = "tanh", output: str = "sigmoid") -> None:
-    """Compile (or load from Numba's cache) every kernel a benchmark calls, on a 64-example input.
+    """Fix one Numba and one BLAS thread, then compile (or load from Numba's cache) every kernel
+    a benchmark calls, on a 64-example input.
 
     Called in ``setup`` so that no ``time_*`` ever includes compile time.  The fast
-    kernels pick a different kernel for per-example SGD, mini-batches and (with
-    threads) batches of 64 or more, so each of those paths is run once.
+    kernels pick a different kernel for per-example SGD and mini-batches, so each of
+    those paths is run once (the threaded one is warmed by :func:`warm_threaded`).
     """
+    fix_threads(1)
     p = problem(size, dtype, m=64, activation=activation, output=output)
     W, b = p.copy_params()
     for batch_size in (1, 2, 64):
         kernels.train_epoch(W, b, p.X, p.Y, LEARNING_RATE, batch_size, None, activation, output)
     kernels.forward(W, b, p.X, activation, output)
     kernels.gradients(W, b, p.X, p.Y, activation, output)
+
+
+def warm_threaded(size: str, dtype: str, threads: int) -> int:
+    """Fix ``threads`` Numba threads (and one BLAS thread) and compile the threaded mini-batch kernel;
+    returns the thread count in force."""
+    warm(size, dtype)
+    n = fix_threads(threads)
+    p = problem(size, dtype, m=64)
+    W, b = p.copy_params()
+    kernels.train_epoch(W, b, p.X, p.Y, LEARNING_RATE, 64, None, "tanh", "sigmoid")
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe_kernel(x: np.ndarray, w: np.ndarray) -> float:  # pragma: no cover - compiled
+    acc = 0.0
+    for i in range(x.shape[0]):
+        s = 0.0
+        for j in range(w.shape[0]):
+            s += w[j] * x[i]
+        acc += np.tanh(s * 1e-3)
+    return acc
+
+
+_PROBE_X = np.linspace(-1.0, 1.0, 20_000)
+_PROBE_W = np.linspace(0.5, 1.5, 64)
+
+
+def probe() -> float:
+    """A fixed piece of work (no fastbp code, so the same in every commit): a per-example loop of
+    multiply-adds and a tanh each, ~1-2 ms.  Timed beside a benchmark, interleaved, it measures how
+    fast this core runs *now*; the ratio of the two is what :class:`bench_training.EpochOverProbe`
+    tracks, and on a shared machine it moves far less than either time."""
+    return _probe_kernel(_PROBE_X, _PROBE_W)
 
 
 def train_once(backend: str, p, W, b) -> float:

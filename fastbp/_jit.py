@@ -32,12 +32,19 @@ The variants:
   mini-batch kernel (:func:`compile_as` gives it its own name and cache entry).
 * :data:`OVERLOAD_OPTIONS`: the options of :func:`numba.extending.overload`
   implementations (the vectorisable elementary functions).
-* :data:`JIT_UNCACHED`: kernels compiled for a user's custom activation (they
-  depend on the user's functions, so they are never cached on disk).
+* :data:`JIT_UNCACHED`: kernels compiled for a user's custom activation.  Numba's own
+  cache cannot hold them: it keys a kernel on its source file, name, bytecode and closure,
+  and these are the built-in kernels' code re-bound to the user's functions through
+  globals, so they would share, and load, the built-in kernels' entries.
+  :func:`recompile_with` caches them itself, under a key that adds the source of every
+  function re-bound and of the functions those close over (g and g′): see
+  :class:`_SourceKeyedCache`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import types
 
 from numba import njit
@@ -104,21 +111,72 @@ def compile_as(body, name: str, options: dict):
     return njit(**options)(fn)
 
 
+def source_key(functions) -> str | None:
+    """A hash of the source of ``functions`` (dispatchers or plain functions) and of every function their
+    closures hold, recursively; ``None`` when a source cannot be read (defined in ``python -c`` or
+    ``exec``): such functions are then never cached.
+
+    Only closures are followed, not globals: a user's g that calls another ``@njit`` function through
+    a global is cached under g's own source alone (Numba's own cache has the same limit).
+    """
+    digest = hashlib.sha256()
+    seen: set[int] = set()
+
+    def visit(obj) -> bool:
+        py = getattr(obj, "py_func", obj)
+        if not isinstance(py, types.FunctionType):
+            return True
+        if id(py) in seen:
+            return True
+        seen.add(id(py))
+        try:
+            source = inspect.getsource(py)
+        except (OSError, TypeError):
+            return False
+        digest.update(f"{py.__module__}.{py.__qualname__}\n{source}".encode())
+        return all(visit(cell.cell_contents) for cell in py.__closure__ or ())
+
+    for function in functions:
+        if not visit(function):
+            return None
+    return digest.hexdigest()
+
+
+def _source_keyed_cache(py_func, key: str):
+    """Numba's on-disk cache for ``py_func``, with ``key`` added to every entry's index key."""
+    from numba.core.caching import FunctionCache
+
+    class _SourceKeyedCache(FunctionCache):
+        """A :class:`numba.core.caching.FunctionCache` whose index key also holds a hash of the
+        re-bound functions' source: kernels re-compiled for a custom activation then get entries
+        of their own beside the built-in kernels' (same file, same bytecode, different key)."""
+
+        def _index_key(self, sig, codegen):
+            return (*super()._index_key(sig, codegen), ("fastbp-rebound", key))
+
+    return _SourceKeyedCache(py_func)
+
+
 def recompile_with(kernels: dict, module_globals: dict, overrides: dict) -> dict:
     """Re-compile ``kernels`` (name → dispatcher) from their own source, with globals re-bound.
 
     Each kernel is rebuilt from its ``py_func``'s code object over a copy of
     ``module_globals`` updated with ``overrides`` (e.g. ``hidden_activation`` bound
     to a user's function) and with the other re-compiled kernels, so calls between
-    them stay inside the new set.  Compiled with :data:`JIT_UNCACHED`: the result
-    depends on the overrides, which are usually a user's functions.
+    them stay inside the new set.  Compiled with :data:`JIT_UNCACHED` options and cached on
+    disk under :func:`source_key` of the overrides (so a new process with the same g and g′
+    loads them; an edited g compiles afresh); not cached when a source cannot be read.
     """
     namespace = dict(module_globals)
     namespace.update(overrides)
+    key = source_key(overrides.values())
     out = {}
     for name, dispatcher in kernels.items():
         py = dispatcher.py_func
         clone = types.FunctionType(py.__code__, namespace, py.__name__, py.__defaults__, py.__closure__)
         clone.__doc__ = py.__doc__
-        namespace[name] = out[name] = njit(**JIT_UNCACHED)(clone)
+        compiled = njit(**JIT_UNCACHED)(clone)
+        if key is not None and hasattr(compiled, "_cache"):  # (not under NUMBA_DISABLE_JIT)
+            compiled._cache = _source_keyed_cache(clone, key)
+        namespace[name] = out[name] = compiled
     return out

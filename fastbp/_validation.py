@@ -184,17 +184,30 @@ def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarra
     arr = as_numeric(Y, "Y")
     if arr.ndim == 1 and n_y == 1:
         arr = arr.reshape(-1, 1)
+    elif arr.ndim == 1 and output == SOFTMAX:
+        raise ValueError(
+            f"Y is 1-D (class labels?) but a softmax output of {n_y} units needs one row per example with "
+            f"{n_y} columns: one-hot encode class indices 0..{n_y - 1} with np.eye({n_y})[y], or use "
+            "fastbp.MLPClassifier, which takes labels as they are"
+        )
     Yc = as_float_array(arr, "Y", dtype, 2, n_y)
     if Yc.shape[0] != m:
         raise ValueError(f"X and Y must have the same number of rows, got {m} and {Yc.shape[0]}")
     if output == SIGMOID and ((Yc < 0).any() or (Yc > 1).any()):
-        raise ValueError("Y must lie in [0, 1] for a sigmoid output (binary cross-entropy)")
+        raise ValueError(
+            "Y must lie in [0, 1] for a sigmoid output (binary cross-entropy): for class labels use "
+            "output='softmax' with one-hot rows (np.eye(k)[y]) or fastbp.MLPClassifier; for real-valued "
+            "targets use output='identity'"
+        )
     if output == SOFTMAX:
         if (Yc < 0).any():
             raise ValueError("Y must be non-negative for a softmax output")
         tol = ROW_SUM_TOL[np.dtype(dtype)]
         if not np.allclose(Yc.sum(axis=1), 1, rtol=0, atol=tol):
-            raise ValueError("Y rows must sum to 1 for a softmax output (one-hot or probabilities)")
+            raise ValueError(
+                "Y rows must sum to 1 for a softmax output (one-hot or probabilities): one-hot encode "
+                f"class indices with np.eye({n_y})[y]"
+            )
     return Yc
 
 

@@ -1,5 +1,7 @@
-"""The ``fastbp`` command line: ``fastbp train`` trains the seed's network on bundled data;
-``fastbp bench`` compares training speed with the peers (:mod:`fastbp.bench`)."""
+"""The ``fastbp`` command line: ``fastbp train`` trains an MLP (by default the derivation's 2-layer
+network) on bundled data or a file and can save it; ``fastbp predict`` runs a saved model on raw rows;
+``fastbp bench`` compares training speed with the peers (:mod:`fastbp.bench`); ``fastbp conformance``
+exports and checks test vectors."""
 
 from __future__ import annotations
 
@@ -21,9 +23,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+#: What ``fastbp`` with no arguments prints after the usage line.
+_EPILOG = """examples:
+  fastbp train                                      train the digits, per-example SGD, 10 epochs
+  fastbp train --dataset data.csv --save model.npz  train on your CSV (target: last column), save the model
+  fastbp predict --model model.npz --data new.csv   predictions for raw rows, as CSV
+  fastbp COMMAND --help                             a command's options
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fastbp", description="Numba-compiled backpropagation for small networks.")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+    from . import __version__
+
+    parser = _Parser(
+        prog="fastbp",
+        description="Numba-compiled backpropagation for small networks.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND", title="commands")
     train = sub.add_parser(
         "train",
         help="train an MLP on bundled data (the handwritten digits by default) or your own file",
@@ -75,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["sigmoid", "softmax"],
         default="sigmoid",
         help=(
-            "classification output: σ + BCE (the derivation's) or softmax + CE (default: sigmoid); "
-            "regression always uses identity"
+            "classification output: σ + binary cross-entropy (the derivation's) or softmax + cross-entropy "
+            "(default: sigmoid); regression always uses identity"
         ),
     )
     train.add_argument(
@@ -84,13 +103,34 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also train the other backend from the same start; print the speed-up and largest weight difference",
     )
-    train.add_argument("--save", metavar="MODEL.npz", help="save the trained network (load it with fastbp.load)")
+    train.add_argument(
+        "--save",
+        metavar="MODEL.npz",
+        help="save the trained network with its feature scaling and labels (fastbp predict, fastbp.load)",
+    )
     train.add_argument("--plot", metavar="LOSS.png", help="plot the loss and test-score curves (needs matplotlib)")
     train.add_argument(
         "--quiet",
         action="store_true",
         help="print only the header and the final summary (no progress bar, no per-epoch lines)",
     )
+    predict = sub.add_parser(
+        "predict",
+        help="predict with a model saved by fastbp train --save, from raw rows of a CSV/NPZ file",
+        description=(
+            "Scale raw feature rows as training scaled them, run the saved network and write one prediction "
+            "per row (a class label, or a value for regression) as CSV with a header 'prediction'. A CSV "
+            "with one column more than the model's features holds the target too (the last column, or "
+            "--target): it is left out of the features and the accuracy (R² for regression) is printed "
+            "on stderr."
+        ),
+    )
+    predict.add_argument("--model", required=True, metavar="MODEL.npz", help="a model saved by fastbp train --save")
+    predict.add_argument("--data", required=True, metavar="DATA.csv", help="raw rows: a .csv file, or a .npz with X")
+    predict.add_argument(
+        "--target", help="the target column of the CSV (header name or 0-based index) or NPZ key (default: y)"
+    )
+    predict.add_argument("--output", metavar="PREDICTIONS.csv", help="write the predictions here (default: stdout)")
     from .bench import add_parser as add_bench_parser  # stdlib + numpy only; peers load lazily
 
     add_bench_parser(sub)
@@ -157,28 +197,7 @@ def train(args: argparse.Namespace, out=None) -> int:
     t0 = time.perf_counter()
     # The first call compiles the kernels (or loads them from Numba's cache): time it apart.
     if args.backend == "numba" and args.epochs > 0:
-        from . import kernels
-
-        if not args.quiet:  # (seconds of silence otherwise, on a machine's first run)
-            print("  compiling the kernels, or loading them from Numba's cache ...", end="", file=out, flush=True)
-        # One batch of the real batch size on a scratch copy compiles the kernel training will use.
-        k = len(data.X_train) if args.batch_size is None else min(args.batch_size, len(data.X_train))
-        scratch_W, scratch_b = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
-        kernels.train_epoch(
-            scratch_W,
-            scratch_b,
-            data.X_train[:k],
-            data.Y_train[:k],
-            args.learning_rate,
-            k,
-            None,
-            net.activation,
-            net.output,
-        )
-        # (predict, not forward: the scores below run predict's kernel, _output_batch)
-        kernels.predict(scratch_W, scratch_b, data.X_train[:1], net.activation, net.output)
-        if not args.quiet:
-            print(f" {time.perf_counter() - t0:.2f} s", file=out)
+        _compile(net, data, args, out)
     compile_s = time.perf_counter() - t0
 
     scores: list[float] = []
@@ -228,12 +247,157 @@ def train(args: argparse.Namespace, out=None) -> int:
     if args.compare and len(history):
         _compare(make, data, args, history, net, out)
     if args.save:
+        net.preprocessing = data.preprocessing  # the scaling and labels: fastbp predict takes raw rows
         net.save(args.save)
-        print(f"saved {args.save}", file=out)
+        print(f"saved {args.save} (predict from raw rows: fastbp predict --model {args.save} --data FILE)", file=out)
     if args.plot:
-        _plot(history, scores, metric, args.plot, net)
+        _plot(history, scores, metric, args.plot, plot_title(data, args, net))
         print(f"plotted {args.plot}", file=out)
     return 0
+
+
+def plot_title(data, args, net) -> str:
+    """The --plot title: the data set and every setting that shaped the curves."""
+    hidden = "-".join(str(n) for n in net.layer_sizes)
+    batch = (
+        "full batch"
+        if args.batch_size is None
+        else ("per-example SGD" if args.batch_size == 1 else f"batch {args.batch_size}")
+    )
+    return (
+        f"{data.name} ({len(data.X_train)} train / {len(data.X_test)} test): "
+        f"{hidden} {net.activation.name}/{net.output}\n"
+        f"{batch}, α = {args.learning_rate}, {args.epochs} epochs, seed {args.seed}, {args.backend} {net.dtype.name}"
+    )
+
+
+def predict(args: argparse.Namespace, out=None, err=None) -> int:
+    """Run ``fastbp predict``: predictions for raw rows, as CSV on ``out`` (or ``args.output``)."""
+    from .datasets import decode, read_rows
+    from .network import load
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    _check_writable(args.output, "--output", ".csv")
+    if not args.model.lower().endswith(".npz"):
+        raise _UsageError(f"--model must name a .npz file saved by fastbp train --save, got {args.model!r}")
+    try:
+        net = load(args.model)
+    except FileNotFoundError:
+        raise _UsageError(f"--model: no such file: {args.model}") from None
+    except (ValueError, OSError) as exc:
+        raise _UsageError(f"--model: {exc}") from None
+    pre = net.preprocessing
+    if pre is None:
+        raise _UsageError(
+            f"--model: {args.model} holds no feature scaling or class labels (saved by MLP.save without "
+            "preprocessing, or by an older fastbp), so raw rows cannot be predicted: retrain with "
+            "fastbp train --save, or scale the features yourself and call fastbp.load(...).predict(X)"
+        )
+    X, y = read_rows(args.data, net.layer_sizes[0], args.target)
+    predictions = decode(pre, net, X)
+    lines = ["prediction", *(_cell(p) for p in predictions)]
+    if args.output:
+        with open(args.output, "w", newline="") as fh:
+            fh.write("\n".join(lines) + "\n")
+    else:
+        out.write("\n".join(lines) + "\n")
+    if y is not None:
+        if pre.task == "classification":
+            truth = y if pre.classes.dtype.kind == "U" else y.astype(pre.classes.dtype, copy=False)
+            score = f"accuracy {float((predictions == truth).mean()):.4f}"
+        else:
+            y = y.astype(float)
+            ss_tot = float(((y - y.mean()) ** 2).sum())
+            score = f"R² {1.0 - float(((y - predictions) ** 2).sum()) / ss_tot if ss_tot > 0 else float('nan'):.4f}"
+        print(f"fastbp predict: {score} on {len(X)} rows with targets ({args.data})", file=err)
+    if args.output:
+        print(f"fastbp predict: {len(X)} predictions written to {args.output}", file=err)
+    return 0
+
+
+def _cell(value) -> str:
+    """A prediction as CSV text: whole-number float labels without '.0', other values with full precision."""
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
+    text = str(value)
+    return f'"{text}"' if any(c in text for c in ',"\n') else text
+
+
+#: What the first run on a machine costs, said before it starts.  Measured cold (empty
+#: NUMBA_CACHE_DIR): ``NUMBA_CACHE_DIR=$(mktemp -d) fastbp train --epochs 1`` took 10-23 s on a
+#: Zen 3 machine of this project (2 shared cores) and up to 38 s while other jobs ran; see
+#: docs/performance.md "Start-up".
+COMPILE_NOTE = (
+    "the first run on a machine compiles them, 10-30 s; later runs load them from the cache in about a second"
+)
+
+
+def _compile(net, data, args, out) -> None:
+    """Compile (or load from Numba's cache) the kernels training will use, step by step, with progress."""
+    from . import kernels
+
+    quiet = args.quiet
+    if not quiet:
+        print(f"  compiling the kernels or loading them from Numba's cache ({COMPILE_NOTE}):", file=out, flush=True)
+    # One batch of the real batch size on a scratch copy compiles the kernel training will use;
+    # predict, not forward: the scores run predict's kernel.
+    k = len(data.X_train) if args.batch_size is None else min(args.batch_size, len(data.X_train))
+    scratch_W, scratch_b = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    steps = [
+        (
+            "training kernel",
+            lambda: kernels.train_epoch(
+                scratch_W,
+                scratch_b,
+                data.X_train[:k],
+                data.Y_train[:k],
+                args.learning_rate,
+                k,
+                None,
+                net.activation,
+                net.output,
+            ),
+        ),
+        (
+            "prediction kernel",
+            lambda: kernels.predict(scratch_W, scratch_b, data.X_train[:1], net.activation, net.output),
+        ),
+    ]
+    live = not quiet and getattr(out, "isatty", lambda: False)()
+    for i, (name, step) in enumerate(steps, 1):
+        label = f"    [{i}/{len(steps)}] {name}"
+        t0 = time.perf_counter()
+        ticker = _Ticker(out, label, t0) if live else None
+        if not quiet and not live:
+            print(f"{label} ...", end="", file=out, flush=True)
+        try:
+            step()
+        finally:
+            if ticker is not None:
+                ticker.stop()
+        if not quiet:
+            done = f"\r{label} ... " if live else " "
+            print(f"{done}{time.perf_counter() - t0:.2f} s", file=out, flush=True)
+
+
+class _Ticker:
+    """On a terminal: rewrite ``label ... N s`` once a second while a compile step runs."""
+
+    def __init__(self, out, label: str, t0: float):
+        import threading
+
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(out, label, t0), daemon=True)
+        self._thread.start()
+
+    def _run(self, out, label, t0) -> None:
+        while not self._done.wait(1.0):
+            print(f"\r{label} ... {time.perf_counter() - t0:.0f} s", end="", file=out, flush=True)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def _progress_bar(args):
@@ -267,7 +431,7 @@ def _compare(make, data, args, history, net, out) -> None:
     )
 
 
-def _plot(history, scores, metric, path, net) -> None:
+def _plot(history, scores, metric, path, title) -> None:
     import matplotlib
     import matplotlib.ticker
 
@@ -283,22 +447,31 @@ def _plot(history, scores, metric, path, net) -> None:
         ax2 = ax.twinx()
         ax2.plot(epochs, scores, "s--", color="tab:orange", label=f"test {metric}")
         ax2.set_ylabel(f"test {metric}", color="tab:orange")
+        # The whole scale (0 to 1), not matplotlib's zoom on the data: one test example more or less
+        # right must not look like a swing.  R² can be negative: then down to its lowest value.
+        ax2.set_ylim(min(0.0, float(np.nanmin(scores)) if np.isfinite(scores).any() else 0.0), 1.0)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_title(repr(net), fontsize=8)
+    ax.set_title(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # plain `fastbp`: what it can do, not an error
+        parser.print_help()
+        return 0
     from .datasets import DataError
     from .errors import DivergenceError
 
     try:
         if args.command == "train":
             status = train(args)
+        elif args.command == "predict":
+            status = predict(args)
         elif args.command == "bench":
             from . import bench
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .io import Preprocessing
+
 BUNDLED = ("digits", "breast_cancer", "iris")
 
 
@@ -25,6 +27,8 @@ class Split:
     Y_train: np.ndarray  # what the network fits: one-hot / 0-1 column / values (m × n_y)
     task: str  # "classification" or "regression"
     classes: np.ndarray | None = None
+    preprocessing: Preprocessing | None = None  # the scaling and labels, for MLP.save and fastbp predict
+    test_index: np.ndarray | None = None  # the test rows' positions in the data as read
 
     @property
     def n_outputs(self) -> int:
@@ -62,25 +66,91 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
     from sklearn.model_selection import train_test_split
 
     stratify = y if task == "classification" and np.unique(y, return_counts=True)[1].min() >= 2 else None
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=stratify)
-    if source == "digits":
-        X_train, X_test = X_train / 16.0, X_test / 16.0
+    X_train, X_test, y_train, y_test, _, test_index = train_test_split(
+        X, y, np.arange(len(X)), test_size=test_size, random_state=seed, stratify=stratify
+    )
+    if source == "digits":  # pixels 0..16
+        mean, std = np.zeros(X.shape[1]), np.full(X.shape[1], 16.0)
     else:
         mean, std = X_train.mean(axis=0), X_train.std(axis=0)
         std[std == 0] = 1.0
-        X_train, X_test = (X_train - mean) / std, (X_test - mean) / std
+    X_train, X_test = scale_features(X_train, mean, std), scale_features(X_test, mean, std)
     if task == "classification":
         classes, train_idx = np.unique(y_train, return_inverse=True)
         lookup = {c: i for i, c in enumerate(classes)}
         test_idx = np.array([lookup.get(c, -1) for c in y_test])
         Y = train_idx.reshape(-1, 1).astype(float) if len(classes) == 2 else np.eye(len(classes))[train_idx]
-        return Split(name, X_train, X_test, train_idx, test_idx, Y, task, classes)
+        pre = Preprocessing(task, mean, std, classes)
+        return Split(name, X_train, X_test, train_idx, test_idx, Y, task, classes, pre, test_index)
     # Regression targets are standardised with the training part's statistics too, so the
     # default learning rate suits any target scale (R² is unchanged by this affine map).
     y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
     y_train = (y_train.astype(float) - y_mean) / y_std
     y_test = (y_test.astype(float) - y_mean) / y_std
-    return Split(name, X_train, X_test, y_train, y_test, y_train.reshape(-1, 1), task)
+    pre = Preprocessing(task, mean, std, None, y_mean, y_std)
+    return Split(name, X_train, X_test, y_train, y_test, y_train.reshape(-1, 1), task, None, pre, test_index)
+
+
+def scale_features(X: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(X - offset) / scale``: the one place features are scaled, for training and for ``fastbp predict``."""
+    return (np.asarray(X, dtype=float) - offset) / scale
+
+
+def decode(pre: Preprocessing, net, X_raw: np.ndarray) -> np.ndarray:
+    """Predictions for raw rows ``X_raw`` from ``net`` and its saved ``pre``: class labels or target values."""
+    X = scale_features(X_raw, pre.x_offset, pre.x_scale)
+    if pre.task == "classification":
+        return pre.classes[net.predict(X)]
+    return net.forward(X)[:, 0].astype(float) * pre.y_scale + pre.y_offset
+
+
+def read_rows(path: str, n_features: int, target: str | None = None):
+    """Raw rows of a ``.csv``/``.npz`` file for prediction: ``(X, y)``, ``y`` ``None`` when there is no target.
+
+    A CSV with ``n_features`` columns is all features; with one more, the target column (``target``, default
+    the last) is set apart.  An NPZ holds ``X`` and, optionally, the targets under ``target`` (default ``y``).
+    """
+    if not path.lower().endswith((".csv", ".npz")):
+        raise DataError(f"--data must be a .csv or .npz file, got {path!r}")
+    if not os.path.isfile(path):
+        raise DataError(f"--data: no such file: {path}")
+    if path.lower().endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "X" not in data.files:
+                    raise DataError(f"--data: {path} must hold an array 'X' (has {', '.join(data.files) or 'nothing'})")
+                key = target or "y"
+                X, y = data["X"], (data[key] if key in data.files else None)
+        except DataError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise DataError(f"--data: cannot read {path}: {str(exc).splitlines()[0]}") from None
+        if X.ndim != 2 or X.dtype.kind not in "biuf":
+            raise DataError(f"--data: {path}: X must be a numeric 2-D array, got {X.dtype} {X.shape}")
+        if target is not None and y is None:
+            raise DataError(f"--target: no array {target!r} in {path}")
+        X = X.astype(float)
+    else:
+        try:
+            names, body = _csv_rows(path, "--data")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"--data: cannot read {path}: {str(exc).splitlines()[0]}") from None
+        if len(names) == n_features and target is None:
+            col = None
+        elif len(names) == n_features + 1:
+            col = len(names) - 1 if target is None else _column(names, target, path)
+        else:
+            raise DataError(
+                f"--data: {path} has {len(names)} columns; the model takes {n_features} features "
+                f"(give {n_features} columns, or {n_features + 1} with the target, chosen by --target)"
+            )
+        X = _features(path, names, body, col, "--data")
+        y = None if col is None else _labels([r[col] for r in body])
+    if X.shape[1] != n_features:
+        raise DataError(f"--data: {path}: X has {X.shape[1]} features; the model takes {n_features}")
+    if not np.isfinite(X).all():
+        raise DataError(f"--data: {path}: features contain NaN or inf")
+    return X, y
 
 
 def _bundled(name: str):
@@ -125,44 +195,58 @@ def _from_npz(path: str, target: str | None):
     return X.astype(float), y
 
 
-def _from_csv(path: str, target: str | None):
+def _csv_rows(path: str, option: str = "--dataset") -> tuple[list[str], list[list[str]]]:
+    """Column names and data rows of a CSV (row 0 is a header when some column is numeric below it
+    but not in it; a text label column alone does not make a header)."""
     import csv
 
     with open(path, newline="") as fh:
         rows = [r for r in csv.reader(fh) if r and any(cell.strip() for cell in r)]
     if len(rows) < 2:
-        raise DataError(f"--dataset: {path} has no data rows")
+        raise DataError(f"{option}: {path} has no data rows")
     header = rows[0]
-    # Row 0 is a header when some column is numeric below it but not in it (a text label
-    # column alone does not make a header).
     has_header = any(not _is_number(h) and _is_number(c) for h, c in zip(header, rows[1]))
     body = rows[1:] if has_header else rows
     names = header if has_header else [str(i) for i in range(len(header))]
     if any(len(r) != len(names) for r in body):
-        raise DataError(f"--dataset: {path}: rows have different numbers of columns")
-    if target is None:
-        col = len(names) - 1
-    elif target in names:
-        col = names.index(target)
-    elif target.lstrip("-").isdigit() and -len(names) <= int(target) < len(names):
-        col = int(target) % len(names)
-    else:
-        raise DataError(f"--target: no column {target!r} in {path} (columns: {', '.join(names)})")
+        raise DataError(f"{option}: {path}: rows have different numbers of columns")
+    return names, body
+
+
+def _column(names: list[str], target: str, path: str) -> int:
+    if target in names:
+        return names.index(target)
+    if target.lstrip("-").isdigit() and -len(names) <= int(target) < len(names):
+        return int(target) % len(names)
+    raise DataError(f"--target: no column {target!r} in {path} (columns: {', '.join(names)})")
+
+
+def _features(
+    path: str, names: list[str], body: list[list[str]], col: int | None, option: str = "--dataset"
+) -> np.ndarray:
     features = [[r[i] for i in range(len(names)) if i != col] for r in body]
     try:
-        X = np.array(features, dtype=float)
+        return np.array(features, dtype=float)
     except ValueError:
         name, value = next(
             ((names[j], cell) for row in body for j, cell in enumerate(row) if j != col and not _is_number(cell)),
             ("?", "?"),
         )
         raise DataError(
-            f"--dataset: {path}: feature column {name!r} is not numeric (it holds {value!r}); "
+            f"{option}: {path}: feature column {name!r} is not numeric (it holds {value!r}); "
             "choose the label column with --target"
         ) from None
-    labels = [r[col].strip() for r in body]
-    y = np.array([float(v) for v in labels]) if all(_is_number(v) for v in labels) else np.array(labels)
-    return X, y
+
+
+def _labels(cells: list[str]) -> np.ndarray:
+    labels = [cell.strip() for cell in cells]
+    return np.array([float(v) for v in labels]) if all(_is_number(v) for v in labels) else np.array(labels)
+
+
+def _from_csv(path: str, target: str | None):
+    names, body = _csv_rows(path)
+    col = len(names) - 1 if target is None else _column(names, target, path)
+    return _features(path, names, body, col), _labels([r[col] for r in body])
 
 
 def _is_number(text: str) -> bool:

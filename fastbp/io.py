@@ -19,7 +19,18 @@ key                    content
 ``biases_{l}``         b[l+1], shape (n_{l+1},), of ``dtype``
 ``seed``               str scalar: the constructor's seed as JSON (``null`` for None)
 ``rng_state``          str scalar: the generator's ``bit_generator.state`` as JSON
+``task``               optional str scalar, ``"classification"`` or ``"regression"``: present when the
+                       file also holds what prediction from raw data needs (:class:`Preprocessing`)
+``x_offset``           float64 vector (n_0,): raw feature j is fed as (x_j − x_offset_j) / x_scale_j
+``x_scale``            float64 vector (n_0,), every entry finite and > 0
+``classes``            classification: the class labels (numbers or text), vector; output unit i (or, with
+                       one sigmoid unit, output 0/1) is class ``classes[i]``
+``y_offset``,          regression: float64 scalars; a prediction is ``output · y_scale + y_offset``
+``y_scale``
 =====================  ==========================================================
+
+The last six keys come together or not at all (``fastbp train --save`` writes them, so
+``fastbp predict`` can take raw rows); a file without them is still a valid model.
 
 ``save_arrays`` writes to a temporary file in the target's folder and renames it over
 the target (``os.replace``), so a save interrupted at any point leaves the
@@ -51,6 +62,76 @@ FORMAT_VERSION = 1
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True, eq=False)
+class Preprocessing:
+    """What prediction from raw data needs besides the network: the feature scaling, the task,
+    and the class labels (classification) or the target scaling (regression).
+
+    Raw features ``x`` are fed to the network as ``(x - x_offset) / x_scale``; a classifier's
+    output index ``i`` means ``classes[i]``; a regressor's output ``a`` means ``a * y_scale + y_offset``.
+    """
+
+    task: str
+    x_offset: np.ndarray
+    x_scale: np.ndarray
+    classes: np.ndarray | None = None
+    y_offset: float = 0.0
+    y_scale: float = 1.0
+
+
+def _check_preprocessing(pre: Any, n_x: int, n_y: int, where: str) -> Preprocessing:
+    """``pre`` checked against a network with n_x inputs and n_y outputs; ``ValueError`` starting with ``where``."""
+    if not isinstance(pre, Preprocessing):
+        raise TypeError(f"preprocessing must be a fastbp.io.Preprocessing or None, got {type(pre).__name__}")
+    if pre.task not in TASKS:
+        raise ValueError(f"{where}'task' must be one of {TASKS}, got {pre.task!r}")
+    vectors = {}
+    for key in ("x_offset", "x_scale"):
+        arr = np.asarray(getattr(pre, key))
+        if arr.dtype.kind not in "iuf" or arr.shape != (n_x,):
+            raise ValueError(f"{where}{key!r} must be a numeric vector of {n_x} values, got {arr.dtype} {arr.shape}")
+        arr = arr.astype(np.float64)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{where}{key!r} contains NaN or inf")
+        vectors[key] = arr
+    if (vectors["x_scale"] <= 0).any():
+        raise ValueError(f"{where}'x_scale' must be > 0 everywhere")
+    classes = None
+    y_offset, y_scale = 0.0, 1.0
+    if pre.task == "classification":
+        if pre.classes is None:
+            raise ValueError(f"{where}'classes' is needed for a classification task")
+        classes = np.asarray(pre.classes)
+        wanted = (1, 2) if n_y == 1 else (n_y,)
+        if classes.ndim != 1 or classes.dtype.kind not in "biufU" or len(classes) not in wanted:
+            raise ValueError(
+                f"{where}'classes' must be a vector of {' or '.join(map(str, wanted))} numbers or strings "
+                f"for {n_y} output unit(s), got {classes.dtype} {classes.shape}"
+            )
+        if len(np.unique(classes)) != len(classes):
+            raise ValueError(f"{where}'classes' repeats a label")
+        if classes.dtype.kind == "f" and not np.isfinite(classes).all():
+            raise ValueError(f"{where}'classes' contains NaN or inf")
+    else:
+        if n_y != 1:
+            raise ValueError(
+                f"{where.removesuffix('key ')}a regression task needs 1 output unit, the network has {n_y}"
+            )
+        try:
+            y_offset, y_scale = float(pre.y_offset), float(pre.y_scale)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}'y_offset' and 'y_scale' must be numbers") from None
+        if not (np.isfinite(y_offset) and np.isfinite(y_scale) and y_scale > 0):
+            raise ValueError(f"{where}'y_offset' must be finite and 'y_scale' finite and > 0")
+    return Preprocessing(pre.task, vectors["x_offset"], vectors["x_scale"], classes, y_offset, y_scale)
+
+
+_PREPROCESSING_KEYS = ("task", "x_offset", "x_scale", "classes", "y_offset", "y_scale")
+
+
 @dataclass(frozen=True)
 class SavedModel:
     """What a model file holds, checked: what :func:`read` returns.
@@ -67,6 +148,7 @@ class SavedModel:
     biases: tuple[np.ndarray, ...]
     seed: int | None
     rng: np.random.Generator | None
+    preprocessing: Preprocessing | None = None
 
 
 def _arrays(
@@ -78,6 +160,7 @@ def _arrays(
     biases: Sequence[np.ndarray],
     seed: int | None,
     rng_state: dict | None,
+    preprocessing: Preprocessing | None = None,
 ) -> dict[str, np.ndarray]:
     """The archive's arrays (copies, plain dtypes, no objects), each argument checked as :func:`read` would."""
     sizes = v.check_layer_sizes(layer_sizes)
@@ -114,6 +197,13 @@ def _arrays(
             if arr.shape != shape or arr.dtype != dtype:
                 raise ValueError(f"{key}: expected shape {shape} of {dtype}, got {arr.shape} of {arr.dtype}")
             arrays[key] = arr
+    if preprocessing is not None:
+        pre = _check_preprocessing(preprocessing, sizes[0], sizes[-1], "preprocessing: ")
+        arrays.update(task=np.array(pre.task), x_offset=pre.x_offset, x_scale=pre.x_scale)
+        if pre.task == "classification":
+            arrays["classes"] = pre.classes
+        else:
+            arrays.update(y_offset=np.array(pre.y_offset), y_scale=np.array(pre.y_scale))
     return arrays
 
 
@@ -132,16 +222,18 @@ def save_arrays(
     biases: Sequence[np.ndarray],
     seed: int | None = None,
     rng_state: dict | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> Path:
     """Write a network's description and parameters to ``path`` (used as given; ``.npz`` is the
     natural suffix), atomically; returns the path written.
 
     ``activation`` and ``output`` are built-in names; ``weights[l]``, ``biases[l]`` are W[l+1], b[l+1]
     of ``dtype`` with the shapes ``layer_sizes`` gives; ``seed`` the constructor's seed;
-    ``rng_state`` a NumPy bit generator's ``state`` (``None``: the file has no ``rng_state``).
+    ``rng_state`` a NumPy bit generator's ``state`` (``None``: the file has no ``rng_state``);
+    ``preprocessing`` the scaling and labels prediction from raw data needs (``None``: not saved).
     Raises ``ValueError``/``TypeError`` for anything :func:`read` would refuse, before touching any file.
     """
-    arrays = _arrays(layer_sizes, activation, output, dtype, weights, biases, seed, rng_state)
+    arrays = _arrays(layer_sizes, activation, output, dtype, weights, biases, seed, rng_state, preprocessing)
     target = Path(os.fspath(path))
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = _create_temporary(folder, target)
@@ -271,8 +363,27 @@ def read(path: str | os.PathLike) -> SavedModel:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"{name}: key 'seed' must be a non-negative integer or null, got {seed!r}")
         state = _json(name, archive, "rng_state") if "rng_state" in archive.files else None
+        pre = _read_preprocessing(name, archive, sizes) if "task" in archive.files else None
+        if pre is None and any(k in archive.files for k in _PREPROCESSING_KEYS):
+            raise ValueError(f"{name}: holds scaling or labels but no key 'task'")
     rng = None if state is None else _generator(name, state)
-    return SavedModel(sizes, activation, output, dtype, tuple(params[0::2]), tuple(params[1::2]), seed, rng)
+    return SavedModel(sizes, activation, output, dtype, tuple(params[0::2]), tuple(params[1::2]), seed, rng, pre)
+
+
+def _read_preprocessing(name: str, archive, sizes) -> Preprocessing:
+    task = _text(name, archive, "task")
+    if task not in TASKS:
+        raise ValueError(f"{name}: key 'task' is {task!r}, not one of {TASKS}")
+    keys = ("classes",) if task == "classification" else ("y_offset", "y_scale")
+    stray = ("y_offset", "y_scale") if task == "classification" else ("classes",)
+    for key in stray:
+        if key in archive.files:
+            raise ValueError(f"{name}: key {key!r} does not belong to a {task} model")
+    values = {key: _read(name, archive, key) for key in ("x_offset", "x_scale", *keys)}
+    for key in ("y_offset", "y_scale"):
+        if key in values and (values[key].shape != () or values[key].dtype.kind != "f"):
+            raise ValueError(f"{name}: key {key!r} must be a float scalar, got {values[key].dtype} {values[key].shape}")
+    return _check_preprocessing(Preprocessing(task, **values), sizes[0], sizes[-1], f"{name}: key ")
 
 
 def _generator(name: str, state: Any) -> np.random.Generator:

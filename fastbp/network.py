@@ -50,7 +50,8 @@ class History:
 
 def load(path) -> "MLP":
     """A network saved by :meth:`MLP.save`, bit for bit: its parameters, and its generator's state
-    (training on continues with the same shuffles).
+    (training on continues with the same shuffles).  :attr:`MLP.preprocessing` is what the file
+    holds of the feature scaling and labels (``None`` if nothing; ``fastbp train --save`` saves them).
 
     Never unpickles.  Raises ``ValueError`` naming the file (and key) for a file that is not a
     fastbp model (see :func:`fastbp.io.read`); ``FileNotFoundError`` if there is no such file.
@@ -63,6 +64,7 @@ def load(path) -> "MLP":
         dst[...] = src
     if saved.rng is not None:
         net.rng = saved.rng
+    net.preprocessing = saved.preprocessing
     return net
 
 
@@ -73,13 +75,14 @@ class MLP:
     ----------
     layer_sizes
         ``[n_x, n_1, ..., n_L]``: inputs, the hidden layers' widths, outputs.
-        ``[n_x, n_h, n_y]`` is the seed's 2-layer network.
+        ``[n_x, n_h, n_y]`` is the derivation's 2-layer network
+        (docs/derivation.md).
     activation
         Hidden activation g: ``"tanh"`` (default), ``"sigmoid"``, ``"relu"``,
         ``"leaky_relu"``, ``"identity"``, or a custom :class:`fastbp.Activation`
         (a pair of ``@numba.njit`` scalar functions g, g').
     output
-        ``"sigmoid"`` (σ + binary cross-entropy, the seed's), ``"softmax"``
+        ``"sigmoid"`` (σ + binary cross-entropy, the derivation's), ``"softmax"``
         (+ categorical cross-entropy) or ``"identity"`` (+ ½ squared error).
     dtype
         ``numpy.float32`` or ``numpy.float64`` (default).  Every computation runs in
@@ -99,6 +102,10 @@ class MLP:
     weights, biases
         Lists of W[l] (n_l × n_{l−1}) and b[l] (n_l,): views into one flat buffer
         (:attr:`params`), so writing into them in place changes the network.
+    preprocessing
+        ``None``, or a :class:`fastbp.io.Preprocessing` (feature scaling, task, class labels or
+        target scaling) that :meth:`save` writes beside the parameters, so that the saved model
+        can predict from raw data (``fastbp predict``).  The network itself never applies it.
     """
 
     def __init__(
@@ -119,6 +126,7 @@ class MLP:
         self._layout = Layout(self.layer_sizes)
         self.params: np.ndarray = np.zeros(self._layout.n_params, dtype=self.dtype)
         self._weights, self._biases = self._layout.views(self.params)
+        self.preprocessing = None
         self._initialise()
 
     # ------------------------------------------------------------------ parameters
@@ -159,7 +167,8 @@ class MLP:
         """Save the network to ``path`` (a ``.npz`` file), atomically; see :mod:`fastbp.io`.
 
         Load it back with :func:`fastbp.load`.  A network with a custom activation
-        cannot be saved (``ValueError``, before any file is touched).
+        cannot be saved (``ValueError``, before any file is touched).  :attr:`preprocessing`,
+        if set, is saved too (and checked against the network's sizes first).
         """
         from .io import save_arrays
 
@@ -178,6 +187,7 @@ class MLP:
             self.biases,
             self.seed,
             self.rng.bit_generator.state,
+            self.preprocessing,
         )
 
     # ---------------------------------------------------------------- computation
@@ -251,7 +261,7 @@ class MLP:
             α in W −= α dW (default 0.1) for ``optimizer="sgd"``.  An optimizer
             object carries its own ``learning_rate_init``; giving both is an error.
         batch_size
-            Examples per update: 1 is the seed's per-example update (stochastic
+            Examples per update: 1 is per-example SGD, the derivation's update (stochastic
             gradient descent), ``None`` the full batch; the last short batch of an
             epoch is used, not dropped.  Each update uses the mean gradient over its batch.
         shuffle

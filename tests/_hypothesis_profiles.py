@@ -22,6 +22,15 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
+settings.register_profile(  # pytest --quick (tests/conftest.py): a few derandomized examples per property
+    "quick",
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
 settings.register_profile(  # a long hunt, by hand: HYPOTHESIS_PROFILE=thorough
     "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

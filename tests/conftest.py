@@ -34,6 +34,44 @@ from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS  # noqa: E402
 
 from . import _hypothesis_profiles  # noqa: E402, F401  registers the hypothesis profiles dev/ci/thorough and loads one (ci when $CI is set)
 
+#: ``pytest --quick`` keeps every test function and one in :data:`QUICK_EVERY` of its parametrized cases.
+QUICK_EVERY = 12
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        help=(
+            "fastbp's quick subset (README, Tests): every test function, the first and then every "
+            f"{QUICK_EVERY}th case of its parameter grid, 10 hypothesis examples, no tests marked slow"
+        ),
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--quick", default=False) and not os.environ.get("HYPOTHESIS_PROFILE"):
+        from hypothesis import settings
+
+        settings.load_profile("quick")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``--quick``: keep every test function (so every module's tests run), a sample of each grid."""
+    if not config.getoption("--quick", default=False):
+        return
+    seen: dict[str, int] = {}
+    keep, drop = [], []
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            drop.append(item)
+            continue
+        function = item.nodeid.split("[", 1)[0]
+        n = seen[function] = seen.get(function, -1) + 1
+        (drop if n % QUICK_EVERY else keep).append(item)
+    items[:] = keep
+    config.hook.pytest_deselected(items=drop)
+
 
 @numba.njit
 def softsign(z):

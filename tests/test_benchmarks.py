@@ -7,8 +7,11 @@ implementation.  To time them::
     python -m pytest tests/test_benchmarks.py --benchmark-enable --benchmark-only
 
 ``--benchmark-enable`` overrides the ``--benchmark-disable`` in addopts (pytest-benchmark
-refuses ``--benchmark-only`` alone next to it); add ``--benchmark-autosave`` and
-``--benchmark-compare`` to keep runs and compare them.
+refuses ``--benchmark-only`` alone next to it); add ``--benchmark-save=NAME`` and
+``--benchmark-compare`` to keep runs and compare them (README, "Performance tracking").
+
+Threads: BLAS is limited to one thread for the whole module (threadpoolctl), as the asv
+suite does; none of these problems is large enough for fastbp's threaded kernel.
 """
 
 from __future__ import annotations
@@ -17,6 +20,21 @@ import numpy as np
 import pytest
 
 from fastbp.testing import IMPLEMENTATIONS, assert_agree, make_problem
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """One BLAS thread while this module's benchmarks run (the NumPy reference's matmuls)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(limits=1):
+        yield
+
+
+def test_benchmarks_run_with_one_blas_thread():
+    from threadpoolctl import threadpool_info
+
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+
 
 SIZES = {"2-4-1": [2, 4, 1], "64-64-10": [64, 64, 10]}
 M = 128
@@ -54,3 +72,60 @@ def test_benchmark(benchmark, name, backend, size, dtype):
     else:
         result = benchmark.pedantic(func, args=prob.args(name), rounds=ROUNDS, iterations=1)
         assert_agree(result, other(*prob.args(name)), dtype, err_msg=f"{name} {backend}")
+
+
+_THREADS_SCRIPT = """
+import os, sys, inspect
+import numba
+from threadpoolctl import threadpool_info, threadpool_limits
+sys.path.insert(0, os.getcwd())
+from benchmarks import bench_training as bt
+
+threadpool_limits(limits=2)
+out = []
+for name, cls in inspect.getmembers(bt, inspect.isclass):
+    if cls.__module__ != bt.__name__ or not hasattr(cls, "setup"):
+        continue
+    params = cls.params if isinstance(cls.params, tuple) else (cls.params,)
+    names = cls.param_names
+    # the first value of each parameter, but the largest thread count
+    first = [values[-1] if name == "threads" else values[0] for name, values in zip(names, params)]
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        cls().setup(*first)
+    except NotImplementedError:
+        continue
+    blas = {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+    wanted = dict(zip(cls.param_names, first)).get("threads", 2 if name == "ThreadSpeedUp" else 1)
+    out.append(f"{name} {numba.get_num_threads()} {wanted} {sorted(blas)}")
+print("\\n".join(out))
+"""
+
+
+@pytest.mark.slow  # a subprocess that sets up every benchmark class (compiles the threaded kernel)
+def test_every_asv_benchmark_fixes_its_own_thread_counts():
+    """Each training benchmark's setup sets Numba's and BLAS's thread counts itself, whatever they were
+    before: one thread each, except the threaded kernel's own benchmarks (their ``threads`` parameter)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split(" ", 3) for line in done.stdout.strip().splitlines()]
+    assert {row[0] for row in rows} >= {
+        "TrainEpoch",
+        "Throughput",
+        "SpeedUp",
+        "Forward",
+        "Memory",
+        "TrainEpochThreaded",
+    }
+    for name, numba_threads, wanted, blas in rows:
+        assert numba_threads == str(wanted), (name, numba_threads, wanted)
+        assert blas in ("[1]", "[]"), (name, blas)

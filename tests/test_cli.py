@@ -1,4 +1,4 @@
-"""The main job: ``fastbp train``."""
+"""The main job: ``fastbp train``, ``fastbp predict``, and ``fastbp`` itself."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import fastbp
 from fastbp.cli import main
 
 
@@ -18,12 +19,18 @@ def test_train_prints_losses_accuracies_and_throughput(capsys):
     assert "train accuracy" in out and "test accuracy" in out and "examples/s" in out
     test_acc = float(out.split("test accuracy")[1].split()[0])
     assert test_acc > 0.8  # three epochs of per-example SGD learn the digits
-    # the compile step says what the pause is, before it starts (before the first epoch), and its time
+    # the compile step says what the pause is and how long a first run takes, before it starts (before
+    # the first epoch), then each step with its time
+    from fastbp.cli import COMPILE_NOTE
+
     lines = out.splitlines()
     step = [i for i, line in enumerate(lines) if "compiling the kernels" in line]
     first_epoch = next(i for i, line in enumerate(lines) if line.lstrip().startswith("epoch"))
-    assert len(step) == 1 and step[0] < first_epoch
-    assert lines[step[0]].endswith(" s") and float(lines[step[0]].split()[-2]) >= 0
+    assert len(step) == 1 and step[0] < first_epoch and COMPILE_NOTE in lines[step[0]]
+    progress = lines[step[0] + 1 : first_epoch]
+    assert [line.split("]")[0].strip() for line in progress] == ["[1/2", "[2/2"]
+    assert "training kernel" in progress[0] and "prediction kernel" in progress[1]
+    assert all(line.endswith(" s") and float(line.split()[-2]) >= 0 for line in progress)
 
 
 @pytest.mark.parametrize("args", [["--quiet"], ["--backend", "numpy"], ["--epochs", "0"]])
@@ -251,3 +258,170 @@ def test_divergence_is_one_line_and_exit_status_1(tmp_path, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "diverged" in err
+
+
+def test_fastbp_without_arguments_prints_usage_and_the_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fastbp")
+    for command in ("train", "predict", "bench", "conformance"):
+        assert f"\n    {command}" in out, command
+    assert "fastbp predict --model model.npz --data new.csv" in out
+
+
+def test_fastbp_version(capsys):
+    import fastbp
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"fastbp {fastbp.__version__}"
+
+
+def test_compile_progress_ticks_on_a_terminal(monkeypatch):
+    """On a terminal each compile step's line is rewritten in place (carriage return) with the time so far."""
+    import io
+
+    import fastbp.cli as cli
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(cli._Ticker, "_run", lambda self, out, label, t0: print(f"\r{label} ... 1 s", end="", file=out))
+    out = Terminal()
+    args = cli.build_parser().parse_args(["train", "--epochs", "1", "--hidden", "8"])
+    assert cli.train(args, out=out) == 0
+    text = out.getvalue()
+    assert "    [1/2] training kernel ... 1 s\r    [1/2] training kernel ... " in text
+
+
+def _csv(path, X, y, header=True):
+    lines = [",".join([f"f{j}" for j in range(X.shape[1])] + ["label"])] if header else []
+    lines += [",".join([repr(float(v)) for v in row] + [str(t)]) for row, t in zip(X, y)]
+    return _write(path, "\n".join(lines) + "\n")
+
+
+def _reported(out: str, metric: str) -> float:
+    return float(out.split(f"test {metric}")[-1].split()[0])
+
+
+@pytest.mark.parametrize("dataset", ["text-labels.csv", "digits"])
+def test_train_save_predict_on_the_raw_test_rows_gives_the_reported_accuracy(dataset, tmp_path, capsys):
+    """The round trip of the main job: train and save, then predict from the raw (unscaled) test rows:
+    the same accuracy as training reported, and the labels as they were in the data."""
+    from fastbp.datasets import _bundled, load
+
+    if dataset == "digits":
+        X, y, _ = _bundled("digits")
+        source = "digits"
+    else:  # features far from standard scale, text labels
+        rng = np.random.default_rng(1)
+        X = rng.normal(loc=[100.0, -5.0, 0.0], scale=[30.0, 0.01, 2.0], size=(240, 3))
+        y = np.where(X[:, 0] / 30 + X[:, 2] / 2 > 3.3, "big", np.where(X[:, 2] > 0, "pos", "neg"))
+        source = str(_csv(tmp_path / dataset, X, y))
+    model = tmp_path / "model.npz"
+    assert main(["train", "--dataset", source, "--epochs", "4", "--quiet", "--save", str(model)]) == 0
+    reported = _reported(capsys.readouterr().out, "accuracy")
+    test_rows = load(source, None, 0).test_index
+    raw = _csv(tmp_path / "raw-test.csv", X[test_rows], y[test_rows])
+    predictions = tmp_path / "predictions.csv"
+    assert main(["predict", "--model", str(model), "--data", str(raw), "--output", str(predictions)]) == 0
+    err = capsys.readouterr().err
+    assert f"accuracy {reported:.4f} on {len(test_rows)} rows" in err
+    written = predictions.read_text().splitlines()
+    assert written[0] == "prediction" and len(written) == len(test_rows) + 1
+    labels = [str(int(t)) if dataset == "digits" else t for t in y[test_rows]]
+    assert np.mean(np.array(written[1:]) == np.array(labels)) == pytest.approx(reported, abs=5e-5)
+    assert set(written[1:]) <= set(labels) | set(map(str, y))
+    # without the target column: features only, predictions on stdout, no score
+    features = tmp_path / "features.csv"
+    features.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in X[test_rows]) + "\n")
+    assert main(["predict", "--model", str(model), "--data", str(features)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == written and captured.err == ""
+
+
+def test_train_save_predict_regression_from_npz_gives_values_in_the_targets_units(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 3)) * [1.0, 50.0, 0.1]
+    y = 1000.0 + 300.0 * np.tanh(X[:, 0]) + 2.0 * X[:, 1] + rng.normal(size=200)
+    data = tmp_path / "reg.npz"
+    np.savez(data, X=X, y=y)
+    model = tmp_path / "reg-model.npz"
+    assert main(["train", "--dataset", str(data), "--epochs", "20", "--quiet", "--save", str(model)]) == 0
+    reported = _reported(capsys.readouterr().out, "R²")
+    from fastbp.datasets import load
+
+    rows = load(str(data), None, 0).test_index
+    raw = tmp_path / "raw.npz"
+    np.savez(raw, X=X[rows], y=y[rows])
+    assert main(["predict", "--model", str(model), "--data", str(raw)]) == 0
+    captured = capsys.readouterr()
+    values = np.array([float(v) for v in captured.out.splitlines()[1:]])
+    assert f"R² {reported:.4f} on {len(rows)} rows" in captured.err
+    assert np.abs(values - y[rows]).mean() < 0.5 * np.abs(y[rows] - y[rows].mean()).mean()  # in the targets' units
+
+
+@pytest.mark.parametrize(
+    "make_args, says",
+    [
+        (lambda tmp, model: ["--model", str(tmp / "missing.npz"), "--data", str(tmp / "d.csv")], "no such file"),
+        (
+            lambda tmp, model: ["--model", str(_write(tmp / "junk.npz", "junk")), "--data", str(tmp / "d.csv")],
+            "--model",
+        ),
+        (lambda tmp, model: ["--model", str(model), "--data", str(tmp / "missing.csv")], "--data: no such file"),
+        (lambda tmp, model: ["--model", str(model), "--data", str(_write(tmp / "w.csv", "1,2\n3,4\n"))], "columns"),
+        (lambda tmp, model: ["--model", str(model), "--data", str(tmp / "d.txt")], "--data must be"),
+        (lambda tmp, model: ["--model", str(model), "--data", str(tmp / "d.csv"), "--output", "p.txt"], "--output"),
+    ],
+    ids=["missing-model", "corrupt-model", "missing-data", "wrong-columns", "data-suffix", "output-suffix"],
+)
+def test_predict_bad_input_is_one_line_and_exit_status_2(make_args, says, tmp_path, capsys):
+    import fastbp
+
+    model = tmp_path / "m.npz"
+    net = fastbp.MLP([4, 3, 3], seed=0)
+    from fastbp.io import Preprocessing
+
+    net.preprocessing = Preprocessing("classification", np.zeros(4), np.ones(4), np.array(["a", "b", "c"]))
+    net.save(model)
+    _write(tmp_path / "d.csv", "1,2,3,4\n5,6,7,8\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", *make_args(tmp_path, model)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and says in err, err
+
+
+def test_predict_refuses_a_model_without_scaling_and_says_what_to_do(tmp_path, capsys):
+    import fastbp
+
+    model = tmp_path / "bare.npz"
+    fastbp.MLP([2, 3, 1], seed=0).save(model)
+    data = _write(tmp_path / "d.csv", "1,2\n3,4\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--model", str(model), "--data", str(data)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "no feature scaling" in err and "fastbp train --save" in err
+
+
+def test_plot_title_names_the_data_and_settings_and_accuracy_spans_0_to_1(tmp_path):
+    """A changed test example must not look like a swing: the accuracy axis is the whole 0-1 scale."""
+    import fastbp.cli as cli
+    from fastbp.datasets import load
+    from fastbp.network import History
+
+    args = cli.build_parser().parse_args(
+        ["train", "--dataset", "iris", "--hidden", "8", "--batch-size", "4", "--learning-rate", "0.05", "--seed", "3"]
+    )
+    data = load("iris", None, 3)
+    net = fastbp.MLP([4, 8, 3], seed=3)
+    title = cli.plot_title(data, args, net)
+    for part in ("iris", "112 train / 38 test", "4-8-3", "tanh/sigmoid", "batch 4", "α = 0.05", "10 epochs", "seed 3"):
+        assert part in title, part
+    history = History(n_examples=112, loss=[0.9, 0.5, 0.4], seconds=[0.1, 0.1, 0.1])
+    fig = cli._plot(history, [0.947, 0.974, 0.947], "accuracy", str(tmp_path / "p.png"), title)
+    assert fig.axes[1].get_ylim() == (0.0, 1.0) and fig.axes[0].get_title() == title
+    fig = cli._plot(history, [-0.5, 0.2, 0.6], "R²", str(tmp_path / "r.png"), title)
+    assert fig.axes[1].get_ylim() == (-0.5, 1.0)

@@ -344,3 +344,78 @@ def test_load_is_networks_and_io_knows_no_network():
     imported = {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) for a in n.names}
     imported |= {n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom) and n.module}
     assert "network" not in imported and "MLP" not in source
+
+
+def _pre(task="classification", n_x=3, classes=("cat", "dog"), **change):
+    base = dict(task=task, x_offset=np.arange(n_x) * 1.5, x_scale=np.full(n_x, 2.0))
+    if task == "classification":
+        base.update(classes=None if classes is None else np.array(classes))
+    else:
+        base.update(y_offset=10.0, y_scale=3.0)
+    return fastbp.io.Preprocessing(**{**base, **change})
+
+
+@pytest.mark.parametrize(
+    "sizes, pre",
+    [
+        ([3, 4, 1], _pre(classes=("cat", "dog"))),  # one sigmoid unit: two labels
+        ([3, 4, 3], _pre(classes=(2.0, 5.0, 7.5))),  # numeric labels, one per output unit
+        ([3, 4, 1], _pre("regression")),
+    ],
+    ids=["binary-text", "three-numeric", "regression"],
+)
+def test_scaling_and_labels_round_trip(tmp_path, sizes, pre):
+    net = fastbp.MLP(sizes, output="identity" if pre.task == "regression" else "sigmoid", seed=0)
+    net.preprocessing = pre
+    path = net.save(tmp_path / "m.npz")
+    data = archive(path)
+    assert str(data["task"]) == pre.task and all(a.dtype.kind != "O" for a in data.values())
+    back = fastbp.load(path).preprocessing
+    assert back.task == pre.task
+    assert np.array_equal(back.x_offset, pre.x_offset) and np.array_equal(back.x_scale, pre.x_scale)
+    if pre.task == "classification":
+        assert back.classes.tolist() == list(pre.classes) and back.classes.dtype == np.asarray(pre.classes).dtype
+        assert "y_offset" not in data
+    else:
+        assert (back.y_offset, back.y_scale) == (10.0, 3.0) and "classes" not in data
+    assert fastbp.load(trained().save(tmp_path / "bare.npz")).preprocessing is None  # optional keys
+
+
+BAD_PREPROCESSING = {
+    "task": (_pre(task="ranking"), "'task' must be one of"),
+    "x_scale zero": (_pre(x_scale=np.array([1.0, 0.0, 1.0])), "'x_scale' must be > 0"),
+    "x_offset length": (_pre(x_offset=np.zeros(2)), "'x_offset' must be a numeric vector of 3 values"),
+    "x_offset nan": (_pre(x_offset=np.array([0.0, np.nan, 0.0])), "'x_offset' contains NaN"),
+    "classes count": (_pre(classes=("a", "b", "c")), "'classes' must be a vector of 1 or 2"),
+    "classes repeated": (_pre(classes=("a", "a")), "'classes' repeats a label"),
+    "classes missing": (_pre(classes=None), "'classes' is needed"),
+    "y_scale": (_pre("regression", y_scale=0.0), "'y_scale' finite and > 0"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PREPROCESSING)
+def test_bad_scaling_or_labels_are_refused_at_save_and_at_read(tmp_path, case):
+    pre, match = BAD_PREPROCESSING[case]
+    net = fastbp.MLP([3, 4, 1], seed=0)
+    net.preprocessing = pre
+    with pytest.raises(ValueError, match=match):
+        net.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+    # the same content written around save_arrays' checks is refused by read, naming the file and key
+    good = fastbp.MLP([3, 4, 1], seed=0)
+    arrays = dict(archive(good.save(tmp_path / "good.npz")))
+    arrays.update(task=np.array(pre.task), x_offset=np.asarray(pre.x_offset), x_scale=np.asarray(pre.x_scale))
+    if pre.classes is not None:
+        arrays["classes"] = np.asarray(pre.classes)
+    if pre.task == "regression":
+        arrays.update(y_offset=np.array(float(pre.y_offset)), y_scale=np.array(float(pre.y_scale)))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="bad.npz: "):
+        fastbp.io.read(tmp_path / "bad.npz")
+
+
+def test_scaling_keys_without_task_are_refused(tmp_path):
+    arrays = dict(archive(trained().save(tmp_path / "m.npz")))
+    np.savez(tmp_path / "half.npz", **arrays, x_offset=np.zeros(3))
+    with pytest.raises(ValueError, match="holds scaling or labels but no key 'task'"):
+        fastbp.io.read(tmp_path / "half.npz")

@@ -1,4 +1,4 @@
-"""Oracles neither implementation wrote: finite differences and the seed's equations by hand."""
+"""Oracles neither implementation wrote: finite differences and the derivation's equations by hand."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_gradients_match_central_finite_differences(layer_sizes, activation, out
 
 
 def _seed_network_by_hand(x, y, W1, b1, W2, b2, alpha):
-    """The seed's 2-layer network, g = tanh, σ output, BCE, one example, in scalar Python.
+    """The derivation's 2-layer network, g = tanh, σ output, BCE, one example, in scalar Python.
 
     Z1 = W1 x + b1; A1 = tanh(Z1); Z2 = W2 A1 + b2; A2 = σ(Z2);
     J = −y log A2 − (1−y) log(1−A2);

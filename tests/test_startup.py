@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 # The first training call of the README and of the asv start-up benchmark
@@ -113,3 +114,95 @@ def test_startup_profile_lists_the_epoch_kernel_of_a_cold_first_fit(capsys):
     startup_profile.main(["profile", "--sizes", "3,5,1", "--min-seconds", "0"])
     out = capsys.readouterr().out
     assert "first fit" in out and "_epoch" in out and "all " in out, out
+
+
+# A custom activation from a module file (its source is what the cache key hashes), trained with
+# per-example SGD; prints the parameters' bits and the cache statistics of the re-compiled epoch kernel.
+CUSTOM_SCRIPT = """
+import hashlib, importlib, json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import fastbp
+from fastbp._plain import kernels_for
+
+acts = importlib.import_module(sys.argv[2])
+act = fastbp.Activation(acts.g, acts.g_prime, name="mine")
+rng = np.random.default_rng(0)
+X = rng.normal(size=(24, 3))
+Y = (rng.random((24, 1)) < 0.5).astype(float)
+out = {}
+for backend in ("numba", "numpy"):
+    net = fastbp.MLP([3, 5, 1], activation=act, seed=0)
+    net.fit(X, Y, epochs=2, batch_size=1, backend=backend)
+    out[backend] = net.params.tolist()
+stats = kernels_for(act)._train_epoch.stats
+out["stats"] = [sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]
+print(json.dumps(out))
+"""
+
+SOFTSIGN_SOURCE = """
+import numba
+
+
+@numba.njit
+def g(z):
+    return z / (1 + abs(z))
+
+
+@numba.njit
+def g_prime(z):
+    return 1 / (1 + abs(z)) ** 2
+"""
+
+
+@pytest.mark.slow  # three processes, two of them compile the plain kernel set for a custom g
+def test_custom_activation_kernels_are_cached_on_disk_keyed_by_the_source_of_g(tmp_path):
+    """A second process with the same g and g′ loads the re-compiled kernels from Numba's cache; a
+    different g of the same name (an edited file) compiles afresh and never gets the other's code."""
+    cache, code = tmp_path / "cache", tmp_path / "code"
+    code.mkdir()
+    (code / "acts_a.py").write_text(SOFTSIGN_SOURCE)
+    (code / "acts_b.py").write_text(SOFTSIGN_SOURCE.replace("z / (1 + abs(z))", "z / (2 + abs(z))"))
+
+    def run(module):
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+        done = subprocess.run(
+            [sys.executable, "-c", CUSTOM_SCRIPT, str(code), module],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    first, second = run("acts_a"), run("acts_a")
+    assert first["stats"] == [0, 1] and second["stats"] == [1, 0]
+    assert first["numba"] == second["numba"]
+    other = run("acts_b")
+    assert other["stats"] == [0, 1]  # a different source: compiled, not loaded
+    # each agrees with the NumPy reference of its own g (so neither ran the other's or the built-in code)
+    for result in (first, other):
+        assert np.allclose(result["numba"], result["numpy"], rtol=1e-9, atol=1e-12)
+    assert not np.allclose(first["numba"], other["numba"])
+
+
+def test_source_key_follows_closures_and_refuses_functions_without_source():
+    from fastbp._jit import source_key
+
+    def outer(f):
+        def inner(z):
+            return f(z)
+
+        return inner
+
+    def one(z):
+        return z
+
+    def two(z):
+        return -z
+
+    assert source_key([outer(one)]) == source_key([outer(one)]) != source_key([outer(two)])
+    namespace: dict = {}
+    exec("def three(z):\n    return 3 * z\n", namespace)
+    assert source_key([outer(namespace["three"])]) is None

@@ -62,3 +62,74 @@ def test_bit_identity_prints_the_same_fingerprints_twice(capsys):
     mod.main(["--quick"])
     assert capsys.readouterr().out == first
     assert len(first.splitlines()) == 6  # 2 dtypes × (2 batch sizes + the optimizers)
+
+
+def _asv_www(tmp_path) -> Path:
+    """A copy of the installed asv's report template (what ``asv publish`` copies into .asv/html)."""
+    asv = pytest.importorskip("asv")
+    import shutil
+
+    www = tmp_path / "html"
+    shutil.copytree(Path(asv.__file__).parent / "www", www)
+    return www
+
+
+def _fake_npm(tmp_path):
+    """``fetch(spec)`` for asv_offline.vendor without a network: a tarball with every file the tool asks for."""
+    import io
+    import tarfile
+
+    off = _script("asv_offline")
+    members: dict[str, set[str]] = {}
+    for spec, member, _ in off.LIBRARIES.values():
+        members.setdefault(spec, set()).add(member)
+    for spec, extras in off.EXTRAS.items():
+        members.setdefault(spec, set()).update(member for member, _ in extras)
+
+    def fetch(spec: str) -> Path:
+        path = tmp_path / f"{spec.replace('@', '-')}.tgz"
+        with tarfile.open(path, "w:gz") as tar:
+            for member in members[spec]:
+                data = f"/* {spec} {member} */".encode()
+                info = tarfile.TarInfo(f"package/{member}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path
+
+    return fetch
+
+
+def test_asv_offline_makes_the_installed_asv_report_self_contained(tmp_path):
+    """Every CDN reference of the installed asv's index.html is known, vendored and rewritten: the
+    published report then loads nothing from the network (checked without a browser)."""
+    off = _script("asv_offline")
+    www = _asv_www(tmp_path)
+    before = off.external_references(www)
+    assert any("jquery" in ref for ref in before) and any("bootstrap" in ref for ref in before)
+    off.vendor(www, _fake_npm(tmp_path))
+    assert off.external_references(www) == []
+    index = (www / "index.html").read_text()
+    assert 'src="vendor/jquery.min.js"' in index and "integrity=" not in index and "crossorigin" not in index
+    for _, _, local in off.LIBRARIES.values():
+        assert (www / "vendor" / local).is_file()
+
+
+def test_asv_offline_check_fails_on_an_external_url_and_names_it(tmp_path, capsys):
+    off = _script("asv_offline")
+    www = _asv_www(tmp_path)
+    assert off.main(["--html", str(www), "--check"]) == 1
+    assert "external reference left: index.html: https://code.jquery.com/jquery-3.3.1.min.js" in capsys.readouterr().err
+    (www / "page.html").write_text('<link rel="stylesheet" href="//cdn.example.org/x.css">')
+    (www / "style.css").write_text("body { background: url('https://cdn.example.org/x.png') }")
+    refs = off.external_references(www)
+    assert "page.html: //cdn.example.org/x.css" in refs and "style.css: https://cdn.example.org/x.png" in refs
+
+
+def test_asv_offline_refuses_an_unknown_cdn_and_a_missing_report(tmp_path, capsys):
+    off = _script("asv_offline")
+    www = _asv_www(tmp_path)
+    (www / "extra.html").write_text('<script src="https://cdn.example.org/new.js"></script>')
+    with pytest.raises(off.UnknownURL, match="extra.html loads https://cdn.example.org/new.js"):
+        off.vendor(www, _fake_npm(tmp_path))
+    assert off.main(["--html", str(tmp_path / "nothing")]) == 2
+    assert "no index.html" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Training: both backends end at the same weights, and batch_size=1 is the seed's update."""
+"""Training: both backends end at the same weights, and batch_size=1 is per-example SGD, the derivation's update."""
 
 from __future__ import annotations
 

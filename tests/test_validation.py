@@ -105,7 +105,7 @@ Xs, Ys = data("softmax")
 BAD_Y_SOFTMAX = {
     "negative": (_with(Ys, (0, 0), -0.5) + np.eye(3)[[0] + [1] * 5] * 0, ValueError, "Y must be non-negative"),
     "rows not summing to 1": (Ys * 0.5, ValueError, "Y rows must sum to 1"),
-    "labels": (np.arange(6) % 3, ValueError, "Y must be 2-dimensional"),
+    "labels": (np.arange(6) % 3, ValueError, r"one-hot encode class indices 0\.\.2 with np\.eye\(3\)\[y\]"),
     "columns": (Ys[:, :2], ValueError, "Y must have 3 columns"),
 }
 

@@ -31,8 +31,9 @@ def kernels_for(activation: Activation) -> SimpleNamespace:
     activation gets the *same* kernel source re-compiled with ``hidden_activation``
     and ``hidden_derivative`` bound to the user's functions, so the user's g is
     inlined into the loops (never called through a function pointer per unit).
-    These are compiled once per custom activation and process (not cached on
-    disk, since they depend on the user's functions).
+    These are compiled once per custom activation and process, and cached on disk
+    under a hash of the source of g and g′ (:func:`fastbp._jit.recompile_with`), so
+    a new process with the same functions loads them.
     """
     if not activation.is_custom:
         return BUILTIN

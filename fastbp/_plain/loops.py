@@ -211,7 +211,7 @@ def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
 
     Batches are consecutive runs of ``batch_size`` indices of ``order`` (the last
     one may be short and is used).  For each batch: the mean gradient of its
-    examples, then W −= α dW, b −= α db.  ``batch_size = 1`` is the seed's
+    examples, then W −= α dW, b −= α db.  ``batch_size = 1`` is the derivation's
     per-example update; ``batch_size = m`` is full-batch gradient descent.
 
     Returns ``(J, failed)``: J is the mean of the per-example costs, each measured
