@@ -133,3 +133,10 @@ def test_asv_offline_refuses_an_unknown_cdn_and_a_missing_report(tmp_path, capsy
         off.vendor(www, _fake_npm(tmp_path))
     assert off.main(["--html", str(tmp_path / "nothing")]) == 2
     assert "no index.html" in capsys.readouterr().err
+
+
+def test_epoch_speed_prints_a_rate_per_case(capsys):
+    """tools/epoch_speed.py (the before/after speed check of the issue-11 move) runs; no time asserted."""
+    _script("epoch_speed").main(["--quick"])
+    out = capsys.readouterr().out
+    assert out.count("batch") == 6 and "784-128-10 float32 batch 32" in out
