@@ -38,6 +38,7 @@ __all__ = [
     "PLAIN",
     "PLAIN_OPTIMIZER",
     "FastEpoch",
+    "loss_and_gradient",
     "predict",
     "run_epoch",
     "run_epoch_opt",
@@ -387,6 +388,14 @@ def _check_forced(epoch: str, rows, sizes, batch_size, out, act, threads) -> Non
         raise ValueError(f"epoch {epoch!r}: the fast kernels need a built-in activation with |g'| <= 1")
     if not _ROWS[epoch].requires(_case(sizes, batch_size, out, threads, 1)):
         raise ValueError(f"epoch {epoch!r} cannot run layer sizes {list(map(int, sizes))} at batch size {batch_size}")
+
+
+def loss_and_gradient(params, sizes, X, Y, activation: Activation, out: int, grad, alpha, cost_scale) -> float:
+    """scikit-learn's full-batch objective (cost_scale · mean cost + ½ alpha ‖W‖² / m) of
+    ``params`` on checked inputs, its gradient into ``grad``: one compiled call, the plain
+    :func:`fastbp._plain.loops._loss_and_gradient` (what ``solver="lbfgs"`` evaluates)."""
+    k = kernels_for(activation)
+    return k._loss_and_gradient(params, sizes, X, Y, activation.code, out, grad, float(alpha), float(cost_scale))
 
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:

@@ -52,3 +52,8 @@ def test_perf_matrix_sections_print_a_row_per_case(capsys):
         "64",
         "256",
     ]
+
+
+def test_lbfgs_speed_runs_both_estimators():
+    r = _script("lbfgs_speed").measure("digits", hidden=(4,), max_iter=3, repeats=1, n=60)
+    assert r["fastbp_iter"] == r["sklearn_iter"] and r["ratio"] > 0
