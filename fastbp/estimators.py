@@ -15,7 +15,10 @@ loss-and-gradient call (:func:`fastbp._dispatch.loss_and_gradient`).
 
 What differs from scikit-learn (see ``docs/estimators.md``):
 
-* no ``loss="poisson"``, no ``sample_weight``, no sparse input;
+* no ``loss="poisson"``, no ``sample_weight``;
+* sparse X (CSR, CSC) is densified a batch (or, to predict and for lbfgs, a chunk of
+  rows) at a time: the same results as the dense X, in memory that does not grow to
+  the dense matrix (no first-layer kernel over CSR rows: the work is the dense one);
 * ``dtype`` (``None``: float32 input trains in float32, anything else in float64;
   or force ``numpy.float32``/``numpy.float64``) and ``backend`` (``"numba"`` or the
   NumPy reference ``"numpy"``) are extra;
@@ -38,6 +41,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -53,9 +57,18 @@ from .activations import get_activation
 from .errors import DivergenceError
 from .losses import get_output
 from .optimizers import SCHEDULES, SGD, Adam
-from .params import Layout
+from .params import Layout, offsets
 
 __all__ = ["MLPClassifier", "MLPRegressor", "InvalidParameterError"]
+
+#: Numbers densified at a time where X is sparse and the kernel sees all rows at once (prediction,
+#: validation scores, each lbfgs evaluation): max(1, CHUNK_NUMBERS // n_features) rows, never X's.
+CHUNK_NUMBERS = 1 << 20
+
+
+def _chunk_rows(X) -> int:
+    return max(1, CHUNK_NUMBERS // max(1, X.shape[1]))
+
 
 _ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 _SOLVERS = ("lbfgs", "sgd", "adam")
@@ -361,7 +374,10 @@ class _BaseMLP(BaseEstimator):
         if first_pass and (incremental or self.warm_start):
             self._pending_shapes_ok(layer_units)
         dtype = self._params.dtype if not first_pass else np.dtype(self.dtype or X.dtype)
-        X = np.require(X, dtype=dtype, requirements=["C", "W"])  # one compiled specialisation
+        if sp.issparse(X):  # CSR (rows are what the batches take); densified a batch at a time
+            X = X.tocsr().astype(dtype, copy=False)
+        else:
+            X = np.require(X, dtype=dtype, requirements=["C", "W"])  # one compiled specialisation
         y = np.require(y, dtype=dtype, requirements=["C", "W"])
         return X, y, layer_units, dtype, first_pass
 
@@ -417,8 +433,26 @@ class _BaseMLP(BaseEstimator):
 
         def fun(x):
             params[...] = x  # (scipy hands float64; a float32 model rounds it to its buffer)
-            loss = _dispatch.loss_and_gradient(params, sizes, X, y, activation, out, grad, alpha, cost_scale)
-            return loss, grad.astype(np.float64)
+            if not sp.issparse(X):
+                loss = _dispatch.loss_and_gradient(params, sizes, X, y, activation, out, grad, alpha, cost_scale)
+                return loss, grad.astype(np.float64)
+            # sparse X: the same sums over chunks of densified rows, then the L2 term
+            m, rows = X.shape[0], _chunk_rows(X)
+            loss, total = 0.0, np.zeros(params.shape[0])
+            for lo in range(0, m, rows):
+                Xc = _dense_rows(X, slice(lo, lo + rows), params.dtype)
+                n = Xc.shape[0]
+                loss += n * _dispatch.loss_and_gradient(
+                    params, sizes, Xc, y[lo : lo + n], activation, out, grad, 0.0, cost_scale
+                )
+                total += n * grad.astype(np.float64)
+                del Xc  # (freed before the next chunk is made: one chunk alive at a time)
+            loss, total = loss / m, total / m
+            for lo, hi in zip(*offsets.py_func(sizes)[:2]):
+                w = params[lo:hi].astype(np.float64)
+                loss += 0.5 * alpha * float(w @ w) / m
+                total[lo:hi] += (alpha / m) * w
+            return loss, total
 
         with np.errstate(all="ignore"):  # a non-finite loss is L-BFGS-B's to handle, and checked below
             res = scipy.optimize.minimize(
@@ -444,7 +478,8 @@ class _BaseMLP(BaseEstimator):
             )
             if is_classifier(self):  # (its size of at least 2 was checked in _prepare)
                 y_val = self._label_binarizer.inverse_transform(y_val)
-            X, y = np.ascontiguousarray(X), np.ascontiguousarray(y)
+            X = X if sp.issparse(X) else np.ascontiguousarray(X)
+            y = np.ascontiguousarray(y)
         else:
             X_val = y_val = None
         n_samples = X.shape[0]
@@ -520,6 +555,8 @@ class _BaseMLP(BaseEstimator):
             self._params[...] = self._best_params
 
     def _epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale):
+        if sp.issparse(X):
+            return self._sparse_epoch(opt, X, y, sample_idx, batch_size, activation, out, cost_scale)
         return opt.train_epoch(
             self._params,
             self._layout.sizes,
@@ -532,6 +569,26 @@ class _BaseMLP(BaseEstimator):
             self.backend,
             cost_scale,
         )
+
+    def _sparse_epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale):
+        """The epoch over sparse X: each batch's rows densified (batch_size × n_features numbers,
+        never X's), then one call of the same epoch kernel on that batch alone, with the nominal
+        batch size (so the kernel takes the same path as for dense X).  Returns ``(J, failed)``."""
+        m = sample_idx.shape[0]
+        local = np.arange(batch_size, dtype=np.int64)
+        total = 0.0
+        for k, start in enumerate(range(0, m, batch_size)):
+            idx = sample_idx[start : start + batch_size]
+            n = idx.shape[0]
+            Xb = _dense_rows(X, idx, self._params.dtype)
+            J, failed = self._epoch(
+                opt, Xb, np.ascontiguousarray(y[idx]), local[:n], batch_size, activation, out, cost_scale
+            )
+            del Xb  # (freed before the next batch is made: one batch alive at a time)
+            if failed >= 0:
+                return total / m, k
+            total += J * n
+        return total / m, -1
 
     def _update_no_improvement_count(self, X_val, y_val, diverged=False):
         if self.early_stopping:
@@ -559,7 +616,17 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X, check_input=True) -> np.ndarray:
         """A[L] for X: the network's output, (n_samples, n_outputs)."""
         if check_input:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
+        if sp.issparse(X):  # a chunk of rows densified at a time
+            X, rows = X.tocsr(), _chunk_rows(X)
+            if X.shape[0] == 0:
+                return np.empty((0, self.n_outputs_), self._params.dtype)
+            return np.concatenate(
+                [
+                    self._forward(_dense_rows(X, slice(lo, lo + rows), self._params.dtype), False)
+                    for lo in range(0, X.shape[0], rows)
+                ]
+            )
         X = np.require(X, dtype=self._params.dtype, requirements=["C", "W"])
         activation = get_activation(self.activation)
         out = get_output(_OUTPUT_CODES[self.out_activation_])
@@ -594,8 +661,13 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
+
+
+def _dense_rows(X, rows, dtype):
+    """Rows ``rows`` of the CSR matrix X as a C-contiguous dense array of ``dtype``."""
+    return np.require(X[rows].toarray(), dtype=dtype, requirements=["C", "W"])
 
 
 def _check_lbfgs_result(res, max_iter):
@@ -633,7 +705,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=(np.float64, np.float32), reset=reset
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -733,7 +807,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y
