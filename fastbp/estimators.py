@@ -430,11 +430,12 @@ class _BaseMLP(BaseEstimator):
         params, sizes = self._params, self._layout.sizes
         grad = np.empty_like(params)
         alpha = float(self.alpha)
+        order = np.arange(X.shape[0], dtype=np.int64)  # (the fast kernel's example order, made once)
 
         def fun(x):
             params[...] = x  # (scipy hands float64; a float32 model rounds it to its buffer)
             if not sp.issparse(X):
-                loss = _dispatch.loss_and_gradient(params, sizes, X, y, activation, out, grad, alpha, cost_scale)
+                loss = _dispatch.loss_and_gradient(params, sizes, X, y, activation, out, grad, alpha, cost_scale, order)
                 return loss, grad.astype(np.float64)
             # sparse X: the same sums over chunks of densified rows, then the L2 term
             m, rows = X.shape[0], _chunk_rows(X)

