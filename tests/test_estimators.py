@@ -651,3 +651,15 @@ def test_sparse_fit_memory_stays_far_below_the_dense_matrix(solver):
     finally:
         tracemalloc.stop()
     assert peak < 0.1 * X.shape[0] * X.shape[1] * 8
+
+
+def test_regressor_loss_parameter():
+    """scikit-learn's MLPRegressor(loss=...): "squared_error" (the default) is fastbp's loss;
+    "poisson" is refused before anything changes, naming the parameter."""
+    X, y = _data("regression")
+    assert MLPRegressor().get_params()["loss"] == "squared_error"
+    reg = MLPRegressor(loss="poisson", max_iter=2)
+    for call in (reg.fit, reg.partial_fit):
+        with pytest.raises(ValueError, match="^loss must be"):
+            call(X, np.abs(y))
+    assert not hasattr(reg, "n_iter_")
