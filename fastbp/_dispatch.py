@@ -30,7 +30,7 @@ from numba.core import config as numba_config
 
 from ._plain import BUILTIN, kernels_for
 from .activations import TRAITS, Activation
-from .losses import OUT_SOFTMAX
+from .losses import OUT_IDENTITY, OUT_SIGMOID
 
 __all__ = [
     "FAST_EPOCHS",
@@ -207,7 +207,9 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
         "_tiny4_epoch",
         "fastbp._fast.tiny",
-        requires=lambda c: _one_hidden_layer(c) and c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out != OUT_SOFTMAX,
+        requires=lambda c: (
+            _one_hidden_layer(c) and c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out in (OUT_SIGMOID, OUT_IDENTITY)
+        ),
         prefers=lambda c: c.w1 <= TINY4_MAX_WEIGHTS,
         call=_per_example,
     ),

@@ -15,7 +15,7 @@ loss-and-gradient call (:func:`fastbp._dispatch.loss_and_gradient`).
 
 What differs from scikit-learn (see ``docs/estimators.md``):
 
-* no ``loss="poisson"``, no ``sample_weight``;
+* no ``sample_weight``;
 * sparse X (CSR, CSC) is densified a batch (or, to predict and for lbfgs, a chunk of
   rows) at a time: the same results as the dense X, in memory that does not grow to
   the dense matrix (no first-layer kernel over CSR rows: the work is the dense one);
@@ -74,7 +74,7 @@ _ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 _SOLVERS = ("lbfgs", "sgd", "adam")
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _BACKENDS = ("numba", "numpy")
-_OUTPUT_CODES = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity"}
+_OUTPUT_CODES = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity", "exp": "exp"}
 
 #: scikit-learn's message for a fit that diverged (its ``_fit``'s final check); fastbp's
 #: :class:`DivergenceError` (a ValueError too) leads with it.
@@ -388,7 +388,7 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         if not is_classifier(self):
-            self.out_activation_ = "identity"
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         elif self._label_binarizer.y_type_ == "multiclass":
             self.out_activation_ = "softmax"
         else:
@@ -800,11 +800,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastbp's kernels (scikit-learn's interface).
 
-    Identity output, squared error (scikit-learn's ``loss_`` is
+    ``loss="squared_error"``: identity output, squared error (scikit-learn's ``loss_`` is
     ½ · mean over samples *and* outputs; the gradient is that of ½ Σ over outputs,
-    as in scikit-learn), single or multiple outputs.  Parameters and attributes are
-    scikit-learn's (:class:`sklearn.neural_network.MLPRegressor`, ``loss="squared_error"``),
-    plus ``dtype`` and ``backend`` as in :class:`MLPClassifier`.
+    as in scikit-learn).  ``loss="poisson"``: exponential output (log link), half the
+    Poisson deviance summed over outputs, y ≥ 0.  Single or multiple outputs.  Parameters
+    and attributes are scikit-learn's (:class:`sklearn.neural_network.MLPRegressor`;
+    ``loss`` is keyword-only here), plus ``dtype`` and ``backend`` as in :class:`MLPClassifier`.
     """
 
     def __init__(
@@ -867,9 +868,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         )
 
     def _check_params(self):
-        if not isinstance(self.loss, str) or self.loss != "squared_error":
-            extra = " ('poisson' is not available in fastbp yet)" if self.loss == "poisson" else ""
-            raise InvalidParameterError(f"loss must be one of ['squared_error'], got {self.loss!r}{extra}")
+        if not isinstance(self.loss, str) or self.loss not in ("squared_error", "poisson"):
+            raise InvalidParameterError(f"loss must be one of ['squared_error', 'poisson'], got {self.loss!r}")
         return super()._check_params()
 
     def _validate_input(self, X, y, incremental, reset):
@@ -885,6 +885,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
         return X, y
 
     @available_if(lambda est: est._check_solver())
@@ -910,4 +912,5 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.target_tags.positive_only = self.loss == "poisson"  # (the checks then draw y >= 0)
         return tags

@@ -120,7 +120,8 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     b1 = T(beta_1)
     b2 = T(beta_2)
     # 1 − β in float64, then rounded (as scikit-learn's NumPy does): in float32, 1 − T(β₂)
-    # is 1.3e-5 off 1 − β₂ = 0.001, a bias in every second moment
+    # is 1.3e-5 off 1 − β₂ = 0.001, a bias in every second moment.  (float64: the same
+    # constants, but the last bits of the step change: fastmath no longer reassociates (1 − β) g.)
     c1 = T(1.0 - beta_1)
     c2 = T(1.0 - beta_2)
     eps = T(epsilon)

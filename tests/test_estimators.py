@@ -36,11 +36,18 @@ CHECKED = [
     MLPClassifier(hidden_layer_sizes=(6,), max_iter=40, learning_rate_init=0.05, backend="numpy"),
     MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=60),
     MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=100),
+    MLPRegressor(hidden_layer_sizes=(8,), loss="poisson", max_iter=100, learning_rate_init=0.05),
 ]
 
 
 def _expected_failures(estimator):
     """Checks an instance is expected to fail, each with the reason."""
+    if estimator.get_params().get("loss") == "poisson":
+        return {
+            "check_regressor_multioutput": (
+                "draws negative targets whatever the positive_only tag says, and loss='poisson' refuses y < 0"
+            )
+        }
     if estimator.get_params().get("dtype") == np.float32:
         return {
             "check_regressor_multioutput": (
@@ -653,12 +660,69 @@ def test_sparse_fit_memory_stays_far_below_the_dense_matrix(solver):
     assert peak < 0.1 * X.shape[0] * X.shape[1] * 8
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("setting", ["adam", "nesterov", "early-stopping", "lbfgs"])
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_poisson_same_as_sklearn(outputs, setting):
+    """MLPRegressor(loss="poisson"): exp output, half Poisson deviance; the same trajectory as
+    scikit-learn's (stochastic solvers: rtol 1e-9; lbfgs, 30 iterations: rtol 1e-6)."""
+    X, _ = _data("regression")
+    rng = np.random.default_rng(1)
+    y = rng.poisson(np.exp(0.3 * X[:, :outputs] - 0.2)).astype(float)
+    y = y[:, 0] if outputs == 1 else y
+    settings = dict(SETTINGS, lbfgs=dict(solver="lbfgs", max_iter=30))[setting]
+    params = dict(
+        hidden_layer_sizes=(7, 4),
+        activation="tanh",
+        alpha=0.01,
+        batch_size=16,
+        max_iter=8,
+        random_state=3,
+        loss="poisson",
+    )
+    params.update(settings)
+    ours = MLPRegressor(**params).fit(X, y)
+    theirs = sk_nn.MLPRegressor(**params).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.n_iter_ == theirs.n_iter_
+    tol = tolerance(np.float64) if setting != "lbfgs" else dict(rtol=1e-6, atol=1e-8)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **tol)
+    if setting != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, **tol)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=tol["rtol"])
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), **tol)
+
+
+def test_poisson_without_hidden_layer_is_a_poisson_regressor():
+    """No hidden layer: half Poisson deviance + alpha/2 ‖w‖² / n, i.e. scikit-learn's
+    PoissonRegressor with alpha / n (both to convergence with lbfgs; rtol 1e-4)."""
+    from sklearn.linear_model import PoissonRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = rng.poisson(np.exp(X @ np.array([0.3, -0.2, 0.1, 0.0]) + 0.5)).astype(float)
+    alpha = 0.5
+    mlp = MLPRegressor(
+        hidden_layer_sizes=(),
+        loss="poisson",
+        solver="lbfgs",
+        alpha=alpha * len(y),
+        tol=1e-10,
+        max_iter=1000,
+        random_state=0,
+    ).fit(X, y)
+    glm = PoissonRegressor(alpha=alpha, tol=1e-10, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(mlp.coefs_[0].ravel(), glm.coef_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(mlp.intercepts_[0][0], glm.intercept_, rtol=1e-4)
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson").fit(X, y - 1)
+
+
 def test_regressor_loss_parameter():
-    """scikit-learn's MLPRegressor(loss=...): "squared_error" (the default) is fastbp's loss;
-    "poisson" is refused before anything changes, naming the parameter."""
     X, y = _data("regression")
     assert MLPRegressor().get_params()["loss"] == "squared_error"
-    reg = MLPRegressor(loss="poisson", max_iter=2)
+    reg = MLPRegressor(loss="absolute_error", max_iter=2)
     for call in (reg.fit, reg.partial_fit):
         with pytest.raises(ValueError, match="^loss must be"):
             call(X, np.abs(y))
