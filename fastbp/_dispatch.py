@@ -30,7 +30,7 @@ from numba.core import config as numba_config
 
 from ._plain import BUILTIN, kernels_for
 from .activations import TRAITS, Activation
-from .losses import OUT_SOFTMAX
+from .losses import OUT_IDENTITY, OUT_SIGMOID
 
 __all__ = [
     "FAST_EPOCHS",
@@ -38,6 +38,7 @@ __all__ = [
     "PLAIN",
     "PLAIN_OPTIMIZER",
     "FastEpoch",
+    "loss_and_gradient",
     "predict",
     "run_epoch",
     "run_epoch_opt",
@@ -206,7 +207,9 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
         "_tiny4_epoch",
         "fastbp._fast.tiny",
-        requires=lambda c: _one_hidden_layer(c) and c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out != OUT_SOFTMAX,
+        requires=lambda c: (
+            _one_hidden_layer(c) and c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out in (OUT_SIGMOID, OUT_IDENTITY)
+        ),
         prefers=lambda c: c.w1 <= TINY4_MAX_WEIGHTS,
         call=_per_example,
     ),
@@ -387,6 +390,44 @@ def _check_forced(epoch: str, rows, sizes, batch_size, out, act, threads) -> Non
         raise ValueError(f"epoch {epoch!r}: the fast kernels need a built-in activation with |g'| <= 1")
     if not _ROWS[epoch].requires(_case(sizes, batch_size, out, threads, 1)):
         raise ValueError(f"epoch {epoch!r} cannot run layer sizes {list(map(int, sizes))} at batch size {batch_size}")
+
+
+#: The fast full-batch objective (``solver="lbfgs"``) and the plain one it is tested against.
+FAST_LOSS_AND_GRADIENT = "_loss_and_gradient_fast"
+PLAIN_LOSS_AND_GRADIENT = "_loss_and_gradient"
+
+
+def select_loss_and_gradient(act: int) -> str:
+    """The kernel :func:`loss_and_gradient` runs for activation code ``act``: the fast one for a
+    built-in activation with the traits the fast kernels rely on, else the plain one.  Pure."""
+    return FAST_LOSS_AND_GRADIENT if _fast_allowed(act) else PLAIN_LOSS_AND_GRADIENT
+
+
+def loss_and_gradient(
+    params, sizes, X, Y, activation: Activation, out: int, grad, alpha, cost_scale, order=None, kernel=None
+) -> float:
+    """scikit-learn's full-batch objective (cost_scale · mean cost + ½ alpha ‖W‖² / m) of
+    ``params`` on checked inputs, its gradient into ``grad``: one compiled call (what
+    ``solver="lbfgs"`` evaluates).  The kernel is :func:`select_loss_and_gradient`'s choice,
+    :func:`fastbp._fast.fullbatch._loss_and_gradient_fast` or the plain
+    :func:`fastbp._plain.loops._loss_and_gradient` (custom activations, ``NUMBA_DISABLE_JIT=1``);
+    ``kernel`` forces one by name (tests).  ``order``: ``arange(m)``, the caller's to reuse."""
+    act = activation.code
+    if kernel is None:
+        plain = activation.is_custom or numba_config.DISABLE_JIT
+        kernel = PLAIN_LOSS_AND_GRADIENT if plain else select_loss_and_gradient(act)
+    if kernel == PLAIN_LOSS_AND_GRADIENT:
+        k = kernels_for(activation)
+        return k._loss_and_gradient(params, sizes, X, Y, act, out, grad, float(alpha), float(cost_scale))
+    if kernel != FAST_LOSS_AND_GRADIENT or not _fast_allowed(act):
+        raise ValueError(
+            f"kernel must be {PLAIN_LOSS_AND_GRADIENT!r} or, for a built-in activation, {FAST_LOSS_AND_GRADIENT!r}"
+        )
+    if order is None:
+        order = np.arange(X.shape[0], dtype=np.int64)
+    fast = importlib.import_module("fastbp._fast.fullbatch")._loss_and_gradient_fast
+    blocked = blocked_batches(sizes, X.shape[0], optimizer=True)
+    return fast(params, sizes, X, Y, order, act, out, grad, float(alpha), float(cost_scale), blocked)
 
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:

@@ -178,6 +178,7 @@ def check_X(X: Any, n_x: int, dtype: np.dtype) -> np.ndarray:
 
 def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarray:
     """Targets for ``m`` examples; a 1-D Y is accepted when there is one output unit."""
+    from .losses import OUT_EXP as EXP
     from .losses import OUT_SIGMOID as SIGMOID
     from .losses import OUT_SOFTMAX as SOFTMAX
 
@@ -199,6 +200,8 @@ def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarra
             "output='softmax' with one-hot rows (np.eye(k)[y]) or fastbp.MLPClassifier; for real-valued "
             "targets use output='identity'"
         )
+    if output == EXP and (Yc < 0).any():
+        raise ValueError("Y must be non-negative for an exp output (Poisson deviance)")
     if output == SOFTMAX:
         if (Yc < 0).any():
             raise ValueError("Y must be non-negative for a softmax output")

@@ -100,6 +100,10 @@ DTYPES = ("float32", "float64")
 #: Logit sizes per dtype for the extreme cases: e^|z| overflows the dtype for all of them, so only the
 #: stable forms (σ sign-split, costs from the logit, softmax with the max subtracted) pass.
 EXTREME_LOGITS = {"float32": (1e3, 1e30), "float64": (1e3, 1e300)}
+#: The outputs the vector set covers: every output of :mod:`fastbp.losses` but ``exp`` (scikit-learn's
+#: Poisson output, added after this set's schema was published: adding it is a new schema version,
+#: and the C example in ``examples/c`` would have to implement it first).
+OUTPUTS = tuple(o for o in OUTPUTS if o != "exp")
 #: Outputs whose A[L] saturates, so that huge logits still give bounded gradients (identity's dZ[L] = Z[L] − Y
 #: would grow with the logit and the epoch would diverge: no extreme cases for it).
 _SATURATING = tuple(o for o in OUTPUTS if o != "identity")

@@ -1,19 +1,24 @@
 """scikit-learn estimators on fastbp's kernels: :class:`MLPClassifier` and :class:`MLPRegressor`.
 
 Drop-in replacements for :class:`sklearn.neural_network.MLPClassifier` and
-:class:`~sklearn.neural_network.MLPRegressor` with the stochastic solvers
-(``"sgd"``, ``"adam"``): the same parameter names and defaults, the same fitted
+:class:`~sklearn.neural_network.MLPRegressor` (solvers ``"lbfgs"``, ``"sgd"``,
+``"adam"``): the same parameter names and defaults, the same fitted
 attributes, and the same training procedure (initialisation, shuffling, batches,
 L2, optimizer updates, schedules, early stopping and stopping rules, drawing
 from ``random_state`` in the same order), so that with the same settings and
 seed the two follow the same trajectory up to floating-point rounding.  The
 epochs run in one compiled Numba kernel (:func:`fastbp._fast.optimizer._batch_epoch_opt`;
 the plain :func:`fastbp._plain.loops._train_epoch_opt` for ``NUMBA_DISABLE_JIT=1``; the
-choice is :func:`fastbp._dispatch.run_epoch_opt`'s).
+choice is :func:`fastbp._dispatch.run_epoch_opt`'s).  ``solver="lbfgs"`` is scipy's
+L-BFGS-B over the flat parameter buffer, each evaluation one compiled full-batch
+loss-and-gradient call (:func:`fastbp._dispatch.loss_and_gradient`).
 
 What differs from scikit-learn (see ``docs/estimators.md``):
 
-* no ``solver="lbfgs"``, no ``loss="poisson"``, no ``sample_weight``, no sparse input;
+* no ``sample_weight``;
+* sparse X (CSR, CSC) is densified a batch (or, to predict and for lbfgs, a chunk of
+  rows) at a time: the same results as the dense X, in memory that does not grow to
+  the dense matrix (no first-layer kernel over CSR rows: the work is the dense one);
 * ``dtype`` (``None``: float32 input trains in float32, anything else in float64;
   or force ``numpy.float32``/``numpy.float64``) and ``backend`` (``"numba"`` or the
   NumPy reference ``"numpy"``) are extra;
@@ -21,8 +26,9 @@ What differs from scikit-learn (see ``docs/estimators.md``):
   probabilities at machine epsilon (the values agree unless a probability is
   within epsilon of 0 or 1);
 * a step that would make the loss or a parameter non-finite is not applied and
-  fit raises :class:`fastbp.DivergenceError` (scikit-learn applies it and raises
-  ``ValueError`` afterwards).
+  fit raises :class:`fastbp.DivergenceError`, a ``ValueError`` with scikit-learn's
+  message (scikit-learn applies the step and raises that ``ValueError`` at the end;
+  with early stopping both end with NaN validation scores and the best weights).
 
 ``coefs_[i]`` is (n_in, n_out) as in scikit-learn: the transpose of fastbp's
 W[i+1], and a *view* into the network's one flat parameter buffer, as are
@@ -35,12 +41,14 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -49,14 +57,30 @@ from .activations import get_activation
 from .errors import DivergenceError
 from .losses import get_output
 from .optimizers import SCHEDULES, SGD, Adam
-from .params import Layout
+from .params import Layout, offsets
 
 __all__ = ["MLPClassifier", "MLPRegressor", "InvalidParameterError"]
 
+#: Numbers densified at a time where X is sparse and the kernel sees all rows at once (prediction,
+#: validation scores, each lbfgs evaluation): max(1, CHUNK_NUMBERS // n_features) rows, never X's.
+CHUNK_NUMBERS = 1 << 20
+
+
+def _chunk_rows(X) -> int:
+    return max(1, CHUNK_NUMBERS // max(1, X.shape[1]))
+
+
 _ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
-_SOLVERS = ("sgd", "adam")
+_SOLVERS = ("lbfgs", "sgd", "adam")
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
 _BACKENDS = ("numba", "numpy")
-_OUTPUT_CODES = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity"}
+_OUTPUT_CODES = {"logistic": "sigmoid", "softmax": "softmax", "identity": "identity", "exp": "exp"}
+
+#: scikit-learn's message for a fit that diverged (its ``_fit``'s final check); fastbp's
+#: :class:`DivergenceError` (a ValueError too) leads with it.
+NON_FINITE_MESSAGE = (
+    "Solver produced non-finite parameter weights. The input data may contain large values and need to be preprocessed."
+)
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -114,6 +138,7 @@ class _BaseMLP(BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         dtype=None,
         backend="numba",
     ):
@@ -139,6 +164,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
         self.backend = backend
 
@@ -165,8 +191,7 @@ class _BaseMLP(BaseEstimator):
         ):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in options:
-                extra = " ('lbfgs' is not available in fastbp)" if name == "solver" and value == "lbfgs" else ""
-                raise InvalidParameterError(f"{name} must be one of {list(options)}, got {value!r}{extra}")
+                raise InvalidParameterError(f"{name} must be one of {list(options)}, got {value!r}")
         _check_number(self, "alpha", 0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             if _is_bool(self.batch_size) or not isinstance(self.batch_size, numbers.Integral):
@@ -181,7 +206,9 @@ class _BaseMLP(BaseEstimator):
         _check_number(self, "beta_1", 0.0, 1.0, high_open=True)
         _check_number(self, "beta_2", 0.0, 1.0, high_open=True)
         _check_number(self, "epsilon", 0.0, low_open=True)
-        _check_number(self, "n_iter_no_change", 1, integer=True)
+        if not (isinstance(self.n_iter_no_change, numbers.Real) and self.n_iter_no_change == np.inf):
+            _check_number(self, "n_iter_no_change", 1, integer=True)  # an integer >= 1, or numpy.inf
+        _check_number(self, "max_fun", 1, integer=True)
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not _is_bool(getattr(self, name)):
                 raise InvalidParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -194,7 +221,9 @@ class _BaseMLP(BaseEstimator):
                 dt = None
             if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
                 raise InvalidParameterError(f"dtype must be None, numpy.float32 or numpy.float64, got {self.dtype!r}")
-        if self.solver == "sgd":
+        if self.solver == "lbfgs":
+            opt = None
+        elif self.solver == "sgd":
             opt = SGD(
                 self.learning_rate_init,
                 self.momentum,
@@ -218,29 +247,55 @@ class _BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self) -> list[np.ndarray]:
-        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views of Wᵀ into the parameter buffer."""
+        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views of Wᵀ into the parameter buffer.
+
+        Before the first fit, what was assigned (a plain attribute, as in scikit-learn): a
+        first ``partial_fit`` (or ``fit`` with ``warm_start=True``) starts from it, where
+        scikit-learn would fail; a ``fit`` without ``warm_start`` initialises afresh.
+        """
         if not hasattr(self, "_params"):
+            if "_pending_coefs" in self.__dict__:
+                return self._pending_coefs
             raise AttributeError("coefs_ is set by fit")
         return [W.T for W in self._views()[0]]
 
     @coefs_.setter
     def coefs_(self, value):
-        self._assign("coefs_", value, [W.T for W in self._views()[0]] if hasattr(self, "_params") else None)
+        if not hasattr(self, "_params"):
+            self._pending_coefs = list(value)
+            return
+        self._assign("coefs_", value, [W.T for W in self._views()[0]])
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
-        """Bias vectors, ``intercepts_[i]`` of shape (n_out,): views into the parameter buffer."""
+        """Bias vectors, ``intercepts_[i]`` of shape (n_out,): views into the parameter buffer
+        (before the first fit, what was assigned, as :attr:`coefs_`)."""
         if not hasattr(self, "_params"):
+            if "_pending_intercepts" in self.__dict__:
+                return self._pending_intercepts
             raise AttributeError("intercepts_ is set by fit")
         return list(self._views()[1])
 
     @intercepts_.setter
     def intercepts_(self, value):
-        self._assign("intercepts_", value, list(self._views()[1]) if hasattr(self, "_params") else None)
+        if not hasattr(self, "_params"):
+            self._pending_intercepts = list(value)
+            return
+        self._assign("intercepts_", value, list(self._views()[1]))
+
+    def _pending_shapes_ok(self, layer_units):
+        """Check coefs_/intercepts_ assigned before the first fit against the layer sizes."""
+        for name, shapes in (
+            ("coefs_", [(a, b) for a, b in zip(layer_units[:-1], layer_units[1:])]),
+            ("intercepts_", [(b,) for b in layer_units[1:]]),
+        ):
+            value = self.__dict__.get("_pending_" + name.rstrip("_"))
+            if value is not None and (
+                len(value) != len(shapes) or any(np.shape(v) != t for v, t in zip(value, shapes))
+            ):
+                raise ValueError(f"{name} must be a list of arrays shaped {shapes}")
 
     def _assign(self, name, value, targets):
-        if targets is None:
-            raise AttributeError(f"{name} can only be assigned on a fitted estimator")
         if len(value) != len(targets) or any(np.shape(v) != t.shape for v, t in zip(value, targets)):
             raise ValueError(f"{name} must be a list of arrays shaped {[t.shape for t in targets]}")
         for t, v in zip(targets, value):
@@ -267,7 +322,19 @@ class _BaseMLP(BaseEstimator):
             raise
         rs = check_random_state(self.random_state)
         if first_pass:
+            # what was assigned to coefs_/intercepts_ before the first fit: used where
+            # scikit-learn would not initialise (partial_fit, warm_start), dropped otherwise
+            pending = {k: self.__dict__.pop(k) for k in ("_pending_coefs", "_pending_intercepts") if k in self.__dict__}
             self._initialize(y, layer_units, dtype, rs)
+            if incremental or self.warm_start:
+                W, b = self._views()
+                for Wl, c in zip(W, pending.get("_pending_coefs", ())):
+                    Wl[...] = np.asarray(c).T
+                for bl, c in zip(b, pending.get("_pending_intercepts", ())):
+                    bl[...] = c
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, y)
+            return self
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = optimizer
         self._fit_stochastic(X, y, rs, incremental)
@@ -281,11 +348,18 @@ class _BaseMLP(BaseEstimator):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
-        if self.early_stopping and int(np.ceil(self.validation_fraction * X.shape[0])) < 2:
-            raise ValueError(
-                "validation_fraction: the validation set is too small; increase validation_fraction "
-                "or the size of your data set"
+        if self.early_stopping and self.solver in _STOCHASTIC_SOLVERS:
+            # scikit-learn splits first (its stratification errors come first), then checks the
+            # validation set's size: the same split, dry-run on indices, refuses the same data
+            # here, before anything changes (the real split draws from random_state later)
+            stratify = y if is_classifier(self) and y.shape[1] == 1 else None
+            _, val = train_test_split(
+                np.arange(X.shape[0]), test_size=self.validation_fraction, stratify=stratify, random_state=0
             )
+            if val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
+                )
         n_features = X.shape[1]
         layer_units = [n_features] + hidden + [y.shape[1]]
         fitted = [int(n) for n in self._layout.sizes] if not first_pass else layer_units
@@ -297,8 +371,13 @@ class _BaseMLP(BaseEstimator):
             else:
                 cause = f"hidden_layer_sizes: now {hidden}, the fitted network has {fitted[1:-1]}"
             raise ValueError(f"{cause}; use warm_start=False to start again")
+        if first_pass and (incremental or self.warm_start):
+            self._pending_shapes_ok(layer_units)
         dtype = self._params.dtype if not first_pass else np.dtype(self.dtype or X.dtype)
-        X = np.require(X, dtype=dtype, requirements=["C", "W"])  # one compiled specialisation
+        if sp.issparse(X):  # CSR (rows are what the batches take); densified a batch at a time
+            X = X.tocsr().astype(dtype, copy=False)
+        else:
+            X = np.require(X, dtype=dtype, requirements=["C", "W"])  # one compiled specialisation
         y = np.require(y, dtype=dtype, requirements=["C", "W"])
         return X, y, layer_units, dtype, first_pass
 
@@ -309,7 +388,7 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         if not is_classifier(self):
-            self.out_activation_ = "identity"
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         elif self._label_binarizer.y_type_ == "multiclass":
             self.out_activation_ = "softmax"
         else:
@@ -324,6 +403,10 @@ class _BaseMLP(BaseEstimator):
             W[l][...] = rs.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False).T
             b[l][...] = rs.uniform(-bound, bound, fan_out).astype(dtype, copy=False)
         self._best_params = self._params.copy()
+        if self.solver in _STOCHASTIC_SOLVERS:  # (scikit-learn's lbfgs keeps no loss curve)
+            self._start_bookkeeping()
+
+    def _start_bookkeeping(self):
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -335,7 +418,60 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
+    def _fit_lbfgs(self, X, y):
+        """scikit-learn's ``_fit_lbfgs``: scipy's L-BFGS-B over the flat parameter vector,
+        each function evaluation one compiled full-batch loss-and-gradient call
+        (:func:`fastbp._dispatch.loss_and_gradient`)."""
+        import scipy.optimize
+
+        activation = get_activation(self.activation)
+        out = get_output(_OUTPUT_CODES[self.out_activation_])
+        cost_scale = 1.0 / self.n_outputs_ if self.out_activation_ == "identity" else 1.0
+        params, sizes = self._params, self._layout.sizes
+        grad = np.empty_like(params)
+        alpha = float(self.alpha)
+        order = np.arange(X.shape[0], dtype=np.int64)  # (the fast kernel's example order, made once)
+
+        def fun(x):
+            params[...] = x  # (scipy hands float64; a float32 model rounds it to its buffer)
+            if not sp.issparse(X):
+                loss = _dispatch.loss_and_gradient(params, sizes, X, y, activation, out, grad, alpha, cost_scale, order)
+                return loss, grad.astype(np.float64)
+            # sparse X: the same sums over chunks of densified rows, then the L2 term
+            m, rows = X.shape[0], _chunk_rows(X)
+            loss, total = 0.0, np.zeros(params.shape[0])
+            for lo in range(0, m, rows):
+                Xc = _dense_rows(X, slice(lo, lo + rows), params.dtype)
+                n = Xc.shape[0]
+                loss += n * _dispatch.loss_and_gradient(
+                    params, sizes, Xc, y[lo : lo + n], activation, out, grad, 0.0, cost_scale
+                )
+                total += n * grad.astype(np.float64)
+                del Xc  # (freed before the next chunk is made: one chunk alive at a time)
+            loss, total = loss / m, total / m
+            for lo, hi in zip(*offsets.py_func(sizes)[:2]):
+                w = params[lo:hi].astype(np.float64)
+                loss += 0.5 * alpha * float(w @ w) / m
+                total[lo:hi] += (alpha / m) * w
+            return loss, total
+
+        with np.errstate(all="ignore"):  # a non-finite loss is L-BFGS-B's to handle, and checked below
+            res = scipy.optimize.minimize(
+                fun,
+                params.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+            )
+        self.n_iter_ = _check_lbfgs_result(res, self.max_iter)
+        self.loss_ = float(res.fun)
+        params[...] = res.x
+        if not np.isfinite(params).all():
+            raise DivergenceError(0, self.n_iter_, message=NON_FINITE_MESSAGE)
+
     def _fit_stochastic(self, X, y, rs, incremental):
+        if not hasattr(self, "loss_curve_"):  # warm start after an lbfgs fit
+            self._start_bookkeeping()
         if self.early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
             X, X_val, y, y_val = train_test_split(
@@ -343,7 +479,8 @@ class _BaseMLP(BaseEstimator):
             )
             if is_classifier(self):  # (its size of at least 2 was checked in _prepare)
                 y_val = self._label_binarizer.inverse_transform(y_val)
-            X, y = np.ascontiguousarray(X), np.ascontiguousarray(y)
+            X = X if sp.issparse(X) else np.ascontiguousarray(X)
+            y = np.ascontiguousarray(y)
         else:
             X_val = y_val = None
         n_samples = X.shape[0]
@@ -361,32 +498,37 @@ class _BaseMLP(BaseEstimator):
         cost_scale = 1.0 / self.n_outputs_ if self.out_activation_ == "identity" else 1.0
         opt = self._optimizer
         self.n_iter_ = 0  # epochs of this call, as scikit-learn counts them (t_ counts all examples)
+        diverged = False
         for _ in range(self.max_iter):
             if self.shuffle:
                 # what sklearn.utils.shuffle(sample_idx, random_state=rs) does (the same draws,
                 # the same permutation), without its per-call parameter validation
                 rs.shuffle(sample_idx)
-            J, failed = opt.train_epoch(
-                self._params,
-                self._layout.sizes,
-                X,
-                y,
-                sample_idx,
-                batch_size,
-                activation,
-                out,
-                self.backend,
-                cost_scale,
-            )
+            if diverged:  # scikit-learn's parameters are NaN from here on: so are its losses and scores
+                J, failed = np.nan, -1
+            else:
+                J, failed = self._epoch(opt, X, y, sample_idx, batch_size, activation, out, cost_scale)
             if failed >= 0:
-                raise DivergenceError(failed, self.n_iter_)
+                if not self.early_stopping:
+                    # scikit-learn trains on with NaN parameters to max_iter (its loss is NaN, so its
+                    # no-improvement count never grows), warns, and raises this ValueError
+                    if not incremental:
+                        warnings.warn(  # noqa: B028  (as scikit-learn warns)
+                            "Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
+                            "hasn't converged yet." % self.max_iter,
+                            ConvergenceWarning,
+                        )
+                    raise DivergenceError(failed, self.n_iter_, message=NON_FINITE_MESSAGE)
+                # with early stopping scikit-learn ends with the best parameters, its later
+                # validation scores NaN: the step is not applied here, the rest recorded as NaN
+                diverged, J = True, np.nan
             self.n_iter_ += 1
             self.loss_ = J
             self.t_ += n_samples
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-            self._update_no_improvement_count(X_val, y_val)
+            self._update_no_improvement_count(X_val, y_val, diverged)
             opt.iteration_ends(self.t_)
             if self._no_improvement_count > self.n_iter_no_change:
                 if self.early_stopping:
@@ -413,9 +555,45 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping:
             self._params[...] = self._best_params
 
-    def _update_no_improvement_count(self, X_val, y_val):
+    def _epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale):
+        if sp.issparse(X):
+            return self._sparse_epoch(opt, X, y, sample_idx, batch_size, activation, out, cost_scale)
+        return opt.train_epoch(
+            self._params,
+            self._layout.sizes,
+            X,
+            y,
+            sample_idx,
+            batch_size,
+            activation,
+            out,
+            self.backend,
+            cost_scale,
+        )
+
+    def _sparse_epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale):
+        """The epoch over sparse X: each batch's rows densified (batch_size × n_features numbers,
+        never X's), then one call of the same epoch kernel on that batch alone, with the nominal
+        batch size (so the kernel takes the same path as for dense X).  Returns ``(J, failed)``."""
+        m = sample_idx.shape[0]
+        local = np.arange(batch_size, dtype=np.int64)
+        total = 0.0
+        for k, start in enumerate(range(0, m, batch_size)):
+            idx = sample_idx[start : start + batch_size]
+            n = idx.shape[0]
+            Xb = _dense_rows(X, idx, self._params.dtype)
+            J, failed = self._epoch(
+                opt, Xb, np.ascontiguousarray(y[idx]), local[:n], batch_size, activation, out, cost_scale
+            )
+            del Xb  # (freed before the next batch is made: one batch alive at a time)
+            if failed >= 0:
+                return total / m, k
+            total += J * n
+        return total / m, -1
+
+    def _update_no_improvement_count(self, X_val, y_val, diverged=False):
         if self.early_stopping:
-            self.validation_scores_.append(self._score(X_val, y_val))
+            self.validation_scores_.append(np.nan if diverged else self._score(X_val, y_val))
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
             last = self.validation_scores_[-1]
@@ -439,7 +617,17 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X, check_input=True) -> np.ndarray:
         """A[L] for X: the network's output, (n_samples, n_outputs)."""
         if check_input:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
+        if sp.issparse(X):  # a chunk of rows densified at a time
+            X, rows = X.tocsr(), _chunk_rows(X)
+            if X.shape[0] == 0:
+                return np.empty((0, self.n_outputs_), self._params.dtype)
+            return np.concatenate(
+                [
+                    self._forward(_dense_rows(X, slice(lo, lo + rows), self._params.dtype), False)
+                    for lo in range(0, X.shape[0], rows)
+                ]
+            )
         X = np.require(X, dtype=self._params.dtype, requirements=["C", "W"])
         activation = get_activation(self.activation)
         out = get_output(_OUTPUT_CODES[self.out_activation_])
@@ -464,10 +652,39 @@ class _BaseMLP(BaseEstimator):
         """Fit the model to X (n_samples, n_features) and y; returns ``self``."""
         return self._fit(X, y, incremental=False)
 
+    def _check_solver(self):
+        # (an invalid solver keeps partial_fit, whose parameter check then names it)
+        if self.solver == "lbfgs":
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. %s is not stochastic." % self.solver
+            )
+        return True
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
+
+
+def _dense_rows(X, rows, dtype):
+    """Rows ``rows`` of the CSR matrix X as a C-contiguous dense array of ``dtype``."""
+    return np.require(X[rows].toarray(), dtype=dtype, requirements=["C", "W"])
+
+
+def _check_lbfgs_result(res, max_iter):
+    """scikit-learn's ``_check_optimize_result("lbfgs", ...)``: the iteration count, and its
+    ConvergenceWarning (the same text) where L-BFGS-B stopped for any reason but convergence."""
+    n_iter = min(res.nit, max_iter)
+    if res.status != 0:
+        msg = f"lbfgs failed to converge after {n_iter} iteration(s) (status={res.status}):\n{res.message}\n"
+        if n_iter == max_iter:
+            msg += f"\nIncrease the number of iterations to improve the convergence (max_iter={max_iter})."
+        msg += (
+            "\nYou might also want to scale the data as shown in:\n"
+            "    https://scikit-learn.org/stable/modules/preprocessing.html"
+        )
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    return n_iter
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -489,7 +706,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, dtype=(np.float64, np.float32), reset=reset
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -511,6 +730,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 )
         return X, self._label_binarizer.transform(y).astype(bool)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, classes=None):
         """One epoch over X, y (continuing the fit); ``classes`` is required on the first call."""
         checked = self._check_params()  # validated once, before anything is set
@@ -580,19 +800,96 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastbp's kernels (scikit-learn's interface).
 
-    Identity output, squared error (scikit-learn's ``loss_`` is
+    ``loss="squared_error"``: identity output, squared error (scikit-learn's ``loss_`` is
     ½ · mean over samples *and* outputs; the gradient is that of ½ Σ over outputs,
-    as in scikit-learn), single or multiple outputs.  Parameters and attributes are
-    scikit-learn's (:class:`sklearn.neural_network.MLPRegressor`, ``loss="squared_error"``),
-    plus ``dtype`` and ``backend`` as in :class:`MLPClassifier`.
+    as in scikit-learn).  ``loss="poisson"``: exponential output (log link), half the
+    Poisson deviance summed over outputs, y ≥ 0.  Single or multiple outputs.  Parameters
+    and attributes are scikit-learn's (:class:`sklearn.neural_network.MLPRegressor`;
+    ``loss`` is keyword-only here), plus ``dtype`` and ``backend`` as in :class:`MLPClassifier`.
     """
 
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        loss="squared_error",
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        dtype=None,
+        backend="numba",
+    ):
+        self.loss = loss
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            dtype=dtype,
+            backend=backend,
+        )
+
+    def _check_params(self):
+        if not isinstance(self.loss, str) or self.loss not in ("squared_error", "poisson"):
+            raise InvalidParameterError(f"loss must be one of ['squared_error', 'poisson'], got {self.loss!r}")
+        return super()._check_params()
+
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
         return X, y
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y):
         """One epoch over X, y, continuing the fit (or starting it)."""
         return self._fit(X, y, incremental=True)
@@ -615,4 +912,5 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.target_tags.positive_only = self.loss == "poisson"  # (the checks then draw y >= 0)
         return tags

@@ -13,7 +13,7 @@ key                    content
 ``format_version``     int64 scalar, :data:`FORMAT_VERSION`
 ``layer_sizes``        int64 vector ``[n_0, n_1, ..., n_L]``
 ``activation``         str scalar: a built-in hidden activation's name
-``output``             str scalar: ``"sigmoid"``, ``"softmax"`` or ``"identity"``
+``output``             str scalar: ``"sigmoid"``, ``"softmax"``, ``"identity"`` or ``"exp"``
 ``dtype``              str scalar: ``"float32"`` or ``"float64"``
 ``weights_{l}``        W[l+1], shape (n_{l+1}, n_l), of ``dtype``, for l = 0 … L−1
 ``biases_{l}``         b[l+1], shape (n_{l+1},), of ``dtype``

@@ -8,14 +8,17 @@ The output layer fixes the cost (one example, summed over the output units):
 ``sigmoid``    σ(Z[L])            binary cross-entropy  −Y log A − (1−Y) log(1−A)
 ``softmax``    softmax(Z[L])      categorical cross-entropy  −Σ Y log A
 ``identity``   Z[L]               ½ Σ (A − Y)²
+``exp``        e^Z[L]             half Poisson deviance  Σ Y log(Y/A) − Y + A  (Y ≥ 0)
 =============  =================  ============================================
 
-Each pair is matched so that ∂J/∂Z[L] = A[L] − Y (per example) for all three.
+Each pair is matched so that ∂J/∂Z[L] = A[L] − Y (per example) for all four.
 Costs are computed from the logit Z[L], never from A[L], so they stay finite for
 logits of any size:
 
 * BCE:      max(z, 0) − y z + log1p(e^(−|z|))
 * softmax:  Σ_k y_k (logsumexp(z) − z_k), logsumexp with the max subtracted
+* Poisson:  e^z − y z + (y log y − y), with 0 log 0 = 0 (scikit-learn's ``poisson_loss``,
+  constant term included); finite while e^z is (z below about 709 in float64, 88 in float32)
 
 **One home per formula**, as in :mod:`fastbp.activations`: the exact scalar forms
 (:func:`output_activation`, :func:`example_cost`: the plain kernels), the loop forms
@@ -33,13 +36,14 @@ from ._jit import jit, jit_inner
 from .activations import sigmoid, sigmoid_array
 from .vmath import vexp, vlog1p_unit, vsigmoid
 
-OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY = range(3)
+OUT_SIGMOID, OUT_SOFTMAX, OUT_IDENTITY, OUT_EXP = range(4)
 
 NAMES: dict[str, int] = {
     "sigmoid": OUT_SIGMOID,
     "logistic": OUT_SIGMOID,  # scikit-learn's name
     "softmax": OUT_SOFTMAX,
     "identity": OUT_IDENTITY,
+    "exp": OUT_EXP,  # scikit-learn's out_activation_ for MLPRegressor(loss="poisson")
 }
 
 
@@ -58,7 +62,7 @@ def get_output(output: str) -> int:
 
 @jit
 def output_activation(z, a, out):
-    """A[L] = σ(Z[L]), softmax(Z[L]) or Z[L] for one example (vectors z → a)."""
+    """A[L] = σ(Z[L]), softmax(Z[L]), Z[L] or e^Z[L] for one example (vectors z → a)."""
     n = z.shape[0]
     if out == OUT_SIGMOID:
         for j in range(n):
@@ -81,6 +85,9 @@ def output_activation(z, a, out):
     elif out == OUT_IDENTITY:
         for j in range(n):
             a[j] = z[j]
+    elif out == OUT_EXP:
+        for j in range(n):
+            a[j] = np.exp(z[j])
     else:
         raise ValueError("output_activation: unknown output code")
 
@@ -111,6 +118,12 @@ def example_cost(z, y, out):
         for j in range(n):
             d = np.float64(z[j]) - np.float64(y[j])
             cost += 0.5 * d * d
+    elif out == OUT_EXP:
+        for j in range(n):
+            zj = np.float64(z[j])
+            yj = np.float64(y[j])
+            # y log(y / e^z) − y + e^z = e^z − y z + (y log y − y), 0 log 0 = 0
+            cost += np.exp(zj) - yj * zj + (yj * np.log(yj) - yj if yj > 0.0 else 0.0)
     else:
         raise ValueError("example_cost: unknown output code")
     return cost
@@ -121,7 +134,7 @@ def example_cost(z, y, out):
 
 @jit_inner
 def output_loop(z, a, out):
-    """A[L] from Z[L]: σ, softmax or identity (vectorised)."""
+    """A[L] from Z[L]: σ, softmax, identity or e^z (vectorised)."""
     n = z.shape[0]
     T = z.dtype.type
     if out == OUT_SIGMOID:
@@ -142,6 +155,9 @@ def output_loop(z, a, out):
     elif out == OUT_IDENTITY:
         for j in range(n):
             a[j] = z[j]
+    elif out == OUT_EXP:
+        for j in range(n):
+            a[j] = vexp(z[j])
     else:
         raise ValueError("output_loop: unknown output code")
 
@@ -170,6 +186,11 @@ def cost_loop(z, y, out):
         for j in range(n):
             d = np.float64(z[j]) - np.float64(y[j])
             cost += 0.5 * d * d
+    elif out == OUT_EXP:
+        for j in range(n):
+            zj = np.float64(z[j])
+            yj = np.float64(y[j])
+            cost += vexp(zj) - yj * zj + (yj * np.log(yj) - yj if yj > 0.0 else 0.0)
     else:
         raise ValueError("cost_loop: unknown output code")
     return cost
@@ -203,6 +224,11 @@ def flush_costs(Zc, Yc, cnt, n_L, out):
         for k in range(n):
             d = np.float64(Zc[k]) - np.float64(Yc[k])
             total += 0.5 * d * d
+    elif out == OUT_EXP:
+        for k in range(n):
+            zk = np.float64(Zc[k])
+            yk = np.float64(Yc[k])
+            total += vexp(zk) - yk * zk + (yk * np.log(yk) - yk if yk > 0.0 else 0.0)
     else:
         raise ValueError("flush_costs: unknown output code")
     return total
@@ -220,6 +246,8 @@ def output_activation_array(Z: np.ndarray, out: int) -> np.ndarray:
         return E / E.sum(axis=1, keepdims=True)
     if out == OUT_IDENTITY:
         return Z.copy()
+    if out == OUT_EXP:
+        return np.exp(Z)
     raise ValueError(f"output_activation_array: unknown output code {out!r}")
 
 
@@ -235,4 +263,7 @@ def example_costs_array(Z: np.ndarray, Y: np.ndarray, out: int) -> np.ndarray:
         return (Y * (lse - Z)).sum(axis=1)
     if out == OUT_IDENTITY:
         return 0.5 * ((Z - Y) ** 2).sum(axis=1)
+    if out == OUT_EXP:
+        ylogy = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0)), 0.0)
+        return (np.exp(Z) - Y * Z + ylogy - Y).sum(axis=1)
     raise ValueError(f"example_costs_array: unknown output code {out!r}")

@@ -119,21 +119,25 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     lr_t = T(lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
     b1 = T(beta_1)
     b2 = T(beta_2)
+    # 1 − β in float64, then rounded (as scikit-learn's NumPy does): in float32, 1 − T(β₂)
+    # is 1.3e-5 off 1 − β₂ = 0.001, a bias in every second moment.  (float64: the same
+    # constants, but the last bits of the step change: fastmath no longer reassociates (1 − β) g.)
+    c1 = T(1.0 - beta_1)
+    c2 = T(1.0 - beta_2)
     eps = T(epsilon)
-    one = T(1)
     zero = T(0)
     check = zero
     for i in range(params.shape[0]):
         g = grad[i]
-        mi = b1 * m[i] + (one - b1) * g
-        si = b2 * s[i] + (one - b2) * g * g
+        mi = b1 * m[i] + c1 * g
+        si = b2 * s[i] + c2 * g * g
         check += (params[i] - lr_t * mi / (np.sqrt(si) + eps)) * zero + mi * zero + si * zero
     if check != zero:
         return False
     for i in range(params.shape[0]):
         g = grad[i]
-        mi = b1 * m[i] + (one - b1) * g
-        si = b2 * s[i] + (one - b2) * g * g
+        mi = b1 * m[i] + c1 * g
+        si = b2 * s[i] + c2 * g * g
         m[i] = mi
         s[i] = si
         params[i] -= lr_t * mi / (np.sqrt(si) + eps)
@@ -205,8 +209,8 @@ def _adam_step_ref(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     lr_t = T(lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
     b1, b2 = T(beta_1), T(beta_2)
     with np.errstate(all="ignore"):
-        mi = b1 * m + (T(1) - b1) * grad
-        si = b2 * s + (T(1) - b2) * grad * grad
+        mi = b1 * m + T(1.0 - beta_1) * grad
+        si = b2 * s + T(1.0 - beta_2) * grad * grad
         new = params - lr_t * mi / (np.sqrt(si) + T(epsilon))
     if not (np.isfinite(new).all() and np.isfinite(mi).all() and np.isfinite(si).all()):
         return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fastbp
 from fastbp.testing import IMPLEMENTATIONS, assert_agree, make_problem
 
 PURE = ["forward", "predict", "backward", "gradients", "loss"]
@@ -44,8 +45,21 @@ def test_in_place_kernels_agree_with_reference(name, m, batch_size, layer_sizes,
     prob = make_problem(layer_sizes, dtype, activation, output, m=m, seed=m, batch_size=batch_size)
     Wk, bk = prob.copy_params()
     Wr, br = prob.copy_params()
-    got = kernel(*prob.args(name, Wk, bk))
-    want = reference(*prob.args(name, Wr, br))
+    outcomes = []
+    for impl, W, b in ((kernel, Wk, bk), (reference, Wr, br)):
+        try:
+            outcomes.append(impl(*prob.args(name, W, b)))
+        except fastbp.DivergenceError as err:
+            # e^z outputs on deep linear nets can outgrow lr 0.1 (5-7-6-4-3, identity g):
+            # then both must refuse the same step and keep the same parameters
+            if output != "exp":
+                raise
+            outcomes.append(("diverged", err.batch))
+    got, want = outcomes
+    assert type(got) is type(want), (name, got, want)
+    if isinstance(got, tuple) and got[:1] == ("diverged",):
+        assert got == want
+        got = want = None
     assert_agree([got, Wk, bk], [want, Wr, br], dtype, name)
     # the step did something (a 1-unit softmax is constant: its gradient is 0) ...
     if not (output == "softmax" and layer_sizes[-1] == 1):

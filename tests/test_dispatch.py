@@ -198,3 +198,27 @@ def test_every_fast_optimizer_epoch_agrees_with_plain(row):
             assert failed == -1
             results.append((J, p, opt.state))
         assert_agree(results[0], results[1], np.float64, f"{sizes} batch {bs} {act} {out}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_full_batch_objective_agrees_with_plain(dtype):
+    """``solver="lbfgs"``'s objective: the fast kernel against the plain one, every hidden
+    activation and output, depths 1-3, W[1] blocked and not, m not a multiple of the block."""
+    grid = [([3, 1], "identity"), ([5, 4, 3], "softmax"), ([40, 30, 2], "sigmoid"), ([6, 5, 4, 2], "identity")]
+    for k, ((sizes, out), act) in enumerate(itertools.product(grid, HIDDEN_ACTIVATIONS)):
+        for output in (out,) if len(sizes) > 2 else OUTPUTS:
+            if output == "softmax" and sizes[-1] < 2:
+                continue
+            prob = make_problem(sizes, dtype=dtype, activation=act, output=output, m=23, seed=k)
+            lay = Layout(sizes)
+            p = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
+            results = []
+            for kernel in (_dispatch.FAST_LOSS_AND_GRADIENT, _dispatch.PLAIN_LOSS_AND_GRADIENT):
+                grad = np.full_like(p, np.nan)
+                J = _dispatch.loss_and_gradient(
+                    p, lay.sizes, prob.X, prob.Y, get_activation(act), OUT_CODES[output], grad, 0.3, 0.5, kernel=kernel
+                )
+                results.append((J, grad))
+            assert_agree(results[0], results[1], dtype, f"{sizes} {act} {output}")
+    assert _dispatch.select_loss_and_gradient(ACT_CODES["tanh"]) == _dispatch.FAST_LOSS_AND_GRADIENT
+    assert _dispatch.select_loss_and_gradient(ACT_CUSTOM) == _dispatch.PLAIN_LOSS_AND_GRADIENT

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 pytest.importorskip("sklearn")
 from sklearn import neural_network as sk_nn  # noqa: E402
@@ -32,11 +34,20 @@ CHECKED = [
         dtype=np.float32,
     ),
     MLPClassifier(hidden_layer_sizes=(6,), max_iter=40, learning_rate_init=0.05, backend="numpy"),
+    MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=60),
+    MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=100),
+    MLPRegressor(hidden_layer_sizes=(8,), loss="poisson", max_iter=100, learning_rate_init=0.05),
 ]
 
 
 def _expected_failures(estimator):
     """Checks an instance is expected to fail, each with the reason."""
+    if estimator.get_params().get("loss") == "poisson":
+        return {
+            "check_regressor_multioutput": (
+                "draws negative targets whatever the positive_only tag says, and loss='poisson' refuses y < 0"
+            )
+        }
     if estimator.get_params().get("dtype") == np.float32:
         return {
             "check_regressor_multioutput": (
@@ -203,7 +214,9 @@ def test_coefs_are_views_and_pickling_keeps_them_so():
     [
         (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
         (dict(activation="softplus"), "activation"),
-        (dict(solver="lbfgs"), "solver"),
+        (dict(solver="newton"), "solver"),
+        (dict(max_fun=0), "max_fun"),
+        (dict(n_iter_no_change=2.5), "n_iter_no_change"),
         (dict(alpha=-1.0), "alpha"),
         (dict(batch_size=0), "batch_size"),
         (dict(batch_size="big"), "batch_size"),
@@ -380,7 +393,7 @@ def test_a_refused_refit_leaves_a_fitted_classifier_as_it_was():
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X, y)
     before = (clf.predict_proba(X), list(clf.classes_), clf.n_features_in_)
     clf.set_params(early_stopping=True)
-    with pytest.raises(ValueError, match="validation_fraction"):
+    with pytest.raises(ValueError, match="test_size = 1"):  # scikit-learn's stratified-split message
         clf.fit(X[:5, :2], np.array(list("ababa")))
     np.testing.assert_array_equal(clf.predict_proba(X), before[0])
     assert list(clf.classes_) == before[1] and clf.n_features_in_ == before[2]
@@ -396,3 +409,321 @@ def test_warm_start_mismatch_names_the_cause():
     reg.set_params(hidden_layer_sizes=(5,))
     with pytest.raises(ValueError, match="^hidden_layer_sizes: "):
         reg.fit(X, X[:, 0])
+
+
+# ------------------------------------------------------------------ scikit-learn's behaviour at the edges
+
+
+def _warnings_of(fit, *args):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(*args)
+    return [(w.category, str(w.message)) for w in caught if not issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["max_iter", "warm_start", "early-stopping", "partial_fit", "inf-patience", "lbfgs-max_iter", "lbfgs-converged"],
+)
+def test_convergence_warnings_where_sklearn_warns(case):
+    """The same ConvergenceWarnings (category and text), in the same calls, as scikit-learn."""
+    X, y = _data("regression")
+    params = dict(hidden_layer_sizes=(5,), random_state=0, max_iter=4, learning_rate_init=0.01)
+    params.update(
+        {
+            "warm_start": dict(warm_start=True),
+            "early-stopping": dict(early_stopping=True, n_iter_no_change=1, tol=10.0, max_iter=20),
+            "inf-patience": dict(n_iter_no_change=np.inf, tol=100.0, max_iter=6),
+            "lbfgs-max_iter": dict(solver="lbfgs", max_iter=5),
+            "lbfgs-converged": dict(solver="lbfgs", max_iter=500, tol=1e-2),
+        }.get(case, {})
+    )
+    seen = []
+    for est in (MLPRegressor(**params), sk_nn.MLPRegressor(**params)):
+        method = est.partial_fit if case == "partial_fit" else est.fit
+        seen.append([_warnings_of(method, X, y) for _ in range(3)])
+        seen.append(est.n_iter_)
+    assert seen[0] == seen[2] and seen[1] == seen[3]
+    if case in ("max_iter", "warm_start", "inf-patience", "lbfgs-max_iter"):
+        assert all(len(w) == 1 and w[0][0] is ConvergenceWarning for w in seen[0])
+
+
+def test_assigned_coefs_before_the_first_fit():
+    """coefs_/intercepts_ are plain assignable attributes before a fit, as in scikit-learn; a
+    first partial_fit starts from them (one epoch from those weights, as scikit-learn's
+    partial_fit from the same weights), a fit without warm_start initialises afresh."""
+    X, y = _data("regression")
+    W0 = [np.full((5, 4), 0.1), np.linspace(-1, 1, 4).reshape(4, 1)]
+    b0 = [np.zeros(4), np.array([0.5])]
+    params = dict(hidden_layer_sizes=(4,), solver="sgd", momentum=0.0, shuffle=False, random_state=0)
+    ours = MLPRegressor(**params)
+    ours.coefs_, ours.intercepts_ = W0, b0
+    assert ours.coefs_ is not None and len(ours.intercepts_) == 2
+    ours.partial_fit(X, y)
+    theirs = sk_nn.MLPRegressor(**params).partial_fit(X[:2], y[:2])  # (scikit-learn cannot start unfitted)
+    theirs.coefs_, theirs.intercepts_ = [w.copy() for w in W0], [b.copy() for b in b0]
+    theirs.partial_fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **tolerance(np.float64))
+    fresh = MLPRegressor(**params, max_iter=3)
+    fresh.coefs_ = W0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fresh.fit(X, y)
+        plain = MLPRegressor(**params, max_iter=3).fit(X, y)
+    np.testing.assert_array_equal(fresh._params, plain._params)
+    bad = MLPRegressor(**params)
+    bad.coefs_ = [np.zeros((4, 5)), np.zeros((4, 1))]
+    with pytest.raises(ValueError, match="coefs_"):
+        bad.partial_fit(X, y)
+    assert not hasattr(bad, "n_iter_")
+
+
+def test_divergence_is_sklearns_value_error():
+    X, y = _data("regression")
+    huge = X * 1e154
+    for est in (MLPRegressor(random_state=0, max_iter=5), sk_nn.MLPRegressor(random_state=0, max_iter=5)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(ValueError, match=re.escape(fastbp.estimators.NON_FINITE_MESSAGE)):
+                est.fit(huge, y)
+    assert issubclass(fastbp.DivergenceError, ValueError) and issubclass(fastbp.DivergenceError, FloatingPointError)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("lr, y_scale", [(1.0, 1.0), (0.5, 1e3), (0.01, 1e160)])
+def test_early_stopping_divergence_gives_sklearns_nan_scores(lr, y_scale):
+    """scikit-learn trains on with NaN parameters: NaN validation scores to max_iter, then
+    the best parameters; fastbp refuses the step and records the same."""
+    X, y = _data("regression")
+    params = dict(
+        hidden_layer_sizes=(4,),
+        solver="sgd" if y_scale < 1e100 else "adam",
+        learning_rate_init=lr,
+        batch_size=16,
+        max_iter=12,
+        random_state=0,
+        early_stopping=True,
+        validation_fraction=0.2,
+    )
+    ours = MLPRegressor(**params).fit(X, y * y_scale)
+    theirs = sk_nn.MLPRegressor(**params).fit(X, y * y_scale)
+    assert ours.n_iter_ == theirs.n_iter_ == 12
+    np.testing.assert_array_equal(np.isnan(ours.validation_scores_), np.isnan(theirs.validation_scores_))
+    assert np.isnan(ours.validation_scores_[-1])
+    np.testing.assert_allclose(ours.best_validation_score_, theirs.best_validation_score_, rtol=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **tolerance(np.float64))
+
+
+@pytest.mark.parametrize(
+    "kind, y, fraction",
+    [
+        ("classifier", np.array([0] * 19 + [1]), 0.1),  # a class with one member
+        ("classifier", np.arange(20) % 2, 0.05),  # fewer validation examples than classes
+        ("regressor", np.arange(20.0), 0.05),  # a validation set of fewer than two examples
+    ],
+)
+def test_validation_split_errors_are_sklearns(kind, y, fraction):
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    pair = (MLPClassifier, sk_nn.MLPClassifier) if kind == "classifier" else (MLPRegressor, sk_nn.MLPRegressor)
+    messages = []
+    for cls in pair:
+        with pytest.raises(ValueError) as info:
+            cls(early_stopping=True, validation_fraction=fraction, max_iter=2).fit(X, y)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_float32_and_float64_regressors_agree_as_sklearns_do():
+    """scikit-learn's own test_mlp_regressor_dtypes_casting, tolerance and all."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    mlp_64 = MLPRegressor(alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=50)
+    mlp_64.fit(X[:300], y[:300])
+    pred_64 = mlp_64.predict(X[300:])
+    mlp_32 = MLPRegressor(alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=1, max_iter=50)
+    mlp_32.fit(X[:300].astype(np.float32), y[:300])
+    pred_32 = mlp_32.predict(X[300:].astype(np.float32))
+    assert mlp_32._params.dtype == np.float32
+    np.testing.assert_allclose(pred_64, pred_32, rtol=5e-04)
+
+
+# ------------------------------------------------------------------------------------ lbfgs
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("max_iter", [30, 2000])
+@pytest.mark.parametrize("kind", KINDS)
+def test_lbfgs_same_as_sklearn(kind, max_iter):
+    """From the same start (the same draws), the same L-BFGS-B iterations: the same n_iter_,
+    loss_ and weights (float64).  Tolerance: rtol 1e-6 after 30 iterations; for runs to
+    convergence (tol=1e-3, 15-150 iterations) loss_ to rtol 1e-4 and weights to 5e-4
+    absolute: the two sum the same terms in different orders and L-BFGS-B carries those
+    last bits along (measured: loss 1.1e-5, weights 5e-5 to 2e-4 after 146 iterations)."""
+    X, y = _data(kind)
+    if kind == "multi-output" and max_iter > 100:
+        pytest.skip("hundreds of iterations: rounding differences grow past any useful tolerance")
+    ours, theirs = _pair(kind, solver="lbfgs", tol=1e-3)
+    ours.set_params(max_iter=max_iter)
+    theirs.set_params(max_iter=max_iter)
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    tol = dict(rtol=1e-6, atol=1e-8) if max_iter == 30 else dict(rtol=0, atol=5e-4)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6 if max_iter == 30 else 1e-4)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **tol)
+    assert not hasattr(ours, "loss_curve_") and not hasattr(theirs, "loss_curve_")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_lbfgs_max_fun_warm_start_and_no_partial_fit():
+    X, y = _data("multiclass")
+    ours, theirs = _pair("multiclass", solver="lbfgs", max_fun=7)
+    ours.set_params(max_iter=100)
+    theirs.set_params(max_iter=100)
+    w = [_warnings_of(est.fit, X, y) for est in (ours, theirs)]
+    assert w[0] == w[1] and "status=1" in w[0][0][1]
+    assert ours.n_iter_ == theirs.n_iter_ <= 7
+    ours.set_params(warm_start=True, max_fun=15000, max_iter=10)
+    theirs.set_params(warm_start=True, max_fun=15000, max_iter=10)
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+    for est in (MLPClassifier(solver="lbfgs"), MLPRegressor(solver="lbfgs")):
+        assert not hasattr(est, "partial_fit")
+        with pytest.raises(AttributeError, match="no attribute .partial_fit."):
+            getattr(est, "partial_fit")  # noqa: B009  (the attribute access is what raises)
+    assert hasattr(MLPRegressor(solver="sgd"), "partial_fit")
+    # an lbfgs fit warm-started with adam: the stochastic bookkeeping starts then
+    ours.set_params(solver="adam", max_iter=2).fit(X, y)
+    assert len(ours.loss_curve_) == 2
+
+
+# ------------------------------------------------------------------------------- sparse X
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("setting", ["adam", "nesterov", "early-stopping", "lbfgs"])
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression", "multi-output"])
+def test_sparse_equals_dense(kind, setting):
+    """CSR and CSC X give the dense X's model: bit for bit for the stochastic solvers (each
+    batch densified, then the same kernel on it), to rounding for lbfgs (its sums in chunks)."""
+    X, y = _data(kind)
+    X[np.abs(X) < 0.7] = 0.0
+    settings = dict(SETTINGS, lbfgs=dict(solver="lbfgs"))[setting]
+    dense, _ = _pair(kind, **settings)
+    dense.fit(X, y)
+    for fmt in (sp.csr_matrix, sp.csc_matrix):
+        est, _ = _pair(kind, **settings)
+        est.fit(fmt(X), y)
+        assert est.n_iter_ == dense.n_iter_
+        if setting == "lbfgs":
+            np.testing.assert_allclose(est._params, dense._params, rtol=1e-9, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(est._params, dense._params)
+            np.testing.assert_array_equal(est.loss_curve_, dense.loss_curve_)
+        out = est.predict_proba if kind in ("binary", "multiclass") else est.predict
+        np.testing.assert_allclose(out(fmt(X)), out(X), rtol=1e-12, atol=1e-15)
+    if setting == "adam":  # partial_fit and float32 too
+        est, _ = _pair(kind, **settings)
+        extra = {"classes": np.unique(y)} if kind in ("binary", "multiclass") else {}
+        est.partial_fit(sp.csr_matrix(X, dtype=np.float32), y, **extra)
+        ref, _ = _pair(kind, **settings)
+        ref.partial_fit(X.astype(np.float32), y, **extra)
+        np.testing.assert_array_equal(est._params, ref._params)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_sparse_fit_memory_stays_far_below_the_dense_matrix(solver):
+    """A 4,000 × 5,000 CSR matrix at 0.1 % density (dense: 160 MB): fit and predict allocate at
+    most a tenth of that (tracemalloc's peak: a batch or chunk of densified rows at a time)."""
+    import tracemalloc
+
+    X = sp.random(4000, 5000, density=0.001, format="csr", random_state=0)
+    y = np.random.default_rng(0).normal(size=4000)
+    reg = MLPRegressor(hidden_layer_sizes=(4,), solver=solver, max_iter=2, random_state=0)
+    reg.fit(X[:10], y[:10])  # compile outside the measurement
+    tracemalloc.start()
+    try:
+        reg.fit(X, y)
+        reg.predict(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.1 * X.shape[0] * X.shape[1] * 8
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("setting", ["adam", "nesterov", "early-stopping", "lbfgs"])
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_poisson_same_as_sklearn(outputs, setting):
+    """MLPRegressor(loss="poisson"): exp output, half Poisson deviance; the same trajectory as
+    scikit-learn's (stochastic solvers: rtol 1e-9; lbfgs, 30 iterations: rtol 1e-6)."""
+    X, _ = _data("regression")
+    rng = np.random.default_rng(1)
+    y = rng.poisson(np.exp(0.3 * X[:, :outputs] - 0.2)).astype(float)
+    y = y[:, 0] if outputs == 1 else y
+    settings = dict(SETTINGS, lbfgs=dict(solver="lbfgs", max_iter=30))[setting]
+    params = dict(
+        hidden_layer_sizes=(7, 4),
+        activation="tanh",
+        alpha=0.01,
+        batch_size=16,
+        max_iter=8,
+        random_state=3,
+        loss="poisson",
+    )
+    params.update(settings)
+    ours = MLPRegressor(**params).fit(X, y)
+    theirs = sk_nn.MLPRegressor(**params).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.n_iter_ == theirs.n_iter_
+    tol = tolerance(np.float64) if setting != "lbfgs" else dict(rtol=1e-6, atol=1e-8)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, **tol)
+    if setting != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, **tol)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=tol["rtol"])
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), **tol)
+
+
+def test_poisson_without_hidden_layer_is_a_poisson_regressor():
+    """No hidden layer: half Poisson deviance + alpha/2 ‖w‖² / n, i.e. scikit-learn's
+    PoissonRegressor with alpha / n (both to convergence with lbfgs; rtol 1e-4)."""
+    from sklearn.linear_model import PoissonRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = rng.poisson(np.exp(X @ np.array([0.3, -0.2, 0.1, 0.0]) + 0.5)).astype(float)
+    alpha = 0.5
+    mlp = MLPRegressor(
+        hidden_layer_sizes=(),
+        loss="poisson",
+        solver="lbfgs",
+        alpha=alpha * len(y),
+        tol=1e-10,
+        max_iter=1000,
+        random_state=0,
+    ).fit(X, y)
+    glm = PoissonRegressor(alpha=alpha, tol=1e-10, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(mlp.coefs_[0].ravel(), glm.coef_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(mlp.intercepts_[0][0], glm.intercept_, rtol=1e-4)
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson").fit(X, y - 1)
+
+
+def test_regressor_loss_parameter():
+    X, y = _data("regression")
+    assert MLPRegressor().get_params()["loss"] == "squared_error"
+    reg = MLPRegressor(loss="absolute_error", max_iter=2)
+    for call in (reg.fit, reg.partial_fit):
+        with pytest.raises(ValueError, match="^loss must be"):
+            call(X, np.abs(y))
+    assert not hasattr(reg, "n_iter_")

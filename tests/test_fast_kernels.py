@@ -291,7 +291,7 @@ def test_tiled_batch_kernels_agree_with_plain_and_reference(dtype, threads):
                         prob.Y,
                         order,
                         bs,
-                        dtype(0.1),
+                        dtype(prob.learning_rate),
                         ACT_CODES[act],
                         OUT_CODES[out],
                         epoch=kernel,
@@ -327,7 +327,7 @@ def test_threaded_kernel_agrees_with_plain(dtype, sizes):
         lay, p0 = _flat(prob)
         p_thr, p_plain = p0.copy(), p0.copy()
         order = np.asarray(prob.order, dtype=np.int64)
-        lr = np.dtype(dtype).type(0.05)
+        lr = np.dtype(dtype).type(prob.learning_rate)
         res = fast_epoch(
             p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr, ACT_CODES[act], OUT_CODES[prob.output], threads=True
         )
@@ -353,7 +353,7 @@ def test_threaded_kernel_divergence_matches_plain(dtype):
     lay, p0 = _flat(prob)
     p_thr, p_plain = p0.copy(), p0.copy()
     order = np.asarray(prob.order, dtype=np.int64)
-    lr = np.dtype(dtype).type(0.05)
+    lr = np.dtype(dtype).type(prob.learning_rate)
     J, failed = fast_epoch(
         p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr, ACT_CODES["tanh"], OUT_CODES["identity"], threads=True
     )
@@ -465,7 +465,7 @@ def test_random_configurations_agree_with_plain(seed):
     )
     lay, p0 = _flat(prob)
     order = np.asarray(prob.order, dtype=np.int64)
-    lr = np.dtype(dtype).type(0.01)
+    lr = np.dtype(dtype).type(prob.learning_rate)
     p_plain = p0.copy()
     ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
     for threads in (False, True):

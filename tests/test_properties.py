@@ -53,6 +53,8 @@ def bound(net: fastbp.MLP, x_max: float) -> float:
         gain *= w + 1.0
         hidden = l < net.n_layers - 1
         B = 1.0 if hidden and net.activation.name in BOUNDED else z
+    if net.output == "exp":  # A[L] = e^Z[L] (and dZ[L] = A[L] − Y) up to e^(bound on |Z[L]|)
+        largest = max(largest, float(np.exp(min(z, 800.0))))
     return largest * gain
 
 

@@ -140,3 +140,13 @@ def test_epoch_speed_prints_a_rate_per_case(capsys):
     _script("epoch_speed").main(["--quick"])
     out = capsys.readouterr().out
     assert out.count("batch") == 6 and "784-128-10 float32 batch 32" in out
+
+
+def test_lbfgs_speed_runs_both_estimators():
+    r = _script("lbfgs_speed").measure("digits", hidden=(4,), max_iter=3, repeats=1, n=60)
+    assert r["fastbp_iter"] == r["sklearn_iter"] and r["ratio"] > 0
+
+
+def test_sparse_memory_measures_a_fit():
+    r = _script("sparse_memory").measure(rows=400, cols=300, density=0.01)
+    assert r["peak_traced_MB"] > 0 and r["dense_MB"] == pytest.approx(400 * 300 * 8 / 1e6)

@@ -55,7 +55,7 @@ from numba.extending import overload, register_jitable
 
 from .._jit import OVERLOAD_OPTIONS, jit_inner, jit_vec
 from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, LEAKY_SLOPE
-from ..losses import OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs
+from ..losses import OUT_EXP, OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs
 from ..vmath import _as_float, vexp, vsigmoid
 from ._common import COST_CHUNK, COST_SAFE, _abs_max, _alive, _borrowed
 
@@ -345,6 +345,9 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         elif out == OUT_IDENTITY:
             for o in range(n2):
                 a2[o] = z2[o]
+        elif out == OUT_EXP:
+            for o in range(n2):
+                a2[o] = vexp(z2[o])
         else:
             raise ValueError("_tiny_epoch: unknown output code")
         # ---- the cost (provably finite: queued; else now), dZ[2] = A[2] − Y, the step bound

@@ -15,6 +15,7 @@ Where to find a loop:
 * dW[l] = dZ[l] A[l−1]ᵀ, db[l] = dZ[l] ................ :func:`_backward_example`
 * dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g'(Z[l−1]) ................ :func:`_backward_example`
 * the mean gradient of one batch ...................... :func:`_mean_gradient`
+* the full-batch objective and gradient (L-BFGS) ...... :func:`_loss_and_gradient`
 * W −= α dW, b −= α db ................................ :func:`fastbp.steps._sgd_update`
 * per-example SGD, mini-batches, full batch ........... :func:`_train_epoch`
 * an epoch with momentum, Adam and L2 ................. :func:`_train_epoch_opt`
@@ -187,6 +188,23 @@ def _gradients_batch(params, sizes, X, Y, act, out, grad):
 
 
 @jit
+def _loss_and_gradient(params, sizes, X, Y, act, out, grad, alpha, cost_scale):
+    """scikit-learn's full-batch objective and its gradient, the function L-BFGS minimises.
+
+    grad = the mean dW, db over the rows of X plus (alpha / m) W on the weights; returns
+    cost_scale · J + ½ alpha ‖W‖² / m (float64), J the mean cost (:func:`_gradients_batch`;
+    ``cost_scale`` as in :func:`_train_epoch_opt`).
+    """
+    J = _gradients_batch(params, sizes, X, Y, act, out, grad)
+    loss = cost_scale * J
+    if alpha > 0.0:
+        w_off, b_off, u_off = offsets(sizes)
+        m = X.shape[0]
+        loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / m) / m
+    return loss
+
+
+@jit
 def _mean_gradient(params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out):
     """grad = the mean gradient of the costs of the examples ``order[start:stop]`` (one batch),
     each example's forward pass, cost and backward pass in turn; returns the sum of their
@@ -292,6 +310,7 @@ KERNEL_NAMES = (
     "_backward_batch",
     "_loss_batch",
     "_gradients_batch",
+    "_loss_and_gradient",
     "_mean_gradient",
     "_train_epoch",
     "_train_epoch_opt",

@@ -1,0 +1,73 @@
+"""solver="lbfgs": fastbp's estimators against scikit-learn's, the same fits timed in one process.
+
+    python tools/lbfgs_speed.py                       # digits (X/16), (100,), 100 iterations max
+    python tools/lbfgs_speed.py --problem wide        # 20,000 x 100 make_classification
+    python tools/lbfgs_speed.py --hidden 16 --repeats 5
+
+Same data, settings and seed for both (so the same L-BFGS-B iterations: the script prints both
+``n_iter_``), float64, default threads; one untimed warm-up fit compiles fastbp's kernels; then
+``--repeats`` interleaved rounds, best time of each.  Prints the ratio sklearn time / fastbp time
+(above 1: fastbp is faster).  Compare ratios from one run, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+
+def make_problem(name: str, n: int | None = None):
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        X = X / 16.0
+    else:
+        from sklearn.datasets import make_classification
+
+        X, y = make_classification(n_samples=n or 20_000, n_features=100, n_informative=40, n_classes=5, random_state=0)
+    if n is not None:
+        X, y = X[:n], y[:n]
+    return X, y
+
+
+def measure(problem="digits", hidden=(100,), max_iter=100, repeats=3, n=None):
+    """``{"fastbp": s, "sklearn": s, "fastbp_iter": k, "sklearn_iter": k, "ratio": sklearn / fastbp}``."""
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from fastbp import MLPClassifier
+
+    X, y = make_problem(problem, n)
+    kw = dict(hidden_layer_sizes=tuple(hidden), solver="lbfgs", max_iter=max_iter, random_state=0)
+    best = {"fastbp": float("inf"), "sklearn": float("inf")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
+        MLPClassifier(**{**kw, "max_iter": 2}).fit(X[:50], y[:50])  # compile
+        for _ in range(repeats):
+            for name, cls in (("fastbp", MLPClassifier), ("sklearn", SkMLP)):
+                t0 = time.perf_counter()
+                model = cls(**kw).fit(X, y)
+                best[name] = min(best[name], time.perf_counter() - t0)
+                best[name + "_iter"] = model.n_iter_
+    best["ratio"] = best["sklearn"] / best["fastbp"]
+    return best
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--problem", choices=("digits", "wide"), default="digits")
+    p.add_argument("--hidden", default="100", help="comma-separated hidden widths")
+    p.add_argument("--max-iter", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args(argv)
+    hidden = tuple(int(h) for h in a.hidden.split(","))
+    r = measure(a.problem, hidden, a.max_iter, a.repeats)
+    print(
+        f"{a.problem} hidden={hidden} max_iter={a.max_iter}: fastbp {r['fastbp']:.3f} s ({r['fastbp_iter']} it), "
+        f"sklearn {r['sklearn']:.3f} s ({r['sklearn_iter']} it), sklearn/fastbp = {r['ratio']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
