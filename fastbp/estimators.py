@@ -31,6 +31,7 @@ W[i+1], and a *view* into the network's one flat parameter buffer, as are
 
 from __future__ import annotations
 
+import copy
 import numbers
 import warnings
 
@@ -45,6 +46,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _dispatch, reference
+from . import _validation as _val
 from .activations import get_activation
 from .errors import DivergenceError
 from .losses import get_output
@@ -243,7 +245,8 @@ class _BaseMLP(BaseEstimator):
             raise AttributeError(f"{name} can only be assigned on a fitted estimator")
         if len(value) != len(targets) or any(np.shape(v) != t.shape for v, t in zip(value, targets)):
             raise ValueError(f"{name} must be a list of arrays shaped {[t.shape for t in targets]}")
-        for t, v in zip(targets, value):
+        new = [_val.check_shaped(v, f"{name}[{i}]", t.shape, t.dtype) for i, (v, t) in enumerate(zip(value, targets))]
+        for t, v in zip(targets, new):
             t[...] = v
 
     # ---------------------------------------------------------------- fitting
@@ -257,20 +260,32 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X, y, incremental=False, checked=None):
         # ``checked``: what _check_params returned, where the caller ran it already
         hidden, optimizer = checked or self._check_params()
-        saved = {k: self.__dict__[k] for k in self._INPUT_STATE if k in self.__dict__}
+        # A call that fails part-way (refused input, MemoryError for a huge network, an error
+        # in a callback-like hook …) leaves the estimator exactly as it was: its attributes,
+        # parameters and optimizer state are restored.  A DivergenceError is a result, not a
+        # failure: the model keeps the parameters from just before the refused step (documented).
+        saved = {k: list(x) if isinstance(x, list) else x for k, x in self.__dict__.items()}  # loss_curve_ …
+        params = self.__dict__.get("_params")
+        params_before = None if params is None else params.copy()
+        optimizer_before = copy.deepcopy(self.__dict__.get("_optimizer"))
         try:
             X, y, layer_units, dtype, first_pass = self._prepare(X, y, hidden, incremental)
-        except Exception:  # refused: a fitted estimator stays exactly as it was
-            for k in self._INPUT_STATE:
-                self.__dict__.pop(k, None)
-            self.__dict__.update(saved)
+            rs = check_random_state(self.random_state)
+            if first_pass:
+                self._initialize(y, layer_units, dtype, rs)
+            if not incremental or not hasattr(self, "_optimizer"):
+                self._optimizer = optimizer
+            self._fit_stochastic(X, y, rs, incremental)
+        except DivergenceError:
             raise
-        rs = check_random_state(self.random_state)
-        if first_pass:
-            self._initialize(y, layer_units, dtype, rs)
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = optimizer
-        self._fit_stochastic(X, y, rs, incremental)
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            if params is not None:
+                params[...] = params_before
+            if optimizer_before is not None:
+                self._optimizer = optimizer_before
+            raise
         return self
 
     def _prepare(self, X, y, hidden, incremental):
@@ -288,6 +303,10 @@ class _BaseMLP(BaseEstimator):
             )
         n_features = X.shape[1]
         layer_units = [n_features] + hidden + [y.shape[1]]
+        try:
+            _val.check_layer_sizes(layer_units)
+        except ValueError as exc:
+            raise InvalidParameterError(f"hidden_layer_sizes: {exc}") from None
         fitted = [int(n) for n in self._layout.sizes] if not first_pass else layer_units
         if fitted != layer_units:
             if fitted[-1] != layer_units[-1]:
@@ -298,8 +317,9 @@ class _BaseMLP(BaseEstimator):
                 cause = f"hidden_layer_sizes: now {hidden}, the fitted network has {fitted[1:-1]}"
             raise ValueError(f"{cause}; use warm_start=False to start again")
         dtype = self._params.dtype if not first_pass else np.dtype(self.dtype or X.dtype)
-        X = np.require(X, dtype=dtype, requirements=["C", "W"])  # one compiled specialisation
-        y = np.require(y, dtype=dtype, requirements=["C", "W"])
+        # one compiled specialisation; float64 beyond float32's range is refused, not made inf
+        X = _val.finite_contiguous(X, "X", dtype)
+        y = _val.finite_contiguous(y, "y", dtype)
         return X, y, layer_units, dtype, first_pass
 
     def _initialize(self, y, layer_units, dtype, rs):
@@ -440,7 +460,7 @@ class _BaseMLP(BaseEstimator):
         """A[L] for X: the network's output, (n_samples, n_outputs)."""
         if check_input:
             X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
-        X = np.require(X, dtype=self._params.dtype, requirements=["C", "W"])
+        X = _val.finite_contiguous(np.asarray(X), "X", self._params.dtype)  # refuses float32 overflow: no NaN
         activation = get_activation(self.activation)
         out = get_output(_OUTPUT_CODES[self.out_activation_])
         if self.backend == "numpy":
