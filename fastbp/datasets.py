@@ -56,19 +56,28 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
         raise DataError(f"--dataset must be one of {', '.join(BUNDLED)} or a .csv/.npz file, got {source!r}")
     if len(X) < 4:
         raise DataError(f"{source}: needs at least 4 examples, got {len(X)}")
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise DataError(f"{source}: no feature columns (only the target); the network needs at least one input")
     if not np.isfinite(X).all():
         raise DataError(f"{source}: features contain NaN or inf")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise DataError(f"{source}: targets contain NaN or inf")
     task = _task(y)
     from sklearn.model_selection import train_test_split
 
     stratify = y if task == "classification" and np.unique(y, return_counts=True)[1].min() >= 2 else None
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=stratify)
+    try:
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=test_size, random_state=seed, stratify=stratify
+        )
+    except ValueError:  # too few examples to put every class in both parts: split without stratifying
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, random_state=seed)
     if source == "digits":
         X_train, X_test = X_train / 16.0, X_test / 16.0
     else:
-        mean, std = X_train.mean(axis=0), X_train.std(axis=0)
-        std[std == 0] = 1.0
-        X_train, X_test = (X_train - mean) / std, (X_test - mean) / std
+        X_train, X_test = _standardise(X_train, X_test)
+    if not (np.isfinite(X_train).all() and np.isfinite(X_test).all()):  # pragma: no cover - _standardise's promise
+        raise DataError(f"{source}: features cannot be standardised (values too large)")
     if task == "classification":
         classes, train_idx = np.unique(y_train, return_inverse=True)
         lookup = {c: i for i, c in enumerate(classes)}
@@ -77,10 +86,34 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
         return Split(name, X_train, X_test, train_idx, test_idx, Y, task, classes)
     # Regression targets are standardised with the training part's statistics too, so the
     # default learning rate suits any target scale (R² is unchanged by this affine map).
-    y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
-    y_train = (y_train.astype(float) - y_mean) / y_std
-    y_test = (y_test.astype(float) - y_mean) / y_std
+    with np.errstate(over="ignore", invalid="ignore"):
+        y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
+    if np.isfinite(y_mean) and np.isfinite(y_std):
+        y_train = (y_train.astype(float) - y_mean) / y_std
+        y_test = (y_test.astype(float) - y_mean) / y_std
+    else:  # targets near ±1e308
+        y_train, y_test = (a[:, 0] for a in _standardise(y_train.reshape(-1, 1), y_test.reshape(-1, 1)))
     return Split(name, X_train, X_test, y_train, y_test, y_train.reshape(-1, 1), task)
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns scaled to mean 0 and standard deviation 1 with the training part's statistics.
+
+    Values near ±1e308 overflow the mean and the standard deviation: their columns are divided
+    by their largest magnitude first (an affine map, so the result is the same up to rounding).
+    """
+    train, test = train.astype(float), test.astype(float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = train.mean(axis=0), train.std(axis=0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        scale = np.abs(train).max(axis=0)
+        scale[scale == 0] = 1.0
+        train, test = train / scale, test / scale
+        mean, std = train.mean(axis=0), train.std(axis=0)
+    std[std == 0] = 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = (train - mean) / std, (test - mean) / std
+    return out
 
 
 def _bundled(name: str):
@@ -109,7 +142,10 @@ def _from_file(path: str, target: str | None):
 
 
 def _from_npz(path: str, target: str | None):
-    with np.load(path, allow_pickle=False) as data:
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DataError(f"--dataset: {path} is a single .npy array, not a .npz archive of 'X' and 'y'")
+    with data:
         key = target or "y"
         if key not in data.files or "X" not in data.files:
             raise DataError(
@@ -128,7 +164,7 @@ def _from_npz(path: str, target: str | None):
 def _from_csv(path: str, target: str | None):
     import csv
 
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # (a byte-order mark is not part of a name)
         rows = [r for r in csv.reader(fh) if r and any(cell.strip() for cell in r)]
     if len(rows) < 2:
         raise DataError(f"--dataset: {path} has no data rows")
