@@ -383,7 +383,7 @@ class MLP:
         if opt is not None:  # same loop, epochs run by the optimizer's kernel instead
             impl = opt.runner(self._params, self.layer_sizes, backend)
         elif impl is kernels:  # X, Y, lr, batch size are checked above: go straight to the kernel
-            impl = _CheckedKernelEpochs(self)
+            impl = _CheckedKernelEpochs(self, X)
         history = History(n_examples=m)
         for epoch in range(epochs):
             order = self.rng.permutation(m) if shuffle else np.arange(m)
@@ -407,8 +407,9 @@ class _CheckedKernelEpochs:
     :func:`fastbp.kernels.train_epoch` must) costs 10-17 % on small networks.
     """
 
-    def __init__(self, net: "MLP"):
+    def __init__(self, net: "MLP", X: np.ndarray):
         self.net = net
+        self.x_abs_max = max(float(X.max()), -float(X.min()))  # once per fit (the tiny kernels' input bound)
 
     def train_epoch(self, weights, biases, X, Y, lr, batch_size, order, activation, output) -> float:
         net = self.net
@@ -422,6 +423,7 @@ class _CheckedKernelEpochs:
             net.dtype.type(lr),
             activation,
             net._out,
+            x_abs_max=self.x_abs_max,
         )
         if failed >= 0:
             raise DivergenceError(failed)
