@@ -478,6 +478,14 @@ class _BaseMLP(BaseEstimator):
         params = state.get("_params")
         if params is not None and (type(params) is not np.ndarray or not params.flags.writeable):
             state["_params"] = np.array(params)
+        layout = state.get("_layout")
+        if params is not None and (
+            layout is None
+            or state["_params"].shape != (layout.n_params,)
+            or not state["_params"].flags.c_contiguous
+            or state["_params"].dtype not in (np.dtype(np.float32), np.dtype(np.float64))
+        ):  # the kernels walk the buffer by the layout's sizes: they must agree
+            raise ValueError("_params: the pickled estimator's parameters do not match its layer sizes")
         super().__setstate__(state)
 
     def fit(self, X, y):

@@ -450,3 +450,40 @@ def test_learning_rates_the_network_cannot_hold_are_refused_everywhere(lr, dtype
 def test_layer_sizes_too_large_are_a_value_error_naming_them(sizes):
     with pytest.raises(ValueError, match="^layer_sizes"):
         MLP(sizes)
+
+
+def test_an_unpickled_estimator_whose_buffer_does_not_match_its_layers_is_refused():
+    from fastbp.estimators import MLPRegressor
+
+    X, y = _data(m=20)
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y[:, 0])
+    state = dict(reg.__getstate__())  # (a copy: object.__getstate__ may return the __dict__ itself)
+    state["_params"] = state["_params"][:5].copy()
+    with pytest.raises(ValueError, match="^_params"):
+        MLPRegressor().__setstate__(state)
+    assert pickle.loads(pickle.dumps(reg)).predict(X).tolist() == reg.predict(X).tolist()
+
+
+@pytest.mark.parametrize("name", ["exp_array", "tanh_array", "sigmoid_array", "log1p_unit_array"])
+def test_the_public_whole_array_math_checks_out_before_writing(name):
+    from fastbp import vmath
+
+    fn = getattr(vmath, name)
+    x = np.linspace(0, 1, 10)
+    for out, error, match in (
+        (np.zeros(2), ValueError, "out must have x's shape"),  # was a write past out's end
+        (np.zeros((10, 1)), ValueError, "out must be 1-dimensional"),
+        (np.zeros(10, np.float32), TypeError, "out must have x's dtype"),
+        (np.zeros(10)[:0], ValueError, "out must have x's shape"),
+        ([0.0] * 10, TypeError, "out must be a NumPy array"),
+    ):
+        with pytest.raises(error, match=f"^{name}: {match}"):
+            fn(x, out)
+        assert not np.any(out)
+    ro = np.zeros(10)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=f"^{name}: out is read-only"):
+        fn(x, ro)
+    out = np.empty(10)
+    fn(x, out)
+    assert np.isfinite(out).all()
