@@ -265,6 +265,8 @@ def _create_temporary(folder: Path, target: Path) -> tuple[int, str]:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        except OSError as exc:  # name the file being saved, not the temporary one
+            raise type(exc)(exc.errno, f"path: cannot write {str(target)!r} ({exc.strerror})") from None
         try:
             os.chmod(tmp, target.stat().st_mode & 0o777)
         except FileNotFoundError:

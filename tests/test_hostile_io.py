@@ -154,3 +154,17 @@ def test_save_removes_temporaries_a_killed_save_left_behind_and_only_those(tmp_p
     net.save(target)  # … and the next save of that model removes it
     assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", alive.name])
     assert fastbp.load(target).params.tobytes() == net.params.tobytes()
+
+
+def test_a_folder_that_refuses_the_file_is_an_os_error_naming_the_target_not_the_temporary(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def refuse_temporaries(path, *args, **kwargs):
+        if str(path).endswith(".tmp"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse_temporaries)
+    with pytest.raises(PermissionError, match=r"^\[Errno 13\] path: cannot write .*m\.npz") as info:
+        MLP([3, 4, 1], seed=0).save(tmp_path / "m.npz")
+    assert ".tmp" not in str(info.value) and os.listdir(tmp_path) == []
