@@ -118,7 +118,10 @@ def _check_real(value: Any, name: str, low: float, high: float | None = None, *,
     """A finite real number in [low, high) (bounds' openness as given); ValueError/TypeError naming it."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    x = float(value)
+    try:
+        x = float(value)
+    except (OverflowError, ValueError):  # 10**400
+        raise ValueError(f"{name} must be a finite number, got an integer too large for a float") from None
     bad = not np.isfinite(x) or (x <= low if low_open else x < low)
     if high is not None:
         bad = bad or (x >= high if high_open else x > high)
@@ -166,6 +169,15 @@ class Optimizer:
         sizes = tuple(int(s) for s in sizes)
         dtype = np.dtype(dtype)
         self._check_attributes()
+        for name in ("learning_rate", "learning_rate_init", "epsilon"):  # what the kernels round to dtype
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            with np.errstate(over="ignore", under="ignore"):
+                r = dtype.type(value)
+            if not np.isfinite(r) or r <= 0:
+                problem = "overflows" if not np.isfinite(r) else "rounds to 0 in"
+                raise ValueError(f"{name} = {value!r} {problem} the network's dtype {dtype}")
         if self.state is not None:
             if self._sizes == sizes and self.state.dtype == dtype:
                 if self.state.shape != (2, Layout(sizes).n_params):

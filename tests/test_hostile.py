@@ -487,3 +487,23 @@ def test_the_public_whole_array_math_checks_out_before_writing(name):
     out = np.empty(10)
     fn(x, out)
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: SGD(learning_rate_init=1e39), "^learning_rate = 1e\\+39 overflows the network's dtype float32"),
+        (lambda: Adam(learning_rate_init=1e-46), "^learning_rate = 1e-46 rounds to 0"),
+        (lambda: Adam(epsilon=1e-50), "^epsilon = 1e-50 rounds to 0 in the network's dtype float32"),
+    ],
+)
+def test_optimizer_settings_the_network_dtype_cannot_hold_are_refused_before_training(make, match):
+    X, Y = _data()
+    net = MLP([3, 4, 1], dtype=np.float32, seed=0)
+    _refused(ValueError, match, lambda: net.fit(X, Y, epochs=1, optimizer=make()), net)
+
+
+@pytest.mark.parametrize("name", ["learning_rate_init", "alpha"])
+def test_optimizer_numbers_too_large_for_a_float_are_a_value_error_naming_them(name):
+    with pytest.raises(ValueError, match=f"^{name}"):
+        SGD(**{name: 10**400})
