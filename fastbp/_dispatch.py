@@ -312,13 +312,15 @@ def _num_threads() -> int:
 _TINY_ROWS = ("_tiny4_epoch", "_tiny_epoch")
 
 
+_GRAM_BOUND = {np.dtype(t): float(np.finfo(t).max) * TINY_MAX_GRAM_FRACTION for t in (np.float32, np.float64)}
+
+
 def tiny_inputs_safe(X, x_abs_max: float | None = None) -> bool:
     """Whether the tiny kernels' Gram term stays far from overflow on ``X`` (see
     :data:`TINY_MAX_GRAM_FRACTION`); ``x_abs_max``: max|X| if the caller knows it already."""
     if x_abs_max is None:
-        x_abs_max = max(float(X.max()), -float(X.min())) if X.size else 0.0
-    bound = float(np.finfo(X.dtype).max) * TINY_MAX_GRAM_FRACTION / (X.shape[1] + 1)
-    return x_abs_max * x_abs_max <= bound
+        x_abs_max = max(X.max(), -X.min()) if X.size else 0.0
+    return x_abs_max * x_abs_max * (X.shape[1] + 1) <= _GRAM_BOUND[X.dtype]
 
 
 def run_epoch(

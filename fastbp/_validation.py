@@ -229,8 +229,11 @@ def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarra
     return Yc
 
 
-def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
-    """Layer sizes and dtype of a list of W[l] (n_l × n_{l−1}) and b[l] (n_l)."""
+def check_params(weights: Any, biases: Any, overlap: bool = True) -> tuple[tuple[int, ...], np.dtype]:
+    """Layer sizes and dtype of a list of W[l] (n_l × n_{l−1}) and b[l] (n_l).
+
+    ``overlap=False`` leaves :func:`check_no_overlap` to the caller (the kernel wrappers skip it
+    for a network's own views, which are disjoint by construction: ``Layout.buffer_of``)."""
     if not isinstance(weights, (list, tuple)) or not isinstance(biases, (list, tuple)):
         raise TypeError("weights and biases must be lists of arrays")
     if len(weights) == 0 or len(weights) != len(biases):
@@ -263,7 +266,8 @@ def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
         for l, P in enumerate(arrays):
             if not np.isfinite(P).all():
                 raise ValueError(f"{name}[{l}] contains NaN or inf")
-    check_no_overlap(weights, biases)
+    if overlap:
+        check_no_overlap(weights, biases)
     return tuple(sizes), next(iter(dtypes))
 
 
@@ -370,6 +374,4 @@ def check_train_args(
     bs = check_batch_size(batch_size, m)
     idx = check_order(order, m)
     check_writeable(weights, biases)
-    params = list(weights) + list(biases)
-    X, Y = unshared(X, params), unshared(Y, params)  # read while the parameters are written
     return X, Y, lr, bs, idx

@@ -40,7 +40,7 @@ class _Problem:
     """What every public wrapper settles first: sizes, dtype, the flat buffer, codes."""
 
     def __init__(self, weights, biases, activation, output):
-        self.sizes, self.dtype = v.check_params(weights, biases)
+        self.sizes, self.dtype = v.check_params(weights, biases, overlap=False)
         self.activation = get_activation(activation)
         self.out = get_output(output)
         self.layout = Layout(self.sizes)
@@ -48,6 +48,8 @@ class _Problem:
         self.act = self.activation.code
         self.weights, self.biases = weights, biases
         found = self.layout.buffer_of(weights, biases)
+        if found is None:  # a network's own views are disjoint by construction; anything else is checked
+            v.check_no_overlap(weights, biases)
         self.in_place = found is not None
         self.params = found if found is not None else self.layout.pack(weights, biases, self.dtype)
 
@@ -175,6 +177,8 @@ def train_epoch(
     X, Y, lr, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
     )
+    if p.in_place:  # the epoch writes the caller's buffer: an X or Y that is part of it is read as it was
+        X, Y = v.unshared(X, [p.params]), v.unshared(Y, [p.params])
     J, failed = run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out)
     p.write_back()
     if failed >= 0:

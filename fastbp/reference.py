@@ -148,6 +148,8 @@ def train_epoch(
     X, Y, alpha, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
     )
+    params = list(weights) + list(biases)
+    X, Y = v.unshared(X, params), v.unshared(Y, params)  # read as they were while the parameters change
     m = idx.shape[0]  # examples visited (the kernels' J is a mean over order, too)
     total = 0.0
     for start in range(0, m, bs):

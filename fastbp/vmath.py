@@ -299,7 +299,7 @@ def _public(kernel, name: str):
 
     checked.__name__ = checked.__qualname__ = name
     checked.__doc__ = kernel.__doc__
-    checked.py_func = kernel.py_func  # the plain-Python loop, as on the compiled function
+    checked.py_func = getattr(kernel, "py_func", kernel)  # the plain-Python loop (NUMBA_DISABLE_JIT: kernel itself)
     checked.kernel = kernel
     return checked
 
