@@ -34,6 +34,17 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """A seed in [0, 2**32) (what scikit-learn's splits and NumPy's legacy seeding accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     """A finite number > 0 (``"0.1"``, ``"1e-3"``); ``"0"``, ``"-1"``, ``"nan"``, ``"inf"``, ``"x"`` are refused."""
     try:

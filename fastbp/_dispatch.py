@@ -69,6 +69,13 @@ TINY_MAX_HIDDEN = 16
 TINY_MAX_INPUTS = 16
 TINY4_MAX_WEIGHTS = 512
 
+#: The tiny kernels form the next example's Z[1] from a Gram term xᵀx' + 1, whose size grows as
+#: |x|²: at |x| ~ 1e20 in float32 it overflows where the plain kernel's W[1]x does not, and the
+#: epoch ended "fine" where the reference (and the plain kernel) report a divergence.  They run
+#: only on data with (n_0 + 1)·max|x|² below this fraction of the dtype's largest number (float32:
+#: |x| up to ~9e12 for n_0 = 3); larger inputs take ``_sgd_epoch``, which agrees with the plain kernel.
+TINY_MAX_GRAM_FRACTION = 2.0**-40
+
 #: Mini-batches of at least this many examples, on nets whose W[1] has at least
 #: THREADED_MIN_WEIGHTS weights, run ``_batch_epoch_threads`` when Numba has more than one
 #: thread (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``); smaller problems do not gain
@@ -305,8 +312,33 @@ def _num_threads() -> int:
 # ========================================================================== running
 
 
+_TINY_ROWS = ("_tiny4_epoch", "_tiny_epoch")
+
+
+_GRAM_BOUND = {np.dtype(t): float(np.finfo(t).max) * TINY_MAX_GRAM_FRACTION for t in (np.float32, np.float64)}
+
+
+def tiny_inputs_safe(X, x_abs_max: float | None = None) -> bool:
+    """Whether the tiny kernels' Gram term stays far from overflow on ``X`` (see
+    :data:`TINY_MAX_GRAM_FRACTION`); ``x_abs_max``: max|X| if the caller knows it already."""
+    if x_abs_max is None:
+        x_abs_max = max(X.max(), -X.min()) if X.size else 0.0
+    return x_abs_max * x_abs_max * (X.shape[1] + 1) <= _GRAM_BOUND[X.dtype]
+
+
 def run_epoch(
-    params, sizes, X, Y, order, batch_size, lr, activation: Activation, out: int, threads=None, epoch: str | None = None
+    params,
+    sizes,
+    X,
+    Y,
+    order,
+    batch_size,
+    lr,
+    activation: Activation,
+    out: int,
+    threads=None,
+    epoch: str | None = None,
+    x_abs_max: float | None = None,
 ) -> tuple[float, int]:
     """One epoch on inputs already checked and converted: returns ``(J, failed_batch)``.
 
@@ -317,7 +349,9 @@ def run_epoch(
 
     The kernel is :func:`select_epoch`'s choice (custom activations and
     ``NUMBA_DISABLE_JIT=1`` run the plain kernel: the fast ones use Numba intrinsics with
-    no pure-Python form); ``epoch`` forces a registered kernel by name (``ValueError`` if
+    no pure-Python form; inputs too large for the tiny kernels' Gram term run ``_sgd_epoch``,
+    see :func:`tiny_inputs_safe`, given ``x_abs_max`` = max|X| if known); ``epoch``
+    forces a registered kernel by name (``ValueError`` if
     its preconditions do not hold), for tests and benchmarks.  If a fast kernel stops
     before a step it cannot prove safe, the rest of the epoch runs in the plain kernel,
     which checks that step exactly.
@@ -328,6 +362,8 @@ def run_epoch(
             epoch = PLAIN
         else:
             epoch = select_epoch(sizes, batch_size, out, act, threads, _num_threads())
+            if epoch in _TINY_ROWS and not tiny_inputs_safe(X, x_abs_max):
+                epoch = "_sgd_epoch"  # same preconditions (batch 1), no Gram term
     elif epoch != PLAIN:
         _check_forced(epoch, FAST_EPOCHS, sizes, batch_size, out, act, threads)
     if epoch == PLAIN:

@@ -16,6 +16,10 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 BACKENDS = ("numba", "numpy")
 
+#: The widest layer accepted (units per layer).  Offsets into the flat buffer are int64: with
+#: every width below 2**31 no offset or count can overflow before NumPy refuses the allocation.
+MAX_UNITS = 2**31 - 1
+
 #: Tolerance on the row sums of softmax targets, per dtype.
 ROW_SUM_TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-8}
 
@@ -46,7 +50,13 @@ def check_layer_sizes(layer_sizes: Any) -> tuple[int, ...]:
             raise TypeError(f"layer_sizes must hold integers, got {s!r} in {sizes}")
         if s < 1:
             raise ValueError(f"layer_sizes must be positive, got {s} in {sizes}")
-    return tuple(int(s) for s in sizes)
+        if s > MAX_UNITS:
+            raise ValueError(f"layer_sizes: {s} units in one layer is more than this package supports ({MAX_UNITS})")
+    sizes = [int(s) for s in sizes]
+    n_params = sum(sizes[l + 1] * (sizes[l] + 1) for l in range(len(sizes) - 1))
+    if n_params >= 2**62:
+        raise ValueError(f"layer_sizes {sizes} would need {n_params} parameters; far more than any memory holds")
+    return tuple(sizes)
 
 
 def check_backend(backend: Any) -> str:
@@ -83,20 +93,35 @@ def check_callback(callback: Any) -> Any:
     return callback
 
 
-def check_positive_float(value: Any, name: str) -> float:
-    """A finite number > 0 (learning rates)."""
+def check_positive_float(value: Any, name: str, dtype: Any = None) -> float:
+    """A finite number > 0 (learning rates); with ``dtype``, also finite and > 0 once rounded to it.
+
+    An integer too large for a float (``10**400``) is a ``ValueError``, not an ``OverflowError``;
+    1e39 overflows float32 and 1e-46 rounds to 0 in it, so both are refused for a float32 network.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
-    v = float(value)
+    try:
+        v = float(value)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{name} must be a finite positive number, got an integer too large for a float") from None
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    if dtype is not None:
+        dt = np.dtype(dtype)
+        with np.errstate(over="ignore", under="ignore"):
+            r = dt.type(v)
+        if not np.isfinite(r):
+            raise ValueError(f"{name} = {value!r} overflows the network's dtype {dt}")
+        if r <= 0:
+            raise ValueError(f"{name} = {value!r} rounds to 0 in the network's dtype {dt}")
     return v
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:
     """An integer ≥ ``minimum`` (epochs, batch sizes)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r:.80}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return int(value)
@@ -131,6 +156,12 @@ def as_numeric(a: Any, name: str) -> np.ndarray:
     """``a`` as a real numeric (bool, integer or float) NumPy array, not yet converted."""
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string")
+    if isinstance(a, np.ma.MaskedArray):  # np.asarray would drop the mask: masked entries are missing values
+        if np.ma.getmaskarray(a).any():
+            raise ValueError(
+                f"{name} is a masked array with masked entries; fill or drop them first (e.g. {name}.filled(...))"
+            )
+        a = a.data
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:  # ragged lists
@@ -154,7 +185,7 @@ def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "inf"
         raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
-    with np.errstate(over="ignore"):  # an overflow is reported just below
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported just below
         out = np.ascontiguousarray(arr, dtype=dtype)
     narrowed = arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize
     if narrowed and not np.isfinite(out).all():  # e.g. float64 beyond float32's range
@@ -214,8 +245,11 @@ def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarra
     return Yc
 
 
-def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
-    """Layer sizes and dtype of a list of W[l] (n_l × n_{l−1}) and b[l] (n_l)."""
+def check_params(weights: Any, biases: Any, overlap: bool = True) -> tuple[tuple[int, ...], np.dtype]:
+    """Layer sizes and dtype of a list of W[l] (n_l × n_{l−1}) and b[l] (n_l).
+
+    ``overlap=False`` leaves :func:`check_no_overlap` to the caller (the kernel wrappers skip it
+    for a network's own views, which are disjoint by construction: ``Layout.buffer_of``)."""
     if not isinstance(weights, (list, tuple)) or not isinstance(biases, (list, tuple)):
         raise TypeError("weights and biases must be lists of arrays")
     if len(weights) == 0 or len(weights) != len(biases):
@@ -228,8 +262,12 @@ def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
         for name, P in ((f"weights[{l}]", W), (f"biases[{l}]", b)):
             if not isinstance(P, np.ndarray):  # parameters are updated in place: arrays only
                 raise TypeError(f"{name} must be a NumPy array (updated in place), got {type(P).__name__}")
+            if type(P) not in (np.ndarray, np.memmap):  # np.matrix, masked arrays: other algebra, hidden masks
+                raise TypeError(f"{name} must be a plain numpy.ndarray, got {type(P).__module__}.{type(P).__name__}")
         if W.ndim != 2:
             raise ValueError(f"weights[{l}] must be a 2-D array (n_out × n_in)")
+        if 0 in W.shape:
+            raise ValueError(f"weights[{l}] has shape {W.shape}: every layer needs at least one unit and one input")
         if b.shape != (W.shape[0],):
             raise ValueError(f"biases[{l}] must have shape ({W.shape[0]},) to match weights[{l}]")
         if l == 0:
@@ -244,7 +282,40 @@ def check_params(weights: Any, biases: Any) -> tuple[tuple[int, ...], np.dtype]:
         for l, P in enumerate(arrays):
             if not np.isfinite(P).all():
                 raise ValueError(f"{name}[{l}] contains NaN or inf")
+    if overlap:
+        check_no_overlap(weights, biases)
     return tuple(sizes), next(iter(dtypes))
+
+
+def _named(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    return [(f"weights[{l}]", W) for l, W in enumerate(weights)] + [(f"biases[{l}]", b) for l, b in enumerate(biases)]
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=10**6))
+    except np.exceptions.TooHardError:  # pragma: no cover - exotic strides: assume the worst
+        return True
+
+
+def check_no_overlap(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
+    """No two parameter arrays share memory (one array passed twice, overlapping views):
+    training would write each step through both names, and the result would depend on the backend."""
+    named = _named(weights, biases)
+    for i, (na, a) in enumerate(named):
+        for nb, b in named[i + 1 :]:
+            if _overlap(a, b):
+                raise ValueError(f"{nb} shares memory with {na}; each parameter must be its own array (pass a copy)")
+
+
+def unshared(arr: np.ndarray, params: Sequence[np.ndarray]) -> np.ndarray:
+    """``arr`` itself, or a copy of it if it shares memory with any of ``params`` (which a call is about to
+    write): an input that is a parameter, or a view of one, is read as it was when the call began."""
+    if any(_overlap(arr, P) for P in params):
+        return arr.copy()
+    return arr
 
 
 def check_writeable(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
@@ -315,7 +386,7 @@ def check_train_args(
     X = check_X(X, sizes[0], dtype)
     m = X.shape[0]
     Y = check_Y(Y, m, sizes[-1], out, dtype)
-    lr = dtype.type(check_positive_float(learning_rate, "learning_rate"))
+    lr = dtype.type(check_positive_float(learning_rate, "learning_rate", dtype))
     bs = check_batch_size(batch_size, m)
     idx = check_order(order, m)
     check_writeable(weights, biases)

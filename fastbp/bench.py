@@ -41,7 +41,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from . import _validation as v
-from ._argtypes import _batch_size, _positive_float, _positive_int
+from ._argtypes import _batch_size, _positive_float, _positive_int, _seed
 from .testing import Problem, make_problem
 
 #: Every system ``fastbp bench`` knows, in table order.
@@ -739,7 +739,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--repeats", type=_positive_int, default=None, help="timed epochs per system, best kept (default: 3)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and data (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the weights and data, in [0, 2**32) (default: 0)")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -762,6 +762,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path:
             folder = os.path.dirname(os.path.abspath(path))
+            if os.path.isdir(path):
+                return f"argument {option}: {path!r} is a folder, not a file"
             if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
                 return f"argument {option}: cannot write {path!r} (no such folder, or not writable)"
     if args.plot:

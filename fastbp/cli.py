@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._argtypes import _batch_size, _non_negative_int, _positive_float, _positive_int
+from ._argtypes import _batch_size, _non_negative_int, _positive_float, _positive_int, _seed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--seed",
-        type=_non_negative_int,
+        type=_seed,
         default=0,
-        help="seed for the split, initial weights and shuffling (default: 0)",
+        help="seed for the split, initial weights and shuffling, in [0, 2**32) (default: 0)",
     )
     train.add_argument(
         "--activation",
@@ -146,6 +146,8 @@ def _check_writable(path: str | None, option: str, suffix: str) -> None:
         return
     if not path.lower().endswith(suffix):
         raise _UsageError(f"{option} must name a {suffix} file, got {path!r}")
+    if os.path.isdir(path):
+        raise _UsageError(f"{option}: {path!r} is a folder, not a file")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise _UsageError(f"{option}: cannot write into {folder}")
@@ -166,6 +168,7 @@ def _score(net, X, y, task: str, backend: str) -> float:
 
 def train(args: argparse.Namespace, out=None) -> int:
     """Run ``fastbp train`` with parsed ``args``, printing to ``out`` (default: stdout)."""
+    from ._validation import check_layer_sizes, check_positive_float
     from .datasets import load
     from .network import MLP
 
@@ -187,7 +190,17 @@ def train(args: argparse.Namespace, out=None) -> int:
         dtype=np.dtype(args.dtype),
         seed=args.seed,
     )
-    net = make()
+    try:  # every setting checked before any training (and before the kernels compile)
+        check_layer_sizes([data.X_train.shape[1], *args.hidden, data.n_outputs])
+        check_positive_float(args.learning_rate, "learning_rate", np.dtype(args.dtype))
+        net = make()
+        if args.compare:  # the second network must fit in memory too
+            make()
+    except ValueError as exc:
+        option = "--learning-rate" if str(exc).startswith("learning_rate") else "--hidden"
+        raise _UsageError(f"{option}: {exc}") from None
+    except MemoryError:
+        raise _UsageError(f"--hidden {' '.join(map(str, args.hidden))}: the network does not fit in memory") from None
     print(
         f"fastbp train: {net!r}\n  {data.name}: {len(data.X_train)} train / {len(data.X_test)} test examples "
         f"({data.task}), backend={args.backend}, batch_size={args.batch_size or 'full'}, "
@@ -248,7 +261,10 @@ def train(args: argparse.Namespace, out=None) -> int:
         _compare(make, data, args, history, net, out)
     if args.save:
         net.preprocessing = data.preprocessing  # the scaling and labels: fastbp predict takes raw rows
-        net.save(args.save)
+        try:
+            net.save(args.save)
+        except (OSError, ValueError) as exc:
+            raise _UsageError(f"--save: cannot write {args.save!r}: {exc}") from None
         print(f"saved {args.save} (predict from raw rows: fastbp predict --model {args.save} --data FILE)", file=out)
     if args.plot:
         _plot(history, scores, metric, args.plot, plot_title(data, args, net))
@@ -497,9 +513,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(devnull)
         return 1
     except (_UsageError, DataError) as exc:
-        parser.exit(2, f"fastbp {args.command}: error: {exc}\n")
+        parser.exit(2, f"fastbp {args.command}: error: {_one_line(exc)}\n")
     except DivergenceError as exc:  # a run that blew up is a result, not a crash: one line, status 1
-        parser.exit(1, f"fastbp {args.command}: {exc}\n")
+        parser.exit(1, f"fastbp {args.command}: {_one_line(exc)}\n")
+    except (ValueError, TypeError, OSError, MemoryError) as exc:
+        # Anything the checks above did not foresee (an unreadable file, a value NumPy refuses):
+        # still one line and status 2, never a traceback.
+        parser.exit(2, f"fastbp {args.command}: error: {type(exc).__name__}: {_one_line(exc)}\n")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500] if text else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

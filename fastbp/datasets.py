@@ -60,21 +60,32 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
         raise DataError(f"--dataset must be one of {', '.join(BUNDLED)} or a .csv/.npz file, got {source!r}")
     if len(X) < 4:
         raise DataError(f"{source}: needs at least 4 examples, got {len(X)}")
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise DataError(f"{source}: no feature columns (only the target); the network needs at least one input")
     if not np.isfinite(X).all():
         raise DataError(f"{source}: features contain NaN or inf")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise DataError(f"{source}: targets contain NaN or inf")
     task = _task(y)
     from sklearn.model_selection import train_test_split
 
     stratify = y if task == "classification" and np.unique(y, return_counts=True)[1].min() >= 2 else None
-    X_train, X_test, y_train, y_test, _, test_index = train_test_split(
-        X, y, np.arange(len(X)), test_size=test_size, random_state=seed, stratify=stratify
-    )
+    index = np.arange(len(X))
+    try:
+        X_train, X_test, y_train, y_test, _, test_index = train_test_split(
+            X, y, index, test_size=test_size, random_state=seed, stratify=stratify
+        )
+    except ValueError:  # too few examples to put every class in both parts: split without stratifying
+        X_train, X_test, y_train, y_test, _, test_index = train_test_split(
+            X, y, index, test_size=test_size, random_state=seed
+        )
     if source == "digits":  # pixels 0..16
         mean, std = np.zeros(X.shape[1]), np.full(X.shape[1], 16.0)
     else:
-        mean, std = X_train.mean(axis=0), X_train.std(axis=0)
-        std[std == 0] = 1.0
+        mean, std = _scaling(X_train)
     X_train, X_test = scale_features(X_train, mean, std), scale_features(X_test, mean, std)
+    if not (np.isfinite(X_train).all() and np.isfinite(X_test).all()):  # pragma: no cover - _scaling's promise
+        raise DataError(f"{source}: features cannot be standardised (values too large)")
     if task == "classification":
         classes, train_idx = np.unique(y_train, return_inverse=True)
         lookup = {c: i for i, c in enumerate(classes)}
@@ -84,16 +95,36 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
         return Split(name, X_train, X_test, train_idx, test_idx, Y, task, classes, pre, test_index)
     # Regression targets are standardised with the training part's statistics too, so the
     # default learning rate suits any target scale (R² is unchanged by this affine map).
-    y_mean, y_std = float(y_train.mean()), float(y_train.std()) or 1.0
-    y_train = (y_train.astype(float) - y_mean) / y_std
-    y_test = (y_test.astype(float) - y_mean) / y_std
+    y_mean, y_std = (float(v[0]) for v in _scaling(y_train.reshape(-1, 1)))
+    y_train = scale_features(y_train.reshape(-1, 1), y_mean, y_std)[:, 0]
+    y_test = scale_features(y_test.reshape(-1, 1), y_mean, y_std)[:, 0]
     pre = Preprocessing(task, mean, std, None, y_mean, y_std)
     return Split(name, X_train, X_test, y_train, y_test, y_train.reshape(-1, 1), task, None, pre, test_index)
 
 
-def scale_features(X: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``(X - offset) / scale``: the one place features are scaled, for training and for ``fastbp predict``."""
-    return (np.asarray(X, dtype=float) - offset) / scale
+def scale_features(X: np.ndarray, offset, scale) -> np.ndarray:
+    """``(X - offset) / scale``: the one place features (and regression targets) are scaled, for
+    training and for ``fastbp predict``; computed as X/scale − offset/scale, so that values near
+    ±1e308 do not overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(X, dtype=float) / scale - np.asarray(offset, dtype=float) / scale
+
+
+def _scaling(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and standard deviation (1 where it is 0), from the training part.
+
+    Values near ±1e308 overflow the plain mean and standard deviation: such columns are divided
+    by their largest magnitude first, and the statistics scaled back (both stay finite).
+    """
+    train = np.asarray(train, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = train.mean(axis=0), train.std(axis=0)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        big = np.abs(train).max(axis=0)
+        big[big == 0] = 1.0
+        mean, std = (train / big).mean(axis=0) * big, (train / big).std(axis=0) * big
+    std[std == 0] = 1.0
+    return mean, std
 
 
 def decode(pre: Preprocessing, net, X_raw: np.ndarray) -> np.ndarray:
@@ -179,7 +210,10 @@ def _from_file(path: str, target: str | None):
 
 
 def _from_npz(path: str, target: str | None):
-    with np.load(path, allow_pickle=False) as data:
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DataError(f"--dataset: {path} is a single .npy array, not a .npz archive of 'X' and 'y'")
+    with data:
         key = target or "y"
         if key not in data.files or "X" not in data.files:
             raise DataError(
@@ -200,7 +234,7 @@ def _csv_rows(path: str, option: str = "--dataset") -> tuple[list[str], list[lis
     but not in it; a text label column alone does not make a header)."""
     import csv
 
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # (a byte-order mark is not part of a name)
         rows = [r for r in csv.reader(fh) if r and any(cell.strip() for cell in r)]
     if len(rows) < 2:
         raise DataError(f"{option}: {path} has no data rows")

@@ -37,6 +37,7 @@ W[i+1], and a *view* into the network's one flat parameter buffer, as are
 
 from __future__ import annotations
 
+import copy
 import numbers
 import warnings
 
@@ -53,6 +54,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _dispatch, reference
+from . import _validation as _val
 from .activations import get_activation
 from .errors import DivergenceError
 from .losses import get_output
@@ -298,7 +300,8 @@ class _BaseMLP(BaseEstimator):
     def _assign(self, name, value, targets):
         if len(value) != len(targets) or any(np.shape(v) != t.shape for v, t in zip(value, targets)):
             raise ValueError(f"{name} must be a list of arrays shaped {[t.shape for t in targets]}")
-        for t, v in zip(targets, value):
+        new = [_val.check_shaped(v, f"{name}[{i}]", t.shape, t.dtype) for i, (v, t) in enumerate(zip(value, targets))]
+        for t, v in zip(targets, new):
             t[...] = v
 
     # ---------------------------------------------------------------- fitting
@@ -312,32 +315,46 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X, y, incremental=False, checked=None):
         # ``checked``: what _check_params returned, where the caller ran it already
         hidden, optimizer = checked or self._check_params()
-        saved = {k: self.__dict__[k] for k in self._INPUT_STATE if k in self.__dict__}
+        # A call that fails part-way (refused input, MemoryError for a huge network, an error
+        # in a callback-like hook …) leaves the estimator exactly as it was: its attributes,
+        # parameters and optimizer state are restored.  A DivergenceError is a result, not a
+        # failure: the model keeps the parameters from just before the refused step (documented).
+        saved = {k: list(x) if isinstance(x, list) else x for k, x in self.__dict__.items()}  # loss_curve_ …
+        params = self.__dict__.get("_params")
+        params_before = None if params is None else params.copy()
+        optimizer_before = copy.deepcopy(self.__dict__.get("_optimizer"))
         try:
             X, y, layer_units, dtype, first_pass = self._prepare(X, y, hidden, incremental)
-        except Exception:  # refused: a fitted estimator stays exactly as it was
-            for k in self._INPUT_STATE:
-                self.__dict__.pop(k, None)
-            self.__dict__.update(saved)
+            rs = check_random_state(self.random_state)
+            if first_pass:
+                # what was assigned to coefs_/intercepts_ before the first fit: used where
+                # scikit-learn would not initialise (partial_fit, warm_start), dropped otherwise
+                pending = {
+                    k: self.__dict__.pop(k) for k in ("_pending_coefs", "_pending_intercepts") if k in self.__dict__
+                }
+                self._initialize(y, layer_units, dtype, rs)
+                if incremental or self.warm_start:
+                    W, b = self._views()
+                    for Wl, c in zip(W, pending.get("_pending_coefs", ())):
+                        Wl[...] = np.asarray(c).T
+                    for bl, c in zip(b, pending.get("_pending_intercepts", ())):
+                        bl[...] = c
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(X, y)
+                return self
+            if not incremental or not hasattr(self, "_optimizer"):
+                self._optimizer = optimizer
+            self._fit_stochastic(X, y, rs, incremental)
+        except DivergenceError:
             raise
-        rs = check_random_state(self.random_state)
-        if first_pass:
-            # what was assigned to coefs_/intercepts_ before the first fit: used where
-            # scikit-learn would not initialise (partial_fit, warm_start), dropped otherwise
-            pending = {k: self.__dict__.pop(k) for k in ("_pending_coefs", "_pending_intercepts") if k in self.__dict__}
-            self._initialize(y, layer_units, dtype, rs)
-            if incremental or self.warm_start:
-                W, b = self._views()
-                for Wl, c in zip(W, pending.get("_pending_coefs", ())):
-                    Wl[...] = np.asarray(c).T
-                for bl, c in zip(b, pending.get("_pending_intercepts", ())):
-                    bl[...] = c
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(X, y)
-            return self
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = optimizer
-        self._fit_stochastic(X, y, rs, incremental)
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            if params is not None:
+                params[...] = params_before
+            if optimizer_before is not None:
+                self._optimizer = optimizer_before
+            raise
         return self
 
     def _prepare(self, X, y, hidden, incremental):
@@ -362,6 +379,10 @@ class _BaseMLP(BaseEstimator):
                 )
         n_features = X.shape[1]
         layer_units = [n_features] + hidden + [y.shape[1]]
+        try:
+            _val.check_layer_sizes(layer_units)
+        except ValueError as exc:
+            raise InvalidParameterError(f"hidden_layer_sizes: {exc}") from None
         fitted = [int(n) for n in self._layout.sizes] if not first_pass else layer_units
         if fitted != layer_units:
             if fitted[-1] != layer_units[-1]:
@@ -376,9 +397,12 @@ class _BaseMLP(BaseEstimator):
         dtype = self._params.dtype if not first_pass else np.dtype(self.dtype or X.dtype)
         if sp.issparse(X):  # CSR (rows are what the batches take); densified a batch at a time
             X = X.tocsr().astype(dtype, copy=False)
+            if not np.isfinite(X.data).all():
+                raise ValueError("X: contains NaN or inf, or values beyond the network's dtype")
         else:
-            X = np.require(X, dtype=dtype, requirements=["C", "W"])  # one compiled specialisation
-        y = np.require(y, dtype=dtype, requirements=["C", "W"])
+            # one compiled specialisation; float64 beyond float32's range is refused, not made inf
+            X = _val.finite_contiguous(X, "X", dtype)
+        y = _val.finite_contiguous(y, "y", dtype)
         return X, y, layer_units, dtype, first_pass
 
     def _initialize(self, y, layer_units, dtype, rs):
@@ -628,7 +652,7 @@ class _BaseMLP(BaseEstimator):
                     for lo in range(0, X.shape[0], rows)
                 ]
             )
-        X = np.require(X, dtype=self._params.dtype, requirements=["C", "W"])
+        X = _val.finite_contiguous(np.asarray(X), "X", self._params.dtype)  # refuses float32 overflow: no NaN
         activation = get_activation(self.activation)
         out = get_output(_OUTPUT_CODES[self.out_activation_])
         if self.backend == "numpy":
@@ -646,6 +670,14 @@ class _BaseMLP(BaseEstimator):
         params = state.get("_params")
         if params is not None and (type(params) is not np.ndarray or not params.flags.writeable):
             state["_params"] = np.array(params)
+        layout = state.get("_layout")
+        if params is not None and (
+            layout is None
+            or state["_params"].shape != (layout.n_params,)
+            or not state["_params"].flags.c_contiguous
+            or state["_params"].dtype not in (np.dtype(np.float32), np.dtype(np.float64))
+        ):  # the kernels walk the buffer by the layout's sizes: they must agree
+            raise ValueError("_params: the pickled estimator's parameters do not match its layer sizes")
         super().__setstate__(state)
 
     def fit(self, X, y):

@@ -61,6 +61,20 @@ FORMAT_VERSION = 1
 #: Bit generators a saved ``rng_state`` may name (NumPy's own, looked up by name).
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
+#: The most bytes a text or integer member (``activation``, ``rng_state``, ``layer_sizes`` …) may
+#: inflate to; a parameter member may inflate to its declared array plus :data:`_HEADER_BYTES`.
+#: ``read`` checks each member's declared size and ``.npy`` header against these and
+#: ``layer_sizes`` before reading its data, so a crafted file costs bounded time and memory.
+_SMALL_BYTES = 1 << 20
+_HEADER_BYTES = 1 << 16
+
+#: A compressed member may inflate to at most this many times its stored size (``save`` stores
+#: members uncompressed; a compressed model of real weights shrinks by far less).
+_MAX_RATIO = 64
+
+#: How much of the target's name a temporary file's name keeps (names are at most 255 bytes).
+_TMP_NAME_CHARS = 40
+
 
 TASKS = ("classification", "regression")
 
@@ -175,6 +189,13 @@ def _arrays(
     seed = v.check_seed(seed)
     if rng_state is not None and not isinstance(rng_state, dict):
         raise TypeError(f"rng_state must be a bit generator's state (a dict) or None, got {type(rng_state).__name__}")
+    state_text = None
+    if rng_state is not None:
+        try:
+            state_text = json.dumps(_jsonable(rng_state))
+            _generator("rng_state", json.loads(state_text))  # what read would do with it
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ValueError(f"rng_state cannot be saved so that load restores it: {exc}") from None
     weights, biases = list(weights), list(biases)
     if len(weights) != len(sizes) - 1 or len(biases) != len(sizes) - 1:
         raise ValueError(
@@ -189,8 +210,8 @@ def _arrays(
         "dtype": np.array(dtype.name),
         "seed": np.array(json.dumps(seed)),
     }
-    if rng_state is not None:
-        arrays["rng_state"] = np.array(json.dumps(rng_state))
+    if state_text is not None:
+        arrays["rng_state"] = np.array(state_text)
     for l, (W, b) in enumerate(zip(weights, biases)):
         for key, arr, shape in ((f"weights_{l}", W, (sizes[l + 1], sizes[l])), (f"biases_{l}", b, (sizes[l + 1],))):
             arr = np.array(arr)
@@ -205,6 +226,20 @@ def _arrays(
         else:
             arrays.update(y_offset=np.array(pre.y_offset), y_scale=np.array(pre.y_scale))
     return arrays
+
+
+def _jsonable(obj: Any) -> Any:
+    """A bit generator's state with its NumPy arrays and integers as JSON lists and ints
+    (MT19937, Philox and SFC64 keep arrays; every generator's state setter takes the lists back)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(x) for k, x in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(x) for x in obj]
+    return obj
 
 
 def _write(fileobj, arrays: dict[str, np.ndarray]) -> None:
@@ -233,9 +268,11 @@ def save_arrays(
     ``preprocessing`` the scaling and labels prediction from raw data needs (``None``: not saved).
     Raises ``ValueError``/``TypeError`` for anything :func:`read` would refuse, before touching any file.
     """
+    target = _target(path)
     arrays = _arrays(layer_sizes, activation, output, dtype, weights, biases, seed, rng_state, preprocessing)
-    target = Path(os.fspath(path))
-    folder = target.parent if str(target.parent) else Path(".")
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"path: no such folder {str(folder)!r} to save {str(target)!r} in")
     fd, tmp = _create_temporary(folder, target)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -249,7 +286,63 @@ def save_arrays(
         except FileNotFoundError:
             pass
         raise
+    _remove_stale_temporaries(folder, target)
     return target
+
+
+def _target(path: Any) -> Path:
+    """``path`` as a ``Path`` to a file that may be written: refused early if empty or a folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    name = os.fspath(path)
+    if not isinstance(name, str):
+        raise TypeError(f"path must be a text path, got {type(name).__name__}")
+    if name == "" or name.endswith(("/", os.sep)):
+        raise ValueError(f"path must name a file, got {name!r}")
+    if "\0" in name:
+        raise ValueError("path contains a NUL character")
+    target = Path(name)
+    if target.is_dir():
+        raise ValueError(f"path: {name!r} is a folder, not a file")
+    return target
+
+
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name[:_TMP_NAME_CHARS]}."
+
+
+def _remove_stale_temporaries(folder: Path, target: Path) -> None:
+    """Delete temporary files a killed ``save`` of ``target`` left behind (their process is gone).
+
+    A temporary file's name holds the saving process's id; one whose process still runs
+    (another save, perhaps in progress) is left alone.
+    """
+    prefix = _temporary_prefix(target)
+    try:
+        entries = [e.name for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:  # pragma: no cover - an unreadable folder: nothing to clean
+        return
+    for entry in entries:
+        parts = entry[len(prefix) : -len(".tmp")].split(".")
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[1]) != 12:
+            continue
+        pid = int(parts[0])
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        try:
+            os.unlink(folder / entry)
+        except OSError:  # pragma: no cover - gone already, or not ours to delete
+            pass
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):  # someone else's process: alive
+        return True
+    return True
 
 
 def _create_temporary(folder: Path, target: Path) -> tuple[int, str]:
@@ -259,11 +352,13 @@ def _create_temporary(folder: Path, target: Path) -> tuple[int, str]:
     here: changing it is not thread-safe); an existing model's mode is kept.
     """
     for _ in range(100):
-        tmp = str(folder / f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+        tmp = str(folder / f"{_temporary_prefix(target)}{os.getpid()}.{secrets.token_hex(6)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        except OSError as exc:  # name the file being saved, not the temporary one
+            raise type(exc)(exc.errno, f"path: cannot write {str(target)!r} ({exc.strerror})") from None
         try:
             os.chmod(tmp, target.stat().st_mode & 0o777)
         except FileNotFoundError:
@@ -272,16 +367,53 @@ def _create_temporary(folder: Path, target: Path) -> tuple[int, str]:
     raise FileExistsError(f"could not create a temporary file beside {target}")  # pragma: no cover
 
 
-def _read(path: str, archive, key: str) -> np.ndarray:
+def _read(path: str, archive, key: str, shape: tuple[int, ...] | None = None, dtype: Any = None) -> np.ndarray:
+    """Member ``key`` of the archive, its declared size and ``.npy`` header checked before its data is read.
+
+    With ``shape``/``dtype`` the header must declare exactly those (parameters); without, the
+    member may hold at most :data:`_SMALL_BYTES` (text and integer scalars, ``layer_sizes``).
+    """
     if key not in archive.files:
         raise ValueError(f"{path}: missing key {key!r}; not a fastbp model file, or a damaged one")
+    member = key + ".npy" if key + ".npy" in archive.zip.namelist() else key
     try:
-        arr = archive[key]
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise ValueError(f"{path}: key {key!r} cannot be read without unpickling ({exc}); refused") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-        raise ValueError(f"{path}: key {key!r} is damaged ({type(exc).__name__}: {exc})") from None
-    except Exception as exc:  # zlib.error and other decoding failures of a corrupt member
+        info = archive.zip.getinfo(member)
+        limit = _SMALL_BYTES
+        if shape is not None:
+            limit = _HEADER_BYTES + int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+        if info.file_size > limit:
+            raise ValueError(f"{path}: key {key!r} declares {info.file_size} bytes, more than the {limit} it may hold")
+        if (
+            info.compress_type != zipfile.ZIP_STORED
+            and info.file_size > _MAX_RATIO * info.compress_size + _HEADER_BYTES
+        ):
+            raise ValueError(
+                f"{path}: key {key!r} would inflate {info.compress_size} bytes to {info.file_size} "
+                f"(more than {_MAX_RATIO} times); refused as a compression bomb"
+            )
+        with archive.zip.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                got_shape, _, got_dtype = np.lib.format.read_array_header_1_0(f, max_header_size=_HEADER_BYTES)
+            elif version == (2, 0):
+                got_shape, _, got_dtype = np.lib.format.read_array_header_2_0(f, max_header_size=_HEADER_BYTES)
+            else:
+                raise ValueError(f"{path}: key {key!r} has an unsupported .npy version {version}")
+        if got_dtype.hasobject:
+            raise ValueError(f"{path}: key {key!r} cannot be read without unpickling (object array); refused")
+        if shape is not None and tuple(got_shape) != tuple(shape):
+            raise ValueError(f"{path}: key {key!r} has shape {tuple(got_shape)}, expected {shape} from layer_sizes")
+        if dtype is not None and got_dtype != np.dtype(dtype):
+            raise ValueError(f"{path}: key {key!r} has dtype {got_dtype}, expected {np.dtype(dtype)} (key 'dtype')")
+        n_bytes = int(np.prod(got_shape, dtype=object)) * got_dtype.itemsize
+        if n_bytes > limit:
+            raise ValueError(f"{path}: key {key!r} declares {n_bytes} bytes of data, more than the {limit} it may hold")
+        with archive.zip.open(member) as f:
+            arr = np.lib.format.read_array(f, allow_pickle=False, max_header_size=_HEADER_BYTES)
+    except ValueError as exc:
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith(f"{path}: ") else f"{path}: key {key!r} is damaged ({msg})") from None
+    except Exception as exc:  # zlib.error, BadZipFile, EOFError … of a corrupt member
         raise ValueError(f"{path}: key {key!r} is damaged ({type(exc).__name__}: {exc})") from None
     return arr
 
@@ -294,10 +426,11 @@ def _text(path: str, archive, key: str) -> str:
 
 
 def _json(path: str, archive, key: str) -> Any:
+    text = _text(path, archive, key)
     try:
-        return json.loads(_text(path, archive, key))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: key {key!r} is not valid JSON ({exc})") from None
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too many digits, nesting too deep
+        raise ValueError(f"{path}: key {key!r} is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def read(path: str | os.PathLike) -> SavedModel:
@@ -348,7 +481,7 @@ def read(path: str | os.PathLike) -> SavedModel:
         params = []
         for l in range(len(sizes) - 1):
             for key, shape in ((f"weights_{l}", (sizes[l + 1], sizes[l])), (f"biases_{l}", (sizes[l + 1],))):
-                arr = _read(name, archive, key)
+                arr = _read(name, archive, key, shape, dtype)
                 if arr.shape != shape:
                     raise ValueError(f"{name}: key {key!r} has shape {arr.shape}, expected {shape} from layer_sizes")
                 if arr.dtype != dtype:
@@ -361,7 +494,12 @@ def read(path: str | os.PathLike) -> SavedModel:
             raise ValueError(f"{name}: holds {len(extra) // 2} layers' parameters but layer_sizes has {len(sizes) - 1}")
         seed = _json(name, archive, "seed") if "seed" in archive.files else None
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"{name}: key 'seed' must be a non-negative integer or null, got {seed!r}")
+            raise ValueError(f"{name}: key 'seed' must be a non-negative integer or null, got {str(seed)[:80]!r}")
+        if seed is not None:
+            try:
+                np.random.default_rng(seed)
+            except Exception as exc:  # noqa: BLE001 - whatever NumPy's seeding refuses
+                raise ValueError(f"{name}: key 'seed' is not a usable seed ({type(exc).__name__})") from None
         state = _json(name, archive, "rng_state") if "rng_state" in archive.files else None
         pre = _read_preprocessing(name, archive, sizes) if "task" in archive.files else None
         if pre is None and any(k in archive.files for k in _PREPROCESSING_KEYS):
@@ -389,11 +527,14 @@ def _read_preprocessing(name: str, archive, sizes) -> Preprocessing:
 def _generator(name: str, state: Any) -> np.random.Generator:
     """A ``numpy.random.Generator`` in the saved state (a whitelisted NumPy bit generator)."""
     kind = state.get("bit_generator") if isinstance(state, dict) else None
-    if kind not in _BIT_GENERATORS:
-        raise ValueError(f"{name}: key 'rng_state' names an unknown bit generator {kind!r}")
+    if not isinstance(kind, str) or kind not in _BIT_GENERATORS:
+        raise ValueError(f"{name}: key 'rng_state' names an unknown bit generator {str(kind)[:80]!r}")
     bitgen = getattr(np.random, kind)()
     try:
         bitgen.state = state
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"{name}: key 'rng_state' is not a valid {kind} state ({exc})") from None
+        gen = np.random.Generator(bitgen)
+        gen.random()  # a state the setter took but cannot draw from is refused here, not in fit
+        bitgen.state = state
+    except Exception as exc:  # noqa: BLE001 - ValueError, TypeError, KeyError, OverflowError, IndexError …
+        raise ValueError(f"{name}: key 'rng_state' is not a valid {kind} state ({type(exc).__name__})") from None
     return np.random.Generator(bitgen)

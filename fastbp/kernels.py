@@ -27,7 +27,7 @@ from ._plain import BUILTIN, kernels_for
 from .activations import get_activation
 from .errors import DivergenceError
 from .losses import get_output
-from .params import Layout
+from .params import Layout, atomic_commit
 from .steps import _sgd_update, _step_is_finite
 
 __all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "train_epoch", "kernels_for", "BUILTIN"]
@@ -40,7 +40,7 @@ class _Problem:
     """What every public wrapper settles first: sizes, dtype, the flat buffer, codes."""
 
     def __init__(self, weights, biases, activation, output):
-        self.sizes, self.dtype = v.check_params(weights, biases)
+        self.sizes, self.dtype = v.check_params(weights, biases, overlap=False)
         self.activation = get_activation(activation)
         self.out = get_output(output)
         self.layout = Layout(self.sizes)
@@ -48,6 +48,8 @@ class _Problem:
         self.act = self.activation.code
         self.weights, self.biases = weights, biases
         found = self.layout.buffer_of(weights, biases)
+        if found is None:  # a network's own views are disjoint by construction; anything else is checked
+            v.check_no_overlap(weights, biases)
         self.in_place = found is not None
         self.params = found if found is not None else self.layout.pack(weights, biases, self.dtype)
 
@@ -58,11 +60,12 @@ class _Problem:
         return v.check_Y(Y, m, self.sizes[-1], self.out, self.dtype)
 
     def write_back(self):
-        """Copy a packed buffer back into the caller's arrays (only when it was a copy)."""
+        """Copy a packed buffer back into the caller's arrays (only when it was a copy), all or none."""
         if not self.in_place:
             W, b = self.layout.views(self.params)
-            for dst, src in zip(list(self.weights) + list(self.biases), W + b):
-                dst[...] = src
+            with atomic_commit():
+                for dst, src in zip(list(self.weights) + list(self.biases), W + b):
+                    dst[...] = src
 
 
 def forward(weights, biases, X, activation="tanh", output="sigmoid"):
@@ -133,19 +136,22 @@ def update(weights, biases, dW, db, learning_rate) -> None:
     parameter would not be finite.
     """
     sizes, dtype = v.check_params(weights, biases)
-    lr = dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
+    lr = dtype.type(v.check_positive_float(learning_rate, "learning_rate", dtype))
     grads = v.check_grads(weights, biases, dW, db, dtype)
     v.check_writeable(weights, biases)
-    flats = [np.ascontiguousarray(P).reshape(-1) for P in list(weights) + list(biases)]
+    params = list(weights) + list(biases)
+    grads = [v.unshared(G, params) for G in grads]  # a gradient that is a parameter: its value before the step
+    flats = [np.ascontiguousarray(P).reshape(-1) for P in params]
     if not all(_step_is_finite(F, G, lr) for F, G in zip(flats, grads)):
         raise DivergenceError(0, detail="update")
-    for P, F, G in zip(list(weights) + list(biases), flats, grads):
-        if np.shares_memory(P, F):  # P was C-contiguous: F is a view of it
-            _sgd_update(F, G, lr)
-        else:
-            F = F.copy()
-            _sgd_update(F, G, lr)
-            P[...] = F.reshape(P.shape)
+    with atomic_commit():  # every parameter from the same step, even under Ctrl-C
+        for P, F, G in zip(params, flats, grads):
+            if np.shares_memory(P, F):  # P was C-contiguous: F is a view of it
+                _sgd_update(F, G, lr)
+            else:
+                F = F.copy()
+                _sgd_update(F, G, lr)
+                P[...] = F.reshape(P.shape)
 
 
 def train_epoch(
@@ -171,6 +177,8 @@ def train_epoch(
     X, Y, lr, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
     )
+    if p.in_place:  # the epoch writes the caller's buffer: an X or Y that is part of it is read as it was
+        X, Y = v.unshared(X, [p.params]), v.unshared(Y, [p.params])
     J, failed = run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out)
     p.write_back()
     if failed >= 0:

@@ -16,7 +16,7 @@ from ._dispatch import run_epoch
 from .activations import Activation, get_activation
 from .errors import DivergenceError
 from .losses import get_output
-from .params import Layout
+from .params import Layout, atomic_commit
 
 _BACKENDS = {"numba": kernels, "numpy": reference}
 
@@ -116,20 +116,69 @@ class MLP:
         dtype: Any = np.float64,
         seed: int | None = None,
     ):
-        self.layer_sizes: tuple[int, ...] = v.check_layer_sizes(layer_sizes)
-        self.activation: Activation = get_activation(activation)
+        self._layer_sizes: tuple[int, ...] = v.check_layer_sizes(layer_sizes)
+        self._activation: Activation = get_activation(activation)
         self._out = get_output(output)
-        self.output: str = "sigmoid" if output.lower() == "logistic" else output.lower()
-        self.dtype: np.dtype = v.check_dtype(dtype)
+        self._output: str = "sigmoid" if output.lower() == "logistic" else output.lower()
+        self._dtype: np.dtype = v.check_dtype(dtype)
         self.seed = v.check_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self._layout = Layout(self.layer_sizes)
-        self.params: np.ndarray = np.zeros(self._layout.n_params, dtype=self.dtype)
-        self._weights, self._biases = self._layout.views(self.params)
+        self._layout = Layout(self._layer_sizes)
+        self._params: np.ndarray = np.zeros(self._layout.n_params, dtype=self._dtype)
+        self._weights, self._biases = self._layout.views(self._params)
         self.preprocessing = None
         self._initialise()
 
     # ------------------------------------------------------------------ parameters
+    #
+    # The kernels trust the flat buffer's size and dtype and the layer sizes: the buffer is
+    # private (users get views of it, which they cannot resize or re-type), the sizes, dtype,
+    # activation and output are read-only, and every assignment is checked and copied into
+    # the buffer, so that no attribute a user can write makes a kernel step outside its arrays.
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """``(n_x, n_1, …, n_L)`` (read-only: build a new MLP for other sizes)."""
+        return self._layer_sizes
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of every parameter and computation (read-only)."""
+        return self._dtype
+
+    @property
+    def activation(self) -> Activation:
+        """The hidden activation g (read-only)."""
+        return self._activation
+
+    @property
+    def output(self) -> str:
+        """The output layer's name (read-only)."""
+        return self._output
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator of the shuffling order (and of the initial weights)."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, value) -> None:
+        if not isinstance(value, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(value).__name__}")
+        self._rng = value
+
+    @property
+    def params(self) -> np.ndarray:
+        """Every W[l] and b[l] in one flat vector (a view: writing into it changes the network).
+
+        Assigning ``net.params = values`` copies ``values`` (``n_params`` finite numbers) in.
+        """
+        return self._params.view()
+
+    @params.setter
+    def params(self, value) -> None:
+        new = v.check_shaped(value, "params", self._params.shape, self._dtype)
+        self._params[...] = new
 
     def _initialise(self) -> None:
         he = self.activation.traits.init == "he"
@@ -145,13 +194,62 @@ class MLP:
 
     @property
     def weights(self) -> list[np.ndarray]:
-        """W[1] … W[L] as views into :attr:`params` (``weights[l]`` is W[l+1])."""
-        return list(self._weights)
+        """W[1] … W[L] as views into :attr:`params` (``weights[l]`` is W[l+1]).
+
+        ``net.weights[l][...] = W`` and ``net.weights[l] = W`` both write W into the network
+        (W must have W[l+1]'s shape and be finite); so does ``net.weights = [W1, W2, …]``.
+        """
+        return _ParamList(self._layout.views(self._params)[0], "weights")
+
+    @weights.setter
+    def weights(self, value) -> None:
+        self._assign("weights", value, self._weights)
 
     @property
     def biases(self) -> list[np.ndarray]:
-        """b[1] … b[L] as views into :attr:`params`."""
-        return list(self._biases)
+        """b[1] … b[L] as views into :attr:`params` (assignable like :attr:`weights`)."""
+        return _ParamList(self._layout.views(self._params)[1], "biases")
+
+    @biases.setter
+    def biases(self, value) -> None:
+        self._assign("biases", value, self._biases)
+
+    def _assign(self, name: str, value, targets: list[np.ndarray]) -> None:
+        if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be a list of {len(targets)} arrays, got {type(value).__name__}")
+        if len(value) != len(targets):
+            raise ValueError(f"{name} must be a list of {len(targets)} arrays, got {len(value)}")
+        new = [v.check_shaped(a, f"{name}[{l}]", t.shape, self._dtype) for l, (a, t) in enumerate(zip(value, targets))]
+        with atomic_commit():
+            for t, a in zip(targets, new):
+                t[...] = a
+
+    def _check_finite(self) -> None:
+        """``ValueError`` naming the first W[l] or b[l] holding NaN or inf (written by the user)."""
+        if np.isfinite(self._params).all():
+            return
+        for name, arrays in (("weights", self._weights), ("biases", self._biases)):
+            for l, P in enumerate(arrays):
+                if not np.isfinite(P).all():
+                    raise ValueError(f"{name}[{l}] contains NaN or inf (the network's own parameters were overwritten)")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_weights"], state["_biases"]  # views: rebuilt from the buffer on unpickling
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        sizes = v.check_layer_sizes(state["_layer_sizes"])
+        dtype = v.check_dtype(state["_dtype"])
+        layout = Layout(sizes)
+        params = state["_params"]
+        if type(params) is not np.ndarray or params.shape != (layout.n_params,) or params.dtype != dtype:
+            raise ValueError(f"params: a pickled MLP of layer sizes {list(sizes)} needs {layout.n_params} {dtype}")
+        if not (params.flags.c_contiguous and params.flags.writeable):
+            params = np.array(params)
+        self.__dict__.update(state)
+        self._layout, self._params = layout, params
+        self._weights, self._biases = layout.views(params)
 
     @property
     def n_layers(self) -> int:
@@ -183,8 +281,8 @@ class MLP:
             self.activation.name,
             self.output,
             self.dtype,
-            self.weights,
-            self.biases,
+            self._weights,
+            self._biases,
             self.seed,
             self.rng.bit_generator.state,
             self.preprocessing,
@@ -283,17 +381,19 @@ class MLP:
         """
         impl = self._backend(backend)
         X, Y = self._XY(X, Y)
+        X, Y = v.unshared(X, [self._params]), v.unshared(Y, [self._params])  # read while the buffer is written
         epochs = v.check_int(epochs, "epochs", 0)
         opt = _resolve_optimizer(optimizer, learning_rate)
-        lr = 0.1 if learning_rate is None else v.check_positive_float(learning_rate, "learning_rate")
+        lr = 0.1 if learning_rate is None else v.check_positive_float(learning_rate, "learning_rate", self._dtype)
         m = X.shape[0]
         bs = v.check_batch_size(batch_size, m)
         shuffle = v.check_bool(shuffle, "shuffle")
         v.check_callback(callback)
+        self._check_finite()
         if opt is not None:  # same loop, epochs run by the optimizer's kernel instead
-            impl = opt.runner(self.params, self.layer_sizes, backend)
+            impl = opt.runner(self._params, self.layer_sizes, backend)
         elif impl is kernels:  # X, Y, lr, batch size are checked above: go straight to the kernel
-            impl = _CheckedKernelEpochs(self)
+            impl = _CheckedKernelEpochs(self, X)
         history = History(n_examples=m)
         for epoch in range(epochs):
             order = self.rng.permutation(m) if shuffle else np.arange(m)
@@ -317,13 +417,14 @@ class _CheckedKernelEpochs:
     :func:`fastbp.kernels.train_epoch` must) costs 10-17 % on small networks.
     """
 
-    def __init__(self, net: "MLP"):
+    def __init__(self, net: "MLP", X: np.ndarray):
         self.net = net
+        self.x_abs_max = max(float(X.max()), -float(X.min()))  # once per fit (the tiny kernels' input bound)
 
     def train_epoch(self, weights, biases, X, Y, lr, batch_size, order, activation, output) -> float:
         net = self.net
         J, failed = run_epoch(
-            net.params,
+            net._params,
             net._layout.sizes,
             X,
             Y,
@@ -332,6 +433,7 @@ class _CheckedKernelEpochs:
             net.dtype.type(lr),
             activation,
             net._out,
+            x_abs_max=self.x_abs_max,
         )
         if failed >= 0:
             raise DivergenceError(failed)
@@ -358,3 +460,29 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None):  # for MLP.
             "not to fit, when optimizer is an object"
         )
     return optimizer
+
+
+class _ParamList(list):
+    """What :attr:`MLP.weights` and :attr:`MLP.biases` return: views into the network's buffer.
+
+    ``lst[l] = W`` writes W into the network (checked: shape, finite; converted to its dtype),
+    rather than replacing an entry of a throw-away list; the list's length is fixed.
+    """
+
+    def __init__(self, views: list[np.ndarray], name: str):
+        super().__init__(views)
+        self._name = name
+
+    def __setitem__(self, index, value) -> None:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)):
+            raise TypeError(f"{self._name}: assign one layer at a time ({self._name}[l] = array)")
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"{self._name}[{index}]: the network has {n} layers")
+        view = list.__getitem__(self, index)
+        view[...] = v.check_shaped(value, f"{self._name}[{index % n}]", view.shape, view.dtype)
+
+    def _fixed(self, *args, **kwargs):
+        raise TypeError(f"{self._name}: the network's list of layers has a fixed length; assign into its entries")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = __imul__ = _fixed

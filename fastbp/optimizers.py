@@ -57,7 +57,7 @@ from ._dispatch import run_epoch_opt
 from .activations import get_activation
 from .errors import DivergenceError
 from .losses import example_costs_array, get_output
-from .params import Layout, offsets
+from .params import Layout, atomic_commit, offsets
 from .steps import (
     BETA_1,
     BETA_2,
@@ -103,7 +103,9 @@ def train_epoch_reference(
             batch_loss += 0.5 * alpha * _add_l2_ref(grad, params, w_off, b_off, alpha / len(idx))
         if not np.isfinite(batch_loss):
             return total / m, k
-        if not _optimizer_step_ref(params, grad, state, counter, kind, hyper):
+        with atomic_commit():  # parameters, moments and step count of one whole step, even under Ctrl-C
+            stepped = _optimizer_step_ref(params, grad, state, counter, kind, hyper)
+        if not stepped:
             return total / m, k
         total += batch_loss
     return total / m, -1
@@ -116,7 +118,10 @@ def _check_real(value: Any, name: str, low: float, high: float | None = None, *,
     """A finite real number in [low, high) (bounds' openness as given); ValueError/TypeError naming it."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    x = float(value)
+    try:
+        x = float(value)
+    except (OverflowError, ValueError):  # 10**400
+        raise ValueError(f"{name} must be a finite number, got an integer too large for a float") from None
     bad = not np.isfinite(x) or (x <= low if low_open else x < low)
     if high is not None:
         bad = bad or (x >= high if high_open else x > high)
@@ -163,8 +168,23 @@ class Optimizer:
         """Allocate state for a network of ``sizes`` and ``dtype`` (kept if already bound to one such)."""
         sizes = tuple(int(s) for s in sizes)
         dtype = np.dtype(dtype)
+        self._check_attributes()
+        for name in ("learning_rate", "learning_rate_init", "epsilon"):  # what the kernels round to dtype
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            with np.errstate(over="ignore", under="ignore"):
+                r = dtype.type(value)
+            if not np.isfinite(r) or r <= 0:
+                problem = "overflows" if not np.isfinite(r) else "rounds to 0 in"
+                raise ValueError(f"{name} = {value!r} {problem} the network's dtype {dtype}")
         if self.state is not None:
             if self._sizes == sizes and self.state.dtype == dtype:
+                if self.state.shape != (2, Layout(sizes).n_params):
+                    raise ValueError(
+                        f"state has shape {self.state.shape}, not (2, {Layout(sizes).n_params}) for layer sizes "
+                        f"{list(sizes)}; call optimizer.reset()"
+                    )
                 return
             raise ValueError(
                 f"optimizer holds state for a network of layer sizes {list(self._sizes)} "
@@ -173,6 +193,40 @@ class Optimizer:
             )
         self._sizes = sizes
         self.state = np.zeros((2, Layout(sizes).n_params), dtype=dtype)
+
+    def _check_attributes(self) -> None:
+        """The attributes the kernels trust, re-checked before each epoch (a user may have assigned them):
+        ``state`` a writeable C-contiguous float array or None, ``counter`` one int64, finite hyper-parameters."""
+        state = self.__dict__.get("state")
+        if state is not None and (
+            type(state) is not np.ndarray
+            or state.ndim != 2
+            or state.dtype not in (np.dtype(np.float32), np.dtype(np.float64))
+            or not state.flags.c_contiguous
+            or not state.flags.writeable
+        ):
+            raise ValueError("state must be None or the optimizer's own (2, n_params) array; call optimizer.reset()")
+        if state is not None and not np.isfinite(state).all():
+            raise ValueError("state contains NaN or inf; call optimizer.reset()")
+        counter = self.__dict__.get("counter")
+        if (
+            type(counter) is not np.ndarray
+            or counter.shape != (1,)
+            or counter.dtype != np.int64
+            or not counter.flags.writeable
+            or counter[0] < 0
+        ):
+            raise ValueError("counter must be the optimizer's own int64 array of one step count >= 0; call reset()")
+        if self.kind != type(self).kind:
+            raise ValueError(f"kind must be {type(self).kind} for {type(self).__name__}, got {self.kind!r}")
+        _check_real(self.learning_rate, "learning_rate", 0.0, low_open=True)
+        _check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True)
+        _check_real(self.alpha, "alpha", 0.0)
+        for name, (low, high, low_open, high_open) in self._HYPER.items():
+            _check_real(getattr(self, name), name, low, high, low_open=low_open, high_open=high_open)
+
+    #: Hyper-parameters a subclass adds: ``{name: (low, high, low_open, high_open)}``, re-checked each epoch.
+    _HYPER: dict = {}
 
     def hyper(self) -> np.ndarray:
         """The float64 hyper-parameter array the kernels read (slots LR, MOMENTUM, …)."""
@@ -314,6 +368,8 @@ class SGD(Optimizer):
             f"power_t={self.power_t}, alpha={self.alpha})"
         )
 
+    _HYPER = {"momentum": (0.0, 1.0, False, False), "power_t": (0.0, None, False, True)}
+
     def hyper(self) -> np.ndarray:
         h = super().hyper()
         h[MOMENTUM] = self.momentum
@@ -379,6 +435,8 @@ class Adam(Optimizer):
             f"Adam(learning_rate_init={self.learning_rate_init}, beta_1={self.beta_1}, "
             f"beta_2={self.beta_2}, epsilon={self.epsilon}, alpha={self.alpha})"
         )
+
+    _HYPER = {"beta_1": (0.0, 1.0, False, True), "beta_2": (0.0, 1.0, False, True), "epsilon": (0.0, None, True, True)}
 
     @property
     def t(self) -> int:

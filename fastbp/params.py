@@ -14,6 +14,10 @@ idea: ``[ layer 1 (n_1) | layer 2 (n_2) | … | layer L (n_L) ]``.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from contextlib import contextmanager
 from typing import Sequence
 
 import numpy as np
@@ -111,3 +115,33 @@ class Layout:
             ):
                 return None
         return base
+
+
+@contextmanager
+def atomic_commit():
+    """Hold Ctrl-C (SIGINT) back while a step's new parameters are written, then deliver it.
+
+    A NumPy update writes W[1], b[1], W[2], … (and an optimizer's state) one array at a
+    time; an interrupt between two writes would leave W[2] from step k+1 beside b[2] from
+    step k.  Inside this block SIGINT is recorded and re-delivered to the previous handler
+    when the block ends, so an interrupted fit keeps the parameters of a whole number of
+    steps.  Outside the main thread (where Python delivers no signals) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    except (ValueError, OSError):  # pragma: no cover - no signal handling here (embedded interpreters)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, caught[0])
+            elif previous == signal.SIG_DFL:  # pragma: no cover - the process asked to die on SIGINT
+                os.kill(os.getpid(), signal.SIGINT)

@@ -19,6 +19,7 @@ from . import _validation as v
 from .activations import get_activation
 from .errors import DivergenceError
 from .losses import example_costs_array, get_output, output_activation_array
+from .params import atomic_commit
 
 __all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "train_epoch"]
 
@@ -114,7 +115,7 @@ def loss(weights, biases, X, Y, activation="tanh", output="sigmoid") -> float:
 def update(weights, biases, dW, db, learning_rate) -> None:
     """Gradient descent in place: W[l] −= α dW[l], b[l] −= α db[l]."""
     _, dtype = v.check_params(weights, biases)
-    alpha = dtype.type(v.check_positive_float(learning_rate, "learning_rate"))
+    alpha = dtype.type(v.check_positive_float(learning_rate, "learning_rate", dtype))
     grads = v.check_grads(weights, biases, dW, db, dtype)
     v.check_writeable(weights, biases)
     params = list(weights) + list(biases)
@@ -122,8 +123,9 @@ def update(weights, biases, dW, db, learning_rate) -> None:
         new = [P - alpha * G.reshape(P.shape) for P, G in zip(params, grads)]
     if not all(np.isfinite(N).all() for N in new):
         raise DivergenceError(0, detail="update")
-    for P, N in zip(params, new):
-        P[...] = N
+    with atomic_commit():  # every parameter from the same step, even under Ctrl-C
+        for P, N in zip(params, new):
+            P[...] = N
 
 
 def train_epoch(
@@ -146,6 +148,8 @@ def train_epoch(
     X, Y, alpha, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
     )
+    params = list(weights) + list(biases)
+    X, Y = v.unshared(X, params), v.unshared(Y, params)  # read as they were while the parameters change
     m = idx.shape[0]  # examples visited (the kernels' J is a mean over order, too)
     total = 0.0
     for start in range(0, m, bs):
@@ -161,8 +165,9 @@ def train_epoch(
             new_b = [b - alpha * d for b, d in zip(biases, db)]  # b[l] − α db[l]
         if not (np.isfinite(batch_cost) and all(np.isfinite(P).all() for P in new_W + new_b)):
             raise DivergenceError(start // bs)  # the step is not applied
-        for l in range(len(weights)):
-            weights[l][...] = new_W[l]
-            biases[l][...] = new_b[l]
+        with atomic_commit():  # W[l] and b[l] of one step, all of them, even under Ctrl-C
+            for l in range(len(weights)):
+                weights[l][...] = new_W[l]
+                biases[l][...] = new_b[l]
         total += batch_cost
     return total / m

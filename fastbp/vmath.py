@@ -247,28 +247,64 @@ for _f, _name in ((vexp, "exp"), (vtanh, "tanh"), (vsigmoid, "sigmoid"), (vlog1p
 
 
 @jit_vec
-def exp_array(x, out):
+def _exp_array(x, out):
     """out[i] = vexp(x[i]) over 1-D arrays (the vectorised loop the kernels use)."""
     for i in range(x.shape[0]):
         out[i] = vexp(x[i])
 
 
 @jit_vec
-def tanh_array(x, out):
+def _tanh_array(x, out):
     """out[i] = vtanh(x[i]) over 1-D arrays."""
     for i in range(x.shape[0]):
         out[i] = vtanh(x[i])
 
 
 @jit_vec
-def sigmoid_array(x, out):
+def _sigmoid_array(x, out):
     """out[i] = vsigmoid(x[i]) over 1-D arrays."""
     for i in range(x.shape[0]):
         out[i] = vsigmoid(x[i])
 
 
 @jit_vec
-def log1p_unit_array(x, out):
+def _log1p_unit_array(x, out):
     """out[i] = vlog1p_unit(x[i]) over 1-D arrays, x in [0, 1]."""
     for i in range(x.shape[0]):
         out[i] = vlog1p_unit(x[i])
+
+
+def _check_pair(name: str, x, out) -> None:
+    """The whole-array forms are compiled loops that write ``out[i]`` for every i of ``x``: called from
+    Python, they first check that ``out`` has room (no write past its end), one dtype, and is writeable."""
+    for arg, a in (("x", x), ("out", out)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name}: {arg} must be a NumPy array, got {type(a).__name__}")
+        if a.ndim != 1:
+            raise ValueError(f"{name}: {arg} must be 1-dimensional, got shape {a.shape}")
+    if x.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{name}: x must be float32 or float64, got {x.dtype}")
+    if out.dtype != x.dtype:
+        raise TypeError(f"{name}: out must have x's dtype {x.dtype}, got {out.dtype}")
+    if out.shape != x.shape:
+        raise ValueError(f"{name}: out must have x's shape {x.shape}, got {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: out is read-only")
+
+
+def _public(kernel, name: str):
+    def checked(x, out):
+        _check_pair(name, x, out)
+        kernel(x, out)
+
+    checked.__name__ = checked.__qualname__ = name
+    checked.__doc__ = kernel.__doc__
+    checked.py_func = getattr(kernel, "py_func", kernel)  # the plain-Python loop (NUMBA_DISABLE_JIT: kernel itself)
+    checked.kernel = kernel
+    return checked
+
+
+exp_array = _public(_exp_array, "exp_array")
+tanh_array = _public(_tanh_array, "tanh_array")
+sigmoid_array = _public(_sigmoid_array, "sigmoid_array")
+log1p_unit_array = _public(_log1p_unit_array, "log1p_unit_array")

@@ -38,7 +38,7 @@ def _sigmoid_array(x, out):
 @pytest.mark.parametrize("name", ["tanh", "sigmoid"])
 def test_activations_against_numpy(name, dtype):
     """Over the whole real line and the edges (NaN, ±inf, ±0, huge, tiny): within the dtype's
-    agreement tolerance (float32: the rational tanh saturates at 1 − 2.4e-7, σ(−∞) = 1.2e-7)."""
+    agreement tolerance (float32: the rational tanh is 1 − 2.4e-7 from 7.9 to 9.01, exactly ±1 beyond)."""
     fn = _tanh_array if name == "tanh" else _sigmoid_array
     x = _points(dtype)
     with np.errstate(all="ignore"):
@@ -236,3 +236,70 @@ def test_tiny_chain_stripped_bound_takes_the_kernels_steps():
     rtol, atol = TOLERANCE[np.dtype(np.float32)]
     np.testing.assert_allclose(bound, kernel, rtol=rtol, atol=atol)
     assert np.abs(bound - p0).max() > 100 * atol  # it did train
+
+
+def test_float32_tanh_and_sigmoid_saturate_exactly_where_the_rounded_tanh_is_one():
+    """From the least float32 whose tanh rounds to 1 (9.0109…), ttanh is exactly ±1 and σ exactly 0 or 1
+    (the rational alone gives ±(1 − 2.4e-7), whose g′ ≈ 4.8e-7 moved W[1] at raw-scale inputs)."""
+    one = np.float32(fast_tiny.TANH_ONE)
+    x = np.array([one, -one, 10, -10, 1e4, -1e6, np.inf, -np.inf, 3e38], np.float32)
+    out = np.empty_like(x)
+    _tanh_array(x, out)
+    np.testing.assert_array_equal(out, np.sign(x))
+    below = np.array([np.nextafter(one, np.float32(0))], np.float32)
+    _tanh_array(below, below_out := np.empty_like(below))
+    assert below_out[0] < 1 and np.float32(np.tanh(np.float64(below[0]))) < 1
+    with np.errstate(over="ignore"):  # 2 · 3e38 is inf: σ(inf) = 1
+        _sigmoid_array(2 * x, out)
+    np.testing.assert_array_equal(out, (x > 0).astype(np.float32))
+    nan = np.array([np.nan], np.float32)
+    _tanh_array(nan, nan_out := np.empty_like(nan))
+    assert np.isnan(nan_out[0])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("hidden", [3, 8])  # _tiny4_epoch, _tiny_epoch
+def test_raw_scale_inputs_train_the_same_on_both_backends_in_float32(activation, hidden):
+    """Inputs of magnitude 1e4 to 1e6 saturate every hidden unit: the tiny kernels' epochs end where
+    the NumPy backend's do (they ended far apart while the float32 tanh stopped at 1 − 2.4e-7)."""
+    from fastbp import MLP
+    from fastbp._dispatch import select_epoch
+    from fastbp.activations import get_activation
+    from fastbp.losses import OUT_SIGMOID
+    from fastbp.testing import tolerance
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(64, 3)) * 10.0 ** rng.integers(4, 7, size=(64, 1))
+    Y = (rng.random((64, 1)) > 0.5).astype(float)
+    expected = "_tiny4_epoch" if hidden <= 4 else "_tiny_epoch"
+    assert select_epoch((3, hidden, 1), 1, OUT_SIGMOID, get_activation(activation).code) == expected
+    nets = {b: MLP([3, hidden, 1], activation=activation, dtype=np.float32, seed=1) for b in ("numba", "numpy")}
+    losses = {b: net.fit(X, Y, epochs=3, learning_rate=0.05, backend=b).loss for b, net in nets.items()}
+    np.testing.assert_allclose(nets["numba"].params, nets["numpy"].params, **tolerance(np.float32))
+    np.testing.assert_allclose(losses["numba"], losses["numpy"], **tolerance(np.float32))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the NumPy reference overflowing on its way
+@pytest.mark.parametrize("scale", [1e20, 1e25, 1e35])
+@pytest.mark.parametrize("hidden", [3, 8])
+def test_huge_relu_inputs_diverge_at_the_same_batch_on_both_backends(scale, hidden):
+    """Inputs so large that the tiny kernels' Gram term xᵀx' would overflow run ``_sgd_epoch``
+    instead (:func:`fastbp._dispatch.tiny_inputs_safe`): the divergence the reference reports is
+    reported at the same epoch and batch (the tiny kernels ended such epochs without one).  (Unshuffled:
+    at the overflow edge a step's float32 sum can overflow in one summation order and not in another,
+    BLAS's and the loop's, so a shuffled run may stop one batch apart; that edge is not the tiny kernels'.)"""
+    from fastbp import MLP, DivergenceError
+    from fastbp._dispatch import tiny_inputs_safe
+
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(32, 3)) * scale).astype(np.float32)
+    Y = (rng.random((32, 1)) > 0.5).astype(float)
+    assert not tiny_inputs_safe(X) and tiny_inputs_safe(X / scale * 1e6)
+    where, params = {}, {}
+    for backend in ("numba", "numpy"):
+        net = MLP([3, hidden, 1], activation="relu", dtype=np.float32, seed=1)
+        with pytest.raises(DivergenceError) as info:
+            net.fit(X, Y, epochs=3, learning_rate=0.01, shuffle=False, backend=backend)
+        where[backend], params[backend] = (info.value.epoch, info.value.batch), net.params
+    assert where["numba"] == where["numpy"]
+    np.testing.assert_allclose(params["numba"], params["numpy"], rtol=1e-4)

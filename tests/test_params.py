@@ -21,7 +21,8 @@ def test_views_cover_the_buffer_in_layer_order():
 def test_kernels_work_in_place_on_a_networks_buffer_and_on_copies():
     net = fastbp.MLP([3, 4, 2], seed=0)
     layout = Layout(net.layer_sizes)
-    assert layout.buffer_of(net.weights, net.biases) is net.params
+    found = layout.buffer_of(net.weights, net.biases)  # the network's own buffer (net.params is a view of it)
+    assert found is not None and found.base is None and found.ctypes.data == net.params.ctypes.data
     copies = ([w.copy() for w in net.weights], [b.copy() for b in net.biases])
     assert layout.buffer_of(*copies) is None
     X, Y = np.ones((2, 3)), np.ones((2, 2))

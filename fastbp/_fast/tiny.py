@@ -68,6 +68,11 @@ LANES = 16
 # rational gives ±(1 − 2.4e-7) there), x itself below TANH_TINY: Eigen's and XLA's float32 tanh.
 TANH_CLAMP = 7.90531110763549805
 TANH_TINY = 0.0004
+# From here on the correctly rounded float32 tanh is exactly ±1 (1 − tanh x ≈ 2e^(−2x) < 2^−25),
+# and the kernel returns exactly ±1 (so g′ = 0 and σ = 0 or 1 exactly, as NumPy's): the
+# rational's ±(1 − 2.4e-7) would leave g′ ≈ 4.8e-7, which times raw-scale inputs (|x| ~ 1e4 to
+# 1e6) moved W[1] by O(1) per step where the NumPy backend's saturated units do not move at all.
+TANH_ONE = 9.010913848876953  # the least float32 whose tanh rounds to 1
 _P = (
     4.89352455891786e-03,
     6.37261928875436e-04,
@@ -91,6 +96,7 @@ def _tanh32(x):
     p = ((T(_P[0]) + T(_P[1]) * s) + s2 * (T(_P[2]) + T(_P[3]) * s)) + s4 * ((T(_P[4]) + T(_P[5]) * s) + s2 * T(_P[6]))
     q = (T(_Q[0]) + T(_Q[1]) * s) + s2 * (T(_Q[2]) + T(_Q[3]) * s)
     t = (xc * p) / q
+    t = t if abs(x) < T(TANH_ONE) else (T(1) if x > T(0) else T(-1))  # saturated: exactly ±1
     return t if abs(x) >= T(TANH_TINY) else x  # x below TANH_TINY (keeps −0.0), and NaN
 
 
