@@ -224,11 +224,8 @@ def flush_costs(Zc, Yc, cnt, n_L, out):
         for k in range(n):
             d = np.float64(Zc[k]) - np.float64(Yc[k])
             total += 0.5 * d * d
-    elif out == OUT_EXP:
-        for k in range(n):
-            zk = np.float64(Zc[k])
-            yk = np.float64(Yc[k])
-            total += vexp(zk) - yk * zk + (yk * np.log(yk) - yk if yk > 0.0 else 0.0)
+    elif out == OUT_EXP:  # a sum over elements, like identity's: cost_loop over the whole queue at once
+        total += cost_loop(Zc[:n], Yc[:n], out)
     else:
         raise ValueError("flush_costs: unknown output code")
     return total
