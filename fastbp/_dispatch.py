@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 from numba.core import config as numba_config
 
+from ._blas import one_blas_thread
 from ._plain import BUILTIN, kernels_for
 from .activations import TRAITS, Activation
 from .losses import OUT_IDENTITY, OUT_SIGMOID
@@ -83,16 +84,37 @@ TINY_MAX_GRAM_FRACTION = 2.0**-40
 THREADED_MIN_BATCH = 64
 THREADED_MIN_WEIGHTS = 16384
 
-#: Mini-batches on nets whose W[1] has at least this many weights run, on one thread, in
-#: ``_batch_epoch_tiled`` (the batch as matrices, 4 × 4 register tiles).
+#: Mini-batches of fewer than COLUMNS_MIN_BATCH examples on nets whose W[1] has at least
+#: this many weights run, on one thread, in ``_batch_epoch_tiled`` (the batch as matrices,
+#: 4 × 4 register tiles).
 TILED_MIN_WEIGHTS = 16384
 
 #: The tiled and threaded mini-batch kernels keep a workspace of batch × (n_0 + 3 Σ n_l)
 #: numbers (the packed inputs and every example's Z, A, dZ); batches larger than this
-#: (full-batch training on a large data set) run ``_batch_epoch`` instead, whose workspace
-#: does not grow with the batch, so an epoch's memory stays the data plus a small multiple
-#: of the parameters whatever m is.
+#: (full-batch training on a large data set) run ``_columns_epoch`` instead, whose workspace
+#: is a chunk of at most 256 examples whatever the batch, so an epoch's memory stays the data
+#: plus a small multiple of the parameters whatever m is.
 TILED_MAX_BATCH = 1024
+
+
+#: Mini-batches of at least this many examples run the column kernels (``_columns_epoch``,
+#: ``_columns_epoch_opt``: the batch as matrices, one column per example, SIMD across the
+#: examples), unless the threaded kernel is wanted; batches of 2-3 run the per-example-pass
+#: kernels, which were as fast or faster there (batch 2-4 on 5-16-3, 33-37-3, 64-64-10:
+#: 0.7-1.1x; batch 8: 1.2-5x for the columns).  ``python tools/columns_sweep.py``.
+COLUMNS_MIN_BATCH = 4
+
+#: In the column mini-batch kernels (``_columns_epoch``, ``_columns_epoch_opt``) a layer with
+#: at least this many weights has its matrix products done by BLAS (``np.dot``, on one thread:
+#: :mod:`fastbp._blas`); smaller ones run the kernel's own loops.  Measured with
+#: ``python tools/columns_sweep.py``: the loops win on 2-4-1 and 8-8-1 (BLAS's per-call cost),
+#: BLAS from 16-16-1 up (1.1-1.6x at batches 8-256).
+BLAS_MIN_WEIGHTS = 128
+
+
+def uses_blas(sizes) -> bool:
+    """Whether a column kernel hands some layer of ``sizes`` to BLAS (:data:`BLAS_MIN_WEIGHTS`)."""
+    return any(int(a) * int(b) >= BLAS_MIN_WEIGHTS for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def blocked_batches(sizes, batch_size: int, optimizer: bool = False) -> bool:
@@ -171,6 +193,42 @@ def _tiled(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
     return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
 
 
+def _columns(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+    return _blas_held(sizes, kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit, BLAS_MIN_WEIGHTS)
+
+
+def _columns_opt(
+    kernel, params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale
+):
+    return _blas_held(
+        sizes,
+        kernel,
+        params,
+        sizes,
+        X,
+        Y,
+        order,
+        batch_size,
+        act,
+        out,
+        kind,
+        hyper,
+        state,
+        counter,
+        alpha,
+        cost_scale,
+        BLAS_MIN_WEIGHTS,
+    )
+
+
+def _blas_held(sizes, kernel, *args):
+    """``kernel(*args)``, with BLAS held to one thread if a layer of ``sizes`` runs on it."""
+    if not uses_blas(sizes):
+        return kernel(*args)
+    with one_blas_thread():
+        return kernel(*args)
+
+
 def _with_optimizer(
     kernel, params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale
 ):
@@ -235,6 +293,13 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         call=_tiled,
     ),
     FastEpoch(
+        "_columns_epoch",
+        "fastbp._fast.columns",
+        requires=lambda c: c.batch_size > 1,
+        prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
+        call=_columns,
+    ),
+    FastEpoch(
         "_batch_epoch_tiled",
         "fastbp._fast.tiled",
         requires=_batches_in_workspace,
@@ -246,6 +311,13 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
 
 #: The fast epochs with an optimizer (momentum, Nesterov, Adam, L2), in order of preference.
 FAST_OPTIMIZER_EPOCHS: tuple[FastEpoch, ...] = (
+    FastEpoch(
+        "_columns_epoch_opt",
+        "fastbp._fast.columns",
+        requires=lambda c: c.batch_size > 1,
+        prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
+        call=_columns_opt,
+    ),
     FastEpoch("_batch_epoch_opt", "fastbp._fast.optimizer", requires=lambda c: c.batch_size >= 1, call=_with_optimizer),
 )
 
@@ -462,8 +534,8 @@ def loss_and_gradient(
     if order is None:
         order = np.arange(X.shape[0], dtype=np.int64)
     fast = importlib.import_module("fastbp._fast.fullbatch")._loss_and_gradient_fast
-    blocked = blocked_batches(sizes, X.shape[0], optimizer=True)
-    return fast(params, sizes, X, Y, order, act, out, grad, float(alpha), float(cost_scale), blocked)
+    args = (params, sizes, X, Y, order, act, out, grad, float(alpha), float(cost_scale), BLAS_MIN_WEIGHTS)
+    return _blas_held(sizes, fast, *args)
 
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:

@@ -64,16 +64,18 @@ def _requiring(row):
         ([2, 4, 3, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
         ([32, 32, 1], 1, "sigmoid", None, 1, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-        ([2, 4, 1], 8, "sigmoid", None, 1, "_batch_epoch"),
-        ([64, 256, 2], 8, "sigmoid", None, 1, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
-        ([64, 255, 2], 8, "sigmoid", None, 1, "_batch_epoch"),
+        ([2, 4, 1], 4, "sigmoid", None, 1, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
+        ([2, 4, 1], 3, "sigmoid", None, 1, "_batch_epoch"),
+        ([64, 256, 2], 3, "sigmoid", None, 1, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
+        ([64, 255, 2], 3, "sigmoid", None, 1, "_batch_epoch"),
+        ([64, 256, 2], 8, "sigmoid", None, 1, "_columns_epoch"),
         ([64, 256, 2], 64, "sigmoid", None, 2, "_batch_epoch_threads"),  # two threads, batch ≥ 64
-        ([64, 256, 2], 63, "sigmoid", None, 2, "_batch_epoch_tiled"),
-        ([64, 256, 2], 64, "sigmoid", False, 2, "_batch_epoch_tiled"),
+        ([64, 256, 2], 63, "sigmoid", None, 2, "_columns_epoch"),
+        ([64, 256, 2], 64, "sigmoid", False, 2, "_columns_epoch"),
         ([3, 4, 2], 5, "sigmoid", True, 1, "_batch_epoch_threads"),  # forced on
         ([3, 4, 2], 1, "sigmoid", True, 2, "_tiny_epoch"),  # per-example never threads
-        ([64, 256, 2], 1025, "sigmoid", None, 2, "_batch_epoch"),  # over TILED_MAX_BATCH: bounded memory
-        ([64, 256, 2], 1025, "sigmoid", True, 2, "_batch_epoch"),
+        ([64, 256, 2], 1025, "sigmoid", None, 2, "_columns_epoch"),  # over TILED_MAX_BATCH: chunked
+        ([64, 256, 2], 1025, "sigmoid", True, 2, "_columns_epoch"),
     ],
 )
 def test_select_epoch(sizes, batch_size, out, threads, n_threads, expected):
@@ -88,8 +90,10 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     assert select_epoch([w, 1, 1], 1, 0, ACT_CODES["tanh"]) == "_sgd_epoch_blocked"
     assert select_epoch([w - 1, 1, 1], 1, 0, ACT_CODES["tanh"]) != "_sgd_epoch_blocked"
     assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], 2, 0, ACT_CODES["tanh"]) == "_batch_epoch_tiled"
+    assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+    assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
     big = T.TILED_MAX_BATCH + 1
-    assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], big, 0, ACT_CODES["tanh"], True, 2) == "_batch_epoch"
+    assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], big, 0, ACT_CODES["tanh"], True, 2) == "_columns_epoch"
 
 
 @pytest.mark.parametrize("act", [*HIDDEN_ACTIVATIONS, "custom"])
@@ -111,7 +115,7 @@ def test_every_registered_row_is_selected_somewhere():
     for sizes, bs, out in _grid():
         for threads in (None, True):
             chosen.add(select_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"], threads, 2))
-    chosen.add(select_epoch([64, 256, 2], 8, 0, ACT_CODES["tanh"]))  # the tiled row wants a large W[1]
+    chosen.add(select_epoch([64, 256, 2], 3, 0, ACT_CODES["tanh"]))  # the tiled row: a large W[1], batch < 4
     assert {row.name for row in FAST_EPOCHS} <= chosen
 
 

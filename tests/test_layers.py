@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fastbp"
 LAYERS = {
     "errors": 0,
     "_jit": 0,
+    "_blas": 0,
     "params": 0,
     "vmath": 1,
     "activations": 1,
@@ -41,7 +42,7 @@ LAYERS = {
 }
 
 #: The shared building blocks of the fast package (the only ``_fast`` modules a strategy imports).
-FAST_SHARED = {"_fast", "_fast._common", "_fast._passes"}
+FAST_SHARED = {"_fast", "_fast._common", "_fast._passes", "_fast._columns"}
 
 
 def _module_name(path: Path) -> str:
