@@ -39,6 +39,8 @@ __all__ = [
     "PLAIN",
     "PLAIN_OPTIMIZER",
     "FastEpoch",
+    "forward",
+    "loss",
     "loss_and_gradient",
     "predict",
     "run_epoch",
@@ -538,7 +540,38 @@ def loss_and_gradient(
     return _blas_held(sizes, fast, *args)
 
 
+def _fast_forward(activation: Activation) -> bool:
+    """Whether the column forward kernels (:mod:`fastbp._fast.forward`) run: any built-in
+    activation (nothing is updated, so no trait is needed), not ``NUMBA_DISABLE_JIT=1``."""
+    return not (activation.is_custom or numba_config.DISABLE_JIT)
+
+
+def _forward_kernel(name: str):
+    return getattr(importlib.import_module("fastbp._fast.forward"), name)
+
+
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
-    """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: the plain kernel
-    (one example's workspace; there is no faster forward pass to choose from)."""
-    kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
+    """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: the column forward pass
+    :func:`fastbp._fast.forward._predict_fast` for a built-in activation, else the plain kernel
+    (one example at a time)."""
+    if not _fast_forward(activation):
+        kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
+        return
+    _blas_held(sizes, _forward_kernel("_predict_fast"), params, sizes, X, activation.code, out, AL, BLAS_MIN_WEIGHTS)
+
+
+def forward(params, sizes, X, activation: Activation, out: int, Z, A) -> None:
+    """Z[l], A[l] of every layer for every row of X into ``Z``, ``A`` (m × n_units), on checked
+    inputs: :func:`fastbp._fast.forward._forward_fast` or the plain kernel, as :func:`predict`."""
+    if not _fast_forward(activation):
+        kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
+        return
+    _blas_held(sizes, _forward_kernel("_forward_fast"), params, sizes, X, activation.code, out, Z, A, BLAS_MIN_WEIGHTS)
+
+
+def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
+    """J, the mean cost over the rows of X, on checked inputs: :func:`fastbp._fast.forward._loss_fast`
+    or the plain kernel, as :func:`predict`."""
+    if not _fast_forward(activation):
+        return kernels_for(activation)._loss_batch(params, sizes, X, Y, activation.code, out)
+    return _blas_held(sizes, _forward_kernel("_loss_fast"), params, sizes, X, Y, activation.code, out, BLAS_MIN_WEIGHTS)

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from . import _dispatch
 from . import _validation as v
 from ._dispatch import run_epoch
 from ._plain import BUILTIN, kernels_for
@@ -78,7 +79,7 @@ def forward(weights, biases, X, activation="tanh", output="sigmoid"):
     X = p.X(X)
     Z = np.empty((X.shape[0], p.layout.n_units), p.dtype)
     A = np.empty_like(Z)
-    p.k._forward_batch(p.params, p.layout.sizes, X, p.act, p.out, Z, A)
+    _dispatch.forward(p.params, p.layout.sizes, X, p.activation, p.out, Z, A)
     return p.layout.unit_views(Z), p.layout.unit_views(A)
 
 
@@ -87,7 +88,7 @@ def predict(weights, biases, X, activation="tanh", output="sigmoid"):
     p = _Problem(weights, biases, activation, output)
     X = p.X(X)
     AL = np.empty((X.shape[0], p.sizes[-1]), p.dtype)
-    p.k._output_batch(p.params, p.layout.sizes, X, p.act, p.out, AL)
+    _dispatch.predict(p.params, p.layout.sizes, X, p.activation, p.out, AL)
     return AL
 
 
@@ -117,7 +118,7 @@ def gradients(weights, biases, X, Y, activation="tanh", output="sigmoid"):
     X = p.X(X)
     Y = p.Y(Y, X.shape[0])
     grad = np.empty(p.layout.n_params, p.dtype)
-    p.k._gradients_batch(p.params, p.layout.sizes, X, Y, p.act, p.out, grad)
+    _dispatch.loss_and_gradient(p.params, p.layout.sizes, X, Y, p.activation, p.out, grad, 0.0, 1.0)
     return p.layout.views(grad)
 
 
@@ -126,7 +127,7 @@ def loss(weights, biases, X, Y, activation="tanh", output="sigmoid") -> float:
     p = _Problem(weights, biases, activation, output)
     X = p.X(X)
     Y = p.Y(Y, X.shape[0])
-    return float(p.k._loss_batch(p.params, p.layout.sizes, X, Y, p.act, p.out))
+    return float(_dispatch.loss(p.params, p.layout.sizes, X, Y, p.activation, p.out))
 
 
 def update(weights, biases, dW, db, learning_rate) -> None:

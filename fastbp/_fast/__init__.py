@@ -18,11 +18,17 @@ module             kernel                                 strategy
 ``tiled``          ``_batch_epoch_tiled``,                mini-batches as matrices (4 × 4
                    ``_batch_epoch_threads``               register tiles), one or more threads
 ``optimizer``      ``_batch_epoch_opt``                   mini-batches with momentum, Adam, L2
+``columns``        ``_columns_epoch``,                    mini-batches as column matrices (SIMD
+                   ``_columns_epoch_opt``                 across the examples; BLAS for wide
+                                                          layers), without and with optimizers
+``fullbatch``      ``_loss_and_gradient_fast``            scikit-learn's full-batch objective
+                                                          (``solver="lbfgs"``), by the columns
 =================  =====================================  ====================================
 
 Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast
 epochs, with each kernel's preconditions, and the pure :func:`fastbp._dispatch.select_epoch`).
-Strategy modules import only the shared building blocks (:mod:`._common`, :mod:`._passes`),
+Strategy modules import only the shared building blocks (:mod:`._common`, :mod:`._passes`,
+:mod:`._columns`),
 never each other, and never :mod:`fastbp._plain`.
 
 **The argument vocabulary** (every kernel takes its arguments in this order, under these names):

@@ -54,13 +54,13 @@ PAD = 16
 
 
 @jit_inner
-def _columns_workspace(params, sizes, u_off, batch_size):
+def _columns_workspace(params, sizes, u_off, batch_size, copy_x):
     """The workspaces of :func:`_columns_gradient`: ``(XT, YT, Z, A, D, col, gtmp)``, flat:
-    room for Xᵀ (n_0 × c), Yᵀ (n_L × c), Z, A, dZ of every unit (layer l's block
-    n_l × c from element u_off[l−1]·c), one example's column (2 × n_L) for a softmax
-    output, and the largest W[l] (a chunk's dW[l] before it is added); c =
-    min(batch_size, :data:`CHUNK`).  A chunk of nc ≤ c examples views each block as a
-    C-contiguous n × nc matrix (:func:`_block`)."""
+    room for Xᵀ (n_0 × c; none if not ``copy_x``), Yᵀ (n_L × c), Z, A, dZ of every unit
+    (layer l's block n_l × c from element u_off[l−1]·c), one example's column (2 × n_L) for
+    a softmax output, and the largest W[l] (a chunk's dW[l] before it is added); c =
+    min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD`.  A chunk of nc ≤ c examples
+    views each block as a C-contiguous n × nc matrix (:func:`_block`)."""
     L = sizes.shape[0] - 1
     n_units = u_off[L - 1] + sizes[L]
     c = (min(batch_size, CHUNK) + PAD - 1) // PAD * PAD
@@ -68,7 +68,7 @@ def _columns_workspace(params, sizes, u_off, batch_size):
     for l in range(L):
         w_max = max(w_max, sizes[l] * sizes[l + 1])
     return (
-        np.zeros(sizes[0] * c, params.dtype),
+        np.zeros(sizes[0] * c if copy_x else 0, params.dtype),
         np.zeros(sizes[L] * c, params.dtype),
         np.zeros(n_units * c, params.dtype),
         np.zeros(n_units * c, params.dtype),
@@ -76,6 +76,20 @@ def _columns_workspace(params, sizes, u_off, batch_size):
         np.zeros(2 * sizes[L], params.dtype),
         np.zeros(w_max, params.dtype),
     )
+
+
+@jit_inline
+def _copies_inputs(sizes, order, blas_min):
+    """Whether the column kernels copy the batch's rows of X into their workspace: always for
+    a first layer on the loops (they read Xᵀ); for one on BLAS only if ``order`` is not the
+    rows as stored, 0, 1, 2, … (BLAS then reads X's own rows: no copy, no workspace; the
+    estimators' sparse path hands over each densified batch that way)."""
+    if sizes[0] * sizes[1] < blas_min:
+        return True
+    for i in range(order.shape[0]):
+        if order[i] != i:
+            return True
+    return False
 
 
 # inlined: the caller's views of the borrowed workspace then carry no reference counting
@@ -268,6 +282,23 @@ def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col):
 
 
 @jit_inline
+def _output_only(Zl, Al, n_L, nc, out, col):
+    """A[L] = out(Z[L]) over a chunk (no targets, no cost): rowwise for the elementwise outputs,
+    one column at a time for softmax."""
+    if out == OUT_SOFTMAX:
+        zc = col[:n_L]
+        for t in range(nc):
+            for j in range(n_L):
+                zc[j] = Zl[j, t]
+            output_loop(zc, zc, out)
+            for j in range(n_L):
+                Al[j, t] = zc[j]
+    else:
+        for j in range(n_L):
+            output_loop(Zl[j], Al[j], out)
+
+
+@jit_inline
 def _gather_rows(M, order, t0, nc, Mr):
     """Mr[t] = M[order[t0 + t]] for the chunk's ``nc`` examples (a row copy per example)."""
     n = M.shape[1]
@@ -302,6 +333,68 @@ def _dw_blas(grad, gtmp, wo, n_in, n_out, Dl, AinT, first):
             G[p] += gtmp[p]
 
 
+@jit_inline
+def _padding(sizes, blas_min):
+    """Columns per chunk are padded to a multiple of this: :data:`PAD` if every layer runs the
+    loops, else 1 (BLAS would multiply the padding too)."""
+    pad = PAD
+    for l in range(sizes.shape[0] - 1):
+        if sizes[l] * sizes[l + 1] >= blas_min:
+            pad = 1
+    return pad
+
+
+@jit_inline
+def _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf):
+    """The chunk's inputs, ``(XT, Xr)``: for a first layer on the loops, Xᵀ (n_0 × nc) gathered
+    into ``XTf`` (the padding columns zero); for one on BLAS, the rows X_b (nc × n_0): X's own
+    rows if ``XTf`` is empty (the caller's ``order`` is the rows as stored), else gathered into
+    it.  The view not used aliases the other."""
+    n0 = X.shape[1]
+    if blas_first and XTf.shape[0] == 0:
+        Xr = _matrix_view(X, order[t0] * n0, nc, n0)
+        return Xr, Xr
+    XT = _block(XTf, 0, c, n0, nc)
+    Xr = _matrix_view(XTf, 0, nc, n0)
+    if blas_first:
+        _gather_rows(X, order, t0, nr, Xr)
+    else:
+        _gather_columns(X, order, t0, nr, XT)
+    return XT, Xr
+
+
+@jit_inline
+def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af):
+    """The forward pass of a chunk from its inputs (:func:`_chunk_inputs`): Z[l] = W[l] A[l−1]
+    + b[l] and A[l] = g(Z[l]) for the hidden layers, and Z[L] (the caller applies the output
+    layer)."""
+    L = sizes.shape[0] - 1
+    n0 = sizes[0]
+    n1 = sizes[1]
+    Z1 = _block(Zf, 0, c, n1, nc)
+    if n0 * n1 >= blas_min:
+        np.dot(_matrix_view(params, 0, n1, n0), Xr.T, Z1)
+        _add_bias_rows(params, b_off[0], n1, Z1, nc)
+    else:
+        _affine_rows(params, 0, b_off[0], n0, n1, XT, Z1, nc)
+    for l in range(L):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        uo = u_off[l]
+        Zl = _block(Zf, uo, c, n_out, nc)
+        if l > 0:
+            Ain = _block(Af, u_off[l - 1], c, n_in, nc)
+            if n_in * n_out >= blas_min:
+                np.dot(_matrix_view(params, w_off[l], n_out, n_in), Ain, Zl)
+                _add_bias_rows(params, b_off[l], n_out, Zl, nc)
+            else:
+                _affine_rows(params, w_off[l], b_off[l], n_in, n_out, Ain, Zl, nc)
+        if l < L - 1:
+            Al = _block(Af, uo, c, n_out, nc)
+            for j in range(n_out):
+                activate_loop(Zl[j], Al[j], nc, act)
+
+
 @jit_inner
 def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, blas_min):
     """grad = the *summed* gradient of the costs of the examples ``order[start:stop]``
@@ -320,46 +413,18 @@ def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, sta
     n0 = sizes[0]
     n1 = sizes[1]
     n_L = sizes[L]
-    c = XTf.shape[0] // n0
+    c = Zf.shape[0] // (u_off[L - 1] + n_L)
     blas_first = n0 * n1 >= blas_min
-    pad = PAD
-    for l in range(L):
-        if sizes[l] * sizes[l + 1] >= blas_min:
-            pad = 1
+    pad = _padding(sizes, blas_min)
     total = 0.0
     for t0 in range(start, stop, c):
         nr = min(c, stop - t0)  # the chunk's examples; nc ≥ nr columns with the padding
         nc = (nr + pad - 1) // pad * pad
         first = t0 == start
-        XT = _block(XTf, 0, c, n0, nc)  # Xᵀ (n_0 × nc), the loops' layout
-        Xr = _matrix_view(XTf, 0, nc, n0)  # X_b (nc × n_0), BLAS's (the same memory)
+        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf)
         YT = _block(YTf, 0, c, n_L, nc)
         _gather_columns(Y, order, t0, nr, YT)
-        # ---- forward: Z[l] = W[l] A[l−1] + b[l], A[l] = g(Z[l])
-        Z1 = _block(Zf, 0, c, n1, nc)
-        if blas_first:
-            _gather_rows(X, order, t0, nr, Xr)
-            np.dot(_matrix_view(params, 0, n1, n0), Xr.T, Z1)
-            _add_bias_rows(params, b_off[0], n1, Z1, nc)
-        else:
-            _gather_columns(X, order, t0, nr, XT)
-            _affine_rows(params, 0, b_off[0], n0, n1, XT, Z1, nc)
-        for l in range(L):
-            n_in = sizes[l]
-            n_out = sizes[l + 1]
-            uo = u_off[l]
-            Zl = _block(Zf, uo, c, n_out, nc)
-            if l > 0:
-                Ain = _block(Af, u_off[l - 1], c, n_in, nc)
-                if n_in * n_out >= blas_min:
-                    np.dot(_matrix_view(params, w_off[l], n_out, n_in), Ain, Zl)
-                    _add_bias_rows(params, b_off[l], n_out, Zl, nc)
-                else:
-                    _affine_rows(params, w_off[l], b_off[l], n_in, n_out, Ain, Zl, nc)
-            if l < L - 1:
-                Al = _block(Af, uo, c, n_out, nc)
-                for j in range(n_out):
-                    activate_loop(Zl[j], Al[j], nc, act)
+        _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af)
         # ---- the cost and dZ[L] = A[L] − Yᵀ
         top = u_off[L - 1]
         total += _output_rows(

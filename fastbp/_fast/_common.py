@@ -53,8 +53,9 @@ def _borrowed(typingctx, arr):
 
 @intrinsic
 def _matrix_view(typingctx, flat, start, n, nc):
-    """Elements ``start … start + n·nc`` of the 1-D C-contiguous ``flat`` as a C-contiguous
-    n × nc matrix, borrowed like :func:`_borrowed` (no owner, no reference counting).
+    """Elements ``start … start + n·nc`` of the C-contiguous ``flat`` (1-D, or 2-D read as its
+    elements in order) as a C-contiguous n × nc matrix, borrowed like :func:`_borrowed` (no
+    owner, no reference counting).
 
     What ``flat[start : start + n * nc].reshape((n, nc))`` gives, without its cost: Numba's
     reshape runs a general stride search per call, which at a few dozen views per batch
@@ -62,7 +63,7 @@ def _matrix_view(typingctx, flat, start, n, nc):
     2-4-1 at batch 8).  The caller keeps ``start + n·nc ≤ len(flat)``."""
     from numba.core import types as nbtypes
 
-    if not (isinstance(flat, nbtypes.Array) and flat.ndim == 1 and flat.layout == "C"):
+    if not (isinstance(flat, nbtypes.Array) and flat.ndim in (1, 2) and flat.layout == "C"):
         return None
     ret = nbtypes.Array(flat.dtype, 2, "C")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._jit import jit_vec
 from ..steps import _add_l2, _optimizer_step
-from ._columns import _borrow_workspace, _columns_gradient, _columns_workspace
+from ._columns import _borrow_workspace, _columns_gradient, _columns_workspace, _copies_inputs
 from ._common import _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
 
 
@@ -30,7 +30,7 @@ def _columns_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, 
     of the batch whose step the bound could not prove safe, not applied)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
     L = sizes.shape[0] - 1
-    ws_own = _columns_workspace(params, sizes, u_off, batch_size)
+    ws_own = _columns_workspace(params, sizes, u_off, batch_size, _copies_inputs(sizes, order, blas_min))
     ws = _borrow_workspace(ws_own)
     grad_own = np.zeros_like(params)
     grad = _borrowed(grad_own)
@@ -83,7 +83,7 @@ def _columns_epoch_opt(
     batch whose loss, new parameters or new optimizer state would not be finite (that
     step is not applied; the epoch stops there: the step kernels check it exactly)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
-    ws_own = _columns_workspace(params, sizes, u_off, batch_size)
+    ws_own = _columns_workspace(params, sizes, u_off, batch_size, _copies_inputs(sizes, order, blas_min))
     ws = _borrow_workspace(ws_own)
     grad_own = np.zeros_like(params)
     grad = _borrowed(grad_own)

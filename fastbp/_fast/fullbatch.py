@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .._jit import jit_vec
 from ..steps import _add_l2
-from ._columns import _borrow_workspace, _columns_gradient, _columns_workspace
+from ._columns import _borrow_workspace, _columns_gradient, _columns_workspace, _copies_inputs
 from ._common import _alive, _borrow_epoch
 
 
@@ -28,7 +28,7 @@ def _loss_and_gradient_fast(params, sizes, X, Y, order, act, out, grad, alpha, c
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
     T = params.dtype.type
     m = order.shape[0]
-    ws_own = _columns_workspace(params, sizes, u_off, m)
+    ws_own = _columns_workspace(params, sizes, u_off, m, _copies_inputs(sizes, order, blas_min))
     ws = _borrow_workspace(ws_own)
     cost = _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, 0, m, act, out, ws, blas_min)
     scale = T(1) / T(m)

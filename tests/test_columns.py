@@ -1,0 +1,123 @@
+"""The column mini-batch kernels (fastbp._fast.columns): both of their paths (their own loops and
+BLAS) against the plain kernel, chunked batches, the padding of short batches, and the same bits
+whatever BLAS's thread count (the dispatcher holds BLAS to one thread).  The dispatcher's grid
+(tests/test_dispatch.py) covers them again as it selects them."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastbp import _dispatch
+from fastbp._blas import one_blas_thread
+from fastbp._fast._common import _matrix_view
+from fastbp._plain import BUILTIN
+from fastbp.activations import NAMES as ACT_CODES
+from fastbp.losses import NAMES as OUT_CODES
+from fastbp.optimizers import Adam
+from fastbp.params import Layout
+from fastbp.testing import assert_agree, make_problem
+
+#: blas_min of the kernels: every layer on the loops, every layer on BLAS, as dispatched.
+PATHS = {"loops": 1 << 62, "blas": 0, "dispatched": _dispatch.BLAS_MIN_WEIGHTS}
+
+#: Widths of 1, odd widths (the loops' two-row steps), depth 1 to 3, every output.
+CASES = [
+    ([3, 1], "identity"),
+    ([2, 4, 1], "sigmoid"),
+    ([5, 3, 7, 2], "softmax"),
+    ([3, 1, 4], "exp"),
+    ([17, 9, 3], "softmax"),
+]
+
+
+def _setup(sizes, out, dtype, m, bs, act="tanh"):
+    prob = make_problem(sizes, dtype=dtype, activation=act, output=out, m=m, batch_size=bs, seed=3, learning_rate=0.05)
+    lay = Layout(sizes)
+    p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
+    if out == "exp":  # Poisson targets are counts
+        prob = dataclasses.replace(prob, Y=np.abs(np.round(prob.Y * 3)).astype(dtype))
+    return prob, lay, p0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("bs", [4, 8, 17, 300, 700])
+def test_columns_epoch_agrees_with_plain(path, bs, dtype):
+    """Batches shorter than the padding, not a multiple of it, one chunk and several chunks
+    (CHUNK = 256: batch 300 and 700), m not a multiple of the batch."""
+    kernel = _dispatch._ROWS["_columns_epoch"].kernel()
+    for sizes, out in CASES:
+        prob, lay, p0 = _setup(sizes, out, dtype, 701, bs)
+        order = np.asarray(prob.order, dtype=np.int64)
+        lr = np.dtype(dtype).type(prob.learning_rate)
+        p_fast, p_plain = p0.copy(), p0.copy()
+        with one_blas_thread():
+            total, resume = kernel(
+                p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], 1e30, PATHS[path]
+            )
+        J, failed = BUILTIN._train_epoch(
+            p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out]
+        )
+        assert resume == failed == -1
+        assert_agree((total / 701, p_fast), (J, p_plain), dtype, f"{sizes} {out} batch {bs} {path}")
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_columns_optimizer_epoch_agrees_with_plain(path):
+    kernel = _dispatch._ROWS["_columns_epoch_opt"].kernel()
+    for sizes, out in CASES:
+        prob, lay, p0 = _setup(sizes, out, np.float64, 301, 32)
+        results = []
+        for run in ("fast", "plain"):
+            opt = Adam(0.01, alpha=0.01)
+            opt.bind(lay.sizes, np.float64)
+            p = p0.copy()
+            args = (p, lay.sizes, prob.X, prob.Y, np.arange(301), 32, ACT_CODES["relu"], OUT_CODES[out], opt.kind)
+            tail = (opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0)
+            if run == "fast":
+                with one_blas_thread():
+                    res = kernel(*args, *tail, PATHS[path])
+            else:
+                res = BUILTIN._train_epoch_opt(*args, *tail)
+            results.append((res, p, opt.state))
+        assert results[0][0][1] == results[1][0][1] == -1
+        assert_agree(results[0], results[1], np.float64, f"{sizes} {out} {path}")
+
+
+def test_matrix_view_is_the_reshape_it_replaces():
+    flat = np.arange(40.0)
+
+    @njit
+    def take(a, start, n, nc):
+        return _matrix_view(a, start, n, nc).copy()
+
+    np.testing.assert_array_equal(take(flat, 6, 3, 5), flat[6:21].reshape(3, 5))
+
+
+def _tool(name):
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_same_bits_for_any_blas_thread_count():
+    """Fresh processes with OPENBLAS_NUM_THREADS 1 and 2 (products big enough for OpenBLAS to
+    split them): the dispatcher's hold gives the same parameters bit for bit."""
+    tool = _tool("blas_threads")
+    assert tool.fingerprint("200-64-3", 1, held=True) == tool.fingerprint("200-64-3", 2, held=True)
+
+
+def test_columns_sweep_prints_a_row_per_batch(capsys):
+    """tools/columns_sweep.py runs (a smoke run: no time asserted)."""
+    _tool("columns_sweep").main(
+        ["--nets", "2-4-1", "--dtypes", "float32", "--batches", "8", "--repeats", "1", "--examples", "64"]
+    )
+    assert "2-4-1 float32 batch    8" in capsys.readouterr().out

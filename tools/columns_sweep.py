@@ -1,0 +1,113 @@
+"""Mini-batch speed against the per-example path, and the column kernels' thresholds.
+
+For each net, dtype and batch size: examples/s of one epoch of the dispatcher's per-example
+epoch (batch 1) and of the column kernel ``_columns_epoch`` three ways (its loops only, BLAS
+for every layer, and as dispatched: BLAS from ``BLAS_MIN_WEIGHTS``), and of the per-example-pass
+batch kernel ``_batch_epoch`` it replaced; the last column is the dispatched column kernel
+over the per-example path (issue 12's goal 1: at least 1).  Best of ``--repeats`` epochs,
+tanh hidden units, σ output (softmax for several outputs).  Pin it to one core::
+
+    taskset -c 1 python tools/columns_sweep.py
+    taskset -c 1 python tools/columns_sweep.py --nets 2-4-1 16-16-1 --batches 4 8 --dtypes float32
+
+It re-measures the thresholds ``COLUMNS_MIN_BATCH`` and ``BLAS_MIN_WEIGHTS`` of
+:mod:`fastbp._dispatch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from fastbp import _dispatch
+from fastbp._blas import one_blas_thread
+from fastbp._dispatch import run_epoch
+from fastbp.activations import get_activation
+from fastbp.losses import OUT_SIGMOID, OUT_SOFTMAX
+from fastbp.params import Layout
+from fastbp.testing import make_problem
+
+NETS = ("2-4-1", "8-8-1", "16-16-1", "64-32-1", "64-64-10", "784-128-10", "256-256-10")
+BATCHES = (4, 8, 32, 128, 256, 1024)
+
+
+def _problem(net: str, dtype, m: int):
+    sizes = [int(n) for n in net.split("-")]
+    out = "sigmoid" if sizes[-1] == 1 else "softmax"
+    prob = make_problem(sizes, dtype=dtype, output=out, m=m, seed=0, learning_rate=0.01)
+    lay = Layout(sizes)
+    p0 = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
+    order = np.random.default_rng(0).permutation(m).astype(np.int64)
+    return p0, lay.sizes, prob.X, prob.Y, order, OUT_SIGMOID if out == "sigmoid" else OUT_SOFTMAX
+
+
+def _rate(run, p0, m: int, repeats: int) -> float:
+    run(p0.copy())  # compile, warm
+    best = np.inf
+    for _ in range(repeats):
+        p = p0.copy()
+        t = time.perf_counter()
+        run(p)
+        best = min(best, time.perf_counter() - t)
+    return m / best
+
+
+def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None) -> list[dict]:
+    """One row per batch size: examples/s of each way (see the module docstring)."""
+    sizes = [int(n) for n in net.split("-")]
+    flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    m = m or max(2_000, min(100_000, int(2e8 / (6 * flops))))
+    p0, s, X, Y, order, out = _problem(net, dtype, m)
+    act = get_activation("tanh")
+    lr = np.dtype(dtype).type(0.01)
+    limit = float(np.finfo(dtype).max) / 4
+    columns = _dispatch._ROWS["_columns_epoch"].kernel()
+    one = _rate(lambda p: run_epoch(p, s, X, Y, order, 1, lr, act, out, threads=False), p0, m, repeats)
+    rows = []
+    for bs in batch_sizes:
+
+        def col(blas_min, bs=bs):
+            def run(p):
+                with one_blas_thread():
+                    columns(p, s, X, Y, order, bs, lr, act.code, out, limit, blas_min)
+
+            return run
+
+        r = {"net": net, "dtype": np.dtype(dtype).name, "batch": bs, "per_example": one}
+        r["loops"] = _rate(col(1 << 62), p0, m, repeats)
+        r["blas"] = _rate(col(0), p0, m, repeats)
+        r["columns"] = _rate(col(_dispatch.BLAS_MIN_WEIGHTS), p0, m, repeats)
+        r["batch_epoch"] = _rate(
+            lambda p, bs=bs: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False, epoch="_batch_epoch"),
+            p0,
+            m,
+            repeats,
+        )
+        rows.append(r)
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nets", nargs="+", default=list(NETS))
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    ap.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--examples", type=int, default=None, help="examples per epoch (default: ~2e8 flops)")
+    args = ap.parse_args(argv)
+    print("examples/s, one epoch, best of", args.repeats, "| columns: as dispatched | ratio: columns / per-example")
+    for net in args.nets:
+        for dt in args.dtypes:
+            for r in measure(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
+                print(
+                    f"{net:>11} {dt:>7} batch {r['batch']:>4} | per-example {r['per_example']:>12,.0f} | "
+                    f"loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | columns {r['columns']:>12,.0f} | "
+                    f"_batch_epoch {r['batch_epoch']:>12,.0f} | ratio {r['columns'] / r['per_example']:5.2f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
