@@ -28,6 +28,8 @@ SUBSET=(
     --bench "TrainEpoch.time_train_epoch\('64-32-1', 'float32'"
     --bench "Throughput.track_.*\('2-4-1', 'float64', '(numba|numpy)', '(1|full)'\)"
     --bench "SpeedUp.track_numba_over_numpy\('2-4-1', 'float64', '32'\)"
+    --bench "MiniBatch.time_train_epoch\('64-32-1', 'float32', 'numba', '(8|1024)'\)"
+    --bench "MiniBatchRatios.track_.*\('2-4-1', 'float64', '32'\)"
     --bench "Forward.time_.*\('64-64-10', 'float32'"
     --bench "Memory.peakmem_.*\(2000, "
     --bench "TrainEpochThreaded.time_train_epoch\('784-128-10', 'float32', '64'"

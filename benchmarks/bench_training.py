@@ -2,7 +2,8 @@
 
 Parameters (``param_names``): network ``size`` (see :data:`common.SIZES`), ``dtype``,
 ``backend`` (``numba`` kernels or ``numpy`` reference) and ``batch`` (examples per
-update: 1 is per-example SGD, ``full`` the whole epoch).  Every ``setup`` fixes one
+update: 1 is per-example SGD, ``full`` the whole epoch; the mini-batch classes
+:class:`MiniBatch` and :class:`MiniBatchRatios` take 8, 32, 256 and 1024).  Every ``setup`` fixes one
 Numba thread and one BLAS thread and warms the JIT on a small input first, so no
 ``time_*`` includes compile time (that is measured apart, in :mod:`bench_startup`) and
 none depends on how many cores happen to be free.  The threaded mini-batch kernel is
@@ -18,6 +19,8 @@ from .common import (
     BACKENDS,
     BATCHES,
     DTYPES,
+    M_MINI,
+    MINI_BATCHES,
     SIZES,
     TIMING,
     TIMING_WALL,
@@ -93,6 +96,70 @@ class SpeedUp:
         return best["numpy"] / best["numba"]
 
     track_numba_over_numpy.unit = "ratio"
+
+
+class MiniBatch:
+    """One epoch of mini-batches, at batch 8, 32, 256 and 1024 (:data:`common.MINI_BATCHES`), on every net,
+    of ``M_MINI[size]`` examples: the cells of issue 12's goals 1-4.
+
+    Threads fixed in ``setup`` (:func:`common.fix_threads` through :func:`common.warm`): one Numba
+    thread and one BLAS thread (NumPy's and SciPy's OpenBLAS, the one a kernel's ``np.dot`` calls), so
+    the numba and numpy cells compare one core with one core; the threaded kernel's two-thread cells
+    are :class:`TrainEpochThreaded`'s.  An untimed epoch of the very problem first, so a kernel the
+    dispatcher picks only for this batch size is compiled before any sample.
+    """
+
+    params = (list(SIZES), list(DTYPES), list(BACKENDS), list(MINI_BATCHES))
+    param_names = ["size", "dtype", "backend", "batch"]
+    locals().update(TIMING)
+
+    def setup(self, size, dtype, backend, batch):
+        warm(size, dtype)
+        self.p = problem(size, dtype, m=M_MINI[size], batch=batch)
+        train_once(backend, self.p, *self.p.copy_params())
+        self.W, self.b = self.p.copy_params()
+
+    def time_train_epoch(self, size, dtype, backend, batch):
+        train_once(backend, self.p, self.W, self.b)
+
+
+class MiniBatchRatios:
+    """The mini-batch goals as ratios measured in one process, interleaved, best of 5 (a busy neighbour
+    slows both sides alike), one Numba and one BLAS thread:
+
+    * ``track_numba_over_numpy``: the NumPy reference's epoch time over the numba kernels' (goal 4: ≥ 1);
+    * ``track_batch_over_per_example``: the examples/s of this batch size over per-example SGD's on
+      the same net and data (goal 1, "never slower with bigger batches": ≥ 1).
+    """
+
+    params = (list(SIZES), list(DTYPES), list(MINI_BATCHES))
+    param_names = ["size", "dtype", "batch"]
+
+    def setup(self, size, dtype, batch):
+        warm(size, dtype)
+        self.p = problem(size, dtype, m=M_MINI[size], batch=batch)
+        self.per_example = problem(size, dtype, m=M_MINI[size], batch="1")
+        self.params_of = {
+            key: p.copy_params() for key, p in (("numba", self.p), ("numpy", self.p), ("numba-1", self.per_example))
+        }
+        for p in (self.p, self.per_example):  # compile (or load) outside the timing
+            train_once("numba", p, *p.copy_params())
+
+    def _epochs(self, *keys):
+        where = {"numba": ("numba", self.p), "numpy": ("numpy", self.p), "numba-1": ("numba", self.per_example)}
+        return {key: partial(train_once, *where[key], *self.params_of[key]) for key in keys}
+
+    def track_numba_over_numpy(self, size, dtype, batch):
+        best = interleaved_best_seconds(self._epochs("numba", "numpy"), 5)
+        return best["numpy"] / best["numba"]
+
+    track_numba_over_numpy.unit = "ratio"
+
+    def track_batch_over_per_example(self, size, dtype, batch):
+        best = interleaved_best_seconds(self._epochs("numba", "numba-1"), 5)
+        return best["numba-1"] / best["numba"]  # same m: the ratio of the examples/s
+
+    track_batch_over_per_example.unit = "ratio"
 
 
 #: The nets and batches the threaded kernel takes (W[1] of at least 16,384 weights, batches of 64 or more).

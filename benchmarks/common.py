@@ -100,6 +100,19 @@ M: dict[str, int] = {
 #: Training modes: examples per update ("full" = the whole epoch in one batch).
 BATCHES: dict[str, int | None] = {"1": 1, "32": 32, "256": 256, "full": None}
 
+#: The mini-batch sizes issue 12's goals are stated at (:class:`bench_training.MiniBatch`).
+MINI_BATCHES: tuple[str, ...] = ("8", "32", "256", "1024")
+
+#: Examples per epoch of the mini-batch benchmarks: at least two batches of 1024 on every net, and a
+#: numba epoch of a few ms to ~20 ms on one core (the NumPy reference at batch 8 takes ~5-10x that).
+M_MINI: dict[str, int] = {
+    "2-4-1": 16384,
+    "64-32-1": 8192,
+    "64-64-10": 4096,
+    "784-128-10": 2048,
+    "256-256-10": 2048,
+}
+
 DTYPES = ("float64", "float32")
 BACKENDS: dict[str, object] = {"numba": kernels, "numpy": reference}
 

@@ -20,8 +20,16 @@ Systems (peers are optional; a missing one is a skipped column with a note):
 * ``sklearn``: ``MLPClassifier(solver="sgd", momentum=0, alpha=0, shuffle=False)``, one
   ``partial_fit`` per epoch
 
+Epochs: time-based by default.  Each system is probed on a short epoch (1,024 examples, 512 on
+networks over 10⁵ flops per example) and then timed on an epoch of about ``--epoch-seconds``
+(0.3 s) of its own training, so that a fixed cost per call (JAX's ~50 µs per jitted call) is a small
+part of the time; ``--examples N`` gives every system the same N instead.
+
 Threads: one for every system, set explicitly (numba's thread count, BLAS through
-threadpoolctl, ``torch.set_num_threads(1)``, ``XLA_FLAGS``); the run reports them.
+threadpoolctl, ``torch.set_num_threads(1)``, ``XLA_FLAGS``); the run reports them.  XLA does not
+keep to its flags, so the process is also pinned to one CPU (``os.sched_setaffinity``, before any
+peer is imported; ``--no-pin`` to keep the whole mask, ``--cpu N`` to choose).  The header names
+the CPU, its vector extensions and the core it ran on.
 It also measures this core's BLAS matmul peak (same dtype, one thread) and
 reports fastbp's GFLOP/s (6 · Σ n_l n_{l−1} flops per example) as a fraction of it.
 """
@@ -35,13 +43,13 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from . import _validation as v
-from ._argtypes import _batch_size, _positive_float, _positive_int, _seed
+from ._argtypes import _batch_size, _non_negative_int, _positive_float, _positive_int, _seed
 from .testing import Problem, make_problem
 
 #: Every system ``fastbp bench`` knows, in table order.
@@ -52,6 +60,16 @@ PEERS: tuple[str, ...] = ("jax", "torch", "sklearn")
 DEFAULT_SIZES: tuple[str, ...] = ("2-4-1", "64-32-1", "64-64-10", "784-128-10", "256-256-10")
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 _BLAS_LIMIT = None  # threadpoolctl's limit, set by set_one_thread
+
+#: The default epoch length is time-based: each system's timed epoch holds about this many seconds of
+#: its own training (measured from a probe epoch), so that a peer's fixed cost per call (JAX ~50 µs
+#: per jitted call) is a small part of what is timed.  Issue 12: with the old fixed 1,024/512 examples
+#: that overhead decided the small-net cells.
+EPOCH_SECONDS = 0.3
+#: A time-based epoch never holds more than this many examples ...
+MAX_EXAMPLES = 2_000_000
+#: ... nor more than this many bytes of X and Y (each system may hold its own copy).
+MAX_DATA_BYTES = 256 * 2**20
 
 
 # ============================================================== the workload
@@ -65,7 +83,7 @@ class Case:
     activation: str = "tanh"
     output: str = "sigmoid"
     batch_size: int | None = 1  # None: full batch
-    m: int = 1024
+    m: int = 1024  # examples per epoch (a time-based run gives each system its own, see run_case)
     dtype: str = "float32"
     learning_rate: float = 0.01
 
@@ -335,6 +353,10 @@ def set_one_thread(systems: Sequence[str]) -> dict[str, str]:
         threads["numba"] = f"unknown ({exc})"
     from threadpoolctl import threadpool_info, threadpool_limits
 
+    try:  # SciPy's own OpenBLAS (what np.dot inside a Numba kernel calls) loads lazily: load it to limit it too
+        import scipy.linalg  # noqa: F401
+    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
+        pass
     global _BLAS_LIMIT
     if _BLAS_LIMIT is None:
         _BLAS_LIMIT = threadpool_limits(limits=1)  # undone by restore_threads()
@@ -369,6 +391,194 @@ def restore_threads() -> None:
     if _BLAS_LIMIT is not None:
         _BLAS_LIMIT.restore_original_limits()
         _BLAS_LIMIT = None
+
+
+# ============================================================ one core
+
+
+@dataclass
+class Pinning:
+    """What :func:`pin_to_one_cpu` did: the CPU (None: not pinned, ``note`` says why) and how to undo it."""
+
+    cpu: int | None
+    before: tuple[int, ...] = ()  # the process's affinity mask before pinning
+    note: str = ""
+    _saved: dict[int, frozenset[int]] = field(default_factory=dict, repr=False)
+
+    def describe(self) -> str:
+        if self.cpu is None:
+            return f"not pinned ({self.note})"
+        return (
+            f"CPU {self.cpu} (os.sched_setaffinity, every thread of this process; "
+            f"the mask was {_cpu_list(self.before)}; --no-pin keeps it)"
+        )
+
+    def restore(self) -> None:
+        """Give every thread of the process its mask from before (threads started since: the main thread's)."""
+        if self.cpu is None:
+            return
+        main = self._saved.get(os.getpid(), frozenset(self.before))
+        for tid in _threads():
+            try:
+                os.sched_setaffinity(tid, self._saved.get(tid, main))
+            except OSError:  # the thread has ended
+                pass
+        self.cpu = None
+
+
+def _threads() -> list[int]:
+    """The ids of this process's threads (Linux: /proc/self/task); just the process elsewhere."""
+    try:
+        return sorted(int(t) for t in os.listdir("/proc/self/task"))
+    except OSError:  # pragma: no cover - not Linux
+        return [os.getpid()]
+
+
+def _cpu_list(cpus) -> str:
+    return "{" + ", ".join(str(c) for c in sorted(cpus)) + "}"
+
+
+def pin_to_one_cpu(cpu: int | None = None) -> Pinning:
+    """Pin this process, every thread it has now and (by inheritance) every thread it starts later,
+    to one CPU of its current affinity mask: ``cpu``, or the lowest one.
+
+    One-thread flags do not hold everywhere: XLA's CPU backend ignores ``XLA_FLAGS``' thread
+    settings for some of its work and used both cores of a 2-core machine in issue 12's runs.  Only
+    the affinity mask holds every system to one core.  Call it before the peers are imported, so the
+    threads they start inherit the mask; threads already running (OpenBLAS's pool, started with
+    NumPy) are pinned one by one.  ``ValueError`` if ``cpu`` is not in the mask.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return Pinning(None, note="os.sched_setaffinity is not available on this platform")
+    before = tuple(sorted(os.sched_getaffinity(0)))
+    if cpu is None:
+        cpu = before[0]
+    elif cpu not in before:
+        raise ValueError(f"CPU {cpu} is not in this process's affinity mask {_cpu_list(before)}")
+    saved = {}
+    for tid in _threads():
+        try:
+            saved[tid] = frozenset(os.sched_getaffinity(tid))
+            os.sched_setaffinity(tid, {cpu})
+        except OSError:  # the thread has ended
+            pass
+    os.sched_setaffinity(0, {cpu})  # the calling thread, whatever /proc says
+    return Pinning(cpu, before, _saved=saved)
+
+
+# ============================================================== the CPU
+
+#: The flags of /proc/cpuinfo that decide how wide the kernels' vectors are (x86, then Arm), in this order.
+VECTOR_FLAGS: tuple[str, ...] = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx_vnni",
+    "avx512f",
+    "avx512dq",
+    "avx512cd",
+    "avx512bw",
+    "avx512vl",
+    "avx512ifma",
+    "avx512vbmi",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "asimdhp",
+    "sve",
+    "sve2",
+    "sme",
+)
+
+
+def _widest(flags: Sequence[str]) -> str:
+    for flag, name in (
+        ("avx512f", "AVX-512, 512-bit"),
+        ("avx2", "AVX2, 256-bit"),
+        ("avx", "AVX, 256-bit"),
+        ("sve", "SVE"),
+        ("asimd", "NEON, 128-bit"),
+        ("sse4_2", "SSE4.2, 128-bit"),
+    ):
+        if flag in flags:
+            return name
+    return "unknown"
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """The CPU the run measures: model, family/model numbers, its vector extensions (those of
+    :data:`VECTOR_FLAGS` it has, and the widest), logical CPUs, physical cores, this process's
+    affinity mask and the CPU name Numba's LLVM compiles for.
+
+    ``cpuinfo``: the text of /proc/cpuinfo (default: read it; without one, flags are unknown).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                cpuinfo = fh.read()
+        except OSError:  # pragma: no cover - not Linux
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    cores = set()
+    physical = None
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip()
+        fields.setdefault(key, value)
+        if key == "physical id":
+            physical = value
+        elif key == "core id":
+            cores.add((physical, value))
+    present = set((fields.get("flags") or fields.get("Features") or "").split())
+    flags = [f for f in VECTOR_FLAGS if f in present]
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        affinity = None
+    try:
+        import llvmlite.binding as llvm
+
+        llvm_cpu = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+    except Exception:  # pragma: no cover - llvmlite comes with numba
+        llvm_cpu = "unknown"
+    return {
+        "model": fields.get("model name") or platform.processor() or platform.machine() or "unknown",
+        "family": fields.get("cpu family"),
+        "model_number": fields.get("model"),
+        "flags": flags,
+        "flags_known": bool(present),
+        "widest_vector": _widest(flags) if present else "unknown",
+        "logical_cpus": os.cpu_count(),
+        "physical_cores": len(cores) or None,
+        "affinity": affinity,
+        "llvm_cpu": llvm_cpu,
+    }
+
+
+def describe_cpu(info: Mapping) -> str:
+    """One header line of :func:`cpu_info`: model, cores, vector extensions, Numba's target."""
+    model = info["model"]
+    if info.get("family") is not None:
+        model += f" (family {info['family']}, model {info['model_number']})"
+    cores = f"{info['logical_cpus']} logical CPUs"
+    if info.get("physical_cores"):
+        cores += f", {info['physical_cores']} cores"
+    if info.get("affinity") is not None:
+        cores += f", this process may run on {len(info['affinity'])}"
+    if info.get("flags_known"):
+        ext = f"vector extensions: {' '.join(info['flags']) or 'none of ' + ', '.join(VECTOR_FLAGS[:3])} "
+        ext += f"(widest: {info['widest_vector']})"
+    else:
+        ext = "vector extensions: unknown (no /proc/cpuinfo flags)"
+    return f"{model}; {cores}; {ext}; Numba/LLVM target: {info['llvm_cpu']}"
 
 
 # ===================================================== the measuring helpers
@@ -435,11 +645,13 @@ def blas_peak_gflops(dtype: str, n: int = 512, repeats: int = 5) -> float:
 
 @dataclass
 class Row:
-    """One case's results: best examples/s per system (``None``: skipped, see ``notes``)."""
+    """One case's results: best examples/s per system (``None``: skipped, see ``notes``) and the
+    examples per epoch each system was timed on."""
 
     case: Case
     rates: dict[str, float | None] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    examples: dict[str, int] = field(default_factory=dict)
 
     def ratio(self, system: str) -> float | None:
         """fastbp numba's examples/s over ``system``'s (> 1: fastbp is faster)."""
@@ -453,19 +665,57 @@ class Row:
         return None if rate is None else rate * self.case.flops_per_example / 1e9
 
 
-def run_case(case: Case, systems: Sequence[str], repeats: int = 3, seed: int = 0) -> Row:
-    """Train ``case`` in every system: a warm-up epoch each, then ``repeats`` interleaved timed epochs."""
+def max_examples(case: Case) -> int:
+    """The most examples a time-based epoch of ``case`` holds: :data:`MAX_EXAMPLES`, or fewer where
+    X and Y would pass :data:`MAX_DATA_BYTES`."""
+    per_example = np.dtype(case.dtype).itemsize * (case.sizes[0] + case.sizes[-1])
+    return max(1, min(MAX_EXAMPLES, MAX_DATA_BYTES // per_example))
+
+
+def examples_for(rate: float, seconds: float, batch: int, least: int, most: int) -> int:
+    """Examples for an epoch of about ``seconds`` at ``rate`` examples/s, in whole batches of ``batch``:
+    at least ``least`` (the probe's epoch), at most ``most`` (rounded down to whole batches, one at least)."""
+    want = math.ceil(rate * seconds / batch) * batch
+    most = max(batch, most // batch * batch)
+    return int(min(max(want, least), most))
+
+
+def run_case(
+    case: Case, systems: Sequence[str], repeats: int = 3, seed: int = 0, epoch_seconds: float | None = None
+) -> Row:
+    """Train ``case`` in every system: a warm-up epoch each, then ``repeats`` interleaved timed epochs.
+
+    ``epoch_seconds`` (a time-based epoch length): ``case.m`` examples are only the probe; each system's
+    probe epoch is timed once after the warm-up, and the system is then timed on an epoch of
+    :func:`examples_for` about ``epoch_seconds`` at that rate (new data of that length from the same
+    seed, the same network; a new warm-up).  ``None``, or a full-batch case (whose batch *is* the
+    epoch): every system runs ``case.m`` examples.
+    """
     d = make_data(case, seed)
+    data = {case.m: d}
     row = Row(case)
     epochs: dict[str, Callable[[], object]] = {}
     for name in systems:
         try:
             epochs[name] = MAKERS[name](case, d)
             epochs[name]()  # warm-up: JIT compilation, caches, first-touch of the data
+            m = case.m
+            if epoch_seconds is not None and case.batch_size is not None:
+                rate = case.m / best_seconds(epochs[name], 1)
+                m = examples_for(rate, epoch_seconds, case.batch, case.m, max_examples(case))
+                if m != case.m:
+                    long_case = replace(case, m=m)
+                    if m not in data:
+                        data[m] = make_data(long_case, seed)
+                    epochs[name] = MAKERS[name](long_case, data[m])
+                    epochs[name]()  # warm-up again: JAX compiles for the new length
+            row.examples[name] = m
         except Skip as exc:
+            epochs.pop(name, None)
             row.rates[name], row.notes[name] = None, str(exc)
+    del data, d
     for name, seconds in interleaved_best_seconds(epochs, repeats).items():
-        row.rates[name] = case.m / seconds
+        row.rates[name] = row.examples[name] / seconds
     return row
 
 
@@ -499,12 +749,19 @@ def build_cases(
 
 
 def _default_m(layer_sizes: Sequence[int]) -> int:
-    """Examples per epoch: 1024 for small networks, 512 for those over 10⁵ flops per example.
+    """The probe epoch of a time-based run (and the whole epoch before issue 12): 1024 examples for
+    small networks, 512 for those over 10⁵ flops per example.
 
-    Enough for an epoch of the slowest per-example peers (~5-10k examples/s)
-    to take 0.05-0.2 s: long enough to time, short enough for 25 rows × 5 systems.
+    Long enough to time once, short enough that the slowest per-example peers (~5-10k examples/s)
+    take 0.05-0.2 s over it.
     """
     return 1024 if flops_per_example(layer_sizes) < 100_000 else 512
+
+
+def _m_cell(row: Row) -> str:
+    """The table's m: one number, or the range over the systems (each system's is in ``--json``)."""
+    ms = sorted(set(row.examples.values())) or [row.case.m]
+    return f"{ms[0]:,}" if len(ms) == 1 else f"{ms[0]:,}–{ms[-1]:,}"
 
 
 def format_table(rows: Sequence[Row], systems: Sequence[str], peak: float | None) -> str:
@@ -515,7 +772,7 @@ def format_table(rows: Sequence[Row], systems: Sequence[str], peak: float | None
         head += ["numba GFLOP/s", "% of BLAS peak"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row.case.label, str(row.case.m)]
+        cells = [row.case.label, _m_cell(row)]
         cells += ["skipped" if row.rates.get(s) is None else f"{row.rates[s]:,.0f}" for s in systems]
         for s in systems:
             if s != "numba":
@@ -533,24 +790,44 @@ def run(args: argparse.Namespace, out=None) -> int:
     """``fastbp bench``: run every case, print the table, optionally save JSON and a plot."""
     out = sys.stdout if out is None else out
     systems = list(dict.fromkeys(args.systems))
-    threads = set_one_thread(systems)
+    # First the core, then the thread settings: torch (imported by set_one_thread) and XLA (at jax's
+    # first use) start their thread pools after this, and those threads inherit the one-CPU mask.
+    pin, cpu = getattr(args, "pin", True), getattr(args, "cpu", None)
+    pinning = pin_to_one_cpu(cpu) if pin else Pinning(None, note="--no-pin")
     try:
-        return _run(args, systems, threads, out)
+        threads = set_one_thread(systems)
+        try:
+            return _run(args, systems, threads, pinning, out)
+        finally:
+            restore_threads()
     finally:
-        restore_threads()
+        pinning.restore()
 
 
-def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], out) -> int:
+def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], pinning: Pinning, out) -> int:
     cases = build_cases(
         args.sizes, args.activation, args.output, args.batch_sizes, args.examples, args.dtype, args.learning_rate
     )
+    epoch_seconds = None if args.examples is not None else getattr(args, "epoch_seconds", EPOCH_SECONDS)
     peak = blas_peak_gflops(args.dtype) if "numba" in systems else None
+    cpu = cpu_info()
     print(
         f"fastbp bench: {len(cases)} cases × {len(systems)} systems, dtype={args.dtype}, "
         f"α={args.learning_rate}, {args.repeats} interleaved repeats (best kept), no shuffling",
         file=out,
     )
-    print(f"  CPU: {_cpu_model()} ({os.cpu_count()} logical CPUs); Python {platform.python_version()}", file=out)
+    if epoch_seconds is None:
+        print(f"  epoch: the same m examples for every system (--examples {args.examples})", file=out)
+    else:
+        print(
+            f"  epoch: time-based, about {epoch_seconds:g} s of each system's own training "
+            f"(m from a probe epoch of 1024 examples, 512 on nets over 1e5 flops/example; "
+            f"whole batches, at most {MAX_EXAMPLES:,} examples or {MAX_DATA_BYTES // 2**20} MiB of X and Y; "
+            "m per system in --json; --examples N for a fixed m)",
+            file=out,
+        )
+    print(f"  CPU: {describe_cpu(cpu)}; Python {platform.python_version()}", file=out)
+    print(f"  pinned: {pinning.describe()}", file=out)
     for key, value in threads.items():
         print(f"  threads: {key}: {value}", file=out)
     if peak is not None:
@@ -561,7 +838,7 @@ def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], 
         )
     rows = []
     for i, case in enumerate(cases, 1):
-        rows.append(run_case(case, systems, args.repeats, args.seed))
+        rows.append(run_case(case, systems, args.repeats, args.seed, epoch_seconds))
         if args.progress:
             print(f"  [{i}/{len(cases)}] {case.label}", file=sys.stderr)
     print(format_table(rows, systems, peak), file=out)
@@ -573,12 +850,19 @@ def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], 
     if args.json:
         payload = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "cpu": _cpu_model(),
+            "cpu": cpu["model"],
+            "cpu_info": cpu,
+            "pinned_cpu": pinning.cpu,
+            "pinning": pinning.describe(),
+            "epoch_seconds": epoch_seconds,
             "threads": threads,
             "blas_peak_gflops": peak,
             "versions": versions,
             "systems": systems,
-            "rows": [dict(case=asdict(r.case), label=r.case.label, rates=r.rates, notes=r.notes) for r in rows],
+            "rows": [
+                dict(case=asdict(r.case), label=r.case.label, rates=r.rates, examples=r.examples, notes=r.notes)
+                for r in rows
+            ],
         }
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=1)
@@ -624,17 +908,6 @@ def plot(rows: Sequence[Row], systems: Sequence[str], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:  # pragma: no cover
-        pass
-    return platform.processor() or "unknown"
 
 
 def _versions(systems: Sequence[str]) -> dict[str, str]:
@@ -717,13 +990,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=["sigmoid", "softmax"],
         help="output layers; the first is the headline (default: sigmoid softmax)",
     )
-    p.add_argument(
+    epoch = p.add_mutually_exclusive_group()
+    epoch.add_argument(
         "--examples",
         type=_positive_int,
         default=None,
+        metavar="N",
         help=(
-            "examples per epoch (default: 1024, or 512 for networks over 1e5 flops per example; "
-            "rounded to whole batches)"
+            "examples per epoch, the same for every system, rounded to whole batches (default: time-based, "
+            "see --epoch-seconds; --quick: 64)"
+        ),
+    )
+    epoch.add_argument(
+        "--epoch-seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help=(
+            f"the default epoch length is time-based: each system is timed on an epoch of about S seconds of "
+            f"its own training, its m measured from a probe epoch of 1024 examples (512 on networks over 1e5 "
+            f"flops per example), in whole batches, at most {MAX_EXAMPLES:,} examples or "
+            f"{MAX_DATA_BYTES // 2**20} MiB of X and Y (default: {EPOCH_SECONDS}; full-batch rows keep the "
+            f"probe's m)"
         ),
     )
     p.add_argument(
@@ -746,6 +1034,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="a smoke run: sizes 2-4-1 and 8-8-2, batch 1 and 4, 64 examples, 1 repeat "
         "(options given explicitly still apply)",
     )
+    p.add_argument(
+        "--cpu",
+        type=_non_negative_int,
+        default=None,
+        help="pin the run to this CPU, one of the process's affinity mask (default: the lowest of the mask)",
+    )
+    p.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the process to one CPU (by default it is, with os.sched_setaffinity, before any peer "
+        "is imported: XLA does not keep to its one-thread flags)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--plot", metavar="PNG", help="also plot examples/s against network size (matplotlib)")
     p.add_argument("--progress", action="store_true", help="print each case as it finishes, on stderr")
@@ -755,6 +1056,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 #: What ``--quick`` changes, for the options not given explicitly.
 QUICK = {"sizes": ["2-4-1", "8-8-2"], "batch_sizes": [1, 4], "examples": 64, "repeats": 1}
 DEFAULTS = {"sizes": list(DEFAULT_SIZES), "batch_sizes": [1, 32, 256], "examples": None, "repeats": 3}
+#: Options filled after QUICK/DEFAULTS, whatever the mode.
+ALWAYS = {"epoch_seconds": EPOCH_SECONDS}
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
@@ -766,6 +1069,12 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
                 return f"argument {option}: {path!r} is a folder, not a file"
             if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
                 return f"argument {option}: cannot write {path!r} (no such folder, or not writable)"
+    if getattr(args, "pin", True) and getattr(args, "cpu", None) is not None:
+        if not hasattr(os, "sched_getaffinity"):
+            return "argument --cpu: cannot pin on this platform (no os.sched_setaffinity)"
+        mask = os.sched_getaffinity(0)
+        if args.cpu not in mask:
+            return f"argument --cpu: CPU {args.cpu} is not in this process's affinity mask {_cpu_list(mask)}"
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -783,7 +1092,10 @@ def main(args: argparse.Namespace, out=None) -> int:
     if problem:
         print(f"fastbp bench: error: {problem}", file=sys.stderr)
         return 2
-    for key, value in (QUICK if args.quick else DEFAULTS).items():
-        if getattr(args, key) is None:
+    defaults = dict(QUICK if args.quick else DEFAULTS)
+    if args.epoch_seconds is not None:
+        defaults.pop("examples")  # --quick --epoch-seconds S: the time-based epoch asked for, not --quick's 64
+    for key, value in {**defaults, **ALWAYS}.items():
+        if getattr(args, key, None) is None:
             setattr(args, key, value)
     return run(args, out)

@@ -125,6 +125,8 @@ def test_every_asv_benchmark_fixes_its_own_thread_counts():
         "Forward",
         "Memory",
         "TrainEpochThreaded",
+        "MiniBatch",
+        "MiniBatchRatios",
     }
     for name, numba_threads, wanted, blas in rows:
         assert numba_threads == str(wanted), (name, numba_threads, wanted)

@@ -299,7 +299,7 @@ def main(argv=None):
             import jax  # noqa: F401
         except ImportError:
             use_jax = False
-    cpu = bench._cpu_model()
+    cpu = bench.describe_cpu(bench.cpu_info())
     peak = blas_peak()
     print(
         f"CPU: {cpu}; BLAS single-thread peak: float32 {peak['float32']:.1f}, float64 {peak['float64']:.1f} "
