@@ -142,9 +142,10 @@ def test_epoch_speed_prints_a_rate_per_case(capsys):
     assert out.count("batch") == 6 and "784-128-10 float32 batch 32" in out
 
 
-def test_lbfgs_speed_runs_both_estimators():
-    r = _script("lbfgs_speed").measure("digits", hidden=(4,), max_iter=3, repeats=1, n=60)
-    assert r["fastbp_iter"] == r["sklearn_iter"] and r["ratio"] > 0
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_estimator_speed_runs_both_estimators(solver):
+    r = _script("estimator_speed").measure("digits", hidden=(4,), max_iter=3, repeats=1, n=60, solver=solver)
+    assert r["fastbp_iter"] == r["sklearn_iter"] and r["ratio"] > 0 and 0 <= r["fastbp_accuracy"] <= 1
 
 
 def test_sparse_memory_measures_a_fit():
