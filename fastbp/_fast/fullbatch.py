@@ -15,15 +15,18 @@ needed: a non-finite loss or gradient is returned as it is, for L-BFGS-B to hand
 from __future__ import annotations
 
 from .._jit import jit_vec
+from ..losses import batch_weight
 from ..steps import _add_l2
 from ._common import _alive, _borrow_epoch, _borrowed
 from ._passes import _batch_gradient, _batch_workspace
 
 
 @jit_vec
-def _loss_and_gradient_fast(params, sizes, X, Y, order, act, out, grad, alpha, cost_scale, blocked):
+def _loss_and_gradient_fast(params, sizes, X, Y, order, act, out, grad, alpha, cost_scale, blocked, sw):
     """grad = the mean dW, db over the examples ``order`` (all of X's rows) plus (alpha / m) W;
-    returns cost_scale · mean cost + ½ alpha ‖W‖² / m (float64)."""
+    returns cost_scale · mean cost + ½ alpha ‖W‖² / m (float64).  With weights ``sw`` (one
+    per row of X; empty: none) the means are weighted and m becomes Σ w, as in the plain
+    :func:`fastbp._plain.loops._loss_and_gradient`."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
     T = params.dtype.type
     ws = _batch_workspace(params, sizes, u_off)
@@ -33,10 +36,11 @@ def _loss_and_gradient_fast(params, sizes, X, Y, order, act, out, grad, alpha, c
         grad[p] = T(0)
     m = order.shape[0]
     cost = _batch_gradient(
-        params, grad, sizes, w_off, b_off, u_off, X, Y, order, 0, m, act, out, blocked, z, a, dz, sa, P, Q, C, Zp
+        params, grad, sizes, w_off, b_off, u_off, X, Y, order, 0, m, act, out, blocked, z, a, dz, sa, P, Q, C, Zp, sw
     )
-    loss = cost_scale * cost / m
+    loss = cost_scale * cost / m  # (m · the weighted mean with weights: the weighted mean)
     if alpha > 0.0:
-        loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / m) / m
+        D = batch_weight(sw, order, 0, m)  # Σ w, or m
+        loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / D) / D
     _alive(offs[0], offs[1], offs[2], ws)
     return loss
