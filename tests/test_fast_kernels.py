@@ -258,7 +258,9 @@ def test_no_allocation_per_example_or_batch(batch_size, kernel):
         before = rtsys.get_allocation_stats().alloc
         fast_epoch(p0.copy(), *args, epoch=kernel)
         counts.append(rtsys.get_allocation_stats().alloc - before)
-    assert counts[0] == counts[1] and counts[0] < 20
+    # a fixed handful: the workspaces, and one each for the array arguments adapted from Python
+    # (the empty weights array, sw, is one of them: 19 before it, 20 with it)
+    assert counts[0] == counts[1] and counts[0] <= 20
 
 
 # ------------------------------------------------------------------ mini-batches as matrices
