@@ -14,6 +14,11 @@ both :mod:`fastbp._plain` and :mod:`fastbp._fast` (layer L3).
 * :func:`run_epoch` / :func:`run_epoch_opt` / :func:`predict`: run the selected kernel on
   inputs already checked (C-contiguous, the buffer's dtype), with the hand-over from a fast
   kernel to the exact plain check (:mod:`fastbp._fast`, the divergence contract).
+* **Per-example weights** (``sw``, scikit-learn's ``sample_weight``): every row's ``requires``
+  says whether its kernel takes them (``Case.weighted``); a row that does not is never
+  selected, nor can be forced, for a weighted run.  The kernels take ``sw`` as their last
+  argument, an empty array meaning none; a row's ``call`` is handed ``sw=`` only when the
+  run is weighted, so a row without weights needs ``not c.weighted`` in ``requires``, nothing else.
 
 A new fast kernel: one file in ``fastbp/_fast/`` and one row here; the agreement tests
 (``tests/test_dispatch.py``) iterate the registry and fail if a row never runs.
@@ -30,6 +35,7 @@ from numba.core import config as numba_config
 
 from ._blas import one_blas_thread
 from ._plain import BUILTIN, kernels_for
+from ._validation import check_batch_weights
 from .activations import TRAITS, Activation
 from .losses import OUT_IDENTITY, OUT_SIGMOID
 
@@ -135,13 +141,14 @@ def blocked_batches(sizes, batch_size: int, optimizer: bool = False) -> bool:
 
 @dataclass(frozen=True)
 class Case:
-    """What a kernel's preconditions look at: layer sizes, batch size, output code, and
-    whether the threaded kernel is wanted."""
+    """What a kernel's preconditions look at: layer sizes, batch size, output code,
+    whether the threaded kernel is wanted, and whether the examples carry weights."""
 
     sizes: tuple[int, ...]
     batch_size: int
     out: int
     threaded: bool
+    weighted: bool = False
 
     @property
     def w1(self) -> int:
@@ -164,7 +171,9 @@ class FastEpoch:
     ``requires`` only.  ``call(kernel, params, sizes, X, Y, order, batch_size, lr, act, out,
     limit)`` adapts the uniform arguments to the kernel's own (per-example kernels take no
     batch size) and returns its ``(total cost, resume)``; an optimizer epoch's ``call`` takes
-    the arguments of :func:`run_epoch_opt` and returns ``(J, failed)``.
+    the arguments of :func:`run_epoch_opt` and returns ``(J, failed)``.  A weighted run adds
+    the keyword ``sw=`` (the weights, one per row of X), only ever to a row whose
+    ``requires`` admits ``Case.weighted``.
     """
 
     name: str
@@ -183,12 +192,21 @@ class FastEpoch:
         return getattr(importlib.import_module(self.module), self.name)
 
 
+def _weights(sw, dtype):
+    """The kernels' ``sw`` argument: the weights, or an empty array of the buffer's dtype (none)."""
+    return _NO_WEIGHTS[np.dtype(dtype)] if sw is None else sw
+
+
+_NO_WEIGHTS = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
+
+
 def _per_example(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
     return kernel(params, sizes, X, Y, order, lr, act, out, limit)
 
 
-def _batch(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
-    return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked_batches(sizes, batch_size))
+def _batch(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit, sw=None):
+    blocked = blocked_batches(sizes, batch_size)
+    return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked, _weights(sw, params.dtype))
 
 
 def _tiled(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
@@ -232,7 +250,7 @@ def _blas_held(sizes, kernel, *args):
 
 
 def _with_optimizer(
-    kernel, params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale
+    kernel, params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale, sw=None
 ):
     return kernel(
         params,
@@ -250,31 +268,40 @@ def _with_optimizer(
         alpha,
         cost_scale,
         blocked_batches(sizes, batch_size, optimizer=True),
+        _weights(sw, params.dtype),
     )
 
 
+def _per_example_sgd(c: Case) -> bool:
+    # weights: no.  (With batch 1 a weight cancels out of w_i / Σw except through 0/0 or the L2
+    # term; weighted runs go to _batch_epoch, which takes batch 1 when weighted.)
+    return c.batch_size == 1 and not c.weighted
+
+
 def _one_hidden_layer(c: Case) -> bool:
-    return c.batch_size == 1 and len(c.sizes) == 3
+    return _per_example_sgd(c) and len(c.sizes) == 3
 
 
 def _batches_in_workspace(c: Case) -> bool:
-    return 1 < c.batch_size <= TILED_MAX_BATCH
+    # weights: no (the tiled kernels scale every example of a batch by 1/n).
+    return 1 < c.batch_size <= TILED_MAX_BATCH and not c.weighted
 
 
 #: The fast gradient-descent epochs, in order of preference: the first whose ``requires`` and
-#: ``prefers`` hold runs (the last row takes every batch size > 1, ``_sgd_epoch`` every 1).
+#: ``prefers`` hold runs (the last row takes every batch size > 1 and every weighted run,
+#: ``_sgd_epoch`` every unweighted 1).  Each ``requires`` states whether the row takes weights.
 FAST_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
         "_sgd_epoch_blocked",
         "fastbp._fast.blocked",
-        requires=lambda c: c.batch_size == 1 and c.sizes[0] >= BLOCK,
+        requires=lambda c: _per_example_sgd(c) and c.sizes[0] >= BLOCK,  # weights: no
         prefers=lambda c: c.w1 >= BLOCKED_MIN_WEIGHTS,
         call=_per_example,
     ),
     FastEpoch(
         "_tiny4_epoch",
         "fastbp._fast.tiny",
-        requires=lambda c: (
+        requires=lambda c: (  # weights: no
             _one_hidden_layer(c) and c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out in (OUT_SIGMOID, OUT_IDENTITY)
         ),
         prefers=lambda c: c.w1 <= TINY4_MAX_WEIGHTS,
@@ -283,32 +310,40 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
         "_tiny_epoch",
         "fastbp._fast.tiny",
-        requires=lambda c: _one_hidden_layer(c) and c.sizes[1] <= TINY_MAX_HIDDEN and c.sizes[0] <= TINY_MAX_INPUTS,
+        requires=lambda c: (  # weights: no
+            _one_hidden_layer(c) and c.sizes[1] <= TINY_MAX_HIDDEN and c.sizes[0] <= TINY_MAX_INPUTS
+        ),
         call=_per_example,
     ),
-    FastEpoch("_sgd_epoch", "fastbp._fast.sgd", requires=lambda c: c.batch_size == 1, call=_per_example),
+    FastEpoch("_sgd_epoch", "fastbp._fast.sgd", requires=_per_example_sgd, call=_per_example),  # weights: no
     FastEpoch(
         "_batch_epoch_threads",
         "fastbp._fast.tiled",
-        requires=_batches_in_workspace,
+        requires=_batches_in_workspace,  # weights: no
         prefers=lambda c: c.threaded,
         call=_tiled,
     ),
     FastEpoch(
         "_columns_epoch",
         "fastbp._fast.columns",
-        requires=lambda c: c.batch_size > 1,
+        requires=lambda c: c.batch_size > 1 and not c.weighted,  # weights: no
         prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
         call=_columns,
     ),
     FastEpoch(
         "_batch_epoch_tiled",
         "fastbp._fast.tiled",
-        requires=_batches_in_workspace,
+        requires=_batches_in_workspace,  # weights: no
         prefers=lambda c: c.w1 >= TILED_MIN_WEIGHTS,
         call=_tiled,
     ),
-    FastEpoch("_batch_epoch", "fastbp._fast.batch", requires=lambda c: c.batch_size > 1, call=_batch),
+    FastEpoch(
+        "_batch_epoch",
+        "fastbp._fast.batch",
+        # weights: yes (w_i / Σ_batch w in _batch_gradient), and so also batch 1 when weighted
+        requires=lambda c: c.batch_size > 1 or c.weighted,
+        call=_batch,
+    ),
 )
 
 #: The fast epochs with an optimizer (momentum, Nesterov, Adam, L2), in order of preference.
@@ -316,11 +351,16 @@ FAST_OPTIMIZER_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
         "_columns_epoch_opt",
         "fastbp._fast.columns",
-        requires=lambda c: c.batch_size > 1,
+        requires=lambda c: c.batch_size > 1 and not c.weighted,  # weights: no
         prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
         call=_columns_opt,
     ),
-    FastEpoch("_batch_epoch_opt", "fastbp._fast.optimizer", requires=lambda c: c.batch_size >= 1, call=_with_optimizer),
+    FastEpoch(
+        "_batch_epoch_opt",
+        "fastbp._fast.optimizer",
+        requires=lambda c: c.batch_size >= 1,  # weights: yes (w_i / Σ_batch w in _batch_gradient, L2 / Σw)
+        call=_with_optimizer,
+    ),
 )
 
 #: The plain kernels' names: what runs where no fast row applies.
@@ -333,11 +373,11 @@ _ROWS = {row.name: row for row in FAST_EPOCHS + FAST_OPTIMIZER_EPOCHS}
 # ======================================================================== selection
 
 
-def _case(sizes, batch_size: int, out: int, threads: bool | None, n_threads: int) -> Case:
+def _case(sizes, batch_size: int, out: int, threads: bool | None, n_threads: int, weighted: bool = False) -> Case:
     sizes = tuple(int(n) for n in sizes)
     if threads is None:
         threads = n_threads > 1 and batch_size >= THREADED_MIN_BATCH and sizes[0] * sizes[1] >= THREADED_MIN_WEIGHTS
-    return Case(sizes, int(batch_size), int(out), bool(threads))
+    return Case(sizes, int(batch_size), int(out), bool(threads), bool(weighted))
 
 
 def _fast_allowed(act: int) -> bool:
@@ -346,7 +386,9 @@ def _fast_allowed(act: int) -> bool:
     return traits is not None and traits.slope_bounded
 
 
-def select_epoch(sizes, batch_size: int, out: int, act: int, threads: bool | None = None, n_threads: int = 1) -> str:
+def select_epoch(
+    sizes, batch_size: int, out: int, act: int, threads: bool | None = None, n_threads: int = 1, weighted: bool = False
+) -> str:
     """The name of the kernel that runs a gradient-descent epoch: a row of
     :data:`FAST_EPOCHS`, or :data:`PLAIN`.
 
@@ -354,23 +396,24 @@ def select_epoch(sizes, batch_size: int, out: int, act: int, threads: bool | Non
     ``threads``: ``True`` runs mini-batches of up to :data:`TILED_MAX_BATCH` examples in
     the threaded kernel, ``False`` never; ``None`` when ``n_threads > 1`` and the batch
     and W[1] are large enough (:data:`THREADED_MIN_BATCH`, :data:`THREADED_MIN_WEIGHTS`).
+    ``weighted``: the examples carry weights (only rows whose ``requires`` admit them).
     A pure function: the same arguments always give the same name.
     """
     if not _fast_allowed(act):
         return PLAIN
-    case = _case(sizes, batch_size, out, threads, n_threads)
+    case = _case(sizes, batch_size, out, threads, n_threads, weighted)
     for row in FAST_EPOCHS:
         if row.applies(case):
             return row.name
     return PLAIN
 
 
-def select_optimizer_epoch(sizes, batch_size: int, out: int, act: int) -> str:
+def select_optimizer_epoch(sizes, batch_size: int, out: int, act: int, weighted: bool = False) -> str:
     """The name of the kernel that runs an epoch with an optimizer: a row of
     :data:`FAST_OPTIMIZER_EPOCHS`, or :data:`PLAIN_OPTIMIZER`.  Pure, like :func:`select_epoch`."""
     if not _fast_allowed(act):
         return PLAIN_OPTIMIZER
-    case = _case(sizes, batch_size, out, False, 1)
+    case = _case(sizes, batch_size, out, False, 1, weighted)
     for row in FAST_OPTIMIZER_EPOCHS:
         if row.applies(case):
             return row.name
@@ -413,6 +456,7 @@ def run_epoch(
     threads=None,
     epoch: str | None = None,
     x_abs_max: float | None = None,
+    sw=None,
 ) -> tuple[float, int]:
     """One epoch on inputs already checked and converted: returns ``(J, failed_batch)``.
 
@@ -429,28 +473,37 @@ def run_epoch(
     its preconditions do not hold), for tests and benchmarks.  If a fast kernel stops
     before a step it cannot prove safe, the rest of the epoch runs in the plain kernel,
     which checks that step exactly.
+
+    ``sw``: per-example weights (one per row of X, the buffer's dtype, C-contiguous), each
+    batch's mean weighted by them (:func:`fastbp._plain.loops._train_epoch`); a batch whose
+    weights sum to zero is refused first (ValueError), nothing changed.
     """
     act = activation.code
+    weighted = sw is not None
+    if weighted:
+        check_batch_weights(sw, order, batch_size)
     if epoch is None:
         if activation.is_custom or numba_config.DISABLE_JIT:
             epoch = PLAIN
         else:
-            epoch = select_epoch(sizes, batch_size, out, act, threads, _num_threads())
+            epoch = select_epoch(sizes, batch_size, out, act, threads, _num_threads(), weighted)
             if epoch in _TINY_ROWS and not tiny_inputs_safe(X, x_abs_max):
-                epoch = "_sgd_epoch"  # same preconditions (batch 1), no Gram term
+                epoch = "_sgd_epoch"  # same preconditions (batch 1, no weights), no Gram term
     elif epoch != PLAIN:
-        _check_forced(epoch, FAST_EPOCHS, sizes, batch_size, out, act, threads)
+        _check_forced(epoch, FAST_EPOCHS, sizes, batch_size, out, act, threads, weighted)
+    w = _weights(sw, params.dtype)
     if epoch == PLAIN:
-        return kernels_for(activation)._train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out)
+        return kernels_for(activation)._train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, w)
     m = order.shape[0]
     limit = float(np.finfo(params.dtype).max) / 4.0
     row = _ROWS[epoch]
-    total, resume = row.call(row.kernel(), params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+    args = (row.kernel(), params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+    total, resume = row.call(*args, sw=sw) if weighted else row.call(*args)
     if resume < 0:
         return total / m, -1
     # The hand-over: the plain kernel checks the step the fast one could not prove safe.
     rest = np.ascontiguousarray(order[resume:])
-    J_rest, failed = BUILTIN._train_epoch(params, sizes, X, Y, rest, batch_size, lr, act, out)
+    J_rest, failed = BUILTIN._train_epoch(params, sizes, X, Y, rest, batch_size, lr, act, out, w)
     total += J_rest * rest.shape[0]
     return total / m, (-1 if failed < 0 else resume // batch_size + failed)
 
@@ -471,35 +524,45 @@ def run_epoch_opt(
     alpha,
     cost_scale,
     epoch: str | None = None,
+    sw=None,
 ) -> tuple[float, int]:
     """One epoch with an optimizer (``kind``, an ``OPT_*`` code of :mod:`fastbp.steps`) and
     L2 on checked inputs: the arguments and ``(J, failed)`` result of
     :func:`fastbp._plain.loops._train_epoch_opt`.  The kernel is
     :func:`select_optimizer_epoch`'s choice (or ``epoch``, forced as in :func:`run_epoch`);
-    no hand-over is needed: the step kernels check every step exactly."""
+    no hand-over is needed: the step kernels check every step exactly.  ``sw``: per-example
+    weights, as in :func:`run_epoch`."""
     act = activation.code
+    weighted = sw is not None
+    if weighted:
+        check_batch_weights(sw, order, batch_size)
     if epoch is None:
         if activation.is_custom or numba_config.DISABLE_JIT:
             epoch = PLAIN_OPTIMIZER
         else:
-            epoch = select_optimizer_epoch(sizes, batch_size, out, act)
+            epoch = select_optimizer_epoch(sizes, batch_size, out, act, weighted)
     elif epoch != PLAIN_OPTIMIZER:
-        _check_forced(epoch, FAST_OPTIMIZER_EPOCHS, sizes, batch_size, out, act, False)
+        _check_forced(epoch, FAST_OPTIMIZER_EPOCHS, sizes, batch_size, out, act, False, weighted)
     tail = (kind, hyper, state, counter, alpha, cost_scale)
     if epoch == PLAIN_OPTIMIZER:
-        return kernels_for(activation)._train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, *tail)
+        k = kernels_for(activation)
+        return k._train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, *tail, _weights(sw, params.dtype))
     row = _ROWS[epoch]
-    return row.call(row.kernel(), params, sizes, X, Y, order, batch_size, act, out, *tail)
+    args = (row.kernel(), params, sizes, X, Y, order, batch_size, act, out, *tail)
+    return row.call(*args, sw=sw) if weighted else row.call(*args)
 
 
-def _check_forced(epoch: str, rows, sizes, batch_size, out, act, threads) -> None:
+def _check_forced(epoch: str, rows, sizes, batch_size, out, act, threads, weighted=False) -> None:
     names = [row.name for row in rows]
     if epoch not in names:
         raise ValueError(f"epoch must be one of {names} or the plain kernel; got {epoch!r}")
     if not _fast_allowed(act):
         raise ValueError(f"epoch {epoch!r}: the fast kernels need a built-in activation with |g'| <= 1")
-    if not _ROWS[epoch].requires(_case(sizes, batch_size, out, threads, 1)):
-        raise ValueError(f"epoch {epoch!r} cannot run layer sizes {list(map(int, sizes))} at batch size {batch_size}")
+    if not _ROWS[epoch].requires(_case(sizes, batch_size, out, threads, 1, weighted)):
+        what = " with sample weights" if weighted else ""
+        raise ValueError(
+            f"epoch {epoch!r} cannot run layer sizes {list(map(int, sizes))} at batch size {batch_size}{what}"
+        )
 
 
 #: The fast full-batch objective (``solver="lbfgs"``) and the plain one it is tested against.
@@ -514,24 +577,28 @@ def select_loss_and_gradient(act: int) -> str:
 
 
 def loss_and_gradient(
-    params, sizes, X, Y, activation: Activation, out: int, grad, alpha, cost_scale, order=None, kernel=None
+    params, sizes, X, Y, activation: Activation, out: int, grad, alpha, cost_scale, order=None, kernel=None, sw=None
 ) -> float:
     """scikit-learn's full-batch objective (cost_scale · mean cost + ½ alpha ‖W‖² / m) of
     ``params`` on checked inputs, its gradient into ``grad``: one compiled call (what
     ``solver="lbfgs"`` evaluates).  The kernel is :func:`select_loss_and_gradient`'s choice,
     :func:`fastbp._fast.fullbatch._loss_and_gradient_fast` or the plain
     :func:`fastbp._plain.loops._loss_and_gradient` (custom activations, ``NUMBA_DISABLE_JIT=1``);
-    ``kernel`` forces one by name (tests).  ``order``: ``arange(m)``, the caller's to reuse."""
+    ``kernel`` forces one by name (tests).  ``order``: ``arange(m)``, the caller's to reuse.
+    ``sw``: per-example weights, weighted means (m becomes Σ w): the plain kernel takes them,
+    the fast one (the column passes) does not yet, so weighted calls run the plain kernel."""
     act = activation.code
+    w = _weights(sw, params.dtype)
     if kernel is None:
-        plain = activation.is_custom or numba_config.DISABLE_JIT
+        plain = activation.is_custom or numba_config.DISABLE_JIT or sw is not None
         kernel = PLAIN_LOSS_AND_GRADIENT if plain else select_loss_and_gradient(act)
     if kernel == PLAIN_LOSS_AND_GRADIENT:
         k = kernels_for(activation)
-        return k._loss_and_gradient(params, sizes, X, Y, act, out, grad, float(alpha), float(cost_scale))
-    if kernel != FAST_LOSS_AND_GRADIENT or not _fast_allowed(act):
+        return k._loss_and_gradient(params, sizes, X, Y, act, out, grad, float(alpha), float(cost_scale), w)
+    if kernel != FAST_LOSS_AND_GRADIENT or not _fast_allowed(act) or sw is not None:
         raise ValueError(
-            f"kernel must be {PLAIN_LOSS_AND_GRADIENT!r} or, for a built-in activation, {FAST_LOSS_AND_GRADIENT!r}"
+            f"kernel must be {PLAIN_LOSS_AND_GRADIENT!r} or, for a built-in activation without sample weights, "
+            f"{FAST_LOSS_AND_GRADIENT!r}"
         )
     if order is None:
         order = np.arange(X.shape[0], dtype=np.int64)

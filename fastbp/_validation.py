@@ -366,6 +366,45 @@ def check_order(order: Any, m: int) -> np.ndarray:
     return np.ascontiguousarray(idx, dtype=np.int64)
 
 
+def check_sample_weight(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:
+    """``sample_weight`` (``None``, a number, or one weight per example) as a finite, C-contiguous
+    array of ``dtype`` of length m, or ``None``; refused with a ValueError (TypeError for a
+    non-numeric one) naming it, as scikit-learn's ``_check_sample_weight`` refuses: not 1-D,
+    the wrong length, NaN or inf, all zero.  Negative weights are allowed, as scikit-learn's MLP
+    allows them.  A copy, so that the caller's array is never written or read while it changes."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, (bool, np.bool_)):
+        arr = np.full(m, sample_weight)
+    else:
+        arr = as_numeric(sample_weight, "sample_weight")
+    if arr.ndim != 1:
+        raise ValueError(f"sample_weight must be a number or a 1-D array of length {m}, got shape {arr.shape}")
+    if arr.shape[0] != m:
+        raise ValueError(f"sample_weight has {arr.shape[0]} weights for {m} examples")
+    arr = np.array(finite_contiguous(arr, "sample_weight", dtype), copy=True)
+    if not arr.any():
+        raise ValueError("sample_weight: all weights are zero; at least one must not be")
+    return arr
+
+
+def check_batch_weights(sw: np.ndarray, order: np.ndarray, batch_size: int) -> None:
+    """Refuse (ValueError naming ``sample_weight``) weights that sum to zero over a batch of ``order``:
+    that batch's weighted mean, Σ w_i g_i / Σ w_i, is undefined (scikit-learn's MLP raises
+    ZeroDivisionError from ``numpy.average`` there).  Per-example SGD (batch 1) with a zero weight
+    is such a batch."""
+    starts = np.arange(0, order.shape[0], batch_size)
+    sums = np.add.reduceat(sw[order].astype(np.float64), starts) if starts.size else starts
+    zero = np.flatnonzero(sums == 0)
+    if zero.size:
+        k = int(zero[0])
+        raise ValueError(
+            f"sample_weight: the weights of batch {k} (examples order[{k * batch_size}:"
+            f"{min((k + 1) * batch_size, order.shape[0])}]) sum to zero, so its weighted mean gradient is "
+            "undefined; use larger batches, or drop the examples of weight zero"
+        )
+
+
 def check_train_args(
     sizes: Sequence[int],
     dtype: np.dtype,

@@ -13,9 +13,15 @@ choice is :func:`fastbp._dispatch.run_epoch_opt`'s).  ``solver="lbfgs"`` is scip
 L-BFGS-B over the flat parameter buffer, each evaluation one compiled full-batch
 loss-and-gradient call (:func:`fastbp._dispatch.loss_and_gradient`).
 
+``sample_weight`` in ``fit``, ``partial_fit`` and ``score`` is scikit-learn's: per batch,
+the cost and gradient are means weighted by w_i / Σ_batch w, the L2 term is divided by
+Σ_batch w, lbfgs's objective likewise over all examples, early stopping's validation
+score is weighted.
+
 What differs from scikit-learn (see ``docs/estimators.md``):
 
-* no ``sample_weight``;
+* a batch whose weights sum to zero is refused with a ValueError naming ``sample_weight``
+  (scikit-learn's ``numpy.average`` raises ZeroDivisionError there);
 * sparse X (CSR, CSC) is densified a batch (or, to predict and for lbfgs, a chunk of
   rows) at a time: the same results as the dense X, in memory that does not grow to
   the dense matrix (no first-layer kernel over CSR rows: the work is the dense one);
@@ -51,7 +57,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _dispatch, reference
 from . import _validation as _val
@@ -312,7 +318,7 @@ class _BaseMLP(BaseEstimator):
     #: What validating a new X, y replaces; restored if the call is refused before training.
     _INPUT_STATE = ("n_features_in_", "feature_names_in_", "classes_", "_label_binarizer")
 
-    def _fit(self, X, y, incremental=False, checked=None):
+    def _fit(self, X, y, incremental=False, checked=None, sample_weight=None):
         # ``checked``: what _check_params returned, where the caller ran it already
         hidden, optimizer = checked or self._check_params()
         # A call that fails part-way (refused input, MemoryError for a huge network, an error
@@ -324,7 +330,9 @@ class _BaseMLP(BaseEstimator):
         params_before = None if params is None else params.copy()
         optimizer_before = copy.deepcopy(self.__dict__.get("_optimizer"))
         try:
-            X, y, layer_units, dtype, first_pass = self._prepare(X, y, hidden, incremental)
+            X, y, sample_weight, layer_units, dtype, first_pass = self._prepare(
+                X, y, sample_weight, hidden, incremental
+            )
             rs = check_random_state(self.random_state)
             if first_pass:
                 # what was assigned to coefs_/intercepts_ before the first fit: used where
@@ -340,11 +348,11 @@ class _BaseMLP(BaseEstimator):
                     for bl, c in zip(b, pending.get("_pending_intercepts", ())):
                         bl[...] = c
             if self.solver == "lbfgs":
-                self._fit_lbfgs(X, y)
+                self._fit_lbfgs(X, y, sample_weight)
                 return self
             if not incremental or not hasattr(self, "_optimizer"):
                 self._optimizer = optimizer
-            self._fit_stochastic(X, y, rs, incremental)
+            self._fit_stochastic(X, y, rs, incremental, sample_weight)
         except DivergenceError:
             raise
         except Exception:
@@ -357,12 +365,18 @@ class _BaseMLP(BaseEstimator):
             raise
         return self
 
-    def _prepare(self, X, y, hidden, incremental):
-        """Validate X, y against the parameters and the fitted network; nothing else changes."""
+    def _prepare(self, X, y, sample_weight, hidden, incremental):
+        """Validate X, y and sample_weight against the parameters and the fitted network; nothing
+        else changes.  ``sample_weight`` comes back as scikit-learn's ``_check_sample_weight`` makes
+        it (float64 or float32; the kernels get it in the network's dtype), or ``None``."""
         first_pass = not hasattr(self, "_params") or (not self.warm_start and not incremental)
         if self.early_stopping and incremental:
             raise ValueError("early_stopping: partial_fit does not support early_stopping=True")
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            # scikit-learn's own checks and messages (1-D, length, finite, not all zero);
+            # negative weights are accepted, as scikit-learn's MLP accepts them
+            sample_weight = _check_sample_weight(sample_weight, X)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         if self.early_stopping and self.solver in _STOCHASTIC_SOLVERS:
@@ -403,7 +417,9 @@ class _BaseMLP(BaseEstimator):
             # one compiled specialisation; float64 beyond float32's range is refused, not made inf
             X = _val.finite_contiguous(X, "X", dtype)
         y = _val.finite_contiguous(y, "y", dtype)
-        return X, y, layer_units, dtype, first_pass
+        if sample_weight is not None:
+            _val.finite_contiguous(sample_weight, "sample_weight", dtype)  # (refuses float32 overflow)
+        return X, y, sample_weight, layer_units, dtype, first_pass
 
     def _initialize(self, y, layer_units, dtype, rs):
         """Fresh parameters and bookkeeping, drawn from ``rs`` exactly as scikit-learn draws them."""
@@ -442,10 +458,11 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _fit_lbfgs(self, X, y):
+    def _fit_lbfgs(self, X, y, sample_weight=None):
         """scikit-learn's ``_fit_lbfgs``: scipy's L-BFGS-B over the flat parameter vector,
         each function evaluation one compiled full-batch loss-and-gradient call
-        (:func:`fastbp._dispatch.loss_and_gradient`)."""
+        (:func:`fastbp._dispatch.loss_and_gradient`).  With ``sample_weight`` the objective is
+        scikit-learn's weighted one: weighted mean cost + ½ alpha ‖W‖² / Σw."""
         import scipy.optimize
 
         activation = get_activation(self.activation)
@@ -455,28 +472,43 @@ class _BaseMLP(BaseEstimator):
         grad = np.empty_like(params)
         alpha = float(self.alpha)
         order = np.arange(X.shape[0], dtype=np.int64)  # (the fast kernel's example order, made once)
+        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=params.dtype)
+        if sw is not None:
+            _val.check_batch_weights(sw, order, X.shape[0])  # Σw = 0 (negative weights) has no mean
 
         def fun(x):
             params[...] = x  # (scipy hands float64; a float32 model rounds it to its buffer)
             if not sp.issparse(X):
-                loss = _dispatch.loss_and_gradient(params, sizes, X, y, activation, out, grad, alpha, cost_scale, order)
+                loss = _dispatch.loss_and_gradient(
+                    params, sizes, X, y, activation, out, grad, alpha, cost_scale, order, sw=sw
+                )
                 return loss, grad.astype(np.float64)
-            # sparse X: the same sums over chunks of densified rows, then the L2 term
+            # sparse X: the same sums over chunks of densified rows, then the L2 term; each
+            # chunk's (weighted) mean counts its number of rows (its Σw) in the whole's
             m, rows = X.shape[0], _chunk_rows(X)
+            D = m if sw is None else float(sw.astype(np.float64).sum())
             loss, total = 0.0, np.zeros(params.shape[0])
             for lo in range(0, m, rows):
+                swc = None if sw is None else sw[lo : lo + rows]
+                if swc is not None and not swc.any():
+                    continue  # weight zero: no part in the sums
+                n = min(rows, m - lo) if swc is None else float(swc.astype(np.float64).sum())
+                if n == 0:
+                    raise ValueError(
+                        "sample_weight: the weights of a chunk of rows of sparse X sum to zero; "
+                        "lbfgs on sparse X needs each chunk's sum to be non-zero"
+                    )
                 Xc = _dense_rows(X, slice(lo, lo + rows), params.dtype)
-                n = Xc.shape[0]
                 loss += n * _dispatch.loss_and_gradient(
-                    params, sizes, Xc, y[lo : lo + n], activation, out, grad, 0.0, cost_scale
+                    params, sizes, Xc, y[lo : lo + Xc.shape[0]], activation, out, grad, 0.0, cost_scale, sw=swc
                 )
                 total += n * grad.astype(np.float64)
                 del Xc  # (freed before the next chunk is made: one chunk alive at a time)
-            loss, total = loss / m, total / m
+            loss, total = loss / D, total / D
             for lo, hi in zip(*offsets.py_func(sizes)[:2]):
                 w = params[lo:hi].astype(np.float64)
-                loss += 0.5 * alpha * float(w @ w) / m
-                total[lo:hi] += (alpha / m) * w
+                loss += 0.5 * alpha * float(w @ w) / D
+                total[lo:hi] += (alpha / D) * w
             return loss, total
 
         with np.errstate(all="ignore"):  # a non-finite loss is L-BFGS-B's to handle, and checked below
@@ -493,20 +525,29 @@ class _BaseMLP(BaseEstimator):
         if not np.isfinite(params).all():
             raise DivergenceError(0, self.n_iter_, message=NON_FINITE_MESSAGE)
 
-    def _fit_stochastic(self, X, y, rs, incremental):
+    def _fit_stochastic(self, X, y, rs, incremental, sample_weight=None):
         if not hasattr(self, "loss_curve_"):  # warm start after an lbfgs fit
             self._start_bookkeeping()
+        sw_val = None
         if self.early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
-            X, X_val, y, y_val = train_test_split(
-                X, y, random_state=rs, test_size=self.validation_fraction, stratify=stratify
-            )
+            if sample_weight is None:
+                X, X_val, y, y_val = train_test_split(
+                    X, y, random_state=rs, test_size=self.validation_fraction, stratify=stratify
+                )
+            else:  # the same split (the indices do not depend on how many arrays are split)
+                X, X_val, y, y_val, sample_weight, sw_val = train_test_split(
+                    X, y, sample_weight, random_state=rs, test_size=self.validation_fraction, stratify=stratify
+                )
             if is_classifier(self):  # (its size of at least 2 was checked in _prepare)
                 y_val = self._label_binarizer.inverse_transform(y_val)
             X = X if sp.issparse(X) else np.ascontiguousarray(X)
             y = np.ascontiguousarray(y)
         else:
             X_val = y_val = None
+        # the kernels' weights: the training part, in the network's dtype (the validation
+        # scores weigh with scikit-learn's checked weights, as scikit-learn's do)
+        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=self._params.dtype)
         n_samples = X.shape[0]
         sample_idx = np.arange(n_samples, dtype=np.int64)
         if self.batch_size == "auto":
@@ -531,7 +572,7 @@ class _BaseMLP(BaseEstimator):
             if diverged:  # scikit-learn's parameters are NaN from here on: so are its losses and scores
                 J, failed = np.nan, -1
             else:
-                J, failed = self._epoch(opt, X, y, sample_idx, batch_size, activation, out, cost_scale)
+                J, failed = self._epoch(opt, X, y, sample_idx, batch_size, activation, out, cost_scale, sw)
             if failed >= 0:
                 if not self.early_stopping:
                     # scikit-learn trains on with NaN parameters to max_iter (its loss is NaN, so its
@@ -552,7 +593,7 @@ class _BaseMLP(BaseEstimator):
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-            self._update_no_improvement_count(X_val, y_val, diverged)
+            self._update_no_improvement_count(X_val, y_val, diverged, sw_val)
             opt.iteration_ends(self.t_)
             if self._no_improvement_count > self.n_iter_no_change:
                 if self.early_stopping:
@@ -579,9 +620,9 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping:
             self._params[...] = self._best_params
 
-    def _epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale):
+    def _epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale, sw=None):
         if sp.issparse(X):
-            return self._sparse_epoch(opt, X, y, sample_idx, batch_size, activation, out, cost_scale)
+            return self._sparse_epoch(opt, X, y, sample_idx, batch_size, activation, out, cost_scale, sw)
         return opt.train_epoch(
             self._params,
             self._layout.sizes,
@@ -593,9 +634,10 @@ class _BaseMLP(BaseEstimator):
             out,
             self.backend,
             cost_scale,
+            sw=sw,
         )
 
-    def _sparse_epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale):
+    def _sparse_epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale, sw=None):
         """The epoch over sparse X: each batch's rows densified (batch_size × n_features numbers,
         never X's), then one call of the same epoch kernel on that batch alone, with the nominal
         batch size (so the kernel takes the same path as for dense X).  Returns ``(J, failed)``."""
@@ -606,8 +648,9 @@ class _BaseMLP(BaseEstimator):
             idx = sample_idx[start : start + batch_size]
             n = idx.shape[0]
             Xb = _dense_rows(X, idx, self._params.dtype)
+            swb = None if sw is None else np.ascontiguousarray(sw[idx])
             J, failed = self._epoch(
-                opt, Xb, np.ascontiguousarray(y[idx]), local[:n], batch_size, activation, out, cost_scale
+                opt, Xb, np.ascontiguousarray(y[idx]), local[:n], batch_size, activation, out, cost_scale, swb
             )
             del Xb  # (freed before the next batch is made: one batch alive at a time)
             if failed >= 0:
@@ -615,9 +658,9 @@ class _BaseMLP(BaseEstimator):
             total += J * n
         return total / m, -1
 
-    def _update_no_improvement_count(self, X_val, y_val, diverged=False):
+    def _update_no_improvement_count(self, X_val, y_val, diverged=False, sw_val=None):
         if self.early_stopping:
-            self.validation_scores_.append(np.nan if diverged else self._score(X_val, y_val))
+            self.validation_scores_.append(np.nan if diverged else self._score(X_val, y_val, sw_val))
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
             last = self.validation_scores_[-1]
@@ -680,9 +723,18 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("_params: the pickled estimator's parameters do not match its layer sizes")
         super().__setstate__(state)
 
-    def fit(self, X, y):
-        """Fit the model to X (n_samples, n_features) and y; returns ``self``."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X (n_samples, n_features) and y; returns ``self``.
+
+        ``sample_weight`` (n_samples,), default None: scikit-learn's per-example weights.
+        Each batch's cost and gradient are means weighted by them (w_i / Σ_batch w
+        instead of 1/n), the L2 term is divided by Σ_batch w, lbfgs's objective likewise
+        over all examples, and early stopping's validation score is weighted too.
+        Validated as scikit-learn validates them (negative weights accepted); a batch
+        whose weights sum to zero is refused (ValueError; scikit-learn raises
+        ZeroDivisionError there).
+        """
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     def _check_solver(self):
         # (an invalid solver keeps partial_fit, whose parameter check then names it)
@@ -724,7 +776,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Binary (one logistic output), multiclass (softmax) and multilabel (one
     logistic output per label, y a 0/1 indicator matrix) classification, trained
-    on log-loss plus ``alpha``·½‖W‖²/n with ``solver="adam"`` or ``"sgd"``.
+    on log-loss plus ``alpha``·½‖W‖²/n with ``solver="adam"`` or ``"sgd"`` (with
+    ``sample_weight``: weighted means, ½‖W‖²/Σw).
     Parameters and attributes are scikit-learn's
     (:class:`sklearn.neural_network.MLPClassifier`), plus:
 
@@ -763,8 +816,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, self._label_binarizer.transform(y).astype(bool)
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over X, y (continuing the fit); ``classes`` is required on the first call."""
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X, y (continuing the fit); ``classes`` is required on the first call.
+        ``sample_weight``: as in :meth:`fit` (scikit-learn's order of the arguments)."""
         checked = self._check_params()  # validated once, before anything is set
         if not hasattr(self, "classes_"):
             if classes is None:
@@ -776,7 +830,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 binarizer.fit(classes)
             self._label_binarizer, self.classes_ = binarizer, binarizer.classes_
             try:
-                return self._fit(X, y, incremental=True, checked=checked)
+                return self._fit(X, y, incremental=True, checked=checked, sample_weight=sample_weight)
             except Exception:
                 # refused before training (_fit has put n_features_in_ etc. back): unfitted, as it was;
                 # a failure while training (divergence) keeps the network and its classes
@@ -791,10 +845,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(
                 f"classes={classes!r} is not the same as on the first call to partial_fit, was {self.classes_!r}"
             )
-        return self._fit(X, y, incremental=True, checked=checked)
+        return self._fit(X, y, incremental=True, checked=checked, sample_weight=sample_weight)
 
-    def _score(self, X, y):
-        return accuracy_score(y, self._predict(X, check_input=False))
+    def _score(self, X, y, sample_weight=None):
+        return accuracy_score(y, self._predict(X, check_input=False), sample_weight=sample_weight)
 
     def _predict(self, X, check_input=True):
         y_pred = self._forward(X, check_input)
@@ -922,15 +976,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y):
-        """One epoch over X, y, continuing the fit (or starting it)."""
-        return self._fit(X, y, incremental=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X, y, continuing the fit (or starting it); ``sample_weight`` as in :meth:`fit`."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def _score(self, X, y):
+    def _score(self, X, y, sample_weight=None):
         y_pred = self._predict(X, check_input=False)
         if not np.isfinite(y_pred).all():
             return np.nan
-        return r2_score(y, y_pred)
+        return r2_score(y, y_pred, sample_weight=sample_weight)
 
     def _predict(self, X, check_input=True):
         y_pred = self._forward(X, check_input)

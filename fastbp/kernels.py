@@ -165,12 +165,14 @@ def train_epoch(
     order: Sequence[int] | None = None,
     activation="tanh",
     output="sigmoid",
+    sample_weight=None,
 ) -> float:
     """One epoch of gradient descent, in place; returns the epoch's mean cost.
 
     Examples are visited in ``order`` (default: as given) in batches of
     ``batch_size`` (``None``: the full batch; the last short batch is used).
-    Each batch applies W −= α · mean dW over its examples.  Raises
+    Each batch applies W −= α · mean dW over its examples (with ``sample_weight``,
+    one weight per row of X, the mean weighted by them, as scikit-learn's).  Raises
     :class:`fastbp.DivergenceError` if a step would make the loss or a parameter
     non-finite; the parameters are then those from just before that step.
     """
@@ -178,9 +180,10 @@ def train_epoch(
     X, Y, lr, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
     )
+    sw = v.check_sample_weight(sample_weight, X.shape[0], p.dtype)
     if p.in_place:  # the epoch writes the caller's buffer: an X or Y that is part of it is read as it was
         X, Y = v.unshared(X, [p.params]), v.unshared(Y, [p.params])
-    J, failed = run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out)
+    J, failed = run_epoch(p.params, p.layout.sizes, X, Y, idx, bs, lr, p.activation, p.out, sw=sw)
     p.write_back()
     if failed >= 0:
         raise DivergenceError(failed)

@@ -129,6 +129,19 @@ def example_cost(z, y, out):
     return cost
 
 
+@jit
+def batch_weight(sw, order, start, stop):
+    """The divisor of a batch's mean over the examples ``order[start:stop]`` (float64): n = stop − start,
+    or with per-example weights ``sw`` (indexed like X's rows; empty: unweighted) Σ_batch w_i,
+    scikit-learn's ``sw_sum``.  A weighted mean is then Σ_batch w_i c_i / Σ_batch w_i."""
+    if sw.shape[0] == 0:
+        return np.float64(stop - start)
+    total = 0.0
+    for t in range(start, stop):
+        total += np.float64(sw[order[t]])
+    return total
+
+
 # ----------------------------------------------------------------------------- loop
 
 

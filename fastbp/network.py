@@ -342,6 +342,7 @@ class MLP:
         backend: str = "numba",
         callback: Callable[["History"], Any] | None = None,
         optimizer: Any = "sgd",
+        sample_weight: Any = None,
     ) -> History:
         """Train by gradient descent; returns the :class:`History` of losses per epoch.
 
@@ -378,6 +379,14 @@ class MLP:
             keeps its state (velocities, Adam's moments and step count, schedule), so
             passing the same object to the next ``fit`` continues that run; pass a
             new one (or call its ``reset()``) to start afresh.
+        sample_weight
+            ``None``, or one weight per example (a number: the same for all), as
+            scikit-learn's: each batch's mean gradient and cost become means weighted by
+            w_i / Σ_batch w (the L2 term of an optimizer divided by Σ_batch w instead of n).
+            Refused (``ValueError`` naming it) if not finite, of the wrong length, all zero,
+            or summing to zero over a batch (with ``batch_size=1``: any weight 0); negative
+            weights are allowed, as scikit-learn allows them.  With ``batch_size=1`` and no
+            L2 a weight cancels out of its own mean: weights matter with larger batches.
         """
         impl = self._backend(backend)
         X, Y = self._XY(X, Y)
@@ -387,6 +396,7 @@ class MLP:
         lr = 0.1 if learning_rate is None else v.check_positive_float(learning_rate, "learning_rate", self._dtype)
         m = X.shape[0]
         bs = v.check_batch_size(batch_size, m)
+        sw = v.check_sample_weight(sample_weight, m, self._dtype)
         shuffle = v.check_bool(shuffle, "shuffle")
         v.check_callback(callback)
         self._check_finite()
@@ -398,8 +408,9 @@ class MLP:
         for epoch in range(epochs):
             order = self.rng.permutation(m) if shuffle else np.arange(m)
             t0 = time.perf_counter()
+            args = (self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output)
             try:
-                J = impl.train_epoch(self._weights, self._biases, X, Y, lr, bs, order, self.activation, self.output)
+                J = impl.train_epoch(*args) if sw is None else impl.train_epoch(*args, sample_weight=sw)
             except DivergenceError as exc:
                 raise DivergenceError(exc.batch, epoch) from None
             history.seconds.append(time.perf_counter() - t0)
@@ -421,7 +432,9 @@ class _CheckedKernelEpochs:
         self.net = net
         self.x_abs_max = max(float(X.max()), -float(X.min()))  # once per fit (the tiny kernels' input bound)
 
-    def train_epoch(self, weights, biases, X, Y, lr, batch_size, order, activation, output) -> float:
+    def train_epoch(
+        self, weights, biases, X, Y, lr, batch_size, order, activation, output, sample_weight=None
+    ) -> float:
         net = self.net
         J, failed = run_epoch(
             net._params,
@@ -434,6 +447,7 @@ class _CheckedKernelEpochs:
             activation,
             net._out,
             x_abs_max=self.x_abs_max,
+            sw=sample_weight,
         )
         if failed >= 0:
             raise DivergenceError(failed)

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from . import reference
+from . import _validation, reference
 from ._dispatch import run_epoch_opt
 from .activations import get_activation
 from .errors import DivergenceError
@@ -78,11 +78,11 @@ SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
 def train_epoch_reference(
-    params, sizes, X, Y, order, batch_size, activation, out, kind, hyper, state, counter, alpha, cost_scale
+    params, sizes, X, Y, order, batch_size, activation, out, kind, hyper, state, counter, alpha, cost_scale, sw=None
 ):
     """NumPy twin of :func:`fastbp._plain.loops._train_epoch_opt`: same arguments
-    (``activation`` an :class:`fastbp.Activation` instead of its code), same
-    ``(J, failed)`` result."""
+    (``activation`` an :class:`fastbp.Activation` instead of its code; ``sw`` ``None``
+    or the per-example weights), same ``(J, failed)`` result."""
     layout = Layout(sizes)
     w_off, b_off, _ = offsets.py_func(layout.sizes)
     W, b = layout.views(params)
@@ -93,14 +93,18 @@ def train_epoch_reference(
     for k, start in enumerate(range(0, m, batch_size)):
         idx = order[start : start + batch_size]
         Xb, Yb = X[idx], Y[idx]
+        swb = None if sw is None else sw[idx]
         with np.errstate(all="ignore"):
             Z, A = reference._forward(W, b, Xb, activation, out)
-            batch_loss = cost_scale * float(example_costs_array(Z[-1], Yb, out).sum())
-        _, gW, gb = reference._backward(W, Xb, Yb, Z, A, activation)
+            batch_loss = cost_scale * reference._batch_cost(example_costs_array(Z[-1], Yb, out), swb)
+        _, gW, gb = reference._backward(W, Xb, Yb, Z, A, activation, swb)
         for dst, src in zip(dW + db, gW + gb):
             dst[...] = src
         if alpha > 0.0:
-            batch_loss += 0.5 * alpha * _add_l2_ref(grad, params, w_off, b_off, alpha / len(idx))
+            n = len(idx)
+            D = n if swb is None else float(swb.astype(np.float64).sum())  # scikit-learn's sw_sum
+            # dW += (alpha / Σw) W; loss += n · ½ alpha ‖W‖² / Σw (the batch counts n times in J)
+            batch_loss += 0.5 * alpha * _add_l2_ref(grad, params, w_off, b_off, alpha / D) * (n / D)
         if not np.isfinite(batch_loss):
             return total / m, k
         with atomic_commit():  # parameters, moments and step count of one whole step, even under Ctrl-C
@@ -234,10 +238,13 @@ class Optimizer:
         h[LR] = self.learning_rate
         return h
 
-    def train_epoch(self, params, sizes, X, Y, order, batch_size, activation, out, backend="numba", cost_scale=1.0):
+    def train_epoch(
+        self, params, sizes, X, Y, order, batch_size, activation, out, backend="numba", cost_scale=1.0, sw=None
+    ):
         """Run one epoch on the flat buffer ``params`` in place; returns ``(J, failed)``.
 
-        Inputs must already be validated (C-contiguous, the buffer's dtype); see
+        Inputs must already be validated (C-contiguous, the buffer's dtype; ``sw`` ``None`` or
+        one weight per row of X, the buffer's dtype); see
         :func:`fastbp._plain.loops._train_epoch_opt` for the meaning of the result.
         ``backend="numba"`` runs the kernel :func:`fastbp._dispatch.run_epoch_opt` chooses
         (the fast one for a built-in activation, else the plain one compiled for a custom g).
@@ -247,9 +254,11 @@ class Optimizer:
         args = (X, Y, order, int(batch_size))
         tail = (self.kind, self.hyper(), self.state, self.counter, float(self.alpha), float(cost_scale))
         if backend == "numpy":
-            J, failed = train_epoch_reference(params, sizes_arr, *args, activation, out, *tail)
+            if sw is not None:
+                _validation.check_batch_weights(sw, order, int(batch_size))
+            J, failed = train_epoch_reference(params, sizes_arr, *args, activation, out, *tail, sw)
         else:
-            J, failed = run_epoch_opt(params, sizes_arr, *args, activation, out, *tail)
+            J, failed = run_epoch_opt(params, sizes_arr, *args, activation, out, *tail, sw=sw)
         return float(J), int(failed)
 
     def runner(self, params, sizes, backend="numba") -> "_EpochRunner":
@@ -300,7 +309,9 @@ class _EpochRunner:
     def __init__(self, optimizer: Optimizer, params: np.ndarray, sizes, backend: str):
         self.optimizer, self.params, self.sizes, self.backend = optimizer, params, sizes, backend
 
-    def train_epoch(self, weights, biases, X, Y, learning_rate, batch_size, order, activation, output) -> float:
+    def train_epoch(
+        self, weights, biases, X, Y, learning_rate, batch_size, order, activation, output, sample_weight=None
+    ) -> float:
         order = np.ascontiguousarray(order, dtype=np.int64)
         J, failed = self.optimizer.train_epoch(
             self.params,
@@ -312,6 +323,7 @@ class _EpochRunner:
             get_activation(activation),
             get_output(output),
             self.backend,
+            sw=sample_weight,
         )
         if failed >= 0:
             raise DivergenceError(failed)

@@ -49,25 +49,41 @@ def _forward(weights, biases, X, g, out):
     return Z, A
 
 
-def _backward(weights, X, Y, Z, A, g):
-    m = X.shape[0]
+def _example_scale(X, sw):
+    """Each example's share of a batch's mean: 1/m, or with weights w_i / Σ w (a column)."""
+    if sw is None:
+        return X.dtype.type(1) / X.dtype.type(X.shape[0])
+    w = sw.astype(np.float64)
+    return (w / w.sum()).astype(X.dtype)[:, None]
+
+
+def _backward(weights, X, Y, Z, A, g, sw=None):
     L = len(weights)
     dZ = [None] * L
     dW = [None] * L
     db = [None] * L
     dZ[L - 1] = A[L - 1] - Y  # dZ[L] = A[L] − Y
-    scale = X.dtype.type(1) / X.dtype.type(m)
+    scale = _example_scale(X, sw)  # 1/m, or w_i / Σw (weights ``sw`` of the rows of X)
     for l in range(L - 1, -1, -1):
         A_prev = X if l == 0 else A[l - 1]
         # Scale by 1/m before summing over examples (as the kernels do): a sum of m
         # large dZ could overflow where their mean does not.
         dZm = dZ[l] * scale
-        dW[l] = dZm.T @ A_prev  # dW[l] = (1/m) dZ[l] A[l−1]ᵀ
+        dW[l] = dZm.T @ A_prev  # dW[l] = (1/m) dZ[l] A[l−1]ᵀ   (Σ_i (w_i/Σw) dZ_i A_iᵀ with weights)
         db[l] = dZm.sum(axis=0)  # db[l] = (1/m) Σ_i dZ[l]
         if l > 0:
             dA_prev = dZ[l] @ weights[l]  # dA[l−1] = W[l]ᵀ dZ[l]
             dZ[l - 1] = dA_prev * g.derivative(Z[l - 1], A[l - 1])  # dZ[l−1] = dA[l−1] ∗ g'(Z[l−1])
     return dZ, dW, db
+
+
+def _batch_cost(costs, sw=None) -> float:
+    """A batch's summed cost, float64: Σ c_i, or with weights n · Σ w_i c_i / Σ w_i (n times the
+    weighted mean, as the sum is n times the mean)."""
+    if sw is None:
+        return float(costs.sum())
+    w = sw.astype(np.float64)
+    return float(costs.shape[0] * (w @ costs.astype(np.float64)) / w.sum())
 
 
 def forward(weights, biases, X, activation="tanh", output="sigmoid"):
@@ -138,6 +154,7 @@ def train_epoch(
     order: Sequence[int] | None = None,
     activation="tanh",
     output="sigmoid",
+    sample_weight=None,
 ) -> float:
     """One epoch of gradient descent in place (same contract as :func:`fastbp.kernels.train_epoch`).
 
@@ -148,6 +165,9 @@ def train_epoch(
     X, Y, alpha, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
     )
+    sw = v.check_sample_weight(sample_weight, X.shape[0], p.dtype)
+    if sw is not None:
+        v.check_batch_weights(sw, idx, bs)
     params = list(weights) + list(biases)
     X, Y = v.unshared(X, params), v.unshared(Y, params)  # read as they were while the parameters change
     m = idx.shape[0]  # examples visited (the kernels' J is a mean over order, too)
@@ -155,12 +175,13 @@ def train_epoch(
     for start in range(0, m, bs):
         batch = idx[start : start + bs]
         Xb, Yb = X[batch], Y[batch]
+        swb = None if sw is None else sw[batch]
         # A diverging network overflows on its way to inf/NaN: that is reported by
         # DivergenceError below, not by NumPy's RuntimeWarnings.
         with np.errstate(over="ignore", invalid="ignore"):
             Z, A = _forward(weights, biases, Xb, p.g, p.out)
-            batch_cost = float(example_costs_array(Z[-1], Yb, p.out).sum())
-            _, dW, db = _backward(weights, Xb, Yb, Z, A, p.g)
+            batch_cost = _batch_cost(example_costs_array(Z[-1], Yb, p.out), swb)
+            _, dW, db = _backward(weights, Xb, Yb, Z, A, p.g, swb)
             new_W = [W - alpha * d for W, d in zip(weights, dW)]  # W[l] − α dW[l]
             new_b = [b - alpha * d for b, d in zip(biases, db)]  # b[l] − α db[l]
         if not (np.isfinite(batch_cost) and all(np.isfinite(P).all() for P in new_W + new_b)):

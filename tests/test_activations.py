@@ -149,7 +149,7 @@ def test_a_deliberately_incomplete_activation_is_refused_before_training():
 
         lay = Layout([3, 4, 1])
         p = lay.pack(W, b, np.float64)
-        BUILTIN._train_epoch(p, lay.sizes, prob.X, prob.Y, np.arange(5), 1, 0.1, UNKNOWN, 0)
+        BUILTIN._train_epoch(p, lay.sizes, prob.X, prob.Y, np.arange(5), 1, 0.1, UNKNOWN, 0, np.empty(0, p.dtype))
     np.testing.assert_array_equal(W[0], before[0])
 
 

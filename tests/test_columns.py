@@ -26,6 +26,9 @@ from fastbp.testing import assert_agree, make_problem
 #: blas_min of the kernels: every layer on the loops, every layer on BLAS, as dispatched.
 PATHS = {"loops": 1 << 62, "blas": 0, "dispatched": _dispatch.BLAS_MIN_WEIGHTS}
 
+#: The plain kernels' ``sw`` argument for unweighted examples (the column kernels take none).
+NO_WEIGHTS = {t: np.empty(0, t) for t in (np.float32, np.float64)}
+
 #: Widths of 1, odd widths (the loops' two-row steps), depth 1 to 3, every output.
 CASES = [
     ([3, 1], "identity"),
@@ -62,7 +65,7 @@ def test_columns_epoch_agrees_with_plain(path, bs, dtype):
                 p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], 1e30, PATHS[path]
             )
         J, failed = BUILTIN._train_epoch(
-            p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out]
+            p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], NO_WEIGHTS[dtype]
         )
         assert resume == failed == -1
         assert_agree((total / 701, p_fast), (J, p_plain), dtype, f"{sizes} {out} batch {bs} {path}")
@@ -84,7 +87,7 @@ def test_columns_optimizer_epoch_agrees_with_plain(path):
                 with one_blas_thread():
                     res = kernel(*args, *tail, PATHS[path])
             else:
-                res = BUILTIN._train_epoch_opt(*args, *tail)
+                res = BUILTIN._train_epoch_opt(*args, *tail, NO_WEIGHTS[np.float64])
             results.append((res, p, opt.state))
         assert results[0][0][1] == results[1][0][1] == -1
         assert_agree(results[0], results[1], np.float64, f"{sizes} {out} {path}")

@@ -189,8 +189,10 @@ def test_kernels_release_the_gil():
         kernel(*args)  # compile before the probe
         return _intermediate_states_seen(kernel, args, params)
 
-    assert run(_train_epoch_opt) >= 5
-    assert run(functools.partial(_batch_epoch_opt, blocked=False)) >= 5  # the fast epoch, what the estimators run
+    unweighted = np.empty(0)  # (the kernels' last argument, sw: no weights)
+    assert run(functools.partial(_train_epoch_opt, sw=unweighted)) >= 5
+    # the fast epoch, what the estimators run
+    assert run(functools.partial(_batch_epoch_opt, blocked=False, sw=unweighted)) >= 5
     # The probe can tell: the same kernel compiled *without* nogil is seen in one state only.
     holds_gil = njit(cache=False, nogil=False)(_train_epoch_opt.py_func)
-    assert run(holds_gil) == 1
+    assert run(functools.partial(holds_gil, sw=unweighted)) == 1

@@ -162,7 +162,9 @@ def test_every_fast_epoch_agrees_with_plain_where_it_runs(row, dtype):
         res = run_epoch(
             p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, get_activation(act), OUT_CODES[out], epoch=row.name
         )
-        ref = BUILTIN._train_epoch(p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[act], OUT_CODES[out])
+        ref = BUILTIN._train_epoch(
+            p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[act], OUT_CODES[out], np.empty(0, dtype)
+        )
         msg = f"{row.name} {sizes} batch {bs} {act} {out} {np.dtype(dtype)}"
         assert res[1] == ref[1] == -1, msg
         assert_agree((res[0], p_fast), (ref[0], p_plain), dtype, msg)

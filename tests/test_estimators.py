@@ -53,7 +53,15 @@ def _expected_failures(estimator):
             "check_regressor_multioutput": (
                 "dtype=float32 asks for float32 parameters and arithmetic, so predictions are float32 even for "
                 "float64 X; the check wants float64 (dtype=None, the default, follows X's dtype and passes)"
-            )
+            ),
+            "check_sample_weight_equivalence_on_dense_data": (
+                "dtype=float32: 100 full-batch epochs summing 15 weighted or 30 repeated examples in float32 agree "
+                "to float32 rounding (measured 6e-7 relative), not to the check's float64 rtol=1e-7 (the float64 "
+                "instances pass it, and test_sample_weight.py holds float32 kernels to float32's tolerance)"
+            ),
+            "check_sample_weight_equivalence_on_sparse_data": (
+                "dtype=float32: float32 rounding against the check's float64 rtol=1e-7, as on dense data"
+            ),
         }
     return {}
 

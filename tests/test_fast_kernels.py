@@ -47,6 +47,11 @@ def fast_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, threads=Non
     return run_epoch(params, sizes, X, Y, order, batch_size, lr, _ACT[act], out, threads=threads, epoch=epoch)
 
 
+def plain_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
+    """The plain kernel's epoch, unweighted (its ``sw``, last, empty)."""
+    return BUILTIN._train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, np.empty(0, params.dtype))
+
+
 def _flat(prob):
     lay = Layout([prob.X.shape[1]] + [w.shape[0] for w in prob.weights])
     return lay, lay.pack(prob.weights, prob.biases, prob.X.dtype)
@@ -76,7 +81,7 @@ def test_epoch_agrees_with_plain_and_reference(sizes, dtype, batch_size, m):
             lay, p0 = _flat(prob)
             p_fast, p_plain = p0.copy(), p0.copy()
             J_fast, f_fast = _run(fast_epoch, prob, p_fast, lay, batch_size)
-            J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+            J_plain, f_plain = _run(plain_epoch, prob, p_plain, lay, batch_size)
             msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {batch_size}"
             assert f_fast == f_plain == -1, msg
             assert_agree((J_fast, p_fast), (J_plain, p_plain), dtype, msg)
@@ -163,7 +168,7 @@ def test_divergence_at_the_first_step_changes_nothing(dtype, batch_size, out, si
     prob.X *= 1e10
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
-    assert _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)[1] == 0
+    assert _run(plain_epoch, prob, p_plain, lay, batch_size)[1] == 0
     assert _run(fast_epoch, prob, p_fast, lay, batch_size) == (0.0, 0)
     np.testing.assert_array_equal(p_fast, p0)
     W, b = prob.copy_params()
@@ -189,7 +194,7 @@ def test_divergence_later_stops_at_the_same_step_as_plain(dtype, batch_size, act
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
     J_fast, f_fast = _run(fast_epoch, prob, p_fast, lay, batch_size)
-    J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+    J_plain, f_plain = _run(plain_epoch, prob, p_plain, lay, batch_size)
     assert f_plain >= k // batch_size  # there, or (tanh/σ bound A) the batch after it
     assert f_fast == f_plain
     assert np.isfinite(p_fast).all()
@@ -216,7 +221,7 @@ def test_large_but_finite_parameters_use_the_exact_check(dtype, batch_size, size
     lay, p0 = _flat(prob)
     p_fast, p_plain = p0.copy(), p0.copy()
     res_fast = _run(fast_epoch, prob, p_fast, lay, batch_size)
-    res_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, batch_size)
+    res_plain = _run(plain_epoch, prob, p_plain, lay, batch_size)
     assert res_fast[1] == res_plain[1]
     assert_agree((res_fast[0], p_fast), (res_plain[0], p_plain), dtype)
 
@@ -253,7 +258,9 @@ def test_no_allocation_per_example_or_batch(batch_size, kernel):
         before = rtsys.get_allocation_stats().alloc
         fast_epoch(p0.copy(), *args, epoch=kernel)
         counts.append(rtsys.get_allocation_stats().alloc - before)
-    assert counts[0] == counts[1] and counts[0] < 20
+    # a fixed handful: the workspaces, and one each for the array arguments adapted from Python
+    # (the empty weights array, sw, is one of them: 19 before it, 20 with it)
+    assert counts[0] == counts[1] and counts[0] <= 20
 
 
 # ------------------------------------------------------------------ mini-batches as matrices
@@ -296,7 +303,7 @@ def test_tiled_batch_kernels_agree_with_plain_and_reference(dtype, threads):
                         OUT_CODES[out],
                         epoch=kernel,
                     )
-                    J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
+                    J_plain, f_plain = _run(plain_epoch, prob, p_plain, lay, bs)
                     msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {bs}"
                     assert res[1] == f_plain == -1, msg
                     assert_agree((res[0], p_fast), (J_plain, p_plain), dtype, msg)
@@ -331,7 +338,7 @@ def test_threaded_kernel_agrees_with_plain(dtype, sizes):
         res = fast_epoch(
             p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr, ACT_CODES[act], OUT_CODES[prob.output], threads=True
         )
-        ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
+        ref = _run(plain_epoch, prob, p_plain, lay, THREADED)
         assert res[1] == ref[1] == -1
         assert_agree((res[0], p_thr), (ref[0], p_plain), dtype, f"{sizes} {act} {prob.output}")
 
@@ -357,7 +364,7 @@ def test_threaded_kernel_divergence_matches_plain(dtype):
     J, failed = fast_epoch(
         p_thr, lay.sizes, prob.X, prob.Y, order, THREADED, lr, ACT_CODES["tanh"], OUT_CODES["identity"], threads=True
     )
-    J_plain, f_plain = _run(BUILTIN._train_epoch, prob, p_plain, lay, THREADED)
+    J_plain, f_plain = _run(plain_epoch, prob, p_plain, lay, THREADED)
     assert f_plain >= 1 and failed == f_plain
     assert_agree((J, p_thr), (J_plain, p_plain), dtype)
 
@@ -467,7 +474,7 @@ def test_random_configurations_agree_with_plain(seed):
     order = np.asarray(prob.order, dtype=np.int64)
     lr = np.dtype(dtype).type(prob.learning_rate)
     p_plain = p0.copy()
-    ref = _run(BUILTIN._train_epoch, prob, p_plain, lay, bs)
+    ref = _run(plain_epoch, prob, p_plain, lay, bs)
     for threads in (False, True):
         p = p0.copy()
         res = fast_epoch(p, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[act], OUT_CODES[out], threads=threads)

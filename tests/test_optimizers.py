@@ -245,6 +245,7 @@ def test_epoch_kernel_runs_as_plain_python():
             np.zeros(1, np.int64),
             0.1,
             1.0,
+            np.empty(0),  # sw: no weights
         )
         results.append((p, out[0]))
     assert_agree(results[0], results[1], np.float64)
@@ -434,6 +435,11 @@ FAST_OPTIMIZERS = {
 EPOCH_IMPLS = ("fast", "plain", "reference")
 
 
+def _plain_epoch_opt(*args):
+    """The plain optimizer epoch, unweighted (its last argument, ``sw``, empty)."""
+    return _train_epoch_opt(*args, np.empty(0, args[0].dtype))
+
+
 def _epochs(impl, make, params, sizes, X, Y, order, batch_size, act, out, epochs=3):
     """``epochs`` epochs of one implementation; the schedule steps between them.
 
@@ -450,7 +456,7 @@ def _epochs(impl, make, params, sizes, X, Y, order, batch_size, act, out, epochs
         if impl == "reference":
             J, failed = O.train_epoch_reference(*args, activation, out_code, *tail)
         else:
-            kernel = _fast_epoch_opt if impl == "fast" else _train_epoch_opt
+            kernel = _fast_epoch_opt if impl == "fast" else _plain_epoch_opt
             J, failed = kernel(*args, activation.code, out_code, *tail)
         assert failed == -1
         losses.append(J)
@@ -510,7 +516,7 @@ def _one_epoch(impl, opt, params, layout, prob, order, batch_size, act="tanh", o
     tail = (opt.kind, opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0)
     if impl == "reference":
         return O.train_epoch_reference(*args, get_activation(act), get_output(out), *tail)
-    kernel = _fast_epoch_opt if impl == "fast" else _train_epoch_opt
+    kernel = _fast_epoch_opt if impl == "fast" else _plain_epoch_opt
     return kernel(*args, get_activation(act).code, get_output(out), *tail)
 
 

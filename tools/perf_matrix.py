@@ -147,7 +147,7 @@ def per_example_matrix(nets, dtypes, repeats, target_s, use_jax, peak):
             s = lay.sizes
 
             def plain(p):
-                return BUILTIN._train_epoch(p, s, X, Y, order, 1, lr, TANH, SIGMOID)
+                return BUILTIN._train_epoch(p, s, X, Y, order, 1, lr, TANH, SIGMOID, np.empty(0, p.dtype))
 
             def fast(p):
                 return run_epoch(p, s, X, Y, order, 1, lr, tanh, SIGMOID)
@@ -232,7 +232,7 @@ def batch_section(nets, dtypes, repeats, target_s):
             for bs in (32, 64, 256):
 
                 def plain(p):
-                    return BUILTIN._train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out)
+                    return BUILTIN._train_epoch(p, lay.sizes, X, Y, order, bs, lr, TANH, out, np.empty(0, p.dtype))
 
                 def fast(p):
                     return run_epoch(p, lay.sizes, X, Y, order, bs, lr, tanh, out, threads=False)

@@ -54,6 +54,13 @@ never each other, and never :mod:`fastbp._plain`.
 ``z``, ``a``, ``dz``, ``sa``, ``sd``, ``wb``, ``bb``
     workspaces: Z[l], A[l], dZ[l] of one example (n_units), Σ|A[l]|, Σ|dZ[l]| per layer,
     and the per-layer bounds on max|W[l]|, max|b[l]|.
+``sw``
+    per-example weights (scikit-learn's ``sample_weight``), one per row of X, ``params``'
+    dtype, indexed like X (``sw[order[t]]``); an empty array means none.  Always the *last*
+    argument of a kernel that takes it.  Each batch's gradient and cost are then means
+    weighted by w_i / Σ_batch w instead of 1/n (:func:`fastbp._plain.loops._mean_gradient`).
+    Which kernels take weights is stated in each registry row's ``requires``
+    (:mod:`fastbp._dispatch`); the per-example and tiled kernels take none.
 
 **The divergence contract.**  A step whose loss or new parameters would not be finite is
 never applied.  Instead of the plain kernel's extra pass over all parameters per step, a

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._jit import jit_inline, jit_inner
 from ..activations import activate_loop, times_derivative_loop
-from ..losses import cost_loop, output_loop
+from ..losses import batch_weight, cost_loop, output_loop
 from ._common import COST_SAFE, _abs_sum
 
 
@@ -327,10 +327,14 @@ def _batch_workspace(params, sizes, u_off):
 # nothing on tiny nets (its own callees stay calls)
 @jit_inline
 def _batch_gradient(
-    params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, blocked, z, a, dz, sa, P, Q, C, Zp
+    params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, blocked, z, a, dz, sa, P, Q, C, Zp, sw
 ):
     """grad += the mean gradient of the costs of the examples ``order[start:stop]``; returns
     the sum of their costs (float64).
+
+    With per-example weights ``sw`` (indexed like X's rows; empty: unweighted), the weighted
+    mean of :func:`fastbp._plain.loops._mean_gradient`: example i's terms scaled by
+    w_i / Σ_batch w instead of 1/n, and n · Σ w_i cost_i / Σ_batch w returned.
 
     The building block of every mini-batch epoch (:func:`_batch_epoch`, and the
     optimizers' :func:`fastbp._fast.optimizer._batch_epoch_opt`): ``grad`` is the flat
@@ -344,7 +348,10 @@ def _batch_gradient(
     K = BLOCK
     n0 = sizes[0]
     n1 = sizes[1]
-    scale = T(1) / T(stop - start)
+    n = stop - start
+    scale = T(1) / T(n)
+    weighted = sw.shape[0] > 0
+    D = batch_weight(sw, order, start, stop)  # Σ_batch w_i (n when unweighted)
     b1 = params[b_off[0] : b_off[0] + n1]
     batch_cost = 0.0
     if blocked:
@@ -360,9 +367,12 @@ def _batch_gradient(
                 i = order[t0 + tt]
                 for j in range(n1):
                     z[j] = b1[j] + Zp[tt, j]
-                batch_cost += _batch_example(
+                if weighted:
+                    scale = T(np.float64(sw[i]) / D)
+                cost = _batch_example(
                     params, grad, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, scale, act, out
                 )
+                batch_cost += np.float64(sw[i]) * cost if weighted else cost
                 for j in range(n1):
                     C[tt, j] = scale * dz[j]
         _accumulate_block(grad, n0, n1, C, Q)
@@ -374,12 +384,15 @@ def _batch_gradient(
             i = order[t]
             x = X[i]
             _first_layer(params, n0, n1, b_off[0], x, z)
-            batch_cost += _batch_example(
-                params, grad, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, scale, act, out
-            )
+            if weighted:
+                scale = T(np.float64(sw[i]) / D)
+            cost = _batch_example(params, grad, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, scale, act, out)
+            batch_cost += np.float64(sw[i]) * cost if weighted else cost
             for j in range(n1):
                 G = grad[j * n0 : (j + 1) * n0]
                 g = scale * dz[j]
                 for k in range(n0):
                     G[k] += g * x[k]
+    if weighted:
+        batch_cost *= n / D
     return batch_cost

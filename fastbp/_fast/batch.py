@@ -16,8 +16,12 @@ from ._passes import _batch_gradient, _batch_workspace
 
 
 @jit_vec
-def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked):
+def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked, sw):
     """Mini-batch gradient descent over ``order``; returns ``(total cost, resume)``.
+
+    ``sw``: per-example weights (empty: none), each batch's mean weighted by them
+    (:func:`fastbp._plain.loops._train_epoch`'s meaning).  Per-example SGD with weights
+    (``batch_size`` 1) runs here too, the per-example kernels taking none.
 
     ``resume`` is −1, or the position in ``order`` where the batch starts whose
     step this kernel could not prove safe (not applied).  Each batch's gradient is
@@ -62,6 +66,7 @@ def _batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, bl
             Q,
             C,
             Zp,
+            sw,
         )
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
         safe = np.isfinite(batch_cost)

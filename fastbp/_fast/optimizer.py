@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit_vec
+from ..losses import batch_weight
 from ..steps import _add_l2, _optimizer_step
 from ._common import _alive, _borrow_epoch, _borrowed
 from ._passes import _batch_gradient, _batch_workspace
@@ -33,11 +34,12 @@ from ._passes import _batch_gradient, _batch_workspace
 
 @jit_vec
 def _batch_epoch_opt(
-    params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale, blocked
+    params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale, blocked, sw
 ):
     """One epoch of mini-batches with an optimizer and L2; the arguments and result of
     :func:`fastbp._plain.loops._train_epoch_opt` (``act`` a built-in activation's code),
-    plus ``blocked`` (see :func:`fastbp._fast._passes._batch_gradient`).
+    plus ``blocked`` (see :func:`fastbp._fast._passes._batch_gradient`); ``sw`` per-example
+    weights (empty: none), as there.
 
     Returns ``(J, failed)``: scikit-learn's epoch loss, and −1 or the index of the
     first batch whose loss, new parameters or new optimizer state would not be
@@ -76,9 +78,14 @@ def _batch_epoch_opt(
             Q,
             C,
             Zp,
+            sw,
         )
         if alpha > 0.0:
-            batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / (stop - start))
+            D = batch_weight(sw, order, start, stop)  # Σ_batch w_i, or n
+            if sw.shape[0] > 0:  # the batch counts n times in J (scikit-learn's accumulated loss)
+                batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / D) * ((stop - start) / D)
+            else:
+                batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / D)
         if not np.isfinite(batch_loss) or not _optimizer_step(params, grad, state, counter, kind, hyper):
             failed = start // batch_size
             break

@@ -15,6 +15,7 @@ Where to find a loop:
 * dW[l] = dZ[l] A[l−1]ᵀ, db[l] = dZ[l] ................ :func:`_backward_example`
 * dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g'(Z[l−1]) ................ :func:`_backward_example`
 * the mean gradient of one batch ...................... :func:`_mean_gradient`
+* with weights w_i: the weighted mean, w_i / Σ w ....... :func:`_mean_gradient`
 * the full-batch objective and gradient (L-BFGS) ...... :func:`_loss_and_gradient`
 * W −= α dW, b −= α db ................................ :func:`fastbp.steps._sgd_update`
 * per-example SGD, mini-batches, full batch ........... :func:`_train_epoch`
@@ -31,7 +32,7 @@ import numpy as np
 
 from .._jit import jit
 from ..activations import hidden_activation, hidden_derivative
-from ..losses import example_cost, output_activation
+from ..losses import batch_weight, example_cost, output_activation
 from ..params import offsets
 from ..steps import _add_l2, _optimizer_step, _sgd_update, _step_is_finite
 
@@ -188,49 +189,80 @@ def _gradients_batch(params, sizes, X, Y, act, out, grad):
 
 
 @jit
-def _loss_and_gradient(params, sizes, X, Y, act, out, grad, alpha, cost_scale):
+def _loss_and_gradient(params, sizes, X, Y, act, out, grad, alpha, cost_scale, sw):
     """scikit-learn's full-batch objective and its gradient, the function L-BFGS minimises.
 
     grad = the mean dW, db over the rows of X plus (alpha / m) W on the weights; returns
     cost_scale · J + ½ alpha ‖W‖² / m (float64), J the mean cost (:func:`_gradients_batch`;
-    ``cost_scale`` as in :func:`_train_epoch_opt`).
+    ``cost_scale`` as in :func:`_train_epoch_opt`).  With weights ``sw`` (one per row of X;
+    empty: none) the means are weighted and m becomes Σ w (scikit-learn's ``sw_sum``):
+    grad = Σ_i (w_i / Σw) dW_i + (alpha / Σw) W, J = Σ_i w_i cost_i / Σw.
     """
-    J = _gradients_batch(params, sizes, X, Y, act, out, grad)
+    m = X.shape[0]
+    w_off, b_off, u_off = offsets(sizes)
+    if sw.shape[0] == 0:
+        J = _gradients_batch(params, sizes, X, Y, act, out, grad)
+        D = np.float64(m)
+    else:
+        n_units = u_off[-1] + sizes[-1]
+        z = np.empty(n_units, params.dtype)
+        a = np.empty(n_units, params.dtype)
+        dz = np.empty(n_units, params.dtype)
+        order = np.arange(m)
+        # m · the weighted mean cost (see _mean_gradient), back to the mean
+        J = _mean_gradient(params, sizes, w_off, b_off, u_off, X, Y, order, 0, m, z, a, dz, grad, act, out, sw) / m
+        D = batch_weight(sw, order, 0, m)
     loss = cost_scale * J
     if alpha > 0.0:
-        w_off, b_off, u_off = offsets(sizes)
-        m = X.shape[0]
-        loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / m) / m
+        loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / D) / D
     return loss
 
 
 @jit
-def _mean_gradient(params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out):
+def _mean_gradient(params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out, sw):
     """grad = the mean gradient of the costs of the examples ``order[start:stop]`` (one batch),
     each example's forward pass, cost and backward pass in turn; returns the sum of their
     costs (float64).  ``z``, ``a``, ``dz`` are n_units workspaces.  The batch step of
-    :func:`_train_epoch` and of :func:`_train_epoch_opt`."""
+    :func:`_train_epoch` and of :func:`_train_epoch_opt`.
+
+    With per-example weights ``sw`` (indexed like X's rows; empty: unweighted) the mean is
+    scikit-learn's weighted one: example i's dW, db are scaled by w_i / Σ_batch w instead of
+    1/n, and the returned cost is n · Σ w_i cost_i / Σ_batch w (n times the weighted mean,
+    as the sum is n times the mean: callers add batches up the same way either way).
+    """
     T = params.dtype.type
-    scale = T(1) / T(stop - start)
+    n = stop - start
+    scale = T(1) / T(n)
+    weighted = sw.shape[0] > 0
+    D = batch_weight(sw, order, start, stop)  # Σ_batch w_i (n when unweighted)
     top = u_off[-1]
     grad[:] = 0
     batch_cost = 0.0
     for t in range(start, stop):
         i = order[t]
         _forward_example(params, sizes, w_off, b_off, u_off, X[i], z, a, act, out)
-        batch_cost += example_cost(z[top:], Y[i], out)  # cost before the batch's update
+        cost = example_cost(z[top:], Y[i], out)  # cost before the batch's update
+        if weighted:
+            # dW += (w_i / Σw) dZ[l] A[l−1]ᵀ: example i's share of the weighted mean
+            scale = T(np.float64(sw[i]) / D)
+            cost *= np.float64(sw[i])
+        batch_cost += cost
         _backward_example(params, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, grad, scale, act)
+    if weighted:
+        batch_cost *= n / D
     return batch_cost
 
 
 @jit
-def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
+def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, sw):
     """One epoch of gradient descent over the examples in ``order``.
 
     Batches are consecutive runs of ``batch_size`` indices of ``order`` (the last
     one may be short and is used).  For each batch: the mean gradient of its
     examples, then W −= α dW, b −= α db.  ``batch_size = 1`` is the derivation's
     per-example update; ``batch_size = m`` is full-batch gradient descent.
+    With per-example weights ``sw`` (one per row of X; empty: none) each batch's mean
+    gradient and cost are weighted, w_i / Σ_batch w instead of 1/n (:func:`_mean_gradient`).
 
     Returns ``(J, failed)``: J is the mean of the per-example costs, each measured
     in the forward pass before its batch's update (what scikit-learn's
@@ -249,7 +281,7 @@ def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         batch_cost = _mean_gradient(
-            params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out
+            params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out, sw
         )
         # Divergence guard: a non-finite loss or step stops the epoch before the update.
         if not (np.isfinite(batch_cost) and _step_is_finite(params, grad, lr)):
@@ -260,7 +292,9 @@ def _train_epoch(params, sizes, X, Y, order, batch_size, lr, act, out):
 
 
 @jit
-def _train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale):
+def _train_epoch_opt(
+    params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale, sw
+):
     """One epoch over the examples in ``order`` with an optimizer and L2; no allocation per batch.
 
     For each batch of n examples (consecutive runs of ``batch_size`` entries of
@@ -274,6 +308,11 @@ def _train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyp
     squared loss, a mean over outputs).  ``failed`` is −1, or the index of the
     first batch whose loss, new parameters or new optimizer state would not be
     finite; that step is not applied and the epoch stops there.
+
+    With per-example weights ``sw`` (one per row of X; empty: none), scikit-learn's
+    weighted batch: the gradient and cost are means weighted by w_i / Σ_batch w, the L2
+    term is (alpha / Σ_batch w) W and ½ alpha ‖W‖² / Σ_batch w, and the batch still
+    counts n times in J (scikit-learn's ``accumulated_loss += batch_loss * n``).
     """
     w_off, b_off, u_off = offsets(sizes)
     n_units = u_off[-1] + sizes[-1]
@@ -287,11 +326,16 @@ def _train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, kind, hyp
         stop = min(start + batch_size, m)
         n = stop - start
         batch_cost = _mean_gradient(
-            params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out
+            params, sizes, w_off, b_off, u_off, X, Y, order, start, stop, z, a, dz, grad, act, out, sw
         )
         batch_loss = cost_scale * batch_cost
         if alpha > 0.0:
-            batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / n)
+            D = batch_weight(sw, order, start, stop)  # Σ_batch w_i, or n
+            # dW += (alpha / Σw) W; the batch's loss gains n · ½ alpha ‖W‖² / Σw (½ alpha ‖W‖² unweighted)
+            if sw.shape[0] > 0:
+                batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / D) * (n / D)
+            else:
+                batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / D)
         if not np.isfinite(batch_loss):
             return total / m, start // batch_size
         if not _optimizer_step(params, grad, state, counter, kind, hyper):
