@@ -120,6 +120,14 @@ COLUMNS_MIN_BATCH = 4
 BLAS_MIN_WEIGHTS = 128
 
 
+#: ``predict``, ``forward`` and ``loss`` over at least this many multiply-adds (m · Σ n_l n_{l−1})
+#: run the column forward pass (:mod:`fastbp._fast.forward`); smaller ones the plain kernels.  The
+#: column pass compiles in about 4.9 s against the plain one's 1.6 s (``python
+#: tools/startup_profile.py``), which a first ``fastbp train`` would pay to predict a test set of
+#: a few hundred rows in milliseconds either way; above this the column pass's speed pays.
+FAST_FORWARD_MIN_MACS = 10_000_000
+
+
 def uses_blas(sizes) -> bool:
     """Whether a column kernel hands some layer of ``sizes`` to BLAS (:data:`BLAS_MIN_WEIGHTS`)."""
     return any(int(a) * int(b) >= BLAS_MIN_WEIGHTS for a, b in zip(sizes[:-1], sizes[1:]))
@@ -607,10 +615,13 @@ def loss_and_gradient(
     return _blas_held(sizes, fast, *args)
 
 
-def _fast_forward(activation: Activation) -> bool:
+def _fast_forward(activation: Activation, sizes, m: int) -> bool:
     """Whether the column forward kernels (:mod:`fastbp._fast.forward`) run: any built-in
-    activation (nothing is updated, so no trait is needed), not ``NUMBA_DISABLE_JIT=1``."""
-    return not (activation.is_custom or numba_config.DISABLE_JIT)
+    activation (nothing is updated, so no trait is needed), not ``NUMBA_DISABLE_JIT=1``, and
+    at least :data:`FAST_FORWARD_MIN_MACS` multiply-adds of work."""
+    if activation.is_custom or numba_config.DISABLE_JIT:
+        return False
+    return m * sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])) >= FAST_FORWARD_MIN_MACS
 
 
 def _forward_kernel(name: str):
@@ -621,7 +632,7 @@ def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
     """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: the column forward pass
     :func:`fastbp._fast.forward._predict_fast` for a built-in activation, else the plain kernel
     (one example at a time)."""
-    if not _fast_forward(activation):
+    if not _fast_forward(activation, sizes, X.shape[0]):
         kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
         return
     _blas_held(sizes, _forward_kernel("_predict_fast"), params, sizes, X, activation.code, out, AL, BLAS_MIN_WEIGHTS)
@@ -630,7 +641,7 @@ def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
 def forward(params, sizes, X, activation: Activation, out: int, Z, A) -> None:
     """Z[l], A[l] of every layer for every row of X into ``Z``, ``A`` (m × n_units), on checked
     inputs: :func:`fastbp._fast.forward._forward_fast` or the plain kernel, as :func:`predict`."""
-    if not _fast_forward(activation):
+    if not _fast_forward(activation, sizes, X.shape[0]):
         kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
         return
     _blas_held(sizes, _forward_kernel("_forward_fast"), params, sizes, X, activation.code, out, Z, A, BLAS_MIN_WEIGHTS)
@@ -639,6 +650,6 @@ def forward(params, sizes, X, activation: Activation, out: int, Z, A) -> None:
 def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
     """J, the mean cost over the rows of X, on checked inputs: :func:`fastbp._fast.forward._loss_fast`
     or the plain kernel, as :func:`predict`."""
-    if not _fast_forward(activation):
+    if not _fast_forward(activation, sizes, X.shape[0]):
         return kernels_for(activation)._loss_batch(params, sizes, X, Y, activation.code, out)
     return _blas_held(sizes, _forward_kernel("_loss_fast"), params, sizes, X, Y, activation.code, out, BLAS_MIN_WEIGHTS)

@@ -388,6 +388,15 @@ def check_sample_weight(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarr
     return arr
 
 
+def unit_weights_as_none(sw):
+    """``None`` for weights that are all exactly 1 (every batch's weighted mean is then its plain
+    mean, w_i / Σw = 1 / n_b exactly), else ``sw``: unit weights run the unweighted kernels,
+    which include the column kernels that take no weights, and give the unweighted bits."""
+    if sw is not None and bool(np.all(np.asarray(sw) == 1)):
+        return None
+    return sw
+
+
 def check_batch_weights(sw: np.ndarray, order: np.ndarray, batch_size: int) -> None:
     """Refuse (ValueError naming ``sample_weight``) weights that sum to zero over a batch of ``order``:
     that batch's weighted mean, Σ w_i g_i / Σ w_i, is undefined (scikit-learn's MLP raises

@@ -376,7 +376,7 @@ class _BaseMLP(BaseEstimator):
         if sample_weight is not None:
             # scikit-learn's own checks and messages (1-D, length, finite, not all zero);
             # negative weights are accepted, as scikit-learn's MLP accepts them
-            sample_weight = _check_sample_weight(sample_weight, X)
+            sample_weight = _val.unit_weights_as_none(_check_sample_weight(sample_weight, X))
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         if self.early_stopping and self.solver in _STOCHASTIC_SOLVERS:

@@ -396,7 +396,7 @@ class MLP:
         lr = 0.1 if learning_rate is None else v.check_positive_float(learning_rate, "learning_rate", self._dtype)
         m = X.shape[0]
         bs = v.check_batch_size(batch_size, m)
-        sw = v.check_sample_weight(sample_weight, m, self._dtype)
+        sw = v.unit_weights_as_none(v.check_sample_weight(sample_weight, m, self._dtype))
         shuffle = v.check_bool(shuffle, "shuffle")
         v.check_callback(callback)
         self._check_finite()

@@ -124,3 +124,45 @@ def test_columns_sweep_prints_a_row_per_batch(capsys):
         ["--nets", "2-4-1", "--dtypes", "float32", "--batches", "8", "--repeats", "1", "--examples", "64"]
     )
     assert "2-4-1 float32 batch    8" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("path", list(PATHS))
+def test_column_forward_kernels_agree_with_plain(path, dtype):
+    """predict, forward and loss over several chunks (m = 601) against the plain kernels."""
+    from fastbp._fast import forward as fwd
+
+    for sizes, out in CASES:
+        prob, lay, p = _setup(sizes, out, dtype, 601, 1)
+        act, code = ACT_CODES["tanh"], OUT_CODES[out]
+        n_L, n_units = sizes[-1], sum(sizes[1:])
+        AL, AL_plain = np.empty((601, n_L), dtype), np.empty((601, n_L), dtype)
+        Z, A = np.empty((601, n_units), dtype), np.empty((601, n_units), dtype)
+        Zp, Ap = np.empty_like(Z), np.empty_like(A)
+        with one_blas_thread():
+            fwd._predict_fast(p, lay.sizes, prob.X, act, code, AL, PATHS[path])
+            fwd._forward_fast(p, lay.sizes, prob.X, act, code, Z, A, PATHS[path])
+            J = fwd._loss_fast(p, lay.sizes, prob.X, prob.Y, act, code, PATHS[path])
+        BUILTIN._output_batch(p, lay.sizes, prob.X, act, code, AL_plain)
+        BUILTIN._forward_batch(p, lay.sizes, prob.X, act, code, Zp, Ap)
+        J_plain = BUILTIN._loss_batch(p, lay.sizes, prob.X, prob.Y, act, code)
+        assert_agree((AL, Z, A, J), (AL_plain, Zp, Ap, J_plain), dtype, f"{sizes} {out} {path}")
+
+
+def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monkeypatch):
+    """kernels.predict/forward/loss/gradients: the same results through the column kernels
+    (threshold 0) as through the plain ones (threshold out of reach)."""
+    from fastbp import kernels
+
+    prob = make_problem([5, 6, 3], output="softmax", m=40, seed=1)
+    results = {}
+    for name, threshold in (("columns", 0), ("plain", 1 << 62)):
+        monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_MACS", threshold)
+        args = (prob.weights, prob.biases, prob.X)
+        results[name] = (
+            kernels.predict(*args, "tanh", "softmax"),
+            kernels.forward(*args, "tanh", "softmax"),
+            kernels.loss(*args, prob.Y, "tanh", "softmax"),
+            kernels.gradients(*args, prob.Y, "tanh", "softmax"),
+        )
+    assert_agree(results["columns"], results["plain"], np.float64, "public forward passes")

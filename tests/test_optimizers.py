@@ -586,7 +586,7 @@ def test_fit_runs_the_fast_epoch_custom_activations_the_plain_one(monkeypatch):
     from fastbp.losses import OUT_SIGMOID
 
     sizes = [3, 4, 1]
-    assert _dispatch.select_optimizer_epoch(sizes, 5, OUT_SIGMOID, ACT_TANH) == "_batch_epoch_opt"
+    assert _dispatch.select_optimizer_epoch(sizes, 5, OUT_SIGMOID, ACT_TANH) == "_columns_epoch_opt"
     assert _dispatch.select_optimizer_epoch(sizes, 5, OUT_SIGMOID, ACT_CUSTOM) == _dispatch.PLAIN_OPTIMIZER
     rng = np.random.default_rng(0)
     X = rng.normal(size=(24, 3))
@@ -617,7 +617,7 @@ def test_fit_runs_the_fast_epoch_custom_activations_the_plain_one(monkeypatch):
         )
         np.testing.assert_array_equal(net.params, p0)
 
-    fit_and_forced("tanh", "_batch_epoch_opt")
+    fit_and_forced("tanh", "_columns_epoch_opt")
     fit_and_forced(SOFTSIGN, _dispatch.PLAIN_OPTIMIZER)
     monkeypatch.setattr(_dispatch.numba_config, "DISABLE_JIT", True)  # as under NUMBA_DISABLE_JIT=1
     fit_and_forced("tanh", _dispatch.PLAIN_OPTIMIZER)

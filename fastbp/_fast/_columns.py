@@ -21,9 +21,10 @@ layer's width.  The passes, with the derivation's equations (per chunk):
     dW[l]  += dZ[l] A[l−1]ᵀ              entry jk: row j · row k (a dot over examples)
     db[l]  += dZ[l] 1
 
-and after the batch's last chunk ``grad`` holds the batch's *summed* gradient (the callers
-scale it by 1/n_b).  A batch of any size runs in chunks, so the workspace is n_0 + 3 Σ n_l
-rows of :data:`CHUNK` numbers whatever the batch (full-batch training included).
+with dZ[L] scaled by 1/n_b (so every product is already a mean), and after the batch's
+last chunk ``grad`` holds the batch's mean gradient.  A batch of any size runs in chunks,
+so the workspace is n_0 + 3 Σ n_l rows of :data:`CHUNK` numbers whatever the batch
+(full-batch training included).
 
 A layer with at least ``blas_min`` weights has its three products done by BLAS instead
 (Numba's ``np.dot``: SciPy's BLAS, held to one thread by the caller, :mod:`fastbp._blas`);
@@ -204,7 +205,7 @@ def _back_rows(params, wo, n_in, n_out, Dl, Dp, nc):
 
 @jit_inline
 def _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first):
-    """dW[l] += dZ[l] A[l−1]ᵀ over the chunk (a sum over its examples, unscaled; ``first``:
+    """dW[l] += dZ[l] A[l−1]ᵀ over the chunk (a sum over its examples; ``first``:
     = instead of +=, a batch's first chunk): entry jk is the dot of dZ row j with A row k,
     two rows of A per pass."""
     T = grad.dtype.type
@@ -232,7 +233,7 @@ def _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first):
 
 @jit_inline
 def _bias_rows(grad, bo, n_out, Dl, nc, first):
-    """db[l] += dZ[l] 1 over the chunk (unscaled; ``first``: = instead of +=)."""
+    """db[l] += dZ[l] 1 over the chunk (``first``: = instead of +=)."""
     T = grad.dtype.type
     gb = grad[bo : bo + n_out]
     for j in range(n_out):
@@ -244,9 +245,11 @@ def _bias_rows(grad, bo, n_out, Dl, nc, first):
 
 
 @jit_inline
-def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col):
-    """A[L] = out(Z[L]), the chunk's summed cost (float64) over its ``nc`` examples, dZ[L] =
-    A[L] − Yᵀ (zero in the padding columns nc … ncp).  σ, identity and e^z act
+def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col, scale):
+    """A[L] = out(Z[L]), the chunk's summed cost (float64) over its ``nc`` examples, and
+    ``scale`` · dZ[L] = scale · (A[L] − Yᵀ) (zero in the padding columns nc … ncp): with scale
+    = 1/n_b every product downstream is already the batch's mean, and no sum of n_b large
+    terms can overflow where the mean does not.  σ, identity and e^z act
     elementwise, so each row is one vectorised call over the examples; softmax couples an
     example's outputs: one column at a time, through ``col``."""
     T = Zl.dtype.type
@@ -262,7 +265,7 @@ def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col):
             output_loop(zc, zc, out)
             for j in range(n_L):
                 Al[j, t] = zc[j]
-                Dl[j, t] = zc[j] - yc[j]
+                Dl[j, t] = (zc[j] - yc[j]) * scale
         for j in range(n_L):
             for t in range(nc, ncp):
                 Dl[j, t] = T(0)
@@ -275,7 +278,7 @@ def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col):
             output_loop(zr, ar, out)
             total += cost_loop(zr[:nc], yr[:nc], out)
             for t in range(nc):
-                dr[t] = ar[t] - yr[t]
+                dr[t] = (ar[t] - yr[t]) * scale
             for t in range(nc, ncp):
                 dr[t] = T(0)
     return total
@@ -397,9 +400,9 @@ def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_
 
 @jit_inner
 def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, blas_min):
-    """grad = the *summed* gradient of the costs of the examples ``order[start:stop]``
-    (overwritten: the caller scales it by 1/n_b, or folds that into its step); returns the
-    sum of their costs (float64).  ``ws``: the tuple of
+    """grad = the mean gradient of the costs of the examples ``order[start:stop]``
+    (overwritten; dZ[L] carries the 1/n_b, :func:`_output_rows`); returns the sum of their
+    costs (float64).  ``ws``: the tuple of
     :func:`_columns_workspace` (borrowed views).  The batch runs in chunks of
     :data:`CHUNK` examples, each through the passes in the module docstring.
 
@@ -416,6 +419,7 @@ def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, sta
     c = Zf.shape[0] // (u_off[L - 1] + n_L)
     blas_first = n0 * n1 >= blas_min
     pad = _padding(sizes, blas_min)
+    scale = params.dtype.type(1) / params.dtype.type(stop - start)
     total = 0.0
     for t0 in range(start, stop, c):
         nr = min(c, stop - t0)  # the chunk's examples; nc ≥ nr columns with the padding
@@ -437,6 +441,7 @@ def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, sta
             nc,
             out,
             col,
+            scale,
         )
         # ---- backward, layers L … 2: dW[l], db[l]; dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g′(Z[l−1])
         for l in range(L - 1, 0, -1):

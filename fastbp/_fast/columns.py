@@ -38,7 +38,6 @@ def _columns_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, 
     wb = bounds[0]
     bb = bounds[1]
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
-    T = params.dtype.type
     m = order.shape[0]
     total = 0.0
     for start in range(0, m, batch_size):
@@ -46,9 +45,7 @@ def _columns_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, 
         batch_cost = _columns_gradient(
             params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, blas_min
         )
-        # grad holds n_b dW: the step is W −= (α/n_b) grad.
-        step = lr / T(stop - start)
-        step64 = np.float64(step)
+        step64 = np.float64(lr)
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
         safe = np.isfinite(batch_cost)
         for l in range(L):
@@ -64,7 +61,7 @@ def _columns_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, 
             return total, start
         # W −= α dW, b −= α db
         for p in range(params.shape[0]):
-            params[p] -= step * grad[p]
+            params[p] -= lr * grad[p]
         total += batch_cost
     _alive(offs[0], offs[1], offs[2], ws_own)
     _alive(grad_own, bounds)
@@ -87,7 +84,6 @@ def _columns_epoch_opt(
     ws = _borrow_workspace(ws_own)
     grad_own = np.zeros_like(params)
     grad = _borrowed(grad_own)
-    T = params.dtype.type
     m = order.shape[0]
     total = 0.0
     failed = -1
@@ -96,9 +92,6 @@ def _columns_epoch_opt(
         batch_loss = cost_scale * _columns_gradient(
             params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, blas_min
         )
-        scale = T(1) / T(stop - start)
-        for p in range(grad.shape[0]):  # the batch's mean gradient
-            grad[p] *= scale
         if alpha > 0.0:
             batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / (stop - start))
         if not np.isfinite(batch_loss) or not _optimizer_step(params, grad, state, counter, kind, hyper):

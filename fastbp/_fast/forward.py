@@ -72,21 +72,23 @@ def _forward_fast(params, sizes, X, act, out, Z, A, blas_min):
     pad = _padding(sizes, blas_min)
     n_L = sizes[L]
     top = u_off[L - 1]
-    n_units = top + n_L
     for t0 in range(0, m, c):
         nr = min(c, m - t0)
         nc = (nr + pad - 1) // pad * pad
         XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf)
         _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af)
         _output_only(_block(Zf, top, c, n_L, nc), _block(Af, top, c, n_L, nc), n_L, nc, out, col)
-        Zc = _block(Zf, 0, c, n_units, nc)
-        Ac = _block(Af, 0, c, n_units, nc)
-        for t in range(nr):
-            zr = Z[t0 + t]
-            ar = A[t0 + t]
-            for u in range(n_units):
-                zr[u] = Zc[u, t]
-                ar[u] = Ac[u, t]
+        for l in range(L):  # layer by layer: a short chunk's blocks are not one matrix
+            n = sizes[l + 1]
+            u = u_off[l]
+            Zc = _block(Zf, u, c, n, nc)
+            Ac = _block(Af, u, c, n, nc)
+            for t in range(nr):
+                zr = Z[t0 + t]
+                ar = A[t0 + t]
+                for j in range(n):
+                    zr[u + j] = Zc[j, t]
+                    ar[u + j] = Ac[j, t]
     _alive(ws_own, order)
 
 
@@ -125,6 +127,7 @@ def _loss_fast(params, sizes, X, Y, act, out, blas_min):
             nc,
             out,
             col,
+            params.dtype.type(1),
         )
     _alive(ws_own, order)
     return total / m

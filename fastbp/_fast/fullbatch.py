@@ -26,14 +26,10 @@ def _loss_and_gradient_fast(params, sizes, X, Y, order, act, out, grad, alpha, c
     """grad = the mean dW, db over the examples ``order`` (all of X's rows) plus (alpha / m) W;
     returns cost_scale · mean cost + ½ alpha ‖W‖² / m (float64)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
-    T = params.dtype.type
     m = order.shape[0]
     ws_own = _columns_workspace(params, sizes, u_off, m, _copies_inputs(sizes, order, blas_min))
     ws = _borrow_workspace(ws_own)
     cost = _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, 0, m, act, out, ws, blas_min)
-    scale = T(1) / T(m)
-    for p in range(grad.shape[0]):  # the mean gradient
-        grad[p] *= scale
     loss = cost_scale * cost / m
     if alpha > 0.0:
         loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / m) / m
