@@ -120,12 +120,13 @@ COLUMNS_MIN_BATCH = 4
 BLAS_MIN_WEIGHTS = 128
 
 
-#: ``predict``, ``forward`` and ``loss`` over at least this many multiply-adds (m · Σ n_l n_{l−1})
-#: run the column forward pass (:mod:`fastbp._fast.forward`); smaller ones the plain kernels.  The
-#: column pass compiles in about 4.9 s against the plain one's 1.6 s (``python
-#: tools/startup_profile.py``), which a first ``fastbp train`` would pay to predict a test set of
-#: a few hundred rows in milliseconds either way; above this the column pass's speed pays.
-FAST_FORWARD_MIN_MACS = 10_000_000
+#: ``predict``, ``forward`` and ``loss`` of at least this many rows run the column forward pass
+#: (:mod:`fastbp._fast.forward`), smaller ones the plain kernels.  The column pass is the faster
+#: one on every net from a few hundred rows up (``python tools/public_ops_speed.py``: the plain
+#: kernels ran 0.13-0.23x the NumPy reference at 4,096 rows of 2-4-1 and 64-32-1, the column
+#: pass 0.65-1.3x), but it compiles in about 4.9 s against the plain one's 1.6 s, which a first
+#: ``fastbp train`` (digits: 1,797 rows) would pay to predict in milliseconds either way.
+FAST_FORWARD_MIN_ROWS = 2048
 
 
 def uses_blas(sizes) -> bool:
@@ -618,10 +619,8 @@ def loss_and_gradient(
 def _fast_forward(activation: Activation, sizes, m: int) -> bool:
     """Whether the column forward kernels (:mod:`fastbp._fast.forward`) run: any built-in
     activation (nothing is updated, so no trait is needed), not ``NUMBA_DISABLE_JIT=1``, and
-    at least :data:`FAST_FORWARD_MIN_MACS` multiply-adds of work."""
-    if activation.is_custom or numba_config.DISABLE_JIT:
-        return False
-    return m * sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])) >= FAST_FORWARD_MIN_MACS
+    at least :data:`FAST_FORWARD_MIN_ROWS` rows."""
+    return not (activation.is_custom or numba_config.DISABLE_JIT) and m >= FAST_FORWARD_MIN_ROWS
 
 
 def _forward_kernel(name: str):

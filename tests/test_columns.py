@@ -157,7 +157,7 @@ def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monke
     prob = make_problem([5, 6, 3], output="softmax", m=40, seed=1)
     results = {}
     for name, threshold in (("columns", 0), ("plain", 1 << 62)):
-        monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_MACS", threshold)
+        monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_ROWS", threshold)
         args = (prob.weights, prob.biases, prob.X)
         results[name] = (
             kernels.predict(*args, "tanh", "softmax"),
