@@ -23,6 +23,8 @@ module             kernel                                 strategy
                                                           layers), without and with optimizers
 ``fullbatch``      ``_loss_and_gradient_fast``            scikit-learn's full-batch objective
                                                           (``solver="lbfgs"``), by the columns
+``forward``        ``_predict_fast``, ``_forward_fast``,  the forward pass of the columns for
+                   ``_loss_fast``                         ``predict``/``forward``/``loss``
 =================  =====================================  ====================================
 
 Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast
