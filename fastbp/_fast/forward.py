@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit_vec
+from .._jit import jit_inline, jit_vec
 from ..params import offsets
 from ._columns import (
     _block,
@@ -29,25 +29,41 @@ from ._columns import (
 from ._common import _alive
 
 
+@jit_inline
+def _forward_setup(params, sizes, X, blas_min):
+    """What the three kernels below share: the offsets, the visiting order 0 … m−1 (so a first
+    layer on BLAS reads X's own rows), the workspace (owned: keep it alive), the chunk width c and
+    the column padding."""
+    L = sizes.shape[0] - 1
+    w_off, b_off, u_off = offsets(sizes)
+    order = np.arange(X.shape[0])
+    ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), _copies_inputs(sizes, order, blas_min))
+    c = ws_own[2].shape[0] // (u_off[L - 1] + sizes[L])
+    return w_off, b_off, u_off, order, ws_own, c, _padding(sizes, blas_min)
+
+
+@jit_inline
+def _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af):
+    """The forward pass of the chunk of rows from ``t0`` (through Z[L]); returns its row count
+    and its padded column count."""
+    nr = min(c, X.shape[0] - t0)
+    nc = (nr + pad - 1) // pad * pad
+    XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, sizes[0] * sizes[1] >= blas_min, XTf)
+    _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af)
+    return nr, nc
+
+
 @jit_vec
 def _predict_fast(params, sizes, X, act, out, AL, blas_min):
     """AL (m × n_L) = A[L] of every row of X."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off = offsets(sizes)
-    order = np.arange(m)
-    ws_own = _columns_workspace(params, sizes, u_off, max(m, 1), _copies_inputs(sizes, order, blas_min))
+    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
-    c = Zf.shape[0] // (u_off[L - 1] + sizes[L])
-    blas_first = sizes[0] * sizes[1] >= blas_min
-    pad = _padding(sizes, blas_min)
     n_L = sizes[L]
     top = u_off[L - 1]
     for t0 in range(0, m, c):
-        nr = min(c, m - t0)
-        nc = (nr + pad - 1) // pad * pad
-        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf)
-        _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af)
+        nr, nc = _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af)
         Al = _block(Af, top, c, n_L, nc)
         _output_only(_block(Zf, top, c, n_L, nc), Al, n_L, nc, out, col)
         for t in range(nr):
@@ -63,20 +79,12 @@ def _forward_fast(params, sizes, X, act, out, Z, A, blas_min):
     columns of the units workspace, :func:`fastbp.params.offsets`)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off = offsets(sizes)
-    order = np.arange(m)
-    ws_own = _columns_workspace(params, sizes, u_off, max(m, 1), _copies_inputs(sizes, order, blas_min))
+    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
-    c = Zf.shape[0] // (u_off[L - 1] + sizes[L])
-    blas_first = sizes[0] * sizes[1] >= blas_min
-    pad = _padding(sizes, blas_min)
     n_L = sizes[L]
     top = u_off[L - 1]
     for t0 in range(0, m, c):
-        nr = min(c, m - t0)
-        nc = (nr + pad - 1) // pad * pad
-        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf)
-        _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af)
+        nr, nc = _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af)
         _output_only(_block(Zf, top, c, n_L, nc), _block(Af, top, c, n_L, nc), n_L, nc, out, col)
         for l in range(L):  # layer by layer: a short chunk's blocks are not one matrix
             n = sizes[l + 1]
@@ -97,21 +105,13 @@ def _loss_fast(params, sizes, X, Y, act, out, blas_min):
     """J: the mean over the rows of X of the per-example cost (float64)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off = offsets(sizes)
-    order = np.arange(m)
-    ws_own = _columns_workspace(params, sizes, u_off, max(m, 1), _copies_inputs(sizes, order, blas_min))
+    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
-    c = Zf.shape[0] // (u_off[L - 1] + sizes[L])
-    blas_first = sizes[0] * sizes[1] >= blas_min
-    pad = _padding(sizes, blas_min)
     n_L = sizes[L]
     top = u_off[L - 1]
     total = 0.0
     for t0 in range(0, m, c):
-        nr = min(c, m - t0)
-        nc = (nr + pad - 1) // pad * pad
-        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf)
-        _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af)
+        nr, nc = _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af)
         YT = _block(YTf, 0, c, n_L, nc)
         for t in range(nr):
             y = Y[t0 + t]
