@@ -222,32 +222,10 @@ def _tiled(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
     return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
 
 
-def _columns(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
-    return _blas_held(sizes, kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit, BLAS_MIN_WEIGHTS)
-
-
-def _columns_opt(
-    kernel, params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale
-):
-    return _blas_held(
-        sizes,
-        kernel,
-        params,
-        sizes,
-        X,
-        Y,
-        order,
-        batch_size,
-        act,
-        out,
-        kind,
-        hyper,
-        state,
-        counter,
-        alpha,
-        cost_scale,
-        BLAS_MIN_WEIGHTS,
-    )
+def _columns(kernel, params, sizes, *rest):
+    """A column kernel (gradient descent or optimizer epoch): the row's uniform arguments plus
+    :data:`BLAS_MIN_WEIGHTS`, BLAS held to one thread where a layer runs on it."""
+    return _blas_held(sizes, kernel, params, sizes, *rest, BLAS_MIN_WEIGHTS)
 
 
 def _blas_held(sizes, kernel, *args):
@@ -362,7 +340,7 @@ FAST_OPTIMIZER_EPOCHS: tuple[FastEpoch, ...] = (
         "fastbp._fast.columns",
         requires=lambda c: c.batch_size > 1 and not c.weighted,  # weights: no
         prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
-        call=_columns_opt,
+        call=_columns,
     ),
     FastEpoch(
         "_batch_epoch_opt",
