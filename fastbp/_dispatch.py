@@ -86,11 +86,13 @@ TINY4_MAX_WEIGHTS = 512
 TINY_MAX_GRAM_FRACTION = 2.0**-40
 
 #: Mini-batches of at least this many examples, on nets whose W[1] has at least
-#: THREADED_MIN_WEIGHTS weights, run ``_batch_epoch_threads`` when Numba has more than one
-#: thread (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``); smaller problems do not gain
-#: from a second thread (measured: 33-37-3 at batch 64, 1.0x).
-THREADED_MIN_BATCH = 64
-THREADED_MIN_WEIGHTS = 16384
+#: SPLIT_MIN_WEIGHTS weights, run the column kernels with each batch split in two halves
+#: (``_columns_epoch_split``, ``_columns_epoch_opt_split``), on two threads when Numba has
+#: more than one (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), else one after the other.
+#: The choice looks at the sizes only, never at the threads, so the bits are the same for
+#: any thread count.  Measured with ``python tools/split_speed.py``.
+SPLIT_MIN_BATCH = 64
+SPLIT_MIN_WEIGHTS = 16384
 
 #: Mini-batches of fewer than COLUMNS_MIN_BATCH examples on nets whose W[1] has at least
 #: this many weights run, on one thread, in ``_batch_epoch_tiled`` (the batch as matrices,
@@ -151,7 +153,8 @@ def blocked_batches(sizes, batch_size: int, optimizer: bool = False) -> bool:
 @dataclass(frozen=True)
 class Case:
     """What a kernel's preconditions look at: layer sizes, batch size, output code,
-    whether the threaded kernel is wanted, and whether the examples carry weights."""
+    whether threads were asked for (``threads=True``: the split column kernel wherever it
+    can run), and whether the examples carry weights."""
 
     sizes: tuple[int, ...]
     batch_size: int
@@ -190,15 +193,21 @@ class FastEpoch:
     requires: Callable[[Case], bool]
     call: Callable
     prefers: Callable[[Case], bool] = _always
+    #: The compiled kernel's name in ``module`` if not ``name`` (two rows sharing a kernel).
+    function: str = ""
+    #: Its twin compiled with ``parallel=True`` (the same bits on any number of threads), if any.
+    threaded: str = ""
 
     def applies(self, case: Case) -> bool:
         """Whether :func:`select_epoch` picks this row for ``case`` (if no row before it does)."""
         return self.requires(case) and self.prefers(case)
 
-    def kernel(self):
-        """The compiled kernel (its module is imported on first use, so ``import fastbp``
-        and a process that never trains with it do not pay for it)."""
-        return getattr(importlib.import_module(self.module), self.name)
+    def kernel(self, threaded: bool = False):
+        """The compiled kernel, or with ``threaded`` its threaded twin where it has one (its
+        module is imported on first use, so ``import fastbp`` and a process that never trains
+        with it do not pay for it)."""
+        name = self.threaded if threaded and self.threaded else self.function or self.name
+        return getattr(importlib.import_module(self.module), name)
 
 
 def _weights(sw, dtype):
@@ -223,9 +232,15 @@ def _tiled(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
 
 
 def _columns(kernel, params, sizes, *rest):
-    """A column kernel (gradient descent or optimizer epoch): the row's uniform arguments plus
-    :data:`BLAS_MIN_WEIGHTS`, BLAS held to one thread where a layer runs on it."""
-    return _blas_held(sizes, kernel, params, sizes, *rest, BLAS_MIN_WEIGHTS)
+    """A column kernel (gradient descent or optimizer epoch), each batch whole: the row's
+    uniform arguments plus :data:`BLAS_MIN_WEIGHTS`, BLAS held to one thread where a layer
+    runs on it."""
+    return _blas_held(sizes, kernel, params, sizes, *rest, BLAS_MIN_WEIGHTS, False)
+
+
+def _columns_split(kernel, params, sizes, *rest):
+    """:func:`_columns` with each batch split in two halves (on two threads in a threaded twin)."""
+    return _blas_held(sizes, kernel, params, sizes, *rest, BLAS_MIN_WEIGHTS, True)
 
 
 def _blas_held(sizes, kernel, *args):
@@ -269,6 +284,16 @@ def _one_hidden_layer(c: Case) -> bool:
     return _per_example_sgd(c) and len(c.sizes) == 3
 
 
+def _columns_rows(c: Case) -> bool:
+    # weights: no (dZ[L] carries 1/n_b for every example).
+    return c.batch_size > 1 and not c.weighted
+
+
+def _split_pays(c: Case) -> bool:
+    # the sizes only (or threads=True, asked for): never the thread count.
+    return c.threaded or (c.batch_size >= SPLIT_MIN_BATCH and c.w1 >= SPLIT_MIN_WEIGHTS)
+
+
 def _batches_in_workspace(c: Case) -> bool:
     # weights: no (the tiled kernels scale every example of a batch by 1/n).
     return 1 < c.batch_size <= TILED_MAX_BATCH and not c.weighted
@@ -304,16 +329,18 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
     ),
     FastEpoch("_sgd_epoch", "fastbp._fast.sgd", requires=_per_example_sgd, call=_per_example),  # weights: no
     FastEpoch(
-        "_batch_epoch_threads",
-        "fastbp._fast.tiled",
-        requires=_batches_in_workspace,  # weights: no
-        prefers=lambda c: c.threaded,
-        call=_tiled,
+        "_columns_epoch_split",
+        "fastbp._fast.columns",
+        requires=_columns_rows,  # weights: no
+        prefers=_split_pays,
+        call=_columns_split,
+        function="_columns_epoch",
+        threaded="_columns_epoch_threads",
     ),
     FastEpoch(
         "_columns_epoch",
         "fastbp._fast.columns",
-        requires=lambda c: c.batch_size > 1 and not c.weighted,  # weights: no
+        requires=_columns_rows,  # weights: no
         prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
         call=_columns,
     ),
@@ -336,9 +363,18 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
 #: The fast epochs with an optimizer (momentum, Nesterov, Adam, L2), in order of preference.
 FAST_OPTIMIZER_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
+        "_columns_epoch_opt_split",
+        "fastbp._fast.columns",
+        requires=_columns_rows,  # weights: no
+        prefers=_split_pays,
+        call=_columns_split,
+        function="_columns_epoch_opt",
+        threaded="_columns_epoch_opt_threads",
+    ),
+    FastEpoch(
         "_columns_epoch_opt",
         "fastbp._fast.columns",
-        requires=lambda c: c.batch_size > 1 and not c.weighted,  # weights: no
+        requires=_columns_rows,  # weights: no
         prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
         call=_columns,
     ),
@@ -360,11 +396,9 @@ _ROWS = {row.name: row for row in FAST_EPOCHS + FAST_OPTIMIZER_EPOCHS}
 # ======================================================================== selection
 
 
-def _case(sizes, batch_size: int, out: int, threads: bool | None, n_threads: int, weighted: bool = False) -> Case:
+def _case(sizes, batch_size: int, out: int, threads: bool | None, weighted: bool = False) -> Case:
     sizes = tuple(int(n) for n in sizes)
-    if threads is None:
-        threads = n_threads > 1 and batch_size >= THREADED_MIN_BATCH and sizes[0] * sizes[1] >= THREADED_MIN_WEIGHTS
-    return Case(sizes, int(batch_size), int(out), bool(threads), bool(weighted))
+    return Case(sizes, int(batch_size), int(out), threads is True, bool(weighted))
 
 
 def _fast_allowed(act: int) -> bool:
@@ -374,21 +408,23 @@ def _fast_allowed(act: int) -> bool:
 
 
 def select_epoch(
-    sizes, batch_size: int, out: int, act: int, threads: bool | None = None, n_threads: int = 1, weighted: bool = False
+    sizes, batch_size: int, out: int, act: int, threads: bool | None = None, weighted: bool = False
 ) -> str:
     """The name of the kernel that runs a gradient-descent epoch: a row of
     :data:`FAST_EPOCHS`, or :data:`PLAIN`.
 
     ``act`` is an ``ACT_*`` code (a custom activation's code selects :data:`PLAIN`).
-    ``threads``: ``True`` runs mini-batches of up to :data:`TILED_MAX_BATCH` examples in
-    the threaded kernel, ``False`` never; ``None`` when ``n_threads > 1`` and the batch
-    and W[1] are large enough (:data:`THREADED_MIN_BATCH`, :data:`THREADED_MIN_WEIGHTS`).
-    ``weighted``: the examples carry weights (only rows whose ``requires`` admit them).
-    A pure function: the same arguments always give the same name.
+    ``threads``: ``True`` runs every unweighted mini-batch (batch > 1) in the split column
+    kernel, whatever its size; ``None`` or ``False``, only those of at least
+    :data:`SPLIT_MIN_BATCH` examples on a W[1] of at least :data:`SPLIT_MIN_WEIGHTS`.  The
+    number of threads never changes the choice (so never the bits): it only picks the split
+    kernel's twin, in :func:`run_epoch`.  ``weighted``: the examples carry weights (only rows
+    whose ``requires`` admit them).  A pure function: the same arguments always give the
+    same name.
     """
     if not _fast_allowed(act):
         return PLAIN
-    case = _case(sizes, batch_size, out, threads, n_threads, weighted)
+    case = _case(sizes, batch_size, out, threads, weighted)
     for row in FAST_EPOCHS:
         if row.applies(case):
             return row.name
@@ -400,7 +436,7 @@ def select_optimizer_epoch(sizes, batch_size: int, out: int, act: int, weighted:
     :data:`FAST_OPTIMIZER_EPOCHS`, or :data:`PLAIN_OPTIMIZER`.  Pure, like :func:`select_epoch`."""
     if not _fast_allowed(act):
         return PLAIN_OPTIMIZER
-    case = _case(sizes, batch_size, out, False, 1, weighted)
+    case = _case(sizes, batch_size, out, None, weighted)
     for row in FAST_OPTIMIZER_EPOCHS:
         if row.applies(case):
             return row.name
@@ -411,6 +447,12 @@ def _num_threads() -> int:
     import numba
 
     return numba.get_num_threads()
+
+
+def _threaded(threads: bool | None) -> bool:
+    """Whether a row's threaded twin runs: ``threads`` if given, else whether Numba has more
+    than one thread."""
+    return _num_threads() > 1 if threads is None else bool(threads)
 
 
 # ========================================================================== running
@@ -473,7 +515,7 @@ def run_epoch(
         if activation.is_custom or numba_config.DISABLE_JIT:
             epoch = PLAIN
         else:
-            epoch = select_epoch(sizes, batch_size, out, act, threads, _num_threads(), weighted)
+            epoch = select_epoch(sizes, batch_size, out, act, threads, weighted)
             if epoch in _TINY_ROWS and not tiny_inputs_safe(X, x_abs_max):
                 epoch = "_sgd_epoch"  # same preconditions (batch 1, no weights), no Gram term
     elif epoch != PLAIN:
@@ -484,7 +526,7 @@ def run_epoch(
     m = order.shape[0]
     limit = float(np.finfo(params.dtype).max) / 4.0
     row = _ROWS[epoch]
-    args = (row.kernel(), params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+    args = (row.kernel(_threaded(threads)), params, sizes, X, Y, order, batch_size, lr, act, out, limit)
     total, resume = row.call(*args, sw=sw) if weighted else row.call(*args)
     if resume < 0:
         return total / m, -1
@@ -512,13 +554,15 @@ def run_epoch_opt(
     cost_scale,
     epoch: str | None = None,
     sw=None,
+    threads: bool | None = None,
 ) -> tuple[float, int]:
     """One epoch with an optimizer (``kind``, an ``OPT_*`` code of :mod:`fastbp.steps`) and
     L2 on checked inputs: the arguments and ``(J, failed)`` result of
     :func:`fastbp._plain.loops._train_epoch_opt`.  The kernel is
     :func:`select_optimizer_epoch`'s choice (or ``epoch``, forced as in :func:`run_epoch`);
     no hand-over is needed: the step kernels check every step exactly.  ``sw``: per-example
-    weights, as in :func:`run_epoch`."""
+    weights, as in :func:`run_epoch`.  ``threads``: whether the split kernel runs on its
+    threaded twin (default: when Numba has more than one thread; the same bits either way)."""
     act = activation.code
     weighted = sw is not None
     if weighted:
@@ -529,13 +573,13 @@ def run_epoch_opt(
         else:
             epoch = select_optimizer_epoch(sizes, batch_size, out, act, weighted)
     elif epoch != PLAIN_OPTIMIZER:
-        _check_forced(epoch, FAST_OPTIMIZER_EPOCHS, sizes, batch_size, out, act, False, weighted)
+        _check_forced(epoch, FAST_OPTIMIZER_EPOCHS, sizes, batch_size, out, act, None, weighted)
     tail = (kind, hyper, state, counter, alpha, cost_scale)
     if epoch == PLAIN_OPTIMIZER:
         k = kernels_for(activation)
         return k._train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, *tail, _weights(sw, params.dtype))
     row = _ROWS[epoch]
-    args = (row.kernel(), params, sizes, X, Y, order, batch_size, act, out, *tail)
+    args = (row.kernel(_threaded(threads)), params, sizes, X, Y, order, batch_size, act, out, *tail)
     return row.call(*args, sw=sw) if weighted else row.call(*args)
 
 
@@ -545,7 +589,7 @@ def _check_forced(epoch: str, rows, sizes, batch_size, out, act, threads, weight
         raise ValueError(f"epoch must be one of {names} or the plain kernel; got {epoch!r}")
     if not _fast_allowed(act):
         raise ValueError(f"epoch {epoch!r}: the fast kernels need a built-in activation with |g'| <= 1")
-    if not _ROWS[epoch].requires(_case(sizes, batch_size, out, threads, 1, weighted)):
+    if not _ROWS[epoch].requires(_case(sizes, batch_size, out, threads, weighted)):
         what = " with sample weights" if weighted else ""
         raise ValueError(
             f"epoch {epoch!r} cannot run layer sizes {list(map(int, sizes))} at batch size {batch_size}{what}"

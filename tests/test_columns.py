@@ -6,6 +6,7 @@ whatever BLAS's thread count (the dispatcher holds BLAS to one thread).  The dis
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from fastbp.testing import assert_agree, make_problem
 
 #: blas_min of the kernels: every layer on the loops, every layer on BLAS, as dispatched.
 PATHS = {"loops": 1 << 62, "blas": 0, "dispatched": _dispatch.BLAS_MIN_WEIGHTS}
+
+#: How a column epoch runs its batches: whole (``split`` False), split in two halves on the
+#: one-thread kernel, and split on its threaded twin (``parallel=True``).
+WAYS = {"whole": ("", False), "split": ("", True), "threaded": ("_threads", True)}
 
 #: The plain kernels' ``sw`` argument for unweighted examples (the column kernels take none).
 NO_WEIGHTS = {t: np.empty(0, t) for t in (np.float32, np.float64)}
@@ -48,13 +53,21 @@ def _setup(sizes, out, dtype, m, bs, act="tanh"):
     return prob, lay, p0
 
 
+def _kernel(name, way):
+    """The column epoch ``name`` run ``way`` (:data:`WAYS`): ``(kernel, split)``."""
+    suffix, split = WAYS[way]
+    return getattr(importlib.import_module("fastbp._fast.columns"), name + suffix), split
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("way", list(WAYS))
 @pytest.mark.parametrize("bs", [4, 8, 17, 300, 700])
-def test_columns_epoch_agrees_with_plain(path, bs, dtype):
+def test_columns_epoch_agrees_with_plain(path, way, bs, dtype):
     """Batches shorter than the padding, not a multiple of it, one chunk and several chunks
-    (CHUNK = 256: batch 300 and 700), m not a multiple of the batch."""
-    kernel = _dispatch._ROWS["_columns_epoch"].kernel()
+    (CHUNK = 256: batch 300 and 700; split in halves: 150 and 350, two chunks each), m not a
+    multiple of the batch (701: a last batch of one example, whose second half is empty)."""
+    kernel, split = _kernel("_columns_epoch", way)
     for sizes, out in CASES:
         prob, lay, p0 = _setup(sizes, out, dtype, 701, bs)
         order = np.asarray(prob.order, dtype=np.int64)
@@ -62,7 +75,7 @@ def test_columns_epoch_agrees_with_plain(path, bs, dtype):
         p_fast, p_plain = p0.copy(), p0.copy()
         with one_blas_thread():
             total, resume = kernel(
-                p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], 1e30, PATHS[path]
+                p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], 1e30, PATHS[path], split
             )
         J, failed = BUILTIN._train_epoch(
             p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], NO_WEIGHTS[dtype]
@@ -72,8 +85,9 @@ def test_columns_epoch_agrees_with_plain(path, bs, dtype):
 
 
 @pytest.mark.parametrize("path", list(PATHS))
-def test_columns_optimizer_epoch_agrees_with_plain(path):
-    kernel = _dispatch._ROWS["_columns_epoch_opt"].kernel()
+@pytest.mark.parametrize("way", list(WAYS))
+def test_columns_optimizer_epoch_agrees_with_plain(path, way):
+    kernel, split = _kernel("_columns_epoch_opt", way)
     for sizes, out in CASES:
         prob, lay, p0 = _setup(sizes, out, np.float64, 301, 32)
         results = []
@@ -85,7 +99,7 @@ def test_columns_optimizer_epoch_agrees_with_plain(path):
             tail = (opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0)
             if run == "fast":
                 with one_blas_thread():
-                    res = kernel(*args, *tail, PATHS[path])
+                    res = kernel(*args, *tail, PATHS[path], split)
             else:
                 res = BUILTIN._train_epoch_opt(*args, *tail, NO_WEIGHTS[np.float64])
             results.append((res, p, opt.state))

@@ -46,42 +46,58 @@ def _grid():
 
 
 def _requiring(row):
-    return [(s, bs, out) for s, bs, out in _grid() if row.requires(_dispatch._case(s, bs, OUT_CODES[out], None, 1))]
+    return [(s, bs, out) for s, bs, out in _grid() if row.requires(_dispatch._case(s, bs, OUT_CODES[out], None))]
 
 
 # -------------------------------------------------------------------- select_epoch, pure
 
 
 @pytest.mark.parametrize(
-    "sizes, batch_size, out, threads, n_threads, expected",
+    "sizes, batch_size, out, threads, expected",
     [
-        ([2, 4, 1], 1, "sigmoid", None, 1, "_tiny4_epoch"),
-        ([2, 4, 1], 1, "softmax", None, 1, "_tiny_epoch"),  # softmax: not the four-unit kernel
-        ([128, 4, 1], 1, "sigmoid", None, 1, "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
-        ([129, 4, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-        ([5, 16, 3], 1, "sigmoid", None, 1, "_tiny_epoch"),
-        ([2, 17, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-        ([2, 4, 3, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-        ([32, 32, 1], 1, "sigmoid", None, 1, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
-        ([32, 31, 1], 1, "sigmoid", None, 1, "_sgd_epoch"),
-        ([2, 4, 1], 4, "sigmoid", None, 1, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
-        ([2, 4, 1], 3, "sigmoid", None, 1, "_batch_epoch"),
-        ([64, 256, 2], 3, "sigmoid", None, 1, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
-        ([64, 255, 2], 3, "sigmoid", None, 1, "_batch_epoch"),
-        ([64, 256, 2], 8, "sigmoid", None, 1, "_columns_epoch"),
-        ([64, 256, 2], 64, "sigmoid", None, 2, "_batch_epoch_threads"),  # two threads, batch ≥ 64
-        ([64, 256, 2], 63, "sigmoid", None, 2, "_columns_epoch"),
-        ([64, 256, 2], 64, "sigmoid", False, 2, "_columns_epoch"),
-        ([3, 4, 2], 5, "sigmoid", True, 1, "_batch_epoch_threads"),  # forced on
-        ([3, 4, 2], 1, "sigmoid", True, 2, "_tiny_epoch"),  # per-example never threads
-        ([64, 256, 2], 1025, "sigmoid", None, 2, "_columns_epoch"),  # over TILED_MAX_BATCH: chunked
-        ([64, 256, 2], 1025, "sigmoid", True, 2, "_columns_epoch"),
+        ([2, 4, 1], 1, "sigmoid", None, "_tiny4_epoch"),
+        ([2, 4, 1], 1, "softmax", None, "_tiny_epoch"),  # softmax: not the four-unit kernel
+        ([128, 4, 1], 1, "sigmoid", None, "_tiny4_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
+        ([129, 4, 1], 1, "sigmoid", None, "_sgd_epoch"),
+        ([5, 16, 3], 1, "sigmoid", None, "_tiny_epoch"),
+        ([2, 17, 1], 1, "sigmoid", None, "_sgd_epoch"),
+        ([2, 4, 3, 1], 1, "sigmoid", None, "_sgd_epoch"),
+        ([32, 32, 1], 1, "sigmoid", None, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
+        ([32, 31, 1], 1, "sigmoid", None, "_sgd_epoch"),
+        ([2, 4, 1], 4, "sigmoid", None, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
+        ([2, 4, 1], 3, "sigmoid", None, "_batch_epoch"),
+        ([64, 256, 2], 3, "sigmoid", None, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
+        ([64, 255, 2], 3, "sigmoid", None, "_batch_epoch"),
+        ([64, 256, 2], 8, "sigmoid", None, "_columns_epoch"),
+        ([64, 256, 2], 64, "sigmoid", None, "_columns_epoch_split"),  # batch = SPLIT_MIN_BATCH, W[1] = SPLIT_MIN_WEIGHTS
+        ([64, 255, 2], 64, "sigmoid", None, "_columns_epoch"),
+        ([64, 256, 2], 63, "sigmoid", None, "_columns_epoch"),
+        ([64, 256, 2], 64, "sigmoid", False, "_columns_epoch_split"),  # threads=False: the one-thread twin
+        ([3, 4, 2], 5, "sigmoid", True, "_columns_epoch_split"),  # asked for
+        ([3, 4, 2], 2, "sigmoid", True, "_columns_epoch_split"),
+        ([3, 4, 2], 1, "sigmoid", True, "_tiny_epoch"),  # per-example never threads
+        ([64, 256, 2], 1025, "sigmoid", None, "_columns_epoch_split"),  # any batch ≥ 64: chunked halves
     ],
 )
-def test_select_epoch(sizes, batch_size, out, threads, n_threads, expected):
-    got = select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads, n_threads)
+def test_select_epoch(sizes, batch_size, out, threads, expected):
+    got = select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads)
     assert got == expected
-    assert select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads, n_threads) == got  # pure
+    assert select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads) == got  # pure
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_the_thread_count_never_changes_the_kernel(monkeypatch, n_threads):
+    """Numba's thread count picks a split kernel's twin (the same bits), never the row: the
+    default (threads=None) selects by sizes alone, for gradient descent and the optimizers."""
+    monkeypatch.setattr(_dispatch, "_num_threads", lambda: n_threads)
+    for sizes in ([64, 256, 2], [784, 128, 10], [2, 4, 1], [64, 100, 10]):
+        for bs in (1, 3, 8, 64, 200, 2000):
+            assert select_epoch(sizes, bs, 0, ACT_CODES["tanh"]) == select_epoch(sizes, bs, 0, ACT_CODES["tanh"], False)
+    assert _dispatch._threaded(None) is (n_threads > 1)
+    row = _dispatch._ROWS["_columns_epoch_opt_split"]
+    assert row.kernel(_dispatch._threaded(None)).__name__ == (
+        "_columns_epoch_opt_threads" if n_threads > 1 else "_columns_epoch_opt"
+    )
 
 
 def test_select_epoch_reads_the_thresholds_from_one_block():
@@ -92,8 +108,12 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], 2, 0, ACT_CODES["tanh"]) == "_batch_epoch_tiled"
     assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
-    big = T.TILED_MAX_BATCH + 1
-    assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], big, 0, ACT_CODES["tanh"], True, 2) == "_columns_epoch"
+    split = [1, T.SPLIT_MIN_WEIGHTS, 2]
+    assert select_epoch(split, T.SPLIT_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch_split"
+    assert select_epoch(split, T.SPLIT_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+    assert select_epoch([1, T.SPLIT_MIN_WEIGHTS - 1, 2], T.SPLIT_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+    assert T.select_optimizer_epoch(split, T.SPLIT_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch_opt_split"
+    assert T.select_optimizer_epoch(split, T.SPLIT_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_columns_epoch_opt"
 
 
 @pytest.mark.parametrize("act", [*HIDDEN_ACTIVATIONS, "custom"])
@@ -114,9 +134,12 @@ def test_every_registered_row_is_selected_somewhere():
     chosen = set()
     for sizes, bs, out in _grid():
         for threads in (None, True):
-            chosen.add(select_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"], threads, 2))
-    chosen.add(select_epoch([64, 256, 2], 3, 0, ACT_CODES["tanh"]))  # the tiled row: a large W[1], batch < 4
-    assert {row.name for row in FAST_EPOCHS} <= chosen
+            chosen.add(select_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"], threads))
+        chosen.add(T.select_optimizer_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"]))
+    for bs in (3, 64):  # a large W[1]: the tiled row (batch < 4), the split rows (batch ≥ 64)
+        chosen.add(select_epoch([64, 256, 2], bs, 0, ACT_CODES["tanh"]))
+        chosen.add(T.select_optimizer_epoch([64, 256, 2], bs, 0, ACT_CODES["tanh"]))
+    assert {row.name for row in FAST_EPOCHS + FAST_OPTIMIZER_EPOCHS} <= chosen
 
 
 def test_a_forced_kernel_must_be_able_to_run_the_problem():

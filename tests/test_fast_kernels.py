@@ -241,7 +241,7 @@ def test_non_finite_start_fails_first_step(dtype):
 
 
 @pytest.mark.parametrize(
-    "batch_size, kernel", [(1, None), (8, None), (8, "_batch_epoch_tiled"), (8, "_batch_epoch_threads")]
+    "batch_size, kernel", [(1, None), (8, None), (8, "_batch_epoch_tiled"), (8, "_columns_epoch_split")]
 )
 def test_no_allocation_per_example_or_batch(batch_size, kernel):
     """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel)."""
@@ -259,8 +259,9 @@ def test_no_allocation_per_example_or_batch(batch_size, kernel):
         fast_epoch(p0.copy(), *args, epoch=kernel)
         counts.append(rtsys.get_allocation_stats().alloc - before)
     # a fixed handful: the workspaces, and one each for the array arguments adapted from Python
-    # (the empty weights array, sw, is one of them: 19 before it, 20 with it)
-    assert counts[0] == counts[1] and counts[0] <= 20
+    # (the empty weights array, sw, is one of them: 19 before it, 20 with it; the column
+    # kernels' second workspace for a split batch, 9 arrays, empty when a batch runs whole: 26)
+    assert counts[0] == counts[1] and counts[0] <= 26
 
 
 # ------------------------------------------------------------------ mini-batches as matrices
@@ -272,18 +273,14 @@ TILED_BATCHES = [2, 3, 4, 5, 8, M]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("threads", [False, True], ids=["tiled", "threaded"])
-def test_tiled_batch_kernels_agree_with_plain_and_reference(dtype, threads):
-    """_batch_epoch_tiled (forced on small nets) and its threaded twin: the plain kernel's
-    epoch and the reference's, for every activation and output, batch sizes around the
-    tile sizes, and widths around the tiles and tasks."""
-    kernel = "_batch_epoch_threads" if threads else "_batch_epoch_tiled"  # forced on small nets
-    # the threaded twin runs the same body: fewer combinations (each batch starts its
-    # threads five times, slow on a loaded machine)
-    acts = ("tanh", "relu") if threads else HIDDEN_ACTIVATIONS
-    for sizes in TILED_SIZES[3:5] if threads else TILED_SIZES:
-        for bs in (3, 5, M) if threads else TILED_BATCHES:
-            for act in acts:
+def test_tiled_batch_kernel_agrees_with_plain_and_reference(dtype):
+    """_batch_epoch_tiled (forced on small nets): the plain kernel's epoch and the reference's,
+    for every activation and output, batch sizes around the tile sizes, and widths around the
+    tiles."""
+    kernel = "_batch_epoch_tiled"  # forced on small nets
+    for sizes in TILED_SIZES:
+        for bs in TILED_BATCHES:
+            for act in HIDDEN_ACTIVATIONS:
                 for out in OUTPUTS:
                     prob = make_problem(
                         sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=bs, seed=5, learning_rate=0.1
@@ -314,7 +311,8 @@ def test_tiled_batch_kernels_agree_with_plain_and_reference(dtype, threads):
 
 # ------------------------------------------------------------------------------ threads
 
-THREADED = _dispatch.THREADED_MIN_BATCH
+#: The split column kernels' batch (threads=True runs them on the threaded twin).
+THREADED = _dispatch.SPLIT_MIN_BATCH
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -371,17 +369,28 @@ def test_threaded_kernel_divergence_matches_plain(dtype):
 
 _BITS_SCRIPT = """
 import hashlib, numpy as np, numba
-from fastbp._dispatch import run_epoch
+from fastbp._dispatch import run_epoch, run_epoch_opt
 from fastbp.activations import get_activation
+from fastbp.optimizers import Adam
 from fastbp.params import Layout
 from fastbp.testing import make_problem
+tanh = get_activation("tanh")
 for dt in (np.float32, np.float64):
-    for bs in (64, 13):  # 13: batches not a multiple of the 4-example tiles, a last batch of 1
+    # asked for (threads=True) on a small net; 13: an odd batch, a last batch of one example
+    for bs in (64, 13):
         prob = make_problem([33, 37, 3], dtype=dt, m=300, learning_rate=0.05, output="softmax")
         lay = Layout([33, 37, 3]); p = lay.pack(prob.weights, prob.biases, np.dtype(dt))
-        J, f = run_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), bs, dt(0.05), get_activation("tanh"), 1,
-                         threads=True)
+        J, f = run_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), bs, dt(0.05), tanh, 1, threads=True)
         print(numba.get_num_threads(), repr(J), f, hashlib.sha256(p.tobytes()).hexdigest())
+    # the defaults (threads=None) on a net the split kernels take by size, with BLAS on W[1]
+    prob = make_problem([128, 128, 3], dtype=dt, m=200, learning_rate=0.05, output="softmax")
+    lay = Layout([128, 128, 3]); p = lay.pack(prob.weights, prob.biases, np.dtype(dt)); q = p.copy()
+    J, f = run_epoch(p, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), 64, dt(0.05), tanh, 1)
+    print(numba.get_num_threads(), repr(J), f, hashlib.sha256(p.tobytes()).hexdigest())
+    adam = Adam(0.01, alpha=0.001); adam.bind(lay.sizes, np.dtype(dt))
+    tail = (adam.kind, adam.hyper(), adam.state, adam.counter, adam.alpha, 1.0)
+    J, f = run_epoch_opt(q, lay.sizes, prob.X, prob.Y, np.asarray(prob.order), 64, tanh, 1, *tail)
+    print(numba.get_num_threads(), repr(J), f, hashlib.sha256(q.tobytes() + adam.state.tobytes()).hexdigest())
 """
 
 
@@ -398,7 +407,7 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
             [sys.executable, "-c", _BITS_SCRIPT], env=env, capture_output=True, text=True, check=True, timeout=300
         )
         lines = res.stdout.strip().splitlines()
-        assert [ln.split()[0] for ln in lines] == [n] * 4
+        assert [ln.split()[0] for ln in lines] == [n] * 8
         outs.append([ln.split(maxsplit=1)[1] for ln in lines])
     assert outs[0] == outs[1]
 

@@ -71,7 +71,7 @@ def _weighted_rows(rows, batches=BATCHES):
     return [
         row
         for row in rows
-        if any(row.requires(_dispatch._case(s, bs, 0, None, 1, True)) for s in SIZES for bs in batches)
+        if any(row.requires(_dispatch._case(s, bs, 0, None, True)) for s in SIZES for bs in batches)
     ]
 
 
@@ -100,7 +100,7 @@ def test_weighted_epoch_fast_plain_and_reference_agree(dtype, batch_size):
         msg = f"{sizes} batch {batch_size} {act} {out} {np.dtype(dtype)}"
         assert_agree((ref[0], p_plain), (J_ref, lay.pack(W, b, np.dtype(dtype))), dtype, "reference " + msg)
         for epoch in [None] + [row.name for row in _dispatch.FAST_EPOCHS]:
-            case = _dispatch._case(sizes, batch_size, OUT_CODES[out], None, 1, True)
+            case = _dispatch._case(sizes, batch_size, OUT_CODES[out], None, True)
             if epoch is not None and not _dispatch._ROWS[epoch].requires(case):
                 continue
             p = p0.copy()
@@ -116,7 +116,7 @@ def test_weighted_epoch_fast_plain_and_reference_agree(dtype, batch_size):
 def test_every_row_that_takes_weights_ran_weighted():
     """The rows whose ``requires`` admit weights: each runs a problem of the grid above."""
     for row in _weighted_rows(_dispatch.FAST_EPOCHS) + _weighted_rows(_dispatch.FAST_OPTIMIZER_EPOCHS):
-        assert any(row.requires(_dispatch._case(s, bs, 0, None, 1, True)) for s in SIZES for bs in BATCHES)
+        assert any(row.requires(_dispatch._case(s, bs, 0, None, True)) for s in SIZES for bs in BATCHES)
     assert {row.name for row in _weighted_rows(_dispatch.FAST_EPOCHS)} == {"_batch_epoch"}
     assert {row.name for row in _weighted_rows(_dispatch.FAST_OPTIMIZER_EPOCHS)} == {"_batch_epoch_opt"}
 
@@ -202,12 +202,12 @@ def test_dispatch_never_selects_a_row_without_weights_for_a_weighted_run():
     rows whose ``requires`` admit weights (or the plain kernel)."""
     sizes_grid = [[2, 4, 1], [5, 16, 3], [64, 256, 2], [40, 30, 2], [6, 5, 4, 2], [3, 1]]
     unweighted, weighted = set(), set()
-    for sizes, bs, threads, n_threads in itertools.product(sizes_grid, [1, 3, 8, 64, 2000], [None, True], [1, 2]):
+    for sizes, bs, threads in itertools.product(sizes_grid, [1, 3, 8, 64, 2000], [None, True]):
         for w, seen in ((False, unweighted), (True, weighted)):
-            name = _dispatch.select_epoch(sizes, bs, OUT_CODES["sigmoid"], ACT_CODES["tanh"], threads, n_threads, w)
+            name = _dispatch.select_epoch(sizes, bs, OUT_CODES["sigmoid"], ACT_CODES["tanh"], threads, w)
             seen.add(name)
             if w and name != _dispatch.PLAIN:
-                assert _dispatch._ROWS[name].requires(_dispatch._case(sizes, bs, 0, threads, n_threads, True))
+                assert _dispatch._ROWS[name].requires(_dispatch._case(sizes, bs, 0, threads, True))
         name = _dispatch.select_optimizer_epoch(sizes, bs, OUT_CODES["sigmoid"], ACT_CODES["tanh"], True)
         assert name == "_batch_epoch_opt"
     assert unweighted >= {row.name for row in _dispatch.FAST_EPOCHS}  # the grid reaches every row …
@@ -219,7 +219,7 @@ def test_a_row_without_weights_cannot_be_forced_on_a_weighted_run(row):
     prob, lay, p0 = _problem([3, 4, 1], np.float64, "tanh", "sigmoid", seed=0)
     p = p0.copy()
     order = np.arange(M)
-    bs = 1 if row.requires(_dispatch._case([3, 4, 1], 1, 0, None, 1)) else 4
+    bs = 1 if row.requires(_dispatch._case([3, 4, 1], 1, 0, None)) else 4
     with pytest.raises(ValueError, match="with sample weights"):
         _dispatch.run_epoch(
             p,

@@ -32,7 +32,7 @@ prob = make_problem(sizes, dtype=np.float32, output="softmax", m=1024, seed=0, l
 p = Layout(sizes).pack(prob.weights, prob.biases, np.dtype(np.float32))
 k = _dispatch._ROWS["_columns_epoch"].kernel()
 args = (p, np.asarray(sizes, np.int64), prob.X, prob.Y, np.arange(1024), 256, np.float32(0.01),
-        get_activation("tanh").code, OUT_SOFTMAX, 1e37, 0)
+        get_activation("tanh").code, OUT_SOFTMAX, 1e37, 0, False)
 if held:
     with one_blas_thread():
         k(*args)

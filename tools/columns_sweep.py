@@ -71,7 +71,7 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
         def col(blas_min, bs=bs):
             def run(p):
                 with one_blas_thread():
-                    columns(p, s, X, Y, order, bs, lr, act.code, out, limit, blas_min)
+                    columns(p, s, X, Y, order, bs, lr, act.code, out, limit, blas_min, False)
 
             return run
 

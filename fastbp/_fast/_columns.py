@@ -60,14 +60,15 @@ def _columns_workspace(params, sizes, u_off, batch_size, copy_x):
     room for Xᵀ (n_0 × c; none if not ``copy_x``), Yᵀ (n_L × c), Z, A, dZ of every unit
     (layer l's block n_l × c from element u_off[l−1]·c), one example's column (2 × n_L) for
     a softmax output, and the largest W[l] (a chunk's dW[l] before it is added); c =
-    min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD`.  A chunk of nc ≤ c examples
+    min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD` (``batch_size`` 0: a workspace
+    never used, all of it empty but the column).  A chunk of nc ≤ c examples
     views each block as a C-contiguous n × nc matrix (:func:`_block`)."""
     L = sizes.shape[0] - 1
     n_units = u_off[L - 1] + sizes[L]
     c = (min(batch_size, CHUNK) + PAD - 1) // PAD * PAD
     w_max = 0
     for l in range(L):
-        w_max = max(w_max, sizes[l] * sizes[l + 1])
+        w_max = max(w_max, sizes[l] * sizes[l + 1]) if batch_size > 0 else 0
     return (
         np.zeros(sizes[0] * c if copy_x else 0, params.dtype),
         np.zeros(sizes[L] * c, params.dtype),
@@ -399,9 +400,11 @@ def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_
 
 
 @jit_inner
-def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, blas_min):
-    """grad = the mean gradient of the costs of the examples ``order[start:stop]``
-    (overwritten; dZ[L] carries the 1/n_b, :func:`_output_rows`); returns the sum of their
+def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, n_mean, act, out, ws, blas_min):
+    """grad = the gradient of the costs of the examples ``order[start:stop]`` summed and
+    divided by ``n_mean`` (overwritten; dZ[L] carries the 1/n_mean, :func:`_output_rows`):
+    their mean for ``n_mean = stop − start``, a part of a batch's mean for a batch split
+    into parts (:func:`fastbp._fast.columns._split_gradient`); returns the sum of their
     costs (float64).  ``ws``: the tuple of
     :func:`_columns_workspace` (borrowed views).  The batch runs in chunks of
     :data:`CHUNK` examples, each through the passes in the module docstring.
@@ -419,7 +422,7 @@ def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, sta
     c = Zf.shape[0] // (u_off[L - 1] + n_L)
     blas_first = n0 * n1 >= blas_min
     pad = _padding(sizes, blas_min)
-    scale = params.dtype.type(1) / params.dtype.type(stop - start)
+    scale = params.dtype.type(1) / params.dtype.type(n_mean)
     total = 0.0
     for t0 in range(start, stop, c):
         nr = min(c, stop - t0)  # the chunk's examples; nc ≥ nr columns with the padding

@@ -1,37 +1,98 @@
 """Mini-batches as column matrices, SIMD across the batch's examples: :func:`_columns_epoch`
-(gradient descent) and :func:`_columns_epoch_opt` (momentum, Nesterov, Adam, L2).
+(gradient descent) and :func:`_columns_epoch_opt` (momentum, Nesterov, Adam, L2), each on one
+thread, and their threaded twins :func:`_columns_epoch_threads`, :func:`_columns_epoch_opt_threads`.
 
 Each batch's gradient is :func:`fastbp._fast._columns._columns_gradient` (the batch as
-matrices with one column per example; BLAS for wide layers).  The update and the divergence
-contract (:mod:`fastbp._fast`) of :func:`_columns_epoch` are those of
+matrices with one column per example; BLAS for wide layers), or, with ``split``, the sum of
+:data:`PARTS` such gradients over the batch's halves (:func:`_split_gradient`), which the
+threaded twins compute on two threads at once.  The update and the divergence contract
+(:mod:`fastbp._fast`) of :func:`_columns_epoch` are those of
 :func:`fastbp._fast.batch._batch_epoch`: per-layer bounds on max|W[l]|, max|b[l]| raised by
 α Σ|dW[l]| per step; a step the bound cannot prove safe is not applied and the epoch hands
 over to the plain kernel.  :func:`_columns_epoch_opt` runs the same gradient through the
-optimizers' L2 term and steps (:mod:`fastbp.steps`), which check every step exactly.  One
-thread, BLAS held to one thread by the dispatcher: every sum runs over the same elements in
-the same order for a given problem, whatever the thread settings.
+optimizers' L2 term and steps (:mod:`fastbp.steps`), which check every step exactly.
+
+Same bits for any thread count: the split into parts depends on the batch alone (``split``
+is the dispatcher's choice from the problem's sizes, never from the threads), each part is
+computed the same way by whichever thread runs it (BLAS held to one thread by the
+dispatcher), and the parts are added in the same order.  A twin is the same function
+compiled with ``parallel=True`` (:func:`fastbp._jit.compile_as`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
-from .._jit import jit_vec
+from .._jit import JIT_PARALLEL, JIT_VEC, compile_as, jit_inline
 from ..steps import _add_l2, _optimizer_step
 from ._columns import _borrow_workspace, _columns_gradient, _columns_workspace, _copies_inputs
 from ._common import _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
 
+#: A split batch runs as this many parts, examples [start, mid) and [mid, stop): two, the
+#: cores of this project's machines.  Fixed, so that the bits do not depend on the threads.
+PARTS = 2
 
-@jit_vec
-def _columns_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blas_min):
+
+@jit_inline
+def _split_gradient(params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split):
+    """grad = the mean gradient of the examples ``order[start:stop]``; returns the sum of their
+    costs.  Without ``split``: one :func:`_columns_gradient` call.  With it: the first half's
+    share (Σ over [start, mid) / n_b) into ``grad`` and the second's into ``grad1``, each with
+    its own workspace (``ws``, ``ws1``), as the two iterations of a ``prange`` (two threads in a
+    threaded twin); then grad += grad1 and the two costs added, in that order."""
+    n_b = stop - start
+    if not split:
+        return _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, n_b, act, out, ws, blas_min)
+    mid = start + (n_b + 1) // 2
+    for part in prange(PARTS):
+        if part == 0:
+            costs[0] = _columns_gradient(
+                params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, mid, n_b, act, out, ws, blas_min
+            )
+        elif mid < stop:
+            costs[1] = _columns_gradient(
+                params, grad1, sizes, w_off, b_off, u_off, X, Y, order, mid, stop, n_b, act, out, ws1, blas_min
+            )
+    if mid == stop:  # a batch of one example: no second half
+        return costs[0]
+    for p in range(grad.shape[0]):
+        grad[p] += grad1[p]
+    return costs[0] + costs[1]
+
+
+@jit_inline
+def _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split):
+    """The workspaces of :func:`_split_gradient`: ``(ws, ws1, grad1, costs)``, for a whole batch
+    (no ``split``; ``ws1`` and ``grad1`` then empty) or for each half of one."""
+    copy_x = _copies_inputs(sizes, order, blas_min)
+    if not split:
+        return (
+            _columns_workspace(params, sizes, u_off, batch_size, copy_x),
+            _columns_workspace(params, sizes, u_off, 0, False),
+            np.zeros(0, params.dtype),
+            np.zeros(PARTS, np.float64),
+        )
+    half = (batch_size + 1) // 2
+    return (
+        _columns_workspace(params, sizes, u_off, half, copy_x),
+        _columns_workspace(params, sizes, u_off, half, copy_x),
+        np.zeros_like(params),
+        np.zeros(PARTS, np.float64),
+    )
+
+
+def _columns_epoch_body(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blas_min, split):
     """Mini-batch gradient descent over ``order``, each batch's gradient by
-    :func:`_columns_gradient`; returns ``(total cost, resume)`` like
+    :func:`_split_gradient` (in two parts if ``split``); returns ``(total cost, resume)`` like
     :func:`fastbp._fast.batch._batch_epoch` (``resume``: −1, or the position in ``order``
     of the batch whose step the bound could not prove safe, not applied)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
     L = sizes.shape[0] - 1
-    ws_own = _columns_workspace(params, sizes, u_off, batch_size, _copies_inputs(sizes, order, blas_min))
+    ws_own, ws1_own, grad1_own, costs = _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split)
     ws = _borrow_workspace(ws_own)
+    ws1 = _borrow_workspace(ws1_own)
+    grad1 = _borrowed(grad1_own)
     grad_own = np.zeros_like(params)
     grad = _borrowed(grad_own)
     bounds = np.empty((2, L), np.float64)
@@ -42,8 +103,8 @@ def _columns_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, 
     total = 0.0
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
-        batch_cost = _columns_gradient(
-            params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, blas_min
+        batch_cost = _split_gradient(
+            params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split
         )
         step64 = np.float64(lr)
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
@@ -57,31 +118,32 @@ def _columns_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit, 
             bb[l] += gb
         if not safe:
             _alive(offs[0], offs[1], offs[2], ws_own)
-            _alive(grad_own, bounds)
+            _alive(ws1_own, grad1_own, grad_own, bounds)
             return total, start
         # W −= α dW, b −= α db
         for p in range(params.shape[0]):
             params[p] -= lr * grad[p]
         total += batch_cost
     _alive(offs[0], offs[1], offs[2], ws_own)
-    _alive(grad_own, bounds)
+    _alive(ws1_own, grad1_own, grad_own, bounds)
     return total, -1
 
 
-@jit_vec
-def _columns_epoch_opt(
-    params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale, blas_min
+def _columns_epoch_opt_body(
+    params, sizes, X, Y, order, batch_size, act, out, kind, hyper, state, counter, alpha, cost_scale, blas_min, split
 ):
     """One epoch of mini-batches with an optimizer and L2, each batch's gradient by
-    :func:`_columns_gradient`; the arguments and result of
+    :func:`_split_gradient` (in two parts if ``split``); the arguments and result of
     :func:`fastbp._plain.loops._train_epoch_opt` (``act`` a built-in activation's code).
 
     Returns ``(J, failed)``: scikit-learn's epoch loss, and −1 or the index of the first
     batch whose loss, new parameters or new optimizer state would not be finite (that
     step is not applied; the epoch stops there: the step kernels check it exactly)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
-    ws_own = _columns_workspace(params, sizes, u_off, batch_size, _copies_inputs(sizes, order, blas_min))
+    ws_own, ws1_own, grad1_own, costs = _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split)
     ws = _borrow_workspace(ws_own)
+    ws1 = _borrow_workspace(ws1_own)
+    grad1 = _borrowed(grad1_own)
     grad_own = np.zeros_like(params)
     grad = _borrowed(grad_own)
     m = order.shape[0]
@@ -89,8 +151,8 @@ def _columns_epoch_opt(
     failed = -1
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
-        batch_loss = cost_scale * _columns_gradient(
-            params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, blas_min
+        batch_loss = cost_scale * _split_gradient(
+            params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split
         )
         if alpha > 0.0:
             batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / (stop - start))
@@ -99,5 +161,13 @@ def _columns_epoch_opt(
             break
         total += batch_loss
     _alive(offs[0], offs[1], offs[2], ws_own)
-    _alive(grad_own)
+    _alive(ws1_own, grad1_own, grad_own)
     return total / m, failed
+
+
+#: One thread (``prange`` runs as ``range``).
+_columns_epoch = compile_as(_columns_epoch_body, "_columns_epoch", JIT_VEC)
+_columns_epoch_opt = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt", JIT_VEC)
+#: The same epochs with a split batch's two parts on two threads.
+_columns_epoch_threads = compile_as(_columns_epoch_body, "_columns_epoch_threads", JIT_PARALLEL)
+_columns_epoch_opt_threads = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_threads", JIT_PARALLEL)

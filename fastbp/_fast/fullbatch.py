@@ -29,7 +29,7 @@ def _loss_and_gradient_fast(params, sizes, X, Y, order, act, out, grad, alpha, c
     m = order.shape[0]
     ws_own = _columns_workspace(params, sizes, u_off, m, _copies_inputs(sizes, order, blas_min))
     ws = _borrow_workspace(ws_own)
-    cost = _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, 0, m, act, out, ws, blas_min)
+    cost = _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, 0, m, m, act, out, ws, blas_min)
     loss = cost_scale * cost / m
     if alpha > 0.0:
         loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / m) / m
