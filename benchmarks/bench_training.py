@@ -168,16 +168,18 @@ class MiniBatchRatios:
     track_batch_over_per_example.unit = "ratio"
 
 
-#: The nets and batches the threaded kernel takes (W[1] of at least 16,384 weights, batches of 64 or more).
+#: The nets and batches the split column kernel takes (W[1] of at least 16,384 weights, batches of 64 or
+#: more: ``fastbp._dispatch.LARGE_W1_WEIGHTS``, ``SPLIT_MIN_BATCH_LARGE``).
 _THREADED = (["784-128-10", "256-256-10"], ["float64", "float32"], ["64", "256"], [1, 2])
 
 
 class TrainEpochThreaded:
-    """One epoch of mini-batches on the nets the threaded kernel serves, with ``threads`` Numba threads.
+    """One epoch of mini-batches on the nets the split column kernel serves, with ``threads`` Numba threads.
 
-    ``threads=1`` runs the one-thread tiled kernel, ``threads=2`` the threaded one (bit-identical
-    results).  On a machine whose cores are busy the two-thread time says more about the neighbours
-    than about fastbp: :class:`ThreadSpeedUp` measures both in one process, interleaved.
+    ``threads=1`` runs each batch's two halves one after the other, ``threads=2`` on two threads
+    (the threaded twin: bit-identical results).  On a machine whose cores are busy the two-thread
+    time says more about the neighbours than about fastbp: :class:`ThreadSpeedUp` measures both
+    in one process, interleaved.
     """
 
     params = _THREADED
@@ -195,7 +197,7 @@ class TrainEpochThreaded:
 
 
 class ThreadSpeedUp:
-    """Two threads over one: the threaded kernel's epoch time against the one-thread kernel's,
+    """Two threads over one: the split kernel's threaded twin's epoch time against its one-thread twin's,
     both measured in this process, interleaved, best of 5 (a ratio, so a busy neighbour slows
     both sides alike)."""
 

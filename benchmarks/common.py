@@ -176,7 +176,7 @@ def warm(size: str, dtype: str, activation: str = "tanh", output: str = "sigmoid
 
 
 def warm_threaded(size: str, dtype: str, threads: int) -> int:
-    """Fix ``threads`` Numba threads (and one BLAS thread) and compile the threaded mini-batch kernel;
+    """Fix ``threads`` Numba threads (and one BLAS thread) and compile the split column kernel's twin for them;
     returns the thread count in force."""
     warm(size, dtype)
     n = fix_threads(threads)

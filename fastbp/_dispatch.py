@@ -85,14 +85,21 @@ TINY4_MAX_WEIGHTS = 512
 #: |x| up to ~9e12 for n_0 = 3); larger inputs take ``_sgd_epoch``, which agrees with the plain kernel.
 TINY_MAX_GRAM_FRACTION = 2.0**-40
 
-#: Mini-batches of at least this many examples, on nets whose W[1] has at least
-#: SPLIT_MIN_WEIGHTS weights, run the column kernels with each batch split in two halves
-#: (``_columns_epoch_split``, ``_columns_epoch_opt_split``), on two threads when Numba has
-#: more than one (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), else one after the other.
-#: The choice looks at the sizes only, never at the threads, so the bits are the same for
-#: any thread count.  Measured with ``python tools/split_speed.py``.
-SPLIT_MIN_BATCH = 64
-SPLIT_MIN_WEIGHTS = 16384
+#: Mini-batches of at least SPLIT_MIN_BATCH examples (SPLIT_MIN_BATCH_LARGE on a W[1] of at
+#: least LARGE_W1_WEIGHTS weights), on nets whose W[1] has at least SPLIT_MIN_WEIGHTS weights,
+#: run the column kernels with each batch split in two halves (``_columns_epoch_split``,
+#: ``_columns_epoch_opt_split``), on two threads when Numba has more than one
+#: (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), else one after the other.  The choice
+#: looks at the sizes only, never at the threads, so the bits are the same for any thread
+#: count.  Measured with ``NUMBA_NUM_THREADS=2 python tools/split_speed.py`` on an idle
+#: two-core machine: two threads over the whole batch on one thread 1.4-2.0x at batches of
+#: 200-1024 from 32-32-1 up (adam 1.1-1.9x); at batch 64, 1.1-1.5x on the large nets but
+#: 0.8-1.3x on the small ones; the halves one after the other cost 0-11 % on one thread
+#: (0-27 % on nets of 1,024 weights or fewer at batch 64).
+SPLIT_MIN_BATCH = 128
+SPLIT_MIN_BATCH_LARGE = 64
+LARGE_W1_WEIGHTS = 16384
+SPLIT_MIN_WEIGHTS = 2048
 
 #: Mini-batches of fewer than COLUMNS_MIN_BATCH examples on nets whose W[1] has at least
 #: this many weights run, on one thread, in ``_batch_epoch_tiled`` (the batch as matrices,
@@ -291,7 +298,8 @@ def _columns_rows(c: Case) -> bool:
 
 def _split_pays(c: Case) -> bool:
     # the sizes only (or threads=True, asked for): never the thread count.
-    return c.threaded or (c.batch_size >= SPLIT_MIN_BATCH and c.w1 >= SPLIT_MIN_WEIGHTS)
+    min_batch = SPLIT_MIN_BATCH_LARGE if c.w1 >= LARGE_W1_WEIGHTS else SPLIT_MIN_BATCH
+    return c.threaded or (c.batch_size >= min_batch and c.w1 >= SPLIT_MIN_WEIGHTS)
 
 
 def _batches_in_workspace(c: Case) -> bool:
@@ -416,7 +424,8 @@ def select_epoch(
     ``act`` is an ``ACT_*`` code (a custom activation's code selects :data:`PLAIN`).
     ``threads``: ``True`` runs every unweighted mini-batch (batch > 1) in the split column
     kernel, whatever its size; ``None`` or ``False``, only those of at least
-    :data:`SPLIT_MIN_BATCH` examples on a W[1] of at least :data:`SPLIT_MIN_WEIGHTS`.  The
+    :data:`SPLIT_MIN_BATCH` examples (:data:`SPLIT_MIN_BATCH_LARGE` on a W[1] of at least
+    :data:`LARGE_W1_WEIGHTS`) on a W[1] of at least :data:`SPLIT_MIN_WEIGHTS`.  The
     number of threads never changes the choice (so never the bits): it only picks the split
     kernel's twin, in :func:`run_epoch`.  ``weighted``: the examples carry weights (only rows
     whose ``requires`` admit them).  A pure function: the same arguments always give the
@@ -506,6 +515,12 @@ def run_epoch(
     ``sw``: per-example weights (one per row of X, the buffer's dtype, C-contiguous), each
     batch's mean weighted by them (:func:`fastbp._plain.loops._train_epoch`); a batch whose
     weights sum to zero is refused first (ValueError), nothing changed.
+
+    ``threads``: ``None`` (default): the split column kernel (:data:`SPLIT_MIN_BATCH`,
+    :data:`SPLIT_MIN_WEIGHTS`, ...) runs on its threaded twin when Numba has more than one thread;
+    ``True``: the split kernel for every unweighted mini-batch, on the threaded twin;
+    ``False``: on the one-thread twin.  The same bits whatever ``threads`` and the thread
+    count are, except that ``True`` also chooses the split kernel for smaller problems.
     """
     act = activation.code
     weighted = sw is not None

@@ -75,7 +75,18 @@ def test_columns_epoch_agrees_with_plain(path, way, bs, dtype):
         p_fast, p_plain = p0.copy(), p0.copy()
         with one_blas_thread():
             total, resume = kernel(
-                p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], 1e30, PATHS[path], split
+                p_fast,
+                lay.sizes,
+                prob.X,
+                prob.Y,
+                order,
+                bs,
+                lr,
+                ACT_CODES["tanh"],
+                OUT_CODES[out],
+                1e30,
+                PATHS[path],
+                split,
             )
         J, failed = BUILTIN._train_epoch(
             p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], NO_WEIGHTS[dtype]

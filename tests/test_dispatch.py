@@ -69,8 +69,11 @@ def _requiring(row):
         ([64, 256, 2], 3, "sigmoid", None, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
         ([64, 255, 2], 3, "sigmoid", None, "_batch_epoch"),
         ([64, 256, 2], 8, "sigmoid", None, "_columns_epoch"),
-        ([64, 256, 2], 64, "sigmoid", None, "_columns_epoch_split"),  # batch = SPLIT_MIN_BATCH, W[1] = SPLIT_MIN_WEIGHTS
+        ([64, 256, 2], 64, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_BATCH_LARGE, LARGE_W1_WEIGHTS
         ([64, 255, 2], 64, "sigmoid", None, "_columns_epoch"),
+        ([64, 255, 2], 128, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_BATCH
+        ([64, 32, 2], 128, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_WEIGHTS
+        ([63, 32, 2], 128, "sigmoid", None, "_columns_epoch"),
         ([64, 256, 2], 63, "sigmoid", None, "_columns_epoch"),
         ([64, 256, 2], 64, "sigmoid", False, "_columns_epoch_split"),  # threads=False: the one-thread twin
         ([3, 4, 2], 5, "sigmoid", True, "_columns_epoch_split"),  # asked for
@@ -108,12 +111,13 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], 2, 0, ACT_CODES["tanh"]) == "_batch_epoch_tiled"
     assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
-    split = [1, T.SPLIT_MIN_WEIGHTS, 2]
-    assert select_epoch(split, T.SPLIT_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch_split"
-    assert select_epoch(split, T.SPLIT_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+    for w1, batch in ((T.SPLIT_MIN_WEIGHTS, T.SPLIT_MIN_BATCH), (T.LARGE_W1_WEIGHTS, T.SPLIT_MIN_BATCH_LARGE)):
+        split = [1, w1, 2]
+        assert select_epoch(split, batch, 0, ACT_CODES["tanh"]) == "_columns_epoch_split"
+        assert select_epoch(split, batch - 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+        assert T.select_optimizer_epoch(split, batch, 0, ACT_CODES["tanh"]) == "_columns_epoch_opt_split"
+        assert T.select_optimizer_epoch(split, batch - 1, 0, ACT_CODES["tanh"]) == "_columns_epoch_opt"
     assert select_epoch([1, T.SPLIT_MIN_WEIGHTS - 1, 2], T.SPLIT_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    assert T.select_optimizer_epoch(split, T.SPLIT_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch_opt_split"
-    assert T.select_optimizer_epoch(split, T.SPLIT_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_columns_epoch_opt"
 
 
 @pytest.mark.parametrize("act", [*HIDDEN_ACTIVATIONS, "custom"])

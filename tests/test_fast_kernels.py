@@ -312,7 +312,7 @@ def test_tiled_batch_kernel_agrees_with_plain_and_reference(dtype):
 # ------------------------------------------------------------------------------ threads
 
 #: The split column kernels' batch (threads=True runs them on the threaded twin).
-THREADED = _dispatch.SPLIT_MIN_BATCH
+THREADED = _dispatch.SPLIT_MIN_BATCH_LARGE
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -69,9 +69,7 @@ def _cases():
 
 def _weighted_rows(rows, batches=BATCHES):
     return [
-        row
-        for row in rows
-        if any(row.requires(_dispatch._case(s, bs, 0, None, True)) for s in SIZES for bs in batches)
+        row for row in rows if any(row.requires(_dispatch._case(s, bs, 0, None, True)) for s in SIZES for bs in batches)
     ]
 
 

@@ -212,8 +212,8 @@ def batch_section(nets, dtypes, repeats, target_s):
 
     threads = numba.get_num_threads()
     print(
-        f"\nmini-batch SGD, one epoch, examples/s (one thread; the last column: the threaded kernel "
-        f"with {threads} Numba threads against one thread, for batches ≥ {_dispatch.THREADED_MIN_BATCH})"
+        f"\nmini-batch SGD, one epoch, examples/s (one thread; the last column: the split kernel on threads "
+        f"with {threads} Numba threads against one thread, for batches ≥ {_dispatch.SPLIT_MIN_BATCH_LARGE})"
     )
     for net in nets:
         sizes = [int(s) for s in net.split("-")]
@@ -268,7 +268,7 @@ def batch_section(nets, dtypes, repeats, target_s):
                 r = {k: m / v for k, v in best.items()}
                 thr = (
                     f" | {threads} threads {r['fast2']:>11,.0f} ({r['fast2'] / r['fast']:4.2f}x)"
-                    if threads > 1 and bs >= _dispatch.THREADED_MIN_BATCH
+                    if threads > 1 and bs >= _dispatch.SPLIT_MIN_BATCH_LARGE
                     else ""
                 )
                 print(

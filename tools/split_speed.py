@@ -6,31 +6,27 @@ examples/s of one epoch:
 
 * ``whole``: the column kernel with each batch whole (``_columns_epoch[_opt]``), one thread;
 * ``split/1``: the split kernel on its one-thread twin (``threads=False``);
-* ``split/N``: the split kernel on its threaded twin, ``--threads`` Numba threads;
-* ``tiled/N`` (sgd only, where the module still has it): the threaded tiled kernel
-  ``fastbp._fast.tiled._batch_epoch_threads``, for comparison.
+* ``split/N``: the split kernel on its threaded twin, ``--threads`` Numba threads.
 
-Best of ``--repeats`` one-epoch runs (~2e8 flops each), tanh hidden units, softmax output;
+Best of ``--repeats`` one-epoch runs (~1e9 flops each, at least 8 batches), tanh hidden units, softmax output;
 BLAS held to one thread as the dispatcher holds it.  Run it on an idle machine, unpinned
 (the threads need the cores)::
 
     NUMBA_NUM_THREADS=2 python tools/split_speed.py
     NUMBA_NUM_THREADS=2 python tools/split_speed.py --nets 64-100-10 --batches 200 --opt adam
 
-It re-measures ``SPLIT_MIN_BATCH`` and ``SPLIT_MIN_WEIGHTS`` of :mod:`fastbp._dispatch`.
+It re-measures ``SPLIT_MIN_BATCH``, ``SPLIT_MIN_BATCH_LARGE`` and ``SPLIT_MIN_WEIGHTS`` of :mod:`fastbp._dispatch`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 
 import numba
 import numpy as np
 
 from fastbp import _dispatch
-from fastbp._blas import one_blas_thread
 from fastbp.activations import get_activation
 from fastbp.losses import OUT_SIGMOID, OUT_SOFTMAX
 from fastbp.optimizers import Adam
@@ -65,7 +61,7 @@ def measure(net: str, dtype, batch: int, opt: str, repeats: int = 3, m: int | No
     """examples/s of each way (see the module docstring) for one net, dtype, batch and optimizer."""
     sizes = [int(n) for n in net.split("-")]
     flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
-    m = m or max(4 * batch, min(200_000, int(2e8 / (6 * flops))))
+    m = m or max(8 * batch, min(200_000, int(1e9 / (6 * flops))))
     p0, s, X, Y, order, out = _problem(net, dtype, m)
     act = get_activation("tanh")
     lr = np.dtype(dtype).type(0.01)
@@ -93,15 +89,6 @@ def measure(net: str, dtype, batch: int, opt: str, repeats: int = 3, m: int | No
     r["whole"] = _rate(way(whole, False), p0, m, repeats)
     r["split/1"] = _rate(way(split, False), p0, m, repeats)
     r["split/N"] = _rate(way(split, True), p0, m, repeats)
-    tiled = getattr(importlib.import_module("fastbp._fast.tiled"), "_batch_epoch_threads", None)
-    if opt == "sgd" and tiled is not None and batch <= _dispatch.TILED_MAX_BATCH:
-        limit = float(np.finfo(dtype).max) / 4
-
-        def run_tiled(p):
-            with one_blas_thread():
-                tiled(p, s, X, Y, order, batch, lr, act.code, out, limit)
-
-        r["tiled/N"] = _rate(run_tiled, p0, m, repeats)
     return r
 
 
@@ -122,10 +109,9 @@ def main(argv=None) -> None:
             for opt in args.opt:
                 for bs in args.batches:
                     r = measure(net, np.dtype(dt).type, bs, opt, args.repeats)
-                    tiled = f" | tiled/{n} {r['tiled/N']:>10,.0f}" if "tiled/N" in r else ""
                     print(
                         f"{net:>10} {dt:>7} {opt:>4} batch {bs:>4} | whole {r['whole']:>10,.0f} | "
-                        f"split/1 {r['split/1']:>10,.0f} | split/{n} {r['split/N']:>10,.0f}{tiled} | "
+                        f"split/1 {r['split/1']:>10,.0f} | split/{n} {r['split/N']:>10,.0f} | "
                         f"split/1 / whole {r['split/1'] / r['whole']:4.2f} | split/{n} / whole "
                         f"{r['split/N'] / r['whole']:4.2f}",
                         flush=True,

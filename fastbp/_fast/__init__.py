@@ -15,12 +15,14 @@ module             kernel                                 strategy
                                                           layer in registers (latency chain)
 ``batch``          ``_batch_epoch``                       mini-batches, four examples per pass
                                                           over W[1]
-``tiled``          ``_batch_epoch_tiled``,                mini-batches as matrices (4 × 4
-                   ``_batch_epoch_threads``               register tiles), one or more threads
+``tiled``          ``_batch_epoch_tiled``                 mini-batches as matrices (4 × 4
+                                                          register tiles)
 ``optimizer``      ``_batch_epoch_opt``                   mini-batches with momentum, Adam, L2
 ``columns``        ``_columns_epoch``,                    mini-batches as column matrices (SIMD
-                   ``_columns_epoch_opt``                 across the examples; BLAS for wide
-                                                          layers), without and with optimizers
+                   ``_columns_epoch_opt``,                across the examples; BLAS for wide
+                   ``_columns_epoch_threads``,            layers), without and with optimizers;
+                   ``_columns_epoch_opt_threads``         each batch whole or in two halves, the
+                                                          ``_threads`` twins on two threads
 ``fullbatch``      ``_loss_and_gradient_fast``            scikit-learn's full-batch objective
                                                           (``solver="lbfgs"``), by the columns
 ``forward``        ``_predict_fast``, ``_forward_fast``,  the forward pass of the columns for

@@ -400,7 +400,9 @@ def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_
 
 
 @jit_inner
-def _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, n_mean, act, out, ws, blas_min):
+def _columns_gradient(
+    params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, n_mean, act, out, ws, blas_min
+):
     """grad = the gradient of the costs of the examples ``order[start:stop]`` summed and
     divided by ``n_mean`` (overwritten; dZ[L] carries the 1/n_mean, :func:`_output_rows`):
     their mean for ``n_mean = stop − start``, a part of a batch's mean for a batch split

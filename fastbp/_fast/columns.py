@@ -35,7 +35,9 @@ PARTS = 2
 
 
 @jit_inline
-def _split_gradient(params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split):
+def _split_gradient(
+    params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split
+):
     """grad = the mean gradient of the examples ``order[start:stop]``; returns the sum of their
     costs.  Without ``split``: one :func:`_columns_gradient` call.  With it: the first half's
     share (Σ over [start, mid) / n_b) into ``grad`` and the second's into ``grad1``, each with
@@ -43,7 +45,9 @@ def _split_gradient(params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order
     threaded twin); then grad += grad1 and the two costs added, in that order."""
     n_b = stop - start
     if not split:
-        return _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, n_b, act, out, ws, blas_min)
+        return _columns_gradient(
+            params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, n_b, act, out, ws, blas_min
+        )
     mid = start + (n_b + 1) // 2
     for part in prange(PARTS):
         if part == 0:
@@ -104,7 +108,25 @@ def _columns_epoch_body(params, sizes, X, Y, order, batch_size, lr, act, out, li
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         batch_cost = _split_gradient(
-            params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split
+            params,
+            grad,
+            grad1,
+            sizes,
+            w_off,
+            b_off,
+            u_off,
+            X,
+            Y,
+            order,
+            start,
+            stop,
+            act,
+            out,
+            ws,
+            ws1,
+            costs,
+            blas_min,
+            split,
         )
         step64 = np.float64(lr)
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
@@ -152,7 +174,25 @@ def _columns_epoch_opt_body(
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         batch_loss = cost_scale * _split_gradient(
-            params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split
+            params,
+            grad,
+            grad1,
+            sizes,
+            w_off,
+            b_off,
+            u_off,
+            X,
+            Y,
+            order,
+            start,
+            stop,
+            act,
+            out,
+            ws,
+            ws1,
+            costs,
+            blas_min,
+            split,
         )
         if alpha > 0.0:
             batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / (stop - start))
@@ -168,6 +208,10 @@ def _columns_epoch_opt_body(
 #: One thread (``prange`` runs as ``range``).
 _columns_epoch = compile_as(_columns_epoch_body, "_columns_epoch", JIT_VEC)
 _columns_epoch_opt = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt", JIT_VEC)
-#: The same epochs with a split batch's two parts on two threads.
+#: The same epochs with a split batch's two parts on two threads.  Compiled only where they
+#: run: ``parallel=True`` costs a cold compile about 6 s more (a first ``MLPClassifier`` fit
+#: on 784 inputs, fresh ``NUMBA_CACHE_DIR``: 17.8 s on this twin, 11.7 s on the one-thread
+#: kernel).  A small ``parallel=True`` helper for the two halves, called from one epoch, cost
+#: every user its compile (6.7 s, 21 s in all), so the threads stay in twins.
 _columns_epoch_threads = compile_as(_columns_epoch_body, "_columns_epoch_threads", JIT_PARALLEL)
 _columns_epoch_opt_threads = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_threads", JIT_PARALLEL)

@@ -1,11 +1,11 @@
-"""Mini-batches as matrices, on one thread or several: :func:`_batch_epoch_tiled`,
-:func:`_batch_epoch_threads`.
+"""Mini-batches as matrices, 4 × 4 register tiles: :func:`_batch_epoch_tiled` (batches of
+2-3 examples on a large W[1]; larger batches run the column kernels, :mod:`.columns`).
 
 Z[1] = X_b W[1]ᵀ and dW[1] = dZ[1]ᵀ X_b by 4 × 4 register tiles (rows of W[1] × examples),
-the rest per example.  :func:`_batch_epoch_threads` is the same function compiled with
-``parallel=True``: its loops over tiles of examples, over rows of dW[l] and over the
-update are spread over threads; every element is computed the same way by whichever
-thread, so the result is bit-identical for any number of threads.
+the rest per example.  Its loops over tiles of examples and over tasks of rows of dW[l] are
+``prange`` loops, written so that every element is computed the same way in whichever
+iteration order (they ran on threads in a ``parallel=True`` twin, now retired); compiled
+without ``parallel``, they run as ``range``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import JIT_PARALLEL, JIT_VEC, compile_as, jit_vec
+from .._jit import JIT_VEC, compile_as, jit_vec
 from ..activations import times_derivative_loop
 from ..params import offsets
 from ._common import _abs_sum, _layer_bounds
@@ -311,7 +311,8 @@ def _batch_epoch_tiled_body(params, sizes, X, Y, order, batch_size, lr, act, out
     return total, resume
 
 
-#: One thread (``prange`` runs as ``range``).
+#: One thread (``prange`` runs as ``range``).  Its twin compiled with ``parallel=True``
+#: (``_batch_epoch_threads``) ran mini-batches of 64 or more on two threads until the split
+#: column kernels (:mod:`.columns`) took them: it was chosen by the thread count, so one and two
+#: threads gave other bits; see ``docs/performance-kernels.md``.
 _batch_epoch_tiled = compile_as(_batch_epoch_tiled_body, "_batch_epoch_tiled", JIT_VEC)
-#: The same epoch with its ``prange`` loops spread over Numba's threads.
-_batch_epoch_threads = compile_as(_batch_epoch_tiled_body, "_batch_epoch_threads", JIT_PARALLEL)
