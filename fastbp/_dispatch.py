@@ -27,6 +27,7 @@ A new fast kernel: one file in ``fastbp/_fast/`` and one row here; the agreement
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -458,10 +459,23 @@ def _num_threads() -> int:
     return numba.get_num_threads()
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one: a process
+    pinned with ``taskset`` or a container's cpuset has fewer than ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
 def _threaded(threads: bool | None) -> bool:
     """Whether a row's threaded twin runs: ``threads`` if given, else whether Numba has more
-    than one thread."""
-    return _num_threads() > 1 if threads is None else bool(threads)
+    than one thread and the process more than one CPU to run them on (Numba counts the
+    machine's CPUs, not the affinity mask: two threads on one pinned CPU ran the split kernel
+    0-8 % slower than one, ``NUMBA_NUM_THREADS=2 taskset -c 1 python tools/split_speed.py``)."""
+    if threads is not None:
+        return bool(threads)
+    return _num_threads() > 1 and _usable_cpus() > 1
 
 
 # ========================================================================== running

@@ -93,6 +93,7 @@ def test_the_thread_count_never_changes_the_kernel(monkeypatch, n_threads):
     """Numba's thread count picks a split kernel's twin (the same bits), never the row: the
     default (threads=None) selects by sizes alone, for gradient descent and the optimizers."""
     monkeypatch.setattr(_dispatch, "_num_threads", lambda: n_threads)
+    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 2)
     for sizes in ([64, 256, 2], [784, 128, 10], [2, 4, 1], [64, 100, 10]):
         for bs in (1, 3, 8, 64, 200, 2000):
             assert select_epoch(sizes, bs, 0, ACT_CODES["tanh"]) == select_epoch(sizes, bs, 0, ACT_CODES["tanh"], False)
@@ -101,6 +102,22 @@ def test_the_thread_count_never_changes_the_kernel(monkeypatch, n_threads):
     assert row.kernel(_dispatch._threaded(None)).__name__ == (
         "_columns_epoch_opt_threads" if n_threads > 1 else "_columns_epoch_opt"
     )
+
+
+def test_one_usable_cpu_runs_the_one_thread_twin(monkeypatch):
+    """Numba's thread count is the machine's CPUs; a process pinned to one CPU (taskset, a
+    container's cpuset) runs the one-thread twin (the same bits) unless threads=True asks."""
+    monkeypatch.setattr(_dispatch, "_num_threads", lambda: 2)
+    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 1)
+    assert _dispatch._threaded(None) is False
+    assert _dispatch._threaded(True) is True
+
+
+def test_usable_cpus_is_the_affinity_mask():
+    import os
+
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert _dispatch._usable_cpus() == expected
 
 
 def test_select_epoch_reads_the_thresholds_from_one_block():

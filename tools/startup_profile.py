@@ -3,7 +3,9 @@
 Two commands (run from the repository root; each run is a fresh interpreter with its own
 empty ``NUMBA_CACHE_DIR``, so nothing is shared between runs)::
 
-    python tools/startup_profile.py profile [--sizes 4,8,1] [--batch-size 1] [--dtype float64]
+    python tools/startup_profile.py profile [--sizes 4,8,1] [--batch-size 1] [--dtype float64] [--examples 16]
+    # the split column kernel's threaded twin against its one-thread twin (issue 12, goal 7):
+    NUMBA_NUM_THREADS=2 python tools/startup_profile.py profile --sizes 784,128,10 --batch-size 200 --examples 400
     python tools/startup_profile.py compare OLD_ROOT NEW_ROOT [--runs 5]
 
 ``profile`` lists every function Numba compiles for the first ``fit`` and ``predict``
@@ -33,7 +35,7 @@ import tempfile
 
 _FIRST_CALL = r"""
 import json, sys, time
-sizes, batch_size, dtype, profile = json.loads(sys.argv[1])
+sizes, batch_size, dtype, profile, examples = json.loads(sys.argv[1])
 import numpy as np
 if profile:
     from collections import defaultdict
@@ -66,8 +68,8 @@ t0 = time.perf_counter()
 import fastbp
 t_import = time.perf_counter() - t0
 rng = np.random.default_rng(0)
-X = rng.normal(size=(16, sizes[0]))
-Y = (rng.random((16, sizes[-1])) < 0.5).astype(float)
+X = rng.normal(size=(examples, sizes[0]))
+Y = (rng.random((examples, sizes[-1])) < 0.5).astype(float)
 net = fastbp.MLP(sizes, seed=0, dtype=dtype)
 w0, c0 = time.perf_counter(), time.process_time()
 net.fit(X, Y, epochs=1, batch_size=batch_size)
@@ -108,7 +110,7 @@ def _load() -> str:
 def profile(args) -> None:
     cache = tempfile.mkdtemp(prefix="fastbp-cold-")
     try:
-        r = _run([args.sizes, args.batch_size, args.dtype, True], None, cache)
+        r = _run([args.sizes, args.batch_size, args.dtype, True, args.examples], None, cache)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     print(
@@ -124,7 +126,7 @@ def profile(args) -> None:
 
 
 def compare(args) -> None:
-    case = [[4, 8, 1], 1, "float64", False]  # benchmarks/bench_startup.py's first fit
+    case = [[4, 8, 1], 1, "float64", False, 16]  # benchmarks/bench_startup.py's first fit
     keys = ("cold", "cold_cpu", "warm", "fit", "predict")
     res = {root: {k: [] for k in keys} for root in args.roots}
     print(_load())
@@ -167,6 +169,7 @@ def main(argv=None) -> None:
     p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[4, 8, 1])
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--examples", type=int, default=16, help="rows of X (a batch that large runs its own kernel)")
     p.add_argument("--min-seconds", type=float, default=0.05)
     c = sub.add_parser("compare", help="cold and warm first fit + predict of two checkouts, interleaved")
     c.add_argument("roots", nargs=2, help="directories holding the fastbp package to compare (old, new)")
