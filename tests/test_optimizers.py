@@ -86,6 +86,37 @@ def test_step_that_would_diverge_changes_nothing(name, impl):
         np.testing.assert_array_equal(s, s0)
 
 
+#: Adam steps where the cheap finiteness bound cannot decide (huge W, a tiny ε against a large
+#: m, a negative s a user wrote into the state) and one where it can: (W, g, s, ε, applied).
+ADAM_CHECK_CASES = {
+    "bound holds": (1.0, 1e-3, 0.0, 1e-8, True),
+    "huge W, sums overflow": (0.9, 1e-3, 0.0, 1e-8, True),  # W = 0.9 × the dtype's largest
+    "tiny eps, large m": (1.0, 1e17, 0.0, 1e-30, True),
+    "negative s": (1.0, 1e-3, -1.0, 1e-8, False),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(ADAM_CHECK_CASES))
+def test_adam_step_cheap_check_gives_the_exact_answer(dtype, case):
+    """The kernel's bound-then-exact check accepts and refuses the steps its NumPy twin does."""
+    w, g, s0, eps, applied = ADAM_CHECK_CASES[case]
+    if case.startswith("huge W"):
+        w *= float(np.finfo(dtype).max)
+    results = []
+    for step in O.IMPLEMENTATIONS["adam_step"]:
+        p = np.full(8, w, dtype)
+        m, s = np.zeros(8, dtype), np.full(8, s0, dtype)
+        before = (p.copy(), m.copy(), s.copy())
+        ok = step(p, np.full(8, g, dtype), m, s, 1, 0.001, 0.9, 0.999, eps)
+        assert bool(ok) == applied, case
+        if not ok:
+            for a, b in zip((p, m, s), before):
+                np.testing.assert_array_equal(a, b)
+        results.append((p, m, s))
+    assert_agree(results[0], results[1], dtype, case)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("output", ["sigmoid", "softmax", "identity"])
 def test_l2_gradient_and_loss_match_sklearn_backprop(dtype, output):

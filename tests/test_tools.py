@@ -151,3 +151,17 @@ def test_estimator_speed_runs_both_estimators(solver):
 def test_sparse_memory_measures_a_fit():
     r = _script("sparse_memory").measure(rows=400, cols=300, density=0.01)
     assert r["peak_traced_MB"] > 0 and r["dense_MB"] == pytest.approx(400 * 300 * 8 / 1e6)
+
+
+def test_step_speed_prints_both_steps(capsys):
+    """tools/step_speed.py (the optimizer steps' µs per call) runs; no time asserted."""
+    _script("step_speed").main(["--params", "100", "--dtypes", "float32", "--repeats", "2"])
+    assert "100 parameters float32: adam" in capsys.readouterr().out
+
+
+def test_split_speed_prints_a_row_per_case(capsys):
+    """tools/split_speed.py (the split column kernels on one and two threads) runs; no time asserted."""
+    args = ["--nets", "8-16-2", "--dtypes", "float32", "--batches", "8", "--repeats", "1", "--examples", "64"]
+    _script("split_speed").main(args)
+    out = capsys.readouterr().out
+    assert out.count("batch    8") == 2 and "split/1 / whole" in out

@@ -100,6 +100,7 @@ def main(argv=None) -> None:
     ap.add_argument("--opt", nargs="+", choices=["sgd", "adam"], default=["sgd", "adam"])
     ap.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--examples", type=int, default=None, help="examples per epoch (default: ~1e9 flops)")
     args = ap.parse_args(argv)
     numba.set_num_threads(args.threads)
     n = args.threads
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
         for dt in args.dtypes:
             for opt in args.opt:
                 for bs in args.batches:
-                    r = measure(net, np.dtype(dt).type, bs, opt, args.repeats)
+                    r = measure(net, np.dtype(dt).type, bs, opt, args.repeats, args.examples)
                     print(
                         f"{net:>10} {dt:>7} {opt:>4} batch {bs:>4} | whole {r['whole']:>10,.0f} | "
                         f"split/1 {r['split/1']:>10,.0f} | split/{n} {r['split/N']:>10,.0f} | "
