@@ -209,9 +209,11 @@ def _columns_epoch_opt_body(
 _columns_epoch = compile_as(_columns_epoch_body, "_columns_epoch", JIT_VEC)
 _columns_epoch_opt = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt", JIT_VEC)
 #: The same epochs with a split batch's two parts on two threads.  Compiled only where they
-#: run: ``parallel=True`` costs a cold compile about 6 s more (a first ``MLPClassifier`` fit
-#: on 784 inputs, fresh ``NUMBA_CACHE_DIR``: 17.8 s on this twin, 11.7 s on the one-thread
-#: kernel).  A small ``parallel=True`` helper for the two halves, called from one epoch, cost
-#: every user its compile (6.7 s, 21 s in all), so the threads stay in twins.
+#: run: ``parallel=True`` costs a cold compile about 6.5 s more (a first fit reaching the split
+#: kernel on 784-128-10, fresh ``NUMBA_CACHE_DIR``: 18.1 s on this twin, 11.4 s on the one-thread
+#: kernel; ``NUMBA_NUM_THREADS=2 python tools/startup_profile.py profile --sizes 784,128,10
+#: --batch-size 200 --examples 400``).  A small ``parallel=True`` helper for the two halves,
+#: called from one epoch, cost every user its compile (6.7 s, 21 s in all), so the threads stay
+#: in twins.
 _columns_epoch_threads = compile_as(_columns_epoch_body, "_columns_epoch_threads", JIT_PARALLEL)
 _columns_epoch_opt_threads = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_threads", JIT_PARALLEL)
