@@ -26,6 +26,7 @@ A new fast kernel: one file in ``fastbp/_fast/`` and one row here; the agreement
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from dataclasses import dataclass
@@ -93,10 +94,11 @@ TINY_MAX_GRAM_FRACTION = 2.0**-40
 #: (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), else one after the other.  The choice
 #: looks at the sizes only, never at the threads, so the bits are the same for any thread
 #: count.  Measured with ``NUMBA_NUM_THREADS=2 python tools/split_speed.py`` on an idle
-#: two-core machine: two threads over the whole batch on one thread 1.4-2.0x at batches of
-#: 200-1024 from 32-32-1 up (adam 1.1-1.9x); at batch 64, 1.1-1.5x on the large nets but
-#: 0.8-1.3x on the small ones; the halves one after the other cost 0-11 % on one thread
-#: (0-27 % on nets of 1,024 weights or fewer at batch 64).
+#: two-core machine (docs/performance-kernels.md): two threads over the whole batch on one
+#: thread 1.3-2.0x at batches of 200-256 on the mid nets, 1.6-1.9x (gradient descent) and
+#: 1.5-1.9x (Adam, one cell 1.06x) at 256-1024 on the large ones; at batch 64, 1.1-1.5x on the
+#: large nets but 0.86-1.16x on the small ones; the halves one after the other cost 0-11 % on
+#: one thread (up to 27 % on nets of 1,024 weights or fewer at batch 64).
 SPLIT_MIN_BATCH = 128
 SPLIT_MIN_BATCH_LARGE = 64
 LARGE_W1_WEIGHTS = 16384
@@ -107,7 +109,7 @@ SPLIT_MIN_WEIGHTS = 2048
 #: 4 × 4 register tiles).
 TILED_MIN_WEIGHTS = 16384
 
-#: The tiled and threaded mini-batch kernels keep a workspace of batch × (n_0 + 3 Σ n_l)
+#: The tiled mini-batch kernel keeps a workspace of batch × (n_0 + 3 Σ n_l)
 #: numbers (the packed inputs and every example's Z, A, dZ); batches larger than this
 #: (full-batch training on a large data set) run ``_columns_epoch`` instead, whose workspace
 #: is a chunk of at most 256 examples whatever the batch, so an epoch's memory stays the data
@@ -117,7 +119,7 @@ TILED_MAX_BATCH = 1024
 
 #: Mini-batches of at least this many examples run the column kernels (``_columns_epoch``,
 #: ``_columns_epoch_opt``: the batch as matrices, one column per example, SIMD across the
-#: examples), unless the threaded kernel is wanted; batches of 2-3 run the per-example-pass
+#: examples; larger ones also split: SPLIT_MIN_BATCH); batches of 2-3 run the per-example-pass
 #: kernels, which were as fast or faster there (batch 2-4 on 5-16-3, 33-37-3, 64-64-10:
 #: 0.7-1.1x; batch 8: 1.2-5x for the columns).  ``python tools/columns_sweep.py``.
 COLUMNS_MIN_BATCH = 4
@@ -407,7 +409,7 @@ _ROWS = {row.name: row for row in FAST_EPOCHS + FAST_OPTIMIZER_EPOCHS}
 
 def _case(sizes, batch_size: int, out: int, threads: bool | None, weighted: bool = False) -> Case:
     sizes = tuple(int(n) for n in sizes)
-    return Case(sizes, int(batch_size), int(out), threads is True, bool(weighted))
+    return Case(sizes, int(batch_size), int(out), bool(threads), bool(weighted))
 
 
 def _fast_allowed(act: int) -> bool:
@@ -417,7 +419,7 @@ def _fast_allowed(act: int) -> bool:
 
 
 def select_epoch(
-    sizes, batch_size: int, out: int, act: int, threads: bool | None = None, weighted: bool = False
+    sizes, batch_size: int, out: int, act: int, threads: bool | None = None, *, weighted: bool = False
 ) -> str:
     """The name of the kernel that runs a gradient-descent epoch: a row of
     :data:`FAST_EPOCHS`, or :data:`PLAIN`.
@@ -468,14 +470,62 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+#: Set in a child made by ``fork()``: GNU OpenMP aborts a forked child that starts a parallel
+#: region once its parent has run one, so forked children run the one-thread twins (the same
+#: bits) unless ``threads=True`` asks.
+_FORKED = False
+
+
+def _after_fork_in_child() -> None:
+    global _FORKED
+    _FORKED = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@functools.lru_cache(maxsize=None)
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _threadsafe_layer() -> bool:
+    """Whether Numba's threading layer is one that Python threads may call at once (TBB or
+    OpenMP): its ``workqueue`` layer, the fallback where neither is installed (typically
+    macOS), terminates the process when two threads run parallel kernels at the same time,
+    so the defaults keep such a process on the one-thread twins."""
+    import numba
+
+    try:
+        return numba.threading_layer() in ("tbb", "omp")
+    except ValueError:  # no parallel kernel has run yet: the layer Numba would choose
+        pass
+    layer = numba.config.THREADING_LAYER
+    if layer in ("tbb", "omp", "safe", "threadsafe"):
+        return True
+    if layer != "default":  # workqueue, or forksafe (which may choose workqueue)
+        return False
+    for name in numba.config.THREADING_LAYER_PRIORITY:
+        if _importable(f"numba.np.ufunc.{name}pool"):
+            return name in ("tbb", "omp")
+    return False
+
+
 def _threaded(threads: bool | None) -> bool:
     """Whether a row's threaded twin runs: ``threads`` if given, else whether Numba has more
-    than one thread and the process more than one CPU to run them on (Numba counts the
-    machine's CPUs, not the affinity mask: two threads on one pinned CPU ran the split kernel
-    0-8 % slower than one, ``NUMBA_NUM_THREADS=2 taskset -c 1 python tools/split_speed.py``)."""
+    than one thread, the process more than one CPU to run them on (Numba counts the machine's
+    CPUs, not the affinity mask: two threads on one pinned CPU ran the split kernel 0-8 %
+    slower than one, ``NUMBA_NUM_THREADS=2 taskset -c 1 python tools/split_speed.py``), a
+    thread-safe threading layer (:func:`_threadsafe_layer`), and the process was not made by
+    ``fork()`` (:data:`_FORKED`).  The twins give the same bits, so this only decides speed."""
     if threads is not None:
         return bool(threads)
-    return _num_threads() > 1 and _usable_cpus() > 1
+    return not _FORKED and _num_threads() > 1 and _usable_cpus() > 1 and _threadsafe_layer()
 
 
 # ========================================================================== running
@@ -544,7 +594,7 @@ def run_epoch(
         if activation.is_custom or numba_config.DISABLE_JIT:
             epoch = PLAIN
         else:
-            epoch = select_epoch(sizes, batch_size, out, act, threads, weighted)
+            epoch = select_epoch(sizes, batch_size, out, act, threads, weighted=weighted)
             if epoch in _TINY_ROWS and not tiny_inputs_safe(X, x_abs_max):
                 epoch = "_sgd_epoch"  # same preconditions (batch 1, no weights), no Gram term
     elif epoch != PLAIN:

@@ -93,29 +93,57 @@ def test_columns_epoch_agrees_with_plain(path, way, bs, dtype):
         )
         assert resume == failed == -1
         assert_agree((total / 701, p_fast), (J, p_plain), dtype, f"{sizes} {out} batch {bs} {path}")
+        if way == "threaded":  # the threaded twin: the one-thread split kernel's bits exactly
+            p_one = p0.copy()
+            with one_blas_thread():
+                one = _kernel("_columns_epoch", "split")[0](
+                    p_one,
+                    lay.sizes,
+                    prob.X,
+                    prob.Y,
+                    order,
+                    bs,
+                    lr,
+                    ACT_CODES["tanh"],
+                    OUT_CODES[out],
+                    1e30,
+                    PATHS[path],
+                    True,
+                )
+            assert one == (total, resume)
+            np.testing.assert_array_equal(p_one, p_fast)
 
 
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("way", list(WAYS))
-def test_columns_optimizer_epoch_agrees_with_plain(path, way):
-    kernel, split = _kernel("_columns_epoch_opt", way)
+@pytest.mark.parametrize("bs", [32, 300])
+def test_columns_optimizer_epoch_agrees_with_plain(path, way, bs):
+    """m = 301: a last batch of 13, or of one example (whose second half is empty)."""
+    runs = {"fast": _kernel("_columns_epoch_opt", way), "plain": None}
+    if way == "threaded":
+        runs["one thread"] = _kernel("_columns_epoch_opt", "split")
     for sizes, out in CASES:
-        prob, lay, p0 = _setup(sizes, out, np.float64, 301, 32)
-        results = []
-        for run in ("fast", "plain"):
+        prob, lay, p0 = _setup(sizes, out, np.float64, 301, bs)
+        results = {}
+        for run, kernel_split in runs.items():
             opt = Adam(0.01, alpha=0.01)
             opt.bind(lay.sizes, np.float64)
             p = p0.copy()
-            args = (p, lay.sizes, prob.X, prob.Y, np.arange(301), 32, ACT_CODES["relu"], OUT_CODES[out], opt.kind)
+            args = (p, lay.sizes, prob.X, prob.Y, np.arange(301), bs, ACT_CODES["relu"], OUT_CODES[out], opt.kind)
             tail = (opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0)
-            if run == "fast":
+            if kernel_split is not None:
+                kernel, split = kernel_split
                 with one_blas_thread():
                     res = kernel(*args, *tail, PATHS[path], split)
             else:
                 res = BUILTIN._train_epoch_opt(*args, *tail, NO_WEIGHTS[np.float64])
-            results.append((res, p, opt.state))
-        assert results[0][0][1] == results[1][0][1] == -1
-        assert_agree(results[0], results[1], np.float64, f"{sizes} {out} {path}")
+            results[run] = (res, p, opt.state)
+        assert results["fast"][0][1] == results["plain"][0][1] == -1
+        assert_agree(results["fast"], results["plain"], np.float64, f"{sizes} {out} {path}")
+        if "one thread" in results:  # the threaded twin: the one-thread split kernel's bits exactly
+            assert results["one thread"][0] == results["fast"][0]
+            for a, b in zip(results["one thread"][1:], results["fast"][1:]):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_matrix_view_is_the_reshape_it_replaces():

@@ -88,36 +88,97 @@ def test_select_epoch(sizes, batch_size, out, threads, expected):
     assert select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads) == got  # pure
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_the_thread_count_never_changes_the_kernel(monkeypatch, n_threads):
-    """Numba's thread count picks a split kernel's twin (the same bits), never the row: the
-    default (threads=None) selects by sizes alone, for gradient descent and the optimizers."""
+def _kernel_run(monkeypatch, opt: bool, n_threads: int, cpus: int = 2, safe: bool = True) -> str:
+    """The compiled kernel ``run_epoch`` (or ``run_epoch_opt``) hands over for the defaults on a
+    net the split rows take, with Numba's thread count, the usable CPUs and the threading
+    layer's safety patched; the kernel is not run (a spy stands in for the BLAS hold)."""
     monkeypatch.setattr(_dispatch, "_num_threads", lambda: n_threads)
-    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 2)
-    for sizes in ([64, 256, 2], [784, 128, 10], [2, 4, 1], [64, 100, 10]):
-        for bs in (1, 3, 8, 64, 200, 2000):
-            assert select_epoch(sizes, bs, 0, ACT_CODES["tanh"]) == select_epoch(sizes, bs, 0, ACT_CODES["tanh"], False)
-    assert _dispatch._threaded(None) is (n_threads > 1)
-    row = _dispatch._ROWS["_columns_epoch_opt_split"]
-    assert row.kernel(_dispatch._threaded(None)).__name__ == (
-        "_columns_epoch_opt_threads" if n_threads > 1 else "_columns_epoch_opt"
-    )
+    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: cpus)
+    monkeypatch.setattr(_dispatch, "_threadsafe_layer", lambda: safe)
+    seen = []
+
+    def spy(sizes, kernel, *args):
+        seen.append((kernel.__name__, args[-1]))
+        return (0.0, -1)
+
+    monkeypatch.setattr(_dispatch, "_blas_held", spy)
+    sizes = [128, 128, 3]
+    prob = make_problem(sizes, m=256, output="softmax")
+    lay = Layout(sizes)
+    p = lay.pack(prob.weights, prob.biases, np.float64)
+    order = np.arange(256, dtype=np.int64)
+    tanh = get_activation("tanh")
+    if opt:
+        adam = Adam(0.01)
+        adam.bind(lay.sizes, np.float64)
+        tail = (adam.kind, adam.hyper(), adam.state, adam.counter, 0.0, 1.0)
+        run_epoch_opt(p, lay.sizes, prob.X, prob.Y, order, 128, tanh, 1, *tail)
+    else:
+        run_epoch(p, lay.sizes, prob.X, prob.Y, order, 128, 0.01, tanh, 1)
+    assert len(seen) == 1 and seen[0][1] is True  # the split row, whatever the threads
+    return seen[0][0]
 
 
-def test_one_usable_cpu_runs_the_one_thread_twin(monkeypatch):
-    """Numba's thread count is the machine's CPUs; a process pinned to one CPU (taskset, a
-    container's cpuset) runs the one-thread twin (the same bits) unless threads=True asks."""
-    monkeypatch.setattr(_dispatch, "_num_threads", lambda: 2)
-    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 1)
-    assert _dispatch._threaded(None) is False
-    assert _dispatch._threaded(True) is True
+@pytest.mark.parametrize("opt", [False, True], ids=["gradient descent", "adam"])
+def test_the_thread_count_picks_the_twin_never_the_row(monkeypatch, opt):
+    """The defaults run the split row with any thread count; two threads on two usable CPUs, a
+    thread-safe layer and no fork run its threaded twin (the same bits), anything less the
+    one-thread kernel."""
+    base = "_columns_epoch_opt" if opt else "_columns_epoch"
+    assert _kernel_run(monkeypatch, opt, 2) == base + "_threads"
+    assert _kernel_run(monkeypatch, opt, 1) == base
+    assert _kernel_run(monkeypatch, opt, 2, cpus=1) == base  # pinned to one CPU
+    assert _kernel_run(monkeypatch, opt, 2, safe=False) == base  # workqueue layer
+    monkeypatch.setattr(_dispatch, "_FORKED", True)
+    assert _kernel_run(monkeypatch, opt, 2) == base  # a forked child
 
 
-def test_usable_cpus_is_the_affinity_mask():
+def test_usable_cpus_is_the_affinity_mask(monkeypatch):
     import os
 
-    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert _dispatch._usable_cpus() == expected
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity mask on this platform")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert _dispatch._usable_cpus() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 5})
+    assert _dispatch._usable_cpus() == 3
+
+
+def test_threadsafe_layer_reads_numba_s_layer(monkeypatch):
+    import numba
+
+    monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
+    assert _dispatch._threadsafe_layer() is False
+    monkeypatch.setattr(numba, "threading_layer", lambda: "omp")
+    assert _dispatch._threadsafe_layer() is True
+
+
+def test_a_forked_child_trains_on_one_thread_after_its_parent_ran_threads():
+    """GNU OpenMP aborts a forked child that starts a parallel region after its parent did;
+    fastbp's defaults keep such a child on the one-thread twin (the same bits)."""
+    import multiprocessing as mp
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() on this platform")
+    sizes = [128, 128, 3]
+    prob = make_problem(sizes, m=256, output="softmax")
+    lay = Layout(sizes)
+    p0 = lay.pack(prob.weights, prob.biases, np.float64)
+    order = np.arange(256, dtype=np.int64)
+    tanh = get_activation("tanh")
+    run_epoch(p0.copy(), lay.sizes, prob.X, prob.Y, order, 128, 0.01, tanh, 1, threads=True)  # OpenMP in use
+    expected = p0.copy()
+    run_epoch(expected, lay.sizes, prob.X, prob.Y, order, 128, 0.01, tanh, 1, threads=False)
+    with mp.get_context("fork").Pool(1) as pool:  # a child aborted by OpenMP would hang apply(): a timeout
+        threaded, params = pool.apply_async(_train_in_child, (p0, lay.sizes, prob.X, prob.Y, order)).get(timeout=120)
+    assert threaded is False
+    np.testing.assert_array_equal(params, expected)
+
+
+def _train_in_child(p, sizes, X, Y, order):
+    run_epoch(p, sizes, X, Y, order, 128, 0.01, get_activation("tanh"), 1)
+    return _dispatch._threaded(None), p
 
 
 def test_select_epoch_reads_the_thresholds_from_one_block():

@@ -202,7 +202,7 @@ def test_dispatch_never_selects_a_row_without_weights_for_a_weighted_run():
     unweighted, weighted = set(), set()
     for sizes, bs, threads in itertools.product(sizes_grid, [1, 3, 8, 64, 2000], [None, True]):
         for w, seen in ((False, unweighted), (True, weighted)):
-            name = _dispatch.select_epoch(sizes, bs, OUT_CODES["sigmoid"], ACT_CODES["tanh"], threads, w)
+            name = _dispatch.select_epoch(sizes, bs, OUT_CODES["sigmoid"], ACT_CODES["tanh"], threads, weighted=w)
             seen.add(name)
             if w and name != _dispatch.PLAIN:
                 assert _dispatch._ROWS[name].requires(_dispatch._case(sizes, bs, 0, threads, True))

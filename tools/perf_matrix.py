@@ -30,8 +30,10 @@ these machines for old OpenBLAS builds, they slow a current one down).  Timings 
 ``--batch`` adds one epoch of mini-batch SGD at batch 32, 64 and 256 (softmax
 output for 10 outputs, to match scikit-learn) against ``MLPClassifier(solver="sgd",
 momentum=0, alpha=0)`` for one epoch (``max_iter=1``), BLAS limited to one thread,
-and, for batches ≥ 64 when Numba has several threads (``NUMBA_NUM_THREADS``), the
-threaded kernel against the one-thread one.
+and, for batches ≥ 64 when Numba has several threads (``NUMBA_NUM_THREADS``),
+``threads=True`` (the split column kernel's threaded twin) against ``threads=False`` (the
+one-thread default: the split kernel's one-thread twin where the sizes choose it, else the
+whole-batch column kernel).
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from ._passes import _forward_and_output_delta
 TILE = 4
 
 
-#: Rows of dW[1] per task of the threaded kernel (a multiple of :data:`TILE`; the split
-#: never changes a result: every row is computed the same way by whichever thread).
+#: Rows of dW[1] per task of the ``prange`` over tasks (a multiple of :data:`TILE`; the split
+#: never changes a result: every row is computed the same way in whichever task).
 ROWS_PER_TASK = 8
 
 
