@@ -59,6 +59,14 @@ def _kernel(name, way):
     return getattr(importlib.import_module("fastbp._fast.columns"), name + suffix), split
 
 
+def _gd_epoch(way, p, lay, prob, order, bs, lr, out, path):
+    """One ``_columns_epoch`` run ``way`` (:data:`WAYS`) on ``p`` in place: ``(total, resume)``."""
+    kernel, split = _kernel("_columns_epoch", way)
+    args = (lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], 1e30, PATHS[path], split)
+    with one_blas_thread():
+        return kernel(p, *args)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("way", list(WAYS))
@@ -67,27 +75,12 @@ def test_columns_epoch_agrees_with_plain(path, way, bs, dtype):
     """Batches shorter than the padding, not a multiple of it, one chunk and several chunks
     (CHUNK = 256: batch 300 and 700; split in halves: 150 and 350, two chunks each), m not a
     multiple of the batch (701: a last batch of one example, whose second half is empty)."""
-    kernel, split = _kernel("_columns_epoch", way)
     for sizes, out in CASES:
         prob, lay, p0 = _setup(sizes, out, dtype, 701, bs)
         order = np.asarray(prob.order, dtype=np.int64)
         lr = np.dtype(dtype).type(prob.learning_rate)
         p_fast, p_plain = p0.copy(), p0.copy()
-        with one_blas_thread():
-            total, resume = kernel(
-                p_fast,
-                lay.sizes,
-                prob.X,
-                prob.Y,
-                order,
-                bs,
-                lr,
-                ACT_CODES["tanh"],
-                OUT_CODES[out],
-                1e30,
-                PATHS[path],
-                split,
-            )
+        total, resume = _gd_epoch(way, p_fast, lay, prob, order, bs, lr, out, path)
         J, failed = BUILTIN._train_epoch(
             p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], NO_WEIGHTS[dtype]
         )
@@ -95,22 +88,7 @@ def test_columns_epoch_agrees_with_plain(path, way, bs, dtype):
         assert_agree((total / 701, p_fast), (J, p_plain), dtype, f"{sizes} {out} batch {bs} {path}")
         if way == "threaded":  # the threaded twin: the one-thread split kernel's bits exactly
             p_one = p0.copy()
-            with one_blas_thread():
-                one = _kernel("_columns_epoch", "split")[0](
-                    p_one,
-                    lay.sizes,
-                    prob.X,
-                    prob.Y,
-                    order,
-                    bs,
-                    lr,
-                    ACT_CODES["tanh"],
-                    OUT_CODES[out],
-                    1e30,
-                    PATHS[path],
-                    True,
-                )
-            assert one == (total, resume)
+            assert _gd_epoch("split", p_one, lay, prob, order, bs, lr, out, path) == (total, resume)
             np.testing.assert_array_equal(p_one, p_fast)
 
 

@@ -21,40 +21,21 @@ It re-measures ``SPLIT_MIN_BATCH``, ``SPLIT_MIN_BATCH_LARGE`` and ``SPLIT_MIN_WE
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import numba
 import numpy as np
 
 from fastbp import _dispatch
 from fastbp.activations import get_activation
-from fastbp.losses import OUT_SIGMOID, OUT_SOFTMAX
 from fastbp.optimizers import Adam
-from fastbp.params import Layout
-from fastbp.testing import make_problem
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from columns_sweep import _problem, _rate  # noqa: E402  (the same problems and timing as the sweep)
 
 NETS = ("64-100-10", "100-64-10", "784-128-10", "256-256-10")
 BATCHES = (64, 200, 256, 1024)
-
-
-def _problem(net: str, dtype, m: int):
-    sizes = [int(n) for n in net.split("-")]
-    out = "sigmoid" if sizes[-1] == 1 else "softmax"
-    prob = make_problem(sizes, dtype=dtype, output=out, m=m, seed=0, learning_rate=0.01)
-    p0 = Layout(sizes).pack(prob.weights, prob.biases, np.dtype(dtype))
-    order = np.random.default_rng(0).permutation(m).astype(np.int64)
-    return p0, Layout(sizes).sizes, prob.X, prob.Y, order, OUT_SIGMOID if out == "sigmoid" else OUT_SOFTMAX
-
-
-def _rate(run, p0, m: int, repeats: int) -> float:
-    run(p0.copy())  # compile, warm
-    best = np.inf
-    for _ in range(repeats):
-        p = p0.copy()
-        t = time.perf_counter()
-        run(p)
-        best = min(best, time.perf_counter() - t)
-    return m / best
 
 
 def measure(net: str, dtype, batch: int, opt: str, repeats: int = 3, m: int | None = None) -> dict:
