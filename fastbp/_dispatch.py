@@ -96,7 +96,7 @@ TINY_MAX_GRAM_FRACTION = 2.0**-40
 #: count.  Measured with ``NUMBA_NUM_THREADS=2 python tools/split_speed.py`` on an idle
 #: two-core machine (docs/performance-kernels.md): two threads over the whole batch on one
 #: thread 1.3-2.0x at batches of 200-256 on the mid nets, 1.6-1.9x (gradient descent) and
-#: 1.5-1.9x (Adam, one cell 1.06x) at 256-1024 on the large ones; at batch 64, 1.1-1.5x on the
+#: 1.7-1.9x (Adam, after its cheaper step) at 256-1024 on the large ones; at batch 64, 1.1-1.5x on the
 #: large nets but 0.86-1.16x on the small ones; the halves one after the other cost 0-11 % on
 #: one thread (up to 27 % on nets of 1,024 weights or fewer at batch 64).
 SPLIT_MIN_BATCH = 128
