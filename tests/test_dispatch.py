@@ -88,6 +88,21 @@ def test_select_epoch(sizes, batch_size, out, threads, expected):
     assert select_epoch(sizes, batch_size, OUT_CODES[out], ACT_CODES["tanh"], threads) == got  # pure
 
 
+def _split_size_problem():
+    """A net the split rows take at batch 128 (W[1] of 16,384 weights): ``(prob, layout, params,
+    order, tanh)``, 256 examples, softmax output."""
+    sizes = [128, 128, 3]
+    prob = make_problem(sizes, m=256, output="softmax")
+    lay = Layout(sizes)
+    return (
+        prob,
+        lay,
+        lay.pack(prob.weights, prob.biases, np.float64),
+        np.arange(256, dtype=np.int64),
+        get_activation("tanh"),
+    )
+
+
 def _kernel_run(monkeypatch, opt: bool, n_threads: int, cpus: int = 2, safe: bool = True) -> str:
     """The compiled kernel ``run_epoch`` (or ``run_epoch_opt``) hands over for the defaults on a
     net the split rows take, with Numba's thread count, the usable CPUs and the threading
@@ -102,12 +117,7 @@ def _kernel_run(monkeypatch, opt: bool, n_threads: int, cpus: int = 2, safe: boo
         return (0.0, -1)
 
     monkeypatch.setattr(_dispatch, "_blas_held", spy)
-    sizes = [128, 128, 3]
-    prob = make_problem(sizes, m=256, output="softmax")
-    lay = Layout(sizes)
-    p = lay.pack(prob.weights, prob.biases, np.float64)
-    order = np.arange(256, dtype=np.int64)
-    tanh = get_activation("tanh")
+    prob, lay, p, order, tanh = _split_size_problem()
     if opt:
         adam = Adam(0.01)
         adam.bind(lay.sizes, np.float64)
@@ -161,12 +171,7 @@ def test_a_forked_child_trains_on_one_thread_after_its_parent_ran_threads():
 
     if not hasattr(os, "fork"):
         pytest.skip("no fork() on this platform")
-    sizes = [128, 128, 3]
-    prob = make_problem(sizes, m=256, output="softmax")
-    lay = Layout(sizes)
-    p0 = lay.pack(prob.weights, prob.biases, np.float64)
-    order = np.arange(256, dtype=np.int64)
-    tanh = get_activation("tanh")
+    prob, lay, p0, order, tanh = _split_size_problem()
     run_epoch(p0.copy(), lay.sizes, prob.X, prob.Y, order, 128, 0.01, tanh, 1, threads=True)  # OpenMP in use
     expected = p0.copy()
     run_epoch(expected, lay.sizes, prob.X, prob.Y, order, 128, 0.01, tanh, 1, threads=False)
