@@ -104,23 +104,30 @@ SPLIT_MIN_BATCH_LARGE = 64
 LARGE_W1_WEIGHTS = 16384
 SPLIT_MIN_WEIGHTS = 2048
 
-#: Mini-batches of fewer than COLUMNS_MIN_BATCH examples on nets whose W[1] has at least
-#: this many weights run, on one thread, in ``_batch_epoch_tiled`` (the batch as matrices,
-#: 4 × 4 register tiles).
-TILED_MIN_WEIGHTS = 16384
+#: Short mini-batches on nets with a wide W[1] run ``_deferred_epoch`` (each batch's W[1] update
+#: applied in the next batch's passes, four examples per pass over W[1], as per-example SGD
+#: does): batches of up to DEFERRED_MAX_BATCH examples on a W[1] of at least
+#: BLOCKED_MIN_WEIGHTS weights, of up to DEFERRED_MAX_BATCH_LARGE on one of at least
+#: LARGE_W1_WEIGHTS.  Measured against the kernels it replaced (``taskset -c 1 python
+#: tools/columns_sweep.py --batches 2 4 8 16 32``, docs/performance-kernels.md): 1.3-2.2x
+#: ``_batch_epoch`` and the retired tiled kernel at batch 2-3 on 64-32-1 … 784-128-10; at batch 4
+#: 1.3-1.9x the column kernel on 64-32-1 and 64-64-10, 1.2-2.2x at batch 4-16 on 128-128-3,
+#: 784-128-10 and 256-256-10, about even at 32; on the mid nets the column kernel wins from
+#: batch 8 on 64-32-1 (0.8-0.9x) and is level on 64-64-10 (the per-example passes after W[1]
+#: are then the cost).
+DEFERRED_MAX_BATCH = 4
+DEFERRED_MAX_BATCH_LARGE = 16
 
-#: The tiled mini-batch kernel keeps a workspace of batch × (n_0 + 3 Σ n_l)
-#: numbers (the packed inputs and every example's Z, A, dZ); batches larger than this
-#: (full-batch training on a large data set) run ``_columns_epoch`` instead, whose workspace
-#: is a chunk of at most 256 examples whatever the batch, so an epoch's memory stays the data
-#: plus a small multiple of the parameters whatever m is.
-TILED_MAX_BATCH = 1024
+#: ``_deferred_epoch`` can run batches of at most this many examples (its Gram corrections grow
+#: as the square of a batch's blocks; its workspace as the batch).
+DEFERRED_BATCH_CAP = 64
 
 
 #: Mini-batches of at least this many examples run the column kernels (``_columns_epoch``,
 #: ``_columns_epoch_opt``: the batch as matrices, one column per example, SIMD across the
-#: examples; larger ones also split: SPLIT_MIN_BATCH); batches of 2-3 run the per-example-pass
-#: kernels, which were as fast or faster there (batch 2-4 on 5-16-3, 33-37-3, 64-64-10:
+#: examples; larger ones also split: SPLIT_MIN_BATCH; short ones on a wide W[1] run
+#: ``_deferred_epoch``: DEFERRED_MAX_BATCH); batches of 2-3 run the per-example-pass
+#: kernels (``_deferred_epoch`` on a wide W[1]), which were as fast or faster there (batch 2-4 on 5-16-3, 33-37-3, 64-64-10:
 #: 0.7-1.1x; batch 8: 1.2-5x for the columns).  ``python tools/columns_sweep.py``.
 COLUMNS_MIN_BATCH = 4
 
@@ -237,7 +244,7 @@ def _batch(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit, 
     return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked, _weights(sw, params.dtype))
 
 
-def _tiled(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+def _deferred(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
     return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
 
 
@@ -305,9 +312,14 @@ def _split_pays(c: Case) -> bool:
     return c.threaded or (c.batch_size >= min_batch and c.w1 >= SPLIT_MIN_WEIGHTS)
 
 
-def _batches_in_workspace(c: Case) -> bool:
-    # weights: no (the tiled kernels scale every example of a batch by 1/n).
-    return 1 < c.batch_size <= TILED_MAX_BATCH and not c.weighted
+def _deferred_rows(c: Case) -> bool:
+    # weights: no (every example's share of the update is 1/n_b).
+    return 1 < c.batch_size <= DEFERRED_BATCH_CAP and not c.weighted
+
+
+def _deferred_pays(c: Case) -> bool:
+    max_batch = DEFERRED_MAX_BATCH_LARGE if c.w1 >= LARGE_W1_WEIGHTS else DEFERRED_MAX_BATCH
+    return c.batch_size <= max_batch and c.w1 >= BLOCKED_MIN_WEIGHTS
 
 
 #: The fast gradient-descent epochs, in order of preference: the first whose ``requires`` and
@@ -349,18 +361,18 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         threaded="_columns_epoch_threads",
     ),
     FastEpoch(
+        "_deferred_epoch",
+        "fastbp._fast.deferred",
+        requires=_deferred_rows,  # weights: no
+        prefers=_deferred_pays,
+        call=_deferred,
+    ),
+    FastEpoch(
         "_columns_epoch",
         "fastbp._fast.columns",
         requires=_columns_rows,  # weights: no
         prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
         call=_columns,
-    ),
-    FastEpoch(
-        "_batch_epoch_tiled",
-        "fastbp._fast.tiled",
-        requires=_batches_in_workspace,  # weights: no
-        prefers=lambda c: c.w1 >= TILED_MIN_WEIGHTS,
-        call=_tiled,
     ),
     FastEpoch(
         "_batch_epoch",

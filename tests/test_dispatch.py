@@ -66,9 +66,15 @@ def _requiring(row):
         ([32, 31, 1], 1, "sigmoid", None, "_sgd_epoch"),
         ([2, 4, 1], 4, "sigmoid", None, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
         ([2, 4, 1], 3, "sigmoid", None, "_batch_epoch"),
-        ([64, 256, 2], 3, "sigmoid", None, "_batch_epoch_tiled"),  # W[1] = TILED_MIN_WEIGHTS
-        ([64, 255, 2], 3, "sigmoid", None, "_batch_epoch"),
-        ([64, 256, 2], 8, "sigmoid", None, "_columns_epoch"),
+        ([32, 32, 1], 3, "sigmoid", None, "_deferred_epoch"),  # W[1] = BLOCKED_MIN_WEIGHTS
+        ([32, 31, 1], 3, "sigmoid", None, "_batch_epoch"),
+        ([32, 32, 1], 4, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH
+        ([32, 32, 1], 5, "sigmoid", None, "_columns_epoch"),
+        ([32, 31, 1], 4, "sigmoid", None, "_columns_epoch"),
+        ([64, 256, 2], 3, "sigmoid", None, "_deferred_epoch"),
+        ([64, 256, 2], 16, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH_LARGE, LARGE_W1_WEIGHTS
+        ([64, 255, 2], 16, "sigmoid", None, "_columns_epoch"),
+        ([64, 256, 2], 17, "sigmoid", None, "_columns_epoch"),
         ([64, 256, 2], 64, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_BATCH_LARGE, LARGE_W1_WEIGHTS
         ([64, 255, 2], 64, "sigmoid", None, "_columns_epoch"),
         ([64, 255, 2], 128, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_BATCH
@@ -191,7 +197,11 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     w = T.BLOCKED_MIN_WEIGHTS
     assert select_epoch([w, 1, 1], 1, 0, ACT_CODES["tanh"]) == "_sgd_epoch_blocked"
     assert select_epoch([w - 1, 1, 1], 1, 0, ACT_CODES["tanh"]) != "_sgd_epoch_blocked"
-    assert select_epoch([1, T.TILED_MIN_WEIGHTS, 2], 2, 0, ACT_CODES["tanh"]) == "_batch_epoch_tiled"
+    assert select_epoch([1, w, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    assert select_epoch([1, w - 1, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
+    for w1, batch in ((w, T.DEFERRED_MAX_BATCH), (T.LARGE_W1_WEIGHTS, T.DEFERRED_MAX_BATCH_LARGE)):
+        assert select_epoch([1, w1, 2], batch, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+        assert select_epoch([1, w1, 2], batch + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
     for w1, batch in ((T.SPLIT_MIN_WEIGHTS, T.SPLIT_MIN_BATCH), (T.LARGE_W1_WEIGHTS, T.SPLIT_MIN_BATCH_LARGE)):
@@ -223,7 +233,7 @@ def test_every_registered_row_is_selected_somewhere():
         for threads in (None, True):
             chosen.add(select_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"], threads))
         chosen.add(T.select_optimizer_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"]))
-    for bs in (3, 64):  # a large W[1]: the tiled row (batch < 4), the split rows (batch ≥ 64)
+    for bs in (3, 64):  # a large W[1]: the deferred row (batch < 4), the split rows (batch ≥ 64)
         chosen.add(select_epoch([64, 256, 2], bs, 0, ACT_CODES["tanh"]))
         chosen.add(T.select_optimizer_epoch([64, 256, 2], bs, 0, ACT_CODES["tanh"]))
     assert {row.name for row in FAST_EPOCHS + FAST_OPTIMIZER_EPOCHS} <= chosen

@@ -241,7 +241,7 @@ def test_non_finite_start_fails_first_step(dtype):
 
 
 @pytest.mark.parametrize(
-    "batch_size, kernel", [(1, None), (8, None), (8, "_batch_epoch_tiled"), (8, "_columns_epoch_split")]
+    "batch_size, kernel", [(1, None), (8, None), (8, "_deferred_epoch"), (8, "_columns_epoch_split")]
 )
 def test_no_allocation_per_example_or_batch(batch_size, kernel):
     """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel)."""
@@ -266,20 +266,21 @@ def test_no_allocation_per_example_or_batch(batch_size, kernel):
 
 # ------------------------------------------------------------------ mini-batches as matrices
 
-# W[1]'s rows around the tiled kernels' TILE (4) and ROWS_PER_TASK (8); depth 1-3
-TILED_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [2, 37, 4, 2], [4, 5]]
-# around the 4-example tiles; with m = M = 11, short last batches of 1, 2, 3 and 6 examples
-TILED_BATCHES = [2, 3, 4, 5, 8, M]
+# W[1] of an odd and an even number of rows (its passes take two rows at a time); depth 1-3
+DEFERRED_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [2, 37, 4, 2], [4, 5]]
+# around the blocks of 4 examples; with m = M = 11, last batches of 1, 2, 3 and 6 examples, shorter
+# (fewer blocks) than the batch before them, and one batch of all 11 (3 blocks, the Gram corrections)
+DEFERRED_BATCHES = [2, 3, 4, 5, 8, M]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_tiled_batch_kernel_agrees_with_plain_and_reference(dtype):
-    """_batch_epoch_tiled (forced on small nets): the plain kernel's epoch and the reference's,
-    for every activation and output, batch sizes around the tile sizes, and widths around the
-    tiles."""
-    kernel = "_batch_epoch_tiled"  # forced on small nets
-    for sizes in TILED_SIZES:
-        for bs in TILED_BATCHES:
+def test_deferred_batch_kernel_agrees_with_plain_and_reference(dtype):
+    """_deferred_epoch (forced on small nets): the plain kernel's epoch and the reference's,
+    for every activation and output, batch sizes around its blocks of four examples, and W[1]
+    of odd and even row counts."""
+    kernel = "_deferred_epoch"  # forced on small nets
+    for sizes in DEFERRED_SIZES:
+        for bs in DEFERRED_BATCHES:
             for act in HIDDEN_ACTIVATIONS:
                 for out in OUTPUTS:
                     prob = make_problem(
@@ -434,8 +435,6 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
                 np.zeros((4, 8), T),
             ),
         ),
-        ("_z1_tile", lambda T: (np.zeros(40, T), 4, 8, np.zeros((4, 4), T), 0, np.zeros(8, T), np.zeros((4, 8), T))),
-        ("_dw1_rows", lambda T: (np.zeros(40, T), 4, 0, 8, np.zeros((4, 4), T), 4, np.zeros((4, 8), T))),
         ("activate_loop", lambda T: (np.zeros(8, T), np.zeros(8, T), 8, 1)),
         ("output_loop", lambda T: (np.zeros(8, T), np.zeros(8, T), 1)),
     ],
@@ -447,10 +446,10 @@ def test_float32_loops_have_no_float64_arithmetic(name, args):
     from numba import njit
 
     from fastbp import activations, losses
-    from fastbp._fast import _passes, blocked, tiled
+    from fastbp._fast import _passes, blocked
     from fastbp._jit import JIT_VEC
 
-    home = next(mod for mod in (_passes, blocked, tiled, activations, losses) if hasattr(mod, name))
+    home = next(mod for mod in (_passes, blocked, activations, losses) if hasattr(mod, name))
     fn = njit(**{**JIT_VEC, "cache": False})(getattr(home, name).py_func)
     fn(*args(np.float32))
     text = fn.inspect_llvm(fn.signatures[0])

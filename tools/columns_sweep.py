@@ -10,8 +10,8 @@ tanh hidden units, σ output (softmax for several outputs).  Pin it to one core:
     taskset -c 1 python tools/columns_sweep.py
     taskset -c 1 python tools/columns_sweep.py --nets 2-4-1 16-16-1 --batches 4 8 --dtypes float32
 
-It re-measures the thresholds ``COLUMNS_MIN_BATCH`` and ``BLAS_MIN_WEIGHTS`` of
-:mod:`fastbp._dispatch`.
+It re-measures the thresholds ``COLUMNS_MIN_BATCH``, ``BLAS_MIN_WEIGHTS`` and
+``DEFERRED_MAX_BATCH`` of :mod:`fastbp._dispatch`.
 """
 
 from __future__ import annotations
@@ -85,6 +85,20 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
             m,
             repeats,
         )
+        r["deferred"] = (
+            _rate(
+                lambda p, bs=bs: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False, epoch="_deferred_epoch"),
+                p0,
+                m,
+                repeats,
+            )
+            if 1 < bs <= _dispatch.DEFERRED_BATCH_CAP
+            else float("nan")
+        )
+        r["kernel"] = _dispatch.select_epoch(s, bs, out, act.code)
+        r["dispatched"] = _rate(
+            lambda p, bs=bs: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False), p0, m, repeats
+        )
         rows.append(r)
     return rows
 
@@ -97,14 +111,20 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--examples", type=int, default=None, help="examples per epoch (default: ~2e8 flops)")
     args = ap.parse_args(argv)
-    print("examples/s, one epoch, best of", args.repeats, "| columns: as dispatched | ratio: columns / per-example")
+    print(
+        "examples/s, one epoch, best of",
+        args.repeats,
+        "| columns: the column kernel, BLAS as dispatched | dispatched: what run_epoch runs (one thread)"
+        " | ratio: dispatched / per-example",
+    )
     for net in args.nets:
         for dt in args.dtypes:
             for r in measure(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
                 print(
                     f"{net:>11} {dt:>7} batch {r['batch']:>4} | per-example {r['per_example']:>12,.0f} | "
                     f"loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | columns {r['columns']:>12,.0f} | "
-                    f"_batch_epoch {r['batch_epoch']:>12,.0f} | ratio {r['columns'] / r['per_example']:5.2f}",
+                    f"_batch_epoch {r['batch_epoch']:>12,.0f} | deferred {r['deferred']:>12,.0f} | "
+                    f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | ratio {r['dispatched'] / r['per_example']:5.2f}",
                     flush=True,
                 )
 

@@ -15,8 +15,9 @@ module             kernel                                 strategy
                                                           layer in registers (latency chain)
 ``batch``          ``_batch_epoch``                       mini-batches, four examples per pass
                                                           over W[1]
-``tiled``          ``_batch_epoch_tiled``                 mini-batches as matrices (4 × 4
-                                                          register tiles)
+``deferred``       ``_deferred_epoch``                    short mini-batches, each batch's W[1]
+                                                          update applied in the next batch's
+                                                          passes (four examples per pass)
 ``optimizer``      ``_batch_epoch_opt``                   mini-batches with momentum, Adam, L2
 ``columns``        ``_columns_epoch``,                    mini-batches as column matrices (SIMD
                    ``_columns_epoch_opt``,                across the examples; BLAS for wide
@@ -64,7 +65,7 @@ never each other, and never :mod:`fastbp._plain`.
     argument of a kernel that takes it.  Each batch's gradient and cost are then means
     weighted by w_i / Σ_batch w instead of 1/n (:func:`fastbp._plain.loops._mean_gradient`).
     Which kernels take weights is stated in each registry row's ``requires``
-    (:mod:`fastbp._dispatch`); the per-example and tiled kernels take none.
+    (:mod:`fastbp._dispatch`); the per-example and deferred kernels take none.
 
 **The divergence contract.**  A step whose loss or new parameters would not be finite is
 never applied.  Instead of the plain kernel's extra pass over all parameters per step, a
