@@ -12,7 +12,7 @@ import numpy as np
 
 from .._jit import jit_inline, jit_inner
 from ..activations import activate_loop, times_derivative_loop
-from ..losses import batch_weight, cost_loop, output_loop
+from ..losses import batch_weight, cost_loop, defer_cost, output_loop
 from ._common import COST_SAFE, _abs_sum
 
 
@@ -253,9 +253,11 @@ def _load_block(X, order, t0, nb, Q):
 
 # inlined at Numba-IR level into both callers (the same machine code as before it was shared)
 @jit_inline
-def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out):
+def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out, Zc, Yc, cnt):
     """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward pass
-    (A[1] = g(Z[1]) … A[L]) and dZ[L] = A[L] − Y into ``dz``.  Returns the example's cost."""
+    (A[1] = g(Z[1]) … A[L]) and dZ[L] = A[L] − Y into ``dz``.  Returns the example's cost; or,
+    given a cost queue (``cnt`` not empty) and a cost provably finite (Σ|Z[L]| + Σ|Y| ≤
+    COST_SAFE), queues it (:func:`defer_cost`, into ``Zc``, ``Yc``) and returns 0."""
     L = sizes.shape[0] - 1
     n1 = sizes[1]
     top = u_off[L - 1]
@@ -265,7 +267,12 @@ def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, s
     else:
         output_loop(z[:n1], a[:n1], out)
     _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
-    cost = cost_loop(z[top : top + n_L], y, out)
+    zL = z[top : top + n_L]
+    if cnt.shape[0] > 0 and _abs_sum(zL, n_L) + _abs_sum(y, n_L) <= COST_SAFE:
+        defer_cost(zL, y, Zc, Yc, cnt)
+        cost = 0.0
+    else:
+        cost = cost_loop(zL, y, out)
     aL = a[top : top + n_L]
     dzL = dz[top : top + n_L]
     for j in range(n_L):
@@ -274,15 +281,16 @@ def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, s
 
 
 @jit_inner
-def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out):
+def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out, Zc, Yc, cnt):
     """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward
     pass, and dW[l] += scale · dZ[l] A[l−1]ᵀ, db[l] += scale · dZ[l] into ``grad`` for
     l ≥ 2, db[1] too; dZ[1] is left in ``dz[:n_1]`` (dW[1] is the caller's).
-    Returns the example's cost."""
+    Returns the example's cost, or 0 with the cost queued (``Zc``, ``Yc``, ``cnt``: a cost
+    queue, or empty for none; :func:`_forward_and_output_delta`)."""
     L = sizes.shape[0] - 1
     T = params.dtype.type
     n1 = sizes[1]
-    cost = _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out)
+    cost = _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out, Zc, Yc, cnt)
     # dW[l] += scale · dZ[l] A[l−1]ᵀ and dA[l−1] = W[l]ᵀ dZ[l], one pass per layer
     for l in range(L - 1, 0, -1):
         n_in = sizes[l]
@@ -416,6 +424,8 @@ def _batch_gradient(
     scale = T(1) / T(n)
     weighted = sw.shape[0] > 0
     D = batch_weight(sw, order, start, stop)  # Σ_batch w_i (n when unweighted)
+    none = z[:0]  # no cost queue: every cost computed at once (empty views, no allocation)
+    no_cnt = order[:0]
     b1 = params[b_off[0] : b_off[0] + n1]
     batch_cost = 0.0
     if blocked:
@@ -434,7 +444,7 @@ def _batch_gradient(
                 if weighted:
                     scale = T(np.float64(sw[i]) / D)
                 cost = _batch_example(
-                    params, grad, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, scale, act, out
+                    params, grad, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, scale, act, out, none, none, no_cnt
                 )
                 batch_cost += np.float64(sw[i]) * cost if weighted else cost
                 for j in range(n1):
@@ -450,7 +460,9 @@ def _batch_gradient(
             _first_layer(params, n0, n1, b_off[0], x, z)
             if weighted:
                 scale = T(np.float64(sw[i]) / D)
-            cost = _batch_example(params, grad, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, scale, act, out)
+            cost = _batch_example(
+                params, grad, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, scale, act, out, none, none, no_cnt
+            )
             batch_cost += np.float64(sw[i]) * cost if weighted else cost
             for j in range(n1):
                 G = grad[j * n0 : (j + 1) * n0]

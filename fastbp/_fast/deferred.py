@@ -24,7 +24,8 @@ per-example SGD on the same net (issue 12, goal 1: batch 8 at 0.56-0.87x of
 
 Layers 2 … L, and b[1], take their gradient per example into a buffer
 (:func:`fastbp._fast._passes._batch_example`) and are updated at the end of the batch, as in
-:func:`fastbp._fast.batch._batch_epoch`.  A step the bound cannot prove safe is not applied;
+:func:`fastbp._fast.batch._batch_epoch`; the costs, where provably finite, are queued and
+computed :data:`fastbp._fast._common.COST_CHUNK` at a time, as in the per-example kernels.  A step the bound cannot prove safe is not applied;
 by then the previous batch's update is wholly applied (every pass of the batch ran), so the
 parameters are those from before the failing batch, as the divergence contract asks.
 """
@@ -34,7 +35,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit_vec
-from ._common import _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
+from ..losses import flush_costs
+from ._common import COST_CHUNK, _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
 from ._passes import BLOCK, _apply_block, _batch_example, _block_pass, _load_block
 
 
@@ -66,6 +68,12 @@ def _deferred_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
     grad_own = np.zeros_like(params)  # layers 2 … L and b[1] (dW[1] is never formed)
     sa_own = np.empty(L, np.float64)
     bounds_own = np.empty((2, L), np.float64)
+    # the costs queued and computed COST_CHUNK at a time (a vectorised loop), flushed only
+    # between batches so that a failing batch's queued costs can be dropped
+    n_L = sizes[L]
+    Zc_own = np.empty(COST_CHUNK * n_L, params.dtype)
+    Yc_own = np.empty(COST_CHUNK * n_L, params.dtype)
+    cnt_own = np.zeros(1, np.int64)
     P = _borrowed(P_own)
     C = _borrowed(C_own)
     Zp = _borrowed(Zp_own)
@@ -76,6 +84,9 @@ def _deferred_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
     dz = _borrowed(dz_own)
     grad = _borrowed(grad_own)
     sa = _borrowed(sa_own)
+    Zc = _borrowed(Zc_own)
+    Yc = _borrowed(Yc_own)
+    cnt = _borrowed(cnt_own)
     wb = bounds_own[0]
     bb = bounds_own[1]
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
@@ -88,6 +99,9 @@ def _deferred_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
         stop = min(start + batch_size, m)
         n_b = stop - start
         blocks = (n_b + K - 1) // K
+        if cnt[0] + n_b > COST_CHUNK:  # room for the whole batch's costs (n_b ≤ DEFERRED_BATCH_CAP)
+            total += flush_costs(Zc, Yc, cnt, n_L, out)
+        queued = cnt[0]
         prev = 1 - cur
         Pc = P[cur]
         Cc = C[cur]
@@ -132,7 +146,7 @@ def _deferred_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
             for q in range(n1):
                 z[q] = b1[q] + zt[q]
             batch_cost += _batch_example(
-                params, grad, sizes, w_off, b_off, u_off, X[e], Y[e], z, a, dz, sa, scale, act, out
+                params, grad, sizes, w_off, b_off, u_off, X[e], Y[e], z, a, dz, sa, scale, act, out, Zc, Yc, cnt
             )
             c = Cc[i, tt]
             sd = 0.0
@@ -155,8 +169,10 @@ def _deferred_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
             wb[l] += gw
             bb[l] += gb
         if not safe:  # the previous batch's update is applied: the parameters from before this batch
+            cnt[0] = queued  # this batch's costs dropped
+            total += flush_costs(Zc, Yc, cnt, n_L, out)
             _alive(offs[0], offs[1], offs[2], P_own, C_own, Zp_own, P_none_own, C_none_own, z_own, a_own, dz_own)
-            _alive(grad_own, sa_own, bounds_own)
+            _alive(grad_own, sa_own, bounds_own, Zc_own, Yc_own, cnt_own)
             return total, start
         # ---- W[l] −= α dW[l] (l ≥ 2), b −= α db; W[1]'s update waits for the next batch
         for p in range(nw1, params.shape[0]):
@@ -167,6 +183,7 @@ def _deferred_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
         prev_blocks = blocks
     for i in range(prev_blocks):  # the last batch's W[1] update
         _apply_block(params, n0, n1, C[1 - cur, i], P[1 - cur, i])
+    total += flush_costs(Zc, Yc, cnt, n_L, out)
     _alive(offs[0], offs[1], offs[2], P_own, C_own, Zp_own, P_none_own, C_none_own, z_own, a_own, dz_own)
-    _alive(grad_own, sa_own, bounds_own)
+    _alive(grad_own, sa_own, bounds_own, Zc_own, Yc_own, cnt_own)
     return total, -1
