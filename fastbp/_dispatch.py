@@ -127,8 +127,9 @@ DEFERRED_BATCH_CAP = 64
 #: ``_columns_epoch_opt``: the batch as matrices, one column per example, SIMD across the
 #: examples; larger ones also split: SPLIT_MIN_BATCH; short ones on a wide W[1] run
 #: ``_deferred_epoch``: DEFERRED_MAX_BATCH); batches of 2-3 run the per-example-pass
-#: kernels (``_deferred_epoch`` on a wide W[1]), which were as fast or faster there (batch 2-4 on 5-16-3, 33-37-3, 64-64-10:
-#: 0.7-1.1x; batch 8: 1.2-5x for the columns).  ``python tools/columns_sweep.py``.
+#: kernels (``_deferred_epoch`` on a wide W[1]), which were as fast or faster there
+#: (batch 2-4 on 5-16-3, 33-37-3, 64-64-10: 0.7-1.1x; batch 8: 1.2-5x for the columns).
+#: ``python tools/columns_sweep.py``.
 COLUMNS_MIN_BATCH = 4
 
 #: In the column mini-batch kernels (``_columns_epoch``, ``_columns_epoch_opt``) a layer with

@@ -124,7 +124,8 @@ def main(argv=None) -> None:
                     f"{net:>11} {dt:>7} batch {r['batch']:>4} | per-example {r['per_example']:>12,.0f} | "
                     f"loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | columns {r['columns']:>12,.0f} | "
                     f"_batch_epoch {r['batch_epoch']:>12,.0f} | deferred {r['deferred']:>12,.0f} | "
-                    f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | ratio {r['dispatched'] / r['per_example']:5.2f}",
+                    f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | "
+                    f"ratio {r['dispatched'] / r['per_example']:5.2f}",
                     flush=True,
                 )
 

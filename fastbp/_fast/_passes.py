@@ -444,7 +444,24 @@ def _batch_gradient(
                 if weighted:
                     scale = T(np.float64(sw[i]) / D)
                 cost = _batch_example(
-                    params, grad, sizes, w_off, b_off, u_off, X[i], Y[i], z, a, dz, sa, scale, act, out, none, none, no_cnt
+                    params,
+                    grad,
+                    sizes,
+                    w_off,
+                    b_off,
+                    u_off,
+                    X[i],
+                    Y[i],
+                    z,
+                    a,
+                    dz,
+                    sa,
+                    scale,
+                    act,
+                    out,
+                    none,
+                    none,
+                    no_cnt,
                 )
                 batch_cost += np.float64(sw[i]) * cost if weighted else cost
                 for j in range(n1):

@@ -25,9 +25,10 @@ per-example SGD on the same net (issue 12, goal 1: batch 8 at 0.56-0.87x of
 Layers 2 … L, and b[1], take their gradient per example into a buffer
 (:func:`fastbp._fast._passes._batch_example`) and are updated at the end of the batch, as in
 :func:`fastbp._fast.batch._batch_epoch`; the costs, where provably finite, are queued and
-computed :data:`fastbp._fast._common.COST_CHUNK` at a time, as in the per-example kernels.  A step the bound cannot prove safe is not applied;
-by then the previous batch's update is wholly applied (every pass of the batch ran), so the
-parameters are those from before the failing batch, as the divergence contract asks.
+computed :data:`fastbp._fast._common.COST_CHUNK` at a time, as in the per-example kernels. A
+step the bound cannot prove safe is not applied; by then the previous batch's update is
+wholly applied (every pass of the batch ran), so the parameters are those from before the
+failing batch, as the divergence contract asks.
 """
 
 from __future__ import annotations
