@@ -104,6 +104,19 @@ SPLIT_MIN_BATCH_LARGE = 64
 LARGE_W1_WEIGHTS = 16384
 SPLIT_MIN_WEIGHTS = 2048
 
+#: Short mini-batches on nets with one small hidden layer run the tiny batch kernels (the
+#: hidden units in registers or lanes, as the tiny per-example kernels; ``fastbp/_fast/tiny.py``):
+#: ``_tiny4_batch_epoch`` where ``_tiny4_epoch`` runs per example, ``_tiny_batch_epoch`` where
+#: ``_tiny_epoch`` does, for batches of up to TINY_MAX_BATCH examples (TINY_MAX_BATCH_NARROW on
+#: nets of at most TINY_NARROW_INPUTS inputs).  Measured with ``taskset -c 1 python
+#: tools/columns_sweep.py --nets 2-4-1 8-8-1 16-4-1 5-16-3 --batches 2 4 8 16 32``
+#: (docs/performance-kernels.md): 1.2-7x the column kernel and ``_batch_epoch`` at batch 2-4 on
+#: all four; at batch 8, 1.25-2.5x on 2-4-1 but 0.66-0.70x on 8-8-1 and 16-4-1 in float64; at 16
+#: the column kernel wins but on 2-4-1 float32.
+TINY_MAX_BATCH = 4
+TINY_MAX_BATCH_NARROW = 8
+TINY_NARROW_INPUTS = 4
+
 #: Short mini-batches on nets with a wide W[1] run ``_deferred_epoch`` (each batch's W[1] update
 #: applied in the next batch's passes, four examples per pass over W[1], as per-example SGD
 #: does): batches of up to DEFERRED_MAX_BATCH examples on a W[1] of at least
@@ -245,7 +258,7 @@ def _batch(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit, 
     return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit, blocked, _weights(sw, params.dtype))
 
 
-def _deferred(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+def _batch_kernel(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit):
     return kernel(params, sizes, X, Y, order, batch_size, lr, act, out, limit)
 
 
@@ -302,6 +315,20 @@ def _one_hidden_layer(c: Case) -> bool:
     return _per_example_sgd(c) and len(c.sizes) == 3
 
 
+def _tiny_batches(c: Case) -> bool:
+    # weights: no (every example's share of the gradient is 1/n_b).
+    return 1 < c.batch_size and not c.weighted and len(c.sizes) == 3 and c.sizes[1] <= TINY_MAX_HIDDEN
+
+
+def _tiny4_net(c: Case) -> bool:
+    return c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out in (OUT_SIGMOID, OUT_IDENTITY)
+
+
+def _tiny_batch_pays(c: Case) -> bool:
+    max_batch = TINY_MAX_BATCH_NARROW if c.sizes[0] <= TINY_NARROW_INPUTS else TINY_MAX_BATCH
+    return c.batch_size <= max_batch
+
+
 def _columns_rows(c: Case) -> bool:
     # weights: no (dZ[L] carries 1/n_b for every example).
     return c.batch_size > 1 and not c.weighted
@@ -337,9 +364,7 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
         "_tiny4_epoch",
         "fastbp._fast.tiny",
-        requires=lambda c: (  # weights: no
-            _one_hidden_layer(c) and c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out in (OUT_SIGMOID, OUT_IDENTITY)
-        ),
+        requires=lambda c: _one_hidden_layer(c) and _tiny4_net(c),  # weights: no
         prefers=lambda c: c.w1 <= TINY4_MAX_WEIGHTS,
         call=_per_example,
     ),
@@ -362,11 +387,25 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         threaded="_columns_epoch_threads",
     ),
     FastEpoch(
+        "_tiny4_batch_epoch",
+        "fastbp._fast.tiny",
+        requires=lambda c: _tiny_batches(c) and _tiny4_net(c),  # weights: no
+        prefers=lambda c: _tiny_batch_pays(c) and c.w1 <= TINY4_MAX_WEIGHTS,
+        call=_batch_kernel,
+    ),
+    FastEpoch(
+        "_tiny_batch_epoch",
+        "fastbp._fast.tiny",
+        requires=_tiny_batches,  # weights: no
+        prefers=lambda c: _tiny_batch_pays(c) and c.sizes[0] <= TINY_MAX_INPUTS,
+        call=_batch_kernel,
+    ),
+    FastEpoch(
         "_deferred_epoch",
         "fastbp._fast.deferred",
         requires=_deferred_rows,  # weights: no
         prefers=_deferred_pays,
-        call=_deferred,
+        call=_batch_kernel,
     ),
     FastEpoch(
         "_columns_epoch",

@@ -64,8 +64,18 @@ def _requiring(row):
         ([2, 4, 3, 1], 1, "sigmoid", None, "_sgd_epoch"),
         ([32, 32, 1], 1, "sigmoid", None, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 1, "sigmoid", None, "_sgd_epoch"),
-        ([2, 4, 1], 4, "sigmoid", None, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
-        ([2, 4, 1], 3, "sigmoid", None, "_batch_epoch"),
+        ([4, 4, 1], 8, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY_MAX_BATCH_NARROW, TINY_NARROW_INPUTS
+        ([4, 4, 1], 9, "sigmoid", None, "_columns_epoch"),
+        ([5, 4, 1], 4, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY_MAX_BATCH
+        ([5, 4, 1], 5, "sigmoid", None, "_columns_epoch"),
+        ([2, 4, 1], 2, "softmax", None, "_tiny_batch_epoch"),  # softmax: not the four-unit kernel
+        ([128, 4, 1], 4, "sigmoid", None, "_tiny4_batch_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
+        ([129, 4, 1], 4, "sigmoid", None, "_columns_epoch"),
+        ([16, 16, 3], 4, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_INPUTS, TINY_MAX_HIDDEN
+        ([17, 16, 3], 4, "sigmoid", None, "_columns_epoch"),
+        ([16, 17, 3], 3, "sigmoid", None, "_batch_epoch"),
+        ([2, 4, 3, 1], 4, "sigmoid", None, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
+        ([2, 4, 3, 1], 3, "sigmoid", None, "_batch_epoch"),
         ([32, 32, 1], 3, "sigmoid", None, "_deferred_epoch"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 3, "sigmoid", None, "_batch_epoch"),
         ([32, 32, 1], 4, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH
@@ -202,8 +212,11 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     for w1, batch in ((w, T.DEFERRED_MAX_BATCH), (T.LARGE_W1_WEIGHTS, T.DEFERRED_MAX_BATCH_LARGE)):
         assert select_epoch([1, w1, 2], batch, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
         assert select_epoch([1, w1, 2], batch + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    assert select_epoch([1, 2, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
+    assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+    assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
+    for n0, batch in ((T.TINY_NARROW_INPUTS, T.TINY_MAX_BATCH_NARROW), (T.TINY_NARROW_INPUTS + 1, T.TINY_MAX_BATCH)):
+        assert select_epoch([n0, 2, 2], batch, 0, ACT_CODES["tanh"]) == "_tiny_batch_epoch"
+        assert select_epoch([n0, 2, 2], batch + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     for w1, batch in ((T.SPLIT_MIN_WEIGHTS, T.SPLIT_MIN_BATCH), (T.LARGE_W1_WEIGHTS, T.SPLIT_MIN_BATCH_LARGE)):
         split = [1, w1, 2]
         assert select_epoch(split, batch, 0, ACT_CODES["tanh"]) == "_columns_epoch_split"

@@ -266,23 +266,30 @@ def test_no_allocation_per_example_or_batch(batch_size, kernel):
 
 # ------------------------------------------------------------------ mini-batches as matrices
 
-# W[1] of an odd and an even number of rows (its passes take two rows at a time); depth 1-3
-DEFERRED_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [2, 37, 4, 2], [4, 5]]
+# the short-batch kernels: W[1] of an odd and an even number of rows (the deferred passes take two
+# rows at a time), hidden layers of 1, 4 (the four-unit kernel), 5 and 16 units (the lanes); depth 1-3
+SHORT_BATCH_KERNELS = ["_deferred_epoch", "_tiny_batch_epoch", "_tiny4_batch_epoch"]
+SHORT_BATCH_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [3, 16, 2], [2, 37, 4, 2], [4, 5]]
 # around the blocks of 4 examples; with m = M = 11, last batches of 1, 2, 3 and 6 examples, shorter
 # (fewer blocks) than the batch before them, and one batch of all 11 (3 blocks, the Gram corrections)
-DEFERRED_BATCHES = [2, 3, 4, 5, 8, M]
+SHORT_BATCHES = [2, 3, 4, 5, 8, M]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_deferred_batch_kernel_agrees_with_plain_and_reference(dtype):
-    """_deferred_epoch (forced on small nets): the plain kernel's epoch and the reference's,
-    for every activation and output, batch sizes around its blocks of four examples, and W[1]
-    of odd and even row counts."""
-    kernel = "_deferred_epoch"  # forced on small nets
-    for sizes in DEFERRED_SIZES:
-        for bs in DEFERRED_BATCHES:
+@pytest.mark.parametrize("kernel", SHORT_BATCH_KERNELS)
+def test_short_batch_kernels_agree_with_plain_and_reference(kernel, dtype):
+    """The short-batch kernels (forced on every small net they can run): the plain kernel's epoch
+    and the reference's, for every activation and output, batch sizes around the blocks of four
+    examples, and widths around the lanes and the two-row passes."""
+    row = _dispatch._ROWS[kernel]
+    ran = 0
+    for sizes in SHORT_BATCH_SIZES:
+        for bs in SHORT_BATCHES:
             for act in HIDDEN_ACTIVATIONS:
                 for out in OUTPUTS:
+                    if not row.requires(_dispatch._case(sizes, bs, OUT_CODES[out], None)):
+                        continue
+                    ran += 1
                     prob = make_problem(
                         sizes, dtype=dtype, activation=act, output=out, m=M, batch_size=bs, seed=5, learning_rate=0.1
                     )
@@ -305,9 +312,10 @@ def test_deferred_batch_kernel_agrees_with_plain_and_reference(dtype):
                     msg = f"{sizes} {np.dtype(dtype)} {act} {out} batch {bs}"
                     assert res[1] == f_plain == -1, msg
                     assert_agree((res[0], p_fast), (J_plain, p_plain), dtype, msg)
-            W, b = prob.copy_params()
-            J_ref = reference.train_epoch(*prob.args("train_epoch", W, b))
-            assert_agree((res[0], p_fast), (J_ref, lay.pack(W, b, dtype)), dtype, msg + " vs reference")
+                    W, b = prob.copy_params()
+                    J_ref = reference.train_epoch(*prob.args("train_epoch", W, b))
+                    assert_agree((res[0], p_fast), (J_ref, lay.pack(W, b, dtype)), dtype, msg + " vs reference")
+    assert ran, f"{kernel} runs no problem of the list"
 
 
 # ------------------------------------------------------------------------------ threads

@@ -10,8 +10,8 @@ tanh hidden units, σ output (softmax for several outputs).  Pin it to one core:
     taskset -c 1 python tools/columns_sweep.py
     taskset -c 1 python tools/columns_sweep.py --nets 2-4-1 16-16-1 --batches 4 8 --dtypes float32
 
-It re-measures the thresholds ``COLUMNS_MIN_BATCH``, ``BLAS_MIN_WEIGHTS`` and
-``DEFERRED_MAX_BATCH`` of :mod:`fastbp._dispatch`.
+It re-measures the thresholds ``COLUMNS_MIN_BATCH``, ``BLAS_MIN_WEIGHTS``,
+``DEFERRED_MAX_BATCH`` and ``TINY_MAX_BATCH`` of :mod:`fastbp._dispatch`.
 """
 
 from __future__ import annotations
@@ -95,6 +95,18 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
             if 1 < bs <= _dispatch.DEFERRED_BATCH_CAP
             else float("nan")
         )
+        case = _dispatch._case(s, bs, out, None)
+        tiny = next((n for n in ("_tiny4_batch_epoch", "_tiny_batch_epoch") if _dispatch._ROWS[n].requires(case)), "")
+        r["tiny"] = (
+            _rate(
+                lambda p, bs=bs: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False, epoch=tiny),
+                p0,
+                m,
+                repeats,
+            )
+            if tiny
+            else float("nan")
+        )
         r["kernel"] = _dispatch.select_epoch(s, bs, out, act.code)
         r["dispatched"] = _rate(
             lambda p, bs=bs: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False), p0, m, repeats
@@ -124,6 +136,7 @@ def main(argv=None) -> None:
                     f"{net:>11} {dt:>7} batch {r['batch']:>4} | per-example {r['per_example']:>12,.0f} | "
                     f"loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | columns {r['columns']:>12,.0f} | "
                     f"_batch_epoch {r['batch_epoch']:>12,.0f} | deferred {r['deferred']:>12,.0f} | "
+                    f"tiny {r['tiny']:>12,.0f} | "
                     f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | "
                     f"ratio {r['dispatched'] / r['per_example']:5.2f}",
                     flush=True,

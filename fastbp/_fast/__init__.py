@@ -11,8 +11,9 @@ module             kernel                                 strategy
                                                           fused into one pass over each W[l]
 ``blocked``        ``_sgd_epoch_blocked``                 per-example SGD, W[1]'s updates
                                                           deferred over blocks of 4 examples
-``tiny``           ``_tiny_epoch``, ``_tiny4_epoch``      per-example SGD, one small hidden
-                                                          layer in registers (latency chain)
+``tiny``           ``_tiny_epoch``, ``_tiny4_epoch``,     per-example SGD and short mini-batches,
+                   ``_tiny_batch_epoch``,                 one small hidden layer in registers
+                   ``_tiny4_batch_epoch``                 (latency chain; examples overlapped)
 ``batch``          ``_batch_epoch``                       mini-batches, four examples per pass
                                                           over W[1]
 ``deferred``       ``_deferred_epoch``                    short mini-batches, each batch's W[1]

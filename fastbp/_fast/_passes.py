@@ -256,7 +256,7 @@ def _load_block(X, order, t0, nb, Q):
 def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, sa, act, out, Zc, Yc, cnt):
     """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward pass
     (A[1] = g(Z[1]) … A[L]) and dZ[L] = A[L] − Y into ``dz``.  Returns the example's cost; or,
-    given a cost queue (``cnt`` not empty) and a cost provably finite (Σ|Z[L]| + Σ|Y| ≤
+    given a cost queue (``cnt`` not empty) with room, and a cost provably finite (Σ|Z[L]| + Σ|Y| ≤
     COST_SAFE), queues it (:func:`defer_cost`, into ``Zc``, ``Yc``) and returns 0."""
     L = sizes.shape[0] - 1
     n1 = sizes[1]
@@ -268,7 +268,7 @@ def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, s
         output_loop(z[:n1], a[:n1], out)
     _forward_rest(params, sizes, w_off, b_off, u_off, z, a, sa, act, out)
     zL = z[top : top + n_L]
-    if cnt.shape[0] > 0 and _abs_sum(zL, n_L) + _abs_sum(y, n_L) <= COST_SAFE:
+    if cnt.shape[0] > 0 and (cnt[0] + 1) * n_L <= Zc.shape[0] and _abs_sum(zL, n_L) + _abs_sum(y, n_L) <= COST_SAFE:
         defer_cost(zL, y, Zc, Yc, cnt)
         cost = 0.0
     else:

@@ -57,7 +57,7 @@ from .._jit import OVERLOAD_OPTIONS, jit_inner, jit_vec
 from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, LEAKY_SLOPE
 from ..losses import OUT_EXP, OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs
 from ..vmath import _as_float, vexp, vsigmoid
-from ._common import COST_CHUNK, COST_SAFE, _abs_max, _alive, _borrowed
+from ._common import COST_CHUNK, COST_SAFE, _abs_max, _abs_sum, _alive, _borrowed
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
 
@@ -624,4 +624,425 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     cnt[0] = nq
     total += flush_costs(Zc, Yc, cnt, 1, out)
     _alive(W1T_own, v_own, queue_own, cnt_own)
+    return total, resume
+
+
+# ==================================================== mini-batches: the hidden units in lanes
+
+
+@jit_vec
+def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+    """Mini-batch gradient descent over ``order`` for an n_0-n_1-n_2 net (n_1 ≤ LANES), the
+    hidden units in lanes as in :func:`_tiny_epoch`; returns ``(total cost, resume)`` as
+    :func:`fastbp._fast.batch._batch_epoch` does (``resume``: −1, or the position in ``order``
+    of the batch whose step the bound could not prove safe, not applied).
+
+    Why: on a tiny net a short batch is mostly fixed cost in the column kernels (2-4-1, batch 8:
+    about 0.8 µs per batch whatever its size, 0.4-0.6x the per-example path; ``taskset -c 1
+    python tools/columns_sweep.py --nets 2-4-1 --batches 8``).  Here each example is a few
+    dozen flops on lanes, and, unlike per-example SGD, no example waits for the previous one's
+    update (the weights are fixed within a batch), so the examples of a batch overlap in the
+    core.  Per example, with the derivation's equations:
+
+        Z[1] = W[1] x + b[1],  A[1] = g(Z[1]),  Z[2] = W[2] A[1] + b[2],  A[2] = out(Z[2])
+        dZ[2] = A[2] − y
+        dW[2] += dZ[2] A[1]ᵀ / n_b,  db[2] += dZ[2] / n_b
+        dZ[1] = (W[2]ᵀ dZ[2]) ∗ g′(Z[1])
+        dW[1] += dZ[1] xᵀ / n_b,  db[1] += dZ[1] / n_b
+
+    then per batch the step bound of :func:`fastbp._fast.batch._batch_epoch` (per layer
+    max|W| + α Σ|dW| below ``limit``) and W −= α dW.  Costs that are provably finite are
+    queued and computed :data:`COST_CHUNK` at a time, the queue flushed only between batches
+    (a failing batch's queued costs are dropped).  σ is vmath's accurate form (as in the plain
+    kernel), not the low-latency :func:`tsigmoid`, which is exactly 0 or 1 beyond |x| ≈ 18 in
+    float32: after a large step a saturated unit's σ′ ~ 1e-8 times a large dZ still moves W[1]
+    in the plain kernel (``test_divergence_later_stops_at_the_same_step_as_plain``), and
+    nothing here waits on σ's latency."""
+    T = params.dtype.type
+    n0, n1, n2 = sizes[0], sizes[1], sizes[2]
+    q = 4 if params.itemsize == 4 else 16  # lanes as in _tiny_epoch
+    H = (n1 + q - 1) // q * q
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    order = _borrowed(order)
+    w1, b1o = 0, n1 * n0
+    w2 = b1o + n1
+    b2o = w2 + n2 * n1
+    # ---- the exact bounds of the divergence guard (see fastbp._fast), from the parameters
+    wb0 = _abs_max(params[w1 : w1 + n1 * n0])
+    bb0 = _abs_max(params[b1o : b1o + n1])
+    wb1 = _abs_max(params[w2 : w2 + n2 * n1])
+    bb1 = _abs_max(params[b2o : b2o + n2])
+    lr64 = np.float64(lr)
+    # ---- the parameters and their gradients, padded to H lanes: W1T[k, j] = W[1]_jk,
+    # W2[o, j] = W[2]_oj (G1T, G2 the same for dW); padded lanes stay exactly 0
+    lanes_own = np.zeros((2 * (n0 + n2) + 6, H), params.dtype)
+    lanes = _borrowed(lanes_own)
+    W1T = lanes[:n0]
+    G1T = lanes[n0 : 2 * n0]
+    W2 = lanes[2 * n0 : 2 * n0 + n2]
+    G2 = lanes[2 * n0 + n2 : 2 * (n0 + n2)]
+    r = 2 * (n0 + n2)
+    b1, gb1, mask, z1, a1, d1 = lanes[r], lanes[r + 1], lanes[r + 2], lanes[r + 3], lanes[r + 4], lanes[r + 5]
+    outs_own = np.zeros((5, n2), params.dtype)
+    outs = _borrowed(outs_own)
+    b2, gb2, z2, a2, d2 = outs[0], outs[1], outs[2], outs[3], outs[4]
+    queue_own = np.empty((2, COST_CHUNK * n2), params.dtype)
+    queue = _borrowed(queue_own)
+    Zc, Yc = queue[0], queue[1]
+    cnt_own = np.zeros(1, np.int64)
+    cnt = _borrowed(cnt_own)
+    for j in range(n1):
+        mask[j] = T(1)
+        b1[j] = params[b1o + j]
+        for k in range(n0):
+            W1T[k, j] = params[w1 + j * n0 + k]
+        for o in range(n2):
+            W2[o, j] = params[w2 + o * n1 + j]
+    for o in range(n2):
+        b2[o] = params[b2o + o]
+    m = order.shape[0]
+    total = 0.0
+    resume = -1
+    nq = 0  # examples whose cost is queued in Zc, Yc
+    for start in range(0, m, batch_size):
+        stop = min(start + batch_size, m)
+        scale = T(1) / T(stop - start)
+        if nq + (stop - start) > COST_CHUNK:  # room for the batch's costs (a longer one computes the rest now)
+            cnt[0] = nq
+            total += flush_costs(Zc, Yc, cnt, n2, out)
+            nq = 0
+        nq_batch = nq
+        for k in range(n0):
+            G1k = G1T[k]
+            for j in range(H):
+                G1k[j] = T(0)
+        for o in range(n2):
+            G2o = G2[o]
+            for j in range(H):
+                G2o[j] = T(0)
+            gb2[o] = T(0)
+        for j in range(H):
+            gb1[j] = T(0)
+        batch_cost = 0.0
+        for t in range(start, stop):
+            i = order[t]
+            x = X[i]
+            y = Y[i]
+            # ---- Z[1] = W[1] x + b[1]; A[1] = g(Z[1]) (padded lanes masked to 0); d1 = g′(Z[1])
+            for j in range(H):
+                z1[j] = b1[j]
+            for k in range(n0):
+                Wk = W1T[k]
+                xk = x[k]
+                for j in range(H):
+                    z1[j] += Wk[j] * xk
+            if act == ACT_TANH:
+                for j in range(H):
+                    a = ttanh(z1[j])
+                    a1[j] = a
+                    d1[j] = T(1) - a * a
+            elif act == ACT_SIGMOID:
+                for j in range(H):
+                    a = vsigmoid(z1[j])
+                    a1[j] = a * mask[j]
+                    d1[j] = a * (T(1) - a)
+            elif act == ACT_RELU:
+                for j in range(H):
+                    zj = z1[j]
+                    a1[j] = zj if zj > T(0) else T(0)
+                    d1[j] = T(1) if zj > T(0) else T(0)
+            elif act == ACT_LEAKY_RELU:
+                for j in range(H):
+                    zj = z1[j]
+                    a1[j] = zj if zj > T(0) else zj * T(LEAKY_SLOPE)
+                    d1[j] = T(1) if zj > T(0) else T(LEAKY_SLOPE)
+            elif act == ACT_IDENTITY:
+                for j in range(H):
+                    a1[j] = z1[j]
+                    d1[j] = T(1)
+            else:
+                raise ValueError("_tiny_batch_epoch: unknown activation code")
+            # ---- Z[2] = W[2] A[1] + b[2], A[2]
+            for o in range(n2):
+                W2o = W2[o]
+                s = b2[o]
+                for j in range(H):
+                    s += W2o[j] * a1[j]
+                z2[o] = s
+            if out == OUT_SIGMOID:
+                for o in range(n2):
+                    a2[o] = vsigmoid(z2[o])
+            elif out == OUT_SOFTMAX:
+                zmax = z2[0]
+                for o in range(1, n2):
+                    zmax = z2[o] if z2[o] > zmax else zmax
+                tot = T(0)
+                for o in range(n2):
+                    e = vexp(z2[o] - zmax)
+                    a2[o] = e
+                    tot += e
+                inv = T(1) / tot
+                for o in range(n2):
+                    a2[o] *= inv
+            elif out == OUT_IDENTITY:
+                for o in range(n2):
+                    a2[o] = z2[o]
+            elif out == OUT_EXP:
+                for o in range(n2):
+                    a2[o] = vexp(z2[o])
+            else:
+                raise ValueError("_tiny_batch_epoch: unknown output code")
+            # ---- the cost (provably finite: queued; else now); dZ[2] = A[2] − Y
+            sz = 0.0
+            for o in range(n2):
+                sz += abs(np.float64(z2[o])) + abs(np.float64(y[o]))
+                d2[o] = a2[o] - y[o]
+            if sz <= COST_SAFE and nq < COST_CHUNK:
+                base = nq * n2
+                for o in range(n2):
+                    Zc[base + o] = z2[o]
+                    Yc[base + o] = y[o]
+                nq += 1
+            else:
+                batch_cost += cost_loop(z2, y, out)
+            # ---- dW[2] += dZ[2] A[1]ᵀ / n_b, db[2] += dZ[2] / n_b; dZ[1] = (W[2]ᵀ dZ[2]) ∗ g′, then
+            # d1 = dZ[1] / n_b (each example's terms unscaled until its gradient, as in the plain
+            # kernel, so that an overflow happens, or not, where it does there)
+            W20 = W2[0]
+            G20 = G2[0]
+            d = d2[0]
+            ds = scale * d
+            for j in range(H):
+                s = W20[j] * d
+                G20[j] += ds * a1[j]
+                for o in range(1, n2):
+                    s += W2[o, j] * d2[o]
+                d1[j] = scale * (s * d1[j])
+            for o in range(1, n2):
+                G2o = G2[o]
+                ds = scale * d2[o]
+                for j in range(H):
+                    G2o[j] += ds * a1[j]
+            for o in range(n2):
+                gb2[o] += scale * d2[o]
+            # ---- dW[1] += dZ[1] xᵀ / n_b, db[1] += dZ[1] / n_b
+            for j in range(H):
+                gb1[j] += d1[j]
+            for k in range(n0):
+                G1k = G1T[k]
+                xk = x[k]
+                for j in range(H):
+                    G1k[j] += d1[j] * xk
+        # ---- step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer (padded lanes are 0)
+        s0 = 0.0
+        for k in range(n0):
+            s0 += _abs_sum(G1T[k], H)
+        s1 = 0.0
+        for o in range(n2):
+            s1 += _abs_sum(G2[o], H)
+        nwb0 = wb0 + lr64 * s0
+        nbb0 = bb0 + lr64 * _abs_sum(gb1, H)
+        nwb1 = wb1 + lr64 * s1
+        nbb1 = bb1 + lr64 * _abs_sum(gb2, n2)
+        if not (np.isfinite(batch_cost) and nwb0 <= limit and nbb0 <= limit and nwb1 <= limit and nbb1 <= limit):
+            nq = nq_batch  # this batch's queued costs dropped
+            resume = start
+            break
+        wb0, bb0, wb1, bb1 = nwb0, nbb0, nwb1, nbb1
+        # ---- W −= α dW, b −= α db
+        for k in range(n0):
+            Wk = W1T[k]
+            G1k = G1T[k]
+            for j in range(H):
+                Wk[j] -= lr * G1k[j]
+        for j in range(H):
+            b1[j] -= lr * gb1[j]
+        for o in range(n2):
+            W2o = W2[o]
+            G2o = G2[o]
+            for j in range(H):
+                W2o[j] -= lr * G2o[j]
+            b2[o] -= lr * gb2[o]
+        total += batch_cost
+    for j in range(n1):
+        params[b1o + j] = b1[j]
+        for k in range(n0):
+            params[w1 + j * n0 + k] = W1T[k, j]
+        for o in range(n2):
+            params[w2 + o * n1 + j] = W2[o, j]
+    for o in range(n2):
+        params[b2o + o] = b2[o]
+    cnt[0] = nq
+    total += flush_costs(Zc, Yc, cnt, n2, out)
+    _alive(lanes_own, outs_own, queue_own, cnt_own)
+    return total, resume
+
+
+@jit_vec
+def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limit):
+    """:func:`_tiny_batch_epoch` for n_1 ≤ 4 hidden units and one output (σ or identity), as
+    :func:`_tiny4_epoch` is for per-example SGD: the four units, W[2], b[2] and their
+    gradients are scalars (registers), W[1]ᵀ and dW[1]ᵀ n_0 × 4 arrays; same results and
+    contract.  Within a batch the examples depend on each other only through the gradient
+    sums, so the core overlaps them (per-example SGD waits for each update).  A hidden σ is
+    vmath's accurate form (see :func:`_tiny_batch_epoch`), the output's σ the low-latency
+    :func:`tsigmoid` of :func:`_tiny4_epoch` (2-4-1 float32 at batch 8: 20.9 M → 24.7 M
+    examples/s; the divergence and agreement tests hold with it)."""
+    T = params.dtype.type
+    n0, n1 = sizes[0], sizes[1]
+    X = _borrowed(X)
+    Y = _borrowed(Y)
+    order = _borrowed(order)
+    w1, b1o = 0, n1 * n0
+    w2 = b1o + n1
+    b2o = w2 + n1
+    wb0 = _abs_max(params[w1 : w1 + n1 * n0])
+    bb0 = _abs_max(params[b1o : b1o + n1])
+    wb1 = _abs_max(params[w2 : w2 + n1])
+    bb1 = np.float64(abs(params[b2o])) if np.isfinite(params[b2o]) else np.inf
+    lr64 = np.float64(lr)
+    W_own = np.zeros((2, n0, 4), params.dtype)  # W[1]ᵀ and dW[1]ᵀ, padded to 4 units
+    W1T = _borrowed(W_own[0])
+    G1T = _borrowed(W_own[1])
+    v_own = np.zeros(14, params.dtype)  # b[1], W[2] padded to 4 lanes, the lane mask, one cost's (z, y)
+    v = _borrowed(v_own)
+    one = v[12:]
+    queue_own = np.empty((2, COST_CHUNK), params.dtype)
+    queue = _borrowed(queue_own)
+    Zc, Yc = queue[0], queue[1]
+    cnt_own = np.zeros(1, np.int64)
+    cnt = _borrowed(cnt_own)
+    for j in range(n1):
+        v[j] = params[b1o + j]
+        v[4 + j] = params[w2 + j]
+        v[8 + j] = T(1)
+        for k in range(n0):
+            W1T[k, j] = params[w1 + j * n0 + k]
+    b10, b11, b12, b13 = v[0], v[1], v[2], v[3]
+    w20, w21, w22, w23 = v[4], v[5], v[6], v[7]
+    m0, m1, m2, m3 = v[8], v[9], v[10], v[11]
+    b2 = params[b2o]
+    if out != OUT_SIGMOID and out != OUT_IDENTITY:  # (the dispatch never sends a softmax net here)
+        raise ValueError("_tiny4_batch_epoch: only a sigmoid or identity output")
+    m = order.shape[0]
+    total = 0.0
+    resume = -1
+    nq = 0
+    for start in range(0, m, batch_size):
+        stop = min(start + batch_size, m)
+        scale = T(1) / T(stop - start)
+        if nq + (stop - start) > COST_CHUNK:  # room for the batch's costs (a longer one computes the rest now)
+            cnt[0] = nq
+            total += flush_costs(Zc, Yc, cnt, 1, out)
+            nq = 0
+        nq_batch = nq
+        for k in range(n0):
+            Gk = G1T[k]
+            Gk[0] = Gk[1] = Gk[2] = Gk[3] = T(0)
+        gb10 = gb11 = gb12 = gb13 = T(0)
+        gw20 = gw21 = gw22 = gw23 = T(0)
+        gb2 = T(0)
+        batch_cost = 0.0
+        for t in range(start, stop):
+            i = order[t]
+            x = X[i]
+            y = Y[i, 0]
+            # ---- Z[1] = W[1] x + b[1]; A[1] = g(Z[1]), g′(Z[1])
+            z0, z1, z2_, z3 = b10, b11, b12, b13
+            for k in range(n0):
+                xk = x[k]
+                Wk = W1T[k]
+                z0 += Wk[0] * xk
+                z1 += Wk[1] * xk
+                z2_ += Wk[2] * xk
+                z3 += Wk[3] * xk
+            if act == ACT_TANH:  # one branch for the four units: straight-line code LLVM can vectorise (SLP)
+                a0, a1, a2, a3 = ttanh(z0), ttanh(z1), ttanh(z2_), ttanh(z3)
+                g0, g1, g2, g3 = T(1) - a0 * a0, T(1) - a1 * a1, T(1) - a2 * a2, T(1) - a3 * a3
+            elif act == ACT_SIGMOID:
+                a0, a1, a2, a3 = vsigmoid(z0), vsigmoid(z1), vsigmoid(z2_), vsigmoid(z3)
+                g0, g1, g2, g3 = a0 * (T(1) - a0), a1 * (T(1) - a1), a2 * (T(1) - a2), a3 * (T(1) - a3)
+            elif act == ACT_RELU:
+                a0, a1 = (z0 if z0 > T(0) else T(0)), (z1 if z1 > T(0) else T(0))
+                a2, a3 = (z2_ if z2_ > T(0) else T(0)), (z3 if z3 > T(0) else T(0))
+                g0, g1 = (T(1) if z0 > T(0) else T(0)), (T(1) if z1 > T(0) else T(0))
+                g2, g3 = (T(1) if z2_ > T(0) else T(0)), (T(1) if z3 > T(0) else T(0))
+            else:
+                a0, g0 = _act4(z0, act, T(1))
+                a1, g1 = _act4(z1, act, T(1))
+                a2, g2 = _act4(z2_, act, T(1))
+                a3, g3 = _act4(z3, act, T(1))
+            a0, a1, a2, a3 = a0 * m0, a1 * m1, a2 * m2, a3 * m3  # padded units: A[1] = 0
+            # ---- Z[2] = W[2] A[1] + b[2], A[2]; the cost (queued if provably finite)
+            zo = b2 + ((w20 * a0 + w21 * a1) + (w22 * a2 + w23 * a3))
+            ao = tsigmoid(zo) if out == OUT_SIGMOID else zo  # the output's σ as in _tiny4_epoch (fast)
+            if abs(np.float64(zo)) + abs(np.float64(y)) <= COST_SAFE and nq < COST_CHUNK:
+                Zc[nq] = zo
+                Yc[nq] = y
+                nq += 1
+            else:
+                one[0] = zo
+                one[1] = y
+                batch_cost += cost_loop(one[:1], one[1:], out)
+            # ---- dZ[2] = A[2] − y; dW[2], db[2] (/ n_b); dZ[1] = W[2]ᵀ dZ[2] ∗ g′; dW[1], db[1] (/ n_b),
+            # unscaled until the gradient as in the plain kernel (the same overflows)
+            d = ao - y
+            ds = scale * d
+            gw20 += ds * a0
+            gw21 += ds * a1
+            gw22 += ds * a2
+            gw23 += ds * a3
+            gb2 += ds
+            e0, e1 = scale * ((w20 * d) * g0), scale * ((w21 * d) * g1)
+            e2, e3 = scale * ((w22 * d) * g2), scale * ((w23 * d) * g3)
+            gb10 += e0
+            gb11 += e1
+            gb12 += e2
+            gb13 += e3
+            for k in range(n0):
+                xk = x[k]
+                Gk = G1T[k]
+                Gk[0] += e0 * xk
+                Gk[1] += e1 * xk
+                Gk[2] += e2 * xk
+                Gk[3] += e3 * xk
+        # ---- step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer (padded units are 0)
+        s0 = 0.0
+        for k in range(n0):
+            s0 += _abs_sum(G1T[k], 4)
+        sb0 = abs(np.float64(gb10)) + abs(np.float64(gb11)) + abs(np.float64(gb12)) + abs(np.float64(gb13))
+        s1 = abs(np.float64(gw20)) + abs(np.float64(gw21)) + abs(np.float64(gw22)) + abs(np.float64(gw23))
+        nwb0 = wb0 + lr64 * s0
+        nbb0 = bb0 + lr64 * sb0
+        nwb1 = wb1 + lr64 * s1
+        nbb1 = bb1 + lr64 * abs(np.float64(gb2))
+        if not (np.isfinite(batch_cost) and nwb0 <= limit and nbb0 <= limit and nwb1 <= limit and nbb1 <= limit):
+            nq = nq_batch  # this batch's queued costs dropped
+            resume = start
+            break
+        wb0, bb0, wb1, bb1 = nwb0, nbb0, nwb1, nbb1
+        # ---- W −= α dW, b −= α db
+        for k in range(n0):
+            Wk = W1T[k]
+            Gk = G1T[k]
+            Wk[0] -= lr * Gk[0]
+            Wk[1] -= lr * Gk[1]
+            Wk[2] -= lr * Gk[2]
+            Wk[3] -= lr * Gk[3]
+        b10, b11, b12, b13 = b10 - lr * gb10, b11 - lr * gb11, b12 - lr * gb12, b13 - lr * gb13
+        w20, w21, w22, w23 = w20 - lr * gw20, w21 - lr * gw21, w22 - lr * gw22, w23 - lr * gw23
+        b2 -= lr * gb2
+        total += batch_cost
+    v[0], v[1], v[2], v[3] = b10, b11, b12, b13
+    v[4], v[5], v[6], v[7] = w20, w21, w22, w23
+    for j in range(n1):
+        params[b1o + j] = v[j]
+        params[w2 + j] = v[4 + j]
+        for k in range(n0):
+            params[w1 + j * n0 + k] = W1T[k, j]
+    params[b2o] = b2
+    cnt[0] = nq
+    total += flush_costs(Zc, Yc, cnt, 1, out)
+    _alive(W_own, v_own, queue_own, cnt_own)
     return total, resume
