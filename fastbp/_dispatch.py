@@ -584,17 +584,28 @@ def _threaded(threads: bool | None) -> bool:
 # ========================================================================== running
 
 
-_TINY_ROWS = ("_tiny4_epoch", "_tiny_epoch")
+#: The rows whose kernels form Gram terms x_sᵀx_t (+ 1) of the inputs, and the row with the same
+#: preconditions that runs instead where :func:`tiny_inputs_safe` fails: float32 inputs of
+#: |x| ~ 1e19 overflow x_sᵀx_t where the plain kernel's W[1] x does not (and the correction then
+#: gave a wrong but finite Z[1]).
+_GRAM_ROWS = {
+    "_tiny4_epoch": "_sgd_epoch",
+    "_tiny_epoch": "_sgd_epoch",
+    "_sgd_epoch_blocked": "_sgd_epoch",
+    "_deferred_epoch": "_batch_epoch",
+}
 
 
 _GRAM_BOUND = {np.dtype(t): float(np.finfo(t).max) * TINY_MAX_GRAM_FRACTION for t in (np.float32, np.float64)}
 
 
 def tiny_inputs_safe(X, x_abs_max: float | None = None) -> bool:
-    """Whether the tiny kernels' Gram term stays far from overflow on ``X`` (see
-    :data:`TINY_MAX_GRAM_FRACTION`); ``x_abs_max``: max|X| if the caller knows it already."""
+    """Whether the Gram terms of the tiny, blocked and deferred kernels (:data:`_GRAM_ROWS`) stay
+    far from overflow on ``X`` (see :data:`TINY_MAX_GRAM_FRACTION`); ``x_abs_max``: max|X| if the
+    caller knows it already."""
     if x_abs_max is None:
         x_abs_max = max(X.max(), -X.min()) if X.size else 0.0
+    x_abs_max = float(x_abs_max)  # a float32 max squared overflows (a warning) where the test is clear
     return x_abs_max * x_abs_max * (X.shape[1] + 1) <= _GRAM_BOUND[X.dtype]
 
 
@@ -622,8 +633,8 @@ def run_epoch(
 
     The kernel is :func:`select_epoch`'s choice (custom activations and
     ``NUMBA_DISABLE_JIT=1`` run the plain kernel: the fast ones use Numba intrinsics with
-    no pure-Python form; inputs too large for the tiny kernels' Gram term run ``_sgd_epoch``,
-    see :func:`tiny_inputs_safe`, given ``x_abs_max`` = max|X| if known); ``epoch``
+    no pure-Python form; inputs too large for a Gram term run a row without one,
+    see :data:`_GRAM_ROWS` and :func:`tiny_inputs_safe`, given ``x_abs_max`` = max|X| if known); ``epoch``
     forces a registered kernel by name (``ValueError`` if
     its preconditions do not hold), for tests and benchmarks.  If a fast kernel stops
     before a step it cannot prove safe, the rest of the epoch runs in the plain kernel,
@@ -648,8 +659,8 @@ def run_epoch(
             epoch = PLAIN
         else:
             epoch = select_epoch(sizes, batch_size, out, act, threads, weighted=weighted)
-            if epoch in _TINY_ROWS and not tiny_inputs_safe(X, x_abs_max):
-                epoch = "_sgd_epoch"  # same preconditions (batch 1, no weights), no Gram term
+            if epoch in _GRAM_ROWS and not tiny_inputs_safe(X, x_abs_max):
+                epoch = _GRAM_ROWS[epoch]  # the same preconditions, no Gram term
     elif epoch != PLAIN:
         _check_forced(epoch, FAST_EPOCHS, sizes, batch_size, out, act, threads, weighted)
     w = _weights(sw, params.dtype)

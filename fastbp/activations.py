@@ -143,8 +143,8 @@ def times_derivative_loop(d, z, a, n, act):
         for k in range(n):
             d[k] *= a[k] * (T(1) - a[k])
     elif act == ACT_RELU:
-        for k in range(n):
-            d[k] = d[k] if z[k] > T(0) else T(0)
+        for k in range(n):  # times g′ ∈ {0, 1}, not a select: inf · 0 is NaN, as in the plain kernel
+            d[k] *= T(1) if z[k] > T(0) else T(0)
     elif act == ACT_LEAKY_RELU:
         for k in range(n):
             d[k] = d[k] if z[k] > T(0) else d[k] * T(LEAKY_SLOPE)

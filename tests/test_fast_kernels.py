@@ -237,6 +237,111 @@ def test_non_finite_start_fails_first_step(dtype):
     np.testing.assert_array_equal(p, p0)
 
 
+# ---------------------------------------------------------------- saturated units, huge terms
+
+
+def _one_case(sizes, dtype, W, b):
+    lay = Layout(sizes)
+    return lay, lay.pack([np.asarray(w, dtype) for w in W], [np.asarray(v, dtype) for v in b], np.dtype(dtype))
+
+
+def _saturated_tanh(n1):  # Z[1] = 8.5 on a raw-scale input: float32 tanh within 1e-7 of 1
+    X = np.zeros((8, 2), np.float32)
+    X[:, 0] = 1e4
+    W1 = np.zeros((n1, 2))
+    W1[:, 0] = 8.5e-4
+    return [2, n1, 1], "tanh", "identity", [W1, np.full((1, n1), 0.5)], [np.zeros(n1), np.zeros(1)], X, 4
+
+
+def _saturated_sigmoid_output():  # Z[2] = −17 on a raw-scale input: σ ≈ 4e-8, not 0
+    X = np.zeros((8, 2), np.float32)
+    X[:, 0] = 1e4
+    W1 = np.zeros((4, 2))
+    W1[:, 0] = 1e-4
+    return [2, 4, 1], "identity", "sigmoid", [W1, np.ones((1, 4))], [np.zeros(4), np.full(1, -21.0)], X, 4
+
+
+SATURATED = {
+    "tanh 2-5-1": _saturated_tanh(5),
+    "tanh 2-4-1": _saturated_tanh(4),
+    "sigmoid output 2-4-1": _saturated_sigmoid_output(),
+}
+
+
+@pytest.mark.parametrize("case", SATURATED, ids=str)
+def test_saturated_units_on_raw_inputs_agree_with_plain(case):
+    """Units a hair from saturation times raw-scale inputs (1e4): the dispatcher's kernel moves W[1]
+    as the plain kernel does (float32's low-latency tanh and σ were off there by up to 6x in g′)."""
+    sizes, act, out, W, b, X, bs = SATURATED[case]
+    lay, p0 = _one_case(sizes, np.float32, W, b)
+    Y = np.zeros((X.shape[0], 1), np.float32)
+    order = np.arange(X.shape[0], dtype=np.int64)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    res = fast_epoch(p_fast, lay.sizes, X, Y, order, bs, np.float32(0.1), ACT_CODES[act], OUT_CODES[out])
+    ref = plain_epoch(p_plain, lay.sizes, X, Y, order, bs, np.float32(0.1), ACT_CODES[act], OUT_CODES[out])
+    assert res[1] == ref[1] == -1
+    assert_agree((res[0], p_fast), (ref[0], p_plain), np.float32, case)
+
+
+#: A unit with g′ = 0 (saturated tanh or σ, switched-off relu) and a target so large that
+#: W[2]ᵀ dZ[2] overflows: the plain kernel's dZ[1] = inf · 0 = NaN, and it refuses the batch.
+OVERFLOW_TIMES_ZERO = [
+    (np.float32, "tanh", 100.0, 1e38),
+    (np.float32, "sigmoid", 100.0, 1e38),
+    (np.float32, "relu", -1.0, 1e38),
+    (np.float64, "tanh", 100.0, 1e307),
+    (np.float64, "sigmoid", 100.0, 1e307),
+    (np.float64, "relu", -1.0, 1e307),
+]
+GRADIENT_DESCENT_BATCH_KERNELS = [
+    "_tiny4_batch_epoch",
+    "_tiny_batch_epoch",
+    "_deferred_epoch",
+    "_columns_epoch",
+    "_batch_epoch",
+]
+
+
+@pytest.mark.parametrize("kernel", GRADIENT_DESCENT_BATCH_KERNELS)
+@pytest.mark.parametrize("dtype, act, w1, y", OVERFLOW_TIMES_ZERO, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_an_overflow_times_a_zero_slope_fails_the_batch_as_plain(kernel, dtype, act, w1, y):
+    lay, p0 = _one_case([1, 1, 1], dtype, [[[w1]], [[10.0]]], [[0.0], [0.0]])
+    X = np.ones((2, 1), dtype)
+    Y = np.array([[y], [0.0]], dtype)
+    order = np.arange(2, dtype=np.int64)
+    lr = dtype(0.1)
+    p_fast, p_plain = p0.copy(), p0.copy()
+    res = fast_epoch(p_fast, lay.sizes, X, Y, order, 2, lr, ACT_CODES[act], OUT_CODES["identity"], epoch=kernel)
+    ref = plain_epoch(p_plain, lay.sizes, X, Y, order, 2, lr, ACT_CODES[act], OUT_CODES["identity"])
+    assert res[1] == ref[1] == 0
+    np.testing.assert_array_equal(p_fast, p0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 8], ids=["per-example (blocked)", "batch 8 (deferred)"])
+def test_inputs_too_large_for_a_gram_term_run_a_kernel_without_one(batch_size):
+    """float32 inputs of 1e19: x_sᵀx_t overflows where the plain kernel's W[1] x does not; the
+    dispatcher runs the row without Gram terms (and agrees with the plain kernel)."""
+    n0 = 8192  # W[1] of 16,384 weights: the blocked per-example and the deferred batch kernels
+    W1 = np.zeros((2, n0))
+    W1[:, 0] = 1e-19
+    W1[:, 1] = -1e-10
+    lay, p0 = _one_case([n0, 2, 1], np.float32, [W1, np.full((1, 2), 1e-30)], [np.zeros(2), np.zeros(1)])
+    X = np.zeros((16, n0), np.float32)
+    X[4, 0] = 1e19
+    X[8, 0], X[8, 1] = 4e19, 1e18
+    Y = np.full((16, 1), 0.5, np.float32)
+    order = np.arange(16, dtype=np.int64)
+    assert (
+        _dispatch.select_epoch(lay.sizes, batch_size, OUT_CODES["identity"], ACT_CODES["tanh"]) in _dispatch._GRAM_ROWS
+    )
+    p_fast, p_plain = p0.copy(), p0.copy()
+    args = (order, batch_size, np.float32(0.1), ACT_CODES["tanh"], OUT_CODES["identity"])
+    res = fast_epoch(p_fast, lay.sizes, X, Y, *args)
+    ref = plain_epoch(p_plain, lay.sizes, X, Y, *args)
+    assert res[1] == ref[1]
+    assert_agree((res[0], p_fast), (ref[0], p_plain), np.float32)
+
+
 # ------------------------------------------------------------------------------ memory
 
 

@@ -55,8 +55,8 @@ from numba.extending import overload, register_jitable
 
 from .._jit import OVERLOAD_OPTIONS, jit_inner, jit_vec
 from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, LEAKY_SLOPE
-from ..losses import OUT_EXP, OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs
-from ..vmath import _as_float, vexp, vsigmoid
+from ..losses import OUT_EXP, OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs, output_loop
+from ..vmath import _as_float, vexp, vsigmoid, vtanh
 from ._common import COST_CHUNK, COST_SAFE, _abs_max, _abs_sum, _alive, _borrowed
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
@@ -653,11 +653,13 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
     then per batch the step bound of :func:`fastbp._fast.batch._batch_epoch` (per layer
     max|W| + α Σ|dW| below ``limit``) and W −= α dW.  Costs that are provably finite are
     queued and computed :data:`COST_CHUNK` at a time, the queue flushed only between batches
-    (a failing batch's queued costs are dropped).  σ is vmath's accurate form (as in the plain
-    kernel), not the low-latency :func:`tsigmoid`, which is exactly 0 or 1 beyond |x| ≈ 18 in
-    float32: after a large step a saturated unit's σ′ ~ 1e-8 times a large dZ still moves W[1]
-    in the plain kernel (``test_divergence_later_stops_at_the_same_step_as_plain``), and
-    nothing here waits on σ's latency."""
+    (a failing batch's queued costs are dropped).  tanh and σ are vmath's accurate forms (as in
+    the plain kernel), not the low-latency :func:`ttanh`, :func:`tsigmoid` of the per-example
+    kernels: nothing here waits on their latency, and in float32 those are off where a unit
+    saturates (:func:`ttanh` is the constant 1 − 3.6e-7 on 7.9 ≤ |x| < 9.01, :func:`tsigmoid`
+    exactly 0 below x ≈ −18), so that g′ and σ times raw-scale inputs or a large dZ moved W[1]
+    where the plain kernel's did not, or not as far (``tests/test_fast_kernels.py``, saturated
+    units)."""
     T = params.dtype.type
     n0, n1, n2 = sizes[0], sizes[1], sizes[2]
     q = 4 if params.itemsize == 4 else 16  # lanes as in _tiny_epoch
@@ -725,6 +727,7 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
         for j in range(H):
             gb1[j] = T(0)
         batch_cost = 0.0
+        da = 0.0  # Σ|dA[1]| in float64: infinite if W[2]ᵀ dZ[2] overflowed (the plain kernel's NaN)
         for t in range(start, stop):
             i = order[t]
             x = X[i]
@@ -739,7 +742,7 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
                     z1[j] += Wk[j] * xk
             if act == ACT_TANH:
                 for j in range(H):
-                    a = ttanh(z1[j])
+                    a = vtanh(z1[j])
                     a1[j] = a
                     d1[j] = T(1) - a * a
             elif act == ACT_SIGMOID:
@@ -770,29 +773,7 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
                 for j in range(H):
                     s += W2o[j] * a1[j]
                 z2[o] = s
-            if out == OUT_SIGMOID:
-                for o in range(n2):
-                    a2[o] = vsigmoid(z2[o])
-            elif out == OUT_SOFTMAX:
-                zmax = z2[0]
-                for o in range(1, n2):
-                    zmax = z2[o] if z2[o] > zmax else zmax
-                tot = T(0)
-                for o in range(n2):
-                    e = vexp(z2[o] - zmax)
-                    a2[o] = e
-                    tot += e
-                inv = T(1) / tot
-                for o in range(n2):
-                    a2[o] *= inv
-            elif out == OUT_IDENTITY:
-                for o in range(n2):
-                    a2[o] = z2[o]
-            elif out == OUT_EXP:
-                for o in range(n2):
-                    a2[o] = vexp(z2[o])
-            else:
-                raise ValueError("_tiny_batch_epoch: unknown output code")
+            output_loop(z2, a2, out)  # σ, softmax, identity or e^z, as the plain kernel's
             # ---- the cost (provably finite: queued; else now); dZ[2] = A[2] − Y
             sz = 0.0
             for o in range(n2):
@@ -818,6 +799,7 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
                 G20[j] += ds * a1[j]
                 for o in range(1, n2):
                     s += W2[o, j] * d2[o]
+                da += abs(np.float64(s))  # dA[1]_j finite? (see _tiny4_batch_epoch)
                 d1[j] = scale * (s * d1[j])
             for o in range(1, n2):
                 G2o = G2[o]
@@ -845,7 +827,8 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
         nbb0 = bb0 + lr64 * _abs_sum(gb1, H)
         nwb1 = wb1 + lr64 * s1
         nbb1 = bb1 + lr64 * _abs_sum(gb2, n2)
-        if not (np.isfinite(batch_cost) and nwb0 <= limit and nbb0 <= limit and nwb1 <= limit and nbb1 <= limit):
+        ok = np.isfinite(batch_cost) and np.isfinite(da)
+        if not (ok and nwb0 <= limit and nbb0 <= limit and nwb1 <= limit and nbb1 <= limit):
             nq = nq_batch  # this batch's queued costs dropped
             resume = start
             break
@@ -885,10 +868,11 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
     :func:`_tiny4_epoch` is for per-example SGD: the four units, W[2], b[2] and their
     gradients are scalars (registers), W[1]ᵀ and dW[1]ᵀ n_0 × 4 arrays; same results and
     contract.  Within a batch the examples depend on each other only through the gradient
-    sums, so the core overlaps them (per-example SGD waits for each update).  A hidden σ is
-    vmath's accurate form (see :func:`_tiny_batch_epoch`), the output's σ the low-latency
-    :func:`tsigmoid` of :func:`_tiny4_epoch` (2-4-1 float32 at batch 8: 20.9 M → 24.7 M
-    examples/s; the divergence and agreement tests hold with it)."""
+    sums, so the core overlaps them (per-example SGD waits for each update).  tanh and σ are
+    vmath's accurate forms (see :func:`_tiny_batch_epoch`).  W[2]_j dZ[2] is checked finite for
+    every example: the plain kernel forms dA[1] = W[2]ᵀ dZ[2] first, so an overflow there times a
+    saturated unit's g′ = 0 is NaN and refuses the batch, while the product
+    α (W[2]_j dZ[2]) g′_j / n_b, reassociated (fastmath), could give 0."""
     T = params.dtype.type
     n0, n1 = sizes[0], sizes[1]
     X = _borrowed(X)
@@ -944,6 +928,7 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
         gw20 = gw21 = gw22 = gw23 = T(0)
         gb2 = T(0)
         batch_cost = 0.0
+        da = 0.0  # Σ|dA[1]| in float64: infinite if some W[2]_j dZ[2] overflowed (the plain kernel's NaN)
         for t in range(start, stop):
             i = order[t]
             x = X[i]
@@ -958,7 +943,7 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
                 z2_ += Wk[2] * xk
                 z3 += Wk[3] * xk
             if act == ACT_TANH:  # one branch for the four units: straight-line code LLVM can vectorise (SLP)
-                a0, a1, a2, a3 = ttanh(z0), ttanh(z1), ttanh(z2_), ttanh(z3)
+                a0, a1, a2, a3 = vtanh(z0), vtanh(z1), vtanh(z2_), vtanh(z3)
                 g0, g1, g2, g3 = T(1) - a0 * a0, T(1) - a1 * a1, T(1) - a2 * a2, T(1) - a3 * a3
             elif act == ACT_SIGMOID:
                 a0, a1, a2, a3 = vsigmoid(z0), vsigmoid(z1), vsigmoid(z2_), vsigmoid(z3)
@@ -976,7 +961,7 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
             a0, a1, a2, a3 = a0 * m0, a1 * m1, a2 * m2, a3 * m3  # padded units: A[1] = 0
             # ---- Z[2] = W[2] A[1] + b[2], A[2]; the cost (queued if provably finite)
             zo = b2 + ((w20 * a0 + w21 * a1) + (w22 * a2 + w23 * a3))
-            ao = tsigmoid(zo) if out == OUT_SIGMOID else zo  # the output's σ as in _tiny4_epoch (fast)
+            ao = vsigmoid(zo) if out == OUT_SIGMOID else zo
             if abs(np.float64(zo)) + abs(np.float64(y)) <= COST_SAFE and nq < COST_CHUNK:
                 Zc[nq] = zo
                 Yc[nq] = y
@@ -994,8 +979,10 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
             gw22 += ds * a2
             gw23 += ds * a3
             gb2 += ds
-            e0, e1 = scale * ((w20 * d) * g0), scale * ((w21 * d) * g1)
-            e2, e3 = scale * ((w22 * d) * g2), scale * ((w23 * d) * g3)
+            h0, h1, h2, h3 = w20 * d, w21 * d, w22 * d, w23 * d  # dA[1] = W[2]ᵀ dZ[2]
+            da = da + (abs(np.float64(h0)) + abs(np.float64(h1))) + (abs(np.float64(h2)) + abs(np.float64(h3)))
+            e0, e1 = scale * (h0 * g0), scale * (h1 * g1)
+            e2, e3 = scale * (h2 * g2), scale * (h3 * g3)
             gb10 += e0
             gb11 += e1
             gb12 += e2
@@ -1017,7 +1004,8 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
         nbb0 = bb0 + lr64 * sb0
         nwb1 = wb1 + lr64 * s1
         nbb1 = bb1 + lr64 * abs(np.float64(gb2))
-        if not (np.isfinite(batch_cost) and nwb0 <= limit and nbb0 <= limit and nwb1 <= limit and nbb1 <= limit):
+        ok = np.isfinite(batch_cost) and np.isfinite(da)
+        if not (ok and nwb0 <= limit and nbb0 <= limit and nwb1 <= limit and nbb1 <= limit):
             nq = nq_batch  # this batch's queued costs dropped
             resume = start
             break
