@@ -111,11 +111,11 @@ SPLIT_MIN_WEIGHTS = 2048
 #: nets of at most TINY_NARROW_INPUTS inputs).  Measured with ``taskset -c 1 python
 #: tools/columns_sweep.py --nets 2-4-1 8-8-1 16-4-1 5-16-3 --batches 2 4 8 16 32``
 #: (docs/performance-kernels.md): 1.2-7x the column kernel and ``_batch_epoch`` at batch 2-4 on
-#: all four; at batch 8, 1.25-2.5x on 2-4-1 but 0.66-0.70x on 8-8-1 and 16-4-1 in float64; at 16 on
-#: 2-4-1, 1.4x in float32 and level in float64 (1.08-1.10x per-example SGD, which the column
-#: kernel is not in float32); the column kernel wins from 32.
+#: all four; at batch 8, 1.4-1.8x on 2-4-1 but 0.66-0.70x on 8-8-1 and 16-4-1 in float64; from 16
+#: the column kernel wins (2-4-1 with vmath's accurate tanh and σ, which the tiny batch kernels
+#: use: 0.96x in float32, 0.70x in float64 at 16).
 TINY_MAX_BATCH = 4
-TINY_MAX_BATCH_NARROW = 16
+TINY_MAX_BATCH_NARROW = 8
 TINY_NARROW_INPUTS = 4
 
 #: Short mini-batches on nets with a wide W[1] run ``_deferred_epoch`` (each batch's W[1] update

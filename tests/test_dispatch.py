@@ -64,8 +64,8 @@ def _requiring(row):
         ([2, 4, 3, 1], 1, "sigmoid", None, "_sgd_epoch"),
         ([32, 32, 1], 1, "sigmoid", None, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 1, "sigmoid", None, "_sgd_epoch"),
-        ([4, 4, 1], 16, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY_MAX_BATCH_NARROW, TINY_NARROW_INPUTS
-        ([4, 4, 1], 17, "sigmoid", None, "_columns_epoch"),
+        ([4, 4, 1], 8, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY_MAX_BATCH_NARROW, TINY_NARROW_INPUTS
+        ([4, 4, 1], 9, "sigmoid", None, "_columns_epoch"),
         ([5, 4, 1], 4, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY_MAX_BATCH
         ([5, 4, 1], 5, "sigmoid", None, "_columns_epoch"),
         ([2, 4, 1], 2, "softmax", None, "_tiny_batch_epoch"),  # softmax: not the four-unit kernel
