@@ -53,7 +53,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload, register_jitable
 
-from .._jit import OVERLOAD_OPTIONS, jit_inner, jit_vec
+from .._jit import OVERLOAD_OPTIONS, jit_inline, jit_inner, jit_vec
 from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, LEAKY_SLOPE
 from ..losses import OUT_EXP, OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs, output_loop
 from ..vmath import _as_float, vexp, vsigmoid, vtanh
@@ -212,6 +212,40 @@ def _ov_tsigmoid(x):
 # ============================================================================ kernel
 
 
+@jit_inline
+def _lanes_from_params(params, n0, n1, n2, W1T, b1, mask, W2, b2):
+    """The parameters into the lane layout of :func:`_tiny_epoch` and :func:`_tiny_batch_epoch`:
+    W1T[k, j] = W[1]_jk, b1[j], W2[o, j] = W[2]_oj, b2, and mask[j] = 1 for the n_1 real units
+    (the padded lanes, zero on entry, stay zero)."""
+    T = params.dtype.type
+    w2 = n1 * n0 + n1
+    b2o = w2 + n2 * n1
+    for j in range(n1):
+        mask[j] = T(1)
+        b1[j] = params[n1 * n0 + j]
+        for k in range(n0):
+            W1T[k, j] = params[j * n0 + k]
+        for o in range(n2):
+            W2[o, j] = params[w2 + o * n1 + j]
+    for o in range(n2):
+        b2[o] = params[b2o + o]
+
+
+@jit_inline
+def _lanes_to_params(params, n0, n1, n2, W1T, b1, W2, b2):
+    """The lane layout back into the parameter buffer (:func:`_lanes_from_params`'s inverse)."""
+    w2 = n1 * n0 + n1
+    b2o = w2 + n2 * n1
+    for j in range(n1):
+        params[n1 * n0 + j] = b1[j]
+        for k in range(n0):
+            params[j * n0 + k] = W1T[k, j]
+        for o in range(n2):
+            params[w2 + o * n1 + j] = W2[o, j]
+    for o in range(n2):
+        params[b2o + o] = b2[o]
+
+
 @jit_vec
 def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     """Per-example SGD over ``order`` for an n_0-n_1-n_2 net (n_1 ≤ LANES); returns
@@ -254,15 +288,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     Zc, Yc = queue[0], queue[1]
     cnt_own = np.zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
-    for j in range(n1):
-        mask[j] = T(1)
-        b1[j] = params[b1o + j]
-        for k in range(n0):
-            W1T[k, j] = params[w1 + j * n0 + k]
-        for o in range(n2):
-            W2[o, j] = params[w2 + o * n1 + j]
-    for o in range(n2):
-        b2[o] = params[b2o + o]
+    _lanes_from_params(params, n0, n1, n2, W1T, b1, mask, W2, b2)
     m = order.shape[0]
     total = 0.0
     resume = -1
@@ -419,14 +445,7 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             Wk[j] -= c[j] * xk
     for j in range(Hc):
         b1[j] -= c[j]
-    for j in range(n1):
-        params[b1o + j] = b1[j]
-        for k in range(n0):
-            params[w1 + j * n0 + k] = W1T[k, j]
-        for o in range(n2):
-            params[w2 + o * n1 + j] = W2[o, j]
-    for o in range(n2):
-        params[b2o + o] = b2[o]
+    _lanes_to_params(params, n0, n1, n2, W1T, b1, W2, b2)
     cnt[0] = nq
     total += flush_costs(Zc, Yc, cnt, n2, out)
     _alive(lanes_own, outs_own, queue_own, cnt_own)
@@ -694,15 +713,7 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
     Zc, Yc = queue[0], queue[1]
     cnt_own = np.zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
-    for j in range(n1):
-        mask[j] = T(1)
-        b1[j] = params[b1o + j]
-        for k in range(n0):
-            W1T[k, j] = params[w1 + j * n0 + k]
-        for o in range(n2):
-            W2[o, j] = params[w2 + o * n1 + j]
-    for o in range(n2):
-        b2[o] = params[b2o + o]
+    _lanes_from_params(params, n0, n1, n2, W1T, b1, mask, W2, b2)
     m = order.shape[0]
     total = 0.0
     resume = -1
@@ -848,14 +859,7 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
                 W2o[j] -= lr * G2o[j]
             b2[o] -= lr * gb2[o]
         total += batch_cost
-    for j in range(n1):
-        params[b1o + j] = b1[j]
-        for k in range(n0):
-            params[w1 + j * n0 + k] = W1T[k, j]
-        for o in range(n2):
-            params[w2 + o * n1 + j] = W2[o, j]
-    for o in range(n2):
-        params[b2o + o] = b2[o]
+    _lanes_to_params(params, n0, n1, n2, W1T, b1, W2, b2)
     cnt[0] = nq
     total += flush_costs(Zc, Yc, cnt, n2, out)
     _alive(lanes_own, outs_own, queue_own, cnt_own)
