@@ -455,6 +455,30 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
 # ==================================================== n_1 ≤ 4 units, one output: all in registers
 
 
+@jit_inline
+def _four_from_params(params, n0, n1, W1T, v):
+    """The parameters into the layout of :func:`_tiny4_epoch` and :func:`_tiny4_batch_epoch`:
+    W1T[k, j] = W[1]_jk, v[0:4] = b[1], v[4:8] = W[2], v[8:12] = 1 for the n_1 real units
+    (padded units, zero on entry, stay zero); b[2] is read by the caller."""
+    T = params.dtype.type
+    for j in range(n1):
+        v[j] = params[n1 * n0 + j]
+        v[4 + j] = params[n1 * n0 + n1 + j]
+        v[8 + j] = T(1)
+        for k in range(n0):
+            W1T[k, j] = params[j * n0 + k]
+
+
+@jit_inline
+def _four_to_params(params, n0, n1, W1T, v):
+    """W[1], b[1], W[2] back from that layout (:func:`_four_from_params`'s inverse)."""
+    for j in range(n1):
+        params[n1 * n0 + j] = v[j]
+        params[n1 * n0 + n1 + j] = v[4 + j]
+        for k in range(n0):
+            params[j * n0 + k] = W1T[k, j]
+
+
 @jit_inner
 def _act4(z, act, lr):
     """(g(z), α g'(z)) for one hidden unit (the caller's branch on ``act`` is loop-invariant)."""
@@ -501,12 +525,7 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     Zc, Yc = queue[0], queue[1]
     cnt_own = np.zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
-    for j in range(n1):
-        v[j] = params[b1o + j]
-        v[4 + j] = params[w2 + j]
-        v[8 + j] = T(1)
-        for k in range(n0):
-            W1T[k, j] = params[w1 + j * n0 + k]
+    _four_from_params(params, n0, n1, W1T, v)
     b10, b11, b12, b13 = v[0], v[1], v[2], v[3]
     w20, w21, w22, w23 = v[4], v[5], v[6], v[7]
     m0, m1, m2, m3 = v[8], v[9], v[10], v[11]
@@ -634,11 +653,7 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         Wk[3] -= c3 * xk
     v[0], v[1], v[2], v[3] = b10 - c0, b11 - c1, b12 - c2, b13 - c3
     v[4], v[5], v[6], v[7] = w20, w21, w22, w23
-    for j in range(n1):
-        params[b1o + j] = v[j]
-        params[w2 + j] = v[4 + j]
-        for k in range(n0):
-            params[w1 + j * n0 + k] = W1T[k, j]
+    _four_to_params(params, n0, n1, W1T, v)
     params[b2o] = b2
     cnt[0] = nq
     total += flush_costs(Zc, Yc, cnt, 1, out)
@@ -901,12 +916,7 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
     Zc, Yc = queue[0], queue[1]
     cnt_own = np.zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
-    for j in range(n1):
-        v[j] = params[b1o + j]
-        v[4 + j] = params[w2 + j]
-        v[8 + j] = T(1)
-        for k in range(n0):
-            W1T[k, j] = params[w1 + j * n0 + k]
+    _four_from_params(params, n0, n1, W1T, v)
     b10, b11, b12, b13 = v[0], v[1], v[2], v[3]
     w20, w21, w22, w23 = v[4], v[5], v[6], v[7]
     m0, m1, m2, m3 = v[8], v[9], v[10], v[11]
@@ -1028,11 +1038,7 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
         total += batch_cost
     v[0], v[1], v[2], v[3] = b10, b11, b12, b13
     v[4], v[5], v[6], v[7] = w20, w21, w22, w23
-    for j in range(n1):
-        params[b1o + j] = v[j]
-        params[w2 + j] = v[4 + j]
-        for k in range(n0):
-            params[w1 + j * n0 + k] = W1T[k, j]
+    _four_to_params(params, n0, n1, W1T, v)
     params[b2o] = b2
     cnt[0] = nq
     total += flush_costs(Zc, Yc, cnt, 1, out)
