@@ -245,12 +245,12 @@ def _one_case(sizes, dtype, W, b):
     return lay, lay.pack([np.asarray(w, dtype) for w in W], [np.asarray(v, dtype) for v in b], np.dtype(dtype))
 
 
-def _saturated_tanh(n1):  # Z[1] = 8.5 on a raw-scale input: float32 tanh within 1e-7 of 1
+def _saturated_tanh(n1, z1):  # Z[1] = z1 on a raw-scale input: float32 tanh within a few ulp of 1
     X = np.zeros((8, 2), np.float32)
     X[:, 0] = 1e4
     W1 = np.zeros((n1, 2))
-    W1[:, 0] = 8.5e-4
-    return [2, n1, 1], "tanh", "identity", [W1, np.full((1, n1), 0.5)], [np.zeros(n1), np.zeros(1)], X, 4
+    W1[:, 0] = z1 * 1e-4
+    return [2, n1, 1], "tanh", "identity", [W1, np.full((1, n1), 0.5)], [np.zeros(n1), np.zeros(1)], X
 
 
 def _saturated_sigmoid_output():  # Z[2] = −17 on a raw-scale input: σ ≈ 4e-8, not 0
@@ -258,21 +258,26 @@ def _saturated_sigmoid_output():  # Z[2] = −17 on a raw-scale input: σ ≈ 4e
     X[:, 0] = 1e4
     W1 = np.zeros((4, 2))
     W1[:, 0] = 1e-4
-    return [2, 4, 1], "identity", "sigmoid", [W1, np.ones((1, 4))], [np.zeros(4), np.full(1, -21.0)], X, 4
+    return [2, 4, 1], "identity", "sigmoid", [W1, np.ones((1, 4))], [np.zeros(4), np.full(1, -21.0)], X
 
 
 SATURATED = {
-    "tanh 2-5-1": _saturated_tanh(5),
-    "tanh 2-4-1": _saturated_tanh(4),
+    "tanh 2-5-1 at 8.5": _saturated_tanh(5, 8.5),
+    "tanh 2-4-1 at 8.5": _saturated_tanh(4, 8.5),
+    "tanh 2-5-1 at 6.5": _saturated_tanh(5, 6.5),
+    "tanh 2-4-1 at 6.5": _saturated_tanh(4, 6.5),
     "sigmoid output 2-4-1": _saturated_sigmoid_output(),
 }
 
 
+@pytest.mark.parametrize("batch_size", [1, 4], ids=["per-example", "batch 4"])
 @pytest.mark.parametrize("case", SATURATED, ids=str)
-def test_saturated_units_on_raw_inputs_agree_with_plain(case):
-    """Units a hair from saturation times raw-scale inputs (1e4): the dispatcher's kernel moves W[1]
-    as the plain kernel does (float32's low-latency tanh and σ were off there by up to 6x in g′)."""
-    sizes, act, out, W, b, X, bs = SATURATED[case]
+def test_saturated_units_on_raw_inputs_agree_with_plain(case, batch_size):
+    """Units a hair from saturation times raw-scale inputs (1e4): the dispatcher's kernel (the tiny
+    per-example and batch kernels) moves W[1] as the plain kernel does (float32's rational tanh and
+    ½ tanh(x/2) + ½ were off there by up to 11x in g′)."""
+    sizes, act, out, W, b, X = SATURATED[case]
+    bs = batch_size
     lay, p0 = _one_case(sizes, np.float32, W, b)
     Y = np.zeros((X.shape[0], 1), np.float32)
     order = np.arange(X.shape[0], dtype=np.int64)

@@ -34,12 +34,33 @@ def _sigmoid_array(x, out):
         out[i] = fast_tiny.tsigmoid(x[i])
 
 
+@njit(**_OPTS)
+def _tanh_scalar_array(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fast_tiny.ttanh_scalar(x[i])
+
+
+@njit(**_OPTS)
+def _sigmoid_scalar_array(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fast_tiny.tsigmoid_scalar(x[i])
+
+
+#: The tiny kernels' activations: form -> (the loop that applies it to an array, the function's name).
+FORMS = {
+    "ttanh": (_tanh_array, "tanh"),
+    "ttanh_scalar": (_tanh_scalar_array, "tanh"),
+    "tsigmoid": (_sigmoid_array, "sigmoid"),
+    "tsigmoid_scalar": (_sigmoid_scalar_array, "sigmoid"),
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
-def test_activations_against_numpy(name, dtype):
+@pytest.mark.parametrize("form", FORMS)
+def test_activations_against_numpy(form, dtype):
     """Over the whole real line and the edges (NaN, ±inf, ±0, huge, tiny): within the dtype's
-    agreement tolerance (float32: the rational tanh is 1 − 2.4e-7 from 7.9 to 9.01, exactly ±1 beyond)."""
-    fn = _tanh_array if name == "tanh" else _sigmoid_array
+    agreement tolerance (exactly ±1 from where the rounded tanh is ±1)."""
+    fn, name = FORMS[form]
     x = _points(dtype)
     with np.errstate(all="ignore"):
         x64 = x.astype(np.float64)
@@ -50,6 +71,28 @@ def test_activations_against_numpy(name, dtype):
     np.testing.assert_array_equal(np.isnan(out), np.isnan(desired))
     finite = ~np.isnan(desired)
     _check(out[finite], np.where(np.isinf(desired), np.sign(desired), desired)[finite].astype(dtype), dtype)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_float32_tails_are_within_a_few_ulp(form):
+    """On the tails, where g′ = 1 − tanh² or σ(1 − σ) is a few ulp of 1 (or σ itself is tiny), the
+    float32 forms are within 2 ulp of the correctly rounded tanh and 4.5 ulp of σ, as vmath's, the
+    plain kernel's, are (the rational tanh alone was 5.5 ulp off there, so g′ up to 11x;
+    ½ tanh(x/2) + ½ gave σ(−18) = 0).  In between, the scalar forms' rational is within 3e-7 (g′
+    within 6e-5 where |x| < 3)."""
+    fn, name = FORMS[form]
+    ulps = 2 if name == "tanh" else 4.5
+    split = fast_tiny.TANH_SPLIT if name == "tanh" else 2 * fast_tiny.TANH_SPLIT
+    end = 12 if name == "tanh" else 80
+    x = np.linspace(-end, end, 1_600_001, dtype=np.float32)
+    mine = np.empty_like(x)
+    fn(x, mine)
+    x64 = x.astype(np.float64)
+    exact = np.tanh(x64) if name == "tanh" else 1 / (1 + np.exp(-x64))
+    err = np.abs(mine - exact)
+    tails = np.abs(x) >= split
+    np.testing.assert_array_less(err[tails], ulps * np.spacing(np.abs(exact[tails]).astype(np.float32)))
+    np.testing.assert_array_less(err, 3e-7)
 
 
 @pytest.mark.parametrize("name", ["tanh", "sigmoid"])
@@ -79,11 +122,12 @@ def test_tanh32_keeps_sign_of_zero_and_tiny_inputs():
     assert np.signbit(out[1])
 
 
-@pytest.mark.parametrize("fn", [_tanh_array, _sigmoid_array], ids=["tanh", "sigmoid"])
-def test_float32_activations_have_no_float64_arithmetic(fn):
+@pytest.mark.parametrize("form", FORMS)
+def test_float32_activations_have_no_float64_arithmetic(form):
     """The float32 activations compile to float32 arithmetic only (LLVM IR)."""
     import re
 
+    fn = FORMS[form][0]
     x = np.zeros(8, np.float32)
     fn(x, np.empty_like(x))
     sig = [s for s in fn.signatures if str(s[0].dtype) == "float32"][0]
@@ -239,8 +283,11 @@ def test_tiny_chain_stripped_bound_takes_the_kernels_steps():
 
 
 def test_float32_tanh_and_sigmoid_saturate_exactly_where_the_rounded_tanh_is_one():
-    """From the least float32 whose tanh rounds to 1 (9.0109…), ttanh is exactly ±1 and σ exactly 0 or 1
-    (the rational alone gives ±(1 − 2.4e-7), whose g′ ≈ 4.8e-7 moved W[1] at raw-scale inputs)."""
+    """From the least float32 whose tanh rounds to 1 (9.0109…), ttanh is exactly ±1 (the rational alone
+    gives ±(1 − 2.4e-7), whose g′ ≈ 4.8e-7 moved W[1] at raw-scale inputs); σ is exactly 1 above 18.02
+    and, below −18.02, vmath's σ (1.5e-8 and less: ½ tanh(x/2) + ½ gave 0 there)."""
+    from fastbp import vmath
+
     one = np.float32(fast_tiny.TANH_ONE)
     x = np.array([one, -one, 10, -10, 1e4, -1e6, np.inf, -np.inf, 3e38], np.float32)
     out = np.empty_like(x)
@@ -248,10 +295,15 @@ def test_float32_tanh_and_sigmoid_saturate_exactly_where_the_rounded_tanh_is_one
     np.testing.assert_array_equal(out, np.sign(x))
     below = np.array([np.nextafter(one, np.float32(0))], np.float32)
     _tanh_array(below, below_out := np.empty_like(below))
-    assert below_out[0] < 1 and np.float32(np.tanh(np.float64(below[0]))) < 1
+    # just below, within an ulp of the correctly rounded 1 − 2^−24 (1 − tanh is a hair above 2^−25)
+    assert np.float32(np.tanh(np.float64(below[0]))) == np.float32(1 - 2**-24)
+    assert abs(below_out[0] - np.float32(1 - 2**-24)) <= 2**-24
     with np.errstate(over="ignore"):  # 2 · 3e38 is inf: σ(inf) = 1
         _sigmoid_array(2 * x, out)
-    np.testing.assert_array_equal(out, (x > 0).astype(np.float32))
+        vmath.sigmoid_array(2 * x, accurate := np.empty_like(x))
+    np.testing.assert_array_equal(out[x > 0], 1)
+    assert 1e-8 < accurate[1] < 1.6e-8  # σ(−18.02) ≈ 1.5e-8
+    np.testing.assert_allclose(out[x < 0], accurate[x < 0], rtol=1e-6, atol=0)
     nan = np.array([np.nan], np.float32)
     _tanh_array(nan, nan_out := np.empty_like(nan))
     assert np.isnan(nan_out[0])

@@ -27,14 +27,15 @@ These kernels shorten that chain (measured: ``tools/tiny_chain.py``,
   waits for dZ[1] (the blocked kernel uses the same identity, exact in real
   arithmetic).  In :func:`_tiny4_epoch` the correction is one FMA,
   Z[1] = P − dZ[2]·u with u = (W[2] ∗ α g'(Z[1]))(xᵀx' + 1) prepared before dZ[2] is
-  known, and a σ output is computed from its halved logit (½ W[2], ½ b[2]: exact).
-* **Low-latency activations in float32**: tanh as XLA/Eigen's clamped rational
-  function (numerator and denominator by Estrin's scheme, one division, no range
-  reduction: about half the latency of :func:`fastbp.vmath.vtanh`) and
-  σ(x) = ½ tanh(x/2) + ½ (absolute error ≈ 1 ulp of ½, far inside the float32
-  agreement tolerance; the cost still comes from the logits).  float64 keeps
-  :mod:`fastbp.vmath`'s forms (range reduction, a few ulp) with the degree-16
-  polynomial evaluated by Estrin's scheme (depth 5, not 16 dependent FMAs).
+  known.
+* **Shorter activations, as accurate as the plain kernel's**: :func:`ttanh` and
+  :func:`tsigmoid` are :mod:`fastbp.vmath`'s forms (range reduction, a few ulp, relative
+  accuracy on the tails, where g′ = 1 − tanh² or σ(1 − σ) is itself a few ulp of 1) with the
+  range reduced to [−ln 2/2, ln 2/2] and the polynomial by Estrin's scheme (float32 degree 6-7,
+  float64 16: depth 3 or 5, not 8 or 16 dependent FMAs).  The straight-line scalar code of the
+  four-unit kernels calls :func:`ttanh_scalar`, :func:`tsigmoid_scalar`: behind a branch, the
+  float32 rational tanh of XLA and Eigen (one division, no range reduction: about half the
+  latency) where it is accurate enough for g′ (|x| < 3), the accurate form beyond.
 * **Cheap bookkeeping**: the divergence bounds are four float64 scalars (Σ|A[1]|
   bounded by n_1 for tanh and σ units instead of summed), the costs are queued
   and summed in chunks, as in :func:`fastbp._fast.sgd._sgd_epoch`.
@@ -56,7 +57,7 @@ from numba.extending import overload, register_jitable
 from .._jit import OVERLOAD_OPTIONS, jit_inline, jit_inner, jit_vec
 from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, LEAKY_SLOPE
 from ..losses import OUT_EXP, OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs, output_loop
-from ..vmath import _as_float, vexp, vsigmoid, vtanh
+from ..vmath import _as_float, vexp, vsigmoid
 from ._common import COST_CHUNK, COST_SAFE, _abs_max, _abs_sum, _alive, _borrowed
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
@@ -64,15 +65,26 @@ __all__ = ["LANES", "ttanh", "tsigmoid"]
 #: The most hidden units :func:`_tiny_epoch` takes (the dispatch's ``TINY_MAX_HIDDEN`` is this).
 LANES = 16
 
-# tanh(x) ≈ x·p(x²)/q(x²) on |x| ≤ TANH_CLAMP (beyond it tanh rounds to ±1 in float32; the
-# rational gives ±(1 − 2.4e-7) there), x itself below TANH_TINY: Eigen's and XLA's float32 tanh.
-TANH_CLAMP = 7.90531110763549805
+# tanh(x) ≈ x·p(x²)/q(x²) below TANH_SPLIT, x itself below TANH_TINY: Eigen's and XLA's float32
+# rational tanh (no range reduction: about half the latency of ttanh's form), in ttanh_scalar only.
+# Its absolute error (up to ~5 ulp of 1) is harmless where tanh′ = 1 − tanh² is large, but not near
+# saturation: there g′ is itself a few ulp of 1, and the rational's g′ was off by up to 11x on
+# 7 ≤ |x| < 9 against the correctly rounded tanh (it was used on the whole line until 2026-11-29),
+# which times raw-scale inputs (|x| ~ 1e4) moved W[1] where the plain kernel's saturated units
+# barely move.  Below TANH_SPLIT its g′ is within 6e-5 of the correctly rounded tanh's
+# (tests/test_fast_tiny.py, test_float32_tails_agree_with_vmath_to_an_ulp).
+TANH_SPLIT = 3.0
 TANH_TINY = 0.0004
 # From here on the correctly rounded float32 tanh is exactly ±1 (1 − tanh x ≈ 2e^(−2x) < 2^−25),
-# and the kernel returns exactly ±1 (so g′ = 0 and σ = 0 or 1 exactly, as NumPy's): the
-# rational's ±(1 − 2.4e-7) would leave g′ ≈ 4.8e-7, which times raw-scale inputs (|x| ~ 1e4 to
-# 1e6) moved W[1] by O(1) per step where the NumPy backend's saturated units do not move at all.
+# and the kernel returns exactly ±1 (so g′ = 0 exactly, as NumPy's).
 TANH_ONE = 9.010913848876953  # the least float32 whose tanh rounds to 1
+# e^v = 2^n e^r below 0 (float32, the σ and tanh tails): n = round(v / ln 2), r = v − n ln 2 in
+# [−ln 2 / 2, ln 2 / 2] (Cody–Waite, vmath's split of ln 2), e^r by its Taylor polynomial of
+# degree 7 (truncation error 5e-9) evaluated by Estrin's scheme (depth 3, not 7 dependent FMAs).
+# Below EXP_FLUSH e^v is not a normal float32 and is flushed to 0, as vmath's exp does.
+EXP_FLUSH = -87.33654
+_E7 = tuple(1.0 / math.factorial(k) for k in range(8))  # e^r
+_C6 = tuple(1.0 / math.factorial(k + 1) for k in range(7))  # (e^r − 1)/r
 _P = (
     4.89352455891786e-03,
     6.37261928875436e-04,
@@ -86,48 +98,95 @@ _Q = (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.198258
 
 
 def _tanh32(x):
+    # tanh|x| = e/(e + 2), e = expm1(2|x|) = 2^n (e^r − 1) + (2^n − 1), r = 2|x| − n ln 2 in
+    # [−ln 2 / 2, ln 2 / 2], e^r − 1 = r Σ_k r^k/(k+1)! to degree 6 by Estrin (vmath's form)
     T = np.float32
-    xc = x if x < T(TANH_CLAMP) else T(TANH_CLAMP)
-    xc = xc if xc > T(-TANH_CLAMP) else T(-TANH_CLAMP)
-    s = xc * xc
-    s2 = s * s
-    s4 = s2 * s2
-    # Estrin: p = (p0 + p1 s) + s²(p2 + p3 s) + s⁴((p4 + p5 s) + s² p6), q likewise
-    p = ((T(_P[0]) + T(_P[1]) * s) + s2 * (T(_P[2]) + T(_P[3]) * s)) + s4 * ((T(_P[4]) + T(_P[5]) * s) + s2 * T(_P[6]))
-    q = (T(_Q[0]) + T(_Q[1]) * s) + s2 * (T(_Q[2]) + T(_Q[3]) * s)
-    t = (xc * p) / q
-    t = t if abs(x) < T(TANH_ONE) else (T(1) if x > T(0) else T(-1))  # saturated: exactly ±1
-    return t if abs(x) >= T(TANH_TINY) else x  # x below TANH_TINY (keeps −0.0), and NaN
+    ax = abs(x)
+    y = T(2) * (ax if ax < T(TANH_ONE) else T(TANH_ONE))
+    n = np.floor(y * T(1.4426950408889634) + T(0.5))
+    r = (y - n * T(0.693359375)) - n * T(-2.12194440e-4)
+    r2 = r * r
+    q = ((T(_C6[0]) + T(_C6[1]) * r) + r2 * (T(_C6[2]) + T(_C6[3]) * r)) + (r2 * r2) * (
+        (T(_C6[4]) + T(_C6[5]) * r) + r2 * T(_C6[6])
+    )
+    s = _as_float(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+    e = s * (q * r) + (s - T(1))
+    t = e / (e + T(2))
+    t = t if ax < T(TANH_ONE) else T(1)
+    t = t if x > T(0) else -t
+    return t if ax >= T(TANH_TINY) else x  # x below TANH_TINY (keeps −0.0), and NaN
 
 
 def _sigmoid32(x):
+    # sign-split σ with e = e^(−|x|) ∈ (0, 1]: σ(x) = 1/(1 + e) for x ≥ 0, e/(1 + e) below (relative
+    # error ~1e-7 on both tails, where ½ tanh(x/2) + ½ was off by 1 ulp of ½: σ(−18) came out 0).
+    # e^v = 2^n e^r, n = round(v / ln 2), e^r = Σ_k r^k/k! to degree 7 by Estrin; below EXP_FLUSH
+    # e^v is not a normal float32 and is flushed to 0, as vmath's exp does.
     T = np.float32
-    return T(0.5) * ttanh(T(0.5) * x) + T(0.5)
+    v = -abs(x)
+    vc = v if v > T(EXP_FLUSH) else T(EXP_FLUSH)
+    n = np.floor(vc * T(1.4426950408889634) + T(0.5))
+    r = (vc - n * T(0.693359375)) - n * T(-2.12194440e-4)
+    r2 = r * r
+    p = ((T(_E7[0]) + T(_E7[1]) * r) + r2 * (T(_E7[2]) + T(_E7[3]) * r)) + (r2 * r2) * (
+        (T(_E7[4]) + T(_E7[5]) * r) + r2 * (T(_E7[6]) + T(_E7[7]) * r)
+    )
+    e = p * _as_float(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+    e = e if v >= T(EXP_FLUSH) else T(0)
+    e = e if x == x else x  # NaN in, NaN out
+    return (T(1) if x >= T(0) else e) / (T(1) + e)
 
 
-def _sigmoid_half32(x):
+def _rational_tanh32(x):
+    # |x| < TANH_SPLIT: the rational (Estrin: p = (p0 + p1 s) + s²(p2 + p3 s) + s⁴((p4 + p5 s) + s² p6))
     T = np.float32
-    return T(0.5) * ttanh(x) + T(0.5)
+    s = x * x
+    s2 = s * s
+    s4 = s2 * s2
+    p = ((T(_P[0]) + T(_P[1]) * s) + s2 * (T(_P[2]) + T(_P[3]) * s)) + s4 * ((T(_P[4]) + T(_P[5]) * s) + s2 * T(_P[6]))
+    q = (T(_Q[0]) + T(_Q[1]) * s) + s2 * (T(_Q[2]) + T(_Q[3]) * s)
+    t = (x * p) / q
+    return t if abs(x) >= T(TANH_TINY) else x
 
 
-def _sigmoid_half64(x):
-    return _sigmoid64_jit(np.float64(2.0) * x)
+_rational_tanh32_jit = register_jitable(_rational_tanh32)
+_tanh32_jit = register_jitable(_tanh32)
+_sigmoid32_jit = register_jitable(_sigmoid32)
 
 
-def sigmoid_half(x):
-    """σ(2x), the σ output from its halved logit (float32: ½ tanh(x) + ½, float64: σ(2x))."""
-    return vsigmoid(2 * x)
+def _tanh32_scalar(x):
+    if abs(x) < np.float32(TANH_SPLIT):
+        return _rational_tanh32_jit(x)
+    return _tanh32_jit(x)  # (NaN too)
+
+
+def _sigmoid32_scalar(x):
+    if abs(x) < np.float32(2 * TANH_SPLIT):
+        return np.float32(0.5) * _rational_tanh32_jit(np.float32(0.5) * x) + np.float32(0.5)
+    return _sigmoid32_jit(x)  # (NaN too)
+
+
+def ttanh_scalar(x):
+    """tanh for straight-line scalar code (NumPy's outside Numba; float32: the rational below
+    TANH_SPLIT, ttanh's form beyond, behind a branch; float64: ttanh's)."""
+    return np.tanh(x)
+
+
+def tsigmoid_scalar(x):
+    """σ for straight-line scalar code (NumPy semantics outside Numba; float32: ½ tanh(x/2) + ½ by
+    the rational below 2 TANH_SPLIT, tsigmoid's form beyond, behind a branch; float64: tsigmoid's)."""
+    return vsigmoid(x)
 
 
 def ttanh(x):
-    """tanh for the tiny kernel (NumPy's outside Numba; float32: the rational form, float64: vtanh's
-    form with an Estrin polynomial)."""
+    """tanh for the tiny kernels (NumPy's outside Numba; inside, vtanh's form with the range reduced
+    to [−ln 2/2, ln 2/2] and an Estrin polynomial)."""
     return np.tanh(x)
 
 
 def tsigmoid(x):
-    """σ for the tiny kernel (NumPy semantics outside Numba; float32: ½ tanh(x/2) + ½, float64:
-    vsigmoid's form with an Estrin polynomial)."""
+    """σ for the tiny kernels (NumPy semantics outside Numba; inside, vsigmoid's sign-split form
+    with an Estrin polynomial)."""
     return vsigmoid(x)
 
 
@@ -191,12 +250,21 @@ def _ov_ttanh(x):
     return None
 
 
-@overload(sigmoid_half, jit_options=OVERLOAD_OPTIONS)
-def _ov_sigmoid_half(x):
+@overload(ttanh_scalar, jit_options=OVERLOAD_OPTIONS)
+def _ov_ttanh_scalar(x):
     if x == types.float32:
-        return _sigmoid_half32
+        return _tanh32_scalar
     if x == types.float64:
-        return _sigmoid_half64
+        return _tanh64
+    return None
+
+
+@overload(tsigmoid_scalar, jit_options=OVERLOAD_OPTIONS)
+def _ov_tsigmoid_scalar(x):
+    if x == types.float32:
+        return _sigmoid32_scalar
+    if x == types.float64:
+        return _sigmoid64
     return None
 
 
@@ -530,15 +598,10 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     w20, w21, w22, w23 = v[4], v[5], v[6], v[7]
     m0, m1, m2, m3 = v[8], v[9], v[10], v[11]
     b2 = params[b2o]
-    # The chain from one example to the next, shortened: the output's logit is computed as
-    # s·Z[2] from s·W[2], s·b[2] (s = ½ for σ, so σ(Z[2]) = ½ tanh(s Z[2]) + ½ needs no
-    # extra multiply; powers of 2, so exact), and the next Z[1]'s correction is one FMA,
+    # The chain from one example to the next, shortened: the next Z[1]'s correction is one FMA,
     # Z[1] = P − dZ[2]·u with u = (W[2] ∗ α g'(Z[1]))·(xᵀx' + 1) computed before dZ[2] is known.
     if out != OUT_SIGMOID and out != OUT_IDENTITY:  # (the dispatch never sends a softmax net here)
         raise ValueError("_tiny4_epoch: only a sigmoid or identity output")
-    s = T(0.5) if out == OUT_SIGMOID else T(1)
-    inv_s = T(1) / s
-    h20, h21, h22, h23, h2b = s * w20, s * w21, s * w22, s * w23, s * b2
     c0 = c1 = c2 = c3 = T(0)  # the pending α dZ[1] of the previous example
     u0 = u1 = u2 = u3 = T(0)  # c·(x_prevᵀ x + 1) / dZ[2] of the previous example
     dp = T(0)  # dZ[2] of the previous example
@@ -578,10 +641,10 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         b13 -= c3
         z0, z1, z2_, z3 = p0 - dp * u0, p1 - dp * u1, p2 - dp * u2, p3 - dp * u3
         if act == ACT_TANH:  # one branch for the four units: straight-line code LLVM can vectorise (SLP)
-            a0, a1, a2, a3 = ttanh(z0), ttanh(z1), ttanh(z2_), ttanh(z3)
+            a0, a1, a2, a3 = ttanh_scalar(z0), ttanh_scalar(z1), ttanh_scalar(z2_), ttanh_scalar(z3)
             g0, g1, g2, g3 = lr * (T(1) - a0 * a0), lr * (T(1) - a1 * a1), lr * (T(1) - a2 * a2), lr * (T(1) - a3 * a3)
         elif act == ACT_SIGMOID:
-            a0, a1, a2, a3 = tsigmoid(z0), tsigmoid(z1), tsigmoid(z2_), tsigmoid(z3)
+            a0, a1, a2, a3 = tsigmoid_scalar(z0), tsigmoid_scalar(z1), tsigmoid_scalar(z2_), tsigmoid_scalar(z3)
             g0, g1 = lr * (a0 * (T(1) - a0)), lr * (a1 * (T(1) - a1))
             g2, g3 = lr * (a2 * (T(1) - a2)), lr * (a3 * (T(1) - a3))
         elif act == ACT_RELU:
@@ -598,10 +661,9 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             sa1 = np.float64(n1)
         else:
             sa1 = np.float64((abs(a0) + abs(a1)) + (abs(a2) + abs(a3)))
-        # ---- s Z[2], A[2], dZ[2] = A[2] − Y  (padded lanes: s W[2] = 0)
-        zs = h2b + ((h20 * a0 + h21 * a1) + (h22 * a2 + h23 * a3))
-        d = (sigmoid_half(zs) if out == OUT_SIGMOID else zs) - y
-        z2 = zs * inv_s
+        # ---- Z[2], A[2], dZ[2] = A[2] − Y  (padded lanes: W[2] = 0)
+        z2 = b2 + ((w20 * a0 + w21 * a1) + (w22 * a2 + w23 * a3))
+        d = (tsigmoid_scalar(z2) if out == OUT_SIGMOID else z2) - y
         # ---- the cost (queued when provably finite), the step bound
         deferred = abs(np.float64(z2)) + abs(np.float64(y)) <= COST_SAFE
         cost = 0.0
@@ -641,7 +703,6 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
         w22 -= cd * (a2 * m2)
         w23 -= cd * (a3 * m3)
         b2 -= cd
-        h20, h21, h22, h23, h2b = s * w20, s * w21, s * w22, s * w23, s * b2
         xp = x
     # ---- the pending W[1], b[1] update (c = 0 after a stop), then everything back into params
     for k in range(n0):
@@ -687,13 +748,10 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
     then per batch the step bound of :func:`fastbp._fast.batch._batch_epoch` (per layer
     max|W| + α Σ|dW| below ``limit``) and W −= α dW.  Costs that are provably finite are
     queued and computed :data:`COST_CHUNK` at a time, the queue flushed only between batches
-    (a failing batch's queued costs are dropped).  tanh and σ are vmath's accurate forms (as in
-    the plain kernel), not the low-latency :func:`ttanh`, :func:`tsigmoid` of the per-example
-    kernels: nothing here waits on their latency, and in float32 those are off where a unit
-    saturates (:func:`ttanh` is the constant 1 − 3.6e-7 on 7.9 ≤ |x| < 9.01, :func:`tsigmoid`
-    exactly 0 below x ≈ −18), so that g′ and σ times raw-scale inputs or a large dZ moved W[1]
-    where the plain kernel's did not, or not as far (``tests/test_fast_kernels.py``, saturated
-    units)."""
+    (a failing batch's queued costs are dropped).  tanh and σ are :func:`ttanh` and
+    :func:`tsigmoid`, as accurate as the plain kernel's on the tails (where g′ is a few ulp of 1:
+    the float32 rational tanh alone moved W[1] there, times raw-scale inputs, where the plain
+    kernel's did not; ``tests/test_fast_kernels.py``, saturated units)."""
     T = params.dtype.type
     n0, n1, n2 = sizes[0], sizes[1], sizes[2]
     q = 4 if params.itemsize == 4 else 16  # lanes as in _tiny_epoch
@@ -768,12 +826,12 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
                     z1[j] += Wk[j] * xk
             if act == ACT_TANH:
                 for j in range(H):
-                    a = vtanh(z1[j])
+                    a = ttanh(z1[j])
                     a1[j] = a
                     d1[j] = T(1) - a * a
             elif act == ACT_SIGMOID:
                 for j in range(H):
-                    a = vsigmoid(z1[j])
+                    a = tsigmoid(z1[j])
                     a1[j] = a * mask[j]
                     d1[j] = a * (T(1) - a)
             elif act == ACT_RELU:
@@ -888,7 +946,7 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
     gradients are scalars (registers), W[1]ᵀ and dW[1]ᵀ n_0 × 4 arrays; same results and
     contract.  Within a batch the examples depend on each other only through the gradient
     sums, so the core overlaps them (per-example SGD waits for each update).  tanh and σ are
-    vmath's accurate forms (see :func:`_tiny_batch_epoch`).  W[2]_j dZ[2] is checked finite for
+    :func:`ttanh_scalar` and :func:`tsigmoid_scalar`.  W[2]_j dZ[2] is checked finite for
     every example: the plain kernel forms dA[1] = W[2]ᵀ dZ[2] first, so an overflow there times a
     saturated unit's g′ = 0 is NaN and refuses the batch, while the product
     α (W[2]_j dZ[2]) g′_j / n_b, reassociated (fastmath), could give 0."""
@@ -957,10 +1015,10 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
                 z2_ += Wk[2] * xk
                 z3 += Wk[3] * xk
             if act == ACT_TANH:  # one branch for the four units: straight-line code LLVM can vectorise (SLP)
-                a0, a1, a2, a3 = vtanh(z0), vtanh(z1), vtanh(z2_), vtanh(z3)
+                a0, a1, a2, a3 = ttanh_scalar(z0), ttanh_scalar(z1), ttanh_scalar(z2_), ttanh_scalar(z3)
                 g0, g1, g2, g3 = T(1) - a0 * a0, T(1) - a1 * a1, T(1) - a2 * a2, T(1) - a3 * a3
             elif act == ACT_SIGMOID:
-                a0, a1, a2, a3 = vsigmoid(z0), vsigmoid(z1), vsigmoid(z2_), vsigmoid(z3)
+                a0, a1, a2, a3 = tsigmoid_scalar(z0), tsigmoid_scalar(z1), tsigmoid_scalar(z2_), tsigmoid_scalar(z3)
                 g0, g1, g2, g3 = a0 * (T(1) - a0), a1 * (T(1) - a1), a2 * (T(1) - a2), a3 * (T(1) - a3)
             elif act == ACT_RELU:
                 a0, a1 = (z0 if z0 > T(0) else T(0)), (z1 if z1 > T(0) else T(0))
@@ -975,7 +1033,7 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
             a0, a1, a2, a3 = a0 * m0, a1 * m1, a2 * m2, a3 * m3  # padded units: A[1] = 0
             # ---- Z[2] = W[2] A[1] + b[2], A[2]; the cost (queued if provably finite)
             zo = b2 + ((w20 * a0 + w21 * a1) + (w22 * a2 + w23 * a3))
-            ao = vsigmoid(zo) if out == OUT_SIGMOID else zo
+            ao = tsigmoid_scalar(zo) if out == OUT_SIGMOID else zo
             if abs(np.float64(zo)) + abs(np.float64(y)) <= COST_SAFE and nq < COST_CHUNK:
                 Zc[nq] = zo
                 Yc[nq] = y
