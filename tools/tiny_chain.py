@@ -52,7 +52,7 @@ import os
 import numpy as np
 from numba import njit
 
-from fastbp._fast.tiny import tsigmoid, ttanh
+from fastbp._fast.tiny import tsigmoid, tsigmoid_scalar, ttanh, ttanh_scalar
 from fastbp._jit import JIT_VEC
 from fastbp.bench import XLA_ONE_THREAD, best_seconds, interleaved_best_seconds
 from fastbp.vmath import vsigmoid, vtanh
@@ -88,6 +88,8 @@ CHAINS = {
     "vmath sigmoid + FMA": _unary(vsigmoid),
     "tiny tanh + FMA": _unary(ttanh),
     "tiny sigmoid + FMA": _unary(tsigmoid),
+    "tiny scalar tanh + FMA": _unary(ttanh_scalar),
+    "tiny scalar sigmoid + FMA": _unary(tsigmoid_scalar),
 }
 
 
@@ -101,7 +103,7 @@ def _net_chain(g):
         for _ in range(n):
             # Z[1] = P − d·u (Gram correction), A[1] = g(Z[1]), Z[2] = W[2] A[1], dZ[2] = σ(Z[2]) − y
             a0, a1, a2, a3 = g(c - d * u0), g(k - d * u1), g(c - d * u2), g(k - d * u3)
-            d = tsigmoid((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3)) - T(0.5)
+            d = tsigmoid_scalar((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3)) - T(0.5)
         return d
 
     return chain
@@ -112,7 +114,11 @@ def _relu(z):
     return z if z > type(z)(0) else type(z)(0)
 
 
-NETS = {"2-4-1 tanh": _net_chain(ttanh), "2-4-1 sigmoid": _net_chain(tsigmoid), "2-4-1 relu": _net_chain(_relu)}
+NETS = {  # the four-unit kernel's scalar forms
+    "2-4-1 tanh": _net_chain(ttanh_scalar),
+    "2-4-1 sigmoid": _net_chain(tsigmoid_scalar),
+    "2-4-1 relu": _net_chain(_relu),
+}
 
 
 @njit(**OPTS)
@@ -152,10 +158,10 @@ def stripped_241(params, X, Y, order, lr):
         w00, w01, w10, w11 = w00 - c0 * xp0, w01 - c0 * xp1, w10 - c1 * xp0, w11 - c1 * xp1
         w20, w21, w30, w31 = w20 - c2 * xp0, w21 - c2 * xp1, w30 - c3 * xp0, w31 - c3 * xp1
         b10, b11, b12, b13 = b10 - c0, b11 - c1, b12 - c2, b13 - c3
-        a0, a1 = ttanh(p0 - dp * u0), ttanh(p1 - dp * u1)
-        a2, a3 = ttanh(p2 - dp * u2), ttanh(p3 - dp * u3)
+        a0, a1 = ttanh_scalar(p0 - dp * u0), ttanh_scalar(p1 - dp * u1)
+        a2, a3 = ttanh_scalar(p2 - dp * u2), ttanh_scalar(p3 - dp * u3)
         z2 = b2 + ((v0 * a0 + v1 * a1) + (v2 * a2 + v3 * a3))
-        d = tsigmoid(z2) - Y[i, 0]
+        d = tsigmoid_scalar(z2) - Y[i, 0]
         total += np.float64(z2)
         q0, q1 = v0 * (lr * (T(1) - a0 * a0)), v1 * (lr * (T(1) - a1 * a1))
         q2, q3 = v2 * (lr * (T(1) - a2 * a2)), v3 * (lr * (T(1) - a3 * a3))
