@@ -106,15 +106,18 @@ SPLIT_MIN_WEIGHTS = 2048
 
 #: Short mini-batches on nets with one small hidden layer run the tiny batch kernels (the
 #: hidden units in registers or lanes, as the tiny per-example kernels; ``fastbp/_fast/tiny.py``):
-#: ``_tiny4_batch_epoch`` where ``_tiny4_epoch`` runs per example, ``_tiny_batch_epoch`` where
-#: ``_tiny_epoch`` does, for batches of up to TINY_MAX_BATCH examples (TINY_MAX_BATCH_NARROW on
-#: nets of at most TINY_NARROW_INPUTS inputs).  Measured with ``taskset -c 1 python
-#: tools/columns_sweep.py --nets 2-4-1 8-8-1 16-4-1 5-16-3 --batches 2 4 8 16 32``
-#: (docs/performance-kernels.md): 1.2-7x the column kernel and ``_batch_epoch`` at batch 2-4 on
-#: all four; at batch 8, 1.4-1.8x on 2-4-1 but 0.66-0.70x on 8-8-1 and 16-4-1 in float64; from 16
-#: the column kernel wins (2-4-1 with vmath's accurate tanh and σ, which the tiny batch kernels
-#: use: 0.96x in float32, 0.70x in float64 at 16).
-TINY_MAX_BATCH = 4
+#: ``_tiny4_batch_epoch`` where ``_tiny4_epoch`` runs per example, for batches of up to
+#: TINY4_MAX_BATCH examples; ``_tiny_batch_epoch`` where ``_tiny_epoch`` does, for batches of up
+#: to TINY_MAX_BATCH (TINY_MAX_BATCH_NARROW on nets of at most TINY_NARROW_INPUTS inputs).
+#: Measured with ``taskset -c 1 python tools/columns_sweep.py --nets 2-16-1 8-16-3 16-4-1 5-4-1
+#: 16-17-3 4-32-2 --batches 2 4 6 8`` after the tiny kernels' tanh and σ became shorter and the
+#: per-example passes ran inlined (2026-11-29, docs/performance-kernels.md): the four-unit kernel
+#: 2.5-4x the column kernel and ``_deferred_epoch`` up to batch 8 on 5-4-1 (18.0 M against 6.9 M
+#: examples/s at 8, float32), level with both on 16-4-1; the lane kernel 1.5-1.8x them up to 8 on
+#: 2-16-1, but on 8-16-3 only at batch 2 (``_deferred_epoch`` 1.1x it at 4-6, the column kernel
+#: 1.2x at 8).
+TINY4_MAX_BATCH = 8
+TINY_MAX_BATCH = 3
 TINY_MAX_BATCH_NARROW = 8
 TINY_NARROW_INPUTS = 4
 
@@ -126,25 +129,39 @@ TINY_NARROW_INPUTS = 4
 #: tools/columns_sweep.py --batches 2 4 8 16 32``, docs/performance-kernels.md): 1.3-2.2x
 #: ``_batch_epoch`` and the retired tiled kernel at batch 2-3 on 64-32-1 … 784-128-10; at batch 4
 #: 1.3-1.9x the column kernel on 64-32-1 and 64-64-10, 1.2-2.2x at batch 4-16 on 128-128-3,
-#: 784-128-10 and 256-256-10, about even at 32; on the mid nets the column kernel wins from
-#: batch 8 on 64-32-1 (0.8-0.9x) and is level on 64-64-10 (the per-example passes after W[1]
-#: are then the cost).
-DEFERRED_MAX_BATCH = 4
+#: 784-128-10 and 256-256-10, about even at 32.  With the per-example passes after W[1] inlined
+#: (2026-11-29) it is 1.1-1.3x the column kernel at batch 8 on 64-32-1 and 64-64-10 (3.24 M
+#: against 2.50 M examples/s on 64-32-1 float32), 0.75-0.9x at 16.
+DEFERRED_MAX_BATCH = 8
 DEFERRED_MAX_BATCH_LARGE = 16
+
+#: On a narrower W[1] (one hidden layer), ``_deferred_epoch`` runs the batches of at least this
+#: many examples below COLUMNS_MIN_BATCH: the same sweep as TINY4_MAX_BATCH, 1.1-1.6x
+#: ``_batch_epoch`` and 1.3-1.8x the column kernel at batch 4-6 on 16-17-3, 4-32-2 and 8-16-3
+#: (2.77 M against 2.37 M and 1.79 M examples/s on 16-17-3 float32 at 4); ``_batch_epoch`` stays
+#: ahead at batch 2 (1.1x) and on two hidden layers (16-32-32-3 at 4: 1.34 M against 1.14 M).
+DEFERRED_MIN_BATCH_NARROW = 4
 
 #: ``_deferred_epoch`` can run batches of at most this many examples (its Gram corrections grow
 #: as the square of a batch's blocks; its workspace as the batch).
 DEFERRED_BATCH_CAP = 64
 
 
-#: Mini-batches of at least this many examples run the column kernels (``_columns_epoch``,
-#: ``_columns_epoch_opt``: the batch as matrices, one column per example, SIMD across the
-#: examples; larger ones also split: SPLIT_MIN_BATCH; short ones on a wide W[1] run
-#: ``_deferred_epoch``: DEFERRED_MAX_BATCH); batches of 2-3 run the per-example-pass
-#: kernels (``_deferred_epoch`` on a wide W[1]), which were as fast or faster there
-#: (batch 2-4 on 5-16-3, 33-37-3, 64-64-10: 0.7-1.1x; batch 8: 1.2-5x for the columns).
-#: ``python tools/columns_sweep.py``.
-COLUMNS_MIN_BATCH = 4
+#: Gradient-descent mini-batches of at least this many examples run the column kernel
+#: (``_columns_epoch``: the batch as matrices, one column per example, SIMD across the examples;
+#: larger ones also split: SPLIT_MIN_BATCH; short ones on a wide W[1] run ``_deferred_epoch``:
+#: DEFERRED_MAX_BATCH); shorter ones run the per-example-pass kernels (``_batch_epoch``, or
+#: ``_deferred_epoch`` on a wide W[1]).  Since those passes run inlined (``_batch_example``,
+#: 2026-11-29) they are 1.6-1.8x the column kernel at batch 4 and about level at 8 on nets too
+#: narrow for ``_deferred_epoch`` (``taskset -c 1 python tools/columns_sweep.py --nets 4-32-2
+#: 8-64-4 16-32-32-3 --batches 4 8``: ``_batch_epoch`` 2.68 M against 1.52 M examples/s on 4-32-2
+#: float32 at batch 4, 1.43 M against 1.32 M on 16-32-32-3 at 8).
+COLUMNS_MIN_BATCH = 8
+
+#: The same for the optimizer epochs (``_columns_epoch_opt`` from here, ``_batch_epoch_opt``
+#: below): measured before the per-example passes ran inlined (batch 2-4 on 5-16-3, 33-37-3,
+#: 64-64-10: 0.7-1.1x; batch 8: 1.2-5x for the columns), not re-measured since.
+COLUMNS_OPT_MIN_BATCH = 4
 
 #: In the column mini-batch kernels (``_columns_epoch``, ``_columns_epoch_opt``) a layer with
 #: at least this many weights has its matrix products done by BLAS (``np.dot``, on one thread:
@@ -325,9 +342,13 @@ def _tiny4_net(c: Case) -> bool:
     return c.sizes[1] <= 4 and c.sizes[2] == 1 and c.out in (OUT_SIGMOID, OUT_IDENTITY)
 
 
+def _tiny4_batch_pays(c: Case) -> bool:
+    return c.batch_size <= TINY4_MAX_BATCH and c.w1 <= TINY4_MAX_WEIGHTS
+
+
 def _tiny_batch_pays(c: Case) -> bool:
     max_batch = TINY_MAX_BATCH_NARROW if c.sizes[0] <= TINY_NARROW_INPUTS else TINY_MAX_BATCH
-    return c.batch_size <= max_batch
+    return c.batch_size <= max_batch and c.sizes[0] <= TINY_MAX_INPUTS
 
 
 def _columns_rows(c: Case) -> bool:
@@ -347,8 +368,10 @@ def _deferred_rows(c: Case) -> bool:
 
 
 def _deferred_pays(c: Case) -> bool:
+    if c.w1 < BLOCKED_MIN_WEIGHTS:
+        return len(c.sizes) == 3 and DEFERRED_MIN_BATCH_NARROW <= c.batch_size < COLUMNS_MIN_BATCH
     max_batch = DEFERRED_MAX_BATCH_LARGE if c.w1 >= LARGE_W1_WEIGHTS else DEFERRED_MAX_BATCH
-    return c.batch_size <= max_batch and c.w1 >= BLOCKED_MIN_WEIGHTS
+    return c.batch_size <= max_batch
 
 
 #: The fast gradient-descent epochs, in order of preference: the first whose ``requires`` and
@@ -391,14 +414,14 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         "_tiny4_batch_epoch",
         "fastbp._fast.tiny",
         requires=lambda c: _tiny_batches(c) and _tiny4_net(c),  # weights: no
-        prefers=lambda c: _tiny_batch_pays(c) and c.w1 <= TINY4_MAX_WEIGHTS,
+        prefers=_tiny4_batch_pays,
         call=_batch_kernel,
     ),
     FastEpoch(
         "_tiny_batch_epoch",
         "fastbp._fast.tiny",
         requires=_tiny_batches,  # weights: no
-        prefers=lambda c: _tiny_batch_pays(c) and c.sizes[0] <= TINY_MAX_INPUTS,
+        prefers=_tiny_batch_pays,
         call=_batch_kernel,
     ),
     FastEpoch(
@@ -439,7 +462,7 @@ FAST_OPTIMIZER_EPOCHS: tuple[FastEpoch, ...] = (
         "_columns_epoch_opt",
         "fastbp._fast.columns",
         requires=_columns_rows,  # weights: no
-        prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
+        prefers=lambda c: c.batch_size >= COLUMNS_OPT_MIN_BATCH,
         call=_columns,
     ),
     FastEpoch(

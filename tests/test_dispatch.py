@@ -64,23 +64,28 @@ def _requiring(row):
         ([2, 4, 3, 1], 1, "sigmoid", None, "_sgd_epoch"),
         ([32, 32, 1], 1, "sigmoid", None, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 1, "sigmoid", None, "_sgd_epoch"),
-        ([4, 4, 1], 8, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY_MAX_BATCH_NARROW, TINY_NARROW_INPUTS
+        ([4, 4, 1], 8, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY4_MAX_BATCH
         ([4, 4, 1], 9, "sigmoid", None, "_columns_epoch"),
-        ([5, 4, 1], 4, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY_MAX_BATCH
-        ([5, 4, 1], 5, "sigmoid", None, "_columns_epoch"),
+        ([5, 4, 1], 8, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY4_MAX_BATCH on any inputs
+        ([5, 4, 1], 9, "sigmoid", None, "_columns_epoch"),
+        ([4, 5, 2], 8, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_BATCH_NARROW, TINY_NARROW_INPUTS
+        ([5, 5, 2], 3, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_BATCH
+        ([5, 5, 2], 4, "sigmoid", None, "_deferred_epoch"),
         ([2, 4, 1], 2, "softmax", None, "_tiny_batch_epoch"),  # softmax: not the four-unit kernel
         ([128, 4, 1], 4, "sigmoid", None, "_tiny4_batch_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
-        ([129, 4, 1], 4, "sigmoid", None, "_columns_epoch"),
-        ([16, 16, 3], 4, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_INPUTS, TINY_MAX_HIDDEN
-        ([17, 16, 3], 4, "sigmoid", None, "_columns_epoch"),
+        ([129, 4, 1], 4, "sigmoid", None, "_deferred_epoch"),
+        ([16, 16, 3], 3, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_INPUTS, TINY_MAX_HIDDEN
+        ([17, 16, 3], 3, "sigmoid", None, "_batch_epoch"),
         ([16, 17, 3], 3, "sigmoid", None, "_batch_epoch"),
-        ([2, 4, 3, 1], 4, "sigmoid", None, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
-        ([2, 4, 3, 1], 3, "sigmoid", None, "_batch_epoch"),
+        ([2, 4, 3, 1], 8, "sigmoid", None, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
+        ([2, 4, 3, 1], 7, "sigmoid", None, "_batch_epoch"),  # two hidden layers: no _deferred_epoch
         ([32, 32, 1], 3, "sigmoid", None, "_deferred_epoch"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 3, "sigmoid", None, "_batch_epoch"),
-        ([32, 32, 1], 4, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH
-        ([32, 32, 1], 5, "sigmoid", None, "_columns_epoch"),
-        ([32, 31, 1], 4, "sigmoid", None, "_columns_epoch"),
+        ([32, 32, 1], 8, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH
+        ([32, 32, 1], 9, "sigmoid", None, "_columns_epoch"),
+        ([32, 31, 1], 4, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MIN_BATCH_NARROW
+        ([32, 31, 1], 7, "sigmoid", None, "_deferred_epoch"),
+        ([32, 31, 1], 8, "sigmoid", None, "_columns_epoch"),
         ([64, 256, 2], 3, "sigmoid", None, "_deferred_epoch"),
         ([64, 256, 2], 16, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH_LARGE, LARGE_W1_WEIGHTS
         ([64, 255, 2], 16, "sigmoid", None, "_columns_epoch"),
@@ -207,16 +212,23 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     w = T.BLOCKED_MIN_WEIGHTS
     assert select_epoch([w, 1, 1], 1, 0, ACT_CODES["tanh"]) == "_sgd_epoch_blocked"
     assert select_epoch([w - 1, 1, 1], 1, 0, ACT_CODES["tanh"]) != "_sgd_epoch_blocked"
-    assert select_epoch([1, w, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
-    assert select_epoch([1, w - 1, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
+    assert select_epoch([1, w, 2], T.DEFERRED_MIN_BATCH_NARROW - 1, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    assert select_epoch([1, w - 1, 2], T.DEFERRED_MIN_BATCH_NARROW - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
+    assert select_epoch([1, w - 1, 2], T.DEFERRED_MIN_BATCH_NARROW, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    assert select_epoch([1, w - 1, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     for w1, batch in ((w, T.DEFERRED_MAX_BATCH), (T.LARGE_W1_WEIGHTS, T.DEFERRED_MAX_BATCH_LARGE)):
         assert select_epoch([1, w1, 2], batch, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
         assert select_epoch([1, w1, 2], batch + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
-    for n0, batch in ((T.TINY_NARROW_INPUTS, T.TINY_MAX_BATCH_NARROW), (T.TINY_NARROW_INPUTS + 1, T.TINY_MAX_BATCH)):
+    lanes = ((T.TINY_NARROW_INPUTS, T.TINY_MAX_BATCH_NARROW), (T.TINY_NARROW_INPUTS + 1, T.TINY_MAX_BATCH))
+    for n0, batch in lanes:
         assert select_epoch([n0, 2, 2], batch, 0, ACT_CODES["tanh"]) == "_tiny_batch_epoch"
-        assert select_epoch([n0, 2, 2], batch + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+        assert select_epoch([n0, 2, 2], batch + 1, 0, ACT_CODES["tanh"]) != "_tiny_batch_epoch"
+    assert select_epoch([5, 4, 1], T.TINY4_MAX_BATCH, OUT_CODES["sigmoid"], ACT_CODES["tanh"]) == "_tiny4_batch_epoch"
+    assert (
+        select_epoch([5, 4, 1], T.TINY4_MAX_BATCH + 1, OUT_CODES["sigmoid"], ACT_CODES["tanh"]) != "_tiny4_batch_epoch"
+    )
     for w1, batch in ((T.SPLIT_MIN_WEIGHTS, T.SPLIT_MIN_BATCH), (T.LARGE_W1_WEIGHTS, T.SPLIT_MIN_BATCH_LARGE)):
         split = [1, w1, 2]
         assert select_epoch(split, batch, 0, ACT_CODES["tanh"]) == "_columns_epoch_split"
