@@ -135,12 +135,13 @@ TINY_NARROW_INPUTS = 4
 DEFERRED_MAX_BATCH = 8
 DEFERRED_MAX_BATCH_LARGE = 16
 
-#: On a narrower W[1] (one hidden layer), ``_deferred_epoch`` runs the batches of at least this
-#: many examples below COLUMNS_MIN_BATCH: the same sweep as TINY4_MAX_BATCH, 1.1-1.6x
-#: ``_batch_epoch`` and 1.3-1.8x the column kernel at batch 4-6 on 16-17-3, 4-32-2 and 8-16-3
-#: (2.77 M against 2.37 M and 1.79 M examples/s on 16-17-3 float32 at 4); ``_batch_epoch`` stays
-#: ahead at batch 2 (1.1x) and on two hidden layers (16-32-32-3 at 4: 1.34 M against 1.14 M).
-DEFERRED_MIN_BATCH_NARROW = 4
+#: On a narrower W[1], with one hidden layer, ``_deferred_epoch`` runs every batch shorter than
+#: COLUMNS_MIN_BATCH that no tiny kernel takes: ``taskset -c 1 python tools/columns_sweep.py
+#: --nets 16-17-3 4-32-2 8-16-3 64-32-1 --batches 2 3 4`` (2026-11-29), 1.1-2.0x ``_batch_epoch``
+#: at batch 2-4 on 16-17-3 and 4-32-2 (2.61 M against 1.83 M examples/s on 16-17-3 float32 at
+#: 3), and 1.3-1.8x the column kernel at 4-6 (the sweep of TINY4_MAX_BATCH).  Two hidden layers
+#: keep ``_batch_epoch`` (16-32-32-3 at batch 4: 1.34 M against 1.14 M, with its per-example
+#: passes inlined).
 
 #: ``_deferred_epoch`` can run batches of at most this many examples (its Gram corrections grow
 #: as the square of a batch's blocks; its workspace as the batch).
@@ -369,7 +370,7 @@ def _deferred_rows(c: Case) -> bool:
 
 def _deferred_pays(c: Case) -> bool:
     if c.w1 < BLOCKED_MIN_WEIGHTS:
-        return len(c.sizes) == 3 and DEFERRED_MIN_BATCH_NARROW <= c.batch_size < COLUMNS_MIN_BATCH
+        return len(c.sizes) == 3 and c.batch_size < COLUMNS_MIN_BATCH
     max_batch = DEFERRED_MAX_BATCH_LARGE if c.w1 >= LARGE_W1_WEIGHTS else DEFERRED_MAX_BATCH
     return c.batch_size <= max_batch
 

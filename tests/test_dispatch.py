@@ -75,15 +75,16 @@ def _requiring(row):
         ([128, 4, 1], 4, "sigmoid", None, "_tiny4_batch_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
         ([129, 4, 1], 4, "sigmoid", None, "_deferred_epoch"),
         ([16, 16, 3], 3, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_INPUTS, TINY_MAX_HIDDEN
-        ([17, 16, 3], 3, "sigmoid", None, "_batch_epoch"),
-        ([16, 17, 3], 3, "sigmoid", None, "_batch_epoch"),
+        ([17, 16, 3], 3, "sigmoid", None, "_deferred_epoch"),
+        ([16, 17, 3], 2, "sigmoid", None, "_deferred_epoch"),
+        ([16, 17, 3], 2, "sigmoid", True, "_columns_epoch_split"),
         ([2, 4, 3, 1], 8, "sigmoid", None, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
         ([2, 4, 3, 1], 7, "sigmoid", None, "_batch_epoch"),  # two hidden layers: no _deferred_epoch
         ([32, 32, 1], 3, "sigmoid", None, "_deferred_epoch"),  # W[1] = BLOCKED_MIN_WEIGHTS
-        ([32, 31, 1], 3, "sigmoid", None, "_batch_epoch"),
+        ([32, 31, 1], 3, "sigmoid", None, "_deferred_epoch"),
+        ([2, 4, 3, 1], 2, "sigmoid", None, "_batch_epoch"),
         ([32, 32, 1], 8, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH
         ([32, 32, 1], 9, "sigmoid", None, "_columns_epoch"),
-        ([32, 31, 1], 4, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MIN_BATCH_NARROW
         ([32, 31, 1], 7, "sigmoid", None, "_deferred_epoch"),
         ([32, 31, 1], 8, "sigmoid", None, "_columns_epoch"),
         ([64, 256, 2], 3, "sigmoid", None, "_deferred_epoch"),
@@ -212,9 +213,8 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     w = T.BLOCKED_MIN_WEIGHTS
     assert select_epoch([w, 1, 1], 1, 0, ACT_CODES["tanh"]) == "_sgd_epoch_blocked"
     assert select_epoch([w - 1, 1, 1], 1, 0, ACT_CODES["tanh"]) != "_sgd_epoch_blocked"
-    assert select_epoch([1, w, 2], T.DEFERRED_MIN_BATCH_NARROW - 1, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
-    assert select_epoch([1, w - 1, 2], T.DEFERRED_MIN_BATCH_NARROW - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
-    assert select_epoch([1, w - 1, 2], T.DEFERRED_MIN_BATCH_NARROW, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    for n1 in (w, w - 1):  # one hidden layer: _deferred_epoch below COLUMNS_MIN_BATCH on any W[1]
+        assert select_epoch([1, n1, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
     assert select_epoch([1, w - 1, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     for w1, batch in ((w, T.DEFERRED_MAX_BATCH), (T.LARGE_W1_WEIGHTS, T.DEFERRED_MAX_BATCH_LARGE)):
         assert select_epoch([1, w1, 2], batch, 0, ACT_CODES["tanh"]) == "_deferred_epoch"

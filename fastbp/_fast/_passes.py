@@ -280,10 +280,13 @@ def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, s
     return cost
 
 
-# inlined at Numba-IR level into its callers: as a call, its ~18 array arguments and the views it
-# takes cost more than its work on a net of a few thousand weights (``taskset -c 1 python
-# tools/columns_sweep.py --nets 64-32-1 --batches 4 8``: _deferred_epoch 2.09 M -> 3.33 M examples/s,
-# _batch_epoch 1.28 M -> 1.85 M, float32, batch 4)
+# inlined at Numba-IR level into _deferred_epoch: as a call, its ~18 array arguments and the views
+# it takes cost more than its work on a net of a few thousand weights (``taskset -c 1 python
+# tools/columns_sweep.py --nets 64-32-1 --batches 4 8``: 2.09 M -> 3.33 M examples/s, float32,
+# batch 4).  _batch_gradient calls the compiled twin below, _batch_example_call: inlined there too,
+# _batch_epoch ran 1.28 M -> 1.85 M, but its cold compile grew by 2 s (``tools/startup_profile.py
+# profile --sizes 16,32,32,3 --batch-size 3``: 6.9 s -> 9.0 s for the first fit), and it now runs
+# only what the other kernels cannot (two hidden layers at batch 2-7, sample weights, batch 2-3).
 @jit_inline
 def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out, Zc, Yc, cnt):
     """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward
@@ -322,6 +325,13 @@ def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa,
     for j in range(n1):
         gb[j] += scale * dz[j]
     return cost
+
+
+@jit_inner
+def _batch_example_call(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out, Zc, Yc, cnt):
+    """:func:`_batch_example` as a function of its own, called, not inlined (see the comment above
+    :func:`_batch_example`)."""
+    return _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out, Zc, Yc, cnt)
 
 
 @jit_inner
@@ -447,7 +457,7 @@ def _batch_gradient(
                     z[j] = b1[j] + Zp[tt, j]
                 if weighted:
                     scale = T(np.float64(sw[i]) / D)
-                cost = _batch_example(
+                cost = _batch_example_call(
                     params,
                     grad,
                     sizes,
@@ -481,7 +491,7 @@ def _batch_gradient(
             _first_layer(params, n0, n1, b_off[0], x, z)
             if weighted:
                 scale = T(np.float64(sw[i]) / D)
-            cost = _batch_example(
+            cost = _batch_example_call(
                 params, grad, sizes, w_off, b_off, u_off, x, Y[i], z, a, dz, sa, scale, act, out, none, none, no_cnt
             )
             batch_cost += np.float64(sw[i]) * cost if weighted else cost
