@@ -120,3 +120,52 @@ def test_kernel_bits_do_not_depend_on_where_the_workspaces_lie(dtype, output):
             _forward_batch(params, layout.sizes, X, 1, OUTPUTS[output], Z, A)
             results.add(Z.tobytes() + A.tobytes())
         assert len(results) == 1, f"{n_y} outputs: the bits depend on the gap between Z and A"
+
+
+#: Trains one epoch with each named kernel on a net where it runs; prints one digest per kernel.
+KERNELS_SCRIPT = r"""
+import hashlib
+import sys
+import numpy as np
+from fastbp._dispatch import run_epoch
+from fastbp.activations import get_activation
+from fastbp.losses import NAMES
+from fastbp.params import Layout
+
+rng = np.random.default_rng(123)
+for kernel, batch_size in [(k.split(":")[0], int(k.split(":")[1])) for k in sys.argv[1:]]:
+    for dtype in (np.float32, np.float64):
+        X = rng.normal(size=(40, 5)).astype(dtype)
+        Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 40)]
+        layout = Layout([5, 7, 3])
+        p = (rng.normal(size=layout.n_params) * 0.3).astype(dtype)
+        order = np.arange(40, dtype=np.int64)
+        run_epoch(p, layout.sizes, X, Y, order, batch_size, dtype(0.05), get_activation("tanh"), NAMES["softmax"],
+                  epoch=kernel)
+        print(kernel, np.dtype(dtype).name, hashlib.sha256(p.tobytes()).hexdigest())
+"""
+
+#: kernel:batch size: the kernels with the block passes over W[1].
+CACHED_KERNELS = ["_sgd_epoch_blocked:1", "_deferred_epoch:4"]
+
+
+def test_a_kernel_compiled_here_and_one_loaded_from_the_cache_give_the_same_bits(tmp_path):
+    """One fresh process compiles the kernels into an empty Numba cache, a second loads them from it:
+    the same bits.  Regression: the blocked and deferred kernels' block passes, compiled as functions
+    of their own, gave results 1 ulp apart between the two (the workspaces then lie elsewhere in
+    memory, and a run-time overlap check chose another summation order)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", KERNELS_SCRIPT, *CACHED_KERNELS],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        runs.append(out.stdout.split("\n")[:-1])
+    assert len(runs[0]) == 2 * len(CACHED_KERNELS)
+    assert runs[0] == runs[1]

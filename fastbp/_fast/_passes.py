@@ -173,7 +173,12 @@ def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, s
 BLOCK = 4
 
 
-@jit_inner
+# _block_pass, _apply_block and _load_block are inlined at Numba-IR level into their callers (the
+# blocked and deferred kernels): compiled as functions of their own, a kernel compiled in the process
+# and the same kernel loaded from Numba's cache gave results 1 ulp apart (a fresh process that
+# compiled them against one that loaded them: tests/test_reproducibility.py, the compiled-and-cached
+# test), so the same seed did not give the same bits in every process.
+@jit_inline
 def _block_pass(params, n0, n1, C, P, Q, Zp):
     """One pass over W[1]: W[1] −= Σ_s C[s] P[s]ᵀ (the previous block's four deferred
     per-example updates), then Zp[t] = W[1] Q[t] for the block's four inputs.
@@ -227,7 +232,7 @@ def _block_pass(params, n0, n1, C, P, Q, Zp):
         Zp[0, j], Zp[1, j], Zp[2, j], Zp[3, j] = a0, a1, a2, a3
 
 
-@jit_inner
+@jit_inline
 def _apply_block(params, n0, n1, C, P):
     """W[1] −= Σ_s C[s] P[s]ᵀ (flush the deferred updates of a block)."""
     for j in range(n1):
@@ -237,7 +242,7 @@ def _apply_block(params, n0, n1, C, P):
             W0[k] -= (c0 * P[0, k] + c1 * P[1, k]) + (c2 * P[2, k] + c3 * P[3, k])
 
 
-@jit_inner
+@jit_inline
 def _load_block(X, order, t0, nb, Q):
     """Q[s] = X[order[t0 + s]] for the block's ``nb`` examples; the rows after them zero."""
     T = Q.dtype.type

@@ -77,13 +77,13 @@ LANES = 16
 # 7 ≤ |x| < 9 against the correctly rounded tanh (it was used on the whole line until 2026-11-29),
 # which times raw-scale inputs (|x| ~ 1e4) moved W[1] where the plain kernel's saturated units
 # barely move.  Below TANH_SPLIT its g′ is within 6e-5 of the correctly rounded tanh's
-# (tests/test_fast_tiny.py, test_float32_tails_agree_with_vmath_to_an_ulp).
+# (tests/test_fast_tiny.py, test_float32_tails_are_within_a_few_ulp).
 TANH_SPLIT = 3.0
 TANH_TINY = 0.0004
 # From here on the correctly rounded float32 tanh is exactly ±1 (1 − tanh x ≈ 2e^(−2x) < 2^−25),
 # and the kernel returns exactly ±1 (so g′ = 0 exactly, as NumPy's).
 TANH_ONE = 9.010913848876953  # the least float32 whose tanh rounds to 1
-# e^v = 2^n e^r below 0 (float32, the σ and tanh tails): n = round(v / ln 2), r = v − n ln 2 in
+# e^v = 2^n e^r below 0 (float32 σ): n = round(v / ln 2), r = v − n ln 2 in
 # [−ln 2 / 2, ln 2 / 2] (Cody–Waite, vmath's split of ln 2), e^r by its Taylor polynomial of
 # degree 7 (truncation error 5e-9) evaluated by Estrin's scheme (depth 3, not 7 dependent FMAs).
 # Below EXP_FLUSH e^v is not a normal float32 and is flushed to 0, as vmath's exp does.
