@@ -150,14 +150,16 @@ DEFERRED_BATCH_CAP = 64
 
 #: Gradient-descent mini-batches of at least this many examples run the column kernel
 #: (``_columns_epoch``: the batch as matrices, one column per example, SIMD across the examples;
-#: larger ones also split: SPLIT_MIN_BATCH; short ones on a wide W[1] run ``_deferred_epoch``:
-#: DEFERRED_MAX_BATCH); shorter ones run the per-example-pass kernels (``_batch_epoch``, or
-#: ``_deferred_epoch`` on a wide W[1]).  Since those passes run inlined (``_batch_example``,
-#: 2026-11-29) they are 1.6-1.8x the column kernel at batch 4 and about level at 8 on nets too
-#: narrow for ``_deferred_epoch`` (``taskset -c 1 python tools/columns_sweep.py --nets 4-32-2
-#: 8-64-4 16-32-32-3 --batches 4 8``: ``_batch_epoch`` 2.68 M against 1.52 M examples/s on 4-32-2
-#: float32 at batch 4, 1.43 M against 1.32 M on 16-32-32-3 at 8).
+#: larger ones also split: SPLIT_MIN_BATCH) on a net of one hidden layer; shorter ones run
+#: ``_deferred_epoch`` there (DEFERRED_MAX_BATCH), 1.3-1.8x the column kernel at batch 4-6 since
+#: its per-example passes run inlined (2026-11-29: ``taskset -c 1 python tools/columns_sweep.py
+#: --nets 16-17-3 4-32-2 8-16-3 --batches 4 6 8``, 2.77 M against 1.79 M examples/s on 16-17-3
+#: float32 at 4; level at 8).  With more hidden layers the column kernel runs from
+#: COLUMNS_MIN_BATCH_DEEP (and ``_deferred_epoch`` before it on a wide W[1]); the batches below
+#: it run ``_batch_epoch``, as fast or faster there (batch 2-4 on 5-16-3, 33-37-3, 64-64-10:
+#: 0.7-1.1x; batch 8: 1.2-5x for the columns).
 COLUMNS_MIN_BATCH = 8
+COLUMNS_MIN_BATCH_DEEP = 4
 
 #: The same for the optimizer epochs (``_columns_epoch_opt`` from here, ``_batch_epoch_opt``
 #: below): measured before the per-example passes ran inlined (batch 2-4 on 5-16-3, 33-37-3,
@@ -436,7 +438,7 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         "_columns_epoch",
         "fastbp._fast.columns",
         requires=_columns_rows,  # weights: no
-        prefers=lambda c: c.batch_size >= COLUMNS_MIN_BATCH,
+        prefers=lambda c: c.batch_size >= (COLUMNS_MIN_BATCH if len(c.sizes) == 3 else COLUMNS_MIN_BATCH_DEEP),
         call=_columns,
     ),
     FastEpoch(

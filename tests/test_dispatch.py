@@ -78,8 +78,8 @@ def _requiring(row):
         ([17, 16, 3], 3, "sigmoid", None, "_deferred_epoch"),
         ([16, 17, 3], 2, "sigmoid", None, "_deferred_epoch"),
         ([16, 17, 3], 2, "sigmoid", True, "_columns_epoch_split"),
-        ([2, 4, 3, 1], 8, "sigmoid", None, "_columns_epoch"),  # batch = COLUMNS_MIN_BATCH
-        ([2, 4, 3, 1], 7, "sigmoid", None, "_batch_epoch"),  # two hidden layers: no _deferred_epoch
+        ([2, 4, 3, 1], 4, "sigmoid", None, "_columns_epoch"),  # two hidden layers: COLUMNS_MIN_BATCH_DEEP
+        ([2, 4, 3, 1], 3, "sigmoid", None, "_batch_epoch"),  # two hidden layers: no _deferred_epoch
         ([32, 32, 1], 3, "sigmoid", None, "_deferred_epoch"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 3, "sigmoid", None, "_deferred_epoch"),
         ([2, 4, 3, 1], 2, "sigmoid", None, "_batch_epoch"),
@@ -219,8 +219,8 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     for w1, batch in ((w, T.DEFERRED_MAX_BATCH), (T.LARGE_W1_WEIGHTS, T.DEFERRED_MAX_BATCH_LARGE)):
         assert select_epoch([1, w1, 2], batch, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
         assert select_epoch([1, w1, 2], batch + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
+    assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH_DEEP, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+    assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH_DEEP - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
     lanes = ((T.TINY_NARROW_INPUTS, T.TINY_MAX_BATCH_NARROW), (T.TINY_NARROW_INPUTS + 1, T.TINY_MAX_BATCH))
     for n0, batch in lanes:
         assert select_epoch([n0, 2, 2], batch, 0, ACT_CODES["tanh"]) == "_tiny_batch_epoch"
