@@ -22,36 +22,26 @@ from tests.test_vmath import _check, _points
 _OPTS = {**JIT_VEC, "cache": False}
 
 
-@njit(**_OPTS)
-def _tanh_array(x, out):
-    for i in range(x.shape[0]):
-        out[i] = fast_tiny.ttanh(x[i])
+def _array_loop(fn):
+    """The compiled loop ``out[i] = fn(x[i])`` (vectorised as in the kernels)."""
+
+    @njit(**_OPTS)
+    def loop(x, out):
+        for i in range(x.shape[0]):
+            out[i] = fn(x[i])
+
+    return loop
 
 
-@njit(**_OPTS)
-def _sigmoid_array(x, out):
-    for i in range(x.shape[0]):
-        out[i] = fast_tiny.tsigmoid(x[i])
-
-
-@njit(**_OPTS)
-def _tanh_scalar_array(x, out):
-    for i in range(x.shape[0]):
-        out[i] = fast_tiny.ttanh_scalar(x[i])
-
-
-@njit(**_OPTS)
-def _sigmoid_scalar_array(x, out):
-    for i in range(x.shape[0]):
-        out[i] = fast_tiny.tsigmoid_scalar(x[i])
-
+_tanh_array = _array_loop(fast_tiny.ttanh)
+_sigmoid_array = _array_loop(fast_tiny.tsigmoid)
 
 #: The tiny kernels' activations: form -> (the loop that applies it to an array, the function's name).
 FORMS = {
     "ttanh": (_tanh_array, "tanh"),
-    "ttanh_scalar": (_tanh_scalar_array, "tanh"),
+    "ttanh_scalar": (_array_loop(fast_tiny.ttanh_scalar), "tanh"),
     "tsigmoid": (_sigmoid_array, "sigmoid"),
-    "tsigmoid_scalar": (_sigmoid_scalar_array, "sigmoid"),
+    "tsigmoid_scalar": (_array_loop(fast_tiny.tsigmoid_scalar), "sigmoid"),
 }
 
 

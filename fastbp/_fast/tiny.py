@@ -546,6 +546,20 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
 
 
 @jit_inline
+def _four_bounds(params, n0, n1):
+    """For the four-unit kernels: b[2]'s offset in ``params`` and the step bound's starting
+    max|W[1]|, max|b[1]|, max|W[2]|, |b[2]| (float64; inf for a non-finite b[2])."""
+    b1o = n1 * n0
+    w2 = b1o + n1
+    b2o = w2 + n1
+    wb0 = _abs_max(params[:b1o])
+    bb0 = _abs_max(params[b1o:w2])
+    wb1 = _abs_max(params[w2:b2o])
+    bb1 = np.float64(abs(params[b2o])) if np.isfinite(params[b2o]) else np.inf
+    return b2o, wb0, bb0, wb1, bb1
+
+
+@jit_inline
 def _four_from_params(params, n0, n1, W1T, v):
     """The parameters into the layout of :func:`_tiny4_epoch` and :func:`_tiny4_batch_epoch`:
     W1T[k, j] = W[1]_jk, v[0:4] = b[1], v[4:8] = W[2], v[8:12] = 1 for the n_1 real units
@@ -598,13 +612,7 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     X = _borrowed(X)
     Y = _borrowed(Y)
     order = _borrowed(order)
-    w1, b1o = 0, n1 * n0
-    w2 = b1o + n1
-    b2o = w2 + n1
-    wb0 = _abs_max(params[w1 : w1 + n1 * n0])
-    bb0 = _abs_max(params[b1o : b1o + n1])
-    wb1 = _abs_max(params[w2 : w2 + n1])
-    bb1 = np.float64(abs(params[b2o])) if np.isfinite(params[b2o]) else np.inf
+    b2o, wb0, bb0, wb1, bb1 = _four_bounds(params, n0, n1)
     lr64 = np.float64(lr)
     W1T_own = np.zeros((n0, 4), params.dtype)
     W1T = _borrowed(W1T_own)
@@ -977,13 +985,7 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
     X = _borrowed(X)
     Y = _borrowed(Y)
     order = _borrowed(order)
-    w1, b1o = 0, n1 * n0
-    w2 = b1o + n1
-    b2o = w2 + n1
-    wb0 = _abs_max(params[w1 : w1 + n1 * n0])
-    bb0 = _abs_max(params[b1o : b1o + n1])
-    wb1 = _abs_max(params[w2 : w2 + n1])
-    bb1 = np.float64(abs(params[b2o])) if np.isfinite(params[b2o]) else np.inf
+    b2o, wb0, bb0, wb1, bb1 = _four_bounds(params, n0, n1)
     lr64 = np.float64(lr)
     W_own = np.zeros((2, n0, 4), params.dtype)  # W[1]ᵀ and dW[1]ᵀ, padded to 4 units
     W1T = _borrowed(W_own[0])
