@@ -162,9 +162,11 @@ COLUMNS_MIN_BATCH = 8
 COLUMNS_MIN_BATCH_DEEP = 4
 
 #: The same for the optimizer epochs (``_columns_epoch_opt`` from here, ``_batch_epoch_opt``
-#: below): measured before the per-example passes ran inlined (batch 2-4 on 5-16-3, 33-37-3,
-#: 64-64-10: 0.7-1.1x; batch 8: 1.2-5x for the columns), not re-measured since.
-COLUMNS_OPT_MIN_BATCH = 4
+#: below), re-measured 2026-11-30 with Adam (``taskset -c 1 python tools/columns_sweep.py
+#: --optimizer --nets 5-16-3 33-37-3 64-64-10 64-32-1 --batches 4 5 --repeats 5``, columns ÷
+#: ``_batch_epoch_opt``): batch 4 0.87-1.12 (below 1 on six of the eight net and dtype pairs),
+#: batch 5 1.03-1.38, batch 8 1.0-1.7.
+COLUMNS_OPT_MIN_BATCH = 5
 
 #: In the column mini-batch kernels (``_columns_epoch``, ``_columns_epoch_opt``) a layer with
 #: at least this many weights has its matrix products done by BLAS (``np.dot``, on one thread:

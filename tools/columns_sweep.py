@@ -11,7 +11,12 @@ tanh hidden units, σ output (softmax for several outputs).  Pin it to one core:
     taskset -c 1 python tools/columns_sweep.py --nets 2-4-1 16-16-1 --batches 4 8 --dtypes float32
 
 It re-measures the thresholds ``COLUMNS_MIN_BATCH``, ``BLAS_MIN_WEIGHTS``,
-``DEFERRED_MAX_BATCH`` and ``TINY_MAX_BATCH`` of :mod:`fastbp._dispatch`.
+``DEFERRED_MAX_BATCH`` and ``TINY_MAX_BATCH`` of :mod:`fastbp._dispatch`.  With ``--optimizer``
+(Adam, the estimators' default) it times the optimizer rows instead, ``_columns_epoch_opt``
+against ``_batch_epoch_opt`` and what :func:`fastbp._dispatch.run_epoch_opt` dispatches,
+which re-measures ``COLUMNS_OPT_MIN_BATCH``::
+
+    taskset -c 1 python tools/columns_sweep.py --optimizer --nets 5-16-3 64-64-10 --batches 2 3 4 8
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ import numpy as np
 
 from fastbp import _dispatch
 from fastbp._blas import one_blas_thread
-from fastbp._dispatch import run_epoch
+from fastbp._dispatch import run_epoch, run_epoch_opt
 from fastbp.activations import get_activation
 from fastbp.losses import OUT_SIGMOID, OUT_SOFTMAX
+from fastbp.optimizers import Adam
 from fastbp.params import Layout
 from fastbp.testing import make_problem
 
@@ -115,6 +121,35 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
     return rows
 
 
+def measure_optimizer(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None) -> list[dict]:
+    """One row per batch size: examples/s of an Adam epoch on ``_columns_epoch_opt``, on
+    ``_batch_epoch_opt`` and as dispatched (one thread; the state is reset for every epoch)."""
+    sizes = [int(n) for n in net.split("-")]
+    flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    m = m or max(2_000, min(100_000, int(2e8 / (6 * flops))))
+    p0, s, X, Y, order, out = _problem(net, dtype, m)
+    act = get_activation("tanh")
+
+    def adam_epoch(bs, epoch=None):
+        def run(p):
+            opt = Adam(0.001)
+            opt.bind(s, np.dtype(dtype))
+            tail = (opt.kind, opt.hyper(), opt.state, opt.counter, 0.0, 1.0)
+            run_epoch_opt(p, s, X, Y, order, bs, act, out, *tail, epoch=epoch, threads=False)
+
+        return run
+
+    rows = []
+    for bs in batch_sizes:
+        r = {"net": net, "dtype": np.dtype(dtype).name, "batch": bs}
+        r["columns_opt"] = _rate(adam_epoch(bs, "_columns_epoch_opt"), p0, m, repeats)
+        r["batch_epoch_opt"] = _rate(adam_epoch(bs, "_batch_epoch_opt"), p0, m, repeats)
+        r["kernel"] = _dispatch.select_optimizer_epoch(s, bs, out, act.code)
+        r["dispatched"] = _rate(adam_epoch(bs), p0, m, repeats)
+        rows.append(r)
+    return rows
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nets", nargs="+", default=list(NETS))
@@ -122,7 +157,21 @@ def main(argv=None) -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=list(BATCHES))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--examples", type=int, default=None, help="examples per epoch (default: ~2e8 flops)")
+    ap.add_argument("--optimizer", action="store_true", help="time the Adam rows (COLUMNS_OPT_MIN_BATCH)")
     args = ap.parse_args(argv)
+    if args.optimizer:
+        print("examples/s, one Adam epoch, best of", args.repeats, "| ratio: columns / _batch_epoch_opt")
+        for net in args.nets:
+            for dt in args.dtypes:
+                for r in measure_optimizer(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
+                    print(
+                        f"{net:>11} {dt:>7} batch {r['batch']:>4} | columns_opt {r['columns_opt']:>12,.0f} | "
+                        f"_batch_epoch_opt {r['batch_epoch_opt']:>12,.0f} | "
+                        f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | "
+                        f"ratio {r['columns_opt'] / r['batch_epoch_opt']:5.2f}",
+                        flush=True,
+                    )
+        return
     print(
         "examples/s, one epoch, best of",
         args.repeats,
