@@ -67,6 +67,10 @@ JIT_INNER: dict = {**JIT_VEC, "no_cpython_wrapper": True}
 #: :data:`JIT_VEC`, inlined into the caller at Numba-IR level.
 JIT_INLINE: dict = {**JIT_VEC, "inline": "always"}
 
+#: :data:`JIT_INNER` without fastmath: IEEE arithmetic, no FMA contraction, no reassociation, for
+#: elementwise loops whose every path must give the same bits (see :func:`jit_exact`).
+JIT_EXACT: dict = {**JIT_INNER, "fastmath": False}
+
 #: :data:`JIT_VEC` with its ``prange`` loops spread over Numba's threads.
 JIT_PARALLEL: dict = {**JIT_VEC, "parallel": True}
 
@@ -90,6 +94,17 @@ def jit_vec(func):
 def jit_inner(func):
     """Compile ``func`` with :data:`JIT_INNER` (a helper of other kernels, not called from Python)."""
     return njit(**JIT_INNER)(func)
+
+
+def jit_exact(func):
+    """Compile ``func`` with :data:`JIT_EXACT`: a helper whose elementwise loop must give the same
+    bits whichever way LLVM runs it.  A vectorised loop over arrays LLVM cannot prove apart runs
+    behind a run-time overlap check, with a scalar copy for the other outcome and for the last
+    iterations; with fastmath the copies may contract and reassociate differently (one FMA
+    where the other rounds twice), so the bits depended on where the arrays lay in memory (a
+    process that compiled a kernel against one that loaded it from the cache).  Without fastmath
+    every copy computes the same IEEE operations."""
+    return njit(**JIT_EXACT)(func)
 
 
 def jit_inline(func):

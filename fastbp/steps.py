@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit, jit_vec
+from ._jit import jit, jit_exact, jit_inline, jit_inner, jit_vec
 
 __all__ = ["IMPLEMENTATIONS", "OPT_SGD", "OPT_ADAM"]
 
@@ -83,6 +83,38 @@ def _step_is_finite_ref(p, g, lr):
 # (measured 4-8x slower on 100 k parameters).  Adam's divisor √s + ε is never 0 (ε > 0).
 
 
+# The steps below are built from pieces over one range of the parameters (views ``P``, ``G``
+# and the state's): a check pass, read-only, and an apply pass, each compiled once on its own,
+# so every caller runs the same machine code.  The whole-buffer kernels run them over
+# everything; the split column kernels (:mod:`fastbp._fast.columns`) run them over the two
+# halves of the buffer, on two threads or one, and combine the checks' sums.  The apply
+# passes are :func:`fastbp._jit.jit_exact` (no fastmath): every value they write is
+# elementwise and has the same bits on every path LLVM compiles (with fastmath, a kernel that
+# compiled them and one that loaded them from Numba's cache gave Nesterov steps 1 ulp apart).
+# The check passes only read, and only decide whether a step is applied.
+
+
+@jit_inner
+def _sgd_check(P, G, V, lr, mu, nesterov):
+    """Σ of (W + u)·0 + v·0 over a range: 0, or NaN if a new W or v would not be finite."""
+    zero = P.dtype.type(0)
+    check = zero
+    for i in range(P.shape[0]):
+        v = mu * V[i] - lr * G[i]
+        u = mu * v - lr * G[i] if nesterov else v
+        check += (P[i] + u) * zero + v * zero  # NaN if anything is not finite
+    return check
+
+
+@jit_exact
+def _sgd_apply(P, G, V, lr, mu, nesterov):
+    """v ← μ v − α g, then W ← W + v (or W + μ v − α g, Nesterov) over a range."""
+    for i in range(P.shape[0]):
+        v = mu * V[i] - lr * G[i]
+        V[i] = v
+        P[i] += mu * v - lr * G[i] if nesterov else v
+
+
 @jit_vec
 def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
     """One SGD step with (Nesterov) momentum, in place; ``False`` (and no change) if not finite.
@@ -93,19 +125,77 @@ def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
     T = params.dtype.type
     lr = T(lr)
     mu = T(momentum)
-    zero = T(0)
-    check = zero
-    for i in range(params.shape[0]):
-        v = mu * velocity[i] - lr * grad[i]
-        u = mu * v - lr * grad[i] if nesterov else v
-        check += (params[i] + u) * zero + v * zero  # NaN if anything is not finite
-    if check != zero:
+    if _sgd_check(params, grad, velocity, lr, mu, nesterov) != T(0):
         return False
-    for i in range(params.shape[0]):
-        v = mu * velocity[i] - lr * grad[i]
-        velocity[i] = v
-        params[i] += mu * v - lr * grad[i] if nesterov else v
+    _sgd_apply(params, grad, velocity, lr, mu, nesterov)
     return True
+
+
+@jit_inline
+def _adam_constants(dtype, t, lr, beta_1, beta_2, epsilon):
+    """``(α_t, β₁, β₂, 1 − β₁, 1 − β₂, ε)`` in the parameters' dtype for step ``t``.
+
+    α_t = α √(1−β₂ᵗ) / (1−β₁ᵗ) is computed in float64, as scikit-learn does; 1 − β in
+    float64, then rounded (as scikit-learn's NumPy does): in float32, 1 − T(β₂) is 1.3e-5 off
+    1 − β₂ = 0.001, a bias in every second moment.  (float64: the same constants, but the last
+    bits of the step change: fastmath no longer reassociates (1 − β) g.)"""
+    T = dtype.type
+    lr_t = T(lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
+    return lr_t, T(beta_1), T(beta_2), T(1.0 - beta_1), T(1.0 - beta_2), T(epsilon)
+
+
+@jit_inner
+def _adam_sums(P, G, M, S, b1, b2, c1, c2):
+    """The cheap check pass over a range, without √ and ÷: ``(check, neg, Σ|m|, Σ|W|)`` of the
+    new m, s (check: NaN if W, m or s is not finite; neg: below 0 if some s < 0)."""
+    zero = P.dtype.type(0)
+    check = zero
+    neg = zero
+    sum_m = zero
+    sum_p = zero
+    for i in range(P.shape[0]):
+        g = G[i]
+        mi = b1 * M[i] + c1 * g
+        si = b2 * S[i] + c2 * g * g
+        check += P[i] * zero + mi * zero + si * zero
+        neg += si - abs(si)
+        sum_m += abs(mi)
+        sum_p += abs(P[i])
+    return check, neg, sum_m, sum_p
+
+
+@jit_inline
+def _adam_bound_holds(dtype, neg, sum_m, sum_p, lr_t, eps):
+    """Whether the cheap pass's sums prove every new W finite (see :func:`_adam_step`)."""
+    big = 0.5 * np.float64(np.finfo(dtype).max)
+    inv_eps = max(1.0, 1.0 / np.float64(eps))
+    bound = np.float64(sum_p) + max(abs(np.float64(lr_t)), 1.0) * np.float64(sum_m) * inv_eps
+    return neg == 0.0 and inv_eps <= big and bound <= big
+
+
+@jit_inner
+def _adam_exact_check(P, G, M, S, lr_t, b1, b2, c1, c2, eps):
+    """The exact check over a range: Σ (W − α_t m/(√s + ε))·0, NaN if a new W is not finite."""
+    zero = P.dtype.type(0)
+    check = zero
+    for i in range(P.shape[0]):
+        g = G[i]
+        mi = b1 * M[i] + c1 * g
+        si = b2 * S[i] + c2 * g * g
+        check += (P[i] - lr_t * mi / (np.sqrt(si) + eps)) * zero
+    return check
+
+
+@jit_exact
+def _adam_apply(P, G, M, S, lr_t, b1, b2, c1, c2, eps):
+    """m ← β₁ m + (1−β₁) g,  s ← β₂ s + (1−β₂) g²,  W ← W − α_t m / (√s + ε) over a range."""
+    for i in range(P.shape[0]):
+        g = G[i]
+        mi = b1 * M[i] + c1 * g
+        si = b2 * S[i] + c2 * g * g
+        M[i] = mi
+        S[i] = si
+        P[i] -= lr_t * mi / (np.sqrt(si) + eps)
 
 
 @jit_vec
@@ -115,17 +205,8 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     m ← β₁ m + (1−β₁) g,  s ← β₂ s + (1−β₂) g²,  W ← W − α_t m / (√s + ε)
     with α_t = α √(1−β₂ᵗ) / (1−β₁ᵗ) computed in float64, as scikit-learn does.
     """
-    T = params.dtype.type
-    lr_t = T(lr * np.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
-    b1 = T(beta_1)
-    b2 = T(beta_2)
-    # 1 − β in float64, then rounded (as scikit-learn's NumPy does): in float32, 1 − T(β₂)
-    # is 1.3e-5 off 1 − β₂ = 0.001, a bias in every second moment.  (float64: the same
-    # constants, but the last bits of the step change: fastmath no longer reassociates (1 − β) g.)
-    c1 = T(1.0 - beta_1)
-    c2 = T(1.0 - beta_2)
-    eps = T(epsilon)
-    zero = T(0)
+    lr_t, b1, b2, c1, c2, eps = _adam_constants(params.dtype, t, lr, beta_1, beta_2, epsilon)
+    zero = params.dtype.type(0)
     # Is every new W, m, s finite?  First a pass without √ and ÷ (the step on 784-128-10's
     # parameters: 202 → 126-132 µs float64, 58 → 47-50 µs float32, `python tools/step_speed.py`):
     # m, s, W finite, s ≥ 0, and Σ|W| + max(|α_t|, 1) · Σ|m| · max(1, 1/ε) below half the
@@ -133,38 +214,13 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     # m/(√s + ε), m · 1/(√s + ε)), in any order of evaluation: sums of |x| cannot underflow below
     # their largest term.  Where the bound cannot tell (or a sum overflows), the exact pass
     # decides, so the answer is always the exact pass's.
-    check = zero
-    neg = zero
-    sum_m = zero
-    sum_p = zero
-    for i in range(params.shape[0]):
-        g = grad[i]
-        mi = b1 * m[i] + c1 * g
-        si = b2 * s[i] + c2 * g * g
-        check += params[i] * zero + mi * zero + si * zero
-        neg += si - abs(si)
-        sum_m += abs(mi)
-        sum_p += abs(params[i])
+    check, neg, sum_m, sum_p = _adam_sums(params, grad, m, s, b1, b2, c1, c2)
     if check != zero:
         return False
-    big = 0.5 * np.float64(np.finfo(params.dtype).max)
-    inv_eps = max(1.0, 1.0 / np.float64(eps))
-    bound = np.float64(sum_p) + max(abs(np.float64(lr_t)), 1.0) * np.float64(sum_m) * inv_eps
-    if not (neg == zero and inv_eps <= big and bound <= big):
-        for i in range(params.shape[0]):
-            g = grad[i]
-            mi = b1 * m[i] + c1 * g
-            si = b2 * s[i] + c2 * g * g
-            check += (params[i] - lr_t * mi / (np.sqrt(si) + eps)) * zero
-        if check != zero:
+    if not _adam_bound_holds(params.dtype, neg, sum_m, sum_p, lr_t, eps):
+        if _adam_exact_check(params, grad, m, s, lr_t, b1, b2, c1, c2, eps) != zero:
             return False
-    for i in range(params.shape[0]):
-        g = grad[i]
-        mi = b1 * m[i] + c1 * g
-        si = b2 * s[i] + c2 * g * g
-        m[i] = mi
-        s[i] = si
-        params[i] -= lr_t * mi / (np.sqrt(si) + eps)
+    _adam_apply(params, grad, m, s, lr_t, b1, b2, c1, c2, eps)
     return True
 
 
@@ -176,18 +232,38 @@ def _add_l2(grad, params, w_off, b_off, scale):
     With ``scale = alpha / n`` for a batch of n examples this is scikit-learn's L2
     term; the returned sum of squares gives the loss term ½ alpha ‖W‖² / n.
     """
-    T = params.dtype.type
-    c = T(scale)
+    return _add_l2_range(grad, params, w_off, b_off, scale, 0, params.shape[0])
+
+
+@jit_inline
+def _add_l2_range(grad, params, w_off, b_off, scale, lo, hi):
+    """:func:`_add_l2` on the parameters ``lo … hi−1`` alone: dW += scale · W there; returns
+    the Σ W² of those weights (float64)."""
+    c = params.dtype.type(scale)
     total = 0.0
     for l in range(w_off.shape[0]):
-        # views indexed by their own loop variable: params[i] with i from w_off[l] gets
-        # Numba's negative-index wraparound, which stops LLVM vectorising the loop
-        W = params[w_off[l] : b_off[l]]
-        G = grad[w_off[l] : b_off[l]]
-        for k in range(W.shape[0]):
-            w = W[k]
-            G[k] += c * w
-            total += np.float64(w) * np.float64(w)
+        a = max(w_off[l], lo)
+        b = min(b_off[l], hi)
+        if a < b:
+            _l2_gradient(grad[a:b], params[a:b], c)
+            total += _sum_squares(params[a:b])
+    return total
+
+
+@jit_exact
+def _l2_gradient(G, W, c):
+    """G += c · W (elementwise, the same bits on every path: :func:`fastbp._jit.jit_exact`)."""
+    for k in range(W.shape[0]):
+        G[k] += c * W[k]
+
+
+@jit_inner
+def _sum_squares(W):
+    """Σ W² in float64 (read-only: one vectorised path, so the same order wherever W lies)."""
+    total = 0.0
+    for k in range(W.shape[0]):
+        w = np.float64(W[k])
+        total += w * w
     return total
 
 

@@ -149,23 +149,65 @@ for kernel, batch_size in [(k.split(":")[0], int(k.split(":")[1])) for k in sys.
 CACHED_KERNELS = ["_sgd_epoch_blocked:1", "_deferred_epoch:4"]
 
 
+#: Two epochs of the split optimizer kernel (on its one-thread twin) with each optimizer in argv;
+#: prints one digest of the parameters, the optimizer state and the losses per optimizer and dtype.
+OPTIMIZER_SCRIPT = r"""
+import hashlib
+import sys
+import numpy as np
+from fastbp._dispatch import run_epoch_opt
+from fastbp.activations import get_activation
+from fastbp.losses import NAMES
+from fastbp.optimizers import SGD, Adam
+from fastbp.params import Layout
+
+OPTIMIZERS = {"adam": lambda: Adam(0.001), "nesterov": lambda: SGD(0.01, momentum=0.9, nesterov=True)}
+rng = np.random.default_rng(1)
+for name in sys.argv[1:]:
+    for dtype in (np.float32, np.float64):
+        X = rng.normal(size=(400, 64)).astype(dtype)
+        Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 400)]
+        layout = Layout([64, 100, 10])
+        p = (rng.normal(size=layout.n_params) * 0.1).astype(dtype)
+        opt = OPTIMIZERS[name]()
+        opt.bind(layout.sizes, np.dtype(dtype))
+        order = np.arange(400, dtype=np.int64)
+        losses = [run_epoch_opt(p, layout.sizes, X, Y, order, 200, get_activation("tanh"), NAMES["softmax"],
+                                opt.kind, opt.hyper(), opt.state, opt.counter, 1e-4, 1.0,
+                                epoch="_columns_epoch_opt_split", threads=False)[0] for _ in range(2)]
+        digest = hashlib.sha256(p.tobytes() + opt.state.tobytes() + np.array(losses).tobytes()).hexdigest()
+        print(name, np.dtype(dtype).name, digest)
+"""
+
+
+def _compiled_then_cached(tmp_path, script, args) -> list[list[str]]:
+    """The output lines of ``script`` run twice in fresh processes: the first compiles into an empty
+    Numba cache, the second loads from it."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        runs.append(out.stdout.split("\n")[:-1])
+    return runs
+
+
+def test_an_optimizer_step_compiled_here_and_one_loaded_from_the_cache_give_the_same_bits(tmp_path):
+    """The same for the optimizer steps.  Regression: with fastmath, the momentum step's vectorised
+    and scalar copies (chosen at run time by an overlap check of its arrays) rounded differently, and
+    a process that compiled the split kernel and one that loaded it gave Nesterov steps 1 ulp apart."""
+    runs = _compiled_then_cached(tmp_path, OPTIMIZER_SCRIPT, ["adam", "nesterov"])
+    assert len(runs[0]) == 4
+    assert runs[0] == runs[1]
+
+
 def test_a_kernel_compiled_here_and_one_loaded_from_the_cache_give_the_same_bits(tmp_path):
     """One fresh process compiles the kernels into an empty Numba cache, a second loads them from it:
     the same bits.  Regression: the blocked and deferred kernels' block passes, compiled as functions
     of their own, gave results 1 ulp apart between the two (the workspaces then lie elsewhere in
     memory, and a run-time overlap check chose another summation order)."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
-    runs = []
-    for _ in range(2):
-        out = subprocess.run(
-            [sys.executable, "-c", KERNELS_SCRIPT, *CACHED_KERNELS],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-        runs.append(out.stdout.split("\n")[:-1])
+    runs = _compiled_then_cached(tmp_path, KERNELS_SCRIPT, CACHED_KERNELS)
     assert len(runs[0]) == 2 * len(CACHED_KERNELS)
     assert runs[0] == runs[1]

@@ -25,7 +25,25 @@ import numpy as np
 from numba import prange
 
 from .._jit import JIT_PARALLEL, JIT_VEC, compile_as, jit_inline
-from ..steps import _add_l2, _optimizer_step
+from ..steps import (
+    BETA_1,
+    BETA_2,
+    EPSILON,
+    LR,
+    MOMENTUM,
+    NESTEROV,
+    OPT_ADAM,
+    _adam_apply,
+    _adam_bound_holds,
+    _adam_constants,
+    _adam_exact_check,
+    _adam_sums,
+    _add_l2,
+    _add_l2_range,
+    _optimizer_step,
+    _sgd_apply,
+    _sgd_check,
+)
 from ._columns import _borrow_workspace, _columns_gradient, _columns_workspace, _copies_inputs
 from ._common import _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
 
@@ -36,13 +54,33 @@ PARTS = 2
 
 @jit_inline
 def _split_gradient(
-    params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split
+    params,
+    grad,
+    grad1,
+    sizes,
+    w_off,
+    b_off,
+    u_off,
+    X,
+    Y,
+    order,
+    start,
+    stop,
+    act,
+    out,
+    ws,
+    ws1,
+    costs,
+    blas_min,
+    split,
+    add_halves=True,
 ):
     """grad = the mean gradient of the examples ``order[start:stop]``; returns the sum of their
     costs.  Without ``split``: one :func:`_columns_gradient` call.  With it: the first half's
     share (Σ over [start, mid) / n_b) into ``grad`` and the second's into ``grad1``, each with
     its own workspace (``ws``, ``ws1``), as the two iterations of a ``prange`` (two threads in a
-    threaded twin); then grad += grad1 and the two costs added, in that order."""
+    threaded twin); then grad += grad1 (unless ``add_halves`` is false: the caller adds them,
+    :func:`_split_step`) and the two costs added, in that order."""
     n_b = stop - start
     if not split:
         return _columns_gradient(
@@ -60,9 +98,94 @@ def _split_gradient(
             )
     if mid == stop:  # a batch of one example: no second half
         return costs[0]
-    for p in range(grad.shape[0]):
-        grad[p] += grad1[p]
+    if add_halves:
+        for p in range(grad.shape[0]):
+            grad[p] += grad1[p]
     return costs[0] + costs[1]
+
+
+@jit_inline
+def _part_range(n, part):
+    """Elements ``(lo, hi)`` of part ``part`` of :data:`PARTS` of a buffer of n: the halves."""
+    half = (n + 1) // 2
+    return (0, half) if part == 0 else (half, n)
+
+
+@jit_inline
+def _split_step_check(params, grad, grad1, halves, w_off, b_off, state, counter, kind, hyper, alpha, l2_scale, sums):
+    """The first half of a split batch's step: grad += grad1 (if ``halves``: the batch had a
+    second half), the L2 term and the read-only check of the optimizer step of
+    :mod:`fastbp.steps`, each over the two halves of the parameter buffer as the two
+    iterations of a ``prange`` (on two threads in a threaded twin: on one, Adam's step took
+    about as long as the gradient of a batch of 64 on 784-128-10 float64 took on two).
+    Returns ``(‖W‖², ok)``: ok if the step would be finite (:func:`_split_step_apply` then
+    applies it).
+
+    Same bits for any thread count, and the same step as :func:`fastbp.steps._optimizer_step`:
+    every value written is elementwise; the checks' partial sums (``sums``, PARTS × 5, float64)
+    only decide whether the step is applied, and ‖W‖² is the two halves' sums added in order."""
+    T = params.dtype.type
+    n = params.shape[0]
+    adam = kind == OPT_ADAM
+    lr_t, b1, b2, c1, c2, eps = _adam_constants(
+        params.dtype, counter[0] + 1, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
+    )
+    lr = T(hyper[LR])
+    mu = T(hyper[MOMENTUM])
+    nesterov = hyper[NESTEROV] != 0.0
+    M = state[0]
+    S = state[1]
+    for part in prange(PARTS):
+        lo, hi = _part_range(n, part)
+        G = grad[lo:hi]
+        if halves:
+            G1 = grad1[lo:hi]
+            for i in range(G.shape[0]):
+                G[i] += G1[i]
+        sums[part, 0] = _add_l2_range(grad, params, w_off, b_off, l2_scale, lo, hi) if alpha > 0.0 else 0.0
+        if adam:
+            check, neg, sum_m, sum_p = _adam_sums(params[lo:hi], G, M[lo:hi], S[lo:hi], b1, b2, c1, c2)
+            sums[part, 1] = check
+            sums[part, 2] = neg
+            sums[part, 3] = sum_m
+            sums[part, 4] = sum_p
+        else:
+            sums[part, 1] = _sgd_check(params[lo:hi], G, M[lo:hi], lr, mu, nesterov)
+    l2 = sums[0, 0] + sums[1, 0]
+    if sums[0, 1] + sums[1, 1] != 0.0:
+        return l2, False
+    neg = sums[0, 2] + sums[1, 2]
+    sum_m = sums[0, 3] + sums[1, 3]
+    sum_p = sums[0, 4] + sums[1, 4]
+    if adam and not _adam_bound_holds(params.dtype, neg, sum_m, sum_p, lr_t, eps):
+        return l2, _adam_exact_check(params, grad, M, S, lr_t, b1, b2, c1, c2, eps) == T(0)
+    return l2, True
+
+
+@jit_inline
+def _split_step_apply(params, grad, state, counter, kind, hyper):
+    """The second half of a split batch's step (after :func:`_split_step_check` said ok): the
+    optimizer's writes over the two halves of the parameter buffer, as a ``prange``."""
+    T = params.dtype.type
+    n = params.shape[0]
+    adam = kind == OPT_ADAM
+    t = counter[0] + 1
+    lr_t, b1, b2, c1, c2, eps = _adam_constants(
+        params.dtype, t, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
+    )
+    lr = T(hyper[LR])
+    mu = T(hyper[MOMENTUM])
+    nesterov = hyper[NESTEROV] != 0.0
+    M = state[0]
+    S = state[1]
+    for part in prange(PARTS):
+        lo, hi = _part_range(n, part)
+        if adam:
+            _adam_apply(params[lo:hi], grad[lo:hi], M[lo:hi], S[lo:hi], lr_t, b1, b2, c1, c2, eps)
+        else:
+            _sgd_apply(params[lo:hi], grad[lo:hi], M[lo:hi], lr, mu, nesterov)
+    if adam:
+        counter[0] = t
 
 
 @jit_inline
@@ -171,6 +294,7 @@ def _columns_epoch_opt_body(
     m = order.shape[0]
     total = 0.0
     failed = -1
+    sums = np.zeros((PARTS, 5), np.float64)
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         batch_loss = cost_scale * _split_gradient(
@@ -193,7 +317,33 @@ def _columns_epoch_opt_body(
             costs,
             blas_min,
             split,
+            not split,
         )
+        if split:  # the halves' sum, L2 and the step over two halves of the parameters
+            halves = start + (stop - start + 1) // 2 < stop
+            l2, ok = _split_step_check(
+                params,
+                grad,
+                grad1,
+                halves,
+                w_off,
+                b_off,
+                state,
+                counter,
+                kind,
+                hyper,
+                alpha,
+                alpha / (stop - start),
+                sums,
+            )
+            if alpha > 0.0:
+                batch_loss += 0.5 * alpha * l2
+            if not np.isfinite(batch_loss) or not ok:
+                failed = start // batch_size
+                break
+            _split_step_apply(params, grad, state, counter, kind, hyper)
+            total += batch_loss
+            continue
         if alpha > 0.0:
             batch_loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / (stop - start))
         if not np.isfinite(batch_loss) or not _optimizer_step(params, grad, state, counter, kind, hyper):
@@ -201,7 +351,7 @@ def _columns_epoch_opt_body(
             break
         total += batch_loss
     _alive(offs[0], offs[1], offs[2], ws_own)
-    _alive(ws1_own, grad1_own, grad_own)
+    _alive(ws1_own, grad1_own, grad_own, sums)
     return total / m, failed
 
 
