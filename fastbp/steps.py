@@ -65,6 +65,14 @@ def _step_is_finite(p, g, lr):
     return s == 0
 
 
+@jit_exact
+def _gd_apply(P, G, lr):
+    """W −= α dW over a range, without fastmath (the split column kernels' update: the same
+    bits on every path, whichever thread runs it; :func:`fastbp._jit.jit_exact`)."""
+    for i in range(P.shape[0]):
+        P[i] -= lr * G[i]
+
+
 def _sgd_update_ref(p, g, lr):
     """NumPy twin of :func:`_sgd_update`."""
     p -= p.dtype.type(lr) * g

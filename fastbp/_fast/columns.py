@@ -40,6 +40,7 @@ from ..steps import (
     _adam_sums,
     _add_l2,
     _add_l2_range,
+    _gd_apply,
     _optimizer_step,
     _sgd_apply,
     _sgd_check,
@@ -189,6 +190,42 @@ def _split_step_apply(params, grad, state, counter, kind, hyper):
 
 
 @jit_inline
+def _abs_sum_in(v, a, b, lo, hi):
+    """Σ|v[i]| over i in [a, b) ∩ [lo, hi), in float64."""
+    a = max(a, lo)
+    b = min(b, hi)
+    return _abs_sum(v[a:b], b - a) if a < b else 0.0
+
+
+@jit_inline
+def _split_descent_sums(grad, grad1, halves, sizes, w_off, b_off, lsums):
+    """A split gradient-descent batch: grad += grad1 (if ``halves``) and each layer's Σ|dW[l]|,
+    Σ|db[l]| over each half of the parameter buffer (``lsums[part, 2l]``, ``lsums[part, 2l+1]``),
+    as a ``prange`` (the step bound adds the two parts, in order)."""
+    n = grad.shape[0]
+    for part in prange(PARTS):
+        lo, hi = _part_range(n, part)
+        if halves:
+            G = grad[lo:hi]
+            G1 = grad1[lo:hi]
+            for i in range(G.shape[0]):
+                G[i] += G1[i]
+        for l in range(sizes.shape[0] - 1):
+            nw = sizes[l + 1] * sizes[l]
+            lsums[part, 2 * l] = _abs_sum_in(grad, w_off[l], w_off[l] + nw, lo, hi)
+            lsums[part, 2 * l + 1] = _abs_sum_in(grad, b_off[l], b_off[l] + sizes[l + 1], lo, hi)
+
+
+@jit_inline
+def _split_descent_apply(params, grad, lr):
+    """W −= α dW over the two halves of the parameter buffer, as a ``prange``."""
+    n = params.shape[0]
+    for part in prange(PARTS):
+        lo, hi = _part_range(n, part)
+        _gd_apply(params[lo:hi], grad[lo:hi], lr)
+
+
+@jit_inline
 def _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split):
     """The workspaces of :func:`_split_gradient`: ``(ws, ws1, grad1, costs)``, for a whole batch
     (no ``split``; ``ws1`` and ``grad1`` then empty) or for each half of one."""
@@ -226,6 +263,7 @@ def _columns_epoch_body(params, sizes, X, Y, order, batch_size, lr, act, out, li
     wb = bounds[0]
     bb = bounds[1]
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
+    lsums = np.zeros((PARTS, 2 * L), np.float64)
     m = order.shape[0]
     total = 0.0
     for start in range(0, m, batch_size):
@@ -250,27 +288,37 @@ def _columns_epoch_body(params, sizes, X, Y, order, batch_size, lr, act, out, li
             costs,
             blas_min,
             split,
+            not split,
         )
+        if split:  # the halves' sum and the bound's sums over two halves of the parameters
+            _split_descent_sums(grad, grad1, start + (stop - start + 1) // 2 < stop, sizes, w_off, b_off, lsums)
         step64 = np.float64(lr)
         # Step bound: max|W − α dW| ≤ max|W| + α Σ|dW| per layer.
         safe = np.isfinite(batch_cost)
         for l in range(L):
-            nw = sizes[l + 1] * sizes[l]
-            gw = step64 * _abs_sum(grad[w_off[l] : w_off[l] + nw], nw)
-            gb = step64 * _abs_sum(grad[b_off[l] : b_off[l] + sizes[l + 1]], sizes[l + 1])
+            if split:
+                gw = step64 * (lsums[0, 2 * l] + lsums[1, 2 * l])
+                gb = step64 * (lsums[0, 2 * l + 1] + lsums[1, 2 * l + 1])
+            else:
+                nw = sizes[l + 1] * sizes[l]
+                gw = step64 * _abs_sum(grad[w_off[l] : w_off[l] + nw], nw)
+                gb = step64 * _abs_sum(grad[b_off[l] : b_off[l] + sizes[l + 1]], sizes[l + 1])
             safe = safe and (wb[l] + gw <= limit) and (bb[l] + gb <= limit)
             wb[l] += gw
             bb[l] += gb
         if not safe:
             _alive(offs[0], offs[1], offs[2], ws_own)
-            _alive(ws1_own, grad1_own, grad_own, bounds)
+            _alive(ws1_own, grad1_own, grad_own, bounds, lsums)
             return total, start
         # W −= α dW, b −= α db
-        for p in range(params.shape[0]):
-            params[p] -= lr * grad[p]
+        if split:
+            _split_descent_apply(params, grad, lr)
+        else:
+            for p in range(params.shape[0]):
+                params[p] -= lr * grad[p]
         total += batch_cost
     _alive(offs[0], offs[1], offs[2], ws_own)
-    _alive(ws1_own, grad1_own, grad_own, bounds)
+    _alive(ws1_own, grad1_own, grad_own, bounds, lsums)
     return total, -1
 
 
