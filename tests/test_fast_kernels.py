@@ -487,6 +487,77 @@ def test_threaded_kernel_divergence_matches_plain(dtype):
     assert_agree((J, p_thr), (J_plain, p_plain), dtype)
 
 
+#: Steps whose outcome hangs on the split step's partial sums: (optimizer, learning rate, alpha).
+#: A step too large for the divergence bound (gradient descent) or not finite (the optimizers):
+#: the epoch stops or hands over at the first batch; L2: the loss adds the two halves' ‖W‖².
+SPLIT_STEP_CASES = {
+    "descent-bound": ("descent", 1e37, 0.0),
+    "adam-l2": ("adam", 1e-3, 1e-2),
+    "adam-overflow": ("adam", 1e37, 0.0),
+    "nesterov-l2": ("nesterov", 1e-2, 1e-2),
+    "nesterov-overflow": ("nesterov", 1e37, 0.0),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(SPLIT_STEP_CASES))
+def test_the_split_step_reads_its_partial_sums_on_every_thread_count(dtype, case):
+    """The threaded twin and the one-thread kernel: the same loss, the same failing batch, the same
+    bits.  Regression: with the sums written inside a called part, the threaded twin read some back
+    as zeros (half the L2 term in the loss; a bound or check that could never fail)."""
+    from fastbp.optimizers import SGD, Adam
+
+    kind, lr, alpha = SPLIT_STEP_CASES[case]
+    big = lr * (1e270 if dtype == np.float64 else 1.0)  # overflows either dtype's step
+    lr = big if lr > 1 else lr
+    prob = make_problem([33, 37, 3], dtype=dtype, output="softmax", m=3 * THREADED + 5, seed=3)
+    lay, p0 = _flat(prob)
+    order = np.arange(prob.X.shape[0], dtype=np.int64)
+    tanh = get_activation("tanh")
+    results = []
+    for threads in (False, True):
+        p = p0.copy()
+        if kind == "descent":
+            J, failed = run_epoch(
+                p,
+                lay.sizes,
+                prob.X,
+                prob.Y,
+                order,
+                THREADED,
+                dtype(lr),
+                tanh,
+                2,
+                threads=threads,
+                epoch="_columns_epoch_split",
+            )
+            state = np.zeros(0)
+        else:
+            opt = Adam(lr) if kind == "adam" else SGD(lr, momentum=0.9, nesterov=True)
+            opt.bind(lay.sizes, np.dtype(dtype))
+            tail = (opt.kind, opt.hyper(), opt.state, opt.counter, alpha, 1.0)
+            J, failed = _dispatch.run_epoch_opt(
+                p,
+                lay.sizes,
+                prob.X,
+                prob.Y,
+                order,
+                THREADED,
+                tanh,
+                2,
+                *tail,
+                epoch="_columns_epoch_opt_split",
+                threads=threads,
+            )
+            state = opt.state
+        assert np.isfinite(p).all()  # a step that would not be finite is never applied
+        results.append((J, failed, p.tobytes(), state.tobytes()))
+    assert results[0][:2] == results[1][:2]
+    assert results[0] == results[1]
+    if lr > 1 and kind != "descent":
+        assert results[0][1] >= 0  # a step was not finite: the epoch stopped there
+
+
 _BITS_SCRIPT = """
 import hashlib, numpy as np, numba
 from fastbp._dispatch import run_epoch, run_epoch_opt

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import JIT_PARALLEL, JIT_VEC, compile_as, jit_inline
+from .._jit import JIT_PARALLEL, JIT_VEC, compile_as, jit_inline, jit_inner
 from ..steps import (
     BETA_1,
     BETA_2,
@@ -112,6 +112,56 @@ def _part_range(n, part):
     return (0, half) if part == 0 else (half, n)
 
 
+# The split step's parts.  Each ``prange`` body below calls parts compiled once on their own
+# (``jit_inner``): the threaded twin's loop bodies are then small, and both twins run the same
+# machine code (inlined, the threaded twin's cold compile grew 3.5-5 s, a first Adam fit on
+# 784-128-10 with two threads; docs/performance-kernels.md).  The partial sums the kernel reads
+# after a ``prange`` are written by the loop body itself, from the parts' return values (as
+# ``_split_gradient`` writes its costs): when only a called part wrote them, the threaded twin
+# read wrong sums back (half the L2 term in the loss, a check that could not fail; Numba
+# 0.68.1, ``test_the_split_step_reads_its_partial_sums_on_every_thread_count`` fails so).
+
+
+@jit_inner
+def _step_check_part(params, grad, grad1, halves, w_off, b_off, state, adam, k, alpha, l2_scale, part):
+    """One half of :func:`_split_step_check`: grad += grad1 there (if ``halves``) and the L2
+    term; returns the half's ‖W‖² and the step's check sums ``(check, neg, Σ|m|, Σ|W|)``, in
+    float64 (``k``: the step's constants, as a tuple)."""
+    if halves:
+        _add_halves_part(grad, grad1, part)
+    lo, hi = _part_range(params.shape[0], part)
+    G = grad[lo:hi]
+    l2 = _add_l2_range(grad, params, w_off, b_off, l2_scale, lo, hi) if alpha > 0.0 else 0.0
+    lr_t, b1, b2, c1, c2, eps, lr, mu, nesterov = k
+    if adam:
+        check, neg, sum_m, sum_p = _adam_sums(params[lo:hi], G, state[0, lo:hi], state[1, lo:hi], b1, b2, c1, c2)
+        return l2, np.float64(check), np.float64(neg), np.float64(sum_m), np.float64(sum_p)
+    check = _sgd_check(params[lo:hi], G, state[0, lo:hi], lr, mu, nesterov)
+    return l2, np.float64(check), 0.0, 0.0, 0.0
+
+
+@jit_inner
+def _step_apply_part(params, grad, state, adam, k, part):
+    """One half of :func:`_split_step_apply`: the optimizer's writes there."""
+    lo, hi = _part_range(params.shape[0], part)
+    lr_t, b1, b2, c1, c2, eps, lr, mu, nesterov = k
+    if adam:
+        _adam_apply(params[lo:hi], grad[lo:hi], state[0, lo:hi], state[1, lo:hi], lr_t, b1, b2, c1, c2, eps)
+    else:
+        _sgd_apply(params[lo:hi], grad[lo:hi], state[0, lo:hi], lr, mu, nesterov)
+
+
+@jit_inline
+def _step_constants(params, counter, hyper):
+    """The step's constants in the parameters' dtype: Adam's ``(α_t, β₁, β₂, 1 − β₁, 1 − β₂, ε)``
+    for step counter[0] + 1, then momentum SGD's ``(α, μ, nesterov)``."""
+    T = params.dtype.type
+    lr_t, b1, b2, c1, c2, eps = _adam_constants(
+        params.dtype, counter[0] + 1, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
+    )
+    return lr_t, b1, b2, c1, c2, eps, T(hyper[LR]), T(hyper[MOMENTUM]), hyper[NESTEROV] != 0.0
+
+
 @jit_inline
 def _split_step_check(params, grad, grad1, halves, w_off, b_off, state, counter, kind, hyper, alpha, l2_scale, sums):
     """The first half of a split batch's step: grad += grad1 (if ``halves``: the batch had a
@@ -125,41 +175,27 @@ def _split_step_check(params, grad, grad1, halves, w_off, b_off, state, counter,
     Same bits for any thread count, and the same step as :func:`fastbp.steps._optimizer_step`:
     every value written is elementwise; the checks' partial sums (``sums``, PARTS × 5, float64)
     only decide whether the step is applied, and ‖W‖² is the two halves' sums added in order."""
-    T = params.dtype.type
-    n = params.shape[0]
     adam = kind == OPT_ADAM
-    lr_t, b1, b2, c1, c2, eps = _adam_constants(
-        params.dtype, counter[0] + 1, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
-    )
-    lr = T(hyper[LR])
-    mu = T(hyper[MOMENTUM])
-    nesterov = hyper[NESTEROV] != 0.0
-    M = state[0]
-    S = state[1]
-    for part in prange(PARTS):
-        lo, hi = _part_range(n, part)
-        G = grad[lo:hi]
-        if halves:
-            G1 = grad1[lo:hi]
-            for i in range(G.shape[0]):
-                G[i] += G1[i]
-        sums[part, 0] = _add_l2_range(grad, params, w_off, b_off, l2_scale, lo, hi) if alpha > 0.0 else 0.0
-        if adam:
-            check, neg, sum_m, sum_p = _adam_sums(params[lo:hi], G, M[lo:hi], S[lo:hi], b1, b2, c1, c2)
-            sums[part, 1] = check
-            sums[part, 2] = neg
-            sums[part, 3] = sum_m
-            sums[part, 4] = sum_p
-        else:
-            sums[part, 1] = _sgd_check(params[lo:hi], G, M[lo:hi], lr, mu, nesterov)
+    k = _step_constants(params, counter, hyper)
+    for part in prange(PARTS):  # the sums are written here: Numba's parfor analysis sees these writes
+        l2p, check, neg, sum_m, sum_p = _step_check_part(
+            params, grad, grad1, halves, w_off, b_off, state, adam, k, alpha, l2_scale, part
+        )
+        sums[part, 0] = l2p
+        sums[part, 1] = check
+        sums[part, 2] = neg
+        sums[part, 3] = sum_m
+        sums[part, 4] = sum_p
     l2 = sums[0, 0] + sums[1, 0]
     if sums[0, 1] + sums[1, 1] != 0.0:
         return l2, False
+    lr_t, b1, b2, c1, c2, eps = k[0], k[1], k[2], k[3], k[4], k[5]
     neg = sums[0, 2] + sums[1, 2]
     sum_m = sums[0, 3] + sums[1, 3]
     sum_p = sums[0, 4] + sums[1, 4]
     if adam and not _adam_bound_holds(params.dtype, neg, sum_m, sum_p, lr_t, eps):
-        return l2, _adam_exact_check(params, grad, M, S, lr_t, b1, b2, c1, c2, eps) == T(0)
+        check = _adam_exact_check(params, grad, state[0], state[1], lr_t, b1, b2, c1, c2, eps)
+        return l2, check == params.dtype.type(0)
     return l2, True
 
 
@@ -167,26 +203,22 @@ def _split_step_check(params, grad, grad1, halves, w_off, b_off, state, counter,
 def _split_step_apply(params, grad, state, counter, kind, hyper):
     """The second half of a split batch's step (after :func:`_split_step_check` said ok): the
     optimizer's writes over the two halves of the parameter buffer, as a ``prange``."""
-    T = params.dtype.type
-    n = params.shape[0]
     adam = kind == OPT_ADAM
-    t = counter[0] + 1
-    lr_t, b1, b2, c1, c2, eps = _adam_constants(
-        params.dtype, t, hyper[LR], hyper[BETA_1], hyper[BETA_2], hyper[EPSILON]
-    )
-    lr = T(hyper[LR])
-    mu = T(hyper[MOMENTUM])
-    nesterov = hyper[NESTEROV] != 0.0
-    M = state[0]
-    S = state[1]
+    k = _step_constants(params, counter, hyper)
     for part in prange(PARTS):
-        lo, hi = _part_range(n, part)
-        if adam:
-            _adam_apply(params[lo:hi], grad[lo:hi], M[lo:hi], S[lo:hi], lr_t, b1, b2, c1, c2, eps)
-        else:
-            _sgd_apply(params[lo:hi], grad[lo:hi], M[lo:hi], lr, mu, nesterov)
+        _step_apply_part(params, grad, state, adam, k, part)
     if adam:
-        counter[0] = t
+        counter[0] += 1
+
+
+@jit_inner
+def _add_halves_part(grad, grad1, part):
+    """grad += grad1 over one half of the buffer."""
+    lo, hi = _part_range(grad.shape[0], part)
+    G = grad[lo:hi]
+    G1 = grad1[lo:hi]
+    for i in range(G.shape[0]):
+        G[i] += G1[i]
 
 
 @jit_inline
@@ -203,26 +235,28 @@ def _split_descent_sums(grad, grad1, halves, sizes, w_off, b_off, lsums):
     Σ|db[l]| over each half of the parameter buffer (``lsums[part, 2l]``, ``lsums[part, 2l+1]``),
     as a ``prange`` (the step bound adds the two parts, in order)."""
     n = grad.shape[0]
-    for part in prange(PARTS):
-        lo, hi = _part_range(n, part)
+    for part in prange(PARTS):  # the sums are written here: Numba's parfor analysis sees these writes
         if halves:
-            G = grad[lo:hi]
-            G1 = grad1[lo:hi]
-            for i in range(G.shape[0]):
-                G[i] += G1[i]
+            _add_halves_part(grad, grad1, part)
+        lo, hi = _part_range(n, part)
         for l in range(sizes.shape[0] - 1):
             nw = sizes[l + 1] * sizes[l]
             lsums[part, 2 * l] = _abs_sum_in(grad, w_off[l], w_off[l] + nw, lo, hi)
             lsums[part, 2 * l + 1] = _abs_sum_in(grad, b_off[l], b_off[l] + sizes[l + 1], lo, hi)
 
 
+@jit_inner
+def _descent_apply_part(params, grad, lr, part):
+    """One half of :func:`_split_descent_apply`."""
+    lo, hi = _part_range(params.shape[0], part)
+    _gd_apply(params[lo:hi], grad[lo:hi], lr)
+
+
 @jit_inline
 def _split_descent_apply(params, grad, lr):
     """W −= α dW over the two halves of the parameter buffer, as a ``prange``."""
-    n = params.shape[0]
     for part in prange(PARTS):
-        lo, hi = _part_range(n, part)
-        _gd_apply(params[lo:hi], grad[lo:hi], lr)
+        _descent_apply_part(params, grad, lr, part)
 
 
 @jit_inline
