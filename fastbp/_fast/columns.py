@@ -113,9 +113,9 @@ def _part_range(n, part):
 
 
 # The split step's parts.  Each ``prange`` body below calls parts compiled once on their own
-# (``jit_inner``): the threaded twin's loop bodies are then small, and both twins run the same
-# machine code (inlined, the threaded twin's cold compile grew 3.5-5 s, a first Adam fit on
-# 784-128-10 with two threads; docs/performance-kernels.md).  The partial sums the kernel reads
+# (``jit_inner``), so both twins run the same machine code for them.  (The parallel loops cost the
+# threaded twins' cold compile 2-5 s, bodies inlined or called alike: docs/performance-kernels.md,
+# "The step on both threads".)  The partial sums the kernel reads
 # after a ``prange`` are written by the loop body itself, from the parts' return values (as
 # ``_split_gradient`` writes its costs): when only a called part wrote them, the threaded twin
 # read wrong sums back (half the L2 term in the loss, a check that could not fail; Numba
@@ -177,7 +177,7 @@ def _split_step_check(params, grad, grad1, halves, w_off, b_off, state, counter,
     only decide whether the step is applied, and ‖W‖² is the two halves' sums added in order."""
     adam = kind == OPT_ADAM
     k = _step_constants(params, counter, hyper)
-    for part in prange(PARTS):  # the sums are written here: Numba's parfor analysis sees these writes
+    for part in prange(PARTS):  # the sums written by the loop body itself (see above)
         l2p, check, neg, sum_m, sum_p = _step_check_part(
             params, grad, grad1, halves, w_off, b_off, state, adam, k, alpha, l2_scale, part
         )
@@ -235,7 +235,7 @@ def _split_descent_sums(grad, grad1, halves, sizes, w_off, b_off, lsums):
     Σ|db[l]| over each half of the parameter buffer (``lsums[part, 2l]``, ``lsums[part, 2l+1]``),
     as a ``prange`` (the step bound adds the two parts, in order)."""
     n = grad.shape[0]
-    for part in prange(PARTS):  # the sums are written here: Numba's parfor analysis sees these writes
+    for part in prange(PARTS):  # the sums written by the loop body itself (see above)
         if halves:
             _add_halves_part(grad, grad1, part)
         lo, hi = _part_range(n, part)
