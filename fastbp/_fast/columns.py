@@ -55,33 +55,15 @@ PARTS = 2
 
 @jit_inline
 def _split_gradient(
-    params,
-    grad,
-    grad1,
-    sizes,
-    w_off,
-    b_off,
-    u_off,
-    X,
-    Y,
-    order,
-    start,
-    stop,
-    act,
-    out,
-    ws,
-    ws1,
-    costs,
-    blas_min,
-    split,
-    add_halves=True,
+    params, grad, grad1, sizes, w_off, b_off, u_off, X, Y, order, start, stop, act, out, ws, ws1, costs, blas_min, split
 ):
-    """grad = the mean gradient of the examples ``order[start:stop]``; returns the sum of their
-    costs.  Without ``split``: one :func:`_columns_gradient` call.  With it: the first half's
-    share (Σ over [start, mid) / n_b) into ``grad`` and the second's into ``grad1``, each with
-    its own workspace (``ws``, ``ws1``), as the two iterations of a ``prange`` (two threads in a
-    threaded twin); then grad += grad1 (unless ``add_halves`` is false: the caller adds them,
-    :func:`_split_step`) and the two costs added, in that order."""
+    """The gradient of the examples ``order[start:stop]``; returns the sum of their costs.
+    Without ``split``: their mean gradient into ``grad``, one :func:`_columns_gradient` call.
+    With it: the first half's share (Σ over [start, mid) / n_b) into ``grad`` and the second's
+    into ``grad1``, each with its own workspace (``ws``, ``ws1``), as the two iterations of a
+    ``prange`` (two threads in a threaded twin); the caller adds grad1 into grad over the two
+    halves of the buffer (:func:`_split_step_check`, :func:`_split_descent_sums`), and the two
+    costs are added here, in that order."""
     n_b = stop - start
     if not split:
         return _columns_gradient(
@@ -99,9 +81,6 @@ def _split_gradient(
             )
     if mid == stop:  # a batch of one example: no second half
         return costs[0]
-    if add_halves:
-        for p in range(grad.shape[0]):
-            grad[p] += grad1[p]
     return costs[0] + costs[1]
 
 
@@ -322,7 +301,6 @@ def _columns_epoch_body(params, sizes, X, Y, order, batch_size, lr, act, out, li
             costs,
             blas_min,
             split,
-            not split,
         )
         if split:  # the halves' sum and the bound's sums over two halves of the parameters
             _split_descent_sums(grad, grad1, start + (stop - start + 1) // 2 < stop, sizes, w_off, b_off, lsums)
@@ -399,7 +377,6 @@ def _columns_epoch_opt_body(
             costs,
             blas_min,
             split,
-            not split,
         )
         if split:  # the halves' sum, L2 and the step over two halves of the parameters
             halves = start + (stop - start + 1) // 2 < stop
