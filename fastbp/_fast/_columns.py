@@ -40,6 +40,7 @@ import numpy as np
 from .._jit import jit_inline, jit_inner
 from ..activations import activate_loop, times_derivative_loop
 from ..losses import OUT_SOFTMAX, cost_loop, output_loop
+from ..vmath import vexp
 from ._common import _borrowed, _matrix_view
 
 #: Examples per chunk: the columns of every workspace matrix.  256 keeps a chunk's A[l−1]
@@ -58,8 +59,8 @@ PAD = 16
 def _columns_workspace(params, sizes, u_off, batch_size, copy_x):
     """The workspaces of :func:`_columns_gradient`: ``(XT, YT, Z, A, D, col, gtmp)``, flat:
     room for Xᵀ (n_0 × c; none if not ``copy_x``), Yᵀ (n_L × c), Z, A, dZ of every unit
-    (layer l's block n_l × c from element u_off[l−1]·c), one example's column (2 × n_L) for
-    a softmax output, and the largest W[l] (a chunk's dW[l] before it is added); c =
+    (layer l's block n_l × c from element u_off[l−1]·c), three float64 rows of c for a softmax
+    output (:func:`_softmax_columns`), and the largest W[l] (a chunk's dW[l] before it is added); c =
     min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD` (``batch_size`` 0: a workspace
     never used, all of it empty but the column).  A chunk of nc ≤ c examples
     views each block as a C-contiguous n × nc matrix (:func:`_block`)."""
@@ -75,7 +76,7 @@ def _columns_workspace(params, sizes, u_off, batch_size, copy_x):
         np.zeros(n_units * c, params.dtype),
         np.zeros(n_units * c, params.dtype),
         np.zeros(n_units * c, params.dtype),
-        np.zeros(2 * sizes[L], params.dtype),
+        np.zeros(3 * c, np.float64),
         np.zeros(w_max, params.dtype),
     )
 
@@ -246,30 +247,89 @@ def _bias_rows(grad, bo, n_out, Dl, nc, first):
 
 
 @jit_inline
+def _softmax_columns(Zl, Al, n_L, nc, col):
+    """A[L] = softmax(Z[L]) for each of the block's first ``nc`` columns (one per example),
+    SIMD across the examples: a softmax couples the n_L outputs of one column, so rather than
+    a short loop per column (n_L numbers, scalar code), each step is a pass along the rows:
+
+        max_t = max_j Z[j, t];   A[j, t] = e^(Z[j, t] − max_t),  s_t = Σ_j A[j, t];   A[j, t] /= s_t
+
+    the arithmetic of :func:`fastbp.losses.output_loop` in the block's dtype, the sum in the
+    order j = 0 … n_L−1.  ``col`` (float64, 3 rows of ≥ nc) keeps max_t in row 0 (for
+    :func:`_softmax_cost_columns`) and s_t, then 1/s_t, in row 1 (values of the block's dtype)."""
+    T = Zl.dtype.type
+    mx = col[:nc]
+    s = col[nc : 2 * nc]
+    z0 = Zl[0]
+    for t in range(nc):
+        mx[t] = z0[t]
+        s[t] = 0.0
+    for j in range(1, n_L):
+        zr = Zl[j]
+        for t in range(nc):
+            v = np.float64(zr[t])
+            mx[t] = v if v > mx[t] else mx[t]
+    for j in range(n_L):
+        zr = Zl[j]
+        ar = Al[j]
+        for t in range(nc):
+            e = vexp(zr[t] - T(mx[t]))
+            ar[t] = e
+            s[t] = T(s[t]) + e
+    for t in range(nc):
+        s[t] = T(1) / T(s[t])  # 1/s_t, then A = e · (1/s_t), as output_loop
+    for j in range(n_L):
+        ar = Al[j]
+        for t in range(nc):
+            ar[t] *= T(s[t])
+
+
+@jit_inline
+def _softmax_cost_columns(Zl, YT, n_L, nc, col):
+    """The summed softmax cross-entropy of the block's first ``nc`` columns, Σ_t Σ_j Y[j, t]
+    (lse_t − Z[j, t]) with lse_t = max_t + log Σ_j e^(Z[j, t] − max_t), in float64 as
+    :func:`fastbp.losses.cost_loop`, by passes along the rows; reads max_t from ``col`` row 0
+    (:func:`_softmax_columns` first), uses row 2."""
+    mx = col[:nc]
+    lse = col[2 * nc : 3 * nc]
+    for t in range(nc):
+        lse[t] = 0.0
+    for j in range(n_L):
+        zr = Zl[j]
+        for t in range(nc):
+            lse[t] += vexp(np.float64(zr[t]) - mx[t])
+    for t in range(nc):
+        lse[t] = mx[t] + np.log(lse[t])
+    total = 0.0
+    for j in range(n_L):
+        zr = Zl[j]
+        yr = YT[j]
+        for t in range(nc):
+            total += np.float64(yr[t]) * (lse[t] - np.float64(zr[t]))
+    return total
+
+
+@jit_inline
 def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col, scale):
     """A[L] = out(Z[L]), the chunk's summed cost (float64) over its ``nc`` examples, and
     ``scale`` · dZ[L] = scale · (A[L] − Yᵀ) (zero in the padding columns nc … ncp): with scale
     = 1/n_b every product downstream is already the batch's mean, and no sum of n_b large
     terms can overflow where the mean does not.  σ, identity and e^z act
     elementwise, so each row is one vectorised call over the examples; softmax couples an
-    example's outputs: one column at a time, through ``col``."""
+    example's outputs, and runs as passes along the rows too (:func:`_softmax_columns`)."""
     T = Zl.dtype.type
     total = 0.0
     if out == OUT_SOFTMAX:
-        zc = col[:n_L]
-        yc = col[n_L:]
-        for t in range(nc):
-            for j in range(n_L):
-                zc[j] = Zl[j, t]
-                yc[j] = YT[j, t]
-            total += cost_loop(zc, yc, out)
-            output_loop(zc, zc, out)
-            for j in range(n_L):
-                Al[j, t] = zc[j]
-                Dl[j, t] = (zc[j] - yc[j]) * scale
+        _softmax_columns(Zl, Al, n_L, nc, col)
+        total += _softmax_cost_columns(Zl, YT, n_L, nc, col)
         for j in range(n_L):
+            ar = Al[j]
+            dr = Dl[j]
+            yr = YT[j]
+            for t in range(nc):
+                dr[t] = (ar[t] - yr[t]) * scale
             for t in range(nc, ncp):
-                Dl[j, t] = T(0)
+                dr[t] = T(0)
     else:
         for j in range(n_L):
             zr = Zl[j]
@@ -287,16 +347,10 @@ def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col, scale):
 
 @jit_inline
 def _output_only(Zl, Al, n_L, nc, out, col):
-    """A[L] = out(Z[L]) over a chunk (no targets, no cost): rowwise for the elementwise outputs,
-    one column at a time for softmax."""
+    """A[L] = out(Z[L]) over a chunk (no targets, no cost): rowwise for the elementwise outputs
+    and for softmax (:func:`_softmax_columns`)."""
     if out == OUT_SOFTMAX:
-        zc = col[:n_L]
-        for t in range(nc):
-            for j in range(n_L):
-                zc[j] = Zl[j, t]
-            output_loop(zc, zc, out)
-            for j in range(n_L):
-                Al[j, t] = zc[j]
+        _softmax_columns(Zl, Al, n_L, nc, col)
     else:
         for j in range(n_L):
             output_loop(Zl[j], Al[j], out)
