@@ -47,6 +47,7 @@ dtype.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -120,13 +121,16 @@ def train_epoch_reference(
 
 def _check_real(value: Any, name: str, low: float, high: float | None = None, *, low_open=False, high_open=True):
     """A finite real number in [low, high) (bounds' openness as given); ValueError/TypeError naming it."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    try:
-        x = float(value)
-    except (OverflowError, ValueError):  # 10**400
-        raise ValueError(f"{name} must be a finite number, got an integer too large for a float") from None
-    bad = not np.isfinite(x) or (x <= low if low_open else x < low)
+    if type(value) is float:  # the common case (re-checked every epoch): no ABC instance check
+        x = value
+    else:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        try:
+            x = float(value)
+        except (OverflowError, ValueError):  # 10**400
+            raise ValueError(f"{name} must be a finite number, got an integer too large for a float") from None
+    bad = not math.isfinite(x) or (x <= low if low_open else x < low)
     if high is not None:
         bad = bad or (x >= high if high_open else x > high)
     if bad:
@@ -177,14 +181,18 @@ class Optimizer:
             value = getattr(self, name, None)
             if value is None:
                 continue
-            with np.errstate(over="ignore", under="ignore"):
-                r = dtype.type(value)
-            if not np.isfinite(r) or r <= 0:
+            if dtype == np.float64:
+                r = float(value)
+            else:
+                with np.errstate(over="ignore", under="ignore"):
+                    r = float(dtype.type(value))
+            if not math.isfinite(r) or r <= 0:
                 problem = "overflows" if not np.isfinite(r) else "rounds to 0 in"
                 raise ValueError(f"{name} = {value!r} {problem} the network's dtype {dtype}")
         if self.state is not None:
             if self._sizes == sizes and self.state.dtype == dtype:
-                if self.state.shape != (2, Layout(sizes).n_params):
+                shape = self.__dict__.get("_state_shape") or (2, Layout(sizes).n_params)  # (cached by bind)
+                if self.state.shape != shape:
                     raise ValueError(
                         f"state has shape {self.state.shape}, not (2, {Layout(sizes).n_params}) for layer sizes "
                         f"{list(sizes)}; call optimizer.reset()"
@@ -196,7 +204,8 @@ class Optimizer:
                 f"{list(sizes)} ({dtype})"
             )
         self._sizes = sizes
-        self.state = np.zeros((2, Layout(sizes).n_params), dtype=dtype)
+        self._state_shape = (2, Layout(sizes).n_params)
+        self.state = np.zeros(self._state_shape, dtype=dtype)
 
     def _check_attributes(self) -> None:
         """The attributes the kernels trust, re-checked before each epoch (a user may have assigned them):
