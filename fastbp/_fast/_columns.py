@@ -246,7 +246,9 @@ def _bias_rows(grad, bo, n_out, Dl, nc, first):
         gb[j] = s if first else gb[j] + s
 
 
-@jit_inline
+# called, not inlined: compiled once per dtype for the four kernels that use it (inlined,
+# each kernel's cold compile paid for its own copy: a first fit + predict about 2-4 s more)
+@jit_inner
 def _softmax_columns(Zl, Al, n_L, nc, col):
     """A[L] = softmax(Z[L]) for each of the block's first ``nc`` columns (one per example),
     SIMD across the examples: a softmax couples the n_L outputs of one column, so rather than
@@ -284,7 +286,7 @@ def _softmax_columns(Zl, Al, n_L, nc, col):
             ar[t] *= T(s[t])
 
 
-@jit_inline
+@jit_inner
 def _softmax_cost_columns(Zl, YT, n_L, nc, col):
     """The summed softmax cross-entropy of the block's first ``nc`` columns, Σ_t Σ_j Y[j, t]
     (lse_t − Z[j, t]) with lse_t = max_t + log Σ_j e^(Z[j, t] − max_t), in float64 as
