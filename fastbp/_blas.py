@@ -7,14 +7,12 @@ project's machines an epoch of 784-128-10 at batch 256 gave other bits with two 
 than with one (``python tools/blas_threads.py`` re-checks it).  fastbp promises the same bits
 for any thread setting, so :func:`one_blas_thread` holds every loaded BLAS to one thread for
 the length of a kernel call (about 13 µs per call, through one cached
-:class:`threadpoolctl.ThreadpoolController`; threadpoolctl comes with scikit-learn), or, nested,
-for the length of the outermost block (an estimator's whole solver loop).
+:class:`threadpoolctl.ThreadpoolController`; threadpoolctl comes with scikit-learn).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Iterator
 
 _controller = None
@@ -32,30 +30,8 @@ def _get_controller():
     return _controller
 
 
-#: How many ``one_blas_thread`` blocks this Python thread has open (each thread holds and
-#: restores BLAS for itself, as it did before blocks nested).
-_local = threading.local()
-
-
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Hold every BLAS library of the process to one thread inside the ``with`` block.
-
-    Re-entrant and cheap when nested: only a thread's outermost block sets the limit (and
-    restores the caller's setting when it closes); the blocks inside it cost a counter.  An
-    estimator's fit holds BLAS once around its whole solver loop, so each epoch's kernel call
-    no longer pays threadpoolctl's query-and-set of every library (about 13 µs to open and as
-    much to close a block here, per epoch: ``tests/test_blas.py`` counts the limits a fit sets)."""
-    if getattr(_local, "held", 0):
-        _local.held += 1
-        try:
-            yield
-        finally:
-            _local.held -= 1
-        return
+    """Hold every BLAS library of the process to one thread inside the ``with`` block."""
     with _get_controller().limit(limits=1, user_api="blas"):
-        _local.held = 1
-        try:
-            yield
-        finally:
-            _local.held = 0
+        yield

@@ -26,7 +26,6 @@ A new fast kernel: one file in ``fastbp/_fast/`` and one row here; the agreement
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import os
@@ -296,13 +295,6 @@ def _columns(kernel, params, sizes, *rest):
 def _columns_split(kernel, params, sizes, *rest):
     """:func:`_columns` with each batch split in two halves (on two threads in a threaded twin)."""
     return _blas_held(sizes, kernel, params, sizes, *rest, BLAS_MIN_WEIGHTS, True)
-
-
-def blas_held_for(sizes):
-    """A context that holds BLAS to one thread across a loop of kernel calls on a net of
-    ``sizes`` (:func:`fastbp._blas.one_blas_thread`, re-entrant: each call's own hold inside it
-    is then free); nothing if no layer of ``sizes`` runs on BLAS."""
-    return one_blas_thread() if uses_blas(sizes) else contextlib.nullcontext()
 
 
 def _blas_held(sizes, kernel, *args):

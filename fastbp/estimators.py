@@ -347,14 +347,12 @@ class _BaseMLP(BaseEstimator):
                         Wl[...] = np.asarray(c).T
                     for bl, c in zip(b, pending.get("_pending_intercepts", ())):
                         bl[...] = c
-            # BLAS held to one thread once for the whole solver loop, not per kernel call
-            with _dispatch.blas_held_for(self._layout.sizes):
-                if self.solver == "lbfgs":
-                    self._fit_lbfgs(X, y, sample_weight)
-                    return self
-                if not incremental or not hasattr(self, "_optimizer"):
-                    self._optimizer = optimizer
-                self._fit_stochastic(X, y, rs, incremental, sample_weight)
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(X, y, sample_weight)
+                return self
+            if not incremental or not hasattr(self, "_optimizer"):
+                self._optimizer = optimizer
+            self._fit_stochastic(X, y, rs, incremental, sample_weight)
         except DivergenceError:
             raise
         except Exception:

@@ -169,6 +169,7 @@ class Optimizer:
         self.state: np.ndarray | None = None
         self.counter = np.zeros(1, np.int64)
         self._sizes: tuple[int, ...] | None = None
+        self.__dict__.pop("_state_shape", None)
         self._best_loss = np.inf
         self._no_improvement = 0
 

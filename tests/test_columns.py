@@ -16,10 +16,12 @@ from numba import njit
 
 from fastbp import _dispatch
 from fastbp._blas import one_blas_thread
+from fastbp._fast._columns import _softmax_columns, _softmax_cost_columns
 from fastbp._fast._common import _matrix_view
 from fastbp._plain import BUILTIN
 from fastbp.activations import NAMES as ACT_CODES
 from fastbp.losses import NAMES as OUT_CODES
+from fastbp.losses import OUT_SOFTMAX, cost_loop, output_loop
 from fastbp.optimizers import Adam
 from fastbp.params import Layout
 from fastbp.testing import assert_agree, make_problem
@@ -197,3 +199,55 @@ def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monke
             kernels.gradients(*args, prob.Y, "tanh", "softmax"),
         )
     assert_agree(results["columns"], results["plain"], np.float64, "public forward passes")
+
+
+@njit
+def _softmax_block(Z, YT, col):
+    """The column kernels' softmax passes on a whole block: ``(A, summed cost)``."""
+    A = np.empty_like(Z)
+    _softmax_columns(Z, A, Z.shape[0], Z.shape[1], col)
+    return A, _softmax_cost_columns(Z, YT, Z.shape[0], Z.shape[1], col)
+
+
+@njit
+def _softmax_by_column(Z, YT):
+    """The plain kernel's softmax and cost, one column (example) at a time."""
+    A = np.empty_like(Z)
+    total = 0.0
+    for t in range(Z.shape[1]):
+        z = np.ascontiguousarray(Z[:, t])
+        a = np.empty_like(z)
+        output_loop(z, a, OUT_SOFTMAX)
+        A[:, t] = a
+        total += cost_loop(z, np.ascontiguousarray(YT[:, t]), OUT_SOFTMAX)
+    return A, total
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_out", [1, 2, 3, 10])
+def test_the_softmax_along_the_rows_gives_each_columns_softmax(n_out, dtype):
+    """_softmax_columns (passes along the rows, SIMD across examples) against the plain
+    output_loop per column, NaN, ±inf and the dtype's largest logits included: the same NaN and
+    infinities where they are, the rest to the dtype's tolerance (the plain loop's sum over the
+    outputs may be vectorised, so the two may round differently); the summed cost likewise."""
+    rng = np.random.default_rng(n_out)
+    big = np.finfo(dtype).max
+    Z = (rng.normal(size=(n_out, 40)) * 30).astype(dtype)
+    Z[:, 33] = np.nan
+    Z[0, 34] = np.inf
+    Z[:, 35] = -np.inf
+    Z[-1, 36] = -np.inf
+    Z[:, 37] = big
+    Z[0, 38] = -big
+    YT = np.zeros_like(Z)
+    YT[rng.integers(0, n_out, 40), np.arange(40)] = 1
+    A, cost = _softmax_block(Z, YT, np.zeros(3 * 40))
+    A_ref, cost_ref = _softmax_by_column(Z, YT)
+    np.testing.assert_array_equal(np.isnan(A), np.isnan(A_ref))
+    np.testing.assert_array_equal(np.where(np.isfinite(A_ref), 0, A), np.where(np.isfinite(A_ref), 0, A_ref))
+    assert_agree(np.where(np.isfinite(A_ref), A, 0), np.where(np.isfinite(A_ref), A_ref, 0), dtype)
+    finite = slice(0, 33)
+    _, cost_finite = _softmax_block(Z[:, finite].copy(), YT[:, finite].copy(), np.zeros(3 * 33))
+    _, cost_finite_ref = _softmax_by_column(Z[:, finite].copy(), YT[:, finite].copy())
+    assert_agree(cost_finite, cost_finite_ref, dtype)
+    assert np.isnan(cost) == np.isnan(cost_ref)

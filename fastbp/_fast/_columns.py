@@ -14,7 +14,7 @@ contiguous, the same operation on every lane, the vector width of the machine wh
 layer's width.  The passes, with the derivation's equations (per chunk):
 
     Z[l]   = W[l] A[l−1] + b[l]          row j: b_j, then += W[l]_jk · A[l−1] row k   (axpy)
-    A[l]   = g(Z[l]);  A[L] = out(Z[L])  rowwise (softmax: per example, over a column)
+    A[l]   = g(Z[l]);  A[L] = out(Z[L])  rowwise (softmax too: passes along the rows, _softmax_columns)
     dZ[L]  = A[L] − Yᵀ
     dA[l−1] = W[l]ᵀ dZ[l]                row k: += W[l]_jk · dZ[l] row j              (axpy)
     dZ[l−1] = dA[l−1] ∗ g′(Z[l−1])
@@ -62,7 +62,7 @@ def _columns_workspace(params, sizes, u_off, batch_size, copy_x):
     (layer l's block n_l × c from element u_off[l−1]·c), three float64 rows of c for a softmax
     output (:func:`_softmax_columns`), and the largest W[l] (a chunk's dW[l] before it is added); c =
     min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD` (``batch_size`` 0: a workspace
-    never used, all of it empty but the column).  A chunk of nc ≤ c examples
+    never used, all of it empty).  A chunk of nc ≤ c examples
     views each block as a C-contiguous n × nc matrix (:func:`_block`)."""
     L = sizes.shape[0] - 1
     n_units = u_off[L - 1] + sizes[L]
