@@ -188,14 +188,14 @@ class Optimizer:
                 with np.errstate(over="ignore", under="ignore"):
                     r = float(dtype.type(value))
             if not math.isfinite(r) or r <= 0:
-                problem = "overflows" if not np.isfinite(r) else "rounds to 0 in"
+                problem = "overflows" if not math.isfinite(r) else "rounds to 0 in"
                 raise ValueError(f"{name} = {value!r} {problem} the network's dtype {dtype}")
         if self.state is not None:
             if self._sizes == sizes and self.state.dtype == dtype:
                 shape = self.__dict__.get("_state_shape") or (2, Layout(sizes).n_params)  # (cached by bind)
                 if self.state.shape != shape:
                     raise ValueError(
-                        f"state has shape {self.state.shape}, not (2, {Layout(sizes).n_params}) for layer sizes "
+                        f"state has shape {self.state.shape}, not {shape} for layer sizes "
                         f"{list(sizes)}; call optimizer.reset()"
                     )
                 return
