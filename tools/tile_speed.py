@@ -13,7 +13,7 @@ their ``contract`` fastmath fuses it), so the tool also checks that the bits are
 It prints GFLOP/s of the three on one core (pin it), for each product shape::
 
     taskset -c 1 python tools/tile_speed.py
-    taskset -c 1 python tools/tile_speed.py --rows 6 --shapes 64x64x32     # AVX2's best tile
+    taskset -c 1 python tools/tile_speed.py --rows 6 --shapes 64x64x32     # 6 rows, still AVX-512 code
     NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES= OPENBLAS_CORETYPE=Haswell taskset -c 1 python tools/tile_speed.py
 
 (the last holds Numba and OpenBLAS to AVX2 on an AVX-512 machine; the empty
@@ -140,6 +140,8 @@ def make_kernels(R: int):
         n_out, n_in = W.shape
         nc = A.shape[1]
         strip = STRIP_BYTES // A.itemsize
+        if nc % strip != 0 or A.shape[0] != n_in or Z.shape[0] != n_out or Z.shape[1] != nc or b.shape[0] != n_out:
+            raise ValueError("tiles: A must be n_in x (a whole number of strips), Z n_out x the same, b n_out")
         rows = n_out // R * R
         for _ in range(reps):
             for t in range(0, nc, strip):
@@ -162,12 +164,25 @@ def make_kernels(R: int):
     return tiles, loops, blas
 
 
-def measure(shape: str, dtype, R: int, repeats: int, kernels) -> dict:
-    """GFLOP/s of the three kernels on ``shape`` (``n_outxn_inxexamples``), and whether the tiles
-    gave the loops' bits."""
-    n_out, n_in, nc = (int(v) for v in shape.split("x"))
-    if nc % (STRIP_BYTES // np.dtype(dtype).itemsize):
-        raise ValueError(f"shape {shape}: examples must be a multiple of {STRIP_BYTES} bytes")
+def parse_shape(shape: str, dtype) -> tuple[int, int, int]:
+    """``"n_outxn_inxexamples"`` as three positive ints, the examples a whole number of strips of
+    ``dtype`` (16 float32 or 8 float64); ValueError naming the shape otherwise."""
+    strip = STRIP_BYTES // np.dtype(dtype).itemsize
+    try:
+        n_out, n_in, nc = (int(v) for v in shape.split("x"))
+    except ValueError:
+        raise ValueError(f"shape {shape!r}: expected n_out x n_in x examples, e.g. 64x64x32") from None
+    if min(n_out, n_in, nc) < 1 or nc % strip:
+        raise ValueError(
+            f"shape {shape!r}: sizes must be positive and the examples a multiple of {strip} ({np.dtype(dtype).name})"
+        )
+    return n_out, n_in, nc
+
+
+def measure(shape: str, dtype, repeats: int, kernels) -> dict:
+    """GFLOP/s of the three kernels on ``shape`` (``n_outxn_inxexamples``), whether the tiles gave
+    the loops' bits, and whether both match NumPy's W @ A + b to the dtype's rounding."""
+    n_out, n_in, nc = parse_shape(shape, dtype)
     rng = np.random.default_rng(0)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
     b = rng.standard_normal(n_out).astype(dtype)
@@ -186,6 +201,9 @@ def measure(shape: str, dtype, R: int, repeats: int, kernels) -> dict:
             best = min(best, time.perf_counter() - t)
         rates[name] = flops * reps / best / 1e9
     rates["same_bits"] = bool(np.array_equal(outs["tiles"], outs["loops"]))
+    expected = W.astype(np.float64) @ A.astype(np.float64) + b.astype(np.float64)[:, None]
+    tol = 1e-4 if np.dtype(dtype) == np.float32 else 1e-12
+    rates["matches_numpy"] = all(np.allclose(outs[k], expected, rtol=tol, atol=tol * n_in) for k in ("tiles", "loops"))
     return rates
 
 
@@ -193,9 +211,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=8, help="rows per tile (8: AVX-512's best here; 6: AVX2's)")
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), help="n_out x n_in x examples")
-    ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
+    if not 1 <= args.rows <= 16:
+        ap.error(f"--rows must be 1-16, got {args.rows}")
+    if args.repeats < 1:
+        ap.error(f"--repeats must be at least 1, got {args.repeats}")
+    for dtype in args.dtypes:
+        for shape in args.shapes:
+            try:
+                parse_shape(shape, dtype)
+            except ValueError as e:
+                ap.error(f"--shapes: {e}")
     from threadpoolctl import threadpool_limits
 
     from fastbp.bench import cpu_info, describe_cpu
@@ -206,11 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     with threadpool_limits(1):
         for dtype in args.dtypes:
             for shape in args.shapes:
-                r = measure(shape, np.dtype(dtype), args.rows, args.repeats, kernels)
+                r = measure(shape, np.dtype(dtype), args.repeats, kernels)
                 print(
                     f"{dtype:8s} {shape:12s} | tiles {r['tiles']:6.1f} | loops {r['loops']:6.1f}"
                     f" | blas {r['blas']:6.1f}"
                     f" | tiles/blas {r['tiles'] / r['blas']:5.2f} | same bits as the loops: {r['same_bits']}"
+                    f" | both match NumPy: {r['matches_numpy']}"
                 )
     return 0
 
