@@ -2,8 +2,8 @@
 
 The column kernels (``fastbp/_fast/_columns.py``) hold a chunk of a batch as matrices with one
 column per example and compute Z[l] = W[l] A[l−1] + b[l] as sums of scaled rows
-(``_affine_rows``): every step of the sum loads and stores the output row, so at best one FMA
-per store.  This tool measures the shape a BLAS micro-kernel has instead: a tile of the output,
+(``_affine_rows``, this tool's "loops"): every step of the sum loads and stores the output row,
+so at best one FMA per store.  This tool measures the shape a BLAS micro-kernel has instead: a tile of the output,
 R rows by one strip of 64 bytes of columns (16 float32 or 8 float64 examples), kept in vector
 registers for the whole sum (an LLVM vector type built in a Numba ``@intrinsic``; LLVM splits it
 into two ymm registers on AVX2).  Per step: one load of a strip of A, R broadcasts of a weight,
@@ -102,63 +102,43 @@ def make_tile(R: int):
 
 
 def make_kernels(R: int):
-    """``(tiles, loops, blas)``: Z = W A + b repeated ``reps`` times, three ways."""
+    """``(tiles, loops, blas)``: Z = W A + b repeated ``reps`` times, three ways, on ``params`` packed as
+    the kernels pack a layer (W row by row, then b).  ``loops`` is the column kernels' own
+    :func:`fastbp._fast._columns._affine_rows`, which also takes the rows after the tiles' last whole
+    tile of R rows."""
+    from fastbp._fast._columns import _affine_rows
+
     tile = make_tile(R)
     options = {"fastmath": set(FASTMATH_FLAGS), "error_model": "numpy"}
 
     @njit(**options)
-    def loops_rows(W, b, A, Z, j0):
-        """Rows j0 … of Z by the column kernels' loops (two rows per pass over A, as _affine_rows)."""
-        n_out, n_in = W.shape
-        nc = A.shape[1]
-        j = j0
-        while j < n_out:
-            two = j + 1 < n_out
-            z0 = Z[j]
-            z1 = Z[j + 1] if two else Z[j]
-            for t in range(nc):
-                z0[t] = b[j]
-            if two:
-                for t in range(nc):
-                    z1[t] = b[j + 1]
-            for k in range(n_in):
-                ar = A[k]
-                w0 = W[j, k]
-                w1 = W[j + 1, k] if two else W[j, k]
-                if two:
-                    for t in range(nc):
-                        v = ar[t]
-                        z0[t] += w0 * v
-                        z1[t] += w1 * v
-                else:
-                    for t in range(nc):
-                        z0[t] += w0 * ar[t]
-            j += 2
-
-    @njit(**options)
-    def tiles(W, b, A, Z, reps):
-        n_out, n_in = W.shape
+    def tiles(params, n_in, n_out, A, Z, reps):
         nc = A.shape[1]
         strip = STRIP_BYTES // A.itemsize
-        if nc % strip != 0 or A.shape[0] != n_in or Z.shape[0] != n_out or Z.shape[1] != nc or b.shape[0] != n_out:
-            raise ValueError("tiles: A must be n_in x (a whole number of strips), Z n_out x the same, b n_out")
+        bo = n_in * n_out
+        shapes_ok = A.shape[0] == n_in and Z.shape[0] == n_out and Z.shape[1] == nc
+        if nc % strip != 0 or not shapes_ok or params.shape[0] != bo + n_out:
+            raise ValueError("tiles: A must be n_in x (a whole number of strips), Z n_out x the same, params W and b")
         rows = n_out // R * R
         for _ in range(reps):
             for t in range(0, nc, strip):
                 for j in range(0, rows, R):
-                    tile(Z, j * nc + t, nc, W, j * n_in, n_in, A, t, nc, n_in, b, j)
-            loops_rows(W, b, A, Z, rows)  # the rows after the last whole tile
+                    tile(Z, j * nc + t, nc, params, j * n_in, n_in, A, t, nc, n_in, params, bo + j)
+            if rows < n_out:  # the rows after the last whole tile, by the kernels' loops
+                _affine_rows(params, rows * n_in, bo + rows, n_in, n_out - rows, A, Z[rows:], nc)
 
     @njit(**options)
-    def loops(W, b, A, Z, reps):
+    def loops(params, n_in, n_out, A, Z, reps):
         for _ in range(reps):
-            loops_rows(W, b, A, Z, 0)
+            _affine_rows(params, 0, n_in * n_out, n_in, n_out, A, Z, A.shape[1])
 
     @njit
-    def blas(W, b, A, Z, reps):
+    def blas(params, n_in, n_out, A, Z, reps):
+        W = params[: n_in * n_out].reshape((n_out, n_in))
+        b = params[n_in * n_out :]
         for _ in range(reps):
             np.dot(W, A, Z)
-            for j in range(Z.shape[0]):
+            for j in range(n_out):
                 Z[j] += b[j]
 
     return tiles, loops, blas
@@ -186,18 +166,19 @@ def measure(shape: str, dtype, repeats: int, kernels) -> dict:
     rng = np.random.default_rng(0)
     W = rng.standard_normal((n_out, n_in)).astype(dtype)
     b = rng.standard_normal(n_out).astype(dtype)
+    params = np.concatenate([W.ravel(), b])
     A = rng.standard_normal((n_in, nc)).astype(dtype)
     flops = 2 * n_out * n_in * nc
     reps = max(1, int(3e8 / flops))
     rates, outs = {}, {}
     for name, kernel in zip(("tiles", "loops", "blas"), kernels):
         Z = np.zeros((n_out, nc), dtype)
-        kernel(W, b, A, Z, 1)  # compile
+        kernel(params, n_in, n_out, A, Z, 1)  # compile
         outs[name] = Z.copy()
         best = np.inf
         for _ in range(repeats):
             t = time.perf_counter()
-            kernel(W, b, A, Z, reps)
+            kernel(params, n_in, n_out, A, Z, reps)
             best = min(best, time.perf_counter() - t)
         rates[name] = flops * reps / best / 1e9
     rates["same_bits"] = bool(np.array_equal(outs["tiles"], outs["loops"]))
