@@ -169,7 +169,7 @@ class Optimizer:
         self.state: np.ndarray | None = None
         self.counter = np.zeros(1, np.int64)
         self._sizes: tuple[int, ...] | None = None
-        self.__dict__.pop("_state_shape", None)
+        self._state_shape: tuple[int, int] | None = None  # (2, n_params), set by bind
         self._best_loss = np.inf
         self._no_improvement = 0
 
@@ -192,7 +192,7 @@ class Optimizer:
                 raise ValueError(f"{name} = {value!r} {problem} the network's dtype {dtype}")
         if self.state is not None:
             if self._sizes == sizes and self.state.dtype == dtype:
-                shape = self.__dict__.get("_state_shape") or (2, Layout(sizes).n_params)  # (cached by bind)
+                shape = getattr(self, "_state_shape", None) or (2, Layout(sizes).n_params)  # None: unpickled old
                 if self.state.shape != shape:
                     raise ValueError(
                         f"state has shape {self.state.shape}, not {shape} for layer sizes "
