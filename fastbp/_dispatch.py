@@ -175,6 +175,38 @@ COLUMNS_OPT_MIN_BATCH = 5
 #: BLAS from 16-16-1 up (1.1-1.6x at batches 8-256).
 BLAS_MIN_WEIGHTS = 128
 
+#: From this many examples per batch (or rows: ``predict``, ``forward``, ``loss``, the
+#: full-batch objective) the column kernels run their ``_tiles`` twins, every product of every
+#: layer as register tiles (:mod:`fastbp._fast._tiles`), no BLAS: the tiles reach 1.1-1.5x
+#: BLAS's GFLOP/s on the mid and big nets' products (``python tools/tile_speed.py``) and whole
+#: epochs ran up to 1.25x the BLAS path at batches 32-256 (``python tools/columns_sweep.py``,
+#: "tiles" against "blas"; docs/performance-kernels.md).  Below it BLAS keeps the layers from
+#: ``BLAS_MIN_WEIGHTS``: a batch of 8 is padded to a strip of 16 columns, twice the tiles' work.
+TILES_MIN_BATCH = 32
+
+#: ... for a net with a layer of at least this many weights: nets of none (2-4-1) keep the
+#: loops, whose code LLVM compiles better without the tiles beside them (2-4-1 float64 ran
+#: 0.62-0.78x with the tile calls present in its pass, never taken: docs/performance-kernels.md).
+TILE_MIN_WEIGHTS = 32
+
+#: ... and for at most this many inputs: the tiles' first layer copies each chunk's rows of X and
+#: their transpose (2 n_0 numbers per example of the chunk), where BLAS reads X's own rows; the
+#: estimators' sparse path (4,000 × 5,000 at 0.1 %) keeps its memory to a batch of densified rows
+#: that way (``tests/test_estimators.py``).  MNIST's 784 inputs take the tiles.
+TILES_MAX_INPUTS = 1024
+
+#: ``blas_min`` that keeps every layer off BLAS (on the tiles).
+NO_BLAS = 1 << 62
+
+
+def blas_min_weights(sizes, batch_size: int) -> int:
+    """The column kernels' ``blas_min`` for a net of ``sizes`` and batches (or chunks) of
+    ``batch_size`` examples: layers with at least this many weights go to BLAS
+    (:data:`TILES_MIN_BATCH`, :data:`TILES_MAX_INPUTS`)."""
+    if batch_size < TILES_MIN_BATCH or int(sizes[0]) > TILES_MAX_INPUTS:
+        return BLAS_MIN_WEIGHTS
+    return NO_BLAS
+
 
 #: ``predict``, ``forward`` and ``loss`` of at least this many rows run the column forward pass
 #: (:mod:`fastbp._fast.forward`), smaller ones the plain kernels.  The column pass is the faster
@@ -185,9 +217,17 @@ BLAS_MIN_WEIGHTS = 128
 FAST_FORWARD_MIN_ROWS = 2048
 
 
-def uses_blas(sizes) -> bool:
-    """Whether a column kernel hands some layer of ``sizes`` to BLAS (:data:`BLAS_MIN_WEIGHTS`)."""
-    return any(int(a) * int(b) >= BLAS_MIN_WEIGHTS for a, b in zip(sizes[:-1], sizes[1:]))
+def uses_tiles(sizes, batch_size: int) -> bool:
+    """Whether the column kernels run a net of ``sizes`` on batches (or rows) of ``batch_size`` on
+    their ``_tiles`` twins: :func:`blas_min_weights` puts no layer on BLAS and some layer has
+    :data:`TILE_MIN_WEIGHTS` weights."""
+    weights = max(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+    return blas_min_weights(sizes, batch_size) == NO_BLAS and weights >= TILE_MIN_WEIGHTS
+
+
+def uses_blas(sizes, blas_min: int = BLAS_MIN_WEIGHTS) -> bool:
+    """Whether a column kernel given ``blas_min`` hands some layer of ``sizes`` to BLAS."""
+    return any(int(a) * int(b) >= blas_min for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def blocked_batches(sizes, batch_size: int, optimizer: bool = False) -> bool:
@@ -251,16 +291,21 @@ class FastEpoch:
     function: str = ""
     #: Its twin compiled with ``parallel=True`` (the same bits on any number of threads), if any.
     threaded: str = ""
+    #: Whether the module has ``_tiles`` twins of both (name + ``"_tiles"``): the same epoch with
+    #: the register tiles (:func:`uses_tiles`).
+    tiles: bool = False
 
     def applies(self, case: Case) -> bool:
         """Whether :func:`select_epoch` picks this row for ``case`` (if no row before it does)."""
         return self.requires(case) and self.prefers(case)
 
-    def kernel(self, threaded: bool = False):
-        """The compiled kernel, or with ``threaded`` its threaded twin where it has one (its
-        module is imported on first use, so ``import fastbp`` and a process that never trains
-        with it do not pay for it)."""
+    def kernel(self, threaded: bool = False, tiles: bool = False):
+        """The compiled kernel, or with ``threaded`` its threaded twin where it has one, and with
+        ``tiles`` the ``_tiles`` twin of that where it has one (its module is imported on first
+        use, so ``import fastbp`` and a process that never trains with it do not pay for it)."""
         name = self.threaded if threaded and self.threaded else self.function or self.name
+        if tiles and self.tiles:
+            name += "_tiles"
         return getattr(importlib.import_module(self.module), name)
 
 
@@ -287,19 +332,22 @@ def _batch_kernel(kernel, params, sizes, X, Y, order, batch_size, lr, act, out, 
 
 def _columns(kernel, params, sizes, *rest):
     """A column kernel (gradient descent or optimizer epoch), each batch whole: the row's
-    uniform arguments plus :data:`BLAS_MIN_WEIGHTS`, BLAS held to one thread where a layer
-    runs on it."""
-    return _blas_held(sizes, kernel, params, sizes, *rest, BLAS_MIN_WEIGHTS, False)
+    uniform arguments (``rest[3]``: the batch size) plus :func:`blas_min_weights`, BLAS held to
+    one thread where a layer runs on it."""
+    blas_min = blas_min_weights(sizes, rest[3])
+    return _blas_held(sizes, blas_min, kernel, params, sizes, *rest, blas_min, False)
 
 
 def _columns_split(kernel, params, sizes, *rest):
     """:func:`_columns` with each batch split in two halves (on two threads in a threaded twin)."""
-    return _blas_held(sizes, kernel, params, sizes, *rest, BLAS_MIN_WEIGHTS, True)
+    blas_min = blas_min_weights(sizes, rest[3])
+    return _blas_held(sizes, blas_min, kernel, params, sizes, *rest, blas_min, True)
 
 
-def _blas_held(sizes, kernel, *args):
-    """``kernel(*args)``, with BLAS held to one thread if a layer of ``sizes`` runs on it."""
-    if not uses_blas(sizes):
+def _blas_held(sizes, blas_min, kernel, *args):
+    """``kernel(*args)``, with BLAS held to one thread if a layer of ``sizes`` runs on it (given
+    ``blas_min``)."""
+    if not uses_blas(sizes, blas_min):
         return kernel(*args)
     with one_blas_thread():
         return kernel(*args)
@@ -414,6 +462,7 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         call=_columns_split,
         function="_columns_epoch",
         threaded="_columns_epoch_threads",
+        tiles=True,
     ),
     FastEpoch(
         "_tiny4_batch_epoch",
@@ -442,6 +491,7 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         requires=_columns_rows,  # weights: no
         prefers=lambda c: c.batch_size >= (COLUMNS_MIN_BATCH if len(c.sizes) == 3 else COLUMNS_MIN_BATCH_DEEP),
         call=_columns,
+        tiles=True,
     ),
     FastEpoch(
         "_batch_epoch",
@@ -462,6 +512,7 @@ FAST_OPTIMIZER_EPOCHS: tuple[FastEpoch, ...] = (
         call=_columns_split,
         function="_columns_epoch_opt",
         threaded="_columns_epoch_opt_threads",
+        tiles=True,
     ),
     FastEpoch(
         "_columns_epoch_opt",
@@ -469,6 +520,7 @@ FAST_OPTIMIZER_EPOCHS: tuple[FastEpoch, ...] = (
         requires=_columns_rows,  # weights: no
         prefers=lambda c: c.batch_size >= COLUMNS_OPT_MIN_BATCH,
         call=_columns,
+        tiles=True,
     ),
     FastEpoch(
         "_batch_epoch_opt",
@@ -697,7 +749,8 @@ def run_epoch(
     m = order.shape[0]
     limit = float(np.finfo(params.dtype).max) / 4.0
     row = _ROWS[epoch]
-    args = (row.kernel(_threaded(threads)), params, sizes, X, Y, order, batch_size, lr, act, out, limit)
+    kernel = row.kernel(_threaded(threads), tiles=uses_tiles(sizes, batch_size))
+    args = (kernel, params, sizes, X, Y, order, batch_size, lr, act, out, limit)
     total, resume = row.call(*args, sw=sw) if weighted else row.call(*args)
     if resume < 0:
         return total / m, -1
@@ -750,7 +803,8 @@ def run_epoch_opt(
         k = kernels_for(activation)
         return k._train_epoch_opt(params, sizes, X, Y, order, batch_size, act, out, *tail, _weights(sw, params.dtype))
     row = _ROWS[epoch]
-    args = (row.kernel(_threaded(threads)), params, sizes, X, Y, order, batch_size, act, out, *tail)
+    kernel = row.kernel(_threaded(threads), tiles=uses_tiles(sizes, batch_size))
+    args = (kernel, params, sizes, X, Y, order, batch_size, act, out, *tail)
     return row.call(*args, sw=sw) if weighted else row.call(*args)
 
 
@@ -804,9 +858,11 @@ def loss_and_gradient(
         )
     if order is None:
         order = np.arange(X.shape[0], dtype=np.int64)
-    fast = importlib.import_module("fastbp._fast.fullbatch")._loss_and_gradient_fast
-    args = (params, sizes, X, Y, order, act, out, grad, float(alpha), float(cost_scale), BLAS_MIN_WEIGHTS)
-    return _blas_held(sizes, fast, *args)
+    name = "_loss_and_gradient_fast_tiles" if uses_tiles(sizes, X.shape[0]) else "_loss_and_gradient_fast"
+    fast = getattr(importlib.import_module("fastbp._fast.fullbatch"), name)
+    blas_min = blas_min_weights(sizes, X.shape[0])
+    args = (params, sizes, X, Y, order, act, out, grad, float(alpha), float(cost_scale), blas_min)
+    return _blas_held(sizes, blas_min, fast, *args)
 
 
 def _fast_forward(activation: Activation, sizes, m: int) -> bool:
@@ -816,8 +872,11 @@ def _fast_forward(activation: Activation, sizes, m: int) -> bool:
     return not (activation.is_custom or numba_config.DISABLE_JIT) and m >= FAST_FORWARD_MIN_ROWS
 
 
-def _forward_kernel(name: str):
-    return getattr(importlib.import_module("fastbp._fast.forward"), name)
+def _forward_kernel(name: str, sizes, m: int):
+    """The forward kernel ``name`` for ``m`` rows of a net of ``sizes``: its ``_tiles`` twin where
+    a layer takes the register tiles (:func:`uses_tiles`)."""
+    suffix = "_tiles" if uses_tiles(sizes, m) else ""
+    return getattr(importlib.import_module("fastbp._fast.forward"), name + suffix)
 
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
@@ -827,7 +886,19 @@ def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
     if not _fast_forward(activation, sizes, X.shape[0]):
         kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
         return
-    _blas_held(sizes, _forward_kernel("_predict_fast"), params, sizes, X, activation.code, out, AL, BLAS_MIN_WEIGHTS)
+    blas_min = blas_min_weights(sizes, X.shape[0])
+    _blas_held(
+        sizes,
+        blas_min,
+        _forward_kernel("_predict_fast", sizes, X.shape[0]),
+        params,
+        sizes,
+        X,
+        activation.code,
+        out,
+        AL,
+        blas_min,
+    )
 
 
 def forward(params, sizes, X, activation: Activation, out: int, Z, A) -> None:
@@ -836,7 +907,20 @@ def forward(params, sizes, X, activation: Activation, out: int, Z, A) -> None:
     if not _fast_forward(activation, sizes, X.shape[0]):
         kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
         return
-    _blas_held(sizes, _forward_kernel("_forward_fast"), params, sizes, X, activation.code, out, Z, A, BLAS_MIN_WEIGHTS)
+    blas_min = blas_min_weights(sizes, X.shape[0])
+    _blas_held(
+        sizes,
+        blas_min,
+        _forward_kernel("_forward_fast", sizes, X.shape[0]),
+        params,
+        sizes,
+        X,
+        activation.code,
+        out,
+        Z,
+        A,
+        blas_min,
+    )
 
 
 def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
@@ -844,4 +928,16 @@ def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
     or the plain kernel, as :func:`predict`."""
     if not _fast_forward(activation, sizes, X.shape[0]):
         return kernels_for(activation)._loss_batch(params, sizes, X, Y, activation.code, out)
-    return _blas_held(sizes, _forward_kernel("_loss_fast"), params, sizes, X, Y, activation.code, out, BLAS_MIN_WEIGHTS)
+    blas_min = blas_min_weights(sizes, X.shape[0])
+    return _blas_held(
+        sizes,
+        blas_min,
+        _forward_kernel("_loss_fast", sizes, X.shape[0]),
+        params,
+        sizes,
+        X,
+        Y,
+        activation.code,
+        out,
+        blas_min,
+    )

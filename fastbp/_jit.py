@@ -117,10 +117,16 @@ def jit_uncached(func):
     return njit(**JIT_UNCACHED)(func)
 
 
-def compile_as(body, name: str, options: dict):
-    """``body`` compiled with ``options`` under its own name (and so its own on-disk cache
-    entry: Numba's cache is keyed by the function's qualified name, not its options)."""
-    fn = types.FunctionType(body.__code__, body.__globals__, name, body.__defaults__, body.__closure__)
+def compile_as(body, name: str, options: dict, rebind: dict | None = None):
+    """``body`` (a function, or a dispatcher: its ``py_func``) compiled with ``options`` under its own
+    name (and so its own on-disk cache entry: Numba's cache is keyed by the function's qualified
+    name, not its options), with the globals in ``rebind`` re-bound: a Numba global is a
+    compile-time constant, so a flag re-bound this way makes a second copy of the kernel whose
+    branches on it Numba prunes before typing (the column kernels' ``_TILES``).  The copy sees
+    the module's globals as they are when it is made: make it after every name it calls."""
+    body = getattr(body, "py_func", body)
+    scope = {**body.__globals__, **rebind} if rebind else body.__globals__
+    fn = types.FunctionType(body.__code__, scope, name, body.__defaults__, body.__closure__)
     fn.__qualname__ = name
     fn.__doc__ = body.__doc__
     return njit(**options)(fn)

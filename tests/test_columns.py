@@ -16,8 +16,20 @@ from numba import njit
 
 from fastbp import _dispatch
 from fastbp._blas import one_blas_thread
-from fastbp._fast._columns import _softmax_columns, _softmax_cost_columns
+from fastbp._fast._columns import (
+    PAD,
+    _affine_rows,
+    _affine_tiles,
+    _back_rows,
+    _back_tiles,
+    _grad_rows,
+    _grad_tiles,
+    _softmax_columns,
+    _softmax_cost_columns,
+    _transpose,
+)
 from fastbp._fast._common import _matrix_view
+from fastbp._jit import jit_vec
 from fastbp._plain import BUILTIN
 from fastbp.activations import NAMES as ACT_CODES
 from fastbp.losses import NAMES as OUT_CODES
@@ -26,8 +38,15 @@ from fastbp.optimizers import Adam
 from fastbp.params import Layout
 from fastbp.testing import assert_agree, make_problem
 
-#: blas_min of the kernels: every layer on the loops, every layer on BLAS, as dispatched.
-PATHS = {"loops": 1 << 62, "blas": 0, "dispatched": _dispatch.BLAS_MIN_WEIGHTS}
+#: How a column kernel runs its products, as ``(name suffix, blas_min)``: every layer on the loops,
+#: every layer on BLAS, BLAS from the dispatcher's threshold, every layer on the register tiles
+#: (the ``_tiles`` twins, which take no layer to BLAS).
+PATHS = {
+    "loops": ("", _dispatch.NO_BLAS),
+    "blas": ("", 0),
+    "dispatched": ("", _dispatch.BLAS_MIN_WEIGHTS),
+    "tiles": ("_tiles", _dispatch.NO_BLAS),
+}
 
 #: How a column epoch runs its batches: whole (``split`` False), split in two halves on the
 #: one-thread kernel, and split on its threaded twin (``parallel=True``).
@@ -55,16 +74,18 @@ def _setup(sizes, out, dtype, m, bs, act="tanh"):
     return prob, lay, p0
 
 
-def _kernel(name, way):
-    """The column epoch ``name`` run ``way`` (:data:`WAYS`): ``(kernel, split)``."""
+def _kernel(name, way, path):
+    """The column epoch ``name`` run ``way`` (:data:`WAYS`) on ``path`` (:data:`PATHS`):
+    ``(kernel, split, blas_min)``."""
     suffix, split = WAYS[way]
-    return getattr(importlib.import_module("fastbp._fast.columns"), name + suffix), split
+    tiles, blas_min = PATHS[path]
+    return getattr(importlib.import_module("fastbp._fast.columns"), name + suffix + tiles), split, blas_min
 
 
 def _gd_epoch(way, p, lay, prob, order, bs, lr, out, path):
     """One ``_columns_epoch`` run ``way`` (:data:`WAYS`) on ``p`` in place: ``(total, resume)``."""
-    kernel, split = _kernel("_columns_epoch", way)
-    args = (lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], 1e30, PATHS[path], split)
+    kernel, split, blas_min = _kernel("_columns_epoch", way, path)
+    args = (lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES["tanh"], OUT_CODES[out], 1e30, blas_min, split)
     with one_blas_thread():
         return kernel(p, *args)
 
@@ -99,9 +120,9 @@ def test_columns_epoch_agrees_with_plain(path, way, bs, dtype):
 @pytest.mark.parametrize("bs", [32, 300])
 def test_columns_optimizer_epoch_agrees_with_plain(path, way, bs):
     """m = 301: a last batch of 13, or of one example (whose second half is empty)."""
-    runs = {"fast": _kernel("_columns_epoch_opt", way), "plain": None}
+    runs = {"fast": _kernel("_columns_epoch_opt", way, path), "plain": None}
     if way == "threaded":
-        runs["one thread"] = _kernel("_columns_epoch_opt", "split")
+        runs["one thread"] = _kernel("_columns_epoch_opt", "split", path)
     for sizes, out in CASES:
         prob, lay, p0 = _setup(sizes, out, np.float64, 301, bs)
         results = {}
@@ -112,9 +133,9 @@ def test_columns_optimizer_epoch_agrees_with_plain(path, way, bs):
             args = (p, lay.sizes, prob.X, prob.Y, np.arange(301), bs, ACT_CODES["relu"], OUT_CODES[out], opt.kind)
             tail = (opt.hyper(), opt.state, opt.counter, opt.alpha, 1.0)
             if kernel_split is not None:
-                kernel, split = kernel_split
+                kernel, split, blas_min = kernel_split
                 with one_blas_thread():
-                    res = kernel(*args, *tail, PATHS[path], split)
+                    res = kernel(*args, *tail, blas_min, split)
             else:
                 res = BUILTIN._train_epoch_opt(*args, *tail, NO_WEIGHTS[np.float64])
             results[run] = (res, p, opt.state)
@@ -172,10 +193,11 @@ def test_column_forward_kernels_agree_with_plain(path, dtype):
         AL, AL_plain = np.empty((601, n_L), dtype), np.empty((601, n_L), dtype)
         Z, A = np.empty((601, n_units), dtype), np.empty((601, n_units), dtype)
         Zp, Ap = np.empty_like(Z), np.empty_like(A)
+        tiles, blas_min = PATHS[path]
         with one_blas_thread():
-            fwd._predict_fast(p, lay.sizes, prob.X, act, code, AL, PATHS[path])
-            fwd._forward_fast(p, lay.sizes, prob.X, act, code, Z, A, PATHS[path])
-            J = fwd._loss_fast(p, lay.sizes, prob.X, prob.Y, act, code, PATHS[path])
+            getattr(fwd, "_predict_fast" + tiles)(p, lay.sizes, prob.X, act, code, AL, blas_min)
+            getattr(fwd, "_forward_fast" + tiles)(p, lay.sizes, prob.X, act, code, Z, A, blas_min)
+            J = getattr(fwd, "_loss_fast" + tiles)(p, lay.sizes, prob.X, prob.Y, act, code, blas_min)
         BUILTIN._output_batch(p, lay.sizes, prob.X, act, code, AL_plain)
         BUILTIN._forward_batch(p, lay.sizes, prob.X, act, code, Zp, Ap)
         J_plain = BUILTIN._loss_batch(p, lay.sizes, prob.X, prob.Y, act, code)
@@ -251,3 +273,88 @@ def test_the_softmax_along_the_rows_gives_each_columns_softmax(n_out, dtype):
     _, cost_finite_ref = _softmax_by_column(Z[:, finite].copy(), YT[:, finite].copy())
     assert_agree(cost_finite, cost_finite_ref, dtype)
     assert np.isnan(cost) == np.isnan(cost_ref)
+
+
+@jit_vec  # the kernels' own options: the loops' ``contract`` fuses w·a + z into one FMA, as the tiles do
+def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first):
+    """The tiled products of the column kernels (on flat arrays at an offset, as the kernels call
+    them) and their plain loops on the same inputs."""
+    nc = A.shape[1]
+    off = 3  # the matrices start inside their flat arrays
+    Af = np.zeros(off + n_in * nc, params.dtype)
+    Af[off:] = A.ravel()
+    Df = np.zeros(off + n_out * nc + n_in * nc, params.dtype)  # dZ[l], then dA[l−1]
+    Df[off : off + n_out * nc] = D.ravel()
+    Zf = np.zeros(off + n_out * nc, params.dtype)
+    _affine_tiles(params, wo, bo, n_in, n_out, Af, off, Zf, off, nc)
+    Z_loop = np.zeros((n_out, nc), params.dtype)
+    _affine_rows(params, wo, bo, n_in, n_out, A, Z_loop, nc)
+    _back_tiles(params, wo, n_in, n_out, Df, off, off + n_out * nc, nc)
+    dA_loop = np.zeros((n_in, nc), params.dtype)
+    _back_rows(params, wo, n_in, n_out, D, dA_loop, nc)
+    G_tile = G.copy()
+    G_loop = G.copy()
+    _grad_tiles(G_tile, wo, n_in, n_out, A, Df, off, np.zeros(off + nc * n_in, params.dtype), off, nc, first, True)
+    _grad_rows(G_loop, wo, n_in, n_out, A, D, nc, first, 0)
+    Z_tile = Zf[off:].copy().reshape((n_out, nc))
+    dA_tile = Df[off + n_out * nc :].copy().reshape((n_in, nc))
+    return Z_tile, Z_loop, dA_tile, dA_loop, G_tile, G_loop
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_in, n_out", [(1, 1), (3, 7), (16, 8), (17, 9), (70, 13), (33, 64)])
+@pytest.mark.parametrize("nc", [PAD, 3 * PAD])
+@pytest.mark.parametrize("first", [True, False])
+def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, dtype):
+    """The register-tiled products (fastbp._fast._tiles: Z = W A + b and dA = Wᵀ dZ bit for bit,
+    being the plain loops' sums in their order; dW (+)= dZ Aᵀ, summed in another order, to the
+    dtype's tolerance) against the loops, with tile remainders in rows (7, 9, 13) and in dW's
+    columns (17, 33, 70 inputs: the loops take the columns after the last whole strip), chunks of
+    one and three paddings (the tiled copy pads every chunk to PAD columns), the matrices at an
+    offset in their flat arrays, NaN and inf propagated where the loops have them."""
+    rng = np.random.default_rng(n_in * 100 + n_out)
+    wo = 5
+    bo = wo + n_in * n_out
+    params = rng.normal(size=bo + n_out + 3).astype(dtype)
+    A = rng.normal(size=(n_in, nc)).astype(dtype)
+    D = rng.normal(size=(n_out, nc)).astype(dtype)
+    A[0, nc - 1] = np.nan
+    D[n_out - 1, 0] = np.inf
+    G = rng.normal(size=params.shape[0]).astype(dtype)
+    Z_tile, Z_loop, dA_tile, dA_loop, G_tile, G_loop = _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first)
+    np.testing.assert_array_equal(Z_tile, Z_loop)
+    np.testing.assert_array_equal(dA_tile, dA_loop)
+    np.testing.assert_array_equal(np.isnan(G_tile), np.isnan(G_loop))
+    finite = np.isfinite(G_loop)
+    np.testing.assert_array_equal(G_tile[~finite], G_loop[~finite])
+    assert_agree(G_tile[finite], G_loop[finite], dtype)
+    np.testing.assert_array_equal(G_tile[:wo], G[:wo])  # nothing outside dW[l] is written
+    np.testing.assert_array_equal(G_tile[bo:], G[bo:])
+
+
+@njit
+def _transposed(M):
+    MT = np.full((M.shape[1], M.shape[0]), -1.0, M.dtype)
+    _transpose(M, MT, M.shape[0], M.shape[1])
+    return MT
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (8, 8), (17, 40), (64, 32), (9, 16)])
+def test_the_blocked_transpose_is_the_transpose(shape, dtype):
+    """_transpose (8 × 8 blocks in registers, the edges element by element) gives Mᵀ exactly."""
+    M = np.random.default_rng(shape[0]).normal(size=shape).astype(dtype)
+    np.testing.assert_array_equal(_transposed(M), M.T)
+
+
+def test_the_tiles_twin_refuses_a_workspace_made_for_blas():
+    """The ``_tiles`` twins run no layer on BLAS: given a ``blas_min`` that puts the first layer there
+    (whose workspace then holds no copy of X's rows), the epoch raises before any step, nothing
+    read outside the workspace and nothing changed."""
+    prob, lay, p0 = _setup([5, 16, 2], "sigmoid", np.float64, 40, 32)
+    kernel, split, _ = _kernel("_columns_epoch", "whole", "tiles")
+    p = p0.copy()
+    args = (lay.sizes, prob.X, prob.Y, np.arange(40), 32, 0.01, ACT_CODES["tanh"], OUT_CODES["sigmoid"], 1e30, 0, split)
+    with pytest.raises(ValueError, match="blas_min above every layer"):
+        kernel(p, *args)
+    np.testing.assert_array_equal(p, p0)

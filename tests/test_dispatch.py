@@ -134,7 +134,7 @@ def _kernel_run(monkeypatch, opt: bool, n_threads: int, cpus: int = 2, safe: boo
     monkeypatch.setattr(_dispatch, "_threadsafe_layer", lambda: safe)
     seen = []
 
-    def spy(sizes, kernel, *args):
+    def spy(sizes, blas_min, kernel, *args):
         seen.append((kernel.__name__, args[-1]))
         return (0.0, -1)
 
@@ -157,12 +157,36 @@ def test_the_thread_count_picks_the_twin_never_the_row(monkeypatch, opt):
     thread-safe layer and no fork run its threaded twin (the same bits), anything less the
     one-thread kernel."""
     base = "_columns_epoch_opt" if opt else "_columns_epoch"
-    assert _kernel_run(monkeypatch, opt, 2) == base + "_threads"
-    assert _kernel_run(monkeypatch, opt, 1) == base
-    assert _kernel_run(monkeypatch, opt, 2, cpus=1) == base  # pinned to one CPU
-    assert _kernel_run(monkeypatch, opt, 2, safe=False) == base  # workqueue layer
+    tiles = "_tiles" if _dispatch.uses_tiles(_split_size_problem()[1].sizes, 128) else ""
+    assert _kernel_run(monkeypatch, opt, 2) == base + "_threads" + tiles
+    assert _kernel_run(monkeypatch, opt, 1) == base + tiles
+    assert _kernel_run(monkeypatch, opt, 2, cpus=1) == base + tiles  # pinned to one CPU
+    assert _kernel_run(monkeypatch, opt, 2, safe=False) == base + tiles  # workqueue layer
     monkeypatch.setattr(_dispatch, "_FORKED", True)
-    assert _kernel_run(monkeypatch, opt, 2) == base  # a forked child
+    assert _kernel_run(monkeypatch, opt, 2) == base + tiles  # a forked child
+
+
+@pytest.mark.parametrize(
+    "sizes, batch_size, expected",
+    [
+        ([2, 4, 1], 256, False),  # no layer of TILE_MIN_WEIGHTS weights: the loops alone
+        ([8, 8, 1], 32, True),  # one layer of 64 weights: every layer on the tiles
+        ([64, 64, 10], 16, False),  # a batch under TILES_MIN_BATCH: BLAS from BLAS_MIN_WEIGHTS
+        ([64, 64, 10], 32, True),
+        ([784, 128, 10], 256, True),
+        ([1025, 8, 1], 256, False),  # more inputs than TILES_MAX_INPUTS: BLAS reads X's rows
+    ],
+)
+def test_uses_tiles_picks_the_tiles_twin(sizes, batch_size, expected):
+    """Where the column kernels run their ``_tiles`` twins (a layer of at least TILE_MIN_WEIGHTS
+    weights, batches from TILES_MIN_BATCH, at most TILES_MAX_INPUTS inputs), and that the row's
+    kernel is then the twin."""
+    assert _dispatch.uses_tiles(sizes, batch_size) is expected
+    row = _dispatch._ROWS["_columns_epoch"]
+    assert row.kernel(tiles=_dispatch.uses_tiles(sizes, batch_size)).__name__ == "_columns_epoch" + (
+        "_tiles" if expected else ""
+    )
+    assert _dispatch._ROWS["_batch_epoch"].kernel(tiles=True).__name__ == "_batch_epoch"  # a row without twins
 
 
 def test_usable_cpus_is_the_affinity_mask(monkeypatch):
@@ -352,15 +376,17 @@ def test_every_fast_optimizer_epoch_agrees_with_plain(row):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fast_full_batch_objective_agrees_with_plain(dtype):
+@pytest.mark.parametrize("m", [23, 45])
+def test_fast_full_batch_objective_agrees_with_plain(m, dtype):
     """``solver="lbfgs"``'s objective: the fast kernel against the plain one, every hidden
-    activation and output, depths 1-3, W[1] blocked and not, m not a multiple of the block."""
+    activation and output, depths 1-3, W[1] blocked and not, m not a multiple of the block; m = 45
+    takes 40-30-2 to the register tiles (the ``_tiles`` twin)."""
     grid = [([3, 1], "identity"), ([5, 4, 3], "softmax"), ([40, 30, 2], "sigmoid"), ([6, 5, 4, 2], "identity")]
     for k, ((sizes, out), act) in enumerate(itertools.product(grid, HIDDEN_ACTIVATIONS)):
         for output in (out,) if len(sizes) > 2 else OUTPUTS:
             if output == "softmax" and sizes[-1] < 2:
                 continue
-            prob = make_problem(sizes, dtype=dtype, activation=act, output=output, m=23, seed=k)
+            prob = make_problem(sizes, dtype=dtype, activation=act, output=output, m=m, seed=k)
             lay = Layout(sizes)
             p = lay.pack(prob.weights, prob.biases, np.dtype(dtype))
             results = []

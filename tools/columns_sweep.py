@@ -1,8 +1,9 @@
 """Mini-batch speed against the per-example path, and the column kernels' thresholds.
 
 For each net, dtype and batch size: examples/s of one epoch of the dispatcher's per-example
-epoch (batch 1) and of the column kernel ``_columns_epoch`` three ways (its loops only, BLAS
-for every layer, and as dispatched: BLAS from ``BLAS_MIN_WEIGHTS``), and of the per-example-pass
+epoch (batch 1) and of the column kernel ``_columns_epoch`` three ways (its own loops and
+register tiles only, BLAS for every layer, and as dispatched: ``_dispatch.blas_min_weights``),
+and of the per-example-pass
 batch kernel ``_batch_epoch`` it replaced; the last column is the dispatched column kernel
 over the per-example path (issue 12's goal 1: at least 1).  Best of ``--repeats`` epochs,
 tanh hidden units, σ output (softmax for several outputs).  Pin it to one core::
@@ -10,7 +11,7 @@ tanh hidden units, σ output (softmax for several outputs).  Pin it to one core:
     taskset -c 1 python tools/columns_sweep.py
     taskset -c 1 python tools/columns_sweep.py --nets 2-4-1 16-16-1 --batches 4 8 --dtypes float32
 
-It re-measures the thresholds ``COLUMNS_MIN_BATCH``, ``BLAS_MIN_WEIGHTS``,
+It re-measures the thresholds ``COLUMNS_MIN_BATCH``, ``BLAS_MIN_WEIGHTS``, ``TILES_MIN_BATCH``,
 ``DEFERRED_MAX_BATCH`` and ``TINY_MAX_BATCH`` of :mod:`fastbp._dispatch`.  With ``--optimizer``
 (Adam, the estimators' default) it times the optimizer rows instead, ``_columns_epoch_opt``
 against ``_batch_epoch_opt`` and what :func:`fastbp._dispatch.run_epoch_opt` dispatches,
@@ -84,7 +85,7 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
         r = {"net": net, "dtype": np.dtype(dtype).name, "batch": bs, "per_example": one}
         r["loops"] = _rate(col(1 << 62), p0, m, repeats)
         r["blas"] = _rate(col(0), p0, m, repeats)
-        r["columns"] = _rate(col(_dispatch.BLAS_MIN_WEIGHTS), p0, m, repeats)
+        r["columns"] = _rate(col(_dispatch.blas_min_weights(s, bs)), p0, m, repeats)
         r["batch_epoch"] = _rate(
             lambda p, bs=bs: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False, epoch="_batch_epoch"),
             p0,

@@ -21,20 +21,23 @@ module             kernel                                 strategy
                                                           passes (four examples per pass)
 ``optimizer``      ``_batch_epoch_opt``                   mini-batches with momentum, Adam, L2
 ``columns``        ``_columns_epoch``,                    mini-batches as column matrices (SIMD
-                   ``_columns_epoch_opt``,                across the examples; BLAS for wide
-                   ``_columns_epoch_threads``,            layers), without and with optimizers;
-                   ``_columns_epoch_opt_threads``         each batch whole or in two halves, the
-                                                          ``_threads`` twins on two threads
-``fullbatch``      ``_loss_and_gradient_fast``            scikit-learn's full-batch objective
+                   ``_columns_epoch_opt``,                across the examples; loops, BLAS for
+                   ``_columns_epoch_threads``,            wide layers), without and with
+                   ``_columns_epoch_opt_threads``;        optimizers; each batch whole or in
+                   each with a ``_tiles`` twin            two halves, the ``_threads`` twins on
+                                                          two threads; the ``_tiles`` twins run
+                                                          every product as register tiles
+``fullbatch``      ``_loss_and_gradient_fast[_tiles]``    scikit-learn's full-batch objective
                                                           (``solver="lbfgs"``), by the columns
 ``forward``        ``_predict_fast``, ``_forward_fast``,  the forward pass of the columns for
-                   ``_loss_fast``                         ``predict``/``forward``/``loss``
+                   ``_loss_fast``, each with a            ``predict``/``forward``/``loss``
+                   ``_tiles`` twin
 =================  =====================================  ====================================
 
 Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast
 epochs, with each kernel's preconditions, and the pure :func:`fastbp._dispatch.select_epoch`).
 Strategy modules import only the shared building blocks (:mod:`._common`, :mod:`._passes`,
-:mod:`._columns`),
+:mod:`._columns`, :mod:`._tiles`),
 never each other, and never :mod:`fastbp._plain`.
 
 **The argument vocabulary** (every kernel takes its arguments in this order, under these names):

@@ -23,25 +23,43 @@ layer's width.  The passes, with the derivation's equations (per chunk):
 
 with dZ[L] scaled by 1/n_b (so every product is already a mean), and after the batch's
 last chunk ``grad`` holds the batch's mean gradient.  A batch of any size runs in chunks,
-so the workspace is n_0 + 3 Σ n_l rows of :data:`CHUNK` numbers whatever the batch
+so the workspace is 2 n_0 + 3 Σ n_l rows of :data:`CHUNK` numbers whatever the batch
 (full-batch training included).
 
-A layer with at least ``blas_min`` weights has its three products done by BLAS instead
-(Numba's ``np.dot``: SciPy's BLAS, held to one thread by the caller, :mod:`fastbp._blas`);
-the loops above stay the path for narrow layers, where BLAS's per-call cost is more than
-the product (``fastbp._dispatch.BLAS_MIN_WEIGHTS``).  The scalar-loop reference these are
-tested against is :func:`fastbp._plain.loops._train_epoch` (``tests/test_dispatch.py``).
+The gradient is compiled twice from one source (:data:`_TILES`), and the dispatcher picks:
+
+* :func:`_columns_gradient`: the loops above (``_affine_rows``, ``_back_rows``, ``_grad_rows``),
+  and BLAS for a layer with at least ``blas_min`` weights (Numba's ``np.dot``: SciPy's BLAS,
+  held to one thread by the caller, :mod:`fastbp._blas`), where the loops' per-term load and
+  store of the output row cost more than BLAS's per-call overhead
+  (``fastbp._dispatch.BLAS_MIN_WEIGHTS``).  For a first layer on BLAS the chunk's inputs are
+  copied as rows (X_b, nc × n_0) and BLAS reads them transposed, so Z[1] = W[1] X_bᵀ and
+  dW[1] = dZ[1] X_b need no transposing pass.  Nets with no layer for the tiles (2-4-1) and
+  batches under ``TILES_MIN_BATCH`` run it.
+* :func:`_columns_gradient_tiled`: every product of every layer as register tiles
+  (:mod:`._tiles`: R rows by 64 bytes of columns of the output held in vector registers for the
+  whole sum, the shape of a BLAS micro-kernel; ``_affine_tiles``, ``_back_tiles``,
+  ``_grad_tiles``), no BLAS.  Z and dA are the loops' sums in their order (their bits);
+  dW[l] runs as the axpy ``dW row j += dZ[l]_jt · A[l−1]ᵀ row t`` over A[l−1]ᵀ, one row per
+  example: for the first layer the chunk's rows of X as copied (Xᵀ is their transpose), for
+  the others A[l−1] transposed in 8 × 8 blocks (:func:`_transpose`); its columns after the
+  last whole strip by ``_grad_rows``.
+
+The scalar-loop reference both are tested against is :func:`fastbp._plain.loops._train_epoch`
+(``tests/test_dispatch.py``, ``tests/test_columns.py``); the tiles are held to the loops in
+``tests/test_columns.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit_inline, jit_inner
+from .._jit import JIT_INNER, compile_as, jit_inline, jit_inner
 from ..activations import activate_loop, times_derivative_loop
 from ..losses import OUT_SOFTMAX, cost_loop, output_loop
 from ..vmath import vexp
 from ._common import _borrowed, _matrix_view
+from ._tiles import STRIP_BYTES, _strips, _transpose8
 
 #: Examples per chunk: the columns of every workspace matrix.  256 keeps a chunk's A[l−1]
 #: of a 64-unit layer (64 KB in float32) in L2 for the W[l] passes; re-measure with
@@ -58,9 +76,10 @@ PAD = 16
 @jit_inner
 def _columns_workspace(params, sizes, u_off, batch_size, copy_x):
     """The workspaces of :func:`_columns_gradient`: ``(XT, YT, Z, A, D, col, gtmp)``, flat:
-    room for Xᵀ (n_0 × c; none if not ``copy_x``), Yᵀ (n_L × c), Z, A, dZ of every unit
-    (layer l's block n_l × c from element u_off[l−1]·c), three float64 rows of c for a softmax
-    output (:func:`_softmax_columns`), and the largest W[l] (a chunk's dW[l] before it is added); c =
+    room for Xᵀ (n_0 × c) and the chunk's rows of X (c × n_0 after it; none if not ``copy_x``),
+    Yᵀ (n_L × c), Z, A, dZ of every unit (layer l's block n_l × c from element u_off[l−1]·c),
+    three float64 rows of c for a softmax output (:func:`_softmax_columns`), and the largest W[l]
+    or A[l]ᵀ (a chunk's dW[l] from BLAS before it is added; A[l−1]ᵀ for :func:`_grad_rows`); c =
     min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD` (``batch_size`` 0: a workspace
     never used, all of it empty).  A chunk of nc ≤ c examples
     views each block as a C-contiguous n × nc matrix (:func:`_block`)."""
@@ -68,10 +87,10 @@ def _columns_workspace(params, sizes, u_off, batch_size, copy_x):
     n_units = u_off[L - 1] + sizes[L]
     c = (min(batch_size, CHUNK) + PAD - 1) // PAD * PAD
     w_max = 0
-    for l in range(L):
-        w_max = max(w_max, sizes[l] * sizes[l + 1]) if batch_size > 0 else 0
+    for l in range(L):  # A[l]ᵀ for dW[l+1] from l = 1 (dW[1] reads the copied rows of X)
+        w_max = max(w_max, sizes[l] * sizes[l + 1], sizes[l] * c if l > 0 else 0) if batch_size > 0 else 0
     return (
-        np.zeros(sizes[0] * c if copy_x else 0, params.dtype),
+        np.zeros(2 * sizes[0] * c if copy_x else 0, params.dtype),
         np.zeros(sizes[L] * c, params.dtype),
         np.zeros(n_units * c, params.dtype),
         np.zeros(n_units * c, params.dtype),
@@ -206,15 +225,15 @@ def _back_rows(params, wo, n_in, n_out, Dl, Dp, nc):
 
 
 @jit_inline
-def _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first):
-    """dW[l] += dZ[l] A[l−1]ᵀ over the chunk (a sum over its examples; ``first``:
-    = instead of +=, a batch's first chunk): entry jk is the dot of dZ row j with A row k,
-    two rows of A per pass."""
+def _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first, k_lo):
+    """Columns k_lo … n_in of dW[l] += dZ[l] A[l−1]ᵀ over the chunk (a sum over its examples;
+    ``first``: = instead of +=, a batch's first chunk): entry jk is the dot of dZ row j with A
+    row k, two rows of A per pass."""
     T = grad.dtype.type
     for j in range(n_out):
         G = grad[wo + j * n_in : wo + (j + 1) * n_in]
         dz = Dl[j]
-        for k in range(0, n_in - 1, 2):
+        for k in range(k_lo, n_in - 1, 2):
             a0 = Ain[k]
             a1 = Ain[k + 1]
             s0 = T(0)
@@ -225,12 +244,76 @@ def _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first):
                 s1 += v * a1[t]
             G[k] = s0 if first else G[k] + s0
             G[k + 1] = s1 if first else G[k + 1] + s1
-        if n_in % 2 == 1:
+        if (n_in - k_lo) % 2 == 1:  # an odd last column
             a0 = Ain[n_in - 1]
             s0 = T(0)
             for t in range(nc):
                 s0 += dz[t] * a0[t]
             G[n_in - 1] = s0 if first else G[n_in - 1] + s0
+
+
+# The register tiles (the tiled copy of the gradient, :data:`_TILES`, and of the forward kernels).
+# Each product is one call of :func:`._tiles._strips` on the flat workspace arrays and element
+# offsets, so one compiled function per dtype holds the tiles' code for every product of every
+# kernel (three functions of their own cost a cold fit 4.3 s: ``python tools/startup_profile.py
+# profile --sizes 64,100,10 --batch-size 200 --examples 400``).  Z and dA run in whole strips of
+# 64 bytes of columns: the tiled copy pads every chunk to PAD columns, a whole number of strips.
+assert PAD * 4 % STRIP_BYTES == 0, "a padded chunk is a whole number of float32 (and float64) strips"
+
+
+@jit_inline
+def _affine_tiles(params, wo, bo, n_in, n_out, Af, a0, Zf, z0, nc):
+    """Z[l] = W[l] A[l−1] + b[l] over the chunk as register tiles: A[l−1] the n_in × nc matrix at
+    element a0 of the flat ``Af``, Z[l] the n_out × nc one at z0 of ``Zf``.  Each element is
+    :func:`_affine_rows`' sum in its order (its bits)."""
+    strip = STRIP_BYTES // params.itemsize
+    _strips(Zf, z0, nc, strip, params, wo, n_in, 1, Af, a0, nc, strip, n_in, n_out, params, bo, 1, nc // strip)
+
+
+@jit_inline
+def _back_tiles(params, wo, n_in, n_out, Df, dl0, dp0, nc):
+    """dA[l−1] = W[l]ᵀ dZ[l] over the chunk as register tiles: dZ[l] the n_out × nc matrix at
+    element dl0 of the flat ``Df``, dA[l−1] the n_in × nc one at dp0 (a row of dA reads a column of
+    W[l]: stride 1 between rows, n_in between terms).  :func:`_back_rows`' bits."""
+    strip = STRIP_BYTES // params.itemsize
+    _strips(Df, dp0, nc, strip, params, wo, 1, n_in, Df, dl0, nc, strip, n_out, n_in, params, 0, 0, nc // strip)
+
+
+@jit_inline
+def _grad_tiles(grad, wo, n_in, n_out, Ain, Df, dl0, Tf, t0, nc, first, transpose):
+    """dW[l] += dZ[l] A[l−1]ᵀ over the chunk (``first``: = instead of +=): dW's rows in strips of
+    64 bytes of *its* columns as register tiles (dW row j += Σ_t dZ_jt · A[l−1]ᵀ row t, t over the
+    chunk's examples) on A[l−1]ᵀ, the nc × n_in matrix at element t0 of the flat ``Tf`` (the
+    chunk's rows of X for the first layer), which ``transpose`` first fills from ``Ain``
+    (A[l−1], n_in × nc; :func:`_transpose`); dZ[l] the n_out × nc matrix at dl0 of ``Df``.  The
+    columns after the last whole strip by :func:`_grad_rows`.  The sum over the examples runs in
+    another order than :func:`_grad_rows`' (the dtype's tolerance, not its bits)."""
+    strip = STRIP_BYTES // grad.itemsize
+    kt = n_in // strip * strip
+    if kt > 0:
+        if transpose:
+            _transpose(Ain, _matrix_view(Tf, t0, nc, n_in), n_in, nc)
+        init = 0 if first else 2
+        _strips(grad, wo, n_in, strip, Df, dl0, nc, 1, Tf, t0, n_in, strip, nc, n_out, grad, 0, init, kt // strip)
+    if kt < n_in:
+        _grad_rows(grad, wo, n_in, n_out, Ain, _matrix_view(Df, dl0, n_out, nc), nc, first, kt)
+
+
+@jit_inline
+def _transpose(M, MT, n, nc):
+    """MT = Mᵀ (M: n × nc; MT: nc × n, C-contiguous): 8 × 8 blocks in registers
+    (:func:`._tiles._transpose8`), the edges element by element."""
+    n8 = n // 8 * 8
+    c8 = nc // 8 * 8
+    ldm = M.shape[1]
+    ldt = MT.shape[1]
+    for k in range(0, n8, 8):
+        for t in range(0, c8, 8):
+            _transpose8(M, k * ldm + t, ldm, MT, t * ldt + k, ldt)
+    for k in range(n):
+        mr = M[k]
+        for t in range(c8 if k < n8 else 0, nc):
+            MT[t, k] = mr[t]
 
 
 @jit_inline
@@ -405,26 +488,40 @@ def _padding(sizes, blas_min):
 
 
 @jit_inline
-def _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf):
-    """The chunk's inputs, ``(XT, Xr)``: for a first layer on the loops, Xᵀ (n_0 × nc) gathered
-    into ``XTf`` (the padding columns zero); for one on BLAS, the rows X_b (nc × n_0): X's own
-    rows if ``XTf`` is empty (the caller's ``order`` is the rows as stored), else gathered into
-    it.  The view not used aliases the other."""
+def _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf, tiles):
+    """The chunk's inputs, ``(XT, Xr)``: for a first layer on the loops, the rows X_b (nc × n_0,
+    contiguous copies, the padding rows zero) after Xᵀ (n_0 × nc, X_b transposed) in ``XTf`` (for
+    fewer than a strip of inputs, as on 2-4-1, Xᵀ alone, gathered column by column); for
+    one on BLAS, X_b alone (both views): X's own rows if ``XTf`` is empty (the caller's ``order``
+    is the rows as stored), else gathered into it."""
     n0 = X.shape[1]
     if blas_first and XTf.shape[0] == 0:
         Xr = _matrix_view(X, order[t0] * n0, nc, n0)
         return Xr, Xr
     XT = _block(XTf, 0, c, n0, nc)
-    Xr = _matrix_view(XTf, 0, nc, n0)
+    Xr = _matrix_view(XTf, 0 if blas_first else n0 * c, nc, n0)
     if blas_first:
         _gather_rows(X, order, t0, nr, Xr)
-    else:
+    elif not tiles or n0 * X.itemsize < STRIP_BYTES:  # the loops read Xᵀ alone
         _gather_columns(X, order, t0, nr, XT)
+    else:
+        _rows_and_transpose(X, order, t0, nr, nc, Xr, XT)
     return XT, Xr
 
 
+# called, not inlined: compiled once per dtype for every kernel, as _strips
+@jit_inner
+def _rows_and_transpose(X, order, t0, nr, nc, Xr, XT):
+    """Xr = the chunk's ``nr`` rows of X (the padding rows after them zero), XT = Xrᵀ."""
+    _gather_rows(X, order, t0, nr, Xr)
+    T = X.dtype.type
+    for t in range(nr, nc):
+        Xr[t, :] = T(0)
+    _transpose(Xr, XT, nc, X.shape[1])
+
+
 @jit_inline
-def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af):
+def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, c, act, blas_min, Zf, Af, tiles):
     """The forward pass of a chunk from its inputs (:func:`_chunk_inputs`): Z[l] = W[l] A[l−1]
     + b[l] and A[l] = g(Z[l]) for the hidden layers, and Z[L] (the caller applies the output
     layer)."""
@@ -432,9 +529,11 @@ def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_
     n0 = sizes[0]
     n1 = sizes[1]
     Z1 = _block(Zf, 0, c, n1, nc)
-    if n0 * n1 >= blas_min:
+    if not tiles and n0 * n1 >= blas_min:
         np.dot(_matrix_view(params, 0, n1, n0), Xr.T, Z1)
         _add_bias_rows(params, b_off[0], n1, Z1, nc)
+    elif tiles:  # Xᵀ: the block at element 0 of XTf
+        _affine_tiles(params, 0, b_off[0], n0, n1, XTf, 0, Zf, 0, nc)
     else:
         _affine_rows(params, 0, b_off[0], n0, n1, XT, Z1, nc)
     for l in range(L):
@@ -444,9 +543,11 @@ def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_
         Zl = _block(Zf, uo, c, n_out, nc)
         if l > 0:
             Ain = _block(Af, u_off[l - 1], c, n_in, nc)
-            if n_in * n_out >= blas_min:
+            if not tiles and n_in * n_out >= blas_min:
                 np.dot(_matrix_view(params, w_off[l], n_out, n_in), Ain, Zl)
                 _add_bias_rows(params, b_off[l], n_out, Zl, nc)
+            elif tiles:
+                _affine_tiles(params, w_off[l], b_off[l], n_in, n_out, Af, u_off[l - 1] * c, Zf, uo * c, nc)
             else:
                 _affine_rows(params, w_off[l], b_off[l], n_in, n_out, Ain, Zl, nc)
         if l < L - 1:
@@ -455,8 +556,19 @@ def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_
                 activate_loop(Zl[j], Al[j], nc, act)
 
 
-@jit_inner
-def _columns_gradient(
+#: Whether this compiled copy of the gradient has the register tiles: ``False`` in
+#: :func:`_columns_gradient`, ``True`` in :func:`_columns_gradient_tiled`, the same source compiled
+#: with this global re-bound (:func:`fastbp._jit.compile_as`).  A Numba global is a compile-time
+#: constant and Numba prunes the branches it makes dead (through the inlined helpers it is passed
+#: to as ``tiles``), so each copy holds, and compiles, only its own products: the plain copy no
+#: call to the tiles (their mere presence in the chunk pass made LLVM compile 2-4-1's loops
+#: 0.62-0.78x as fast, bisected: docs/performance-kernels.md), the tiled copy no BLAS.  The
+#: dispatcher picks the copy, through the epoch kernels' ``_tiles`` twins
+#: (``fastbp._dispatch.uses_tiles``).
+_TILES = False
+
+
+def _columns_gradient_body(
     params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, stop, n_mean, act, out, ws, blas_min
 ):
     """grad = the gradient of the costs of the examples ``order[start:stop]`` summed and
@@ -467,29 +579,31 @@ def _columns_gradient(
     :func:`_columns_workspace` (borrowed views).  The batch runs in chunks of
     :data:`CHUNK` examples, each through the passes in the module docstring.
 
-    The products of a layer with at least ``blas_min`` weights go to BLAS (``np.dot``,
-    which Numba hands to SciPy's BLAS; the caller holds BLAS to one thread), the others
-    run the loops above.  For a first layer on BLAS the chunk's inputs are copied as rows
-    (X_b, nc × n_0: one contiguous copy per example) and BLAS reads them transposed, so
-    Z[1] = W[1] X_bᵀ and dW[1] = dZ[1] X_b need no transposing pass."""
+    In :func:`_columns_gradient` the products of a layer with at least ``blas_min`` weights go
+    to BLAS and the others run the loops; in :func:`_columns_gradient_tiled` every product runs
+    as register tiles, and a ``blas_min`` that would put the first layer on BLAS (a workspace
+    with no room for the chunk's rows of X) is refused with ValueError before any chunk (module
+    docstring)."""
     XTf, YTf, Zf, Af, Df, col, gtmp = ws
     L = sizes.shape[0] - 1
     n0 = sizes[0]
     n1 = sizes[1]
     n_L = sizes[L]
     c = Zf.shape[0] // (u_off[L - 1] + n_L)
-    blas_first = n0 * n1 >= blas_min
-    pad = _padding(sizes, blas_min)
+    blas_first = not _TILES and n0 * n1 >= blas_min
+    pad = PAD if _TILES else _padding(sizes, blas_min)
+    if _TILES and XTf.shape[0] < 2 * n0 * c:  # a workspace made for a first layer on BLAS
+        raise ValueError("the tiled column gradient needs blas_min above every layer's weights")
     scale = params.dtype.type(1) / params.dtype.type(n_mean)
     total = 0.0
     for t0 in range(start, stop, c):
         nr = min(c, stop - t0)  # the chunk's examples; nc ≥ nr columns with the padding
         nc = (nr + pad - 1) // pad * pad
         first = t0 == start
-        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf)
+        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf, _TILES)
         YT = _block(YTf, 0, c, n_L, nc)
         _gather_columns(Y, order, t0, nr, YT)
-        _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af)
+        _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, c, act, blas_min, Zf, Af, _TILES)
         # ---- the cost and dZ[L] = A[L] − Yᵀ
         top = u_off[L - 1]
         total += _output_rows(
@@ -513,12 +627,15 @@ def _columns_gradient(
             Dl = _block(Df, u_off[l], c, n_out, nc)
             Ain = _block(Af, up, c, n_in, nc)
             Dp = _block(Df, up, c, n_in, nc)
-            if n_in * n_out >= blas_min:
+            if not _TILES and n_in * n_out >= blas_min:
                 np.dot(_matrix_view(params, wo, n_out, n_in).T, Dl, Dp)
                 _dw_blas(grad, gtmp, wo, n_in, n_out, Dl, Ain.T, first)
+            elif _TILES:  # A[l−1]ᵀ transposed into gtmp
+                _back_tiles(params, wo, n_in, n_out, Df, u_off[l] * c, up * c, nc)
+                _grad_tiles(grad, wo, n_in, n_out, Ain, Df, u_off[l] * c, gtmp, 0, nc, first, True)
             else:
                 _back_rows(params, wo, n_in, n_out, Dl, Dp, nc)
-                _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first)
+                _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first, 0)
             _bias_rows(grad, b_off[l], n_out, Dl, nc, first)
             Zp = _block(Zf, up, c, n_in, nc)
             Ap = _block(Af, up, c, n_in, nc)
@@ -528,7 +645,15 @@ def _columns_gradient(
         D1 = _block(Df, 0, c, n1, nc)
         if blas_first:
             _dw_blas(grad, gtmp, 0, n0, n1, D1, Xr, first)
+        elif _TILES:  # X_b, the chunk's rows: after Xᵀ in XTf
+            _grad_tiles(grad, 0, n0, n1, XT, Df, 0, XTf, n0 * c, nc, first, False)
         else:
-            _grad_rows(grad, 0, n0, n1, XT, D1, nc, first)
+            _grad_rows(grad, 0, n0, n1, XT, D1, nc, first, 0)
         _bias_rows(grad, b_off[0], n1, D1, nc, first)
     return total
+
+
+#: The gradient with BLAS for layers from ``blas_min`` weights and the loops for the others.
+_columns_gradient = compile_as(_columns_gradient_body, "_columns_gradient", JIT_INNER)
+#: The gradient with every product as register tiles, no BLAS (``fastbp._dispatch.uses_tiles``).
+_columns_gradient_tiled = compile_as(_columns_gradient_body, "_columns_gradient_tiled", JIT_INNER, {"_TILES": True})

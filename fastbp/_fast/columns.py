@@ -17,6 +17,11 @@ is the dispatcher's choice from the problem's sizes, never from the threads), ea
 computed the same way by whichever thread runs it (BLAS held to one thread by the
 dispatcher), and the parts are added in the same order.  A twin is the same function
 compiled with ``parallel=True`` (:func:`fastbp._jit.compile_as`).
+
+Each of the four has a ``_tiles`` twin (``_columns_epoch_tiles``, …,
+``_columns_epoch_opt_threads_tiles``), the same source with the gradient re-bound to
+:func:`fastbp._fast._columns._columns_gradient_tiled` (every product as register tiles, no BLAS),
+which the dispatcher runs from batches of ``TILES_MIN_BATCH`` (``fastbp._dispatch.uses_tiles``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import JIT_PARALLEL, JIT_VEC, compile_as, jit_inline, jit_inner
+from .._jit import JIT_INLINE, JIT_PARALLEL, JIT_VEC, compile_as, jit_inline, jit_inner
 from ..steps import (
     BETA_1,
     BETA_2,
@@ -45,7 +50,13 @@ from ..steps import (
     _sgd_apply,
     _sgd_check,
 )
-from ._columns import _borrow_workspace, _columns_gradient, _columns_workspace, _copies_inputs
+from ._columns import (
+    _borrow_workspace,
+    _columns_gradient,
+    _columns_gradient_tiled,
+    _columns_workspace,
+    _copies_inputs,
+)
 from ._common import _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
 
 #: A split batch runs as this many parts, examples [start, mid) and [mid, stop): two, the
@@ -426,3 +437,18 @@ _columns_epoch_opt = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt", J
 #: in twins.
 _columns_epoch_threads = compile_as(_columns_epoch_body, "_columns_epoch_threads", JIT_PARALLEL)
 _columns_epoch_opt_threads = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_threads", JIT_PARALLEL)
+
+#: The four epochs' ``_tiles`` twins: each batch's gradient by the register tiles
+#: (:func:`fastbp._fast._columns._columns_gradient_tiled`, no BLAS), the same source with
+#: ``_split_gradient`` re-bound to a copy that calls it.  The dispatcher runs them where a layer
+#: takes the tiles (``fastbp._dispatch.uses_tiles``); each is compiled only where it runs.
+_split_gradient_tiles = compile_as(
+    _split_gradient, "_split_gradient_tiles", JIT_INLINE, {"_columns_gradient": _columns_gradient_tiled}
+)
+_TILED = {"_split_gradient": _split_gradient_tiles}
+_columns_epoch_tiles = compile_as(_columns_epoch_body, "_columns_epoch_tiles", JIT_VEC, _TILED)
+_columns_epoch_opt_tiles = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_tiles", JIT_VEC, _TILED)
+_columns_epoch_threads_tiles = compile_as(_columns_epoch_body, "_columns_epoch_threads_tiles", JIT_PARALLEL, _TILED)
+_columns_epoch_opt_threads_tiles = compile_as(
+    _columns_epoch_opt_body, "_columns_epoch_opt_threads_tiles", JIT_PARALLEL, _TILED
+)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import jit_inline, jit_vec
+from .._jit import JIT_VEC, compile_as, jit_inline
 from ..params import offsets
 from ._columns import (
+    PAD,
     _block,
     _borrow_workspace,
     _chunk_inputs,
@@ -28,42 +29,51 @@ from ._columns import (
 )
 from ._common import _alive
 
+#: Whether this compiled copy of a kernel below runs the register tiles (and no BLAS): ``False``
+#: in :func:`_predict_fast`, :func:`_forward_fast`, :func:`_loss_fast`, ``True`` in their ``_tiles``
+#: twins, the same source with this global re-bound (as ``fastbp._fast._columns._TILES``: each
+#: copy compiles only its own products).
+_TILES = False
+
 
 @jit_inline
-def _forward_setup(params, sizes, X, blas_min):
+def _forward_setup(params, sizes, X, blas_min, tiles):
     """What the three kernels below share: the offsets, the visiting order 0 … m−1 (so a first
     layer on BLAS reads X's own rows), the workspace (owned: keep it alive), the chunk width c and
-    the column padding."""
+    the column padding.  With ``tiles`` no layer is on BLAS, whatever ``blas_min``."""
     L = sizes.shape[0] - 1
     w_off, b_off, u_off = offsets(sizes)
     order = np.arange(X.shape[0])
-    ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), _copies_inputs(sizes, order, blas_min))
+    copy_x = tiles or _copies_inputs(sizes, order, blas_min)
+    ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), copy_x)
     c = ws_own[2].shape[0] // (u_off[L - 1] + sizes[L])
-    return w_off, b_off, u_off, order, ws_own, c, _padding(sizes, blas_min)
+    return w_off, b_off, u_off, order, ws_own, c, PAD if tiles else _padding(sizes, blas_min)
 
 
 @jit_inline
-def _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af):
+def _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af, tiles):
     """The forward pass of the chunk of rows from ``t0`` (through Z[L]); returns its row count
     and its padded column count."""
     nr = min(c, X.shape[0] - t0)
     nc = (nr + pad - 1) // pad * pad
-    XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, sizes[0] * sizes[1] >= blas_min, XTf)
-    _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, nc, c, act, blas_min, Zf, Af)
+    blas_first = not tiles and sizes[0] * sizes[1] >= blas_min
+    XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf, tiles)
+    _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, c, act, blas_min, Zf, Af, tiles)
     return nr, nc
 
 
-@jit_vec
-def _predict_fast(params, sizes, X, act, out, AL, blas_min):
+def _predict_body(params, sizes, X, act, out, AL, blas_min):
     """AL (m × n_L) = A[L] of every row of X."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min)
+    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
     n_L = sizes[L]
     top = u_off[L - 1]
     for t0 in range(0, m, c):
-        nr, nc = _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af)
+        nr, nc = _forward_rows(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af, _TILES
+        )
         Al = _block(Af, top, c, n_L, nc)
         _output_only(_block(Zf, top, c, n_L, nc), Al, n_L, nc, out, col)
         for t in range(nr):
@@ -73,18 +83,19 @@ def _predict_fast(params, sizes, X, act, out, AL, blas_min):
     _alive(ws_own, order)
 
 
-@jit_vec
-def _forward_fast(params, sizes, X, act, out, Z, A, blas_min):
+def _forward_body(params, sizes, X, act, out, Z, A, blas_min):
     """Z, A (m × n_units) = Z[l], A[l] of every layer for every row of X (layer l in the
     columns of the units workspace, :func:`fastbp.params.offsets`)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min)
+    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
     n_L = sizes[L]
     top = u_off[L - 1]
     for t0 in range(0, m, c):
-        nr, nc = _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af)
+        nr, nc = _forward_rows(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af, _TILES
+        )
         _output_only(_block(Zf, top, c, n_L, nc), _block(Af, top, c, n_L, nc), n_L, nc, out, col)
         for l in range(L):  # layer by layer: a short chunk's blocks are not one matrix
             n = sizes[l + 1]
@@ -100,18 +111,19 @@ def _forward_fast(params, sizes, X, act, out, Z, A, blas_min):
     _alive(ws_own, order)
 
 
-@jit_vec
-def _loss_fast(params, sizes, X, Y, act, out, blas_min):
+def _loss_body(params, sizes, X, Y, act, out, blas_min):
     """J: the mean over the rows of X of the per-example cost (float64)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min)
+    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
     n_L = sizes[L]
     top = u_off[L - 1]
     total = 0.0
     for t0 in range(0, m, c):
-        nr, nc = _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af)
+        nr, nc = _forward_rows(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af, _TILES
+        )
         YT = _block(YTf, 0, c, n_L, nc)
         for t in range(nr):
             y = Y[t0 + t]
@@ -131,3 +143,13 @@ def _loss_fast(params, sizes, X, Y, act, out, blas_min):
         )
     _alive(ws_own, order)
     return total / m
+
+
+#: The kernels with BLAS for layers from ``blas_min`` weights, and their ``_tiles`` twins with the
+#: register tiles instead (``fastbp._dispatch`` picks: ``uses_tiles``).
+_predict_fast = compile_as(_predict_body, "_predict_fast", JIT_VEC)
+_forward_fast = compile_as(_forward_body, "_forward_fast", JIT_VEC)
+_loss_fast = compile_as(_loss_body, "_loss_fast", JIT_VEC)
+_predict_fast_tiles = compile_as(_predict_body, "_predict_fast_tiles", JIT_VEC, {"_TILES": True})
+_forward_fast_tiles = compile_as(_forward_body, "_forward_fast_tiles", JIT_VEC, {"_TILES": True})
+_loss_fast_tiles = compile_as(_loss_body, "_loss_fast_tiles", JIT_VEC, {"_TILES": True})

@@ -6,7 +6,9 @@ What ``solver="lbfgs"`` evaluates once per L-BFGS-B function call; the fast twin
 column mini-batch pass :func:`fastbp._fast._columns._columns_gradient` over all m examples
 (in chunks of 256 examples, one column per example; BLAS for layers of at least ``blas_min``
 weights, held to one thread by the dispatcher), then the L2 term
-:func:`fastbp.steps._add_l2`.  Its workspaces do not grow with m.
+:func:`fastbp.steps._add_l2`.  Its workspaces do not grow with m.  Its ``_tiles`` twin runs
+:func:`fastbp._fast._columns._columns_gradient_tiled` (register tiles, no BLAS) instead, where
+``fastbp._dispatch.uses_tiles`` says so (m of ``TILES_MIN_BATCH`` or more).
 
 Preconditions: a built-in activation (the dispatch sends custom ones, and
 ``NUMBA_DISABLE_JIT=1``, to the plain kernel); no step is taken, so no divergence bound is
@@ -15,14 +17,13 @@ needed: a non-finite loss or gradient is returned as it is, for L-BFGS-B to hand
 
 from __future__ import annotations
 
-from .._jit import jit_vec
+from .._jit import JIT_VEC, compile_as
 from ..steps import _add_l2
-from ._columns import _borrow_workspace, _columns_gradient, _columns_workspace, _copies_inputs
+from ._columns import _borrow_workspace, _columns_gradient, _columns_gradient_tiled, _columns_workspace, _copies_inputs
 from ._common import _alive, _borrow_epoch
 
 
-@jit_vec
-def _loss_and_gradient_fast(params, sizes, X, Y, order, act, out, grad, alpha, cost_scale, blas_min):
+def _loss_and_gradient_body(params, sizes, X, Y, order, act, out, grad, alpha, cost_scale, blas_min):
     """grad = the mean dW, db over the examples ``order`` (all of X's rows) plus (alpha / m) W;
     returns cost_scale · mean cost + ½ alpha ‖W‖² / m (float64)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
@@ -35,3 +36,11 @@ def _loss_and_gradient_fast(params, sizes, X, Y, order, act, out, grad, alpha, c
         loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / m) / m
     _alive(offs[0], offs[1], offs[2], ws_own)
     return loss
+
+
+#: With BLAS for layers from ``blas_min`` weights; the ``_tiles`` twin runs the register tiles
+#: (``fastbp._dispatch.uses_tiles`` picks).
+_loss_and_gradient_fast = compile_as(_loss_and_gradient_body, "_loss_and_gradient_fast", JIT_VEC)
+_loss_and_gradient_fast_tiles = compile_as(
+    _loss_and_gradient_body, "_loss_and_gradient_fast_tiles", JIT_VEC, {"_columns_gradient": _columns_gradient_tiled}
+)

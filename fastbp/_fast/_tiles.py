@@ -1,0 +1,245 @@
+"""Register-tiled matrix products for the column kernels (:mod:`._columns`).
+
+The column kernels hold a chunk of a batch as matrices with one column per example, and each of
+a layer's three products is a sum of scaled rows ("axpy" form):
+
+    Z[l]    = W[l] A[l−1] + b[l]     Z row j  = b_j + Σ_k W_jk · A[l−1] row k
+    dA[l−1] = W[l]ᵀ dZ[l]            dA row k =       Σ_j W_jk · dZ[l] row j
+    dW[l]  += dZ[l] A[l−1]ᵀ          dW row j += Σ_t dZ_jt · A[l−1]ᵀ row t   (t: the chunk's examples)
+
+Written as plain loops (``_affine_loops``, ``_back_loops`` in :mod:`._columns`, the reference these
+are tested against), every term of the sum loads and stores the output row: at best one FMA per
+store, 11-49 GFLOP/s on this project's Zen 4.  :func:`_axpy_strip` keeps a *tile* of the output,
+R rows by one strip of 64 bytes of columns (16 float32 or 8 float64 values), in vector registers
+for the whole sum: per term one load of a strip of the summed row, R broadcasts of a weight, R
+FMAs.  That is the shape of a BLAS micro-kernel, without BLAS's packing and per-call cost, which
+on the mid nets' short products (64 × 64 by 32 examples) is much of BLAS's time: 112-117 GFLOP/s
+float32 and 47-58 float64 against OpenBLAS's 75-95 and 40-50 (``python tools/tile_speed.py``).
+
+* R = 8 rows where the target has AVX-512 (32 vector registers: 8 accumulators of one zmm), 6
+  where it does not (AVX2's 16 registers: 6 accumulators of two ymm; 8 spilled and ran at half
+  speed), then tiles of 4, 2 and 1 for the remaining rows.  R changes the speed, never the bits.
+* The arithmetic of each output element is the plain loop's, in its order: start at b_j, 0 or the
+  element itself, add w · s for s = 0, 1, …, fused into an FMA as the plain loop's ``contract``
+  fastmath fuses it, so Z and dA are the plain loops' bits (``tests/test_columns.py``).
+* :func:`_transpose8` transposes an 8 × 8 block in registers, for the A[l−1]ᵀ that dW's tiles read.
+* Nothing outside the arrays is touched as long as the caller keeps its offsets in range; these
+  are internal helpers called only by :mod:`._columns` on its own workspace.
+
+Measurements: docs/performance-kernels.md, "Register tiles for the column products".
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .._jit import jit_inner
+
+#: Bytes of columns in one tile: one AVX-512 vector, two AVX2 vectors (LLVM splits the vector
+#: type for the target).  16 float32 or 8 float64 examples; the column kernels pad a chunk's
+#: columns to a multiple of 16 (:data:`._columns.PAD`).
+STRIP_BYTES = 64
+
+# CPUs whose LLVM name implies AVX-512 (used only when Numba's target features string is empty,
+# i.e. NUMBA_CPU_NAME set with NUMBA_CPU_FEATURES="": the features then follow the name)
+_AVX512_NAMES = frozenset(
+    {
+        "skylake-avx512",
+        "cascadelake",
+        "cooperlake",
+        "cannonlake",
+        "icelake-client",
+        "icelake-server",
+        "tigerlake",
+        "rocketlake",
+        "sapphirerapids",
+        "emeraldrapids",
+        "graniterapids",
+        "graniterapids-d",
+        "znver4",
+        "znver5",
+        "x86-64-v4",
+    }
+)
+
+
+def tile_rows(codegen) -> int:
+    """Rows per register tile for Numba's compile target (``codegen``: a Numba codegen): 8 with
+    AVX-512, else 6.  Only the speed depends on it, never the bits."""
+    # Numba keeps its target's features and CPU name in private attributes; if a Numba release
+    # renames them, the tiles fall back to 6 rows (correct everywhere, slower with AVX-512)
+    features = getattr(codegen, "_tm_features", "") or ""
+    if features:
+        avx512 = "+avx512f" in features.split(",")
+    else:
+        cpu_name = getattr(codegen, "_get_host_cpu_name", lambda: "")
+        avx512 = cpu_name() in _AVX512_NAMES
+    return 8 if avx512 else 6
+
+
+@intrinsic
+def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows, B, b0, init):
+    """One strip of 64 bytes of columns (V examples) of an axpy-form product, tile by tile:
+
+        Z[z0 + r·ldz + v] = start + Σ_{s < n_sum} W[w0 + r·wr + s·ws] · S[s0 + s·lds + v]
+
+    for r < n_rows, v < V, the sum in the order s = 0, 1, …, with start = 0 (``init`` 0),
+    B[b0 + r] (1) or Z's own element (2: Z += the sum).  Flat element offsets into the C-contiguous
+    arrays Z, W, S, B, all of one float dtype.  Forward: W = W[l] (wr = n_in, ws = 1), S = A[l−1],
+    B = b[l], init 1; dA[l−1]: wr = 1, ws = n_in, S = dZ[l], init 0; dW[l] (Z = dW[l], its rows
+    in strips of 64 bytes of *its* columns): W = dZ[l] (wr = its row length, ws = 1), S = A[l−1]ᵀ
+    (one row per example), init 0 or 2."""
+    arrays = (Z, W, S, B)
+    if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
+        return None
+    dtype = Z.dtype
+    if dtype not in (types.float32, types.float64) or any(a.dtype != dtype for a in arrays):
+        return None
+    sig = types.void(
+        Z, types.intp, types.intp, W, types.intp, types.intp, types.intp, S, types.intp, types.intp,
+        types.intp, types.intp, B, types.intp, types.intp,
+    )  # fmt: skip
+
+    def codegen(context, builder, signature, args):
+        Zv, zo, ldz_, Wv, wo, wr_, ws_, Sv, so, lds_, nsum, nrows, Bv, bo, init = args
+        T = context.get_value_type(dtype)
+        itemsize = context.get_abi_sizeof(T)
+        lanes = STRIP_BYTES // itemsize
+        vec = ir.VectorType(T, lanes)
+        vptr = vec.as_pointer()
+        intp = context.get_value_type(types.intp)
+        i32 = ir.IntType(32)
+
+        def data(k, value):
+            return context.make_array(signature.args[k])(context, builder, value).data
+
+        zd, wd, sd, bd = data(0, Zv), data(3, Wv), data(7, Sv), data(12, Bv)
+
+        def const(k):
+            return ir.Constant(intp, k)
+
+        def broadcast(x):
+            v = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(i32, 0))
+            return builder.shuffle_vector(
+                v, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+            )
+
+        zero = ir.Constant(vec, [ir.Constant(T, 0.0)] * lanes)
+        has_bias = builder.icmp_signed("==", init, const(1))
+        accumulate = builder.icmp_signed("==", init, const(2))
+        # the accumulators: stack slots LLVM promotes to registers (their address never escapes)
+        acc = [cgutils.alloca_once(builder, vec) for _ in range(8)]
+
+        def tile(R, j):
+            """Rows j … j+R−1 of the strip."""
+            dst = [
+                builder.bitcast(builder.gep(zd, [builder.add(zo, builder.mul(builder.add(j, const(r)), ldz_))]), vptr)
+                for r in range(R)
+            ]
+            for r in range(R):
+                builder.store(zero, acc[r])
+            with builder.if_else(has_bias) as (then, other):
+                with then:
+                    for r in range(R):
+                        b = builder.load(builder.gep(bd, [builder.add(bo, builder.add(j, const(r)))]))
+                        builder.store(broadcast(b), acc[r])
+                with other:
+                    with builder.if_then(accumulate):
+                        for r in range(R):
+                            builder.store(builder.load(dst[r], align=itemsize), acc[r])
+            w_row = builder.add(wo, builder.mul(j, wr_))
+            with cgutils.for_range(builder, nsum) as loop:
+                s = loop.index
+                src = builder.gep(sd, [builder.add(so, builder.mul(s, lds_))])
+                x = builder.load(builder.bitcast(src, vptr), align=itemsize)
+                w_s = builder.add(w_row, builder.mul(s, ws_))
+                for r in range(R):
+                    w = builder.load(builder.gep(wd, [builder.add(w_s, builder.mul(const(r), wr_))]))
+                    prod = builder.fmul(broadcast(w), x, flags=("contract",))
+                    builder.store(builder.fadd(builder.load(acc[r]), prod, flags=("contract",)), acc[r])
+            for r in range(R):
+                builder.store(builder.load(acc[r]), dst[r], align=itemsize)
+
+        R = tile_rows(context.codegen())
+        n_main = builder.mul(builder.sdiv(nrows, const(R)), const(R))
+        with cgutils.for_range_slice(builder, const(0), n_main, const(R)) as (j, _):
+            tile(R, j)
+        # the remaining rows (< R) as tiles of 4, 2, 1
+        j_slot = cgutils.alloca_once_value(builder, n_main)
+        for size in (4, 2, 1):
+            if size >= R:
+                continue
+            with builder.if_then(
+                builder.icmp_signed("!=", builder.and_(builder.sub(nrows, n_main), const(size)), const(0))
+            ):
+                j = builder.load(j_slot)
+                tile(size, j)
+                builder.store(builder.add(j, const(size)), j_slot)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@jit_inner
+def _strips(Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips):
+    """``n_strips`` strips of a product side by side: strip i is :func:`_axpy_strip` with Z's
+    offset z0 + i·zs and S's offset s0 + i·ss.  Called (not inlined) by every product of the
+    column kernels on their flat 1-D arrays, so the tiles' code is compiled once per dtype."""
+    for i in range(n_strips):
+        _axpy_strip(Z, z0 + i * zs, ldz, W, w0, wr, ws, S, s0 + i * ss, lds, n_sum, n_rows, B, b0, init)
+
+
+def _transpose_masks(h: int, lanes: int = 8) -> tuple[list[int], list[int]]:
+    """The two shuffles of one step of the 8 × 8 block transpose: rows i and i+h (i // h even) swap
+    the off-diagonal h × h blocks of every 2h × 2h block; after h = 4, 2, 1 the block is transposed."""
+    top, bottom = [], []
+    for start in range(0, lanes, 2 * h):
+        top += [start + u for u in range(h)] + [lanes + start + u for u in range(h)]
+        bottom += [start + h + u for u in range(h)] + [lanes + start + h + u for u in range(h)]
+    return top, bottom
+
+
+@intrinsic
+def _transpose8(typingctx, M, m0, ldm, MT, t0, ldt):
+    """MT[t0 + v·ldt + u] = M[m0 + u·ldm + v] for u, v < 8: an 8 × 8 block transposed in registers
+    (eight vector loads, three steps of eight shuffles, eight vector stores; flat element offsets
+    into C-contiguous arrays of one float dtype)."""
+    if not all(isinstance(a, types.Array) and a.layout == "C" for a in (M, MT)) or M.dtype != MT.dtype:
+        return None
+    if M.dtype not in (types.float32, types.float64):
+        return None
+    sig = types.void(M, types.intp, types.intp, MT, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        Mv, mo, ldm_, Tv, to, ldt_ = args
+        T = context.get_value_type(M.dtype)
+        itemsize = context.get_abi_sizeof(T)
+        vec = ir.VectorType(T, 8)
+        vptr = vec.as_pointer()
+        intp = context.get_value_type(types.intp)
+        i32 = ir.IntType(32)
+        md = context.make_array(signature.args[0])(context, builder, Mv).data
+        td = context.make_array(signature.args[3])(context, builder, Tv).data
+        rows = []
+        for u in range(8):
+            src = builder.gep(md, [builder.add(mo, builder.mul(ir.Constant(intp, u), ldm_))])
+            rows.append(builder.load(builder.bitcast(src, vptr), align=itemsize))
+        for h in (4, 2, 1):
+            top, bottom = _transpose_masks(h)
+            new = list(rows)
+            for i in range(8):
+                if (i // h) % 2 == 0:
+                    mt = ir.Constant(ir.VectorType(i32, 8), top)
+                    mb = ir.Constant(ir.VectorType(i32, 8), bottom)
+                    new[i] = builder.shuffle_vector(rows[i], rows[i + h], mt)
+                    new[i + h] = builder.shuffle_vector(rows[i], rows[i + h], mb)
+            rows = new
+        for v in range(8):
+            dst = builder.gep(td, [builder.add(to, builder.mul(ir.Constant(intp, v), ldt_))])
+            builder.store(rows[v], builder.bitcast(dst, vptr), align=itemsize)
+        return context.get_dummy_value()
+
+    return sig, codegen
