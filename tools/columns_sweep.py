@@ -1,10 +1,10 @@
 """Mini-batch speed against the per-example path, and the column kernels' thresholds.
 
 For each net, dtype and batch size: examples/s of one epoch of the dispatcher's per-example
-epoch (batch 1) and of the column kernel ``_columns_epoch`` three ways (its own loops and
-register tiles only, BLAS for every layer, and as dispatched: ``_dispatch.blas_min_weights``),
-and of the per-example-pass
-batch kernel ``_batch_epoch`` it replaced; the last column is the dispatched column kernel
+epoch (batch 1) and of the column kernel ``_columns_epoch`` four ways (its loops for every
+layer, BLAS for every layer, its ``_tiles`` twin: register tiles for every layer, and as
+dispatched: the twin where ``_dispatch.uses_tiles``, else BLAS from ``_dispatch.blas_min_weights``),
+and of the per-example-pass batch kernel ``_batch_epoch`` it replaced; the last column is the dispatched column kernel
 over the per-example path (issue 12's goal 1: at least 1).  Best of ``--repeats`` epochs,
 tanh hidden units, σ output (softmax for several outputs).  Pin it to one core::
 
@@ -70,12 +70,14 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
     act = get_activation("tanh")
     lr = np.dtype(dtype).type(0.01)
     limit = float(np.finfo(dtype).max) / 4
-    columns = _dispatch._ROWS["_columns_epoch"].kernel()
+    row = _dispatch._ROWS["_columns_epoch"]
     one = _rate(lambda p: run_epoch(p, s, X, Y, order, 1, lr, act, out, threads=False), p0, m, repeats)
     rows = []
     for bs in batch_sizes:
 
-        def col(blas_min, bs=bs):
+        def col(blas_min, tiles=False, bs=bs):
+            columns = row.kernel(tiles=tiles)
+
             def run(p):
                 with one_blas_thread():
                     columns(p, s, X, Y, order, bs, lr, act.code, out, limit, blas_min, False)
@@ -83,9 +85,10 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
             return run
 
         r = {"net": net, "dtype": np.dtype(dtype).name, "batch": bs, "per_example": one}
-        r["loops"] = _rate(col(1 << 62), p0, m, repeats)
+        r["loops"] = _rate(col(_dispatch.NO_BLAS), p0, m, repeats)
         r["blas"] = _rate(col(0), p0, m, repeats)
-        r["columns"] = _rate(col(_dispatch.blas_min_weights(s, bs)), p0, m, repeats)
+        r["tiles"] = _rate(col(_dispatch.NO_BLAS, True), p0, m, repeats)
+        r["columns"] = _rate(col(_dispatch.blas_min_weights(s, bs), _dispatch.uses_tiles(s, bs)), p0, m, repeats)
         r["batch_epoch"] = _rate(
             lambda p, bs=bs: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False, epoch="_batch_epoch"),
             p0,
@@ -176,7 +179,7 @@ def main(argv=None) -> None:
     print(
         "examples/s, one epoch, best of",
         args.repeats,
-        "| columns: the column kernel, BLAS as dispatched | dispatched: what run_epoch runs (one thread)"
+        "| columns: the column kernel, tiles or BLAS as dispatched | dispatched: what run_epoch runs (one thread)"
         " | ratio: dispatched / per-example",
     )
     for net in args.nets:
@@ -184,7 +187,8 @@ def main(argv=None) -> None:
             for r in measure(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
                 print(
                     f"{net:>11} {dt:>7} batch {r['batch']:>4} | per-example {r['per_example']:>12,.0f} | "
-                    f"loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | columns {r['columns']:>12,.0f} | "
+                    f"loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | tiles {r['tiles']:>12,.0f} | "
+                    f"columns {r['columns']:>12,.0f} | "
                     f"_batch_epoch {r['batch_epoch']:>12,.0f} | deferred {r['deferred']:>12,.0f} | "
                     f"tiny {r['tiny']:>12,.0f} | "
                     f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | "
