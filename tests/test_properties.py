@@ -183,19 +183,30 @@ def test_fit_returns_finite_parameters_or_a_divergence_error(problem, options, l
 
 @given(problems(x_exponents=(-2, 0), w_exponents=(-2, 0)), fit_options, st.floats(1e-3, 0.05))
 def test_fit_agrees_across_backends_when_well_conditioned(problem, options, learning_rate):
-    """Moderate magnitudes and step sizes (rounding differences are not amplified): the backends agree."""
+    """Moderate magnitudes and step sizes (rounding differences are not amplified): the backends agree.
+    An exp output can still overflow here (weights of magnitude 1 on a deep net): then every backend
+    stops at the same epoch and batch, with the parameters from before that step."""
     net, X, Y, how, B = problem
     Xv, Xp = layout(X, how, net.dtype)
     results = []
+    stops = []
     for backend in BACKENDS:
         twin, plain = _copy(net), _copy(net)
-        h = twin.fit(Xv, Y, learning_rate=learning_rate, backend=backend, **options)
+        try:
+            h = twin.fit(Xv, Y, learning_rate=learning_rate, backend=backend, **options)
+        except fastbp.DivergenceError as err:
+            stops.append((err.epoch, err.batch))
+            results.append((twin.params, None))
+            continue
         plain.fit(Xp, Y, learning_rate=learning_rate, backend=backend, **options)
         assert twin.params.tobytes() == plain.params.tobytes(), f"{backend}: layout {how}"
         assert np.isfinite(twin.params).all()
         results.append((twin.params, h.loss))
     scale = B * B * max(1, options["epochs"])
     assert_agree(results[0][0], results[1][0], net.dtype, scale, "parameters after fit")
+    if stops:
+        assert len(stops) == len(BACKENDS) and len(set(stops)) == 1, f"diverged at {stops} of {BACKENDS}"
+        return
     assert_agree(results[0][1], results[1][1], net.dtype, scale, "loss history")
 
 
