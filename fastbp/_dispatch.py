@@ -168,7 +168,8 @@ COLUMNS_MIN_BATCH_DEEP = 4
 #: batch 5 1.03-1.38, batch 8 1.0-1.7.
 COLUMNS_OPT_MIN_BATCH = 5
 
-#: In the column mini-batch kernels (``_columns_epoch``, ``_columns_epoch_opt``) a layer with
+#: In the column mini-batch kernels (``_columns_epoch``, ``_columns_epoch_opt``; not their
+#: ``_tiles`` twins, see TILES_MIN_BATCH) a layer with
 #: at least this many weights has its matrix products done by BLAS (``np.dot``, on one thread:
 #: :mod:`fastbp._blas`); smaller ones run the kernel's own loops.  Measured with
 #: ``python tools/columns_sweep.py``: the loops win on 2-4-1 and 8-8-1 (BLAS's per-call cost),
@@ -838,7 +839,8 @@ def loss_and_gradient(
     """scikit-learn's full-batch objective (cost_scale · mean cost + ½ alpha ‖W‖² / m) of
     ``params`` on checked inputs, its gradient into ``grad``: one compiled call (what
     ``solver="lbfgs"`` evaluates).  The kernel is :func:`select_loss_and_gradient`'s choice,
-    :func:`fastbp._fast.fullbatch._loss_and_gradient_fast` or the plain
+    :func:`fastbp._fast.fullbatch._loss_and_gradient_fast` (its ``_tiles`` twin where
+    :func:`uses_tiles` for m rows) or the plain
     :func:`fastbp._plain.loops._loss_and_gradient` (custom activations, ``NUMBA_DISABLE_JIT=1``);
     ``kernel`` forces one by name (tests).  ``order``: ``arange(m)``, the caller's to reuse.
     ``sw``: per-example weights, weighted means (m becomes Σ w): the plain kernel takes them,
@@ -872,11 +874,14 @@ def _fast_forward(activation: Activation, sizes, m: int) -> bool:
     return not (activation.is_custom or numba_config.DISABLE_JIT) and m >= FAST_FORWARD_MIN_ROWS
 
 
-def _forward_kernel(name: str, sizes, m: int):
-    """The forward kernel ``name`` for ``m`` rows of a net of ``sizes``: its ``_tiles`` twin where
-    a layer takes the register tiles (:func:`uses_tiles`)."""
-    suffix = "_tiles" if uses_tiles(sizes, m) else ""
-    return getattr(importlib.import_module("fastbp._fast.forward"), name + suffix)
+def _run_forward(name: str, params, sizes, X, *args):
+    """``fastbp._fast.forward``'s kernel ``name`` (its ``_tiles`` twin where :func:`uses_tiles`
+    for X's rows) on ``params, sizes, X, *args`` and :func:`blas_min_weights`, BLAS held to one
+    thread where a layer runs on it; returns the kernel's result."""
+    m = X.shape[0]
+    kernel = getattr(importlib.import_module("fastbp._fast.forward"), name + ("_tiles" if uses_tiles(sizes, m) else ""))
+    blas_min = blas_min_weights(sizes, m)
+    return _blas_held(sizes, blas_min, kernel, params, sizes, X, *args, blas_min)
 
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
@@ -886,19 +891,7 @@ def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
     if not _fast_forward(activation, sizes, X.shape[0]):
         kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
         return
-    blas_min = blas_min_weights(sizes, X.shape[0])
-    _blas_held(
-        sizes,
-        blas_min,
-        _forward_kernel("_predict_fast", sizes, X.shape[0]),
-        params,
-        sizes,
-        X,
-        activation.code,
-        out,
-        AL,
-        blas_min,
-    )
+    _run_forward("_predict_fast", params, sizes, X, activation.code, out, AL)
 
 
 def forward(params, sizes, X, activation: Activation, out: int, Z, A) -> None:
@@ -907,20 +900,7 @@ def forward(params, sizes, X, activation: Activation, out: int, Z, A) -> None:
     if not _fast_forward(activation, sizes, X.shape[0]):
         kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
         return
-    blas_min = blas_min_weights(sizes, X.shape[0])
-    _blas_held(
-        sizes,
-        blas_min,
-        _forward_kernel("_forward_fast", sizes, X.shape[0]),
-        params,
-        sizes,
-        X,
-        activation.code,
-        out,
-        Z,
-        A,
-        blas_min,
-    )
+    _run_forward("_forward_fast", params, sizes, X, activation.code, out, Z, A)
 
 
 def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
@@ -928,16 +908,4 @@ def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
     or the plain kernel, as :func:`predict`."""
     if not _fast_forward(activation, sizes, X.shape[0]):
         return kernels_for(activation)._loss_batch(params, sizes, X, Y, activation.code, out)
-    blas_min = blas_min_weights(sizes, X.shape[0])
-    return _blas_held(
-        sizes,
-        blas_min,
-        _forward_kernel("_loss_fast", sizes, X.shape[0]),
-        params,
-        sizes,
-        X,
-        Y,
-        activation.code,
-        out,
-        blas_min,
-    )
+    return _run_forward("_loss_fast", params, sizes, X, Y, activation.code, out)

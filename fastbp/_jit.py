@@ -123,8 +123,13 @@ def compile_as(body, name: str, options: dict, rebind: dict | None = None):
     name, not its options), with the globals in ``rebind`` re-bound: a Numba global is a
     compile-time constant, so a flag re-bound this way makes a second copy of the kernel whose
     branches on it Numba prunes before typing (the column kernels' ``_TILES``).  The copy sees
-    the module's globals as they are when it is made: make it after every name it calls."""
+    the module's globals as they are when it is made (without ``rebind``, the live module
+    globals): make it after every name it calls.  ValueError if a name in ``rebind`` is not one
+    of ``body``'s globals."""
     body = getattr(body, "py_func", body)
+    unknown = set(rebind or ()) - set(body.__globals__)
+    if unknown:  # a misspelt name would leave the copy identical to the original
+        raise ValueError(f"rebind: {sorted(unknown)} not globals of {body.__qualname__}")
     scope = {**body.__globals__, **rebind} if rebind else body.__globals__
     fn = types.FunctionType(body.__code__, scope, name, body.__defaults__, body.__closure__)
     fn.__qualname__ = name

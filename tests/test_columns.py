@@ -206,21 +206,24 @@ def test_column_forward_kernels_agree_with_plain(path, dtype):
 
 def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monkeypatch):
     """kernels.predict/forward/loss/gradients: the same results through the column kernels
-    (threshold 0) as through the plain ones (threshold out of reach)."""
+    (threshold 0) as through the plain ones (threshold out of reach); 5-6-3 runs the plain column
+    kernels, 9-8-3 (72 weights, 40 rows) their ``_tiles`` twins."""
     from fastbp import kernels
 
-    prob = make_problem([5, 6, 3], output="softmax", m=40, seed=1)
-    results = {}
-    for name, threshold in (("columns", 0), ("plain", 1 << 62)):
-        monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_ROWS", threshold)
-        args = (prob.weights, prob.biases, prob.X)
-        results[name] = (
-            kernels.predict(*args, "tanh", "softmax"),
-            kernels.forward(*args, "tanh", "softmax"),
-            kernels.loss(*args, prob.Y, "tanh", "softmax"),
-            kernels.gradients(*args, prob.Y, "tanh", "softmax"),
-        )
-    assert_agree(results["columns"], results["plain"], np.float64, "public forward passes")
+    for sizes in ([5, 6, 3], [9, 8, 3]):
+        prob = make_problem(sizes, output="softmax", m=40, seed=1)
+        results = {}
+        for name, threshold in (("columns", 0), ("plain", 1 << 62)):
+            monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_ROWS", threshold)
+            args = (prob.weights, prob.biases, prob.X)
+            results[name] = (
+                kernels.predict(*args, "tanh", "softmax"),
+                kernels.forward(*args, "tanh", "softmax"),
+                kernels.loss(*args, prob.Y, "tanh", "softmax"),
+                kernels.gradients(*args, prob.Y, "tanh", "softmax"),
+            )
+        assert _dispatch.uses_tiles(sizes, 40) is (sizes[0] == 9)
+        assert_agree(results["columns"], results["plain"], np.float64, f"public forward passes, {sizes}")
 
 
 @njit
@@ -275,43 +278,53 @@ def test_the_softmax_along_the_rows_gives_each_columns_softmax(n_out, dtype):
     assert np.isnan(cost) == np.isnan(cost_ref)
 
 
+#: Elements before and after each flat array of the tile test, and the value they hold.
+GUARD = 21
+SENTINEL = -7.25
+
+
 @jit_vec  # the kernels' own options: the loops' ``contract`` fuses w·a + z into one FMA, as the tiles do
-def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first):
+def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose):
     """The tiled products of the column kernels (on flat arrays at an offset, as the kernels call
-    them) and their plain loops on the same inputs."""
+    them, with :data:`GUARD` sentinel elements before and after each matrix) and their plain loops
+    on the same inputs.  ``transpose``: dW's tiles transpose A themselves (hidden layers), else
+    they read Aᵀ as given (the first layer's copied rows of X)."""
     nc = A.shape[1]
-    off = 3  # the matrices start inside their flat arrays
-    Af = np.zeros(off + n_in * nc, params.dtype)
-    Af[off:] = A.ravel()
-    Df = np.zeros(off + n_out * nc + n_in * nc, params.dtype)  # dZ[l], then dA[l−1]
-    Df[off : off + n_out * nc] = D.ravel()
-    Zf = np.zeros(off + n_out * nc, params.dtype)
-    _affine_tiles(params, wo, bo, n_in, n_out, Af, off, Zf, off, nc)
+    g = GUARD
+    Af = np.full(g + n_in * nc + g, SENTINEL, params.dtype)
+    Af[g : g + n_in * nc] = A.ravel()
+    Df = np.full(g + n_out * nc + n_in * nc + g, SENTINEL, params.dtype)  # dZ[l], then dA[l−1]
+    Df[g : g + n_out * nc] = D.ravel()
+    Zf = np.full(g + n_out * nc + g, SENTINEL, params.dtype)
+    _affine_tiles(params, wo, bo, n_in, n_out, Af, g, Zf, g, nc)
     Z_loop = np.zeros((n_out, nc), params.dtype)
     _affine_rows(params, wo, bo, n_in, n_out, A, Z_loop, nc)
-    _back_tiles(params, wo, n_in, n_out, Df, off, off + n_out * nc, nc)
+    _back_tiles(params, wo, n_in, n_out, Df, g, g + n_out * nc, nc)
     dA_loop = np.zeros((n_in, nc), params.dtype)
     _back_rows(params, wo, n_in, n_out, D, dA_loop, nc)
+    Tf = np.full(g + nc * n_in + g, SENTINEL, params.dtype)
+    if not transpose:
+        Tf[g : g + nc * n_in] = A.T.copy().ravel()
     G_tile = G.copy()
     G_loop = G.copy()
-    _grad_tiles(G_tile, wo, n_in, n_out, A, Df, off, np.zeros(off + nc * n_in, params.dtype), off, nc, first, True)
+    _grad_tiles(G_tile, wo, n_in, n_out, A, Df, g, Tf, g, nc, first, transpose)
     _grad_rows(G_loop, wo, n_in, n_out, A, D, nc, first, 0)
-    Z_tile = Zf[off:].copy().reshape((n_out, nc))
-    dA_tile = Df[off + n_out * nc :].copy().reshape((n_in, nc))
-    return Z_tile, Z_loop, dA_tile, dA_loop, G_tile, G_loop
+    return Zf, Z_loop, Df, dA_loop, G_tile, G_loop, Af, Tf
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_in, n_out", [(1, 1), (3, 7), (16, 8), (17, 9), (70, 13), (33, 64)])
 @pytest.mark.parametrize("nc", [PAD, 3 * PAD])
 @pytest.mark.parametrize("first", [True, False])
-def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, dtype):
+@pytest.mark.parametrize("transpose", [True, False])
+def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, transpose, dtype):
     """The register-tiled products (fastbp._fast._tiles: Z = W A + b and dA = Wᵀ dZ bit for bit,
     being the plain loops' sums in their order; dW (+)= dZ Aᵀ, summed in another order, to the
     dtype's tolerance) against the loops, with tile remainders in rows (7, 9, 13) and in dW's
     columns (17, 33, 70 inputs: the loops take the columns after the last whole strip), chunks of
-    one and three paddings (the tiled copy pads every chunk to PAD columns), the matrices at an
-    offset in their flat arrays, NaN and inf propagated where the loops have them."""
+    one and three paddings (the tiled copy pads every chunk to PAD columns), dW's Aᵀ transposed by
+    the tiles or given, the matrices inside their flat arrays between sentinels that no product may
+    touch, NaN and inf propagated where the loops have them."""
     rng = np.random.default_rng(n_in * 100 + n_out)
     wo = 5
     bo = wo + n_in * n_out
@@ -321,7 +334,16 @@ def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, dty
     A[0, nc - 1] = np.nan
     D[n_out - 1, 0] = np.inf
     G = rng.normal(size=params.shape[0]).astype(dtype)
-    Z_tile, Z_loop, dA_tile, dA_loop, G_tile, G_loop = _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first)
+    Zf, Z_loop, Df, dA_loop, G_tile, G_loop, Af, Tf = _tiled_and_looped(
+        params, wo, bo, n_in, n_out, A, D, G, first, transpose
+    )
+    g, zn, dn, an = GUARD, n_out * nc, n_in * nc, n_in * nc
+    for flat, used in ((Zf, zn), (Df, zn + dn), (Af, an), (Tf, an)):  # nothing outside the matrices
+        np.testing.assert_array_equal(flat[:g], SENTINEL)
+        np.testing.assert_array_equal(flat[g + used :], SENTINEL)
+    np.testing.assert_array_equal(Df[g : g + zn], D.ravel())  # dZ read, not written
+    Z_tile = Zf[g : g + zn].reshape((n_out, nc))
+    dA_tile = Df[g + zn : g + zn + dn].reshape((n_in, nc))
     np.testing.assert_array_equal(Z_tile, Z_loop)
     np.testing.assert_array_equal(dA_tile, dA_loop)
     np.testing.assert_array_equal(np.isnan(G_tile), np.isnan(G_loop))
@@ -347,14 +369,42 @@ def test_the_blocked_transpose_is_the_transpose(shape, dtype):
     np.testing.assert_array_equal(_transposed(M), M.T)
 
 
-def test_the_tiles_twin_refuses_a_workspace_made_for_blas():
-    """The ``_tiles`` twins run no layer on BLAS: given a ``blas_min`` that puts the first layer there
-    (whose workspace then holds no copy of X's rows), the epoch raises before any step, nothing
-    read outside the workspace and nothing changed."""
+@pytest.mark.parametrize("way", list(WAYS))
+def test_the_tiles_twins_run_no_layer_on_blas_whatever_blas_min_says(way):
+    """A ``_tiles`` twin allocates the tiles' workspace (X's rows copied) and prunes BLAS, so a
+    ``blas_min`` that would put every layer on BLAS, with X's rows in order (where a plain kernel
+    reads them in place), gives the bits of ``NO_BLAS``: on every way, the threaded one included."""
     prob, lay, p0 = _setup([5, 16, 2], "sigmoid", np.float64, 40, 32)
-    kernel, split, _ = _kernel("_columns_epoch", "whole", "tiles")
-    p = p0.copy()
-    args = (lay.sizes, prob.X, prob.Y, np.arange(40), 32, 0.01, ACT_CODES["tanh"], OUT_CODES["sigmoid"], 1e30, 0, split)
-    with pytest.raises(ValueError, match="blas_min above every layer"):
-        kernel(p, *args)
-    np.testing.assert_array_equal(p, p0)
+    kernel, split, no_blas = _kernel("_columns_epoch", way, "tiles")
+    results = []
+    for blas_min in (0, no_blas):
+        p = p0.copy()
+        args = (lay.sizes, prob.X, prob.Y, np.arange(40), 32, 0.01, ACT_CODES["tanh"], OUT_CODES["sigmoid"], 1e30)
+        results.append((kernel(p, *args, blas_min, split), p))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert not np.array_equal(results[0][1], p0)
+
+
+def test_the_tiles_twins_are_the_kernels_with_the_tiles_rebound():
+    """Each twin is its kernel's source with ``_TILES`` (and the gradient it calls) re-bound, and
+    ``compile_as`` refuses a name that is not a global of the function (a misspelt flag would leave
+    a "twin" identical to the plain kernel, which every agreement test would pass)."""
+    from fastbp._fast import _columns, columns, forward, fullbatch
+    from fastbp._jit import JIT_VEC, compile_as
+
+    for module, names in (
+        (columns, ("_columns_epoch", "_columns_epoch_opt", "_columns_epoch_threads", "_columns_epoch_opt_threads")),
+        (forward, ("_predict_fast", "_forward_fast", "_loss_fast")),
+        (fullbatch, ("_loss_and_gradient_fast",)),
+    ):
+        for name in names:
+            plain, twin = getattr(module, name), getattr(module, name + "_tiles")
+            assert plain.py_func.__code__ is twin.py_func.__code__
+            assert plain.py_func.__globals__["_TILES"] is False and twin.py_func.__globals__["_TILES"] is True
+    tiled_gradient = columns._split_gradient_tiles.py_func.__globals__["_columns_gradient"]
+    assert tiled_gradient is _columns._columns_gradient_tiled
+    assert _columns._columns_gradient_tiled.py_func.__globals__["_TILES"] is True
+    assert fullbatch._loss_and_gradient_fast_tiles.py_func.__globals__["_columns_gradient"] is tiled_gradient
+    with pytest.raises(ValueError, match="_TILE"):
+        compile_as(forward._predict_body, "_misspelt", JIT_VEC, {"_TILE": True})

@@ -136,6 +136,8 @@ def _kernel_run(monkeypatch, opt: bool, n_threads: int, cpus: int = 2, safe: boo
 
     def spy(sizes, blas_min, kernel, *args):
         seen.append((kernel.__name__, args[-1]))
+        assert args[-2] == blas_min  # the kernel's own blas_min: NO_BLAS for a _tiles twin
+        assert (blas_min == _dispatch.NO_BLAS) == kernel.__name__.endswith("_tiles")
         return (0.0, -1)
 
     monkeypatch.setattr(_dispatch, "_blas_held", spy)
@@ -157,7 +159,7 @@ def test_the_thread_count_picks_the_twin_never_the_row(monkeypatch, opt):
     thread-safe layer and no fork run its threaded twin (the same bits), anything less the
     one-thread kernel."""
     base = "_columns_epoch_opt" if opt else "_columns_epoch"
-    tiles = "_tiles" if _dispatch.uses_tiles(_split_size_problem()[1].sizes, 128) else ""
+    tiles = "_tiles"  # 128-128-3 at batch 128: the register tiles
     assert _kernel_run(monkeypatch, opt, 2) == base + "_threads" + tiles
     assert _kernel_run(monkeypatch, opt, 1) == base + tiles
     assert _kernel_run(monkeypatch, opt, 2, cpus=1) == base + tiles  # pinned to one CPU

@@ -202,10 +202,11 @@ def test_fit_agrees_across_backends_when_well_conditioned(problem, options, lear
         assert twin.params.tobytes() == plain.params.tobytes(), f"{backend}: layout {how}"
         assert np.isfinite(twin.params).all()
         results.append((twin.params, h.loss))
+    if stops:
+        assert len(stops) == len(BACKENDS) and len(set(stops)) == 1, f"diverged at {stops} of {BACKENDS}"
     scale = B * B * max(1, options["epochs"])
     assert_agree(results[0][0], results[1][0], net.dtype, scale, "parameters after fit")
     if stops:
-        assert len(stops) == len(BACKENDS) and len(set(stops)) == 1, f"diverged at {stops} of {BACKENDS}"
         return
     assert_agree(results[0][1], results[1][1], net.dtype, scale, "loss history")
 

@@ -183,6 +183,29 @@ def test_tile_speed_tiles_give_the_loops_bits(dtype):
         mod.parse_shape("64x64", dtype)
 
 
+@pytest.mark.slow
+def test_the_tiles_give_the_loops_bits_with_avx2s_six_rows(tmp_path):
+    """The tiles compiled for an AVX2 target (NUMBA_CPU_NAME=haswell, no AVX-512: R = 6, and the
+    remainder tiles of 4, 2, 1 that 19 rows leave there) in a fresh process with its own cache:
+    the loops' bits, both dtypes."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, importlib.util, sys;"
+        "spec = importlib.util.spec_from_file_location('t', sys.argv[1]); m = importlib.util.module_from_spec(spec);"
+        "spec.loader.exec_module(m); assert m.tile_rows() == 6, m.tile_rows();"
+        "k = m.make_kernels();"
+        "rs = [m.measure('19x70x32', np.dtype(d), 1, k) for d in ('float32', 'float64')];"
+        "assert all(r['same_bits'] and r['matches_numpy'] for r in rs), rs; print('ok')"
+    )
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "", "NUMBA_CACHE_DIR": str(tmp_path)}
+    tool = str(Path(__file__).resolve().parents[1] / "tools" / "tile_speed.py")
+    done = subprocess.run([sys.executable, "-c", code, tool], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_tile_speed_main_prints_a_row_and_refuses_bad_arguments(capsys):
     mod = _script("tile_speed")
     assert mod.main(["--shapes", "9x16x16", "--dtypes", "float64", "--repeats", "1"]) == 0

@@ -34,8 +34,8 @@ The gradient is compiled twice from one source (:data:`_TILES`), and the dispatc
   store of the output row cost more than BLAS's per-call overhead
   (``fastbp._dispatch.BLAS_MIN_WEIGHTS``).  For a first layer on BLAS the chunk's inputs are
   copied as rows (X_b, nc × n_0) and BLAS reads them transposed, so Z[1] = W[1] X_bᵀ and
-  dW[1] = dZ[1] X_b need no transposing pass.  Nets with no layer for the tiles (2-4-1) and
-  batches under ``TILES_MIN_BATCH`` run it.
+  dW[1] = dZ[1] X_b need no transposing pass.  Nets with no layer for the tiles (2-4-1),
+  batches under ``TILES_MIN_BATCH`` and nets of more than ``TILES_MAX_INPUTS`` inputs run it.
 * :func:`_columns_gradient_tiled`: every product of every layer as register tiles
   (:mod:`._tiles`: R rows by 64 bytes of columns of the output held in vector registers for the
   whole sum, the shape of a BLAS micro-kernel; ``_affine_tiles``, ``_back_tiles``,
@@ -69,28 +69,32 @@ CHUNK = 256
 #: A net whose every layer runs the loops (no layer on BLAS) pads a chunk's columns to a
 #: multiple of this many with zero examples: a short batch (8 examples) then still fills
 #: whole vectors (LLVM's vector loops step 16-64 elements; fewer run as scalar code).
-#: The padded columns' dZ is zero, so they add exact zeros to every gradient sum.
+#: The padded columns' dZ is zero, so they add exact zeros to every gradient sum.  The tiled
+#: copy always pads so, and relies on it: its Z and dA tiles run whole strips of 64 bytes.
 PAD = 16
 
 
 @jit_inner
-def _columns_workspace(params, sizes, u_off, batch_size, copy_x):
-    """The workspaces of :func:`_columns_gradient`: ``(XT, YT, Z, A, D, col, gtmp)``, flat:
-    room for Xᵀ (n_0 × c) and the chunk's rows of X (c × n_0 after it; none if not ``copy_x``),
-    Yᵀ (n_L × c), Z, A, dZ of every unit (layer l's block n_l × c from element u_off[l−1]·c),
-    three float64 rows of c for a softmax output (:func:`_softmax_columns`), and the largest W[l]
-    or A[l]ᵀ (a chunk's dW[l] from BLAS before it is added; A[l−1]ᵀ for :func:`_grad_rows`); c =
-    min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD` (``batch_size`` 0: a workspace
-    never used, all of it empty).  A chunk of nc ≤ c examples
+def _columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles):
+    """The workspaces of :func:`_columns_gradient` (``tiles``: of :func:`_columns_gradient_tiled`):
+    ``(XT, YT, Z, A, D, col, gtmp)``, flat: room for the chunk's inputs (Xᵀ or X_b, n_0 × c; none
+    if not ``copy_x``; with ``tiles`` always both, Xᵀ then X_b), Yᵀ (n_L × c), Z, A, dZ of every
+    unit (layer l's block n_l × c from element u_off[l−1]·c), three float64 rows of c for a
+    softmax output (:func:`_softmax_columns`), and ``gtmp``: the largest W[l] (a chunk's dW[l]
+    from BLAS before it is added) or, with ``tiles``, the largest A[l]ᵀ for l ≥ 1 (what
+    :func:`_grad_tiles` reads); c = min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD`
+    (``batch_size`` 0: a workspace never used, all of it empty).  A chunk of nc ≤ c examples
     views each block as a C-contiguous n × nc matrix (:func:`_block`)."""
     L = sizes.shape[0] - 1
     n_units = u_off[L - 1] + sizes[L]
     c = (min(batch_size, CHUNK) + PAD - 1) // PAD * PAD
     w_max = 0
-    for l in range(L):  # A[l]ᵀ for dW[l+1] from l = 1 (dW[1] reads the copied rows of X)
-        w_max = max(w_max, sizes[l] * sizes[l + 1], sizes[l] * c if l > 0 else 0) if batch_size > 0 else 0
+    for l in range(L):  # tiles: A[l]ᵀ for dW[l+1] from l = 1 (dW[1] reads the copied rows of X)
+        size = (sizes[l] * c if l > 0 else 0) if tiles else sizes[l] * sizes[l + 1]
+        w_max = max(w_max, size) if batch_size > 0 else 0
+    x_copies = 2 if tiles else (1 if copy_x else 0)
     return (
-        np.zeros(2 * sizes[0] * c if copy_x else 0, params.dtype),
+        np.zeros(x_copies * sizes[0] * c, params.dtype),
         np.zeros(sizes[L] * c, params.dtype),
         np.zeros(n_units * c, params.dtype),
         np.zeros(n_units * c, params.dtype),
@@ -489,11 +493,12 @@ def _padding(sizes, blas_min):
 
 @jit_inline
 def _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf, tiles):
-    """The chunk's inputs, ``(XT, Xr)``: for a first layer on the loops, the rows X_b (nc × n_0,
-    contiguous copies, the padding rows zero) after Xᵀ (n_0 × nc, X_b transposed) in ``XTf`` (for
-    fewer than a strip of inputs, as on 2-4-1, Xᵀ alone, gathered column by column); for
-    one on BLAS, X_b alone (both views): X's own rows if ``XTf`` is empty (the caller's ``order``
-    is the rows as stored), else gathered into it."""
+    """The chunk's inputs, ``(XT, Xr)``: for a first layer on the loops, Xᵀ (n_0 × nc) gathered
+    column by column into ``XTf``; with ``tiles`` (the tiled copy, whose workspace holds both),
+    for a strip of inputs or more, the rows X_b (nc × n_0, contiguous copies, the padding rows
+    zero) after it and Xᵀ as their transpose, for dW[1]'s tiles; for a first layer on BLAS, X_b
+    alone (both views): X's own rows if ``XTf`` is empty (the caller's ``order`` is the rows as
+    stored), else gathered into it."""
     n0 = X.shape[1]
     if blas_first and XTf.shape[0] == 0:
         Xr = _matrix_view(X, order[t0] * n0, nc, n0)
@@ -580,9 +585,8 @@ def _columns_gradient_body(
     :data:`CHUNK` examples, each through the passes in the module docstring.
 
     In :func:`_columns_gradient` the products of a layer with at least ``blas_min`` weights go
-    to BLAS and the others run the loops; in :func:`_columns_gradient_tiled` every product runs
-    as register tiles, and a ``blas_min`` that would put the first layer on BLAS (a workspace
-    with no room for the chunk's rows of X) is refused with ValueError before any chunk (module
+    to BLAS and the others run the loops; :func:`_columns_gradient_tiled` runs every product as
+    register tiles whatever ``blas_min`` says, on a workspace made with ``tiles`` (module
     docstring)."""
     XTf, YTf, Zf, Af, Df, col, gtmp = ws
     L = sizes.shape[0] - 1
@@ -591,9 +595,7 @@ def _columns_gradient_body(
     n_L = sizes[L]
     c = Zf.shape[0] // (u_off[L - 1] + n_L)
     blas_first = not _TILES and n0 * n1 >= blas_min
-    pad = PAD if _TILES else _padding(sizes, blas_min)
-    if _TILES and XTf.shape[0] < 2 * n0 * c:  # a workspace made for a first layer on BLAS
-        raise ValueError("the tiled column gradient needs blas_min above every layer's weights")
+    pad = PAD if _TILES else _padding(sizes, blas_min)  # the tiles run whole strips: PAD columns
     scale = params.dtype.type(1) / params.dtype.type(n_mean)
     total = 0.0
     for t0 in range(start, stop, c):

@@ -59,7 +59,7 @@ def _matrix_view(typingctx, flat, start, n, nc):
 
     What ``flat[start : start + n * nc].reshape((n, nc))`` gives, without its cost: Numba's
     reshape runs a general stride search per call, which at a few dozen views per batch
-    was most of a small batch's time (:func:`fastbp._fast.columns._columns_gradient`:
+    was most of a small batch's time (:func:`fastbp._fast._columns._columns_gradient`:
     2-4-1 at batch 8).  The caller keeps ``start + n·nc ≤ len(flat)``."""
     from numba.core import types as nbtypes
 

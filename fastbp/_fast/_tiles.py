@@ -7,8 +7,8 @@ a layer's three products is a sum of scaled rows ("axpy" form):
     dA[l−1] = W[l]ᵀ dZ[l]            dA row k =       Σ_j W_jk · dZ[l] row j
     dW[l]  += dZ[l] A[l−1]ᵀ          dW row j += Σ_t dZ_jt · A[l−1]ᵀ row t   (t: the chunk's examples)
 
-Written as plain loops (``_affine_loops``, ``_back_loops`` in :mod:`._columns`, the reference these
-are tested against), every term of the sum loads and stores the output row: at best one FMA per
+Written as plain loops (``_affine_rows``, ``_back_rows``, ``_grad_rows`` in :mod:`._columns`, the
+reference these are tested against), every term of the sum loads and stores the output row: at best one FMA per
 store, 11-49 GFLOP/s on this project's Zen 4.  :func:`_axpy_strip` keeps a *tile* of the output,
 R rows by one strip of 64 bytes of columns (16 float32 or 8 float64 values), in vector registers
 for the whole sum: per term one load of a strip of the summed row, R broadcasts of a weight, R

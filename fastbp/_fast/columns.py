@@ -3,7 +3,8 @@
 thread, and their threaded twins :func:`_columns_epoch_threads`, :func:`_columns_epoch_opt_threads`.
 
 Each batch's gradient is :func:`fastbp._fast._columns._columns_gradient` (the batch as
-matrices with one column per example; BLAS for wide layers), or, with ``split``, the sum of
+matrices with one column per example; BLAS for wide layers; the register tiles in the
+``_tiles`` twins below), or, with ``split``, the sum of
 :data:`PARTS` such gradients over the batch's halves (:func:`_split_gradient`), which the
 threaded twins compute on two threads at once.  The update and the divergence contract
 (:mod:`fastbp._fast`) of :func:`_columns_epoch` are those of
@@ -58,6 +59,10 @@ from ._columns import (
     _copies_inputs,
 )
 from ._common import _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
+
+#: Whether this compiled copy of an epoch runs the register tiles: ``False`` here, ``True`` in the
+#: ``_tiles`` twins below (re-bound with ``_split_gradient``; their workspaces are the tiles').
+_TILES = False
 
 #: A split batch runs as this many parts, examples [start, mid) and [mid, stop): two, the
 #: cores of this project's machines.  Fixed, so that the bits do not depend on the threads.
@@ -250,21 +255,22 @@ def _split_descent_apply(params, grad, lr):
 
 
 @jit_inline
-def _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split):
+def _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split, tiles):
     """The workspaces of :func:`_split_gradient`: ``(ws, ws1, grad1, costs)``, for a whole batch
-    (no ``split``; ``ws1`` and ``grad1`` then empty) or for each half of one."""
-    copy_x = _copies_inputs(sizes, order, blas_min)
+    (no ``split``; ``ws1`` and ``grad1`` then empty) or for each half of one (``tiles``: for the
+    register tiles' gradient, :data:`_TILES`)."""
+    copy_x = tiles or _copies_inputs(sizes, order, blas_min)
     if not split:
         return (
-            _columns_workspace(params, sizes, u_off, batch_size, copy_x),
-            _columns_workspace(params, sizes, u_off, 0, False),
+            _columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles),
+            _columns_workspace(params, sizes, u_off, 0, False, tiles),
             np.zeros(0, params.dtype),
             np.zeros(PARTS, np.float64),
         )
     half = (batch_size + 1) // 2
     return (
-        _columns_workspace(params, sizes, u_off, half, copy_x),
-        _columns_workspace(params, sizes, u_off, half, copy_x),
+        _columns_workspace(params, sizes, u_off, half, copy_x, tiles),
+        _columns_workspace(params, sizes, u_off, half, copy_x, tiles),
         np.zeros_like(params),
         np.zeros(PARTS, np.float64),
     )
@@ -277,7 +283,9 @@ def _columns_epoch_body(params, sizes, X, Y, order, batch_size, lr, act, out, li
     of the batch whose step the bound could not prove safe, not applied)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
     L = sizes.shape[0] - 1
-    ws_own, ws1_own, grad1_own, costs = _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split)
+    ws_own, ws1_own, grad1_own, costs = _split_workspaces(
+        params, sizes, u_off, order, batch_size, blas_min, split, _TILES
+    )
     ws = _borrow_workspace(ws_own)
     ws1 = _borrow_workspace(ws1_own)
     grad1 = _borrowed(grad1_own)
@@ -356,7 +364,9 @@ def _columns_epoch_opt_body(
     batch whose loss, new parameters or new optimizer state would not be finite (that
     step is not applied; the epoch stops there: the step kernels check it exactly)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
-    ws_own, ws1_own, grad1_own, costs = _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split)
+    ws_own, ws1_own, grad1_own, costs = _split_workspaces(
+        params, sizes, u_off, order, batch_size, blas_min, split, _TILES
+    )
     ws = _borrow_workspace(ws_own)
     ws1 = _borrow_workspace(ws1_own)
     grad1 = _borrowed(grad1_own)
@@ -445,7 +455,7 @@ _columns_epoch_opt_threads = compile_as(_columns_epoch_opt_body, "_columns_epoch
 _split_gradient_tiles = compile_as(
     _split_gradient, "_split_gradient_tiles", JIT_INLINE, {"_columns_gradient": _columns_gradient_tiled}
 )
-_TILED = {"_split_gradient": _split_gradient_tiles}
+_TILED = {"_split_gradient": _split_gradient_tiles, "_TILES": True}
 _columns_epoch_tiles = compile_as(_columns_epoch_body, "_columns_epoch_tiles", JIT_VEC, _TILED)
 _columns_epoch_opt_tiles = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_tiles", JIT_VEC, _TILED)
 _columns_epoch_threads_tiles = compile_as(_columns_epoch_body, "_columns_epoch_threads_tiles", JIT_PARALLEL, _TILED)

@@ -5,7 +5,8 @@
 The plain :func:`fastbp._plain.loops._output_batch`, ``_forward_batch`` and ``_loss_batch``
 stay the scalar-loop references (one example at a time); these run the forward pass of the
 column mini-batch kernels (:func:`fastbp._fast._columns._forward_chunk`: chunks of 256
-examples, one column per example, BLAS for wide layers) and copy out what is asked for.
+examples, one column per example, BLAS for wide layers; the ``_tiles`` twins every product as
+register tiles) and copy out what is asked for.
 Nothing is updated, so no divergence bound is needed: non-finite values come out as they are.
 """
 
@@ -45,7 +46,7 @@ def _forward_setup(params, sizes, X, blas_min, tiles):
     w_off, b_off, u_off = offsets(sizes)
     order = np.arange(X.shape[0])
     copy_x = tiles or _copies_inputs(sizes, order, blas_min)
-    ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), copy_x)
+    ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), copy_x, tiles)
     c = ws_own[2].shape[0] // (u_off[L - 1] + sizes[L])
     return w_off, b_off, u_off, order, ws_own, c, PAD if tiles else _padding(sizes, blas_min)
 

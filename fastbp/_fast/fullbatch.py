@@ -22,13 +22,17 @@ from ..steps import _add_l2
 from ._columns import _borrow_workspace, _columns_gradient, _columns_gradient_tiled, _columns_workspace, _copies_inputs
 from ._common import _alive, _borrow_epoch
 
+#: ``True`` in the ``_tiles`` twin (re-bound with ``_columns_gradient``): the tiles' workspace.
+_TILES = False
+
 
 def _loss_and_gradient_body(params, sizes, X, Y, order, act, out, grad, alpha, cost_scale, blas_min):
     """grad = the mean dW, db over the examples ``order`` (all of X's rows) plus (alpha / m) W;
     returns cost_scale · mean cost + ½ alpha ‖W‖² / m (float64)."""
     params, sizes, X, Y, order, offs, w_off, b_off, u_off = _borrow_epoch(params, sizes, X, Y, order)
     m = order.shape[0]
-    ws_own = _columns_workspace(params, sizes, u_off, m, _copies_inputs(sizes, order, blas_min))
+    copy_x = _TILES or _copies_inputs(sizes, order, blas_min)
+    ws_own = _columns_workspace(params, sizes, u_off, m, copy_x, _TILES)
     ws = _borrow_workspace(ws_own)
     cost = _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, 0, m, m, act, out, ws, blas_min)
     loss = cost_scale * cost / m
@@ -42,5 +46,8 @@ def _loss_and_gradient_body(params, sizes, X, Y, order, act, out, grad, alpha, c
 #: (``fastbp._dispatch.uses_tiles`` picks).
 _loss_and_gradient_fast = compile_as(_loss_and_gradient_body, "_loss_and_gradient_fast", JIT_VEC)
 _loss_and_gradient_fast_tiles = compile_as(
-    _loss_and_gradient_body, "_loss_and_gradient_fast_tiles", JIT_VEC, {"_columns_gradient": _columns_gradient_tiled}
+    _loss_and_gradient_body,
+    "_loss_and_gradient_fast_tiles",
+    JIT_VEC,
+    {"_columns_gradient": _columns_gradient_tiled, "_TILES": True},
 )
