@@ -23,8 +23,8 @@ layer's width.  The passes, with the derivation's equations (per chunk):
 
 with dZ[L] scaled by 1/n_b (so every product is already a mean), and after the batch's
 last chunk ``grad`` holds the batch's mean gradient.  A batch of any size runs in chunks,
-so the workspace is 2 n_0 + 3 Σ n_l rows of :data:`CHUNK` numbers whatever the batch
-(full-batch training included).
+so the workspace is n_0 (2 n_0 for the tiles) + 3 Σ n_l rows of :data:`CHUNK` numbers whatever
+the batch (full-batch training included).
 
 The gradient is compiled twice from one source (:data:`_TILES`), and the dispatcher picks:
 
@@ -504,7 +504,7 @@ def _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf, tiles):
         Xr = _matrix_view(X, order[t0] * n0, nc, n0)
         return Xr, Xr
     XT = _block(XTf, 0, c, n0, nc)
-    Xr = _matrix_view(XTf, 0 if blas_first else n0 * c, nc, n0)
+    Xr = _matrix_view(XTf, n0 * c if tiles else 0, nc, n0)  # the tiles' X_b: after Xᵀ
     if blas_first:
         _gather_rows(X, order, t0, nr, Xr)
     elif not tiles or n0 * X.itemsize < STRIP_BYTES:  # the loops read Xᵀ alone
