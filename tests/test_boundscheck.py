@@ -1,9 +1,9 @@
 """The kernels under Numba's bounds checking: an out-of-range index fails loudly.
 
-A fresh interpreter with ``NUMBA_BOUNDSCHECK=1`` and an empty ``NUMBA_CACHE_DIR``
-(so every kernel is compiled anew, with the checks, instead of loaded from a
-cache built without them) runs a small grid of shapes, activations and outputs
-through every public kernel wrapper, and checks the results against the NumPy
+A fresh interpreter with ``NUMBA_BOUNDSCHECK=1`` and the session's bounds-checking
+``NUMBA_CACHE_DIR`` (empty at first, never the unchecked kernels' cache: every kernel is
+compiled with the checks, here or by the session's other bounds-checked run) runs a small grid
+of shapes, activations and outputs through every public kernel wrapper, and checks the results against the NumPy
 reference.  One dtype and tiny sizes keep it to a few seconds of compiling.
 """
 
@@ -65,12 +65,12 @@ print("checked", count)
 """
 
 
-def test_kernels_run_clean_with_bounds_checking(tmp_path):
+def test_kernels_run_clean_with_bounds_checking(boundscheck_cache):
     from fastbp.testing import IMPLEMENTATIONS
 
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(boundscheck_cache)}
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.split()[-1] == str(3 * 2 * 3 * 3 * len(IMPLEMENTATIONS))
-    cached = [f for _, _, files in os.walk(tmp_path / "numba-cache") for f in files]
+    cached = [f for _, _, files in os.walk(boundscheck_cache) for f in files]
     assert any(f.endswith(".nbc") for f in cached), "the kernels were not compiled into the fresh cache"

@@ -1,7 +1,8 @@
 """Fuzzing the public surface under Numba's bounds checking (issue 14).
 
-A fresh interpreter with ``NUMBA_BOUNDSCHECK=1`` and an empty ``NUMBA_CACHE_DIR`` (every kernel
-compiled anew, with the checks) runs hypothesis over shapes (zero-sized included), strides,
+A fresh interpreter with ``NUMBA_BOUNDSCHECK=1`` and the session's bounds-checking
+``NUMBA_CACHE_DIR`` (never the unchecked kernels' cache: every kernel compiled with the checks,
+here or by ``tests/test_boundscheck.py`` before) runs hypothesis over shapes (zero-sized included), strides,
 dtypes, aliasing between arguments and writes to a network's attributes, through every public
 kernel wrapper and :class:`fastbp.MLP`.  Each call must either return finite results or raise
 ``ValueError``/``TypeError``/``AttributeError``/``DivergenceError``; an ``IndexError`` (a kernel
@@ -229,8 +230,8 @@ print("calls", calls["ok"], calls["refused"])
 """
 
 
-def test_no_public_call_steps_outside_an_array_under_bounds_checking(tmp_path):
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+def test_no_public_call_steps_outside_an_array_under_bounds_checking(boundscheck_cache):
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(boundscheck_cache)}
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=1500)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-8000:]
     ok, refused = map(int, out.stdout.split()[-2:])
