@@ -894,13 +894,26 @@ def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
     _run_forward("_predict_fast", params, sizes, X, activation.code, out, AL)
 
 
-def forward(params, sizes, X, activation: Activation, out: int, Z, A) -> None:
-    """Z[l], A[l] of every layer for every row of X into ``Z``, ``A`` (m × n_units), on checked
-    inputs: :func:`fastbp._fast.forward._forward_fast` or the plain kernel, as :func:`predict`."""
-    if not _fast_forward(activation, sizes, X.shape[0]):
+def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, list]:
+    """``(Z, A)``: lists of Z[l], A[l] (m × n_l) of every layer for every row of X, on checked
+    inputs.  :func:`fastbp._fast.forward._forward_fast` fills units-major buffers (n_units × m), so
+    each layer is a Fortran-ordered view ``ZT[u:u+n].T``; the plain kernel (one example at a time)
+    fills example-major ones (m × n_units), each layer a column block.  Either way one buffer per
+    pass, and the values agree (tests/test_columns.py)."""
+    m = X.shape[0]
+    bounds = np.cumsum(np.concatenate(([0], sizes[1:])))
+    n_units = int(bounds[-1])
+    if not _fast_forward(activation, sizes, m):
+        Z = np.empty((m, n_units), params.dtype)
+        A = np.empty_like(Z)
         kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
-        return
-    _run_forward("_forward_fast", params, sizes, X, activation.code, out, Z, A)
+        return [Z[:, u:v] for u, v in zip(bounds[:-1], bounds[1:])], [
+            A[:, u:v] for u, v in zip(bounds[:-1], bounds[1:])
+        ]
+    ZT = np.empty((n_units, m), params.dtype)
+    AT = np.empty_like(ZT)
+    _run_forward("_forward_fast", params, sizes, X, activation.code, out, ZT, AT)
+    return [ZT[u:v].T for u, v in zip(bounds[:-1], bounds[1:])], [AT[u:v].T for u, v in zip(bounds[:-1], bounds[1:])]
 
 
 def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:

@@ -73,14 +73,13 @@ def forward(weights, biases, X, activation="tanh", output="sigmoid"):
     """Forward pass: ``(Z, A)``, lists of Z[l] and A[l] (m × n_l) for l = 1 … L.
 
     ``weights[l-1]`` is W[l] (n_l × n_{l−1}), ``biases[l-1]`` is b[l] (n_l,), X is
-    m × n_0 with one example per row; ``A[-1]`` is the network's output.
+    m × n_0 with one example per row; ``A[-1]`` is the network's output.  Each Z[l], A[l] is a
+    view into one buffer for the whole pass (its memory order is the kernel's: not necessarily
+    C-contiguous; ``np.ascontiguousarray`` copies one if you need it).
     """
     p = _Problem(weights, biases, activation, output)
     X = p.X(X)
-    Z = np.empty((X.shape[0], p.layout.n_units), p.dtype)
-    A = np.empty_like(Z)
-    _dispatch.forward(p.params, p.layout.sizes, X, p.activation, p.out, Z, A)
-    return p.layout.unit_views(Z), p.layout.unit_views(A)
+    return _dispatch.forward(p.params, p.layout.sizes, X, p.activation, p.out)
 
 
 def predict(weights, biases, X, activation="tanh", output="sigmoid"):

@@ -191,12 +191,12 @@ def test_column_forward_kernels_agree_with_plain(path, dtype):
         act, code = ACT_CODES["tanh"], OUT_CODES[out]
         n_L, n_units = sizes[-1], sum(sizes[1:])
         AL, AL_plain = np.empty((601, n_L), dtype), np.empty((601, n_L), dtype)
-        Z, A = np.empty((601, n_units), dtype), np.empty((601, n_units), dtype)
-        Zp, Ap = np.empty_like(Z), np.empty_like(A)
+        Z, A = np.empty((n_units, 601), dtype).T, np.empty((n_units, 601), dtype).T  # the kernel's: units-major
+        Zp, Ap = np.empty((601, n_units), dtype), np.empty((601, n_units), dtype)
         tiles, blas_min = PATHS[path]
         with one_blas_thread():
             getattr(fwd, "_predict_fast" + tiles)(p, lay.sizes, prob.X, act, code, AL, blas_min)
-            getattr(fwd, "_forward_fast" + tiles)(p, lay.sizes, prob.X, act, code, Z, A, blas_min)
+            getattr(fwd, "_forward_fast" + tiles)(p, lay.sizes, prob.X, act, code, Z.T, A.T, blas_min)
             J = getattr(fwd, "_loss_fast" + tiles)(p, lay.sizes, prob.X, prob.Y, act, code, blas_min)
         BUILTIN._output_batch(p, lay.sizes, prob.X, act, code, AL_plain)
         BUILTIN._forward_batch(p, lay.sizes, prob.X, act, code, Zp, Ap)
