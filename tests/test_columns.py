@@ -362,9 +362,10 @@ def _transposed(M):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (8, 8), (17, 40), (64, 32), (9, 16)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (8, 8), (17, 40), (64, 32), (9, 16), (256, 24), (130, 9)])
 def test_the_blocked_transpose_is_the_transpose(shape, dtype):
-    """_transpose (8 × 8 blocks in registers, the edges element by element) gives Mᵀ exactly."""
+    """_transpose (8 × 8 blocks in registers, the edges element by element) gives Mᵀ exactly, in
+    both of its loop orders (Mᵀ's rows 128 or more elements long: the last two shapes)."""
     M = np.random.default_rng(shape[0]).normal(size=shape).astype(dtype)
     np.testing.assert_array_equal(_transposed(M), M.T)
 

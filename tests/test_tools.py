@@ -213,3 +213,14 @@ def test_tile_speed_main_prints_a_row_and_refuses_bad_arguments(capsys):
     for bad in (["--repeats", "0"], ["--shapes", "8x8x3"], ["--dtypes", "float16"]):
         with pytest.raises(SystemExit):
             mod.main(bad)
+
+
+def test_tile_speed_transposes_times_the_kernels_transpose_and_refuses_bad_shapes(capsys):
+    """``--transposes``: a row per dtype and shape, each order checked to give Mᵀ (no time asserted)."""
+    mod = _script("tile_speed")
+    assert mod.main(["--transposes", "--shapes", "16x136", "--dtypes", "float32", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "float32  16x136" in out and "exact: True" in out
+    for bad in ("16x13", "16", "0x8"):
+        with pytest.raises(SystemExit):
+            mod.main(["--transposes", "--shapes", bad])

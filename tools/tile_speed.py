@@ -12,6 +12,7 @@ the tool also checks that the bits are the loops'.
 It prints GFLOP/s of the three on one core (pin it), for each product shape::
 
     taskset -c 1 python tools/tile_speed.py
+    taskset -c 1 python tools/tile_speed.py --transposes   # the 8 x 8 block transposes instead
     NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES= OPENBLAS_CORETYPE=Haswell taskset -c 1 python tools/tile_speed.py
 
 (the second holds Numba and OpenBLAS to AVX2 on an AVX-512 machine; the empty
@@ -81,6 +82,61 @@ def make_kernels():
     return tiles, loops, blas
 
 
+#: (rows, columns) of M for ``--transposes``: a chunk's rows of X (256 examples of 64, 128, 784
+#: inputs) into Xᵀ, and a layer's A[l] (64, 128, 256 units of 256 examples) into A[l]ᵀ for dW[l+1].
+TRANSPOSE_SHAPES = ("256x64", "256x128", "256x784", "64x256", "128x256", "256x256")
+
+
+def make_transposes():
+    """``(kernel, rows_first, columns_first)``: Mᵀ repeated ``reps`` times by the kernels' own
+    :func:`fastbp._fast._columns._transpose` and by each of its two loop orders forced (8 × 8 blocks
+    along M's rows inside, or along its columns inside)."""
+    from fastbp._fast._columns import _transpose
+    from fastbp._fast._tiles import _transpose8
+
+    @njit
+    def kernel(M, MT, reps):
+        for _ in range(reps):
+            _transpose(M, MT, M.shape[0], M.shape[1])
+
+    @njit
+    def order(M, MT, reps, columns_inside):
+        n, nc = M.shape
+        ldt = MT.shape[1]
+        for _ in range(reps):
+            for a in range(0, n if columns_inside else nc, 8):
+                for b in range(0, nc if columns_inside else n, 8):
+                    k, t = (a, b) if columns_inside else (b, a)
+                    _transpose8(M, k * nc + t, nc, MT, t * ldt + k, ldt)
+
+    return kernel, (lambda M, MT, reps: order(M, MT, reps, True)), (lambda M, MT, reps: order(M, MT, reps, False))
+
+
+def measure_transposes(shape: str, dtype, repeats: int, kernels) -> dict:
+    """Nanoseconds per row of M (an example's inputs or a unit's 256 examples) for each of
+    :func:`make_transposes`' three, and whether all gave Mᵀ."""
+    n, nc = (int(v) for v in shape.split("x"))
+    if n % 8 or nc % 8:
+        raise ValueError(f"transpose shape {shape!r}: both sizes must be multiples of 8")
+    M = np.random.default_rng(0).standard_normal((n, nc)).astype(dtype)
+    reps = max(1, int(2e7 / M.size))
+    out = {}
+    exact = True
+    MT = np.zeros((nc, n), dtype)  # one output for all three: where MT lies against M matters (4 KiB aliasing)
+    for name, f in zip(("kernel", "columns_inside", "rows_inside"), kernels):
+        MT[...] = 0
+        f(M, MT, 1)
+        exact = exact and np.array_equal(MT, M.T)
+        best = np.inf
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f(M, MT, reps)
+            best = min(best, time.perf_counter() - t)
+        out[name] = best / reps / n * 1e9
+    out["exact"] = exact
+    return out
+
+
 def parse_shape(shape: str, dtype) -> tuple[int, int, int]:
     """``"n_outxn_inxexamples"`` as three positive ints, the examples a whole number of strips of
     ``dtype`` (16 float32 or 8 float64); ValueError naming the shape otherwise."""
@@ -129,12 +185,20 @@ def measure(shape: str, dtype, repeats: int, kernels) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), help="n_out x n_in x examples")
+    ap.add_argument("--shapes", nargs="+", default=None, help="n_out x n_in x examples (--transposes: rows x columns)")
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--transposes",
+        action="store_true",
+        help="time the 8 x 8 block transposes (shapes rows x columns of M) instead of the products",
+    )
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.transposes:
+        return _main_transposes(args)
+    args.shapes = args.shapes or list(SHAPES)
     for dtype in args.dtypes:
         for shape in args.shapes:
             try:
@@ -160,6 +224,28 @@ def main(argv: list[str] | None = None) -> int:
                     f" | tiles/blas {r['tiles'] / r['blas']:5.2f} | same bits as the loops: {r['same_bits']}"
                     f" | both match NumPy: {r['matches_numpy']}"
                 )
+    return 0
+
+
+def _main_transposes(args) -> int:
+    """``--transposes``: ns per row of M for the kernels' ``_transpose`` and its two loop orders."""
+    from fastbp.bench import cpu_info, describe_cpu
+
+    shapes = args.shapes or list(TRANSPOSE_SHAPES)
+    for shape in shapes:
+        parts = shape.split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 and int(p) % 8 == 0 for p in parts):
+            raise SystemExit(f"--shapes: {shape!r}: expected rows x columns, both positive multiples of 8")
+    print(f"# {describe_cpu(cpu_info())}; NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME', '(host)')}")
+    print("# ns per row of M for M -> Mᵀ, one thread, best of", args.repeats)
+    kernels = make_transposes()
+    for dtype in args.dtypes:
+        for shape in shapes:
+            r = measure_transposes(shape, np.dtype(dtype), args.repeats, kernels)
+            print(
+                f"{dtype:8s} {shape:9s} | kernel {r['kernel']:7.1f} | columns inside {r['columns_inside']:7.1f}"
+                f" | rows inside {r['rows_inside']:7.1f} | exact: {r['exact']}"
+            )
     return 0
 
 
