@@ -224,3 +224,34 @@ def test_tile_speed_transposes_times_the_kernels_transpose_and_refuses_bad_shape
     for bad in ("16x13", "16", "0x8"):
         with pytest.raises(SystemExit):
             mod.main(["--transposes", "--shapes", bad])
+
+
+def test_hotspots_names_numba_functions_and_maps_this_process(tmp_path):
+    """tools/hotspots.py: Numba's mangled names read back as dotted paths, and the perf map it
+    writes lists the functions compiled in this process (address, size, name; perf's format)."""
+    from numba import njit
+
+    mod = _script("hotspots")
+    assert mod._demangle("_ZN6fastbp5_fast6_tiles7_stripsB3v12E5Array") == "fastbp._fast._tiles._strips"
+    assert mod._demangle("_ZN7cpython6fastbp3fooB2v1E") == "fastbp.foo.<wrapper>"
+    assert mod._demangle("NRT_incref") == "NRT_incref"
+
+    @njit(cache=False)
+    def twice_plus_one(x):
+        return 2 * x + 1
+
+    assert twice_plus_one(3) == 7
+    path, n = mod.write_perf_map(str(tmp_path / "perf.map"))
+    lines = open(path).read().splitlines()
+    assert n == len(lines) >= 1
+    assert any(line.split(" ", 2)[2].endswith("twice_plus_one") for line in lines)
+    for line in lines:
+        addr, size, _name = line.split(" ", 2)
+        assert int(addr, 16) > 0 and int(size, 16) > 0
+
+
+def test_hotspots_refuses_bad_arguments():
+    mod = _script("hotspots")
+    for bad in (["--net", "64x10"], ["--batch", "0"], ["--seconds", "0"]):
+        with pytest.raises(SystemExit):
+            mod.main(bad)
