@@ -245,11 +245,15 @@ def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarra
     return Yc
 
 
-def check_params(weights: Any, biases: Any, overlap: bool = True) -> tuple[tuple[int, ...], np.dtype]:
+def check_params(
+    weights: Any, biases: Any, overlap: bool = True, finite: bool = True
+) -> tuple[tuple[int, ...], np.dtype]:
     """Layer sizes and dtype of a list of W[l] (n_l × n_{l−1}) and b[l] (n_l).
 
     ``overlap=False`` leaves :func:`check_no_overlap` to the caller (the kernel wrappers skip it
-    for a network's own views, which are disjoint by construction: ``Layout.buffer_of``)."""
+    for a network's own views, which are disjoint by construction: ``Layout.buffer_of``, and for
+    the operations that only read the parameters); ``finite=False`` leaves the check for NaN and
+    inf to the caller (the kernel wrappers make it once over the packed buffer)."""
     if not isinstance(weights, (list, tuple)) or not isinstance(biases, (list, tuple)):
         raise TypeError("weights and biases must be lists of arrays")
     if len(weights) == 0 or len(weights) != len(biases):
@@ -278,7 +282,7 @@ def check_params(weights: Any, biases: Any, overlap: bool = True) -> tuple[tuple
         dtypes.update({W.dtype, b.dtype})
     if len(dtypes) != 1 or next(iter(dtypes)) not in FLOAT_DTYPES:
         raise TypeError(f"weights and biases must all be float32 or all float64, got {sorted(map(str, dtypes))}")
-    for name, arrays in (("weights", weights), ("biases", biases)):
+    for name, arrays in (("weights", weights), ("biases", biases)) if finite else ():
         for l, P in enumerate(arrays):
             if not np.isfinite(P).all():
                 raise ValueError(f"{name}[{l}] contains NaN or inf")

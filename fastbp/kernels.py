@@ -17,6 +17,7 @@ equation it implements):
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -37,22 +38,35 @@ __all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "tra
 # ==================================================================== public wrappers
 
 
-class _Problem:
-    """What every public wrapper settles first: sizes, dtype, the flat buffer, codes."""
+@functools.lru_cache(maxsize=64)
+def _layout(sizes: tuple[int, ...]) -> Layout:
+    """The :class:`~fastbp.params.Layout` of ``sizes``, made once per process (never mutated)."""
+    return Layout(sizes)
 
-    def __init__(self, weights, biases, activation, output):
-        self.sizes, self.dtype = v.check_params(weights, biases, overlap=False)
+
+class _Problem:
+    """What every public wrapper settles first: sizes, dtype, the flat buffer, codes.
+
+    ``writes``: whether the wrapper writes the parameters back (``train_epoch``): only then must
+    the caller's arrays not overlap (where results are written back matters); the read-only
+    operations read a packed copy, whatever shares memory.  The finiteness of the parameters is
+    checked once over the packed buffer (and, if it fails, array by array, for the message)."""
+
+    def __init__(self, weights, biases, activation, output, writes: bool = False):
+        self.sizes, self.dtype = v.check_params(weights, biases, overlap=False, finite=False)
         self.activation = get_activation(activation)
         self.out = get_output(output)
-        self.layout = Layout(self.sizes)
+        self.layout = _layout(self.sizes)
         self.k = kernels_for(self.activation)
         self.act = self.activation.code
         self.weights, self.biases = weights, biases
         found = self.layout.buffer_of(weights, biases)
-        if found is None:  # a network's own views are disjoint by construction; anything else is checked
+        if found is None and writes:  # a network's own views are disjoint by construction
             v.check_no_overlap(weights, biases)
         self.in_place = found is not None
         self.params = found if found is not None else self.layout.pack(weights, biases, self.dtype)
+        if not np.isfinite(self.params).all():
+            v.check_params(weights, biases, overlap=False)  # raises, naming the array
 
     def X(self, X):
         return v.check_X(X, self.sizes[0], self.dtype)
@@ -175,7 +189,7 @@ def train_epoch(
     :class:`fastbp.DivergenceError` if a step would make the loss or a parameter
     non-finite; the parameters are then those from just before that step.
     """
-    p = _Problem(weights, biases, activation, output)
+    p = _Problem(weights, biases, activation, output, writes=True)
     X, Y, lr, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
     )

@@ -25,8 +25,12 @@ __all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "tra
 
 
 class _Problem:
-    def __init__(self, weights, biases, activation, output):
-        self.sizes, self.dtype = v.check_params(weights, biases)
+    """Sizes, dtype, activation and output of a call; ``writes``: whether the call updates the
+    parameters (``train_epoch``), the only case where the arrays must not share memory (the
+    read-only operations accept, say, one array passed as two layers, as the kernels do)."""
+
+    def __init__(self, weights, biases, activation, output, writes: bool = False):
+        self.sizes, self.dtype = v.check_params(weights, biases, overlap=writes)
         self.g = get_activation(activation)
         self.out = get_output(output)
 
@@ -161,7 +165,7 @@ def train_epoch(
     Raises :class:`fastbp.DivergenceError` before applying a step whose loss or
     new parameters are not finite.
     """
-    p = _Problem(weights, biases, activation, output)
+    p = _Problem(weights, biases, activation, output, writes=True)
     X, Y, alpha, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, weights, biases, X, Y, learning_rate, batch_size, order
     )

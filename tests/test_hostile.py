@@ -143,6 +143,28 @@ def test_one_array_passed_as_two_parameters_is_refused(backend):
     assert np.array_equal(W, before) and not flat.any()
 
 
+def test_the_read_only_operations_accept_one_array_as_two_layers_on_both_backends():
+    """forward, predict, loss and gradients only read the parameters, so tied weights (one array
+    passed as W[0] and W[1]) are allowed, and give what two copies of it give; train_epoch, which
+    writes them back, refuses them (above)."""
+    X, Y = _data(m=5)
+    W = np.random.default_rng(2).normal(size=(3, 3))
+    tied = ([W, W, np.ones((1, 3))], [np.zeros(3), np.zeros(3), np.zeros(1)])
+    copies = ([W.copy(), W.copy(), np.ones((1, 3))], [np.zeros(3), np.zeros(3), np.zeros(1)])
+
+    def flat(result):  # the arrays of a result (lists of them, pairs of lists, or a float), in order
+        if isinstance(result, (list, tuple)):
+            return [a for part in result for a in flat(part)]
+        return [np.asarray(result)]
+
+    for impl in (kernels, reference):
+        for fn, extra in (("forward", ()), ("predict", ()), ("loss", (Y,)), ("gradients", (Y,))):
+            got, want = flat(getattr(impl, fn)(*tied, X, *extra)), flat(getattr(impl, fn)(*copies, X, *extra))
+            assert len(got) == len(want) > 0
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+
+
 def test_a_gradient_that_is_a_parameter_is_read_before_the_step_on_both_backends():
     rng = np.random.default_rng(0)
     W0, b0 = [rng.normal(size=(4, 3)), rng.normal(size=(1, 4))], [rng.normal(size=4), rng.normal(size=1)]
