@@ -58,7 +58,10 @@ def compiled_functions() -> dict[int, str]:
 
     found: dict[int, str] = {}
     for obj in gc.get_objects():
-        if not isinstance(obj, CPUDispatcher):
+        try:
+            if not isinstance(obj, CPUDispatcher):
+                continue
+        except ReferenceError:  # a weak proxy whose object is gone
             continue
         for cres in obj.overloads.values():
             module = getattr(cres.library, "_final_module", None)
