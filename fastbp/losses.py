@@ -23,7 +23,8 @@ logits of any size:
 **One home per formula**, as in :mod:`fastbp.activations`: the exact scalar forms
 (:func:`output_activation`, :func:`example_cost`: the plain kernels), the loop forms
 (:func:`output_loop`, :func:`cost_loop`, :func:`flush_costs`: the fast kernels, with
-:mod:`fastbp.vmath`'s vectorisable exp and σ), the NumPy forms
+:mod:`fastbp.vmath`'s vectorisable exp and σ; their exponentials and log1p in the network's dtype,
+every sum in float64), the NumPy forms
 (:func:`output_activation_array`, :func:`example_costs_array`: the reference).  Every
 if-chain names each ``OUT_*`` code and ends in a failing path, never an implicit identity.
 """
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit, jit_inner
+from ._jit import jit, jit_inline, jit_inner
 from .activations import sigmoid, sigmoid_array
 from .vmath import vexp, vlog1p_unit, vsigmoid
 
@@ -175,23 +176,33 @@ def output_loop(z, a, out):
         raise ValueError("output_loop: unknown output code")
 
 
+@jit_inline
+def _softplus_tail(z):
+    """log1p(e^(−|z|)) ∈ (0, ln 2] as float64, computed in z's own dtype: a float32 network's costs
+    take float32's exp and log1p (1/3 the time of float64's, and this term's rounding, under
+    1e-7 absolute, is far below what a float32 network's logits carry); float64 as before."""
+    return np.float64(vlog1p_unit(vexp(-abs(z))))
+
+
 @jit_inner
 def cost_loop(z, y, out):
-    """One example's cost from its logits (float64; the same formulas as example_cost)."""
+    """One example's cost from its logits, as float64 (the formulas of example_cost; e^x and
+    log1p in the logits' dtype, :func:`_softplus_tail`, the sums in float64)."""
     n = z.shape[0]
     cost = 0.0
     if out == OUT_SIGMOID:
         for j in range(n):
             zj = np.float64(z[j])
-            cost += (zj if zj > 0.0 else 0.0) - np.float64(y[j]) * zj + vlog1p_unit(vexp(-abs(zj)))
+            cost += (zj if zj > 0.0 else 0.0) - np.float64(y[j]) * zj + _softplus_tail(z[j])
     elif out == OUT_SOFTMAX:
+        T = z.dtype.type
         zmax = np.float64(z[0])
         for j in range(1, n):
             zj = np.float64(z[j])
             zmax = zj if zj > zmax else zmax
         total = 0.0
-        for j in range(n):
-            total += vexp(np.float64(z[j]) - zmax)
+        for j in range(n):  # e^(z − max) in z's dtype (as _softplus_tail), summed in float64
+            total += np.float64(vexp(z[j] - T(zmax)))
         lse = zmax + np.log(total)
         for j in range(n):
             cost += np.float64(y[j]) * (lse - np.float64(z[j]))
@@ -229,7 +240,7 @@ def flush_costs(Zc, Yc, cnt, n_L, out):
     if out == OUT_SIGMOID:
         for k in range(n):
             zk = np.float64(Zc[k])
-            total += (zk if zk > 0.0 else 0.0) - np.float64(Yc[k]) * zk + vlog1p_unit(vexp(-abs(zk)))
+            total += (zk if zk > 0.0 else 0.0) - np.float64(Yc[k]) * zk + _softplus_tail(Zc[k])
     elif out == OUT_SOFTMAX:
         for e in range(0, n, n_L):
             total += cost_loop(Zc[e : e + n_L], Yc[e : e + n_L], out)

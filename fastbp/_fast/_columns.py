@@ -386,17 +386,19 @@ def _softmax_columns(Zl, Al, n_L, nc, col):
 @jit_inner
 def _softmax_cost_columns(Zl, YT, n_L, nc, col):
     """The summed softmax cross-entropy of the block's first ``nc`` columns, Σ_t Σ_j Y[j, t]
-    (lse_t − Z[j, t]) with lse_t = max_t + log Σ_j e^(Z[j, t] − max_t), in float64 as
-    :func:`fastbp.losses.cost_loop`, by passes along the rows; reads max_t from ``col`` row 0
+    (lse_t − Z[j, t]) with lse_t = max_t + log Σ_j e^(Z[j, t] − max_t), as
+    :func:`fastbp.losses.cost_loop` (the exponentials in the block's dtype, the rest in float64), by
+    passes along the rows; reads max_t from ``col`` row 0
     (:func:`_softmax_columns` first), uses row 2."""
+    T = Zl.dtype.type
     mx = col[:nc]
     lse = col[2 * nc : 3 * nc]
     for t in range(nc):
         lse[t] = 0.0
-    for j in range(n_L):
+    for j in range(n_L):  # e^(z − max) in the block's dtype, summed in float64 (as cost_loop)
         zr = Zl[j]
         for t in range(nc):
-            lse[t] += vexp(np.float64(zr[t]) - mx[t])
+            lse[t] += np.float64(vexp(zr[t] - T(mx[t])))
     for t in range(nc):
         lse[t] = mx[t] + np.log(lse[t])
     total = 0.0
