@@ -155,7 +155,7 @@ def _fastbp_checked_once(case: Case, d: Problem):
     from .errors import DivergenceError
 
     W, b = d.copy_params()
-    p = kernels._Problem(W, b, case.activation, case.output)
+    p = kernels._Problem(W, b, case.activation, case.output, writes=True)
     X, Y, lr, bs, idx = v.check_train_args(
         p.sizes, p.dtype, p.out, W, b, d.X, d.Y, case.learning_rate, case.batch_size, None
     )

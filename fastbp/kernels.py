@@ -47,26 +47,30 @@ def _layout(sizes: tuple[int, ...]) -> Layout:
 class _Problem:
     """What every public wrapper settles first: sizes, dtype, the flat buffer, codes.
 
-    ``writes``: whether the wrapper writes the parameters back (``train_epoch``): only then must
-    the caller's arrays not overlap (where results are written back matters); the read-only
-    operations read a packed copy, whatever shares memory.  The finiteness of the parameters is
-    checked once over the packed buffer (and, if it fails, array by array, for the message)."""
+    ``writes``: whether the wrapper writes the parameters back (``train_epoch``, or a caller that
+    trains ``params``): only then must the caller's arrays not share memory (where results are
+    written back matters); the read-only operations read the packed copy, or a network's own
+    buffer, whatever shares memory.  The parameters' finiteness is checked once over the packed
+    buffer (and, if that fails, array by array, for a message naming the array), in the order of
+    :func:`fastbp._validation.check_params`: shapes, dtype, finiteness, sharing, so that both
+    backends refuse bad arguments with the same error."""
 
     def __init__(self, weights, biases, activation, output, writes: bool = False):
         self.sizes, self.dtype = v.check_params(weights, biases, overlap=False, finite=False)
-        self.activation = get_activation(activation)
-        self.out = get_output(output)
         self.layout = _layout(self.sizes)
-        self.k = kernels_for(self.activation)
-        self.act = self.activation.code
         self.weights, self.biases = weights, biases
         found = self.layout.buffer_of(weights, biases)
-        if found is None and writes:  # a network's own views are disjoint by construction
-            v.check_no_overlap(weights, biases)
         self.in_place = found is not None
         self.params = found if found is not None else self.layout.pack(weights, biases, self.dtype)
         if not np.isfinite(self.params).all():
             v.check_params(weights, biases, overlap=False)  # raises, naming the array
+            raise ValueError("weights or biases contain NaN or inf")  # (not reached)
+        if found is None and writes:  # a network's own views are disjoint by construction
+            v.check_no_overlap(weights, biases)
+        self.activation = get_activation(activation)
+        self.out = get_output(output)
+        self.k = kernels_for(self.activation)
+        self.act = self.activation.code
 
     def X(self, X):
         return v.check_X(X, self.sizes[0], self.dtype)

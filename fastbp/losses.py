@@ -23,8 +23,8 @@ logits of any size:
 **One home per formula**, as in :mod:`fastbp.activations`: the exact scalar forms
 (:func:`output_activation`, :func:`example_cost`: the plain kernels), the loop forms
 (:func:`output_loop`, :func:`cost_loop`, :func:`flush_costs`: the fast kernels, with
-:mod:`fastbp.vmath`'s vectorisable exp and σ; their exponentials and log1p in the network's dtype,
-every sum in float64), the NumPy forms
+:mod:`fastbp.vmath`'s vectorisable exp and σ; σ's and softmax's exponentials and log1p in the
+network's dtype, every sum in float64), the NumPy forms
 (:func:`output_activation_array`, :func:`example_costs_array`: the reference).  Every
 if-chain names each ``OUT_*`` code and ends in a failing path, never an implicit identity.
 """
@@ -186,8 +186,8 @@ def _softplus_tail(z):
 
 @jit_inner
 def cost_loop(z, y, out):
-    """One example's cost from its logits, as float64 (the formulas of example_cost; e^x and
-    log1p in the logits' dtype, :func:`_softplus_tail`, the sums in float64)."""
+    """One example's cost from its logits, as float64 (the formulas of example_cost; for σ and
+    softmax e^x and log1p in the logits' dtype, :func:`_softplus_tail`, the sums in float64)."""
     n = z.shape[0]
     cost = 0.0
     if out == OUT_SIGMOID:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastbp import _dispatch
+from fastbp import _dispatch, reference
 from fastbp._blas import one_blas_thread
 from fastbp._fast._columns import (
     PAD,
@@ -216,12 +216,16 @@ def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monke
         for name, threshold in (("columns", 0), ("plain", 1 << 62)):
             monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_ROWS", threshold)
             args = (prob.weights, prob.biases, prob.X)
+            Z, A = kernels.forward(*args, "tanh", "softmax")  # the column kernel's: Fortran-ordered views
             results[name] = (
                 kernels.predict(*args, "tanh", "softmax"),
-                kernels.forward(*args, "tanh", "softmax"),
+                (Z, A),
                 kernels.loss(*args, prob.Y, "tanh", "softmax"),
                 kernels.gradients(*args, prob.Y, "tanh", "softmax"),
+                kernels.backward(*args, prob.Y, Z, A, "tanh", "softmax"),  # takes them back, either order
+                reference.backward(*args, prob.Y, Z, A, "tanh", "softmax"),
             )
+            assert all(z.flags.f_contiguous for z in Z + A) is (name == "columns")
         assert _dispatch.uses_tiles(sizes, 40) is (sizes[0] == 9)
         assert_agree(results["columns"], results["plain"], np.float64, f"public forward passes, {sizes}")
 

@@ -143,10 +143,16 @@ def test_one_array_passed_as_two_parameters_is_refused(backend):
     assert np.array_equal(W, before) and not flat.any()
 
 
-def test_the_read_only_operations_accept_one_array_as_two_layers_on_both_backends():
-    """forward, predict, loss and gradients only read the parameters, so tied weights (one array
-    passed as W[0] and W[1]) are allowed, and give what two copies of it give; train_epoch, which
-    writes them back, refuses them (above)."""
+@pytest.mark.parametrize("fast_rows", [0, None])
+def test_the_read_only_operations_accept_one_array_as_two_layers_on_both_backends(fast_rows, monkeypatch):
+    """forward, predict, loss, gradients and backward only read the parameters, so tied weights
+    (one array passed as W[0] and W[1]) are allowed, and give what two copies of it give, through
+    the column kernels (``fast_rows`` 0) and the plain ones; train_epoch, which writes them back,
+    refuses them (above)."""
+    from fastbp import _dispatch
+
+    if fast_rows is not None:
+        monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_ROWS", fast_rows)
     X, Y = _data(m=5)
     W = np.random.default_rng(2).normal(size=(3, 3))
     tied = ([W, W, np.ones((1, 3))], [np.zeros(3), np.zeros(3), np.zeros(1)])
@@ -158,7 +164,14 @@ def test_the_read_only_operations_accept_one_array_as_two_layers_on_both_backend
         return [np.asarray(result)]
 
     for impl in (kernels, reference):
-        for fn, extra in (("forward", ()), ("predict", ()), ("loss", (Y,)), ("gradients", (Y,))):
+        Z, A = impl.forward(*copies, X)
+        for fn, extra in (
+            ("forward", ()),
+            ("predict", ()),
+            ("loss", (Y,)),
+            ("gradients", (Y,)),
+            ("backward", (Y, Z, A)),
+        ):
             got, want = flat(getattr(impl, fn)(*tied, X, *extra)), flat(getattr(impl, fn)(*copies, X, *extra))
             assert len(got) == len(want) > 0
             for g, w in zip(got, want):

@@ -250,8 +250,10 @@ def test_hotspots_names_numba_functions_and_maps_this_process(tmp_path):
         assert int(addr, 16) > 0 and int(size, 16) > 0
 
 
-def test_hotspots_refuses_bad_arguments():
+def test_hotspots_refuses_bad_arguments(monkeypatch):
+    """Each bad argument is refused before anything runs (perf present or not: its check comes last)."""
     mod = _script("hotspots")
-    for bad in (["--net", "64x10"], ["--batch", "0"], ["--seconds", "0"]):
+    monkeypatch.setattr(mod.shutil, "which", lambda name: "/usr/bin/" + name)
+    for bad in (["--net", "64x10"], ["--batch", "0"], ["--seconds", "0"], ["--top", "0"], ["--cpu", "4096"]):
         with pytest.raises(SystemExit):
             mod.main(bad)

@@ -11,7 +11,7 @@ loops, ...) get their own line, so the list reads as "products X %, transposes Y
 Needs Linux ``perf`` (``apt install linux-perf``; ``perf_event_paranoid`` low enough for a
 process to sample its own child).  The kernels are compiled afresh into a temporary
 ``NUMBA_CACHE_DIR`` (a kernel loaded from Numba's cache has no names to map), which takes the
-usual cold-start seconds first.  Pin the epochs to one core and leave perf the other::
+usual cold-start seconds first.  The epochs run pinned to one core (``--cpu``), perf on the others::
 
     python tools/hotspots.py --net 64-64-10 --dtype float32 --batch 256
     python tools/hotspots.py --net 784-128-10 --dtype float64 --batch 32 --output softmax --seconds 8
@@ -26,6 +26,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,7 +66,7 @@ def compiled_functions() -> dict[int, str]:
             continue
         for cres in obj.overloads.values():
             module = getattr(cres.library, "_final_module", None)
-            if module is None:  # loaded from Numba's cache: no IR, no names
+            if module is None:  # (a library loaded from Numba's cache has an empty module: no names)
                 continue
             for fn in module.functions:
                 if fn.is_declaration:
@@ -96,9 +97,9 @@ def _epoch(net: str, dtype, batch: int, activation: str, output: str, m: int):
     from fastbp.testing import make_problem
 
     sizes = [int(n) for n in net.split("-")]
-    prob = make_problem(sizes, dtype=dtype, output=output, m=m, seed=0)
+    prob = make_problem(sizes, dtype=dtype, activation=activation, output=output, m=m, seed=0)
     W, b = [w.copy() for w in prob.weights], [x.copy() for x in prob.biases]
-    p = kernels._Problem(W, b, activation, output)
+    p = kernels._Problem(W, b, activation, output, writes=True)
     X, Y, lr, bs, order = v.check_train_args(p.sizes, p.dtype, p.out, W, b, prob.X, prob.Y, 1e-4, batch, None)
     return lambda: run_epoch(p.params, p.layout.sizes, X, Y, order, bs, lr, p.activation, p.out)
 
@@ -127,45 +128,62 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default=None, help="default: sigmoid for one output unit, else softmax")
     ap.add_argument("--examples", type=int, default=20000)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--cpu", type=int, default=1, help="the core the epochs run on (perf gets the others)")
+    ap.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        help="the core the epochs run on (default: the last this process may use); perf gets the others",
+    )
     ap.add_argument("--top", type=int, default=15)
     args = ap.parse_args(argv)
+    if not re.fullmatch(r"\d+(-\d+)+", args.net) or min(args.batch, args.examples, args.top) < 1 or args.seconds <= 0:
+        ap.error("--net like 64-64-10; --batch, --examples, --top at least 1; --seconds above 0")
+    allowed = sorted(os.sched_getaffinity(0))
+    args.cpu = allowed[-1] if args.cpu is None else args.cpu
+    if args.cpu not in allowed:
+        ap.error(f"--cpu {args.cpu}: this process may run on CPUs {allowed}")
     if shutil.which("perf") is None:
         ap.error("needs Linux perf on PATH (apt install linux-perf)")
-    if not re.fullmatch(r"\d+(-\d+)+", args.net) or args.batch < 1 or args.seconds <= 0:
-        ap.error("--net like 64-64-10, --batch >= 1 and --seconds > 0")
     if "_FASTBP_HOTSPOTS_CACHE" not in os.environ or os.environ["_FASTBP_HOTSPOTS_CACHE"] != os.environ.get(
         "NUMBA_CACHE_DIR"
     ):
         # compile afresh in a child with an empty cache, so that every kernel has its names
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CACHE_DIR": cache, "_FASTBP_HOTSPOTS_CACHE": cache}
-            return subprocess.run(
-                [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])], env=env
-            ).returncode
+            argv = argv if argv is not None else sys.argv[1:]
+            return subprocess.run([sys.executable, __file__, *argv], env=env).returncode
     from fastbp.bench import cpu_info, describe_cpu
 
     out = args.output or ("sigmoid" if args.net.endswith("-1") else "softmax")
+    others = set(allowed) - {args.cpu} or {args.cpu}
     os.sched_setaffinity(0, {args.cpu})
     run = _epoch(args.net, np.dtype(args.dtype).type, args.batch, args.activation, out, args.examples)
     run()  # compile
-    _, n = write_perf_map()
-    others = sorted(set(range(os.cpu_count() or 1)) - {args.cpu}) or [args.cpu]
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, "perf.data")
-        perf = subprocess.Popen(
-            ["perf", "record", "-q", "-o", data, "-p", str(os.getpid())],
-            preexec_fn=lambda: os.sched_setaffinity(0, set(others)),
-        )
-        time.sleep(0.5)
-        t0, epochs = time.perf_counter(), 0
-        while time.perf_counter() - t0 < args.seconds:
-            run()
-            epochs += 1
-        rate = epochs * args.examples / (time.perf_counter() - t0)
-        perf.send_signal(2)
-        perf.wait()
-        rows = report(data, args.top)
+    map_path, n = write_perf_map()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = os.path.join(tmp, "perf.data")
+            perf = subprocess.Popen(["perf", "record", "-q", "-o", data, "-p", str(os.getpid())])
+            try:
+                os.sched_setaffinity(perf.pid, others)
+                time.sleep(0.5)
+                if perf.poll() is not None:
+                    raise SystemExit(
+                        f"perf record exited ({perf.returncode}): is /proc/sys/kernel/perf_event_paranoid "
+                        "too high for a process to sample itself?"
+                    )
+                t0, epochs = time.perf_counter(), 0
+                while time.perf_counter() - t0 < args.seconds:
+                    run()
+                    epochs += 1
+                rate = epochs * args.examples / (time.perf_counter() - t0)
+            finally:
+                if perf.poll() is None:
+                    perf.send_signal(signal.SIGINT)
+                perf.wait()
+            rows = report(data, args.top)
+    finally:
+        os.remove(map_path)
     print(f"# {describe_cpu(cpu_info())}")
     print(
         f"# {args.net} {args.dtype} batch {args.batch} {args.activation}/{out}: {rate:,.0f} examples/s under perf, "

@@ -305,8 +305,9 @@ def _grad_tiles(grad, wo, n_in, n_out, Ain, Df, dl0, Tf, t0, nc, first, transpos
 
 @jit_inline
 def _transpose(M, MT, n, nc):
-    """MT = Mᵀ (M: n × nc; MT: nc × n, C-contiguous): 8 × 8 blocks in registers
-    (:func:`._tiles._transpose8`), the edges element by element."""
+    """MT[:, :n] = Mᵀ (M: n × nc, C-contiguous; MT: nc rows of ldt ≥ n elements, C-contiguous, ldt
+    its row length): 8 × 8 blocks in registers (:func:`._tiles._transpose8`), the edges element by
+    element."""
     n8 = n // 8 * 8
     c8 = nc // 8 * 8
     ldm = M.shape[1]
