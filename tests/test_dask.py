@@ -162,8 +162,12 @@ def test_kernels_release_the_gil():
     from fastbp.params import Layout
 
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(20_000, 20))
-    Y = np.eye(3)[rng.integers(0, 3, 20_000)]
+    # an epoch long enough (tens of ms) that this thread gets several time slices while it runs even
+    # when it shares one core with the kernel's thread (the tests run in two processes on two cores:
+    # with 20,000 rows it once saw 4 states, not 5)
+    m = 100_000
+    X = rng.normal(size=(m, 20))
+    Y = np.eye(3)[rng.integers(0, 3, m)]
     sizes = np.array([20, 16, 3])
     opt = SGD(0.01)
     opt.bind(sizes, np.float64)
