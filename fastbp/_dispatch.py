@@ -902,18 +902,16 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
     pass, and the values agree (tests/test_columns.py)."""
     m = X.shape[0]
     bounds = np.cumsum(np.concatenate(([0], sizes[1:])))
-    n_units = int(bounds[-1])
+    spans = list(zip(bounds[:-1], bounds[1:]))  # layer l's units: u … v
     if not _fast_forward(activation, sizes, m):
-        Z = np.empty((m, n_units), params.dtype)
+        Z = np.empty((m, int(bounds[-1])), params.dtype)
         A = np.empty_like(Z)
         kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
-        return [Z[:, u:v] for u, v in zip(bounds[:-1], bounds[1:])], [
-            A[:, u:v] for u, v in zip(bounds[:-1], bounds[1:])
-        ]
-    ZT = np.empty((n_units, m), params.dtype)
+        return [Z[:, u:v] for u, v in spans], [A[:, u:v] for u, v in spans]
+    ZT = np.empty((int(bounds[-1]), m), params.dtype)
     AT = np.empty_like(ZT)
     _run_forward("_forward_fast", params, sizes, X, activation.code, out, ZT, AT)
-    return [ZT[u:v].T for u, v in zip(bounds[:-1], bounds[1:])], [AT[u:v].T for u, v in zip(bounds[:-1], bounds[1:])]
+    return [ZT[u:v].T for u, v in spans], [AT[u:v].T for u, v in spans]
 
 
 def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
