@@ -74,8 +74,12 @@ JIT_EXACT: dict = {**JIT_INNER, "fastmath": False}
 #: :data:`JIT_VEC` with its ``prange`` loops spread over Numba's threads.
 JIT_PARALLEL: dict = {**JIT_VEC, "parallel": True}
 
-#: Options of ``@overload`` implementations.
-OVERLOAD_OPTIONS: dict = {"error_model": "numpy"}
+#: Options of ``@overload`` implementations (the elementary functions' bodies).  ``fastmath`` set
+#: here, to FMA contraction alone: unset, an overload inherits its caller's flags, and with
+#: ``reassoc`` LLVM folds the Cody–Waite range reduction (x − n·ln2_hi) − n·ln2_lo into
+#: x − n·(ln2_hi + ln2_lo), which cost float64 e^x ~200 ulp at |x| = 700 and σ 13 ulp
+#: (``python tools/vmath_accuracy.py`` measures it).
+OVERLOAD_OPTIONS: dict = {"error_model": "numpy", "fastmath": {"contract"}}
 
 #: :data:`JIT_OPTIONS` without the on-disk cache (kernels compiled for a custom activation).
 JIT_UNCACHED: dict = {key: value for key, value in JIT_OPTIONS.items() if key != "cache"}

@@ -257,3 +257,13 @@ def test_hotspots_refuses_bad_arguments(monkeypatch):
     for bad in (["--net", "64x10"], ["--batch", "0"], ["--seconds", "0"], ["--top", "0"], ["--cpu", "4096"]):
         with pytest.raises(SystemExit):
             mod.main(bad)
+
+
+def test_vmath_accuracy_prints_every_function_within_the_tests_bounds(capsys):
+    tool = _script("vmath_accuracy")
+    tool.main(["--points", "20000"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sorted((r[0], r[1]) for r in rows) == sorted(
+        (d, f) for d in ("float32", "float64") for f in ("tanh", "exp", "sigmoid")
+    )
+    assert all(float(r[2]) <= 4.0 and float(r[3]) > 0 for r in rows)
