@@ -132,6 +132,10 @@ TINY_NARROW_INPUTS = 4
 #: 784-128-10 and 256-256-10, about even at 32.  With the per-example passes after W[1] inlined
 #: (2026-11-29) it is 1.1-1.3x the column kernel at batch 8 on 64-32-1 and 64-64-10 (3.24 M
 #: against 2.50 M examples/s on 64-32-1 float32), 0.75-0.9x at 16.
+#: On a W[1] of LARGE_W1_WEIGHTS it also runs the batches from there to TILES_MIN_BATCH that the
+#: tiles do not take (17-27: the column kernel's last strip would be mostly padding): 1.2-1.35x
+#: the column kernel at 20 and 24 on 784-128-10 and 256-256-10 (2026-11-30, AMD EPYC Zen 4, one
+#: core; ``taskset -c 1 python tools/columns_sweep.py --nets 784-128-10 256-256-10 --batches 20 24``).
 DEFERRED_MAX_BATCH = 8
 DEFERRED_MAX_BATCH_LARGE = 16
 
@@ -185,6 +189,17 @@ BLAS_MIN_WEIGHTS = 128
 #: ``BLAS_MIN_WEIGHTS``: a batch of 8 is padded to a strip of 16 columns, twice the tiles' work.
 TILES_MIN_BATCH = 32
 
+#: ... and below it, from TILES_MIN_BATCH_SHORT, the batches whose last strip of TILE_STRIP columns
+#: (``fastbp._fast._columns.PAD``) has at most TILES_MAX_PADDING columns of padding: 16 and 28-31.
+#: Measured 2026-11-30 (AMD EPYC Zen 4, AVX-512, one core; ``taskset -c 1 python
+#: tools/columns_sweep.py --nets 16-16-4 64-32-1 64-64-10 784-128-10 256-256-10 --batches 16 20
+#: 24 28``, "tiles" against "blas"): at 16 the tiles ran 1.04-1.33x BLAS on every net and dtype,
+#: at 28 1.03-1.27x; at 20 (12 columns of padding) 0.85-1.20x, at 24 0.87-1.28x.  Adam epochs
+#: alike: 1.02-1.45x at 16 and 28 (docs/performance-kernels.md, "Short batches on the tiles").
+TILES_MIN_BATCH_SHORT = 16
+TILE_STRIP = 16
+TILES_MAX_PADDING = 4
+
 #: ... for a net with a layer of at least this many weights: nets of none (2-4-1) keep the
 #: loops, whose code LLVM compiles better without the tiles beside them (2-4-1 float64 ran
 #: 0.62-0.78x with the tile calls present in its pass, never taken: docs/performance-kernels.md).
@@ -200,11 +215,20 @@ TILES_MAX_INPUTS = 1024
 NO_BLAS = 1 << 62
 
 
+def _tiles_batch(batch_size: int) -> bool:
+    """Whether batches (or rows) of ``batch_size`` are long enough for the tiles:
+    :data:`TILES_MIN_BATCH`, or a short batch whose last strip is nearly full
+    (:data:`TILES_MIN_BATCH_SHORT`, :data:`TILES_MAX_PADDING`)."""
+    if batch_size >= TILES_MIN_BATCH:
+        return True
+    return batch_size >= TILES_MIN_BATCH_SHORT and -batch_size % TILE_STRIP <= TILES_MAX_PADDING
+
+
 def blas_min_weights(sizes, batch_size: int) -> int:
     """The column kernels' ``blas_min`` for a net of ``sizes`` and batches (or chunks) of
     ``batch_size`` examples: layers with at least this many weights go to BLAS
-    (:data:`TILES_MIN_BATCH`, :data:`TILES_MAX_INPUTS`)."""
-    if batch_size < TILES_MIN_BATCH or int(sizes[0]) > TILES_MAX_INPUTS:
+    (:func:`_tiles_batch`, :data:`TILES_MAX_INPUTS`)."""
+    if not _tiles_batch(batch_size) or int(sizes[0]) > TILES_MAX_INPUTS:
         return BLAS_MIN_WEIGHTS
     return NO_BLAS
 
@@ -424,8 +448,12 @@ def _deferred_rows(c: Case) -> bool:
 def _deferred_pays(c: Case) -> bool:
     if c.w1 < BLOCKED_MIN_WEIGHTS:
         return len(c.sizes) == 3 and c.batch_size < COLUMNS_MIN_BATCH
-    max_batch = DEFERRED_MAX_BATCH_LARGE if c.w1 >= LARGE_W1_WEIGHTS else DEFERRED_MAX_BATCH
-    return c.batch_size <= max_batch
+    if c.w1 < LARGE_W1_WEIGHTS:
+        return c.batch_size <= DEFERRED_MAX_BATCH
+    # a wide W[1]: also every batch under TILES_MIN_BATCH that the tiles do not take
+    return c.batch_size <= DEFERRED_MAX_BATCH_LARGE or (
+        c.batch_size < TILES_MIN_BATCH and not uses_tiles(c.sizes, c.batch_size)
+    )
 
 
 #: The fast gradient-descent epochs, in order of preference: the first whose ``requires`` and

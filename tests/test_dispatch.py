@@ -90,7 +90,11 @@ def _requiring(row):
         ([64, 256, 2], 3, "sigmoid", None, "_deferred_epoch"),
         ([64, 256, 2], 16, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH_LARGE, LARGE_W1_WEIGHTS
         ([64, 255, 2], 16, "sigmoid", None, "_columns_epoch"),
-        ([64, 256, 2], 17, "sigmoid", None, "_columns_epoch"),
+        ([64, 256, 2], 17, "sigmoid", None, "_deferred_epoch"),  # ... and on to 27, where the tiles do not run
+        ([64, 256, 2], 27, "sigmoid", None, "_deferred_epoch"),
+        ([64, 256, 2], 28, "sigmoid", None, "_columns_epoch"),  # the tiles: TILES_MAX_PADDING
+        ([64, 256, 2], 31, "sigmoid", None, "_columns_epoch"),
+        ([1025, 16, 2], 20, "sigmoid", None, "_deferred_epoch"),  # over TILES_MAX_INPUTS: no tiles
         ([64, 256, 2], 64, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_BATCH_LARGE, LARGE_W1_WEIGHTS
         ([64, 255, 2], 64, "sigmoid", None, "_columns_epoch"),
         ([64, 255, 2], 128, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_BATCH
@@ -173,8 +177,13 @@ def test_the_thread_count_picks_the_twin_never_the_row(monkeypatch, opt):
     [
         ([2, 4, 1], 256, False),  # no layer of TILE_MIN_WEIGHTS weights: the loops alone
         ([8, 8, 1], 32, True),  # one layer of 64 weights: every layer on the tiles
-        ([64, 64, 10], 16, False),  # a batch under TILES_MIN_BATCH: BLAS from BLAS_MIN_WEIGHTS
+        ([64, 64, 10], 15, False),  # a batch under TILES_MIN_BATCH_SHORT: BLAS from BLAS_MIN_WEIGHTS
+        ([64, 64, 10], 16, True),  # one whole strip of TILE_STRIP columns
+        ([64, 64, 10], 20, False),  # 12 columns of padding in its last strip: BLAS
+        ([64, 64, 10], 27, False),
+        ([64, 64, 10], 28, True),  # TILES_MAX_PADDING columns of padding
         ([64, 64, 10], 32, True),
+        ([64, 64, 10], 33, True),  # from TILES_MIN_BATCH every batch
         ([784, 128, 10], 256, True),
         ([1025, 8, 1], 256, False),  # more inputs than TILES_MAX_INPUTS: BLAS reads X's rows
     ],
@@ -189,6 +198,19 @@ def test_uses_tiles_picks_the_tiles_twin(sizes, batch_size, expected):
         "_tiles" if expected else ""
     )
     assert _dispatch._ROWS["_batch_epoch"].kernel(tiles=True).__name__ == "_batch_epoch"  # a row without twins
+
+
+def test_short_batches_take_the_tiles_only_with_a_nearly_full_last_strip():
+    """From TILES_MIN_BATCH_SHORT to TILES_MIN_BATCH the tiles run batches whose last strip of
+    TILE_STRIP columns (the column kernels' PAD) has at most TILES_MAX_PADDING padding columns."""
+    from fastbp._fast._columns import PAD
+
+    assert T.TILE_STRIP == PAD
+    short = [b for b in range(1, T.TILES_MIN_BATCH) if _dispatch._tiles_batch(b)]
+    assert short == [16, 28, 29, 30, 31]
+    assert all(_dispatch._tiles_batch(b) for b in range(T.TILES_MIN_BATCH, 4 * T.TILES_MIN_BATCH))
+    assert _dispatch.blas_min_weights([8, 8, 1], 16) == T.NO_BLAS
+    assert _dispatch.blas_min_weights([8, 8, 1], 20) == T.BLAS_MIN_WEIGHTS
 
 
 def test_usable_cpus_is_the_affinity_mask(monkeypatch):
@@ -242,9 +264,17 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     for n1 in (w, w - 1):  # one hidden layer: _deferred_epoch below COLUMNS_MIN_BATCH on any W[1]
         assert select_epoch([1, n1, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
     assert select_epoch([1, w - 1, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    for w1, batch in ((w, T.DEFERRED_MAX_BATCH), (T.LARGE_W1_WEIGHTS, T.DEFERRED_MAX_BATCH_LARGE)):
-        assert select_epoch([1, w1, 2], batch, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
-        assert select_epoch([1, w1, 2], batch + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+    assert select_epoch([1, w, 2], T.DEFERRED_MAX_BATCH, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    assert select_epoch([1, w, 2], T.DEFERRED_MAX_BATCH + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
+    # a wide W[1]: _deferred_epoch to DEFERRED_MAX_BATCH_LARGE, and beyond it where the tiles do not run
+    wide = [1, T.LARGE_W1_WEIGHTS, 2]
+    for batch in range(T.DEFERRED_MAX_BATCH_LARGE + 1, 2 * T.TILES_MIN_BATCH):
+        expected = "_columns_epoch" if _dispatch._tiles_batch(batch) else "_deferred_epoch"
+        assert select_epoch(wide, batch, 0, ACT_CODES["tanh"]) == expected, batch
+    assert select_epoch(wide, T.DEFERRED_MAX_BATCH_LARGE, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    assert select_epoch([1, T.LARGE_W1_WEIGHTS - 1, 2], T.DEFERRED_MAX_BATCH_LARGE, 0, ACT_CODES["tanh"]) == (
+        "_columns_epoch"
+    )
     assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH_DEEP, 0, ACT_CODES["tanh"]) == "_columns_epoch"
     assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH_DEEP - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
     lanes = ((T.TINY_NARROW_INPUTS, T.TINY_MAX_BATCH_NARROW), (T.TINY_NARROW_INPUTS + 1, T.TINY_MAX_BATCH))

@@ -35,7 +35,8 @@ The gradient is compiled twice from one source (:data:`_TILES`), and the dispatc
   (``fastbp._dispatch.BLAS_MIN_WEIGHTS``).  For a first layer on BLAS the chunk's inputs are
   copied as rows (X_b, nc × n_0) and BLAS reads them transposed, so Z[1] = W[1] X_bᵀ and
   dW[1] = dZ[1] X_b need no transposing pass.  Nets with no layer for the tiles (2-4-1),
-  batches under ``TILES_MIN_BATCH`` and nets of more than ``TILES_MAX_INPUTS`` inputs run it.
+  batches the tiles do not take (under ``TILES_MIN_BATCH``, but for 16 and 28-31: ``fastbp._dispatch._tiles_batch``)
+  and nets of more than ``TILES_MAX_INPUTS`` inputs run it.
 * :func:`_columns_gradient_tiled`: every product of every layer as register tiles
   (:mod:`._tiles`: R rows by 64 bytes of columns of the output held in vector registers for the
   whole sum, the shape of a BLAS micro-kernel; ``_affine_tiles``, ``_back_tiles``,

@@ -22,7 +22,7 @@ compiled with ``parallel=True`` (:func:`fastbp._jit.compile_as`).
 Each of the four has a ``_tiles`` twin (``_columns_epoch_tiles``, …,
 ``_columns_epoch_opt_threads_tiles``), the same source with the gradient re-bound to
 :func:`fastbp._fast._columns._columns_gradient_tiled` (every product as register tiles, no BLAS),
-which the dispatcher runs from batches of ``TILES_MIN_BATCH`` (``fastbp._dispatch.uses_tiles``).
+which the dispatcher runs from batches of ``TILES_MIN_BATCH``, and at 16 and 28-31 (``fastbp._dispatch.uses_tiles``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ column mini-batch pass :func:`fastbp._fast._columns._columns_gradient` over all 
 weights, held to one thread by the dispatcher), then the L2 term
 :func:`fastbp.steps._add_l2`.  Its workspaces do not grow with m.  Its ``_tiles`` twin runs
 :func:`fastbp._fast._columns._columns_gradient_tiled` (register tiles, no BLAS) instead, where
-``fastbp._dispatch.uses_tiles`` says so (m of ``TILES_MIN_BATCH`` or more).
+``fastbp._dispatch.uses_tiles`` says so (m of ``TILES_MIN_BATCH`` or more, or 16 and 28-31).
 
 Preconditions: a built-in activation (the dispatch sends custom ones, and
 ``NUMBA_DISABLE_JIT=1``, to the plain kernel); no step is taken, so no divergence bound is
