@@ -149,8 +149,9 @@ for kernel, batch_size in [(k.split(":")[0], int(k.split(":")[1])) for k in sys.
 CACHED_KERNELS = ["_sgd_epoch_blocked:1", "_deferred_epoch:4"]
 
 
-#: Two epochs of the split optimizer kernel (on its one-thread twin) with each optimizer in argv;
-#: prints one digest of the parameters, the optimizer state and the losses per optimizer and dtype.
+#: Two epochs of the split optimizer kernel (on its one-thread twin) for each case in argv
+#: (optimizer:output:sizes:m:batch:activation); prints one digest of the parameters, the optimizer
+#: state and the losses per case and dtype.
 OPTIMIZER_SCRIPT = r"""
 import hashlib
 import sys
@@ -163,20 +164,24 @@ from fastbp.params import Layout
 
 OPTIMIZERS = {"adam": lambda: Adam(0.001), "nesterov": lambda: SGD(0.01, momentum=0.9, nesterov=True)}
 rng = np.random.default_rng(1)
-for name in sys.argv[1:]:
+# argv: optimizer:output:sizes:m:batch:activation
+for name, output, net, m, batch, act in [a.split(":") for a in sys.argv[1:]]:
+    sizes, m, batch = [int(n) for n in net.split("-")], int(m), int(batch)
     for dtype in (np.float32, np.float64):
-        X = rng.normal(size=(400, 64)).astype(dtype)
-        Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 400)]
-        layout = Layout([64, 100, 10])
+        X = rng.normal(size=(m, sizes[0])).astype(dtype)
+        Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], m)]
+        if output == "exp":  # Poisson targets: counts
+            Y = rng.poisson(2.0, size=(m, sizes[-1])).astype(dtype)
+        layout = Layout(sizes)
         p = (rng.normal(size=layout.n_params) * 0.1).astype(dtype)
         opt = OPTIMIZERS[name]()
         opt.bind(layout.sizes, np.dtype(dtype))
-        order = np.arange(400, dtype=np.int64)
-        losses = [run_epoch_opt(p, layout.sizes, X, Y, order, 200, get_activation("tanh"), NAMES["softmax"],
-                                opt.kind, opt.hyper(), opt.state, opt.counter, 1e-4, 1.0,
+        order = np.arange(m, dtype=np.int64)
+        losses = [run_epoch_opt(p, layout.sizes, X, Y, order, batch, get_activation(act), NAMES[output],
+                                opt.kind, opt.hyper(), opt.state, opt.counter, 1e-2, 1.0,
                                 epoch="_columns_epoch_opt_split", threads=False)[0] for _ in range(2)]
         digest = hashlib.sha256(p.tobytes() + opt.state.tobytes() + np.array(losses).tobytes()).hexdigest()
-        print(name, np.dtype(dtype).name, digest)
+        print(name, output, np.dtype(dtype).name, digest)
 """
 
 
@@ -195,11 +200,18 @@ def _compiled_then_cached(tmp_path, script, args) -> list[list[str]]:
 
 
 def test_an_optimizer_step_compiled_here_and_one_loaded_from_the_cache_give_the_same_bits(tmp_path):
-    """The same for the optimizer steps.  Regression: with fastmath, the momentum step's vectorised
+    """The same for the optimizer steps.  Regressions: with fastmath, the momentum step's vectorised
     and scalar copies (chosen at run time by an overlap check of its arrays) rounded differently, and
-    a process that compiled the split kernel and one that loaded it gave Nesterov steps 1 ulp apart."""
-    runs = _compiled_then_cached(tmp_path, OPTIMIZER_SCRIPT, ["adam", "nesterov"])
-    assert len(runs[0]) == 4
+    a process that compiled the split kernel and one that loaded it gave Nesterov steps 1 ulp apart;
+    and the Poisson cost's sum (a loop that calls log, so never vectorised) was split into partial
+    sums in one copy and not in the other: epoch losses 1 ulp apart (fastbp.losses._poisson_cost_sum)."""
+    cases = [
+        "adam:softmax:64-100-10:400:200:tanh",
+        "nesterov:softmax:64-100-10:400:200:tanh",
+        "adam:exp:3-1-4:301:32:relu",
+    ]
+    runs = _compiled_then_cached(tmp_path, OPTIMIZER_SCRIPT, cases)
+    assert len(runs[0]) == 2 * len(cases)
     assert runs[0] == runs[1]
 
 
