@@ -136,6 +136,8 @@ TINY_NARROW_INPUTS = 4
 #: tiles do not take (17-27: the column kernel's last strip would be mostly padding): 1.2-1.35x
 #: the column kernel at 20 and 24 on 784-128-10 and 256-256-10 (2026-11-30, AMD EPYC Zen 4, one
 #: core; ``taskset -c 1 python tools/columns_sweep.py --nets 784-128-10 256-256-10 --batches 20 24``).
+#: Measured on one hidden layer; deeper nets with a wide W[1], and nets of more than
+#: TILES_MAX_INPUTS inputs (17-31: the tiles never run there), take the same rule unmeasured.
 DEFERRED_MAX_BATCH = 8
 DEFERRED_MAX_BATCH_LARGE = 16
 
@@ -193,7 +195,7 @@ TILES_MIN_BATCH = 32
 #: (``fastbp._fast._columns.PAD``) has at most TILES_MAX_PADDING columns of padding: 16 and 28-31.
 #: Measured 2026-11-30 (AMD EPYC Zen 4, AVX-512, one core; ``taskset -c 1 python
 #: tools/columns_sweep.py --nets 16-16-4 64-32-1 64-64-10 784-128-10 256-256-10 --batches 16 20
-#: 24 28``, "tiles" against "blas"): at 16 the tiles ran 1.04-1.33x BLAS on every net and dtype,
+#: 24 28``, "tiles" against "blas"): at 16 the tiles ran 1.04-1.33x BLAS on each of those nets and dtypes,
 #: at 28 1.03-1.27x; at 20 (12 columns of padding) 0.85-1.20x, at 24 0.87-1.28x.  Adam epochs
 #: alike: 1.02-1.45x at 16 and 28 (docs/performance-kernels.md, "Short batches on the tiles").
 TILES_MIN_BATCH_SHORT = 16

@@ -11,8 +11,9 @@ Accuracy and the edges (tested against NumPy on millions of points in
 
 * float64 to a few ulp, float32 to a few ulp of float32 (well inside
   :data:`fastbp.testing.TOLERANCE`), over the whole real line;
-* ``exp``: overflow gives ``inf``; results below the normal range (subnormals)
-  are flushed to ``0`` (an absolute error below 3.2e-308, resp. 1.7e-38);
+* ``exp``: overflow gives ``inf``; results below √2 times the smallest normal number
+  (subnormals, and the normal numbers just above them) are flushed to ``0`` (an absolute
+  error below 3.2e-308, resp. 1.7e-38);
   ``exp(-inf) = 0``, ``exp(inf) = inf``;
 * ``tanh``: ``±1`` for large ``|x|``, exact sign (``tanh(-0.0) = -0.0``);
 * ``σ``: the sign-split form, never overflows;
@@ -60,9 +61,10 @@ def _as_float(typingctx, bits):
 # loop), but gives up on nested calls of this size; Numba's own IR inlining works
 # but multiplies compile time.  So each function is written *flat*, one per dtype:
 # its source is assembled below from the shared pieces (the exp body appears in
-# exp, tanh and σ) and compiled on first use.  No fastmath flags (the range
-# reductions and the two-step scaling rely on the order written; vectorising a
-# loop needs none) and the NumPy error model (no ZeroDivisionError branch).
+# exp, tanh and σ) and compiled on first use.  Of the fastmath flags only FMA
+# contraction (``fastbp._jit.OVERLOAD_OPTIONS``: the range reductions rely on the
+# order written, which ``reassoc`` would undo; vectorising a loop needs none) and
+# the NumPy error model (no ZeroDivisionError branch).
 #
 # exp(x) = 2^n · e^r with n = round(x / ln 2), r = x − n ln 2 ∈ [−ln 2 / 2, ln 2 / 2]
 # (Cody–Waite: ln 2 split in a high part with trailing zero bits and a low part), e^r by
@@ -75,7 +77,7 @@ _DT = {
     # name: (T, int, bias, mantissa bits, clamp, overflow above, Taylor degree of e^r,
     #        ln2 hi, ln2 lo, tanh cap, tanh tiny, Taylor degree of (e^r − 1)/r)
     # The degrees: the first term left out, |r|^(d+1)/(d+1)! at |r| = ln 2 / 2, is below
-    # 1/50 ulp (float64: 4e-18 for e^r at 13, 1.2e-17 for (e^r − 1)/r at 12; float32:
+    # 1/8 ulp (float64: 4e-18 for e^r at 13, 1.2e-17 for (e^r − 1)/r at 12; float32:
     # 5e-9 at 7, 1.5e-8 at 6).
     "64": (
         "np.float64",
@@ -120,7 +122,7 @@ def _exp_lines(x: str, y: str, b: str) -> list[str]:
         f"nc_ = nf_ if nf_ > {T}({float(2 - bias)!r}) else {T}({float(2 - bias)!r})",
         f"{y} = p_ * _as_float({I}(({I}(nc_) + {I}({bias - 1})) << {I}({mant})))",
         f"{y} = {y} if nf_ >= {T}({float(2 - bias)!r}) else {T}(0.0)",
-        f"{y} = {y} if {x} < {T}({over!r}) else {T}(np.inf)",
+        f"{y} = {y} if {x} <= {T}({over!r}) else {T}(np.inf)",
     ]
 
 
