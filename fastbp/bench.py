@@ -836,6 +836,11 @@ def _run(args: argparse.Namespace, systems: list[str], threads: dict[str, str], 
             + ("  [OPENBLAS_CORETYPE is set: unset it for the real peak]" if "OPENBLAS_CORETYPE" in os.environ else ""),
             file=out,
         )
+        print(
+            "  GFLOP/s and % of peak count 6·Σ n_l·n_(l−1) flops per example (flops_per_example: nominal, with the"
+            " 2·n_0·n_1 of ∂J/∂X that no kernel computes, so a wide first layer can read over 100 %)",
+            file=out,
+        )
     rows = []
     for i, case in enumerate(cases, 1):
         rows.append(run_case(case, systems, args.repeats, args.seed, epoch_seconds))

@@ -41,6 +41,7 @@ def test_quick_runs_every_case_and_prints_a_table(capsys):
         assert ratio == pytest.approx(numba_rate / numpy_rate, rel=0.02)  # rounding of the printed rates
     assert re.search(r"threads: numba: 1\b", out)
     assert re.search(r"BLAS matmul peak \(float32, 1 thread", out)
+    assert "count 6·Σ n_l·n_(l−1) flops per example" in out  # the table says what its GFLOP/s count
 
 
 def test_missing_peer_is_a_skipped_column_with_a_note(monkeypatch, capsys):
