@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from ._numba_cache import cache_dir_for_these_sources
 
-def _cache_dir_for_these_sources() -> str:
-    """A Numba cache folder keyed on a hash of the package's sources.
-
-    Numba's on-disk cache does not notice that a kernel's callee in another module changed
-    (an edit to ``activations.py`` leaves ``_plain/loops.py``'s cached machine code stale);
-    a folder per version of the sources cannot serve stale code.  Set before Numba is
-    imported; an explicit ``NUMBA_CACHE_DIR`` wins.  Clear all: ``rm -rf .numba_cache``.
-    """
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for path in sorted((root / "fastbp").rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return str(root / ".numba_cache" / digest.hexdigest()[:16])
-
-
-os.environ.setdefault("NUMBA_CACHE_DIR", _cache_dir_for_these_sources())
+os.environ.setdefault("NUMBA_CACHE_DIR", cache_dir_for_these_sources())
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
