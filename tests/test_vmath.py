@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -96,6 +99,15 @@ def test_against_numpy(name, dtype):
     _check(out, desired, dtype)
 
 
+def _accuracy_tool():
+    """tools/vmath_accuracy.py, whose ulp measure the test shares."""
+    path = Path(__file__).resolve().parents[1] / "tools" / "vmath_accuracy.py"
+    spec = importlib.util.spec_from_file_location("vmath_accuracy", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 #: The most ulp (of the result's dtype) each function may be from the exact value, and where it is
 #: checked: exp over its whole normal range, where the range reduction carries the accuracy.
 ULP_BOUND = {"exp": 2.0, "tanh": 4.0, "sigmoid": 4.0}
@@ -113,17 +125,14 @@ def test_within_a_few_ulp_across_the_range(name, dtype):
     folded the range reduction's (x − n·ln2_hi) − n·ln2_lo back into x − n·ln 2: float64 e^x was
     200 ulp off at |x| = 700 and σ 13 ulp, inside the relative tolerance that test_against_numpy
     checks."""
+    tool = _accuracy_tool()
     exact_type = np.longdouble if np.finfo(np.longdouble).nmant > 52 else np.float64
-    reference = {"exp": np.exp, "tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z))}[name]
-    fn = CASES[name][0]
+    fn, reference, _ = tool.FUNCTIONS[name]
     top = ULP_RANGE[dtype][name]
     x = np.random.default_rng(7).uniform(-top, top, 400_000).astype(dtype)
     out = np.empty_like(x)
     fn(x, out)
-    exact = reference(x.astype(exact_type))
-    normal = np.abs(exact) >= 2 * np.finfo(dtype).tiny  # not the flushed tail
-    ulp = np.spacing(np.abs(exact[normal]).astype(dtype)).astype(exact_type)
-    worst = float(np.max(np.abs(out[normal].astype(exact_type) - exact[normal]) / ulp))
+    worst = tool.ulp_error(out, reference(x.astype(exact_type)), dtype)
     assert worst <= ULP_BOUND[name] + (0 if exact_type is np.longdouble else 1), f"{name} {worst:.1f} ulp"
 
 

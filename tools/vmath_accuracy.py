@@ -18,23 +18,32 @@ import numpy as np
 
 from fastbp import vmath
 
+#: The exact σ (in the precision of its argument).
+EXACT_SIGMOID = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+
 FUNCTIONS = {
     "tanh": (vmath.tanh_array, np.tanh, {np.float64: 25.0, np.float32: 12.0}),
     "exp": (vmath.exp_array, np.exp, {np.float64: 700.0, np.float32: 87.0}),
-    "sigmoid": (vmath.sigmoid_array, lambda z: 1 / (1 + np.exp(-z)), {np.float64: 700.0, np.float32: 87.0}),
+    "sigmoid": (vmath.sigmoid_array, EXACT_SIGMOID, {np.float64: 700.0, np.float32: 87.0}),
 }
 
 
+def ulp_error(out, exact, dtype) -> float:
+    """The largest |out − exact| in ulp of ``dtype`` (``exact`` in a wider or equal precision),
+    over the results of at least twice the smallest normal number (not the flushed tail)."""
+    normal = np.abs(exact) >= 2 * np.finfo(dtype).tiny
+    ulp = np.spacing(np.abs(exact[normal]).astype(dtype)).astype(exact.dtype)
+    return float(np.max(np.abs(out[normal].astype(exact.dtype) - exact[normal]) / ulp))
+
+
 def worst_ulp(fn, reference, dtype, top: float, points: int) -> float:
-    """The largest |fn(x) − exact| in ulp of the dtype over x uniform in [−top, top] and [−3, 3]."""
+    """:func:`ulp_error` of ``fn`` against ``reference`` in long double over x uniform in
+    [−top, top] and [−3, 3]."""
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.uniform(-top, top, points), rng.uniform(-3, 3, points)]).astype(dtype)
     out = np.empty_like(x)
     fn(x, out)
-    exact = reference(x.astype(np.longdouble))
-    normal = np.abs(exact) >= 2 * np.finfo(dtype).tiny
-    ulp = np.spacing(np.abs(exact[normal]).astype(dtype)).astype(np.longdouble)
-    return float(np.max(np.abs(out[normal].astype(np.longdouble) - exact[normal]) / ulp))
+    return ulp_error(out, reference(x.astype(np.longdouble)), dtype)
 
 
 def ns_per_value(fn, dtype, n: int = 4096, calls: int = 2000, repeats: int = 5) -> float:
