@@ -149,6 +149,19 @@ DEFERRED_MAX_BATCH_LARGE = 16
 #: keep ``_batch_epoch`` (16-32-32-3 at batch 4: 1.34 M against 1.14 M, with its per-example
 #: passes inlined).
 
+#: Where ``_deferred_epoch`` runs, ``_deferred_tiles_epoch`` (the same deferred update, W[1]'s
+#: products as register tiles over a packed copy of W[1]ᵀ: no reductions, no Gram corrections)
+#: runs instead, except batches of DEFERRED_BLOCKS_MIN_BATCH to DEFERRED_BLOCKS_MAX_BATCH
+#: examples on a W[1] of at least LARGE_W1_WEIGHTS: a tile of 3-4 examples loads each weight for
+#: 3-4 FMAs, the block passes' fused update and product for 8.  Measured 2026-11-30 (AMD EPYC
+#: Zen 4, AVX-512, one core; ``taskset -c 1 python tools/columns_sweep.py --nets 16-17-3 4-32-2
+#: 8-16-3 64-32-1 64-64-10 128-128-3 784-128-10 256-256-10 --batches 2 3 4 6 8 12 16 24``,
+#: "deferred tiles" against "deferred"; docs/performance-kernels.md, "Short batches on register
+#: tiles"): 1.2-1.9x on the nets up to 64-64-10 at every batch; on 128-128-3, 784-128-10 and
+#: 256-256-10 1.05-1.3x from batch 6, 0.73-0.97x at 3-4.
+DEFERRED_BLOCKS_MIN_BATCH = 3
+DEFERRED_BLOCKS_MAX_BATCH = 4
+
 #: ``_deferred_epoch`` can run batches of at most this many examples (its Gram corrections grow
 #: as the square of a batch's blocks; its workspace as the batch).
 DEFERRED_BATCH_CAP = 64
@@ -458,6 +471,10 @@ def _deferred_pays(c: Case) -> bool:
     )
 
 
+def _deferred_blocks_pay(c: Case) -> bool:
+    return c.w1 >= LARGE_W1_WEIGHTS and DEFERRED_BLOCKS_MIN_BATCH <= c.batch_size <= DEFERRED_BLOCKS_MAX_BATCH
+
+
 #: The fast gradient-descent epochs, in order of preference: the first whose ``requires`` and
 #: ``prefers`` hold runs (the last row takes every batch size > 1 and every weighted run,
 #: ``_sgd_epoch`` every unweighted 1).  Each ``requires`` states whether the row takes weights.
@@ -507,6 +524,13 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         "fastbp._fast.tiny",
         requires=_tiny_batches,  # weights: no
         prefers=_tiny_batch_pays,
+        call=_batch_kernel,
+    ),
+    FastEpoch(
+        "_deferred_tiles_epoch",
+        "fastbp._fast.deferred_tiles",
+        requires=_deferred_rows,  # weights: no
+        prefers=lambda c: _deferred_pays(c) and not _deferred_blocks_pay(c),
         call=_batch_kernel,
     ),
     FastEpoch(

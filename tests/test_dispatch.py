@@ -70,31 +70,35 @@ def _requiring(row):
         ([5, 4, 1], 9, "sigmoid", None, "_columns_epoch"),
         ([4, 5, 2], 8, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_BATCH_NARROW, TINY_NARROW_INPUTS
         ([5, 5, 2], 3, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_BATCH
-        ([5, 5, 2], 4, "sigmoid", None, "_deferred_epoch"),
+        ([5, 5, 2], 4, "sigmoid", None, "_deferred_tiles_epoch"),
         ([2, 4, 1], 2, "softmax", None, "_tiny_batch_epoch"),  # softmax: not the four-unit kernel
         ([128, 4, 1], 4, "sigmoid", None, "_tiny4_batch_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
-        ([129, 4, 1], 4, "sigmoid", None, "_deferred_epoch"),
+        ([129, 4, 1], 4, "sigmoid", None, "_deferred_tiles_epoch"),
         ([16, 16, 3], 3, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_INPUTS, TINY_MAX_HIDDEN
-        ([17, 16, 3], 3, "sigmoid", None, "_deferred_epoch"),
-        ([16, 17, 3], 2, "sigmoid", None, "_deferred_epoch"),
+        ([17, 16, 3], 3, "sigmoid", None, "_deferred_tiles_epoch"),
+        ([16, 17, 3], 2, "sigmoid", None, "_deferred_tiles_epoch"),
         ([16, 17, 3], 2, "sigmoid", True, "_columns_epoch_split"),
         ([2, 4, 3, 1], 4, "sigmoid", None, "_columns_epoch"),  # two hidden layers: COLUMNS_MIN_BATCH_DEEP
         ([2, 4, 3, 1], 3, "sigmoid", None, "_batch_epoch"),  # two hidden layers: no _deferred_epoch
-        ([32, 32, 1], 3, "sigmoid", None, "_deferred_epoch"),  # W[1] = BLOCKED_MIN_WEIGHTS
-        ([32, 31, 1], 3, "sigmoid", None, "_deferred_epoch"),
+        ([32, 32, 1], 3, "sigmoid", None, "_deferred_tiles_epoch"),  # W[1] = BLOCKED_MIN_WEIGHTS
+        ([32, 31, 1], 3, "sigmoid", None, "_deferred_tiles_epoch"),
         ([2, 4, 3, 1], 2, "sigmoid", None, "_batch_epoch"),
-        ([32, 32, 1], 8, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH
+        ([32, 32, 1], 8, "sigmoid", None, "_deferred_tiles_epoch"),  # DEFERRED_MAX_BATCH
         ([32, 32, 1], 9, "sigmoid", None, "_columns_epoch"),
-        ([32, 31, 1], 7, "sigmoid", None, "_deferred_epoch"),
+        ([32, 31, 1], 7, "sigmoid", None, "_deferred_tiles_epoch"),
         ([32, 31, 1], 8, "sigmoid", None, "_columns_epoch"),
-        ([64, 256, 2], 3, "sigmoid", None, "_deferred_epoch"),
-        ([64, 256, 2], 16, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_MAX_BATCH_LARGE, LARGE_W1_WEIGHTS
+        ([64, 256, 2], 2, "sigmoid", None, "_deferred_tiles_epoch"),
+        ([64, 256, 2], 3, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_BLOCKS_MIN_BATCH, LARGE_W1_WEIGHTS
+        ([64, 256, 2], 4, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_BLOCKS_MAX_BATCH
+        ([64, 256, 2], 5, "sigmoid", None, "_deferred_tiles_epoch"),
+        ([64, 255, 2], 4, "sigmoid", None, "_deferred_tiles_epoch"),
+        ([64, 256, 2], 16, "sigmoid", None, "_deferred_tiles_epoch"),  # DEFERRED_MAX_BATCH_LARGE, LARGE_W1_WEIGHTS
         ([64, 255, 2], 16, "sigmoid", None, "_columns_epoch"),
-        ([64, 256, 2], 17, "sigmoid", None, "_deferred_epoch"),  # ... and on to 27, where the tiles do not run
-        ([64, 256, 2], 27, "sigmoid", None, "_deferred_epoch"),
+        ([64, 256, 2], 17, "sigmoid", None, "_deferred_tiles_epoch"),  # ... and on to 27, where the tiles do not run
+        ([64, 256, 2], 27, "sigmoid", None, "_deferred_tiles_epoch"),
         ([64, 256, 2], 28, "sigmoid", None, "_columns_epoch"),  # the tiles: TILES_MAX_PADDING
         ([64, 256, 2], 31, "sigmoid", None, "_columns_epoch"),
-        ([1025, 16, 2], 20, "sigmoid", None, "_deferred_epoch"),  # over TILES_MAX_INPUTS: no tiles
+        ([1025, 16, 2], 20, "sigmoid", None, "_deferred_tiles_epoch"),  # over TILES_MAX_INPUTS: no column tiles
         ([64, 256, 2], 64, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_BATCH_LARGE, LARGE_W1_WEIGHTS
         ([64, 255, 2], 64, "sigmoid", None, "_columns_epoch"),
         ([64, 255, 2], 128, "sigmoid", None, "_columns_epoch_split"),  # SPLIT_MIN_BATCH
@@ -261,17 +265,24 @@ def test_select_epoch_reads_the_thresholds_from_one_block():
     w = T.BLOCKED_MIN_WEIGHTS
     assert select_epoch([w, 1, 1], 1, 0, ACT_CODES["tanh"]) == "_sgd_epoch_blocked"
     assert select_epoch([w - 1, 1, 1], 1, 0, ACT_CODES["tanh"]) != "_sgd_epoch_blocked"
-    for n1 in (w, w - 1):  # one hidden layer: _deferred_epoch below COLUMNS_MIN_BATCH on any W[1]
-        assert select_epoch([1, n1, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    deferred = "_deferred_tiles_epoch"
+    for n1 in (w, w - 1):  # one hidden layer: the deferred update below COLUMNS_MIN_BATCH on any W[1]
+        assert select_epoch([1, n1, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == deferred
     assert select_epoch([1, w - 1, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    assert select_epoch([1, w, 2], T.DEFERRED_MAX_BATCH, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    assert select_epoch([1, w, 2], T.DEFERRED_MAX_BATCH, 0, ACT_CODES["tanh"]) == deferred
     assert select_epoch([1, w, 2], T.DEFERRED_MAX_BATCH + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    # a wide W[1]: _deferred_epoch to DEFERRED_MAX_BATCH_LARGE, and beyond it where the tiles do not run
+    # a wide W[1]: the deferred update to DEFERRED_MAX_BATCH_LARGE, and beyond it where the tiles do
+    # not run; the block passes (_deferred_epoch) from DEFERRED_BLOCKS_MIN_BATCH to _MAX_BATCH
     wide = [1, T.LARGE_W1_WEIGHTS, 2]
-    for batch in range(T.DEFERRED_MAX_BATCH_LARGE + 1, 2 * T.TILES_MIN_BATCH):
-        expected = "_columns_epoch" if _dispatch._tiles_batch(batch) else "_deferred_epoch"
+    for batch in range(2, 2 * T.TILES_MIN_BATCH):
+        if batch > T.DEFERRED_MAX_BATCH_LARGE and _dispatch._tiles_batch(batch):
+            expected = "_columns_epoch"
+        elif T.DEFERRED_BLOCKS_MIN_BATCH <= batch <= T.DEFERRED_BLOCKS_MAX_BATCH:
+            expected = "_deferred_epoch"
+        else:
+            expected = deferred
         assert select_epoch(wide, batch, 0, ACT_CODES["tanh"]) == expected, batch
-    assert select_epoch(wide, T.DEFERRED_MAX_BATCH_LARGE, 0, ACT_CODES["tanh"]) == "_deferred_epoch"
+    assert select_epoch(wide, T.DEFERRED_MAX_BATCH_LARGE, 0, ACT_CODES["tanh"]) == deferred
     assert select_epoch([1, T.LARGE_W1_WEIGHTS - 1, 2], T.DEFERRED_MAX_BATCH_LARGE, 0, ACT_CODES["tanh"]) == (
         "_columns_epoch"
     )

@@ -302,6 +302,7 @@ GRADIENT_DESCENT_BATCH_KERNELS = [
     "_tiny4_batch_epoch",
     "_tiny_batch_epoch",
     "_deferred_epoch",
+    "_deferred_tiles_epoch",
     "_columns_epoch",
     "_batch_epoch",
 ]
@@ -322,10 +323,15 @@ def test_an_overflow_times_a_zero_slope_fails_the_batch_as_plain(kernel, dtype, 
     np.testing.assert_array_equal(p_fast, p0)
 
 
-@pytest.mark.parametrize("batch_size", [1, 8], ids=["per-example (blocked)", "batch 8 (deferred)"])
-def test_inputs_too_large_for_a_gram_term_run_a_kernel_without_one(batch_size):
+@pytest.mark.parametrize(
+    "batch_size, gram",
+    [(1, True), (4, True), (8, False)],
+    ids=["per-example (blocked)", "batch 4 (deferred blocks)", "batch 8 (deferred tiles)"],
+)
+def test_inputs_too_large_for_a_gram_term_run_a_kernel_without_one(batch_size, gram):
     """float32 inputs of 1e19: x_sᵀx_t overflows where the plain kernel's W[1] x does not; the
-    dispatcher runs the row without Gram terms (and agrees with the plain kernel)."""
+    dispatcher runs the row without Gram terms (and agrees with the plain kernel).  The deferred
+    kernel on the register tiles forms no Gram terms: it runs, and agrees."""
     n0 = 8192  # W[1] of 16,384 weights: the blocked per-example and the deferred batch kernels
     W1 = np.zeros((2, n0))
     W1[:, 0] = 1e-19
@@ -336,9 +342,8 @@ def test_inputs_too_large_for_a_gram_term_run_a_kernel_without_one(batch_size):
     X[8, 0], X[8, 1] = 4e19, 1e18
     Y = np.full((16, 1), 0.5, np.float32)
     order = np.arange(16, dtype=np.int64)
-    assert (
-        _dispatch.select_epoch(lay.sizes, batch_size, OUT_CODES["identity"], ACT_CODES["tanh"]) in _dispatch._GRAM_ROWS
-    )
+    selected = _dispatch.select_epoch(lay.sizes, batch_size, OUT_CODES["identity"], ACT_CODES["tanh"])
+    assert (selected in _dispatch._GRAM_ROWS) == gram
     p_fast, p_plain = p0.copy(), p0.copy()
     args = (order, batch_size, np.float32(0.1), ACT_CODES["tanh"], OUT_CODES["identity"])
     res = fast_epoch(p_fast, lay.sizes, X, Y, *args)
@@ -351,7 +356,8 @@ def test_inputs_too_large_for_a_gram_term_run_a_kernel_without_one(batch_size):
 
 
 @pytest.mark.parametrize(
-    "batch_size, kernel", [(1, None), (8, None), (8, "_deferred_epoch"), (8, "_columns_epoch_split")]
+    "batch_size, kernel",
+    [(1, None), (8, None), (8, "_deferred_epoch"), (8, "_deferred_tiles_epoch"), (8, "_columns_epoch_split")],
 )
 def test_no_allocation_per_example_or_batch(batch_size, kernel):
     """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel)."""
@@ -378,8 +384,9 @@ def test_no_allocation_per_example_or_batch(batch_size, kernel):
 # ------------------------------------------------------------------ mini-batches as matrices
 
 # the short-batch kernels: W[1] of an odd and an even number of rows (the deferred passes take two
-# rows at a time), hidden layers of 1, 4 (the four-unit kernel), 5 and 16 units (the lanes); depth 1-3
-SHORT_BATCH_KERNELS = ["_deferred_epoch", "_tiny_batch_epoch", "_tiny4_batch_epoch"]
+# rows at a time), hidden layers of 1, 4 (the four-unit kernel), 5 and 16 units (the lanes; and
+# 9, 16, 37 around the register tiles' strips of 8 float64 or 16 float32 units); depth 1-3
+SHORT_BATCH_KERNELS = ["_deferred_epoch", "_deferred_tiles_epoch", "_tiny_batch_epoch", "_tiny4_batch_epoch"]
 SHORT_BATCH_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [3, 16, 2], [2, 37, 4, 2], [4, 5]]
 # around the blocks of 4 examples; with m = M = 11, last batches of 1, 2, 3 and 6 examples, shorter
 # (fewer blocks) than the batch before them, and one batch of all 11 (3 blocks, the Gram corrections)

@@ -19,6 +19,9 @@ module             kernel                                 strategy
 ``deferred``       ``_deferred_epoch``                    short mini-batches, each batch's W[1]
                                                           update applied in the next batch's
                                                           passes (four examples per pass)
+``deferred_tiles`` ``_deferred_tiles_epoch``              the same deferred update, W[1]'s two
+                                                          products as register tiles over a
+                                                          packed copy of W[1]ᵀ (no Gram terms)
 ``optimizer``      ``_batch_epoch_opt``                   mini-batches with momentum, Adam, L2
 ``columns``        ``_columns_epoch``,                    mini-batches as column matrices (SIMD
                    ``_columns_epoch_opt``,                across the examples; loops, BLAS for
