@@ -65,9 +65,15 @@ __all__ = [
 #: Examples per block of the blocked W[1] passes (the unrolled loops are written for 4).
 BLOCK = 4
 
-#: Per-example SGD defers W[1]'s updates over blocks (``_sgd_epoch_blocked``), and
+#: Per-example SGD defers W[1]'s updates over blocks (``_sgd_epoch_blocked_tiles``), and
 #: mini-batches handle W[1] four examples per pass, when W[1] has at least this many
-#: weights (below, the block bookkeeping costs more than the saved passes).
+#: weights (below, the block bookkeeping costs more than the saved passes).  The blocks of
+#: ``_sgd_epoch_blocked_tiles`` are 8 examples and its W[1] products register tiles over a packed
+#: copy of W[1]ᵀ (fastbp/_fast/blocked_tiles.py): 1.02-1.34x the four-example fused passes it
+#: replaced on 32-32-1, 64-32-1, 64-64-10, 128-128-3, 784-128-10, 256-256-10 and 64-64-32-10
+#: (2026-11-30, AMD EPYC Zen 4, one core, AVX-512 code; 1.00-1.24x with AVX2 code,
+#: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=``; docs/performance-kernels.md, "Short batches on
+#: register tiles").
 BLOCKED_MIN_WEIGHTS = 1024
 
 #: Per-example SGD on nets with one hidden layer runs the tiny kernels (hidden units in
@@ -108,77 +114,60 @@ SPLIT_MIN_WEIGHTS = 2048
 #: hidden units in registers or lanes, as the tiny per-example kernels; ``fastbp/_fast/tiny.py``):
 #: ``_tiny4_batch_epoch`` where ``_tiny4_epoch`` runs per example, for batches of up to
 #: TINY4_MAX_BATCH examples; ``_tiny_batch_epoch`` where ``_tiny_epoch`` does, for batches of up
-#: to TINY_MAX_BATCH (TINY_MAX_BATCH_NARROW on nets of at most TINY_NARROW_INPUTS inputs).
+#: to TINY_MAX_BATCH_NARROW on nets of at most TINY_NARROW_INPUTS inputs.
 #: Measured with ``taskset -c 1 python tools/columns_sweep.py --nets 2-16-1 8-16-3 16-4-1 5-4-1
 #: 16-17-3 4-32-2 --batches 2 4 6 8`` after the tiny kernels' tanh and σ became shorter and the
 #: per-example passes ran inlined (2026-11-29, docs/performance-kernels.md): the four-unit kernel
 #: 2.5-4x the column kernel and ``_deferred_epoch`` up to batch 8 on 5-4-1 (18.0 M against 6.9 M
 #: examples/s at 8, float32), level with both on 16-4-1; the lane kernel 1.5-1.8x them up to 8 on
 #: 2-16-1, but on 8-16-3 only at batch 2 (``_deferred_epoch`` 1.1x it at 4-6, the column kernel
-#: 1.2x at 8).
+#: 1.2x at 8).  Since ``_deferred_tiles_epoch`` (2026-11-30, same machine, one core,
+#: ``--nets 2-16-1 5-16-3 16-16-1 8-16-3 5-4-1 16-4-1 2-4-1 --batches 2 3 4 6 8``): the lane kernel
+#: stays 1.04-1.2x it on 2-16-1, but on more than TINY_NARROW_INPUTS inputs it lost (8-16-3,
+#: 16-16-1: 1.15-1.67x for the deferred kernel at 2-3; 5-16-3 0.93-1.06x), so it runs only on nets
+#: of at most TINY_NARROW_INPUTS inputs; the four-unit kernel keeps its batches (2.3-2.9x on 2-4-1
+#: and 5-4-1; on 16-4-1 1.1-1.7x in float32, 0.74-0.99x in float64).
 TINY4_MAX_BATCH = 8
-TINY_MAX_BATCH = 3
 TINY_MAX_BATCH_NARROW = 8
 TINY_NARROW_INPUTS = 4
 
-#: Short mini-batches on nets with a wide W[1] run ``_deferred_epoch`` (each batch's W[1] update
-#: applied in the next batch's passes, four examples per pass over W[1], as per-example SGD
-#: does): batches of up to DEFERRED_MAX_BATCH examples on a W[1] of at least
-#: BLOCKED_MIN_WEIGHTS weights, of up to DEFERRED_MAX_BATCH_LARGE on one of at least
-#: LARGE_W1_WEIGHTS.  Measured against the kernels it replaced (``taskset -c 1 python
-#: tools/columns_sweep.py --batches 2 4 8 16 32``, docs/performance-kernels.md): 1.3-2.2x
-#: ``_batch_epoch`` and the retired tiled kernel at batch 2-3 on 64-32-1 … 784-128-10; at batch 4
-#: 1.3-1.9x the column kernel on 64-32-1 and 64-64-10, 1.2-2.2x at batch 4-16 on 128-128-3,
-#: 784-128-10 and 256-256-10, about even at 32.  With the per-example passes after W[1] inlined
-#: (2026-11-29) it is 1.1-1.3x the column kernel at batch 8 on 64-32-1 and 64-64-10 (3.24 M
-#: against 2.50 M examples/s on 64-32-1 float32), 0.75-0.9x at 16.
-#: On a W[1] of LARGE_W1_WEIGHTS it also runs the batches from there to TILES_MIN_BATCH that the
-#: tiles do not take (17-27: the column kernel's last strip would be mostly padding): 1.2-1.35x
-#: the column kernel at 20 and 24 on 784-128-10 and 256-256-10 (2026-11-30, AMD EPYC Zen 4, one
-#: core; ``taskset -c 1 python tools/columns_sweep.py --nets 784-128-10 256-256-10 --batches 20 24``).
-#: Measured on one hidden layer; deeper nets with a wide W[1], and nets of more than
-#: TILES_MAX_INPUTS inputs (17-31: the tiles never run there), take the same rule unmeasured.
-DEFERRED_MAX_BATCH = 8
+#: Short mini-batches run ``_deferred_tiles_epoch`` (each batch's W[1] update deferred to the
+#: start of the next batch, W[1]'s two products as register tiles over a packed copy of W[1]ᵀ:
+#: fastbp/_fast/deferred_tiles.py): every batch of up to DEFERRED_MAX_BATCH_DEEP examples on any
+#: net; up to DEFERRED_MAX_BATCH on one hidden layer, and on a W[1] of at least LARGE_W1_WEIGHTS
+#: at any depth; up to DEFERRED_MAX_BATCH_LARGE on one hidden layer with such a W[1]; and on a
+#: W[1] of at least BLOCKED_MIN_WEIGHTS every batch from there to TILES_MIN_BATCH that the column
+#: kernel's tiles do not take (17-27: its last strip would be mostly padding).  Measured
+#: 2026-11-30 (AMD EPYC Zen 4, AVX-512, one core; ``taskset -c 1 python tools/columns_sweep.py
+#: --nets … --batches …``, the "deferred tiles" column against what ran before;
+#: docs/performance-kernels.md, "Short batches on register tiles"):
+#:
+#: * against ``_deferred_epoch`` (the same update, four examples per fused pass over W[1]'s rows,
+#:   now retired): 1.2-1.9x at batches 2-24 on 16-17-3, 4-32-2, 8-16-3, 64-32-1, 64-64-10,
+#:   1.05-1.35x on 128-128-3, 784-128-10, 256-256-10 from batch 6; at 3-4 on those 0.99-1.34x
+#:   (batch 3's product padded to a tile of 4 rows) but 0.92 on 784-128-10 float32 at 4;
+#: * against the column kernel at 8-15 on one hidden layer: 1.3-1.8x on 64-32-1, 64-64-10,
+#:   32-32-1, 4-32-2, 1.0-1.25x on 8-16-3, 0.92-1.17x on 16-17-3; at 16 it loses on 64-64-10
+#:   (0.9x) but wins on 128-128-3, 784-128-10, 256-256-10 (1.07-1.21x); at 20-24 1.0-1.22x on
+#:   W[1] ≥ BLOCKED_MIN_WEIGHTS, 0.6-0.78x on narrower ones;
+#: * two or three hidden layers (64-64-32-10, 32-64-64-1, 100-50-50-5, 16-32-32-3, 5-16-16-3,
+#:   8-8-8-1): 1.06-2.35x the column kernel and ``_batch_epoch`` at 2-6 (0.92x on 16-32-32-3
+#:   float32 at 2), 0.76-1.08x at 8; 784-256-128-10 1.3-1.5x at 8-12, 0.84-0.88x at 16, 1.05-1.11x
+#:   at 20.
+DEFERRED_MAX_BATCH_DEEP = 7
+DEFERRED_MAX_BATCH = 15
 DEFERRED_MAX_BATCH_LARGE = 16
 
-#: On a narrower W[1], with one hidden layer, ``_deferred_epoch`` runs every batch shorter than
-#: COLUMNS_MIN_BATCH that no tiny kernel takes: ``taskset -c 1 python tools/columns_sweep.py
-#: --nets 16-17-3 4-32-2 8-16-3 64-32-1 --batches 2 3 4`` (2026-11-29), 1.1-2.0x ``_batch_epoch``
-#: at batch 2-4 on 16-17-3 and 4-32-2 (2.61 M against 1.83 M examples/s on 16-17-3 float32 at
-#: 3), and 1.3-1.8x the column kernel at 4-6 (the sweep of TINY4_MAX_BATCH).  Two hidden layers
-#: keep ``_batch_epoch`` (16-32-32-3 at batch 4: 1.34 M against 1.14 M, with its per-example
-#: passes inlined).
-
-#: Where ``_deferred_epoch`` runs, ``_deferred_tiles_epoch`` (the same deferred update, W[1]'s
-#: products as register tiles over a packed copy of W[1]ᵀ: no reductions, no Gram corrections)
-#: runs instead, except batches of DEFERRED_BLOCKS_MIN_BATCH to DEFERRED_BLOCKS_MAX_BATCH
-#: examples on a W[1] of at least LARGE_W1_WEIGHTS: a tile of 3-4 examples loads each weight for
-#: 3-4 FMAs, the block passes' fused update and product for 8.  Measured 2026-11-30 (AMD EPYC
-#: Zen 4, AVX-512, one core; ``taskset -c 1 python tools/columns_sweep.py --nets 16-17-3 4-32-2
-#: 8-16-3 64-32-1 64-64-10 128-128-3 784-128-10 256-256-10 --batches 2 3 4 6 8 12 16 24``,
-#: "deferred tiles" against "deferred"; docs/performance-kernels.md, "Short batches on register
-#: tiles"): 1.2-1.9x on the nets up to 64-64-10 at every batch; on 128-128-3, 784-128-10 and
-#: 256-256-10 1.05-1.3x from batch 6, 0.73-0.97x at 3-4.
-DEFERRED_BLOCKS_MIN_BATCH = 3
-DEFERRED_BLOCKS_MAX_BATCH = 4
-
-#: ``_deferred_epoch`` can run batches of at most this many examples (its Gram corrections grow
-#: as the square of a batch's blocks; its workspace as the batch).
+#: ``_deferred_tiles_epoch`` can run batches of at most this many examples (its workspace grows
+#: as the batch).
 DEFERRED_BATCH_CAP = 64
 
 
-#: Gradient-descent mini-batches of at least this many examples run the column kernel
-#: (``_columns_epoch``: the batch as matrices, one column per example, SIMD across the examples;
-#: larger ones also split: SPLIT_MIN_BATCH) on a net of one hidden layer; shorter ones run
-#: ``_deferred_epoch`` there (DEFERRED_MAX_BATCH), 1.3-1.8x the column kernel at batch 4-6 since
-#: its per-example passes run inlined (2026-11-29: ``taskset -c 1 python tools/columns_sweep.py
-#: --nets 16-17-3 4-32-2 8-16-3 --batches 4 6 8``, 2.77 M against 1.79 M examples/s on 16-17-3
-#: float32 at 4; level at 8).  With more hidden layers the column kernel runs from
-#: COLUMNS_MIN_BATCH_DEEP (and ``_deferred_epoch`` before it on a wide W[1]); the batches below
-#: it run ``_batch_epoch``, as fast or faster there (batch 2-4 on 5-16-3, 33-37-3, 64-64-10:
-#: 0.7-1.1x; batch 8: 1.2-5x for the columns).
-COLUMNS_MIN_BATCH = 8
-COLUMNS_MIN_BATCH_DEEP = 4
+#: Every other unweighted gradient-descent mini-batch runs the column kernel (``_columns_epoch``:
+#: the batch as matrices, one column per example, SIMD across the examples; larger ones also
+#: split: SPLIT_MIN_BATCH); weighted ones run ``_batch_epoch``.  (The column kernel's own lower
+#: bounds, COLUMNS_MIN_BATCH = 8 on one hidden layer and 4 on more, where it had beaten
+#: ``_batch_epoch``, were retired with ``_deferred_tiles_epoch``, which takes every shorter batch.)
 
 #: The same for the optimizer epochs (``_columns_epoch_opt`` from here, ``_batch_epoch_opt``
 #: below), re-measured 2026-11-30 with Adam (``taskset -c 1 python tools/columns_sweep.py
@@ -440,8 +429,7 @@ def _tiny4_batch_pays(c: Case) -> bool:
 
 
 def _tiny_batch_pays(c: Case) -> bool:
-    max_batch = TINY_MAX_BATCH_NARROW if c.sizes[0] <= TINY_NARROW_INPUTS else TINY_MAX_BATCH
-    return c.batch_size <= max_batch and c.sizes[0] <= TINY_MAX_INPUTS
+    return c.batch_size <= TINY_MAX_BATCH_NARROW and c.sizes[0] <= TINY_NARROW_INPUTS
 
 
 def _columns_rows(c: Case) -> bool:
@@ -461,18 +449,16 @@ def _deferred_rows(c: Case) -> bool:
 
 
 def _deferred_pays(c: Case) -> bool:
-    if c.w1 < BLOCKED_MIN_WEIGHTS:
-        return len(c.sizes) == 3 and c.batch_size < COLUMNS_MIN_BATCH
-    if c.w1 < LARGE_W1_WEIGHTS:
-        return c.batch_size <= DEFERRED_MAX_BATCH
-    # a wide W[1]: also every batch under TILES_MIN_BATCH that the tiles do not take
-    return c.batch_size <= DEFERRED_MAX_BATCH_LARGE or (
-        c.batch_size < TILES_MIN_BATCH and not uses_tiles(c.sizes, c.batch_size)
-    )
-
-
-def _deferred_blocks_pay(c: Case) -> bool:
-    return c.w1 >= LARGE_W1_WEIGHTS and DEFERRED_BLOCKS_MIN_BATCH <= c.batch_size <= DEFERRED_BLOCKS_MAX_BATCH
+    b = c.batch_size
+    one_hidden = len(c.sizes) == 3
+    if b <= DEFERRED_MAX_BATCH_DEEP:
+        return True
+    if not one_hidden and c.w1 < LARGE_W1_WEIGHTS:
+        return False
+    if b <= DEFERRED_MAX_BATCH or (one_hidden and c.w1 >= LARGE_W1_WEIGHTS and b <= DEFERRED_MAX_BATCH_LARGE):
+        return True
+    # from there to TILES_MIN_BATCH, the batches the column kernel's tiles do not take
+    return c.w1 >= BLOCKED_MIN_WEIGHTS and b < TILES_MIN_BATCH and not uses_tiles(c.sizes, b)
 
 
 #: The fast gradient-descent epochs, in order of preference: the first whose ``requires`` and
@@ -480,10 +466,11 @@ def _deferred_blocks_pay(c: Case) -> bool:
 #: ``_sgd_epoch`` every unweighted 1).  Each ``requires`` states whether the row takes weights.
 FAST_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
-        "_sgd_epoch_blocked",
-        "fastbp._fast.blocked",
-        requires=lambda c: _per_example_sgd(c) and c.sizes[0] >= BLOCK,  # weights: no
-        prefers=lambda c: c.w1 >= BLOCKED_MIN_WEIGHTS,
+        "_sgd_epoch_blocked_tiles",
+        "fastbp._fast.blocked_tiles",
+        requires=_per_example_sgd,  # weights: no
+        # (narrow inputs unmeasured since the kernel it replaced needed n_0 ≥ BLOCK)
+        prefers=lambda c: c.w1 >= BLOCKED_MIN_WEIGHTS and c.sizes[0] >= BLOCK,
         call=_per_example,
     ),
     FastEpoch(
@@ -530,13 +517,6 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         "_deferred_tiles_epoch",
         "fastbp._fast.deferred_tiles",
         requires=_deferred_rows,  # weights: no
-        prefers=lambda c: _deferred_pays(c) and not _deferred_blocks_pay(c),
-        call=_batch_kernel,
-    ),
-    FastEpoch(
-        "_deferred_epoch",
-        "fastbp._fast.deferred",
-        requires=_deferred_rows,  # weights: no
         prefers=_deferred_pays,
         call=_batch_kernel,
     ),
@@ -544,7 +524,6 @@ FAST_EPOCHS: tuple[FastEpoch, ...] = (
         "_columns_epoch",
         "fastbp._fast.columns",
         requires=_columns_rows,  # weights: no
-        prefers=lambda c: c.batch_size >= (COLUMNS_MIN_BATCH if len(c.sizes) == 3 else COLUMNS_MIN_BATCH_DEEP),
         call=_columns,
         tiles=True,
     ),
@@ -726,8 +705,7 @@ def _threaded(threads: bool | None) -> bool:
 _GRAM_ROWS = {
     "_tiny4_epoch": "_sgd_epoch",
     "_tiny_epoch": "_sgd_epoch",
-    "_sgd_epoch_blocked": "_sgd_epoch",
-    "_deferred_epoch": "_batch_epoch",
+    "_sgd_epoch_blocked_tiles": "_sgd_epoch",
 }
 
 

@@ -62,36 +62,41 @@ def _requiring(row):
         ([5, 16, 3], 1, "sigmoid", None, "_tiny_epoch"),
         ([2, 17, 1], 1, "sigmoid", None, "_sgd_epoch"),
         ([2, 4, 3, 1], 1, "sigmoid", None, "_sgd_epoch"),
-        ([32, 32, 1], 1, "sigmoid", None, "_sgd_epoch_blocked"),  # W[1] = BLOCKED_MIN_WEIGHTS
+        ([32, 32, 1], 1, "sigmoid", None, "_sgd_epoch_blocked_tiles"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 1, "sigmoid", None, "_sgd_epoch"),
         ([4, 4, 1], 8, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY4_MAX_BATCH
-        ([4, 4, 1], 9, "sigmoid", None, "_columns_epoch"),
+        ([4, 4, 1], 9, "sigmoid", None, "_deferred_tiles_epoch"),
+        ([4, 4, 1], 15, "sigmoid", None, "_deferred_tiles_epoch"),  # DEFERRED_MAX_BATCH
+        ([4, 4, 1], 16, "sigmoid", None, "_columns_epoch"),
         ([5, 4, 1], 8, "sigmoid", None, "_tiny4_batch_epoch"),  # TINY4_MAX_BATCH on any inputs
-        ([5, 4, 1], 9, "sigmoid", None, "_columns_epoch"),
+        ([5, 4, 1], 9, "sigmoid", None, "_deferred_tiles_epoch"),
         ([4, 5, 2], 8, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_BATCH_NARROW, TINY_NARROW_INPUTS
-        ([5, 5, 2], 3, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_BATCH
+        ([5, 5, 2], 3, "sigmoid", None, "_deferred_tiles_epoch"),  # over TINY_NARROW_INPUTS: no lanes
         ([5, 5, 2], 4, "sigmoid", None, "_deferred_tiles_epoch"),
         ([2, 4, 1], 2, "softmax", None, "_tiny_batch_epoch"),  # softmax: not the four-unit kernel
         ([128, 4, 1], 4, "sigmoid", None, "_tiny4_batch_epoch"),  # n_0 n_1 = TINY4_MAX_WEIGHTS
         ([129, 4, 1], 4, "sigmoid", None, "_deferred_tiles_epoch"),
-        ([16, 16, 3], 3, "sigmoid", None, "_tiny_batch_epoch"),  # TINY_MAX_INPUTS, TINY_MAX_HIDDEN
+        ([16, 16, 3], 3, "sigmoid", None, "_deferred_tiles_epoch"),
         ([17, 16, 3], 3, "sigmoid", None, "_deferred_tiles_epoch"),
         ([16, 17, 3], 2, "sigmoid", None, "_deferred_tiles_epoch"),
         ([16, 17, 3], 2, "sigmoid", True, "_columns_epoch_split"),
-        ([2, 4, 3, 1], 4, "sigmoid", None, "_columns_epoch"),  # two hidden layers: COLUMNS_MIN_BATCH_DEEP
-        ([2, 4, 3, 1], 3, "sigmoid", None, "_batch_epoch"),  # two hidden layers: no _deferred_epoch
+        ([2, 4, 3, 1], 7, "sigmoid", None, "_deferred_tiles_epoch"),  # two hidden layers: DEFERRED_MAX_BATCH_DEEP
+        ([2, 4, 3, 1], 8, "sigmoid", None, "_columns_epoch"),
+        ([2, 4, 3, 1], 3, "sigmoid", None, "_deferred_tiles_epoch"),
         ([32, 32, 1], 3, "sigmoid", None, "_deferred_tiles_epoch"),  # W[1] = BLOCKED_MIN_WEIGHTS
         ([32, 31, 1], 3, "sigmoid", None, "_deferred_tiles_epoch"),
-        ([2, 4, 3, 1], 2, "sigmoid", None, "_batch_epoch"),
+        ([2, 4, 3, 1], 2, "sigmoid", None, "_deferred_tiles_epoch"),
         ([32, 32, 1], 8, "sigmoid", None, "_deferred_tiles_epoch"),  # DEFERRED_MAX_BATCH
-        ([32, 32, 1], 9, "sigmoid", None, "_columns_epoch"),
+        ([32, 32, 1], 15, "sigmoid", None, "_deferred_tiles_epoch"),
+        ([32, 32, 1], 16, "sigmoid", None, "_columns_epoch"),  # the column kernel's tiles
+        ([32, 32, 1], 20, "sigmoid", None, "_deferred_tiles_epoch"),  # ... not at 17-27, on W[1] ≥ BLOCKED_MIN_WEIGHTS
+        ([32, 31, 1], 20, "sigmoid", None, "_columns_epoch"),
         ([32, 31, 1], 7, "sigmoid", None, "_deferred_tiles_epoch"),
-        ([32, 31, 1], 8, "sigmoid", None, "_columns_epoch"),
+        ([32, 31, 1], 8, "sigmoid", None, "_deferred_tiles_epoch"),
         ([64, 256, 2], 2, "sigmoid", None, "_deferred_tiles_epoch"),
-        ([64, 256, 2], 3, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_BLOCKS_MIN_BATCH, LARGE_W1_WEIGHTS
-        ([64, 256, 2], 4, "sigmoid", None, "_deferred_epoch"),  # DEFERRED_BLOCKS_MAX_BATCH
-        ([64, 256, 2], 5, "sigmoid", None, "_deferred_tiles_epoch"),
-        ([64, 255, 2], 4, "sigmoid", None, "_deferred_tiles_epoch"),
+        ([64, 256, 2, 2], 15, "sigmoid", None, "_deferred_tiles_epoch"),  # deeper, LARGE_W1_WEIGHTS: DEFERRED_MAX_BATCH
+        ([64, 256, 2, 2], 16, "sigmoid", None, "_columns_epoch"),
+        ([64, 255, 2, 2], 8, "sigmoid", None, "_columns_epoch"),  # deeper, narrower: DEFERRED_MAX_BATCH_DEEP
         ([64, 256, 2], 16, "sigmoid", None, "_deferred_tiles_epoch"),  # DEFERRED_MAX_BATCH_LARGE, LARGE_W1_WEIGHTS
         ([64, 255, 2], 16, "sigmoid", None, "_columns_epoch"),
         ([64, 256, 2], 17, "sigmoid", None, "_deferred_tiles_epoch"),  # ... and on to 27, where the tiles do not run
@@ -263,35 +268,36 @@ def _train_in_child(p, sizes, X, Y, order):
 def test_select_epoch_reads_the_thresholds_from_one_block():
     """The rows' numbers are the module's named thresholds (changing one moves the boundary)."""
     w = T.BLOCKED_MIN_WEIGHTS
-    assert select_epoch([w, 1, 1], 1, 0, ACT_CODES["tanh"]) == "_sgd_epoch_blocked"
-    assert select_epoch([w - 1, 1, 1], 1, 0, ACT_CODES["tanh"]) != "_sgd_epoch_blocked"
+    tanh = ACT_CODES["tanh"]
+    assert select_epoch([w, 1, 1], 1, 0, tanh) == "_sgd_epoch_blocked_tiles"
+    assert select_epoch([w - 1, 1, 1], 1, 0, tanh) != "_sgd_epoch_blocked_tiles"
     deferred = "_deferred_tiles_epoch"
-    for n1 in (w, w - 1):  # one hidden layer: the deferred update below COLUMNS_MIN_BATCH on any W[1]
-        assert select_epoch([1, n1, 2], T.COLUMNS_MIN_BATCH - 1, 0, ACT_CODES["tanh"]) == deferred
-    assert select_epoch([1, w - 1, 2], T.COLUMNS_MIN_BATCH, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    assert select_epoch([1, w, 2], T.DEFERRED_MAX_BATCH, 0, ACT_CODES["tanh"]) == deferred
-    assert select_epoch([1, w, 2], T.DEFERRED_MAX_BATCH + 1, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    # a wide W[1]: the deferred update to DEFERRED_MAX_BATCH_LARGE, and beyond it where the tiles do
-    # not run; the block passes (_deferred_epoch) from DEFERRED_BLOCKS_MIN_BATCH to _MAX_BATCH
+    for n1 in (w, w - 1):  # one hidden layer: the deferred update to DEFERRED_MAX_BATCH on any W[1]
+        assert select_epoch([1, n1, 2], T.DEFERRED_MAX_BATCH, 0, tanh) == deferred
+        assert select_epoch([1, n1, 2], T.DEFERRED_MAX_BATCH + 1, 0, tanh) == "_columns_epoch"  # (16: tiles)
+    # from there to TILES_MIN_BATCH, where the column kernel's tiles do not run, on W[1] ≥ BLOCKED_MIN_WEIGHTS
+    for batch in range(T.DEFERRED_MAX_BATCH + 1, 2 * T.TILES_MIN_BATCH):
+        tiles = _dispatch._tiles_batch(batch)
+        assert select_epoch([1, w, 2], batch, 0, tanh) == ("_columns_epoch" if tiles else deferred), batch
+        assert select_epoch([1, w - 1, 2], batch, 0, tanh) == "_columns_epoch", batch
+    # more hidden layers: to DEFERRED_MAX_BATCH_DEEP; with a wide W[1] to DEFERRED_MAX_BATCH
+    assert select_epoch([1, 2, 2, 2], T.DEFERRED_MAX_BATCH_DEEP, 0, tanh) == deferred
+    assert select_epoch([1, 2, 2, 2], T.DEFERRED_MAX_BATCH_DEEP + 1, 0, tanh) == "_columns_epoch"
+    assert select_epoch([1, T.LARGE_W1_WEIGHTS, 2, 2], T.DEFERRED_MAX_BATCH, 0, tanh) == deferred
+    assert select_epoch([1, T.LARGE_W1_WEIGHTS, 2, 2], T.DEFERRED_MAX_BATCH + 1, 0, tanh) == "_columns_epoch"
+    # one hidden layer with a wide W[1]: to DEFERRED_MAX_BATCH_LARGE
     wide = [1, T.LARGE_W1_WEIGHTS, 2]
     for batch in range(2, 2 * T.TILES_MIN_BATCH):
-        if batch > T.DEFERRED_MAX_BATCH_LARGE and _dispatch._tiles_batch(batch):
-            expected = "_columns_epoch"
-        elif T.DEFERRED_BLOCKS_MIN_BATCH <= batch <= T.DEFERRED_BLOCKS_MAX_BATCH:
-            expected = "_deferred_epoch"
-        else:
-            expected = deferred
-        assert select_epoch(wide, batch, 0, ACT_CODES["tanh"]) == expected, batch
-    assert select_epoch(wide, T.DEFERRED_MAX_BATCH_LARGE, 0, ACT_CODES["tanh"]) == deferred
-    assert select_epoch([1, T.LARGE_W1_WEIGHTS - 1, 2], T.DEFERRED_MAX_BATCH_LARGE, 0, ACT_CODES["tanh"]) == (
-        "_columns_epoch"
-    )
-    assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH_DEEP, 0, ACT_CODES["tanh"]) == "_columns_epoch"
-    assert select_epoch([1, 2, 2, 2], T.COLUMNS_MIN_BATCH_DEEP - 1, 0, ACT_CODES["tanh"]) == "_batch_epoch"
-    lanes = ((T.TINY_NARROW_INPUTS, T.TINY_MAX_BATCH_NARROW), (T.TINY_NARROW_INPUTS + 1, T.TINY_MAX_BATCH))
-    for n0, batch in lanes:
-        assert select_epoch([n0, 2, 2], batch, 0, ACT_CODES["tanh"]) == "_tiny_batch_epoch"
-        assert select_epoch([n0, 2, 2], batch + 1, 0, ACT_CODES["tanh"]) != "_tiny_batch_epoch"
+        expected = (
+            "_columns_epoch" if batch > T.DEFERRED_MAX_BATCH_LARGE and _dispatch._tiles_batch(batch) else deferred
+        )
+        assert select_epoch(wide, batch, 0, tanh) == expected, batch
+    assert select_epoch(wide, T.DEFERRED_MAX_BATCH_LARGE, 0, tanh) == deferred
+    assert select_epoch([1, T.LARGE_W1_WEIGHTS - 1, 2], T.DEFERRED_MAX_BATCH_LARGE, 0, tanh) == "_columns_epoch"
+    n0 = T.TINY_NARROW_INPUTS  # the lanes: at most TINY_NARROW_INPUTS inputs, TINY_MAX_BATCH_NARROW examples
+    assert select_epoch([n0, 2, 2], T.TINY_MAX_BATCH_NARROW, 0, tanh) == "_tiny_batch_epoch"
+    assert select_epoch([n0, 2, 2], T.TINY_MAX_BATCH_NARROW + 1, 0, tanh) != "_tiny_batch_epoch"
+    assert select_epoch([n0 + 1, 2, 2], 2, 0, tanh) != "_tiny_batch_epoch"
     assert select_epoch([5, 4, 1], T.TINY4_MAX_BATCH, OUT_CODES["sigmoid"], ACT_CODES["tanh"]) == "_tiny4_batch_epoch"
     assert (
         select_epoch([5, 4, 1], T.TINY4_MAX_BATCH + 1, OUT_CODES["sigmoid"], ACT_CODES["tanh"]) != "_tiny4_batch_epoch"
@@ -324,8 +330,9 @@ def test_every_registered_row_is_selected_somewhere():
     for sizes, bs, out in _grid():
         for threads in (None, True):
             chosen.add(select_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"], threads))
+        chosen.add(select_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"], weighted=True))  # _batch_epoch
         chosen.add(T.select_optimizer_epoch(sizes, bs, OUT_CODES[out], ACT_CODES["tanh"]))
-    for bs in (3, 64):  # a large W[1]: the deferred row (batch < 4), the split rows (batch ≥ 64)
+    for bs in (3, 64):  # a large W[1]: the deferred row (short batches), the split rows (batch ≥ 64)
         chosen.add(select_epoch([64, 256, 2], bs, 0, ACT_CODES["tanh"]))
         chosen.add(T.select_optimizer_epoch([64, 256, 2], bs, 0, ACT_CODES["tanh"]))
     assert {row.name for row in FAST_EPOCHS + FAST_OPTIMIZER_EPOCHS} <= chosen

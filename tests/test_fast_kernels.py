@@ -301,7 +301,6 @@ OVERFLOW_TIMES_ZERO = [
 GRADIENT_DESCENT_BATCH_KERNELS = [
     "_tiny4_batch_epoch",
     "_tiny_batch_epoch",
-    "_deferred_epoch",
     "_deferred_tiles_epoch",
     "_columns_epoch",
     "_batch_epoch",
@@ -325,8 +324,8 @@ def test_an_overflow_times_a_zero_slope_fails_the_batch_as_plain(kernel, dtype, 
 
 @pytest.mark.parametrize(
     "batch_size, gram",
-    [(1, True), (4, True), (8, False)],
-    ids=["per-example (blocked)", "batch 4 (deferred blocks)", "batch 8 (deferred tiles)"],
+    [(1, True), (8, False)],
+    ids=["per-example (blocked)", "batch 8 (deferred)"],
 )
 def test_inputs_too_large_for_a_gram_term_run_a_kernel_without_one(batch_size, gram):
     """float32 inputs of 1e19: x_sᵀx_t overflows where the plain kernel's W[1] x does not; the
@@ -357,7 +356,7 @@ def test_inputs_too_large_for_a_gram_term_run_a_kernel_without_one(batch_size, g
 
 @pytest.mark.parametrize(
     "batch_size, kernel",
-    [(1, None), (8, None), (8, "_deferred_epoch"), (8, "_deferred_tiles_epoch"), (8, "_columns_epoch_split")],
+    [(1, None), (8, None), (8, "_deferred_tiles_epoch"), (8, "_columns_epoch_split")],
 )
 def test_no_allocation_per_example_or_batch(batch_size, kernel):
     """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel)."""
@@ -386,7 +385,7 @@ def test_no_allocation_per_example_or_batch(batch_size, kernel):
 # the short-batch kernels: W[1] of an odd and an even number of rows (the deferred passes take two
 # rows at a time), hidden layers of 1, 4 (the four-unit kernel), 5 and 16 units (the lanes; and
 # 9, 16, 37 around the register tiles' strips of 8 float64 or 16 float32 units); depth 1-3
-SHORT_BATCH_KERNELS = ["_deferred_epoch", "_deferred_tiles_epoch", "_tiny_batch_epoch", "_tiny4_batch_epoch"]
+SHORT_BATCH_KERNELS = ["_deferred_tiles_epoch", "_tiny_batch_epoch", "_tiny4_batch_epoch"]
 SHORT_BATCH_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [3, 16, 2], [2, 37, 4, 2], [4, 5]]
 # around the blocks of 4 examples; with m = M = 11, last batches of 1, 2, 3 and 6 examples, shorter
 # (fewer blocks) than the batch before them, and one batch of all 11 (3 blocks, the Gram corrections)
@@ -624,8 +623,9 @@ def test_threaded_results_bit_identical_for_any_thread_count(tmp_path):
             lambda T: (np.zeros(40, T), 4, 8, 32, np.zeros(4, T), np.zeros(8, T), np.zeros(4, T), np.zeros(8, T)),
         ),
         (
-            "_block_pass",
+            "_block_pass_grad",
             lambda T: (
+                np.zeros(40, T),
                 np.zeros(40, T),
                 4,
                 8,
@@ -646,10 +646,10 @@ def test_float32_loops_have_no_float64_arithmetic(name, args):
     from numba import njit
 
     from fastbp import activations, losses
-    from fastbp._fast import _passes, blocked
+    from fastbp._fast import _passes
     from fastbp._jit import JIT_VEC
 
-    home = next(mod for mod in (_passes, blocked, activations, losses) if hasattr(mod, name))
+    home = next(mod for mod in (_passes, activations, losses) if hasattr(mod, name))
     fn = njit(**{**JIT_VEC, "cache": False})(getattr(home, name).py_func)
     fn(*args(np.float32))
     text = fn.inspect_llvm(fn.signatures[0])

@@ -145,9 +145,9 @@ for kernel, batch_size in [(k.split(":")[0], int(k.split(":")[1])) for k in sys.
         print(kernel, np.dtype(dtype).name, hashlib.sha256(p.tobytes()).hexdigest())
 """
 
-#: kernel:batch size: the kernels with the block passes over W[1], and the deferred kernel on the
-#: register tiles (a called helper, :func:`fastbp._fast._tiles._strips`).
-CACHED_KERNELS = ["_sgd_epoch_blocked:1", "_deferred_epoch:4", "_deferred_tiles_epoch:4"]
+#: kernel:batch size: the kernels whose W[1] passes were once compiled apart (the blocked and
+#: deferred kernels, now on the register tiles: a called helper, :func:`fastbp._fast._tiles._strips`).
+CACHED_KERNELS = ["_sgd_epoch_blocked_tiles:1", "_deferred_tiles_epoch:4"]
 
 
 #: Two epochs of the split optimizer kernel (on its one-thread twin) for each case in argv

@@ -80,7 +80,7 @@ def _run(case, cache_dir) -> dict:
 
 
 def _epoch_kernels(compiled: dict) -> list[str]:
-    """The compiled epoch kernels of the fast modules (``_sgd_epoch``, ``_sgd_epoch_blocked``, …)."""
+    """The compiled epoch kernels of the fast modules (``_sgd_epoch``, ``_sgd_epoch_blocked_tiles``, …)."""
     return [k for k in compiled if "_epoch" in k.split(".")[-1] and not k.startswith("loops.")]
 
 

@@ -4,17 +4,16 @@ For each net, dtype and batch size: examples/s of one epoch of the dispatcher's 
 epoch (batch 1) and of the column kernel ``_columns_epoch`` four ways (its loops for every
 layer, BLAS for every layer, its ``_tiles`` twin: register tiles for every layer, and as
 dispatched: the twin where ``_dispatch.uses_tiles``, else BLAS from ``_dispatch.blas_min_weights``),
-of the per-example-pass batch kernel ``_batch_epoch`` it replaced, of the two deferred-update
-kernels (``_deferred_epoch``, ``_deferred_tiles_epoch``) and of the tiny batch kernels; the
+of the per-example-pass batch kernel ``_batch_epoch`` it replaced, of the deferred-update kernel
+``_deferred_tiles_epoch`` and of the tiny batch kernels; the
 last column is what the dispatcher runs over the per-example path (issue 12's goal 1: at least
 1).  Best of ``--repeats`` epochs, tanh hidden units, σ output (softmax for several outputs).  Pin it to one core::
 
     taskset -c 1 python tools/columns_sweep.py
     taskset -c 1 python tools/columns_sweep.py --nets 2-4-1 16-16-1 --batches 4 8 --dtypes float32
 
-It re-measures the thresholds ``COLUMNS_MIN_BATCH``, ``BLAS_MIN_WEIGHTS``, ``TILES_MIN_BATCH``,
-``DEFERRED_MAX_BATCH``, ``DEFERRED_BLOCKS_MIN_BATCH`` … ``_MAX_BATCH`` and ``TINY_MAX_BATCH`` of
-:mod:`fastbp._dispatch`.  With ``--optimizer``
+It re-measures the thresholds ``BLAS_MIN_WEIGHTS``, ``TILES_MIN_BATCH``, ``DEFERRED_MAX_BATCH``
+(and ``_DEEP``, ``_LARGE``) and ``TINY_MAX_BATCH_NARROW`` of :mod:`fastbp._dispatch`.  With ``--optimizer``
 (Adam, the estimators' default) it times the optimizer rows instead, ``_columns_epoch_opt``
 against ``_batch_epoch_opt`` and what :func:`fastbp._dispatch.run_epoch_opt` dispatches,
 which re-measures ``COLUMNS_OPT_MIN_BATCH``::
@@ -97,19 +96,18 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
             m,
             repeats,
         )
-        for key, epoch in (("deferred", "_deferred_epoch"), ("deferred_tiles", "_deferred_tiles_epoch")):
-            r[key] = (
-                _rate(
-                    lambda p, bs=bs, epoch=epoch: run_epoch(
-                        p, s, X, Y, order, bs, lr, act, out, threads=False, epoch=epoch
-                    ),
-                    p0,
-                    m,
-                    repeats,
-                )
-                if 1 < bs <= _dispatch.DEFERRED_BATCH_CAP
-                else float("nan")
+        r["deferred"] = (
+            _rate(
+                lambda p, bs=bs: run_epoch(
+                    p, s, X, Y, order, bs, lr, act, out, threads=False, epoch="_deferred_tiles_epoch"
+                ),
+                p0,
+                m,
+                repeats,
             )
+            if 1 < bs <= _dispatch.DEFERRED_BATCH_CAP
+            else float("nan")
+        )
         case = _dispatch._case(s, bs, out, None)
         tiny = next((n for n in ("_tiny4_batch_epoch", "_tiny_batch_epoch") if _dispatch._ROWS[n].requires(case)), "")
         r["tiny"] = (
@@ -195,7 +193,6 @@ def main(argv=None) -> None:
                     f"loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | tiles {r['tiles']:>12,.0f} | "
                     f"columns {r['columns']:>12,.0f} | "
                     f"_batch_epoch {r['batch_epoch']:>12,.0f} | deferred {r['deferred']:>12,.0f} | "
-                    f"deferred tiles {r['deferred_tiles']:>12,.0f} | "
                     f"tiny {r['tiny']:>12,.0f} | "
                     f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | "
                     f"ratio {r['dispatched'] / r['per_example']:5.2f}",

@@ -9,19 +9,18 @@ module             kernel                                 strategy
 =================  =====================================  ====================================
 ``sgd``            ``_sgd_epoch``                         per-example SGD, backward and update
                                                           fused into one pass over each W[l]
-``blocked``        ``_sgd_epoch_blocked``                 per-example SGD, W[1]'s updates
-                                                          deferred over blocks of 4 examples
+``blocked_tiles``  ``_sgd_epoch_blocked_tiles``           per-example SGD, W[1]'s updates
+                                                          deferred over blocks of 8 examples, its
+                                                          products as register tiles
 ``tiny``           ``_tiny_epoch``, ``_tiny4_epoch``,     per-example SGD and short mini-batches,
                    ``_tiny_batch_epoch``,                 one small hidden layer in registers
                    ``_tiny4_batch_epoch``                 (latency chain; examples overlapped)
 ``batch``          ``_batch_epoch``                       mini-batches, four examples per pass
                                                           over W[1]
-``deferred``       ``_deferred_epoch``                    short mini-batches, each batch's W[1]
-                                                          update applied in the next batch's
-                                                          passes (four examples per pass)
-``deferred_tiles`` ``_deferred_tiles_epoch``              the same deferred update, W[1]'s two
-                                                          products as register tiles over a
-                                                          packed copy of W[1]ᵀ (no Gram terms)
+``deferred_tiles`` ``_deferred_tiles_epoch``              short mini-batches, each batch's W[1]
+                                                          update applied at the next batch's
+                                                          start; W[1]'s products as register
+                                                          tiles over a packed copy of W[1]ᵀ
 ``optimizer``      ``_batch_epoch_opt``                   mini-batches with momentum, Adam, L2
 ``columns``        ``_columns_epoch``,                    mini-batches as column matrices (SIMD
                    ``_columns_epoch_opt``,                across the examples; loops, BLAS for

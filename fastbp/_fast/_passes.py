@@ -169,79 +169,15 @@ def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, s
     return True, deferred, cost
 
 
-#: Examples per block in :func:`_sgd_epoch_blocked` (the unrolled loops below are written for 4).
+#: Examples per block of the mini-batch kernels' W[1] passes (:func:`_batch_gradient`; the
+#: unrolled loops of :func:`_block_pass_grad` are written for 4).
 BLOCK = 4
 
 
-# _block_pass, _apply_block and _load_block are inlined at Numba-IR level into their callers (the
-# blocked and deferred kernels): compiled as functions of their own, a kernel compiled in the process
-# and the same kernel loaded from Numba's cache gave results 1 ulp apart (a fresh process that
-# compiled them against one that loaded them: tests/test_reproducibility.py, the compiled-and-cached
-# test), so the same seed did not give the same bits in every process.
-@jit_inline
-def _block_pass(params, n0, n1, C, P, Q, Zp):
-    """One pass over W[1]: W[1] −= Σ_s C[s] P[s]ᵀ (the previous block's four deferred
-    per-example updates), then Zp[t] = W[1] Q[t] for the block's four inputs.
-
-    Two rows of W[1] at a time share the loads of P and Q (each row is its own
-    array view, so LLVM checks their overlap at run time and vectorises); each
-    weight is loaded and stored once per 4 examples, with 8 FMAs on it.
-    """
-    T = params.dtype.type
-    j = 0
-    while j + 1 < n1:
-        r0 = j * n0
-        W0 = params[r0 : r0 + n0]
-        W1 = params[r0 + n0 : r0 + 2 * n0]
-        c00, c01, c02, c03 = C[0, j], C[1, j], C[2, j], C[3, j]
-        c10, c11, c12, c13 = C[0, j + 1], C[1, j + 1], C[2, j + 1], C[3, j + 1]
-        a0 = a1 = a2 = a3 = T(0)
-        e0 = e1 = e2 = e3 = T(0)
-        for k in range(n0):
-            p0, p1, p2, p3 = P[0, k], P[1, k], P[2, k], P[3, k]
-            w = W0[k] - ((c00 * p0 + c01 * p1) + (c02 * p2 + c03 * p3))
-            v = W1[k] - ((c10 * p0 + c11 * p1) + (c12 * p2 + c13 * p3))
-            W0[k] = w
-            W1[k] = v
-            q = Q[0, k]
-            a0 += w * q
-            e0 += v * q
-            q = Q[1, k]
-            a1 += w * q
-            e1 += v * q
-            q = Q[2, k]
-            a2 += w * q
-            e2 += v * q
-            q = Q[3, k]
-            a3 += w * q
-            e3 += v * q
-        Zp[0, j], Zp[1, j], Zp[2, j], Zp[3, j] = a0, a1, a2, a3
-        Zp[0, j + 1], Zp[1, j + 1], Zp[2, j + 1], Zp[3, j + 1] = e0, e1, e2, e3
-        j += 2
-    if j < n1:  # an odd last row
-        W0 = params[j * n0 : (j + 1) * n0]
-        c00, c01, c02, c03 = C[0, j], C[1, j], C[2, j], C[3, j]
-        a0 = a1 = a2 = a3 = T(0)
-        for k in range(n0):
-            w = W0[k] - ((c00 * P[0, k] + c01 * P[1, k]) + (c02 * P[2, k] + c03 * P[3, k]))
-            W0[k] = w
-            a0 += w * Q[0, k]
-            a1 += w * Q[1, k]
-            a2 += w * Q[2, k]
-            a3 += w * Q[3, k]
-        Zp[0, j], Zp[1, j], Zp[2, j], Zp[3, j] = a0, a1, a2, a3
-
-
-@jit_inline
-def _apply_block(params, n0, n1, C, P):
-    """W[1] −= Σ_s C[s] P[s]ᵀ (flush the deferred updates of a block)."""
-    for j in range(n1):
-        W0 = params[j * n0 : (j + 1) * n0]
-        c0, c1, c2, c3 = C[0, j], C[1, j], C[2, j], C[3, j]
-        for k in range(n0):
-            W0[k] -= (c0 * P[0, k] + c1 * P[1, k]) + (c2 * P[2, k] + c3 * P[3, k])
-
-
+# _load_block is inlined at Numba-IR level into its callers: the block passes of the retired
+# blocked and deferred kernels, compiled as functions of their own, gave results 1 ulp apart in a
+# kernel compiled in the process and the same kernel loaded from Numba's cache
+# (tests/test_reproducibility.py, the compiled-and-cached test).
 @jit_inline
 def _load_block(X, order, t0, nb, Q):
     """Q[s] = X[order[t0 + s]] for the block's ``nb`` examples; the rows after them zero."""

@@ -24,7 +24,9 @@ float32 and 47-58 float64 against OpenBLAS's 75-95 and 40-50 (``python tools/til
   fastmath fuses it, so Z and dA are the plain loops' bits (``tests/test_columns.py``).
 * :func:`_transpose8` transposes an 8 × 8 block in registers, for the A[l−1]ᵀ that dW's tiles read.
 * Nothing outside the arrays is touched as long as the caller keeps its offsets in range; these
-  are internal helpers called only by :mod:`._columns` on its own workspace.
+  are internal helpers called only by :mod:`._columns`, :mod:`.deferred_tiles` and
+  :mod:`.blocked_tiles` on their own workspaces (the last two on a packed copy of W[1]ᵀ,
+  :func:`_pack_transposed`, whose tiles run across hidden units instead of examples).
 
 Measurements: docs/performance-kernels.md, "Register tiles for the column products".
 """
@@ -36,7 +38,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._jit import jit_inner
+from .._jit import jit_inline, jit_inner
 
 #: Bytes of columns in one tile: one AVX-512 vector, two AVX2 vectors (LLVM splits the vector
 #: type for the target).  16 float32 or 8 float64 examples; the column kernels pad a chunk's
@@ -243,3 +245,26 @@ def _transpose8(typingctx, M, m0, ldm, MT, t0, ldt):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# The packed W[1]ᵀ of the deferred kernels on the tiles (:mod:`.deferred_tiles`, :mod:`.blocked_tiles`):
+# strip i holds the columns i·V … i·V + V − 1 of W[1]ᵀ (rows of W[1]), n_0 rows of V values,
+# contiguous, so that a tile streams it; the padding after the last row of W[1] stays zero.
+@jit_inline
+def _pack_transposed(params, WT, n0, n1, V):
+    """WT = W[1] (the first n_1 × n_0 elements of ``params``, row-major) as its packed transpose."""
+    for j in range(n1):
+        W = params[j * n0 : (j + 1) * n0]
+        Wp = WT[(j // V) * n0 * V + j % V :]
+        for k in range(n0):
+            Wp[k * V] = W[k]
+
+
+@jit_inline
+def _unpack_transposed(params, WT, n0, n1, V):
+    """W[1] = the packed transpose WT, unpacked (the inverse of :func:`_pack_transposed`)."""
+    for j in range(n1):
+        W = params[j * n0 : (j + 1) * n0]
+        Wp = WT[(j // V) * n0 * V + j % V :]
+        for k in range(n0):
+            W[k] = Wp[k * V]

@@ -1,10 +1,10 @@
 """Mini-batch gradient descent with each batch's W[1] update deferred to the next batch, and
 W[1]'s two products as register tiles over a packed copy of W[1]ᵀ: :func:`_deferred_tiles_epoch`.
 
-Why: :func:`fastbp._fast.deferred._deferred_epoch` does W[1]'s work four examples per pass over
-the rows of W[1], each row a dot product per example: LLVM then reduces eight vector
+Why: the kernel it replaced, ``_deferred_epoch``, did W[1]'s work four examples per pass over
+the rows of W[1], each row a dot product per example: LLVM then reduced eight vector
 accumulators to scalars per pair of rows, as many instructions as the pass itself when n_0 is 64
-(float32: four vectors per row), and a batch's blocks need Gram corrections x_s · x_t against
+(float32: four vectors per row), and a batch's blocks needed Gram corrections x_s · x_t against
 the previous batch's blocks not yet applied.  Here the epoch keeps its own copy of W[1] as
 W[1]ᵀ (row k: the n_1 weights that multiply input k), packed in strips of 64 bytes of columns
 (16 float32 or 8 float64 hidden units, n_0 rows each, contiguous; the last strip padded with
@@ -20,7 +20,8 @@ zero weights), and both products are the column kernels' register tiles
 W[1] is whole before the products, so no Gram corrections (and no Gram terms that could
 overflow: unlike the block kernels, this one needs no fallback for huge inputs,
 ``_dispatch._GRAM_ROWS``).  The divergence bound's Σ|dW[1]| is replaced by
-Σ_s Σ_j |c_sj| Σ_k |x_sk| ≥ Σ|dW[1]| as in :mod:`.deferred`.  Layers 2 … L and b[1] take their
+Σ_s Σ_j |c_sj| Σ_k |x_sk| ≥ Σ|dW[1]|: O(n_0 + n_1) per example, no pass over dW[1] (a looser bound
+can only hand over to the plain kernel earlier, never later).  Layers 2 … L and b[1] take their
 gradient per example into a buffer (:func:`fastbp._fast._passes._batch_example`) and are
 updated at the end of the batch.  A step the bound cannot prove safe is not applied; the
 previous batch's update was applied at this batch's start, so the parameters written back are
@@ -29,9 +30,10 @@ start of the epoch and back at each exit (O(n_0 n_1) per epoch).
 
 Measured against ``_deferred_epoch`` (2026-11-30, AMD EPYC Zen 4, AVX-512, one core; numbers in
 docs/performance-kernels.md, "Short batches on register tiles"): 1.2-1.9x on 16-17-3, 4-32-2,
-8-16-3, 64-32-1 and 64-64-10 at batches 2-24, 1.05-1.3x on 128-128-3, 784-128-10, 256-256-10
-from batch 6; slower at batches 3-4 on those wide nets (a tile of 3-4 examples, an update of
-3-4 terms per load and store of W[1]ᵀ), where the dispatcher keeps ``_deferred_epoch``.
+8-16-3, 64-32-1 and 64-64-10 at batches 2-24, 1.05-1.35x on 128-128-3, 784-128-10, 256-256-10
+from batch 6, 0.99-1.34x at 3 (its product padded to a tile of 4 rows: :func:`_product_rows`),
+0.92-1.17x at 4 (a tile of 4 examples loads each weight for 4 FMAs; the fused pass did 8).  Where
+it runs: :mod:`fastbp._dispatch`, ``DEFERRED_MAX_BATCH``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .._jit import jit_inline, jit_vec
 from ..losses import flush_costs
 from ._common import COST_CHUNK, _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
 from ._passes import _batch_example
-from ._tiles import STRIP_BYTES, _strips
+from ._tiles import STRIP_BYTES, _pack_transposed, _strips, _unpack_transposed
 
 
 @jit_vec
@@ -65,9 +67,10 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
     # i·V … i·V + V − 1 (rows i·V … of W[1]), n0 rows of V, contiguous (the tiles stream it)
     WT_own = np.zeros(n0 * n1p, params.dtype)
     # this batch's and the previous batch's inputs (P: n_b × n0) and −α dZ[1]/n_b (C: n_b × n1p)
-    P_own = np.zeros((2, batch_size * n0), params.dtype)
+    rows = batch_size + 1  # room for a product of n_b + 1 rows (_product_rows)
+    P_own = np.zeros((2, rows * n0), params.dtype)
     C_own = np.zeros((2, batch_size * n1p), params.dtype)
-    Zp_own = np.zeros(batch_size * n1p, params.dtype)  # W[1] x_t, one row per example
+    Zp_own = np.zeros(rows * n1p, params.dtype)  # W[1] x_t, one row per example
     z_own = np.empty(n_units, params.dtype)
     a_own = np.empty(n_units, params.dtype)
     dz_own = np.empty(n_units, params.dtype)
@@ -95,11 +98,7 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
     wb = bounds_own[0]
     bb = bounds_own[1]
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
-    for j in range(n1):
-        W = params[j * n0 : (j + 1) * n0]
-        Wp = WT[(j // V) * n0 * V + j % V :]
-        for k in range(n0):
-            Wp[k * V] = W[k]
+    _pack_transposed(params, WT, n0, n1, V)
     lr64 = np.float64(lr)
     m = order.shape[0]
     total = 0.0
@@ -123,7 +122,7 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
         if prev_n > 0:
             _strips(WT, 0, V, n0 * V, P[prev], 0, 1, n0, C[prev], 0, n1p, V, prev_n, n0, Zp, 0, 2, strips)
         # ---- Z[1]_t − b[1] = W[1] x_t = Σ_k x_t[k] · W[1]ᵀ row k, for the batch's examples
-        _strips(Zp, 0, n1p, V, Pc, 0, n0, 1, WT, 0, V, n0 * V, n0, n_b, Zp, 0, 0, strips)
+        _strips(Zp, 0, n1p, V, Pc, 0, n0, 1, WT, 0, V, n0 * V, n0, _product_rows(n_b), Zp, 0, 0, strips)
         # ---- each example: the rest of the forward pass, the backward pass (layers ≥ 2
         # and b[1] into grad), and its share of W[1]'s update, −α dZ[1] / n_b
         scale = T(1) / T(n_b)
@@ -158,7 +157,7 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
         if not safe:  # the previous batch's update is applied: the parameters from before this batch
             cnt[0] = queued  # this batch's costs dropped
             total += flush_costs(Zc, Yc, cnt, n_L, out)
-            _copy_back(params, WT, n0, n1, V)
+            _unpack_transposed(params, WT, n0, n1, V)
             _alive(offs[0], offs[1], offs[2], WT_own, P_own, C_own, Zp_own, z_own, a_own, dz_own)
             _alive(grad_own, sa_own, bounds_own, Zc_own, Yc_own, cnt_own)
             return total, start
@@ -171,7 +170,7 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
         prev_n = n_b
     if prev_n > 0:  # the last batch's W[1] update
         _strips(WT, 0, V, n0 * V, P[1 - cur], 0, 1, n0, C[1 - cur], 0, n1p, V, prev_n, n0, Zp, 0, 2, strips)
-    _copy_back(params, WT, n0, n1, V)
+    _unpack_transposed(params, WT, n0, n1, V)
     total += flush_costs(Zc, Yc, cnt, n_L, out)
     _alive(offs[0], offs[1], offs[2], WT_own, P_own, C_own, Zp_own, z_own, a_own, dz_own)
     _alive(grad_own, sa_own, bounds_own, Zc_own, Yc_own, cnt_own)
@@ -179,10 +178,9 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
 
 
 @jit_inline
-def _copy_back(params, WT, n0, n1, V):
-    """W[1] = its packed working copy (strips of V of W[1]ᵀ's columns), unpacked."""
-    for j in range(n1):
-        W = params[j * n0 : (j + 1) * n0]
-        Wp = WT[(j // V) * n0 * V + j % V :]
-        for k in range(n0):
-            W[k] = Wp[k * V]
+def _product_rows(n_b):
+    """Rows of the batch's product W[1] x_t: n_b, or n_b + 1 for n_b = 3, 7, 11, …, so that the
+    tiles' last part is one tile of 4 rows rather than tiles of 2 and 1 (each a pass over W[1]ᵀ).
+    The extra row is the input row after the batch's last (zero, or the previous batch's: its
+    product is never read)."""
+    return n_b + 1 if n_b % 4 == 3 else n_b
