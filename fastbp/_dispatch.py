@@ -72,8 +72,8 @@ BLOCK = 4
 #: copy of W[1]ᵀ (fastbp/_fast/blocked_tiles.py): 1.02-1.34x the four-example fused passes it
 #: replaced on 32-32-1, 64-32-1, 64-64-10, 128-128-3, 784-128-10, 256-256-10 and 64-64-32-10
 #: (2026-11-30, AMD EPYC Zen 4, one core, AVX-512 code; 1.00-1.24x with AVX2 code,
-#: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=``; docs/performance-kernels.md, "Short batches on
-#: register tiles").
+#: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=``; docs/performance-kernels.md, "Short batches and
+#: per-example SGD on register tiles").
 BLOCKED_MIN_WEIGHTS = 1024
 
 #: Per-example SGD on nets with one hidden layer runs the tiny kernels (hidden units in
@@ -140,7 +140,7 @@ TINY_NARROW_INPUTS = 4
 #: kernel's tiles do not take (17-27: its last strip would be mostly padding).  Measured
 #: 2026-11-30 (AMD EPYC Zen 4, AVX-512, one core; ``taskset -c 1 python tools/columns_sweep.py
 #: --nets … --batches …``, the "deferred tiles" column against what ran before;
-#: docs/performance-kernels.md, "Short batches on register tiles"):
+#: docs/performance-kernels.md, "Short batches and per-example SGD on register tiles"):
 #:
 #: * against ``_deferred_epoch`` (the same update, four examples per fused pass over W[1]'s rows,
 #:   now retired): 1.2-1.9x at batches 2-24 on 16-17-3, 4-32-2, 8-16-3, 64-32-1, 64-64-10,

@@ -29,7 +29,7 @@ those from before the failing batch, as the divergence contract asks.  W[1] is c
 start of the epoch and back at each exit (O(n_0 n_1) per epoch).
 
 Measured against ``_deferred_epoch`` (2026-11-30, AMD EPYC Zen 4, AVX-512, one core; numbers in
-docs/performance-kernels.md, "Short batches on register tiles"): 1.2-1.9x on 16-17-3, 4-32-2,
+docs/performance-kernels.md, "Short batches and per-example SGD on register tiles"): 1.2-1.9x on 16-17-3, 4-32-2,
 8-16-3, 64-32-1 and 64-64-10 at batches 2-24, 1.05-1.35x on 128-128-3, 784-128-10, 256-256-10
 from batch 6, 0.99-1.34x at 3 (its product padded to a tile of 4 rows: :func:`_product_rows`),
 0.92-1.17x at 4 (a tile of 4 examples loads each weight for 4 FMAs; the fused pass did 8).  Where
