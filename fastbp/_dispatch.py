@@ -135,9 +135,11 @@ TINY_NARROW_INPUTS = 4
 #: start of the next batch, W[1]'s two products as register tiles over a packed copy of W[1]ᵀ:
 #: fastbp/_fast/deferred_tiles.py): every batch of up to DEFERRED_MAX_BATCH_DEEP examples on any
 #: net; up to DEFERRED_MAX_BATCH on one hidden layer, and on a W[1] of at least LARGE_W1_WEIGHTS
-#: at any depth; up to DEFERRED_MAX_BATCH_LARGE on one hidden layer with such a W[1]; and on a
-#: W[1] of at least BLOCKED_MIN_WEIGHTS every batch from there to TILES_MIN_BATCH that the column
-#: kernel's tiles do not take (17-27: its last strip would be mostly padding).  Measured
+#: at any depth; up to DEFERRED_MAX_BATCH_LARGE on one hidden layer with such a W[1]; and, on one
+#: hidden layer with a W[1] of at least BLOCKED_MIN_WEIGHTS or at any depth with one of at least
+#: LARGE_W1_WEIGHTS, every batch from there to TILES_MIN_BATCH that the column kernel's tiles do not
+#: take (17-27: its last strip would be mostly padding; 16-31 on nets of more than
+#: TILES_MAX_INPUTS inputs, where the tiles never run).  Measured
 #: 2026-11-30 (AMD EPYC Zen 4, AVX-512, one core; ``taskset -c 1 python tools/columns_sweep.py
 #: --nets … --batches …``, the "deferred tiles" column against what ran before;
 #: docs/performance-kernels.md, "Short batches and per-example SGD on register tiles"):
@@ -462,8 +464,9 @@ def _deferred_pays(c: Case) -> bool:
 
 
 #: The fast gradient-descent epochs, in order of preference: the first whose ``requires`` and
-#: ``prefers`` hold runs (the last row takes every batch size > 1 and every weighted run,
-#: ``_sgd_epoch`` every unweighted 1).  Each ``requires`` states whether the row takes weights.
+#: ``prefers`` hold runs (the column kernel takes every unweighted batch the rows before it do not,
+#: the last row every weighted run, ``_sgd_epoch`` every unweighted 1).  Each ``requires`` states
+#: whether the row takes weights.
 FAST_EPOCHS: tuple[FastEpoch, ...] = (
     FastEpoch(
         "_sgd_epoch_blocked_tiles",
@@ -713,7 +716,7 @@ _GRAM_BOUND = {np.dtype(t): float(np.finfo(t).max) * TINY_MAX_GRAM_FRACTION for 
 
 
 def tiny_inputs_safe(X, x_abs_max: float | None = None) -> bool:
-    """Whether the Gram terms of the tiny, blocked and deferred kernels (:data:`_GRAM_ROWS`) stay
+    """Whether the Gram terms of the tiny and blocked per-example kernels (:data:`_GRAM_ROWS`) stay
     far from overflow on ``X`` (see :data:`TINY_MAX_GRAM_FRACTION`); ``x_abs_max``: max|X| if the
     caller knows it already."""
     if x_abs_max is None:

@@ -181,13 +181,14 @@ def test_divergence_at_the_first_step_changes_nothing(dtype, batch_size, out, si
 @pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.parametrize("act", HIDDEN_ACTIVATIONS)
 @pytest.mark.parametrize("sizes", [[3, 4, 1], [3, 5, 2], [3, 17, 2], [40, 30, 2]])  # tiny4, tiny, per-example, blocked
-def test_divergence_later_stops_at_the_same_step_as_plain(dtype, batch_size, act, sizes):
+@pytest.mark.parametrize("after", [2, 11], ids=["early", "late"])  # per example: in the first block of 8, or later
+def test_divergence_later_stops_at_the_same_step_as_plain(dtype, batch_size, act, sizes, after):
     """Ordinary steps, then one example whose step overflows: the same failing batch as
     the plain kernel, and the parameters (and J so far) from just before it."""
     prob = make_problem(
         sizes, dtype=dtype, activation=act, output="identity", m=40, batch_size=batch_size, learning_rate=0.05
     )
-    k = 2 * batch_size + 1
+    k = after * batch_size + 1
     bad = prob.order[k]
     prob.X[bad] *= 100
     prob.Y[bad] = np.finfo(dtype).max * 0.9
@@ -382,22 +383,24 @@ def test_no_allocation_per_example_or_batch(batch_size, kernel):
 
 # ------------------------------------------------------------------ mini-batches as matrices
 
-# the short-batch kernels: W[1] of an odd and an even number of rows (the deferred passes take two
-# rows at a time), hidden layers of 1, 4 (the four-unit kernel), 5 and 16 units (the lanes; and
-# 9, 16, 37 around the register tiles' strips of 8 float64 or 16 float32 units); depth 1-3
+# the short-batch kernels: hidden layers of 1, 4 (the four-unit kernel), 5 and 16 units (the lanes),
+# and 3, 9, 16, 37 around the register tiles' strips of 8 float64 or 16 float32 units (the deferred
+# kernel's W[1]ᵀ padded to whole strips); depth 1-3
 SHORT_BATCH_KERNELS = ["_deferred_tiles_epoch", "_tiny_batch_epoch", "_tiny4_batch_epoch"]
 SHORT_BATCH_SIZES = [[1, 1, 1], [5, 3, 2], [6, 4, 1], [7, 9, 3], [3, 16, 2], [2, 37, 4, 2], [4, 5]]
-# around the blocks of 4 examples; with m = M = 11, last batches of 1, 2, 3 and 6 examples, shorter
-# (fewer blocks) than the batch before them, and one batch of all 11 (3 blocks, the Gram corrections)
-SHORT_BATCHES = [2, 3, 4, 5, 8, M]
+# with m = M = 11: last batches of 1, 2, 3, 4 and 6 examples, shorter than the batch before them (the
+# deferred update of a longer batch applied before a shorter one's products), batches of 3, 7 and 11
+# (the deferred kernel's product of one row more: a tile of 4), and one batch of all 11 (a tile of 8
+# examples and a remainder)
+SHORT_BATCHES = [2, 3, 4, 5, 7, 8, M]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel", SHORT_BATCH_KERNELS)
 def test_short_batch_kernels_agree_with_plain_and_reference(kernel, dtype):
     """The short-batch kernels (forced on every small net they can run): the plain kernel's epoch
-    and the reference's, for every activation and output, batch sizes around the blocks of four
-    examples, and widths around the lanes and the two-row passes."""
+    and the reference's, for every activation and output, batch sizes around the register tiles'
+    rows, and widths around the lanes and the tiles' strips."""
     row = _dispatch._ROWS[kernel]
     ran = 0
     for sizes in SHORT_BATCH_SIZES:

@@ -42,7 +42,7 @@ LAYERS = {
 }
 
 #: The shared building blocks of the fast package (the only ``_fast`` modules a strategy imports).
-FAST_SHARED = {"_fast", "_fast._common", "_fast._passes", "_fast._columns"}
+FAST_SHARED = {"_fast", "_fast._common", "_fast._passes", "_fast._columns", "_fast._tiles"}
 
 
 def _module_name(path: Path) -> str:

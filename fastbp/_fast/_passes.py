@@ -174,10 +174,10 @@ def _after_first_layer(params, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, s
 BLOCK = 4
 
 
-# _load_block is inlined at Numba-IR level into its callers: the block passes of the retired
-# blocked and deferred kernels, compiled as functions of their own, gave results 1 ulp apart in a
-# kernel compiled in the process and the same kernel loaded from Numba's cache
-# (tests/test_reproducibility.py, the compiled-and-cached test).
+# _load_block is inlined at Numba-IR level into its caller (:func:`_batch_gradient`), as the block
+# passes it once shared with the blocked and deferred kernels (retired) were: compiled as functions of
+# their own, they gave results 1 ulp apart in a kernel compiled in the process and the same kernel
+# loaded from Numba's cache (tests/test_reproducibility.py, the compiled-and-cached test).
 @jit_inline
 def _load_block(X, order, t0, nb, Q):
     """Q[s] = X[order[t0 + s]] for the block's ``nb`` examples; the rows after them zero."""
@@ -221,13 +221,14 @@ def _forward_and_output_delta(params, sizes, w_off, b_off, u_off, y, z, a, dz, s
     return cost
 
 
-# inlined at Numba-IR level into _deferred_epoch: as a call, its ~18 array arguments and the views
-# it takes cost more than its work on a net of a few thousand weights (``taskset -c 1 python
-# tools/columns_sweep.py --nets 64-32-1 --batches 4 8``: 2.09 M -> 3.33 M examples/s, float32,
-# batch 4).  _batch_gradient calls the compiled twin below, _batch_example_call: inlined there too,
-# _batch_epoch ran 1.28 M -> 1.85 M, but its cold compile grew by 2 s (``tools/startup_profile.py
-# profile --sizes 16,32,32,3 --batch-size 3``: 6.9 s -> 9.0 s for the first fit), and it now runs
-# only what the other kernels cannot (two hidden layers at batch 2-7, sample weights, batch 2-3).
+# inlined at Numba-IR level into _deferred_tiles_epoch (as into the retired _deferred_epoch): as a
+# call, its ~18 array arguments and the views it takes cost more than its work on a net of a few
+# thousand weights (``taskset -c 1 python tools/columns_sweep.py --nets 64-32-1 --batches 4 8``:
+# 2.09 M -> 3.33 M examples/s, float32, batch 4, measured on _deferred_epoch).  _batch_gradient
+# calls the compiled twin below, _batch_example_call: inlined there too, _batch_epoch ran 1.28 M ->
+# 1.85 M, but its cold compile grew by 2 s (``tools/startup_profile.py profile --sizes 16,32,32,3
+# --batch-size 3``: 6.9 s -> 9.0 s for the first fit), and it now runs only what the other kernels
+# cannot: weighted batches (and the optimizer epoch's short batches, :mod:`.optimizer`).
 @jit_inline
 def _batch_example(params, grad, sizes, w_off, b_off, u_off, x, y, z, a, dz, sa, scale, act, out, Zc, Yc, cnt):
     """One example of a mini-batch, given its Z[1] in ``z``: the rest of the forward

@@ -1,4 +1,6 @@
-"""Register-tiled matrix products for the column kernels (:mod:`._columns`).
+"""Register-tiled matrix products for the column kernels (:mod:`._columns`), and for W[1]'s
+products in the deferred kernels (:mod:`.deferred_tiles`, :mod:`.blocked_tiles`), whose strips run
+across hidden units over a packed W[1]ᵀ (:func:`_pack_transposed`) instead of across examples.
 
 The column kernels hold a chunk of a batch as matrices with one column per example, and each of
 a layer's three products is a sum of scaled rows ("axpy" form):
@@ -93,7 +95,10 @@ def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows,
     arrays Z, W, S, B, all of one float dtype.  Forward: W = W[l] (wr = n_in, ws = 1), S = A[l−1],
     B = b[l], init 1; dA[l−1]: wr = 1, ws = n_in, S = dZ[l], init 0; dW[l] (Z = dW[l], its rows
     in strips of 64 bytes of *its* columns): W = dZ[l] (wr = its row length, ws = 1), S = A[l−1]ᵀ
-    (one row per example), init 0 or 2."""
+    (one row per example), init 0 or 2.  The deferred kernels' W[1] x_t: Z = the examples' rows
+    (a strip of hidden units), W = the inputs (wr = n_0, ws = 1), S = packed W[1]ᵀ; their update
+    W[1]ᵀ += Σ_s x_s c_sᵀ: Z = packed W[1]ᵀ (rows k), W = the inputs (wr = 1, ws = n_0), S = the
+    c_s, init 2."""
     arrays = (Z, W, S, B)
     if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
         return None
@@ -189,7 +194,8 @@ def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows,
 def _strips(Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips):
     """``n_strips`` strips of a product side by side: strip i is :func:`_axpy_strip` with Z's
     offset z0 + i·zs and S's offset s0 + i·ss.  Called (not inlined) by every product of the
-    column kernels on their flat 1-D arrays, so the tiles' code is compiled once per dtype."""
+    column kernels and the deferred kernels on their flat 1-D arrays, so the tiles' code is
+    compiled once per dtype."""
     for i in range(n_strips):
         _axpy_strip(Z, z0 + i * zs, ldz, W, w0, wr, ws, S, s0 + i * ss, lds, n_sum, n_rows, B, b0, init)
 

@@ -7,8 +7,8 @@ of 64 bytes of hidden units, and per block of :data:`TILE_BLOCK` examples
 
 * W[1] −= the previous block's updates, W[1]ᵀ row k += Σ_s x_s[k] c_s with c_s = −α dZ[1]_s
   (register tiles of rows k, :func:`fastbp._fast._tiles._strips`);
-* W[1] x_t for the block's examples (one tile of up to 8 examples per strip: every weight loaded
-  once for the whole block, no reductions);
+* W[1] x_t for the block's examples (one tile of up to 8 examples per strip with AVX-512, 6 + 2
+  without: every weight loaded once or twice for the whole block, no reductions);
 * example t then takes the updates of the examples s < t of its own block through the Gram terms:
   Z[1]_t = W x_t + b[1] + Σ_{s<t} c_s (x_s · x_t), exact in real arithmetic.
 

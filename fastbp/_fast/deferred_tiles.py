@@ -186,6 +186,6 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
 def _product_rows(n_b):
     """Rows of the batch's product W[1] x_t: n_b, or n_b + 1 for n_b = 3, 7, 11, …, so that the
     tiles' last part is one tile of 4 rows rather than tiles of 2 and 1 (each a pass over W[1]ᵀ).
-    The extra row is the input row after the batch's last (zero, or the previous batch's: its
-    product is never read)."""
+    The extra row is the input row after the batch's last (zero, or left from the batch two
+    before, which used the same buffer: its product is never read)."""
     return n_b + 1 if n_b % 4 == 3 else n_b
