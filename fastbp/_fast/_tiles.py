@@ -255,7 +255,15 @@ def _transpose8(typingctx, M, m0, ldm, MT, t0, ldt):
 
 # The packed W[1]ᵀ of the deferred kernels on the tiles (:mod:`.deferred_tiles`, :mod:`.blocked_tiles`):
 # strip i holds the columns i·V … i·V + V − 1 of W[1]ᵀ (rows of W[1]), n_0 rows of V values,
-# contiguous, so that a tile streams it; the padding after the last row of W[1] stays zero.
+# contiguous, so that a tile streams it; the padding after the last row of W[1] stays zero.  All
+# arrays flat (1-D, C-contiguous): the one signature of :func:`_strips` the column kernels compile.
+@jit_inline
+def _packed_width(n1, itemsize):
+    """``(V, n1p)``: values per strip (16 float32, 8 float64) and n_1 padded to whole strips."""
+    V = STRIP_BYTES // itemsize
+    return V, (n1 + V - 1) // V * V
+
+
 @jit_inline
 def _pack_transposed(params, WT, n0, n1, V):
     """WT = W[1] (the first n_1 × n_0 elements of ``params``, row-major) as its packed transpose."""
@@ -274,3 +282,20 @@ def _unpack_transposed(params, WT, n0, n1, V):
         Wp = WT[(j // V) * n0 * V + j % V :]
         for k in range(n0):
             W[k] = Wp[k * V]
+
+
+@jit_inline
+def _packed_update(WT, n0, n1p, P, C, n_terms):
+    """W[1]ᵀ += Σ_{s < n_terms} x_s c_sᵀ on the packed WT: row k of each strip += Σ_s P[s·n_0 + k] ·
+    (C's row s, that strip's V values), as tiles of rows k; P holds the inputs x_s (rows of n_0),
+    C the c_s (rows of n1p, zero past n_1)."""
+    V = STRIP_BYTES // WT.itemsize
+    _strips(WT, 0, V, n0 * V, P, 0, 1, n0, C, 0, n1p, V, n_terms, n0, WT, 0, 2, n1p // V)
+
+
+@jit_inline
+def _packed_product(Zp, n1p, Q, n0, WT, n_rows):
+    """Row t of Zp (n1p values) = W[1] x_t for t < n_rows, x_t row t of Q (n_0 values): Σ_k x_t[k] ·
+    row k of the packed WT, one tile of up to :func:`tile_rows` examples per strip."""
+    V = STRIP_BYTES // WT.itemsize
+    _strips(Zp, 0, n1p, V, Q, 0, n0, 1, WT, 0, V, n0 * V, n0, n_rows, Zp, 0, 0, n1p // V)

@@ -34,7 +34,7 @@ from .._jit import jit_vec
 from ..losses import defer_cost, flush_costs
 from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds
 from ._passes import _after_first_layer
-from ._tiles import STRIP_BYTES, _pack_transposed, _strips, _unpack_transposed
+from ._tiles import _pack_transposed, _packed_product, _packed_update, _packed_width, _unpack_transposed
 
 #: Examples per block: one AVX-512 register tile of examples (``fastbp._fast._tiles.tile_rows``).
 TILE_BLOCK = 8
@@ -53,9 +53,7 @@ def _sgd_epoch_blocked_tiles(params, sizes, X, Y, order, lr, act, out, limit):
     n1 = sizes[1]
     b0 = b_off[0]
     n_units = u_off[L - 1] + sizes[L]
-    V = STRIP_BYTES // params.itemsize  # one strip of the register tiles: 16 float32, 8 float64
-    n1p = (n1 + V - 1) // V * V
-    strips = n1p // V
+    V, n1p = _packed_width(n1, params.itemsize)  # W[1]ᵀ's rows padded to whole strips of V
     WT_own = np.zeros(n0 * n1p, params.dtype)  # W[1]ᵀ packed strip by strip (deferred_tiles)
     P_own = np.zeros((2, K * n0), params.dtype)  # the previous block's and this block's inputs
     C_own = np.zeros((2, K * n1p), params.dtype)  # −α dZ[1] of each example of the two blocks
@@ -105,9 +103,9 @@ def _sgd_epoch_blocked_tiles(params, sizes, X, Y, order, lr, act, out, limit):
                 xt[k] = xs[k]
         # ---- W[1] −= the previous block's updates: W[1]ᵀ row k += Σ_s x_s[k] c_s
         if prev_n > 0:
-            _strips(WT, 0, V, n0 * V, P[prev], 0, 1, n0, C[prev], 0, n1p, V, prev_n, n0, Zp, 0, 2, strips)
+            _packed_update(WT, n0, n1p, P[prev], C[prev], prev_n)
         # ---- W[1] x_t for the block's examples, from W[1] at the block's start
-        _strips(Zp, 0, n1p, V, Q, 0, n0, 1, WT, 0, V, n0 * V, n0, nb, Zp, 0, 0, strips)
+        _packed_product(Zp, n1p, Q, n0, WT, nb)
         # ---- the Gram terms x_s · x_t, s < t
         for t in range(1, nb):
             xt = Q[t * n0 : (t + 1) * n0]
@@ -134,7 +132,7 @@ def _sgd_epoch_blocked_tiles(params, sizes, X, Y, order, lr, act, out, limit):
             )
             if not safe:
                 if tt > 0:  # the block's examples before this one
-                    _strips(WT, 0, V, n0 * V, Q, 0, 1, n0, Cc, 0, n1p, V, tt, n0, Zp, 0, 2, strips)
+                    _packed_update(WT, n0, n1p, Q, Cc, tt)
                 _unpack_transposed(params, WT, n0, n1, V)
                 _alive(offs[0], offs[1], offs[2], WT_own, P_own, C_own, Zp_own, G_own, z_own, a_own, dz_own)
                 _alive(sa_own, sd_own, bounds_own, Zc_own, Yc_own, cnt_own)
@@ -151,7 +149,7 @@ def _sgd_epoch_blocked_tiles(params, sizes, X, Y, order, lr, act, out, limit):
         cur = prev
         prev_n = nb
     if prev_n > 0:  # the last block's W[1] updates
-        _strips(WT, 0, V, n0 * V, P[1 - cur], 0, 1, n0, C[1 - cur], 0, n1p, V, prev_n, n0, Zp, 0, 2, strips)
+        _packed_update(WT, n0, n1p, P[1 - cur], C[1 - cur], prev_n)
     _unpack_transposed(params, WT, n0, n1, V)
     _alive(offs[0], offs[1], offs[2], WT_own, P_own, C_own, Zp_own, G_own, z_own, a_own, dz_own)
     _alive(sa_own, sd_own, bounds_own, Zc_own, Yc_own, cnt_own)

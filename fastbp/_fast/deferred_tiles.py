@@ -44,7 +44,7 @@ from .._jit import jit_inline, jit_vec
 from ..losses import flush_costs
 from ._common import COST_CHUNK, _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
 from ._passes import _batch_example
-from ._tiles import STRIP_BYTES, _pack_transposed, _strips, _unpack_transposed
+from ._tiles import _pack_transposed, _packed_product, _packed_update, _packed_width, _unpack_transposed
 
 
 @jit_vec
@@ -60,9 +60,7 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
     n1 = sizes[1]
     nw1 = n0 * n1
     n_units = u_off[L - 1] + sizes[L]
-    V = STRIP_BYTES // params.itemsize  # one strip of the register tiles: 16 float32, 8 float64
-    n1p = (n1 + V - 1) // V * V  # W[1]ᵀ's rows padded to whole strips (the padding stays 0)
-    strips = n1p // V
+    V, n1p = _packed_width(n1, params.itemsize)  # W[1]ᵀ's rows padded to whole strips of V
     # the epoch's working copy of W[1], packed strip by strip: strip i is W[1]ᵀ's columns
     # i·V … i·V + V − 1 (rows i·V … of W[1]), n0 rows of V, contiguous (the tiles stream it)
     WT_own = np.zeros(n0 * n1p, params.dtype)
@@ -120,9 +118,9 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
                 xt[k] = xs[k]
         # ---- W[1] −= the previous batch's update: W[1]ᵀ row k += Σ_s x_s[k] · (−α dZ[1]_s / n_b)
         if prev_n > 0:
-            _strips(WT, 0, V, n0 * V, P[prev], 0, 1, n0, C[prev], 0, n1p, V, prev_n, n0, Zp, 0, 2, strips)
+            _packed_update(WT, n0, n1p, P[prev], C[prev], prev_n)
         # ---- Z[1]_t − b[1] = W[1] x_t = Σ_k x_t[k] · W[1]ᵀ row k, for the batch's examples
-        _strips(Zp, 0, n1p, V, Pc, 0, n0, 1, WT, 0, V, n0 * V, n0, _product_rows(n_b), Zp, 0, 0, strips)
+        _packed_product(Zp, n1p, Pc, n0, WT, _product_rows(n_b))
         # ---- each example: the rest of the forward pass, the backward pass (layers ≥ 2
         # and b[1] into grad), and its share of W[1]'s update, −α dZ[1] / n_b
         scale = T(1) / T(n_b)
@@ -174,7 +172,7 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
         cur = prev
         prev_n = n_b
     if prev_n > 0:  # the last batch's W[1] update
-        _strips(WT, 0, V, n0 * V, P[1 - cur], 0, 1, n0, C[1 - cur], 0, n1p, V, prev_n, n0, Zp, 0, 2, strips)
+        _packed_update(WT, n0, n1p, P[1 - cur], C[1 - cur], prev_n)
     _unpack_transposed(params, WT, n0, n1, V)
     total += flush_costs(Zc, Yc, cnt, n_L, out)
     _alive(offs[0], offs[1], offs[2], WT_own, P_own, C_own, Zp_own, z_own, a_own, dz_own)
