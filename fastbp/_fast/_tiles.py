@@ -299,3 +299,19 @@ def _packed_product(Zp, n1p, Q, n0, WT, n_rows):
     row k of the packed WT, one tile of up to :func:`tile_rows` examples per strip."""
     V = STRIP_BYTES // WT.itemsize
     _strips(Zp, 0, n1p, V, Q, 0, n0, 1, WT, 0, V, n0 * V, n0, n_rows, Zp, 0, 0, n1p // V)
+
+
+@jit_inline
+def _start_block(X, order, t0, n, Q, P_prev, C_prev, n_prev, WT, Zp, n0, n1p, n_rows):
+    """The start of a block (per-example SGD) or batch (mini-batches) of the deferred kernels: Q's
+    first n rows = the inputs X[order[t0 + t]]; W[1] −= the previous one's n_prev pending updates
+    (:func:`_packed_update` with its inputs P_prev and −α dZ[1] rows C_prev); then rows t < n_rows of
+    Zp = W[1] x_t (:func:`_packed_product`), from W[1] with those updates applied."""
+    for t in range(n):
+        xs = X[order[t0 + t]]
+        xt = Q[t * n0 : (t + 1) * n0]
+        for k in range(n0):
+            xt[k] = xs[k]
+    if n_prev > 0:
+        _packed_update(WT, n0, n1p, P_prev, C_prev, n_prev)
+    _packed_product(Zp, n1p, Q, n0, WT, n_rows)

@@ -34,7 +34,7 @@ from .._jit import jit_vec
 from ..losses import defer_cost, flush_costs
 from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds
 from ._passes import _after_first_layer
-from ._tiles import _pack_transposed, _packed_product, _packed_update, _packed_width, _unpack_transposed
+from ._tiles import _pack_transposed, _packed_update, _packed_width, _start_block, _unpack_transposed
 
 #: Examples per block: one AVX-512 register tile of examples (``fastbp._fast._tiles.tile_rows``).
 TILE_BLOCK = 8
@@ -96,16 +96,9 @@ def _sgd_epoch_blocked_tiles(params, sizes, X, Y, order, lr, act, out, limit):
         prev = 1 - cur
         Q = P[cur]
         Cc = C[cur]
-        for t in range(nb):
-            xs = X[order[t0 + t]]
-            xt = Q[t * n0 : (t + 1) * n0]
-            for k in range(n0):
-                xt[k] = xs[k]
-        # ---- W[1] −= the previous block's updates: W[1]ᵀ row k += Σ_s x_s[k] c_s
-        if prev_n > 0:
-            _packed_update(WT, n0, n1p, P[prev], C[prev], prev_n)
-        # ---- W[1] x_t for the block's examples, from W[1] at the block's start
-        _packed_product(Zp, n1p, Q, n0, WT, nb)
+        # ---- the block's inputs; W[1] −= the previous block's updates (W[1]ᵀ row k += Σ_s x_s[k] c_s);
+        # W[1] x_t for the block's examples, from W[1] at the block's start
+        _start_block(X, order, t0, nb, Q, P[prev], C[prev], prev_n, WT, Zp, n0, n1p, nb)
         # ---- the Gram terms x_s · x_t, s < t
         for t in range(1, nb):
             xt = Q[t * n0 : (t + 1) * n0]

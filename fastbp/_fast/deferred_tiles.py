@@ -44,7 +44,7 @@ from .._jit import jit_inline, jit_vec
 from ..losses import flush_costs
 from ._common import COST_CHUNK, _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
 from ._passes import _batch_example
-from ._tiles import _pack_transposed, _packed_product, _packed_update, _packed_width, _unpack_transposed
+from ._tiles import _pack_transposed, _packed_update, _packed_width, _start_block, _unpack_transposed
 
 
 @jit_vec
@@ -111,16 +111,9 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
         prev = 1 - cur
         Pc = P[cur]
         Cc = C[cur]
-        for t in range(n_b):
-            xs = X[order[start + t]]
-            xt = Pc[t * n0 : (t + 1) * n0]
-            for k in range(n0):
-                xt[k] = xs[k]
-        # ---- W[1] −= the previous batch's update: W[1]ᵀ row k += Σ_s x_s[k] · (−α dZ[1]_s / n_b)
-        if prev_n > 0:
-            _packed_update(WT, n0, n1p, P[prev], C[prev], prev_n)
-        # ---- Z[1]_t − b[1] = W[1] x_t = Σ_k x_t[k] · W[1]ᵀ row k, for the batch's examples
-        _packed_product(Zp, n1p, Pc, n0, WT, _product_rows(n_b))
+        # ---- the batch's inputs; W[1] −= the previous batch's update (W[1]ᵀ row k += Σ_s x_s[k] ·
+        # (−α dZ[1]_s / n_b)); then Z[1]_t − b[1] = W[1] x_t = Σ_k x_t[k] · W[1]ᵀ row k
+        _start_block(X, order, start, n_b, Pc, P[prev], C[prev], prev_n, WT, Zp, n0, n1p, _product_rows(n_b))
         # ---- each example: the rest of the forward pass, the backward pass (layers ≥ 2
         # and b[1] into grad), and its share of W[1]'s update, −α dZ[1] / n_b
         scale = T(1) / T(n_b)
