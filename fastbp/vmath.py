@@ -55,6 +55,22 @@ def _as_float(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def _as_int(typingctx, x):
+    """Reinterpret the bits of a float64 (float32) as an int64 (int32)."""
+    if x == types.float64:
+        sig, llty = types.int64(x), ir.IntType(64)
+    elif x == types.float32:
+        sig, llty = types.int32(x), ir.IntType(32)
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llty)
+
+    return sig, codegen
+
+
 # ------------------------------------------------------------- the generated bodies
 #
 # LLVM inlines a small function into the calling loop (and then vectorises the
@@ -72,6 +88,16 @@ def _as_float(typingctx, bits):
 # 2^n built from its bits.  Results below about √2 times the smallest normal number are
 # flushed to 0 (|error| < 3.2e-308, resp. 1.7e-38), above the range give inf; x is clamped
 # first so n stays small, and NaN is put back at the end.
+#
+# n is rounded by the shifter: k = x / ln 2 + 1.5·2^52 (1.5·2^23 in float32) is a float whose ulp
+# is 1, so the addition rounds x / ln 2 to the nearest integer and k's low mantissa bits hold
+# 2^51 + n: k − 1.5·2^52 is n exactly, and so is bits(k) − bits(1.5·2^52), whose n + bias − 1
+# shifted by 52 is the bits of 2^(n−1).  No floor and no float-to-integer
+# conversion (AVX2 has none for 64-bit lanes: LLVM emitted it element by element), only an
+# integer subtract and shift.  Same worst ulp; with AVX2 code the float64 tanh, exp and σ ran
+# 1.30x, 1.22x and 1.21x as fast (2.36 -> 1.81 ns per value for tanh), float32 and AVX-512 code
+# as before, on a Zen 4: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES= taskset -c 1 python
+# tools/vmath_accuracy.py`` (a fresh NUMBA_CACHE_DIR each).
 
 _DT = {
     # name: (T, int, bias, mantissa bits, clamp, overflow above, Taylor degree of e^r,
@@ -110,17 +136,19 @@ def _horner(var: str, arg: str, degree: int, T: str, shift: int = 0, scale: floa
 def _exp_lines(x: str, y: str, b: str) -> list[str]:
     """Lines computing y = e^x for a non-NaN x (NaN is the caller's to restore)."""
     T, I, bias, mant, clamp, over, deg, hi, lo = _DT[b][:9]
+    sh = 1.5 * 2.0**mant  # the shifter (above)
     # n = round(x / ln 2), so r ∈ [−ln 2 / 2, ln 2 / 2]; y = (2 e^r) · 2^(n−1): the polynomial's
     # coefficients doubled (exact), so that 2^(n−1) is a normal number from n = 2 − bias (the
     # smallest n not flushed) up to n = bias + 1 (x just below the overflow threshold)
     return [
         f"xc_ = {x} if {x} > {T}({-clamp!r}) else {T}({-clamp!r})",
         f"xc_ = xc_ if xc_ < {T}({clamp!r}) else {T}({clamp!r})",
-        f"nf_ = np.floor(xc_ * {T}({1.4426950408889634!r}) + {T}(0.5))",
+        f"kf_ = xc_ * {T}({1.4426950408889634!r}) + {T}({sh!r})",
+        f"nf_ = kf_ - {T}({sh!r})",
         f"r_ = (xc_ - nf_ * {T}({hi!r})) - nf_ * {T}({lo!r})",
         *_horner("p_", "r_", deg, T, scale=2.0),
-        f"nc_ = nf_ if nf_ > {T}({float(2 - bias)!r}) else {T}({float(2 - bias)!r})",
-        f"{y} = p_ * _as_float({I}(({I}(nc_) + {I}({bias - 1})) << {I}({mant})))",
+        f"kc_ = kf_ if kf_ > {T}({sh + 2 - bias!r}) else {T}({sh + 2 - bias!r})",
+        f"{y} = p_ * _as_float({I}(({I}(_as_int(kc_) - _as_int({T}({sh!r}))) + {I}({bias - 1})) << {I}({mant})))",
         f"{y} = {y} if nf_ >= {T}({float(2 - bias)!r}) else {T}(0.0)",
         f"{y} = {y} if {x} <= {T}({over!r}) else {T}(np.inf)",
     ]
@@ -137,13 +165,15 @@ def _source(name: str, b: str) -> str:
         # (n = 0 for y < ln 2 / 2: expm1 itself, no cancellation; above, 2^n e^r − 1 ≥ 0.41)
         _, I, bias, mant, _, _, _, hi, lo = _DT[b][:9]
         deg = _DT[b][11]
+        sh = 1.5 * 2.0**mant  # the shifter (see the exp body)
         body = [
             "ax = abs(x)",
             f"y2 = {T}(2.0) * (ax if ax < {T}({cap!r}) else {T}({cap!r}))",
-            f"nf = np.floor(y2 * {T}({1.4426950408889634!r}) + {T}(0.5))",
+            f"kf = y2 * {T}({1.4426950408889634!r}) + {T}({sh!r})",
+            f"nf = kf - {T}({sh!r})",
             f"r = (y2 - nf * {T}({hi!r})) - nf * {T}({lo!r})",
             *_horner("q", "r", deg, T, shift=1),
-            f"s = _as_float({I}(({I}(nf) + {I}({bias})) << {I}({mant})))",
+            f"s = _as_float({I}(({I}(_as_int(kf) - _as_int({T}({sh!r}))) + {I}({bias})) << {I}({mant})))",
             f"e = s * (q * r) + (s - {T}(1.0))",
             f"t = e / (e + {T}(2.0))",
             f"t = t if x > {T}(0.0) else -t",
@@ -209,7 +239,7 @@ def _build(name: str) -> dict:
     out = {}
     for b in _DT:
         source, consts = _hoist_constants(_source(name, b))
-        ns = {"np": np, "_as_float": _as_float, **consts}
+        ns = {"np": np, "_as_float": _as_float, "_as_int": _as_int, **consts}
         exec(compile(source, f"<fastbp.vmath _{name}{b}>", "exec"), ns)
         out[b] = ns[f"_{name}{b}"]
     return out
