@@ -173,3 +173,18 @@ def test_float32_stays_float32(dtype):
 
         assert re.search(r"= f(add|sub|mul|div)[a-z ]* float ", body)  # float32 arithmetic is there
         assert not re.search(r"= f(add|sub|mul|div)[a-z ]* double ", body), "stray float64 arithmetic"
+
+
+def test_every_check_here_passes_with_avx2_code(tmp_path):
+    """This file's checks again in a fresh process compiled for an AVX2 target (NUMBA_CPU_NAME=haswell,
+    no AVX-512), with its own cache: the range reduction's integer steps (the shifter's bits, a 64-bit
+    subtract and shift per lane, ``fastbp/vmath.py``) are other instructions there, and the speed that
+    rounding by the shifter bought was AVX2's."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "", "NUMBA_CACHE_DIR": str(tmp_path)}
+    args = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__, "-k", "not avx2_code"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and " passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
