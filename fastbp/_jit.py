@@ -78,7 +78,8 @@ JIT_PARALLEL: dict = {**JIT_VEC, "parallel": True}
 #: here, to FMA contraction alone: unset, an overload inherits its caller's flags, and with
 #: ``reassoc`` LLVM folds the Cody–Waite range reduction (x − n·ln2_hi) − n·ln2_lo into
 #: x − n·(ln2_hi + ln2_lo), which cost float64 e^x ~200 ulp at |x| = 700 and σ 13 ulp
-#: (``python tools/vmath_accuracy.py`` measures it).
+#: (``python tools/vmath_accuracy.py`` measures it), and could fold the rounding by the shifter,
+#: (x / ln 2 + 1.5·2^52) − 1.5·2^52, into x / ln 2 (no rounding at all).
 OVERLOAD_OPTIONS: dict = {"error_model": "numpy", "fastmath": {"contract"}}
 
 #: :data:`JIT_OPTIONS` without the on-disk cache (kernels compiled for a custom activation).

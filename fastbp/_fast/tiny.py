@@ -235,7 +235,8 @@ def _estrin(c, r):
 
 
 def _tanh64(x):
-    # tanh|x| = e/(e + 2), e = expm1(2|x|) = 2^n (e^r − 1) + (2^n − 1): as fastbp.vmath.vtanh
+    # tanh|x| = e/(e + 2), e = expm1(2|x|) = 2^n (e^r − 1) + (2^n − 1): as fastbp.vmath.vtanh, but n
+    # rounded by floor and a conversion (vmath rounds by the shifter: the same n but at exact ties)
     ax = abs(x)
     y2 = 2.0 * (ax if ax < 20.0 else 20.0)
     nf = np.floor(y2 * _LOG2E + 0.5)
@@ -248,7 +249,8 @@ def _tanh64(x):
 
 
 def _sigmoid64(x):
-    # sign-split σ with e = e^(−|x|) = (2 e^r) 2^(n−1) ∈ (0, 1]: as fastbp.vmath.vsigmoid
+    # sign-split σ with e = e^(−|x|) = (2 e^r) 2^(n−1) ∈ (0, 1]: as fastbp.vmath.vsigmoid (n by
+    # floor and a conversion, as _tanh64)
     nx = -abs(x)
     xc = nx if nx > -1080.0 else -1080.0
     nf = np.floor(xc * _LOG2E + 0.5)
