@@ -3,8 +3,9 @@
 * :func:`_borrowed` / :func:`_borrow_epoch` / :func:`_alive`: views with no reference
   counting, and the use that keeps their owners alive (per-row views otherwise cost an
   atomic ``NRT_incref``/``NRT_decref`` pair per example).
-* :data:`COST_CHUNK`, :data:`COST_SAFE`: per-example costs are queued and summed in chunks
-  (:func:`fastbp.losses.defer_cost`, :func:`fastbp.losses.flush_costs`) when provably finite.
+* :data:`COST_CHUNK`, :data:`COST_SAFE`, :func:`_queue_cost`: per-example costs are queued and
+  summed in chunks (:func:`fastbp.losses.defer_cost`, :func:`fastbp.losses.flush_costs`) when
+  provably finite.
 * :func:`_abs_sum`, :func:`_abs_max`, :func:`_layer_bounds`: the per-layer bounds on
   max|W[l]|, max|b[l]| that prove a step's new parameters finite (the divergence contract,
   :mod:`fastbp._fast`).
@@ -17,6 +18,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._jit import jit_inline, jit_inner
+from ..losses import defer_cost, flush_costs
 from ..params import offsets
 
 
@@ -118,6 +120,16 @@ def _borrow_epoch(params, sizes, X, Y, order):
 #: Per-example costs are computed in chunks of this many examples (vectorised),
 #: not one by one, whenever they are provably finite (see :data:`COST_SAFE`).
 COST_CHUNK = 256
+
+
+@jit_inline
+def _queue_cost(zL, y, Zc, Yc, cnt, n_L, out):
+    """Queue one example's logits ``zL`` and targets ``y`` (:func:`fastbp.losses.defer_cost`);
+    returns the queue's summed costs once it holds :data:`COST_CHUNK` examples (emptying it), else 0."""
+    defer_cost(zL, y, Zc, Yc, cnt)
+    if cnt[0] == COST_CHUNK:
+        return flush_costs(Zc, Yc, cnt, n_L, out)
+    return 0.0
 
 
 #: Σ|Z[L]| + Σ|Y| up to this bound proves an example's cost finite in float64

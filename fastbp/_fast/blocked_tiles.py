@@ -31,8 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit_vec
-from ..losses import defer_cost, flush_costs
-from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds
+from ..losses import flush_costs
+from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds, _queue_cost
 from ._passes import _after_first_layer
 from ._tiles import _pack_transposed, _packed_update, _packed_width, _start_block, _unpack_transposed
 
@@ -131,9 +131,7 @@ def _sgd_epoch_blocked_tiles(params, sizes, X, Y, order, lr, act, out, limit):
                 _alive(sa_own, sd_own, bounds_own, Zc_own, Yc_own, cnt_own)
                 return total + flush_costs(Zc, Yc, cnt, n_L, out), t0 + tt
             if deferred:
-                defer_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt)
-                if cnt[0] == COST_CHUNK:
-                    total += flush_costs(Zc, Yc, cnt, n_L, out)
+                total += _queue_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt, n_L, out)
             else:
                 total += cost
             c = Cc[tt * n1p : tt * n1p + n1]

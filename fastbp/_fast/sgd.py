@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import jit_vec
-from ..losses import defer_cost, flush_costs
-from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds
+from ..losses import flush_costs
+from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds, _queue_cost
 from ._passes import _after_first_layer, _first_layer, _first_layer_fused, _flush_first
 
 
@@ -87,9 +87,7 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
             )
             return total + flush_costs(Zc, Yc, cnt, n_L, out), t
         if deferred:
-            defer_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt)
-            if cnt[0] == COST_CHUNK:
-                total += flush_costs(Zc, Yc, cnt, n_L, out)
+            total += _queue_cost(z[top : top + n_L], Y[i], Zc, Yc, cnt, n_L, out)
         else:
             total += cost
         for j in range(n1):
