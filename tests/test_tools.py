@@ -174,7 +174,7 @@ def test_tile_speed_tiles_give_the_loops_bits(dtype):
     remainder) give bit for bit the column loops' Z = W A + b, and both match NumPy's; rates > 0; a
     shape that is not a whole number of strips is refused."""
     mod = _script("tile_speed")
-    assert mod.tile_rows() in (6, 8)
+    assert mod.tile_rows() in (6, 8) and mod.tile_strips() in (1, 2)
     r = mod.measure("19x70x32", np.dtype(dtype), 1, mod.make_kernels())
     assert r["same_bits"] and r["matches_numpy"] and min(r["tiles"], r["loops"], r["blas"]) > 0
     with pytest.raises(ValueError, match="multiple of"):
@@ -183,27 +183,69 @@ def test_tile_speed_tiles_give_the_loops_bits(dtype):
         mod.parse_shape("64x64", dtype)
 
 
+def _host_runs(features: tuple[str, ...]) -> bool:
+    """Whether code compiled for a target needing these LLVM ``features`` runs here (x86-64)."""
+    import platform
+
+    import llvmlite.binding as llvm
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    host = llvm.get_host_cpu_features()
+    return all(host.get(f) for f in features)
+
+
+#: (NUMBA_CPU_NAME, R, strips per float32 tile, the features it needs, the tests/test_columns.py
+#: cases also run there): AVX2's six rows, and an Intel AVX-512 core's eight rows by two float32
+#: strips (fastbp/_fast/_tiles.py, tile_rows and tile_strips), whose tiles this host's own run
+#: never compiles: all three products on them (float32; float64 tiles have one strip, as here).
+_TILE_TARGETS = [
+    ("haswell", 6, 1, ("avx2", "fma"), ""),
+    ("skylake-avx512", 8, 2, ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "fma"), "float32"),
+]
+
+
 @pytest.mark.slow
-def test_the_tiles_give_the_loops_bits_with_avx2s_six_rows(tmp_path):
-    """The tiles compiled for an AVX2 target (NUMBA_CPU_NAME=haswell, no AVX-512: R = 6, and the
-    remainder tiles of 4, 2, 1 that 19 rows leave there) in a fresh process with its own cache:
-    the loops' bits, both dtypes."""
+@pytest.mark.parametrize("cpu, rows, strips, features, columns", _TILE_TARGETS, ids=[t[0] for t in _TILE_TARGETS])
+def test_the_tiles_give_the_loops_bits_on_other_targets(tmp_path, cpu, rows, strips, features, columns):
+    """The tiles compiled for another target in a fresh process with its own cache: AVX2 (R = 6)
+    and an Intel AVX-512 core (two strips a float32 tile).  tools/tile_speed.py's Z = W A + b on
+    23 rows (R = 6: three tiles and the remainders 4, 1; R = 8: two tiles and 4, 2, 1) and 32 and
+    48 columns (one pair of float32 strips; a pair and a lone strip) gives the loops' bits, both
+    dtypes; where ``columns`` names cases, tests/test_columns.py's check of all three products
+    (bias, dA's start at 0, dW's accumulation) against the loops, between sentinels that no
+    product may touch, runs there too."""
     import os
     import subprocess
     import sys
 
+    if not _host_runs(features):
+        pytest.skip(f"this CPU cannot run code compiled for {cpu}")
+    root = Path(__file__).resolve().parents[1]
     code = (
-        "import numpy as np, importlib.util, sys;"
+        "import numpy as np, importlib.util, sys, pytest;"
         "spec = importlib.util.spec_from_file_location('t', sys.argv[1]); m = importlib.util.module_from_spec(spec);"
-        "spec.loader.exec_module(m); assert m.tile_rows() == 6, m.tile_rows();"
+        f"spec.loader.exec_module(m); assert (m.tile_rows(), m.tile_strips()) == ({rows}, {strips});"
         "k = m.make_kernels();"
-        "rs = [m.measure('19x70x32', np.dtype(d), 1, k) for d in ('float32', 'float64')];"
-        "assert all(r['same_bits'] and r['matches_numpy'] for r in rs), rs; print('ok')"
+        "rs = [m.measure(s, np.dtype(d), 1, k) for d in ('float32', 'float64') for s in ('23x70x32', '23x70x48')];"
+        "assert all(r['same_bits'] and r['matches_numpy'] for r in rs), rs; print('tiles ok', flush=True);"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-k', sys.argv[3], sys.argv[2]]) if sys.argv[3] else 0)"
     )
-    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "", "NUMBA_CACHE_DIR": str(tmp_path)}
-    tool = str(Path(__file__).resolve().parents[1] / "tools" / "tile_speed.py")
-    done = subprocess.run([sys.executable, "-c", code, tool], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    env = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": "", "NUMBA_CACHE_DIR": str(tmp_path)}
+    tool = str(root / "tools" / "tile_speed.py")
+    check = str(root / "tests" / "test_columns.py") + "::test_register_tiles_give_the_plain_loops_results"
+    done = subprocess.run(
+        [sys.executable, "-c", code, tool, check, columns],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
+    out = done.stdout
+    assert done.returncode == 0 and "tiles ok" in out, (out[-2000:], done.stderr[-2000:])
+    if columns:
+        assert " passed" in out, out[-2000:]
 
 
 def test_tile_speed_main_prints_a_row_and_refuses_bad_arguments(capsys):

@@ -6,8 +6,9 @@ column per example.  Their plain loops compute Z[l] = W[l] A[l−1] + b[l] as su
 so at best one FMA per store.  Their ``_tiles`` twins run ``_affine_tiles`` instead
 (``fastbp/_fast/_tiles.py``): a tile of the output, R rows by one strip of 64 bytes of columns (16
 float32 or 8 float64 examples), kept in vector registers for the whole sum, the shape of a BLAS
-micro-kernel (R = 8 with AVX-512, 6 without).  Each element is the loops' sum in their order, so
-the tool also checks that the bits are the loops'.
+micro-kernel (R = 8 with AVX-512, 6 without; on Intel's AVX-512 cores a float32 tile spans two
+strips).  Each element is the loops' sum in their order, so the tool also checks that the bits are
+the loops'.
 
 It prints GFLOP/s of the three on one core (pin it), for each product shape::
 
@@ -42,6 +43,16 @@ def tile_rows() -> int:
     from fastbp._fast._tiles import tile_rows as rows_for
 
     return rows_for(cpu_target.target_context.codegen())
+
+
+def tile_strips() -> int:
+    """Strips of 64 bytes per float32 register tile on Numba's compile target (2 on Intel's AVX-512 cores,
+    else 1; float64 tiles: 1)."""
+    from numba.core.registry import cpu_target
+
+    from fastbp._fast._tiles import tile_strips as strips_for
+
+    return strips_for(cpu_target.target_context.codegen())
 
 
 def make_kernels():
@@ -210,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     from fastbp.bench import cpu_info, describe_cpu
 
     print(
-        f"# {describe_cpu(cpu_info())}; NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME', '(host)')}; R = {tile_rows()}"
+        f"# {describe_cpu(cpu_info())}; NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME', '(host)')}; "
+        f"R = {tile_rows()}; strips per float32 tile = {tile_strips()}"
     )
     print("# GFLOP/s of Z = W A + b, one thread, best of", args.repeats)
     kernels = make_kernels()

@@ -11,7 +11,7 @@ a layer's three products is a sum of scaled rows ("axpy" form):
 
 Written as plain loops (``_affine_rows``, ``_back_rows``, ``_grad_rows`` in :mod:`._columns`, the
 reference these are tested against), every term of the sum loads and stores the output row: at best one FMA per
-store, 11-49 GFLOP/s on this project's Zen 4.  :func:`_axpy_strip` keeps a *tile* of the output,
+store, 11-49 GFLOP/s on this project's Zen 4.  :func:`_axpy_strips` keeps a *tile* of the output,
 R rows by one strip of 64 bytes of columns (16 float32 or 8 float64 values), in vector registers
 for the whole sum: per term one load of a strip of the summed row, R broadcasts of a weight, R
 FMAs.  That is the shape of a BLAS micro-kernel, without BLAS's packing and per-call cost, which
@@ -21,6 +21,8 @@ float32 and 47-58 float64 against OpenBLAS's 75-95 and 40-50 (``python tools/til
 * R = 8 rows where the target has AVX-512 (32 vector registers: 8 accumulators of one zmm), 6
   where it does not (AVX2's 16 registers: 6 accumulators of two ymm; 8 spilled and ran at half
   speed), then tiles of 4, 2 and 1 for the remaining rows.  R changes the speed, never the bits.
+* On Intel's AVX-512 cores a float32 tile spans two strips (16 accumulators): two 512-bit FMA
+  ports need more chains than eight (:func:`tile_strips`).  Also only the speed.
 * The arithmetic of each output element is the plain loop's, in its order: start at b_j, 0 or the
   element itself, add w · s for s = 0, 1, …, fused into an FMA as the plain loop's ``contract``
   fastmath fuses it, so Z and dA are the plain loops' bits (``tests/test_columns.py``).
@@ -30,7 +32,8 @@ float32 and 47-58 float64 against OpenBLAS's 75-95 and 40-50 (``python tools/til
   :mod:`.blocked_tiles` on their own workspaces (the last two on a packed copy of W[1]ᵀ,
   :func:`_pack_transposed`, whose tiles run across hidden units instead of examples).
 
-Measurements: docs/performance-kernels.md, "Register tiles for the column products".
+Measurements: docs/performance-kernels.md, "Register tiles for the column products" and "An Intel
+Xeon (Emerald Rapids): two strips a tile".
 """
 
 from __future__ import annotations
@@ -84,11 +87,51 @@ def tile_rows(codegen) -> int:
     return 8 if avx512 else 6
 
 
-@intrinsic
-def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows, B, b0, init):
-    """One strip of 64 bytes of columns (V examples) of an axpy-form product, tile by tile:
+# Intel's AVX-512 server cores (LLVM names), with two 512-bit FMA ports (some Skylake-SP and
+# Cascade Lake parts have one: the name cannot tell), where a tile of two strips pays
+# (:func:`tile_strips`; measured on an Emerald Rapids).  The client cores (Cannon Lake, Ice Lake
+# client, Tiger Lake, Rocket Lake) have one port, Zen 4 runs a 512-bit FMA as two 256-bit halves:
+# they keep one strip, as do Zen 5 and the generic x86-64-v4, not measured.
+_INTEL_AVX512_NAMES = frozenset(
+    {
+        "skylake-avx512",
+        "cascadelake",
+        "cooperlake",
+        "icelake-server",
+        "sapphirerapids",
+        "emeraldrapids",
+        "graniterapids",
+        "graniterapids-d",
+    }
+)
 
-        Z[z0 + r·ldz + v] = start + Σ_{s < n_sum} W[w0 + r·wr + s·ws] · S[s0 + s·lds + v]
+
+def tile_strips(codegen, itemsize: int = 4) -> int:
+    """Strips of 64 bytes per register tile for Numba's compile target and a dtype of ``itemsize``
+    bytes: 2 for float32 on Intel's AVX-512 server cores (:data:`_INTEL_AVX512_NAMES`; R = 8 rows by
+    two strips, 16 accumulators), else 1.  Only the speed depends on it, never the bits.
+
+    Measured on an Intel Xeon (Emerald Rapids, one core of a 16-core VM; docs/performance-kernels.md,
+    "An Intel Xeon (Emerald Rapids): two strips a tile"): the products ran 1.1-2.4x as fast in
+    both dtypes, 27 of 28 cells (one 0.82; ``taskset -c 2 python tools/tile_speed.py``, the
+    one-strip tree against this one, two rounds), and whole float32 epochs 1.01-1.28x (0.96-1.13x
+    with three other jobs running; ``fastbp bench --sizes 64-32-1 64-64-10 784-128-10 256-256-10
+    --batch-sizes 1 32 256``), but float64 epochs 0.78-1.05x on the big nets in two runs, so
+    float64 keeps one strip.  On Zen 4 two strips ran the products 0.92-0.96x (``taskset -c 1
+    python tools/tile_speed.py``), so AMD keeps one; AVX2's R = 6 rows by two ymm already hold 12
+    of its 16 registers."""
+    if tile_rows(codegen) != 8 or itemsize != 4:
+        return 1
+    cpu_name = getattr(codegen, "_get_host_cpu_name", lambda: "")
+    return 2 if cpu_name() in _INTEL_AVX512_NAMES else 1
+
+
+@intrinsic
+def _axpy_strips(typingctx, Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips):
+    """``n_strips`` strips of 64 bytes of columns (V examples each) of an axpy-form product, side by
+    side, tile by tile; strip i:
+
+        Z[z0 + i·zs + r·ldz + v] = start + Σ_{s < n_sum} W[w0 + r·wr + s·ws] · S[s0 + i·ss + s·lds + v]
 
     for r < n_rows, v < V, the sum in the order s = 0, 1, …, with start = 0 (``init`` 0),
     B[b0 + r] (1) or Z's own element (2: Z += the sum).  Flat element offsets into the C-contiguous
@@ -98,7 +141,14 @@ def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows,
     (one row per example), init 0 or 2.  The deferred kernels' W[1] x_t: Z = the examples' rows
     (a strip of hidden units), W = the inputs (wr = n_0, ws = 1), S = packed W[1]ᵀ; their update
     W[1]ᵀ += Σ_s x_s c_sᵀ: Z = packed W[1]ᵀ (rows k), W = the inputs (wr = 1, ws = n_0), S = the
-    c_s, init 2."""
+    c_s, init 2.
+
+    On Intel's AVX-512 cores a float32 tile spans two strips (:func:`tile_strips`), R = 8 rows by
+    2 × 64 bytes (16 accumulators, one broadcast of a weight for two FMAs; an odd last strip
+    alone): such a core issues two 512-bit FMAs a cycle with 4 cycles' latency, so one strip's 8
+    accumulators leave it waiting on the chains.  Elsewhere one strip (Zen 4: one 512-bit FMA a
+    cycle; AVX2: R = 6 by two ymm, 12 of the 16 registers).  The pairing, like R, changes the
+    speed, never the bits: each element's sum is the same, in the same order."""
     arrays = (Z, W, S, B)
     if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
         return None
@@ -106,12 +156,12 @@ def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows,
     if dtype not in (types.float32, types.float64) or any(a.dtype != dtype for a in arrays):
         return None
     sig = types.void(
-        Z, types.intp, types.intp, W, types.intp, types.intp, types.intp, S, types.intp, types.intp,
-        types.intp, types.intp, B, types.intp, types.intp,
+        Z, types.intp, types.intp, types.intp, W, types.intp, types.intp, types.intp, S, types.intp, types.intp,
+        types.intp, types.intp, types.intp, B, types.intp, types.intp, types.intp,
     )  # fmt: skip
 
     def codegen(context, builder, signature, args):
-        Zv, zo, ldz_, Wv, wo, wr_, ws_, Sv, so, lds_, nsum, nrows, Bv, bo, init = args
+        Zv, zo, ldz_, zs_, Wv, wo, wr_, ws_, Sv, so, lds_, ss_, nsum, nrows, Bv, bo, init, nstrips = args
         T = context.get_value_type(dtype)
         itemsize = context.get_abi_sizeof(T)
         lanes = STRIP_BYTES // itemsize
@@ -123,7 +173,7 @@ def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows,
         def data(k, value):
             return context.make_array(signature.args[k])(context, builder, value).data
 
-        zd, wd, sd, bd = data(0, Zv), data(3, Wv), data(7, Sv), data(12, Bv)
+        zd, wd, sd, bd = data(0, Zv), data(4, Wv), data(8, Sv), data(14, Bv)
 
         def const(k):
             return ir.Constant(intp, k)
@@ -138,53 +188,83 @@ def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows,
         has_bias = builder.icmp_signed("==", init, const(1))
         accumulate = builder.icmp_signed("==", init, const(2))
         # the accumulators: stack slots LLVM promotes to registers (their address never escapes)
-        acc = [cgutils.alloca_once(builder, vec) for _ in range(8)]
+        acc = [[cgutils.alloca_once(builder, vec) for _ in range(8)] for _ in range(2)]
 
-        def tile(R, j):
-            """Rows j … j+R−1 of the strip."""
+        def tile(R, j, z_strip, s_strip, P):
+            """Rows j … j+R−1 of the P strips from Z offset ``z_strip`` and S offset ``s_strip``."""
+            z_p = [z_strip, builder.add(z_strip, zs_)][:P]
+            s_p = [s_strip, builder.add(s_strip, ss_)][:P]
             dst = [
-                builder.bitcast(builder.gep(zd, [builder.add(zo, builder.mul(builder.add(j, const(r)), ldz_))]), vptr)
-                for r in range(R)
+                [
+                    builder.bitcast(
+                        builder.gep(zd, [builder.add(z_p[p], builder.mul(builder.add(j, const(r)), ldz_))]), vptr
+                    )
+                    for r in range(R)
+                ]
+                for p in range(P)
             ]
-            for r in range(R):
-                builder.store(zero, acc[r])
+            for p in range(P):
+                for r in range(R):
+                    builder.store(zero, acc[p][r])
             with builder.if_else(has_bias) as (then, other):
                 with then:
                     for r in range(R):
-                        b = builder.load(builder.gep(bd, [builder.add(bo, builder.add(j, const(r)))]))
-                        builder.store(broadcast(b), acc[r])
+                        b = broadcast(builder.load(builder.gep(bd, [builder.add(bo, builder.add(j, const(r)))])))
+                        for p in range(P):
+                            builder.store(b, acc[p][r])
                 with other:
                     with builder.if_then(accumulate):
-                        for r in range(R):
-                            builder.store(builder.load(dst[r], align=itemsize), acc[r])
+                        for p in range(P):
+                            for r in range(R):
+                                builder.store(builder.load(dst[p][r], align=itemsize), acc[p][r])
             w_row = builder.add(wo, builder.mul(j, wr_))
             with cgutils.for_range(builder, nsum) as loop:
                 s = loop.index
-                src = builder.gep(sd, [builder.add(so, builder.mul(s, lds_))])
-                x = builder.load(builder.bitcast(src, vptr), align=itemsize)
+                x = [
+                    builder.load(
+                        builder.bitcast(builder.gep(sd, [builder.add(s_p[p], builder.mul(s, lds_))]), vptr),
+                        align=itemsize,
+                    )
+                    for p in range(P)
+                ]
                 w_s = builder.add(w_row, builder.mul(s, ws_))
                 for r in range(R):
-                    w = builder.load(builder.gep(wd, [builder.add(w_s, builder.mul(const(r), wr_))]))
-                    prod = builder.fmul(broadcast(w), x, flags=("contract",))
-                    builder.store(builder.fadd(builder.load(acc[r]), prod, flags=("contract",)), acc[r])
-            for r in range(R):
-                builder.store(builder.load(acc[r]), dst[r], align=itemsize)
+                    w = broadcast(builder.load(builder.gep(wd, [builder.add(w_s, builder.mul(const(r), wr_))])))
+                    for p in range(P):
+                        prod = builder.fmul(w, x[p], flags=("contract",))
+                        builder.store(builder.fadd(builder.load(acc[p][r]), prod, flags=("contract",)), acc[p][r])
+            for p in range(P):
+                for r in range(R):
+                    builder.store(builder.load(acc[p][r]), dst[p][r], align=itemsize)
 
         R = tile_rows(context.codegen())
-        n_main = builder.mul(builder.sdiv(nrows, const(R)), const(R))
-        with cgutils.for_range_slice(builder, const(0), n_main, const(R)) as (j, _):
-            tile(R, j)
-        # the remaining rows (< R) as tiles of 4, 2, 1
-        j_slot = cgutils.alloca_once_value(builder, n_main)
-        for size in (4, 2, 1):
-            if size >= R:
-                continue
-            with builder.if_then(
-                builder.icmp_signed("!=", builder.and_(builder.sub(nrows, n_main), const(size)), const(0))
-            ):
-                j = builder.load(j_slot)
-                tile(size, j)
-                builder.store(builder.add(j, const(size)), j_slot)
+
+        def strip_rows(z_strip, s_strip, P):
+            """Every row of P strips: tiles of R rows, then the remaining rows (< R) as tiles of 4, 2, 1."""
+            n_main = builder.mul(builder.sdiv(nrows, const(R)), const(R))
+            with cgutils.for_range_slice(builder, const(0), n_main, const(R)) as (j, _):
+                tile(R, j, z_strip, s_strip, P)
+            j_slot = cgutils.alloca_once_value(builder, n_main)
+            for size in (4, 2, 1):
+                if size >= R:
+                    continue
+                with builder.if_then(
+                    builder.icmp_signed("!=", builder.and_(builder.sub(nrows, n_main), const(size)), const(0))
+                ):
+                    j = builder.load(j_slot)
+                    tile(size, j, z_strip, s_strip, P)
+                    builder.store(builder.add(j, const(size)), j_slot)
+
+        P = tile_strips(context.codegen(), itemsize)  # strips per tile (docstring)
+        n_groups = builder.sdiv(nstrips, const(P))
+        with cgutils.for_range(builder, n_groups) as loop:
+            first = builder.mul(loop.index, const(P))
+            strip_rows(builder.add(zo, builder.mul(first, zs_)), builder.add(so, builder.mul(first, ss_)), P)
+        if P == 2:  # an odd last strip alone
+            odd = builder.icmp_signed("!=", builder.and_(nstrips, const(1)), const(0))
+            with builder.if_then(builder.and_(odd, builder.icmp_signed(">", nstrips, const(0)))):
+                last = builder.sub(nstrips, const(1))
+                strip_rows(builder.add(zo, builder.mul(last, zs_)), builder.add(so, builder.mul(last, ss_)), 1)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -192,12 +272,10 @@ def _axpy_strip(typingctx, Z, z0, ldz, W, w0, wr, ws, S, s0, lds, n_sum, n_rows,
 
 @jit_inner
 def _strips(Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips):
-    """``n_strips`` strips of a product side by side: strip i is :func:`_axpy_strip` with Z's
-    offset z0 + i·zs and S's offset s0 + i·ss.  Called (not inlined) by every product of the
-    column kernels and the deferred kernels on their flat 1-D arrays, so the tiles' code is
-    compiled once per dtype."""
-    for i in range(n_strips):
-        _axpy_strip(Z, z0 + i * zs, ldz, W, w0, wr, ws, S, s0 + i * ss, lds, n_sum, n_rows, B, b0, init)
+    """``n_strips`` strips of a product side by side (:func:`_axpy_strips`).  Called (not inlined)
+    by every product of the column kernels and the deferred kernels on their flat 1-D arrays, so
+    the tiles' code is compiled once per dtype."""
+    _axpy_strips(Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips)
 
 
 def _transpose_masks(h: int, lanes: int = 8) -> tuple[list[int], list[int]]:
