@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ._targets import host_runs
+
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
@@ -183,18 +185,6 @@ def test_tile_speed_tiles_give_the_loops_bits(dtype):
         mod.parse_shape("64x64", dtype)
 
 
-def _host_runs(features: tuple[str, ...]) -> bool:
-    """Whether code compiled for a target needing these LLVM ``features`` runs here (x86-64)."""
-    import platform
-
-    import llvmlite.binding as llvm
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    host = llvm.get_host_cpu_features()
-    return all(host.get(f) for f in features)
-
-
 #: (NUMBA_CPU_NAME, R, strips per float32 tile, the features it needs, the tests/test_columns.py
 #: cases also run there): AVX2's six rows, and an Intel AVX-512 core's eight rows by two float32
 #: strips (fastbp/_fast/_tiles.py, tile_rows and tile_strips), whose tiles this host's own run
@@ -219,7 +209,7 @@ def test_the_tiles_give_the_loops_bits_on_other_targets(tmp_path, cpu, rows, str
     import subprocess
     import sys
 
-    if not _host_runs(features):
+    if not host_runs(features):
         pytest.skip(f"this CPU cannot run code compiled for {cpu}")
     root = Path(__file__).resolve().parents[1]
     code = (

@@ -12,6 +12,8 @@ from fastbp import vmath
 from fastbp._jit import JIT_VEC
 from fastbp.testing import tolerance
 
+from ._targets import host_runs
+
 EDGES = [
     0.0,
     -0.0,
@@ -175,19 +177,7 @@ def test_float32_stays_float32(dtype):
         assert not re.search(r"= f(add|sub|mul|div)[a-z ]* double ", body), "stray float64 arithmetic"
 
 
-def _host_runs_haswell_code() -> bool:
-    """Whether code compiled for ``haswell`` runs here: an x86-64 CPU with AVX2 and FMA."""
-    import platform
-
-    import llvmlite.binding as llvm
-
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    features = llvm.get_host_cpu_features()
-    return bool(features.get("avx2") and features.get("fma"))
-
-
-@pytest.mark.skipif(not _host_runs_haswell_code(), reason="needs an x86-64 CPU with AVX2 and FMA")
+@pytest.mark.skipif(not host_runs(("avx2", "fma")), reason="needs an x86-64 CPU with AVX2 and FMA")
 def test_every_check_here_passes_with_avx2_code(tmp_path):
     """This file's checks again in a fresh process compiled for an AVX2 target (NUMBA_CPU_NAME=haswell,
     no AVX-512), with its own cache: the range reduction's integer steps (the shifter's bits, a 64-bit
