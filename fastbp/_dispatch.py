@@ -240,7 +240,9 @@ def blas_min_weights(sizes, batch_size: int) -> int:
 
 
 #: ``predict``, ``forward`` and ``loss`` of at least this many rows run the column forward pass
-#: (:mod:`fastbp._fast.forward`), smaller ones the plain kernels.  The column pass is the faster
+#: (:mod:`fastbp._fast.forward`); smaller ones the plain kernels, and ``predict``
+#: :func:`fastbp._fast.rows._predict_rows` (the plain kernel's loops on the compiled helpers the
+#: training kernels share: 0.5-0.9 s of a first predict against 1.4-1.8 s).  The column pass is the faster
 #: one on every net from a few hundred rows up (``python tools/public_ops_speed.py``: the plain
 #: kernels ran 0.13-0.23x the NumPy reference at 4,096 rows of 2-4-1 and 64-32-1, the column
 #: pass 0.65-1.3x), but it compiles in about 4.9 s against the plain one's 1.6 s, which a first
@@ -919,29 +921,47 @@ def _run_forward(name: str, params, sizes, X, *args):
     return _blas_held(sizes, blas_min, kernel, params, sizes, X, *args, blas_min)
 
 
+def _rows_kernel(name: str):
+    """:mod:`fastbp._fast.rows`' kernel ``name`` (imported on first use)."""
+    return getattr(importlib.import_module("fastbp._fast.rows"), name)
+
+
+def _plain_forward(activation: Activation) -> bool:
+    """Whether ``predict``/``forward``/``loss`` run the plain kernels: a custom activation (the
+    fast ones call the built-in g's loops), or ``NUMBA_DISABLE_JIT=1``."""
+    return activation.is_custom or numba_config.DISABLE_JIT
+
+
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
-    """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: the column forward pass
-    :func:`fastbp._fast.forward._predict_fast` for a built-in activation, else the plain kernel
-    (one example at a time)."""
-    if not _fast_forward(activation, sizes, X.shape[0]):
+    """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: for a built-in activation
+    the column forward pass :func:`fastbp._fast.forward._predict_fast` from
+    :data:`FAST_FORWARD_MIN_ROWS` rows, :func:`fastbp._fast.rows._predict_rows` below (a few
+    examples at a time on the training kernels' compiled loops); else the plain kernel."""
+    if _plain_forward(activation):
         kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
-        return
-    _run_forward("_predict_fast", params, sizes, X, activation.code, out, AL)
+    elif not _fast_forward(activation, sizes, X.shape[0]):
+        _rows_kernel("_predict_rows")(params, sizes, X, activation.code, out, AL)
+    else:
+        _run_forward("_predict_fast", params, sizes, X, activation.code, out, AL)
 
 
 def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, list]:
     """``(Z, A)``: lists of Z[l], A[l] (m × n_l) of every layer for every row of X, on checked
     inputs.  :func:`fastbp._fast.forward._forward_fast` fills units-major buffers (n_units × m), so
-    each layer is a Fortran-ordered view ``ZT[u:u+n].T``; the plain kernel (one example at a time)
-    fills example-major ones (m × n_units), each layer a column block.  Either way one buffer per
-    pass, and the values agree (tests/test_columns.py)."""
+    each layer is a Fortran-ordered view ``ZT[u:u+n].T``; below :data:`FAST_FORWARD_MIN_ROWS` rows
+    :func:`fastbp._fast.rows._forward_rows` (or the plain kernel, one example at a time) fills
+    example-major ones (m × n_units), each layer a column block.  Either way one buffer per pass,
+    and the values agree (tests/test_columns.py, tests/test_rows.py)."""
     m = X.shape[0]
     bounds = np.cumsum(np.concatenate(([0], sizes[1:])))
     spans = list(zip(bounds[:-1], bounds[1:]))  # layer l's units: u … v
     if not _fast_forward(activation, sizes, m):
         Z = np.empty((m, int(bounds[-1])), params.dtype)
         A = np.empty_like(Z)
-        kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
+        if _plain_forward(activation):
+            kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
+        else:
+            _rows_kernel("_forward_rows")(params, sizes, X, activation.code, out, Z, A)
         return [Z[:, u:v] for u, v in spans], [A[:, u:v] for u, v in spans]
     ZT = np.empty((int(bounds[-1]), m), params.dtype)
     AT = np.empty_like(ZT)
@@ -950,8 +970,10 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
 
 
 def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
-    """J, the mean cost over the rows of X, on checked inputs: :func:`fastbp._fast.forward._loss_fast`
-    or the plain kernel, as :func:`predict`."""
-    if not _fast_forward(activation, sizes, X.shape[0]):
+    """J, the mean cost over the rows of X, on checked inputs: :func:`fastbp._fast.forward._loss_fast`,
+    :func:`fastbp._fast.rows._loss_rows` or the plain kernel, as :func:`predict`."""
+    if _plain_forward(activation):
         return kernels_for(activation)._loss_batch(params, sizes, X, Y, activation.code, out)
+    if not _fast_forward(activation, sizes, X.shape[0]):
+        return _rows_kernel("_loss_rows")(params, sizes, X, Y, activation.code, out)
     return _run_forward("_loss_fast", params, sizes, X, Y, activation.code, out)

@@ -89,7 +89,7 @@ def test_first_fit_compiles_only_its_kernels_and_a_second_process_loads_them(nam
     cold = _run(CASES[name], tmp_path)
     epoch = _epoch_kernels(cold["compiled"])
     assert epoch == [_expected_epoch(CASES[name])], ("the selected epoch kernel alone, compiled once", cold["compiled"])
-    entries = {epoch[0]: 1, "loops._output_batch": 1}
+    entries = {epoch[0]: 1, "rows._predict_rows": 1}
     for kernel, n in entries.items():
         assert cold["compiled"].get(kernel) == n, (kernel, cold["compiled"])
         assert cold["stats"][kernel] == [0, 1], (kernel, "expected one cache miss in a cold process")

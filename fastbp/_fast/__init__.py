@@ -34,6 +34,9 @@ module             kernel                                 strategy
 ``forward``        ``_predict_fast``, ``_forward_fast``,  the forward pass of the columns for
                    ``_loss_fast``, each with a            ``predict``/``forward``/``loss``
                    ``_tiles`` twin
+``rows``           ``_predict_rows``                      ``predict`` on fewer rows: one example
+                                                          at a time on the training kernels'
+                                                          compiled loops (less to compile)
 =================  =====================================  ====================================
 
 Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast

@@ -1,0 +1,69 @@
+"""``predict``, ``forward`` and ``loss`` on fewer rows than the column pass takes
+(:mod:`fastbp._fast.rows`): each kernel agrees with its plain scalar-loop twin over the agreement
+grid (m = 1, a whole block of four and a short last block), and the dispatcher runs them for the
+built-in activations only (a custom one keeps the plain kernels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastbp import _dispatch, kernels, reference
+from fastbp._fast import rows
+from fastbp._plain import BUILTIN
+from fastbp.activations import NAMES as ACT_CODES
+from fastbp.losses import NAMES as OUT_CODES
+from fastbp.params import Layout
+from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_problem
+
+from .conftest import SOFTSIGN
+
+#: One example; a whole block of :data:`fastbp._fast.rows.ROWS_BLOCK` and a short one after it.
+ROWS = [1, rows.ROWS_BLOCK + 3]
+
+
+@pytest.mark.parametrize("m", ROWS)
+@pytest.mark.parametrize("out", OUTPUTS)
+@pytest.mark.parametrize("act", HIDDEN_ACTIVATIONS)
+def test_row_kernels_agree_with_the_plain_kernels(act, out, m, layer_sizes, dtype):
+    prob = make_problem(layer_sizes, dtype, act, out, m=m, seed=m)
+    lay = Layout(layer_sizes)
+    p = lay.pack(prob.weights, prob.biases, dtype)
+    a, o = ACT_CODES[act], OUT_CODES[out]
+    n_units = sum(layer_sizes[1:])
+    AL, Z, A = (np.full((m, n), np.nan, dtype) for n in (layer_sizes[-1], n_units, n_units))
+    AL_plain, Z_plain, A_plain = np.empty_like(AL), np.empty_like(Z), np.empty_like(A)
+    rows._predict_rows(p, lay.sizes, prob.X, a, o, AL)
+    rows._forward_rows(p, lay.sizes, prob.X, a, o, Z, A)
+    J = rows._loss_rows(p, lay.sizes, prob.X, prob.Y, a, o)
+    BUILTIN._output_batch(p, lay.sizes, prob.X, a, o, AL_plain)
+    BUILTIN._forward_batch(p, lay.sizes, prob.X, a, o, Z_plain, A_plain)
+    J_plain = BUILTIN._loss_batch(p, lay.sizes, prob.X, prob.Y, a, o)
+    assert_agree((AL, Z, A, J), (AL_plain, Z_plain, A_plain, J_plain), dtype, f"{act} {out} {layer_sizes}")
+
+
+def test_fewer_rows_run_the_row_kernels_for_built_in_activations(monkeypatch):
+    """kernels.predict/forward/loss on a few rows call the row kernels once each for tanh and not
+    for a custom activation (the plain kernels, which compile the user's g), and both give the
+    reference's values."""
+    calls = []
+    for name in ("_predict_rows", "_forward_rows", "_loss_rows"):
+        real = getattr(rows, name)
+        monkeypatch.setattr(rows, name, lambda *args, _real=real, _name=name: calls.append(_name) or _real(*args))
+    prob = make_problem([5, 6, 3], np.float64, "tanh", "softmax", m=9, seed=2)
+    assert prob.X.shape[0] < _dispatch.FAST_FORWARD_MIN_ROWS
+    for activation, expected_calls in (("tanh", ["_predict_rows", "_forward_rows", "_loss_rows"]), (SOFTSIGN, [])):
+        calls.clear()
+        args = (prob.weights, prob.biases, prob.X)
+        got = (
+            kernels.predict(*args, activation, "softmax"),
+            kernels.forward(*args, activation, "softmax"),
+            kernels.loss(*args, prob.Y, activation, "softmax"),
+        )
+        assert calls == expected_calls, activation
+        want = (
+            reference.predict(*args, activation, "softmax"),
+            reference.forward(*args, activation, "softmax"),
+            reference.loss(*args, prob.Y, activation, "softmax"),
+        )
+        assert_agree(got, want, np.float64, str(activation))
