@@ -35,7 +35,7 @@ import numpy as np
 
 from .._jit import jit_inline, jit_vec
 from ..activations import activate_loop
-from ..losses import cost_loop, output_loop
+from ..losses import OUT_SOFTMAX, cost_loop, output_loop
 from ..params import offsets
 from ._common import _matrix_view
 
@@ -93,9 +93,11 @@ def _rows_forward(params, sizes, w_off, b_off, u_off, X, i0, nb, act, out, z, a,
         al = a[lo : lo + ROWS_BLOCK * n_out]
         if l < L - 1:
             activate_loop(zl, al, ROWS_BLOCK * n_out, act)  # A[l] = g(Z[l]), the whole block
-        else:
-            for e in range(nb):  # A[L] = σ, softmax, identity or e^z of each example's Z[L]
+        elif out == OUT_SOFTMAX:
+            for e in range(nb):  # A[L] = softmax(Z[L]), example by example
                 output_loop(zl[e * n_out : (e + 1) * n_out], al[e * n_out : (e + 1) * n_out], out)
+        else:
+            output_loop(zl, al, out)  # A[L] = σ, identity or e^z of Z[L], elementwise: the whole block
 
 
 @jit_inline
@@ -161,7 +163,10 @@ def _loss_rows(params, sizes, X, Y, act, out):
     for i0 in range(0, m, ROWS_BLOCK):
         nb = min(ROWS_BLOCK, m - i0)
         _rows_forward(params, sizes, w_off, b_off, u_off, X, i0, nb, act, out, z, a, xpad)
-        for e in range(nb):
-            s = top + e * n_L
-            total += cost_loop(z[s : s + n_L], Y[i0 + e], out)
+        if out == OUT_SOFTMAX:  # a sum over each example's outputs
+            for e in range(nb):
+                s = top + e * n_L
+                total += cost_loop(z[s : s + n_L], Y[i0 + e], out)
+        else:  # elementwise costs: the block's nb examples in one call (their rows of Y are contiguous)
+            total += cost_loop(z[top : top + nb * n_L], _matrix_view(Y, i0 * n_L, 1, nb * n_L)[0], out)
     return total / m
