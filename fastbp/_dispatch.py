@@ -239,15 +239,22 @@ def blas_min_weights(sizes, batch_size: int) -> int:
     return NO_BLAS
 
 
-#: ``predict``, ``forward`` and ``loss`` of at least this many rows run the column forward pass
-#: (:mod:`fastbp._fast.forward`); smaller ones the plain kernels, and ``predict``
-#: :func:`fastbp._fast.rows._predict_rows` (the plain kernel's loops on the compiled helpers the
-#: training kernels share: 0.5-0.9 s of a first predict against 1.4-1.8 s).  The column pass is the faster
-#: one on every net from a few hundred rows up (``python tools/public_ops_speed.py``: the plain
-#: kernels ran 0.13-0.23x the NumPy reference at 4,096 rows of 2-4-1 and 64-32-1, the column
-#: pass 0.65-1.3x), but it compiles in about 4.9 s against the plain one's 1.6 s, which a first
-#: ``fastbp train`` (digits: 1,797 rows) would pay to predict in milliseconds either way.
+#: ``predict``, ``forward`` and ``loss`` of at least this many rows, or of at least
+#: :data:`FAST_FORWARD_MIN_MACS` multiply-adds, run the column forward pass (:mod:`fastbp._fast.forward`);
+#: smaller ones :mod:`fastbp._fast.rows` (four examples at a time on the loops the training kernels
+#: have compiled).  The column pass is the faster one from 128 rows up on every net tried (``python
+#: tools/public_ops_speed.py --m 128|256|512|1000``: 0.88-1.81x the NumPy reference, the rows kernels
+#: 0.52-1.25x; docs/performance-kernels.md "Fewer rows"), but it compiles in about 4.9 s against the
+#: rows kernel's 0.9-1.0 s, which a first ``fastbp train`` (digits: 1,347 and 450 rows of 64-32-10)
+#: would pay to score in milliseconds either way.
 FAST_FORWARD_MIN_ROWS = 2048
+
+#: ... or this many multiply-adds (rows × the net's weights): a call the rows kernels take about a
+#: millisecond or more for (784-128-10 from 166 rows, 256-256-10 from 247), where the column pass
+#: saves a third of it and more on every call after its one compile per machine (Numba's cache).
+#: digits' 1,347 rows of 64-32-10 (3.2 M) and of scikit-learn's default 64-100-10 (10 M) stay on
+#: the rows kernels.
+FAST_FORWARD_MIN_MACS = 1 << 24
 
 
 def uses_tiles(sizes, batch_size: int) -> bool:
@@ -907,8 +914,11 @@ def loss_and_gradient(
 def _fast_forward(activation: Activation, sizes, m: int) -> bool:
     """Whether the column forward kernels (:mod:`fastbp._fast.forward`) run: any built-in
     activation (nothing is updated, so no trait is needed), not ``NUMBA_DISABLE_JIT=1``, and
-    at least :data:`FAST_FORWARD_MIN_ROWS` rows."""
-    return not (activation.is_custom or numba_config.DISABLE_JIT) and m >= FAST_FORWARD_MIN_ROWS
+    at least :data:`FAST_FORWARD_MIN_ROWS` rows or :data:`FAST_FORWARD_MIN_MACS` multiply-adds."""
+    if activation.is_custom or numba_config.DISABLE_JIT:
+        return False
+    weights = sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+    return m >= FAST_FORWARD_MIN_ROWS or m * weights >= FAST_FORWARD_MIN_MACS
 
 
 def _run_forward(name: str, params, sizes, X, *args):
@@ -934,9 +944,9 @@ def _plain_forward(activation: Activation) -> bool:
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
     """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: for a built-in activation
-    the column forward pass :func:`fastbp._fast.forward._predict_fast` from
-    :data:`FAST_FORWARD_MIN_ROWS` rows, :func:`fastbp._fast.rows._predict_rows` below (a few
-    examples at a time on the training kernels' compiled loops); else the plain kernel."""
+    the column forward pass :func:`fastbp._fast.forward._predict_fast` where :func:`_fast_forward`
+    (enough rows or multiply-adds), :func:`fastbp._fast.rows._predict_rows` below (four examples at
+    a time on the training kernels' compiled loops); else the plain kernel."""
     if _plain_forward(activation):
         kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
     elif not _fast_forward(activation, sizes, X.shape[0]):
@@ -948,7 +958,7 @@ def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
 def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, list]:
     """``(Z, A)``: lists of Z[l], A[l] (m × n_l) of every layer for every row of X, on checked
     inputs.  :func:`fastbp._fast.forward._forward_fast` fills units-major buffers (n_units × m), so
-    each layer is a Fortran-ordered view ``ZT[u:u+n].T``; below :data:`FAST_FORWARD_MIN_ROWS` rows
+    each layer is a Fortran-ordered view ``ZT[u:u+n].T``; below its thresholds (:func:`_fast_forward`)
     :func:`fastbp._fast.rows._forward_rows` (or the plain kernel, one example at a time) fills
     example-major ones (m × n_units), each layer a column block.  Either way one buffer per pass,
     and the values agree (tests/test_columns.py, tests/test_rows.py)."""

@@ -12,6 +12,7 @@ from fastbp import _dispatch, kernels, reference
 from fastbp._fast import rows
 from fastbp._plain import BUILTIN
 from fastbp.activations import NAMES as ACT_CODES
+from fastbp.activations import get_activation
 from fastbp.losses import NAMES as OUT_CODES
 from fastbp.params import Layout
 from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_problem
@@ -51,7 +52,7 @@ def test_fewer_rows_run_the_row_kernels_for_built_in_activations(monkeypatch):
         real = getattr(rows, name)
         monkeypatch.setattr(rows, name, lambda *args, _real=real, _name=name: calls.append(_name) or _real(*args))
     prob = make_problem([5, 6, 3], np.float64, "tanh", "softmax", m=9, seed=2)
-    assert prob.X.shape[0] < _dispatch.FAST_FORWARD_MIN_ROWS
+    assert not _dispatch._fast_forward(get_activation("tanh"), np.array([5, 6, 3]), 9)
     for activation, expected_calls in (("tanh", ["_predict_rows", "_forward_rows", "_loss_rows"]), (SOFTSIGN, [])):
         calls.clear()
         args = (prob.weights, prob.biases, prob.X)
@@ -67,3 +68,24 @@ def test_fewer_rows_run_the_row_kernels_for_built_in_activations(monkeypatch):
             reference.loss(*args, prob.Y, activation, "softmax"),
         )
         assert_agree(got, want, np.float64, str(activation))
+
+
+@pytest.mark.parametrize(
+    "sizes, m, columns",
+    [
+        ([64, 32, 10], 1347, False),  # fastbp train's digits: 1,347 train rows, rows kernels
+        ([64, 100, 10], 1347, False),  # scikit-learn's default hidden layer on digits
+        ([2, 4, 1], _dispatch.FAST_FORWARD_MIN_ROWS - 1, False),
+        ([2, 4, 1], _dispatch.FAST_FORWARD_MIN_ROWS, True),  # enough rows, whatever the net
+        ([784, 128, 10], 165, False),  # 16.77 M multiply-adds
+        ([784, 128, 10], 166, True),  # 16.87 M: past FAST_FORWARD_MIN_MACS
+        ([256, 256, 10], 247, True),
+    ],
+)
+def test_the_column_pass_takes_many_rows_or_much_work(sizes, m, columns):
+    """Where the column pass takes over from the rows kernels (its compile, about 4.9 s once per
+    machine, is worth it from a millisecond's work a call): digits-sized scoring stays on the rows
+    kernels (goal 7), a few hundred rows of a big net go to the column pass (goal 4)."""
+    tanh = get_activation("tanh")
+    assert _dispatch._fast_forward(tanh, np.array(sizes), m) is columns
+    assert _dispatch._fast_forward(SOFTSIGN, np.array(sizes), m) is False  # custom: the plain kernels

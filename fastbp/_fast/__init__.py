@@ -34,8 +34,8 @@ module             kernel                                 strategy
 ``forward``        ``_predict_fast``, ``_forward_fast``,  the forward pass of the columns for
                    ``_loss_fast``, each with a            ``predict``/``forward``/``loss``
                    ``_tiles`` twin
-``rows``           ``_predict_rows``                      ``predict`` on fewer rows: one example
-                                                          at a time on the training kernels'
+``rows``           ``_predict_rows``, ``_forward_rows``,  the same on fewer rows: four examples
+                   ``_loss_rows``                         at a time, on the training kernels'
                                                           compiled loops (less to compile)
 =================  =====================================  ====================================
 
