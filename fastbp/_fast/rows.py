@@ -40,6 +40,10 @@ from ..params import offsets
 from ._common import _matrix_view
 
 #: Examples per block: four accumulators a row of W[l], each weight loaded once for the four.
+#: Eight ran predict and loss 1.0-1.3x as fast on 2-4-1 and 64-32-1 at m = 1000 and level on the
+#: other nets (``tools/public_ops_speed.py --m 1000``, alternated, AVX-512 and AVX2 code on Zen 4)
+#: but made a first ``fastbp train``'s predict compile 0.25 s longer (1.26-1.32 s against
+#: 1.00-1.06 s, alternated): not kept, the compile being why these kernels exist.
 ROWS_BLOCK = 4
 
 
