@@ -357,7 +357,9 @@ def _compile(net, data, args, out) -> None:
     if not quiet:
         print(f"  compiling the kernels or loading them from Numba's cache ({COMPILE_NOTE}):", file=out, flush=True)
     # One batch of the real batch size on a scratch copy compiles the kernel training will use;
-    # predict, not forward: the scores run predict's kernel.
+    # the scores of the test and the training set compile the kernels scoring will use (predict
+    # for classification, forward for regression; a few rows or a big net's many multiply-adds
+    # take different kernels, fastbp._dispatch._fast_forward), so none compiles mid-run.
     k = len(data.X_train) if args.batch_size is None else min(args.batch_size, len(data.X_train))
     scratch_W, scratch_b = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
     steps = [
@@ -377,7 +379,10 @@ def _compile(net, data, args, out) -> None:
         ),
         (
             "prediction kernel",
-            lambda: kernels.predict(scratch_W, scratch_b, data.X_train[:1], net.activation, net.output),
+            lambda: [
+                _score(net, X, y, data.task, "numba")
+                for X, y in ((data.X_test, data.y_test), (data.X_train, data.y_train))
+            ],
         ),
     ]
     live = not quiet and getattr(out, "isatty", lambda: False)()

@@ -187,7 +187,10 @@ def _softplus_tail(z):
 @jit_inner
 def cost_loop(z, y, out):
     """One example's cost from its logits, as float64 (the formulas of example_cost; for σ and
-    softmax e^x and log1p in the logits' dtype, :func:`_softplus_tail`, the sums in float64)."""
+    softmax e^x and log1p in the logits' dtype, :func:`_softplus_tail`, the sums in float64).  For
+    the elementwise outputs (σ, identity, e^z) the cost is a sum over the values, so several
+    examples' logits and targets laid end to end give the sum of their costs
+    (:mod:`fastbp._fast.rows` passes a block's at once)."""
     n = z.shape[0]
     cost = 0.0
     if out == OUT_SIGMOID:

@@ -425,3 +425,45 @@ def test_plot_title_names_the_data_and_settings_and_accuracy_spans_0_to_1(tmp_pa
     assert fig.axes[1].get_ylim() == (0.0, 1.0) and fig.axes[0].get_title() == title
     fig = cli._plot(history, [-0.5, 0.2, 0.6], "R²", str(tmp_path / "r.png"), title)
     assert fig.axes[1].get_ylim() == (-0.5, 1.0)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_compile_step_runs_every_scoring_kernel_the_run_uses(task, monkeypatch, tmp_path, capsys):
+    """``fastbp train``'s compile step runs the forward kernels its scores will use (predict for
+    classification, forward for regression; the rows kernels or the column pass, by the number of
+    rows and multiply-adds), so nothing compiles between epochs.  The regression data's 2,250
+    training rows take the column pass and its 750 test rows the rows kernels."""
+    from fastbp import _dispatch, cli
+
+    phase, used = ["run"], {"compile": set(), "run": set()}
+    rows_kernel, run_forward, compile_step = _dispatch._rows_kernel, _dispatch._run_forward, cli._compile
+
+    def spy_rows(name):
+        used[phase[0]].add(name)
+        return rows_kernel(name)
+
+    def spy_columns(name, params, sizes, X, *args):
+        used[phase[0]].add((name, _dispatch.uses_tiles(sizes, X.shape[0])))
+        return run_forward(name, params, sizes, X, *args)
+
+    def spy_compile(*args):
+        phase[0] = "compile"
+        try:
+            compile_step(*args)
+        finally:
+            phase[0] = "run"
+
+    monkeypatch.setattr(_dispatch, "_rows_kernel", spy_rows)
+    monkeypatch.setattr(_dispatch, "_run_forward", spy_columns)
+    monkeypatch.setattr(cli, "_compile", spy_compile)
+    if task == "classification":
+        dataset = ["--dataset", "digits", "--hidden", "8"]
+    else:
+        X = np.random.default_rng(0).normal(size=(3000, 3))
+        np.savez(tmp_path / "reg.npz", X=X, y=X @ [1.0, -2.0, 0.5])
+        dataset = ["--dataset", str(tmp_path / "reg.npz"), "--hidden", "4", "--learning-rate", "0.01"]
+    assert main(["train", *dataset, "--epochs", "2"]) == 0
+    assert "epoch   2/2" in capsys.readouterr().out
+    assert used["run"] and used["run"] <= used["compile"], used
+    if task == "regression":
+        assert {type(k) for k in used["run"]} == {str, tuple}  # both the rows kernels and the column pass ran

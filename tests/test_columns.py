@@ -206,14 +206,15 @@ def test_column_forward_kernels_agree_with_plain(path, dtype):
 
 def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monkeypatch):
     """kernels.predict/forward/loss/gradients: the same results through the column kernels
-    (threshold 0) as through the plain ones (threshold out of reach); 5-6-3 runs the plain column
+    (threshold 0) as below it (threshold out of reach: the rows kernels, fastbp/_fast/rows.py, and
+    the plain gradients); 5-6-3 runs the plain column
     kernels, 9-8-3 (72 weights, 40 rows) their ``_tiles`` twins."""
     from fastbp import kernels
 
     for sizes in ([5, 6, 3], [9, 8, 3]):
         prob = make_problem(sizes, output="softmax", m=40, seed=1)
         results = {}
-        for name, threshold in (("columns", 0), ("plain", 1 << 62)):
+        for name, threshold in (("columns", 0), ("rows", 1 << 62)):
             monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_ROWS", threshold)
             args = (prob.weights, prob.biases, prob.X)
             Z, A = kernels.forward(*args, "tanh", "softmax")  # the column kernel's: Fortran-ordered views
@@ -227,7 +228,7 @@ def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monke
             )
             assert all(z.flags.f_contiguous for z in Z + A) is (name == "columns")
         assert _dispatch.uses_tiles(sizes, 40) is (sizes[0] == 9)
-        assert_agree(results["columns"], results["plain"], np.float64, f"public forward passes, {sizes}")
+        assert_agree(results["columns"], results["rows"], np.float64, f"public forward passes, {sizes}")
 
 
 @njit

@@ -147,7 +147,7 @@ def test_one_array_passed_as_two_parameters_is_refused(backend):
 def test_the_read_only_operations_accept_one_array_as_two_layers_on_both_backends(fast_rows, monkeypatch):
     """forward, predict, loss, gradients and backward only read the parameters, so tied weights
     (one array passed as W[0] and W[1]) are allowed, and give what two copies of it give, through
-    the column kernels (``fast_rows`` 0) and the plain ones; train_epoch, which writes them back,
+    the column kernels (``fast_rows`` 0) and the rows kernels below them; train_epoch, which writes them back,
     refuses them (above)."""
     from fastbp import _dispatch
 

@@ -19,14 +19,29 @@ from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_probl
 
 from .conftest import SOFTSIGN
 
-#: One example; a whole block of :data:`fastbp._fast.rows.ROWS_BLOCK` and a short one after it.
-ROWS = [1, rows.ROWS_BLOCK + 3]
+#: One example; one whole block of :data:`fastbp._fast.rows.ROWS_BLOCK`; two and a short one.
+ROWS = [1, rows.ROWS_BLOCK, 2 * rows.ROWS_BLOCK + 3]
+
+#: Wider than the agreement grid's: the dot products' vectorised loops, not only their remainders.
+WIDE_SIZES = [(37, 19, 10), (64, 1, 3), (5, 33), (3, 17, 1)]
 
 
 @pytest.mark.parametrize("m", ROWS)
 @pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("act", HIDDEN_ACTIVATIONS)
 def test_row_kernels_agree_with_the_plain_kernels(act, out, m, layer_sizes, dtype):
+    _assert_row_kernels_agree(act, out, m, layer_sizes, dtype)
+
+
+@pytest.mark.parametrize("out", OUTPUTS)
+@pytest.mark.parametrize("sizes", WIDE_SIZES, ids=lambda s: "-".join(map(str, s)))
+def test_row_kernels_agree_with_the_plain_kernels_on_wider_layers(sizes, out, dtype):
+    _assert_row_kernels_agree("tanh", out, ROWS[-1], sizes, dtype)
+
+
+def _assert_row_kernels_agree(act, out, m, layer_sizes, dtype):
+    """The three row kernels against their plain twins on one problem (outputs pre-filled with NaN:
+    a value left unwritten fails)."""
     prob = make_problem(layer_sizes, dtype, act, out, m=m, seed=m)
     lay = Layout(layer_sizes)
     p = lay.pack(prob.weights, prob.biases, dtype)
@@ -43,17 +58,20 @@ def test_row_kernels_agree_with_the_plain_kernels(act, out, m, layer_sizes, dtyp
     assert_agree((AL, Z, A, J), (AL_plain, Z_plain, A_plain, J_plain), dtype, f"{act} {out} {layer_sizes}")
 
 
-def test_fewer_rows_run_the_row_kernels_for_built_in_activations(monkeypatch):
+@pytest.mark.parametrize("disable_jit", [False, True])
+def test_fewer_rows_run_the_row_kernels_for_built_in_activations(disable_jit, monkeypatch):
     """kernels.predict/forward/loss on a few rows call the row kernels once each for tanh and not
-    for a custom activation (the plain kernels, which compile the user's g), and both give the
-    reference's values."""
+    for a custom activation (the plain kernels, which compile the user's g) nor under
+    ``NUMBA_DISABLE_JIT=1`` (set here on the dispatcher only), and all give the reference's values."""
+    monkeypatch.setattr(_dispatch.numba_config, "DISABLE_JIT", disable_jit)
     calls = []
     for name in ("_predict_rows", "_forward_rows", "_loss_rows"):
         real = getattr(rows, name)
         monkeypatch.setattr(rows, name, lambda *args, _real=real, _name=name: calls.append(_name) or _real(*args))
     prob = make_problem([5, 6, 3], np.float64, "tanh", "softmax", m=9, seed=2)
     assert not _dispatch._fast_forward(get_activation("tanh"), np.array([5, 6, 3]), 9)
-    for activation, expected_calls in (("tanh", ["_predict_rows", "_forward_rows", "_loss_rows"]), (SOFTSIGN, [])):
+    built_in = [] if disable_jit else ["_predict_rows", "_forward_rows", "_loss_rows"]
+    for activation, expected_calls in (("tanh", built_in), (SOFTSIGN, [])):
         calls.clear()
         args = (prob.weights, prob.biases, prob.X)
         got = (

@@ -67,7 +67,13 @@ def _expected_epoch(case) -> str:
 
 #: Entry kernels that must never be compiled by a first fit + predict of these cases: the plain
 #: epoch (only after a fast kernel hands an epoch over) and batch kernels, and every other fast epoch.
-NOT_NEEDED = ("loops._train_epoch", "loops._forward_batch", "loops._loss_batch", "loops._gradients_batch")
+NOT_NEEDED = (
+    "loops._train_epoch",
+    "loops._output_batch",
+    "loops._forward_batch",
+    "loops._loss_batch",
+    "loops._gradients_batch",
+)
 
 
 def _run(case, cache_dir) -> dict:
@@ -94,6 +100,10 @@ def test_first_fit_compiles_only_its_kernels_and_a_second_process_loads_them(nam
         assert cold["compiled"].get(kernel) == n, (kernel, cold["compiled"])
         assert cold["stats"][kernel] == [0, 1], (kernel, "expected one cache miss in a cold process")
     assert not [k for k in NOT_NEEDED if k in cold["compiled"]], cold["compiled"]
+    # predict's rows kernel calls the loops for g and the output with the signatures they have (one
+    # compile each, shared with the epoch kernel where it calls them too)
+    for helper in ("activations.activate_loop", "losses.output_loop"):
+        assert cold["compiled"].get(helper) == 1, (helper, cold["compiled"])
 
     warm = _run(CASES[name], tmp_path)
     # Loaded from disk: a hit, no miss, and nothing else compiled (no helper is even typed).

@@ -1,5 +1,6 @@
-"""Forward passes over fewer rows than the column pass pays for
-(:data:`fastbp._dispatch.FAST_FORWARD_MIN_ROWS`), a few examples at a time: what the public
+"""Forward passes over fewer rows, and fewer multiply-adds, than the column pass pays for
+(:data:`fastbp._dispatch.FAST_FORWARD_MIN_ROWS`, :data:`fastbp._dispatch.FAST_FORWARD_MIN_MACS`), four
+examples at a time: what the public
 ``predict``, ``forward`` and ``loss`` run there for the built-in activations
 (:func:`_predict_rows`, :func:`_forward_rows`, :func:`_loss_rows`).
 
@@ -39,7 +40,8 @@ from ..losses import OUT_SOFTMAX, cost_loop, output_loop
 from ..params import offsets
 from ._common import _matrix_view
 
-#: Examples per block: four accumulators a row of W[l], each weight loaded once for the four.
+#: Examples per block: four accumulators a row of W[l], each weight loaded once for the four.  The
+#: dot-product loop of :func:`_rows_forward` is written out for exactly four (``p0`` … ``p3``).
 #: Eight ran predict and loss 1.0-1.3x as fast on 2-4-1 and 64-32-1 at m = 1000 and level on the
 #: other nets (``tools/public_ops_speed.py --m 1000``, alternated, AVX-512 and AVX2 code on Zen 4)
 #: but made a first ``fastbp train``'s predict compile 0.25 s longer (1.26-1.32 s against
