@@ -911,11 +911,17 @@ def loss_and_gradient(
     return _blas_held(sizes, blas_min, fast, *args)
 
 
+def _plain_forward(activation: Activation) -> bool:
+    """Whether ``predict``/``forward``/``loss`` run the plain kernels: a custom activation (the
+    fast ones call the built-in g's loops), or ``NUMBA_DISABLE_JIT=1``."""
+    return activation.is_custom or numba_config.DISABLE_JIT
+
+
 def _fast_forward(activation: Activation, sizes, m: int) -> bool:
     """Whether the column forward kernels (:mod:`fastbp._fast.forward`) run: any built-in
     activation (nothing is updated, so no trait is needed), not ``NUMBA_DISABLE_JIT=1``, and
     at least :data:`FAST_FORWARD_MIN_ROWS` rows or :data:`FAST_FORWARD_MIN_MACS` multiply-adds."""
-    if activation.is_custom or numba_config.DISABLE_JIT:
+    if _plain_forward(activation):
         return False
     weights = sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
     return m >= FAST_FORWARD_MIN_ROWS or m * weights >= FAST_FORWARD_MIN_MACS
@@ -934,12 +940,6 @@ def _run_forward(name: str, params, sizes, X, *args):
 def _rows_kernel(name: str):
     """:mod:`fastbp._fast.rows`' kernel ``name`` (imported on first use)."""
     return getattr(importlib.import_module("fastbp._fast.rows"), name)
-
-
-def _plain_forward(activation: Activation) -> bool:
-    """Whether ``predict``/``forward``/``loss`` run the plain kernels: a custom activation (the
-    fast ones call the built-in g's loops), or ``NUMBA_DISABLE_JIT=1``."""
-    return activation.is_custom or numba_config.DISABLE_JIT
 
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
