@@ -124,6 +124,9 @@ def test_startup_profile_lists_the_epoch_kernel_of_a_cold_first_fit(capsys):
     startup_profile.main(["profile", "--sizes", "3,5,1", "--min-seconds", "0"])
     out = capsys.readouterr().out
     assert "first fit" in out and "_epoch" in out and "all " in out, out
+    # the first predict compiles the rows kernel, and the table says it was predict's
+    row = next(line for line in out.splitlines() if line.endswith("rows._predict_rows"))
+    assert float(row.split()[2]) == 0 and float(row.split()[3]) > 0, row
 
 
 # A custom activation from a module file (its source is what the cache key hashes), trained with

@@ -10,7 +10,8 @@ empty ``NUMBA_CACHE_DIR``, so nothing is shared between runs)::
 
 ``profile`` lists every function Numba compiles for the first ``fit`` and ``predict``
 (fastbp's kernels and helpers, the vectorised bodies, Numba's own NumPy implementations),
-with its *self* time (its nested compiles subtracted) and the part of it spent in LLVM,
+with its *self* time (its nested compiles subtracted), the part of it spent in LLVM, and how
+much of it the first ``fit`` and the first ``predict`` each compiled,
 from Numba's ``numba:compile`` / ``numba:llvm_lock`` events.
 
 ``compare`` times the first ``fit`` + ``predict`` of the asv benchmark
@@ -74,12 +75,14 @@ net = fastbp.MLP(sizes, seed=0, dtype=dtype)
 w0, c0 = time.perf_counter(), time.process_time()
 net.fit(X, Y, epochs=1, batch_size=batch_size)
 w1, c1 = time.perf_counter(), time.process_time()
+fit_s = dict(self_s) if profile else {}
 net.predict(X)
 w2, c2 = time.perf_counter(), time.process_time()
 out = {"import": t_import, "fit": w1 - w0, "predict": w2 - w1, "cpu_fit": c1 - c0, "cpu_predict": c2 - c1,
        "module": fastbp.__file__}
 if profile:
-    out["functions"] = sorted(([k, self_s[k], llvm_s[k]] for k in self_s), key=lambda r: -r[1])
+    rows = ([k, self_s[k], llvm_s[k], fit_s.get(k, 0.0), self_s[k] - fit_s.get(k, 0.0)] for k in self_s)
+    out["functions"] = sorted(rows, key=lambda r: -r[1])
 print(json.dumps(out))
 """
 
@@ -117,12 +120,18 @@ def profile(args) -> None:
         f"{r['module']}: first fit {r['fit']:.2f} s (CPU {r['cpu_fit']:.2f} s), "
         f"first predict {r['predict']:.2f} s (CPU {r['cpu_predict']:.2f} s); {_load()}"
     )
-    print(f"{'self s':>7} {'LLVM s':>7}  function (self = minus the compiles nested in it)")
-    for name, self_s, llvm_s in r["functions"]:
+    print(
+        f"{'self s':>7} {'LLVM s':>7} {'in fit':>7} {'predict':>7}  function "
+        "(self = minus the compiles nested in it; split by the call that compiled it)"
+    )
+    for name, self_s, llvm_s, in_fit, in_predict in r["functions"]:
         if self_s >= args.min_seconds:
-            print(f"{self_s:7.2f} {llvm_s:7.2f}  {name}")
-    total = sum(f[1] for f in r["functions"])
-    print(f"{total:7.2f} {sum(f[2] for f in r['functions']):7.2f}  all {len(r['functions'])} compiles")
+            print(f"{self_s:7.2f} {llvm_s:7.2f} {in_fit:7.2f} {in_predict:7.2f}  {name}")
+    f = r["functions"]
+    print(
+        f"{sum(x[1] for x in f):7.2f} {sum(x[2] for x in f):7.2f} {sum(x[3] for x in f):7.2f} "
+        f"{sum(x[4] for x in f):7.2f}  all {len(f)} compiles"
+    )
 
 
 def compare(args) -> None:
