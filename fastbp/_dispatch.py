@@ -257,17 +257,22 @@ FAST_FORWARD_MIN_ROWS = 2048
 FAST_FORWARD_MIN_MACS = 1 << 24
 
 
+def _layer_weights(sizes) -> list[int]:
+    """The weights of each layer of a net of ``sizes``: n_l · n_(l−1), as Python ints."""
+    return [int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
 def uses_tiles(sizes, batch_size: int) -> bool:
     """Whether the column kernels run a net of ``sizes`` on batches (or rows) of ``batch_size`` on
     their ``_tiles`` twins: :func:`blas_min_weights` puts no layer on BLAS and some layer has
     :data:`TILE_MIN_WEIGHTS` weights."""
-    weights = max(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+    weights = max(_layer_weights(sizes))
     return blas_min_weights(sizes, batch_size) == NO_BLAS and weights >= TILE_MIN_WEIGHTS
 
 
 def uses_blas(sizes, blas_min: int = BLAS_MIN_WEIGHTS) -> bool:
     """Whether a column kernel given ``blas_min`` hands some layer of ``sizes`` to BLAS."""
-    return any(int(a) * int(b) >= blas_min for a, b in zip(sizes[:-1], sizes[1:]))
+    return any(w >= blas_min for w in _layer_weights(sizes))
 
 
 def blocked_batches(sizes, batch_size: int, optimizer: bool = False) -> bool:
@@ -923,8 +928,7 @@ def _fast_forward(activation: Activation, sizes, m: int) -> bool:
     at least :data:`FAST_FORWARD_MIN_ROWS` rows or :data:`FAST_FORWARD_MIN_MACS` multiply-adds."""
     if _plain_forward(activation):
         return False
-    weights = sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
-    return m >= FAST_FORWARD_MIN_ROWS or m * weights >= FAST_FORWARD_MIN_MACS
+    return m >= FAST_FORWARD_MIN_ROWS or m * sum(_layer_weights(sizes)) >= FAST_FORWARD_MIN_MACS
 
 
 def _run_forward(name: str, params, sizes, X, *args):
