@@ -354,7 +354,7 @@ def test_huge_relu_inputs_diverge_at_the_same_batch_on_both_backends(scale, hidd
     np.testing.assert_allclose(params["numba"], params["numpy"], rtol=1e-4)
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the NumPy reference overflowing on its way
 @pytest.mark.parametrize("scale", [1e25, 1e35])
 @pytest.mark.parametrize("hidden", [3, 8])
 def test_relu_inputs_near_float32_max_diverge_in_the_first_epoch_on_both_backends(scale, hidden):
@@ -363,7 +363,7 @@ def test_relu_inputs_near_float32_max_diverge_in_the_first_epoch_on_both_backend
     The next example then sums +inf and −inf products: NaN where the product is rounded first (the
     NumPy reference on a Zen 3's OpenBLAS, and the kernels compiled without FMA), −inf where a fused
     multiply-add adds the unrounded product (the kernels compiled for AVX2 + FMA on a Zen 3), so the
-    backends may stop one example apart, depending on the machine (on a Zen 4 they stopped at the same
+    backends may stop one example (batch_size 1: one batch) apart, depending on the machine (on a Zen 4 they stopped at the same
     one).  What holds everywhere: both stop in the first epoch, at most one batch apart, and the kernels
     leave finite parameters."""
     where, params = _huge_relu_divergence(scale, hidden)
