@@ -363,9 +363,9 @@ def test_relu_inputs_near_float32_max_diverge_in_the_first_epoch_on_both_backend
     The next example then sums +inf and −inf products: NaN where the product is rounded first (the
     NumPy reference on a Zen 3's OpenBLAS, and the kernels compiled without FMA), −inf where a fused
     multiply-add adds the unrounded product (the kernels compiled for AVX2 + FMA on a Zen 3), so the
-    backends may stop one example (batch_size 1: one batch) apart, depending on the machine (on a Zen 4 they stopped at the same
-    one).  What holds everywhere: both stop in the first epoch, at most one batch apart, and the kernels
-    leave finite parameters."""
+    backends may stop one example (batch_size 1: one batch) apart, depending on the machine (on a Zen 4
+    they stopped at the same one).  What holds everywhere: both stop in the first epoch, at most one
+    batch apart, and the kernels leave finite parameters."""
     where, params = _huge_relu_divergence(scale, hidden)
     assert where["numba"][0] == where["numpy"][0] == 0
     assert abs(where["numba"][1] - where["numpy"][1]) <= 1
