@@ -29,6 +29,7 @@ from fastbp._fast._columns import (
     _transpose,
 )
 from fastbp._fast._common import _matrix_view
+from fastbp._fast._tiles import STRIP_BYTES
 from fastbp._jit import jit_vec
 from fastbp._plain import BUILTIN
 from fastbp.activations import NAMES as ACT_CODES
@@ -289,22 +290,23 @@ SENTINEL = -7.25
 
 
 @jit_vec  # the kernels' own options: the loops' ``contract`` fuses w·a + z into one FMA, as the tiles do
-def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose):
+def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose, ld):
     """The tiled products of the column kernels (on flat arrays at an offset, as the kernels call
-    them, with :data:`GUARD` sentinel elements before and after each matrix) and their plain loops
-    on the same inputs.  ``transpose``: dW's tiles transpose A themselves (hidden layers), else
-    they read Aᵀ as given (the first layer's copied rows of X)."""
+    them, with :data:`GUARD` sentinel elements before and after each matrix, and in each row's
+    columns from nc up to the row stride ``ld``: the tiled workspace's rows, ``_columns._lead``) and
+    their plain loops on the same inputs.  ``transpose``: dW's tiles transpose A themselves
+    (hidden layers), else they read Aᵀ as given (the first layer's copied rows of X)."""
     nc = A.shape[1]
     g = GUARD
-    Af = np.full(g + n_in * nc + g, SENTINEL, params.dtype)
-    Af[g : g + n_in * nc] = A.ravel()
-    Df = np.full(g + n_out * nc + n_in * nc + g, SENTINEL, params.dtype)  # dZ[l], then dA[l−1]
-    Df[g : g + n_out * nc] = D.ravel()
-    Zf = np.full(g + n_out * nc + g, SENTINEL, params.dtype)
-    _affine_tiles(params, wo, bo, n_in, n_out, Af, g, Zf, g, nc)
+    Af = np.full(g + n_in * ld + g, SENTINEL, params.dtype)
+    Af[g : g + n_in * ld].reshape((n_in, ld))[:, :nc] = A
+    Df = np.full(g + n_out * ld + n_in * ld + g, SENTINEL, params.dtype)  # dZ[l], then dA[l−1]
+    Df[g : g + n_out * ld].reshape((n_out, ld))[:, :nc] = D
+    Zf = np.full(g + n_out * ld + g, SENTINEL, params.dtype)
+    _affine_tiles(params, wo, bo, n_in, n_out, Af, g, Zf, g, nc, ld)
     Z_loop = np.zeros((n_out, nc), params.dtype)
     _affine_rows(params, wo, bo, n_in, n_out, A, Z_loop, nc)
-    _back_tiles(params, wo, n_in, n_out, Df, g, g + n_out * nc, nc)
+    _back_tiles(params, wo, n_in, n_out, Df, g, g + n_out * ld, nc, ld)
     dA_loop = np.zeros((n_in, nc), params.dtype)
     _back_rows(params, wo, n_in, n_out, D, dA_loop, nc)
     Tf = np.full(g + nc * n_in + g, SENTINEL, params.dtype)
@@ -312,7 +314,8 @@ def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose):
         Tf[g : g + nc * n_in] = A.T.copy().ravel()
     G_tile = G.copy()
     G_loop = G.copy()
-    _grad_tiles(G_tile, wo, n_in, n_out, A, Df, g, Tf, g, nc, first, transpose)
+    A_rows = Af[g : g + n_in * ld].reshape((n_in, ld))  # A as the kernels hold it: rows ld apart
+    _grad_tiles(G_tile, wo, n_in, n_out, A_rows, Df, g, Tf, g, nc, ld, first, transpose)
     _grad_rows(G_loop, wo, n_in, n_out, A, D, nc, first, 0)
     return Zf, Z_loop, Df, dA_loop, G_tile, G_loop, Af, Tf
 
@@ -322,14 +325,16 @@ def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose):
 @pytest.mark.parametrize("nc", [PAD, 3 * PAD])
 @pytest.mark.parametrize("first", [True, False])
 @pytest.mark.parametrize("transpose", [True, False])
-def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, transpose, dtype):
+@pytest.mark.parametrize("gap", [0, 1], ids=["rows-nc-apart", "rows-a-strip-further"])
+def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, transpose, gap, dtype):
     """The register-tiled products (fastbp._fast._tiles: Z = W A + b and dA = Wᵀ dZ bit for bit,
     being the plain loops' sums in their order; dW (+)= dZ Aᵀ, summed in another order, to the
     dtype's tolerance) against the loops, with tile remainders in rows (7, 9, 13) and in dW's
     columns (17, 33, 70 inputs: the loops take the columns after the last whole strip), chunks of
     one and three paddings (the tiled copy pads every chunk to PAD columns), dW's Aᵀ transposed by
     the tiles or given, the matrices inside their flat arrays between sentinels that no product may
-    touch, NaN and inf propagated where the loops have them."""
+    touch, NaN and inf propagated where the loops have them, with the rows nc apart or a strip
+    further (the tiled workspace's padded stride, ``_columns._lead``: the columns between untouched)."""
     rng = np.random.default_rng(n_in * 100 + n_out)
     wo = 5
     bo = wo + n_in * n_out
@@ -339,16 +344,19 @@ def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, tra
     A[0, nc - 1] = np.nan
     D[n_out - 1, 0] = np.inf
     G = rng.normal(size=params.shape[0]).astype(dtype)
+    ld = nc + gap * STRIP_BYTES // np.dtype(dtype).itemsize
     Zf, Z_loop, Df, dA_loop, G_tile, G_loop, Af, Tf = _tiled_and_looped(
-        params, wo, bo, n_in, n_out, A, D, G, first, transpose
+        params, wo, bo, n_in, n_out, A, D, G, first, transpose, ld
     )
-    g, zn, dn, an = GUARD, n_out * nc, n_in * nc, n_in * nc
-    for flat, used in ((Zf, zn), (Df, zn + dn), (Af, an), (Tf, an)):  # nothing outside the matrices
+    g, zn, dn, an = GUARD, n_out * ld, n_in * ld, n_in * ld
+    for flat, used in ((Zf, zn), (Df, zn + dn), (Af, an), (Tf, n_in * nc)):  # nothing outside the matrices
         np.testing.assert_array_equal(flat[:g], SENTINEL)
         np.testing.assert_array_equal(flat[g + used :], SENTINEL)
-    np.testing.assert_array_equal(Df[g : g + zn], D.ravel())  # dZ read, not written
-    Z_tile = Zf[g : g + zn].reshape((n_out, nc))
-    dA_tile = Df[g + zn : g + zn + dn].reshape((n_in, nc))
+    for flat, lo, n in ((Zf, g, n_out), (Df, g, n_out), (Df, g + zn, n_in), (Af, g, n_in)):  # nor between
+        np.testing.assert_array_equal(flat[lo : lo + n * ld].reshape((n, ld))[:, nc:], SENTINEL)
+    np.testing.assert_array_equal(Df[g : g + zn].reshape((n_out, ld))[:, :nc], D)  # dZ read, not written
+    Z_tile = Zf[g : g + zn].reshape((n_out, ld))[:, :nc]
+    dA_tile = Df[g + zn : g + zn + dn].reshape((n_in, ld))[:, :nc]
     np.testing.assert_array_equal(Z_tile, Z_loop)
     np.testing.assert_array_equal(dA_tile, dA_loop)
     np.testing.assert_array_equal(np.isnan(G_tile), np.isnan(G_loop))

@@ -258,6 +258,21 @@ def test_tile_speed_transposes_times_the_kernels_transpose_and_refuses_bad_shape
             mod.main(["--transposes", "--shapes", bad])
 
 
+def test_tile_speed_lead_gives_the_same_bits_at_either_stride_and_refuses_bad_shapes(capsys):
+    """``--lead``: the tiles' Z and dA with the rows nc apart and at the tiled workspace's padded
+    stride (``_columns._lead``: 128 float32 columns are 512 bytes, padded by a strip) agree bit for
+    bit; a row per dtype and shape (no time asserted)."""
+    mod = _script("tile_speed")
+    r = mod.measure_lead("19x70x128", np.dtype("float32"), 1, mod.make_lead_kernels())
+    assert r["ld"] == 144 and r["forward_same_bits"] and r["back_same_bits"]
+    assert min(r["forward_nc"], r["forward_lead"], r["back_nc"], r["back_lead"]) > 0
+    assert mod.main(["--lead", "--shapes", "9x16x64", "--dtypes", "float64", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "float64  9x16x64" in out and "ld   72" in out and "same bits at nc = 64: True" in out
+    with pytest.raises(SystemExit):
+        mod.main(["--lead", "--shapes", "8x8x3"])
+
+
 def test_hotspots_names_numba_functions_and_maps_this_process(tmp_path):
     """tools/hotspots.py: Numba's mangled names read back as dotted paths, and the perf map it
     writes lists the functions compiled in this process (address, size, name; perf's format)."""

@@ -14,6 +14,7 @@ It prints GFLOP/s of the three on one core (pin it), for each product shape::
 
     taskset -c 1 python tools/tile_speed.py
     taskset -c 1 python tools/tile_speed.py --transposes   # the 8 x 8 block transposes instead
+    taskset -c 1 python tools/tile_speed.py --lead   # rows nc apart against the tiled workspace's stride
     NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES= OPENBLAS_CORETYPE=Haswell taskset -c 1 python tools/tile_speed.py
 
 (the second holds Numba and OpenBLAS to AVX2 on an AVX-512 machine; the empty
@@ -74,7 +75,7 @@ def make_kernels():
         Af = A.reshape(A.size)
         Zf = Z.reshape(Z.size)
         for _ in range(reps):
-            _affine_tiles(params, 0, n_in * n_out, n_in, n_out, Af, 0, Zf, 0, nc)
+            _affine_tiles(params, 0, n_in * n_out, n_in, n_out, Af, 0, Zf, 0, nc, nc)
 
     @njit(**options)
     def loops(params, n_in, n_out, A, Z, reps):
@@ -96,6 +97,63 @@ def make_kernels():
 #: (rows, columns) of M for ``--transposes``: a chunk's rows of X (256 examples of 64, 128, 784
 #: inputs) into Xᵀ, and a layer's A[l] (64, 128, 256 units of 256 examples) into A[l]ᵀ for dW[l+1].
 TRANSPOSE_SHAPES = ("256x64", "256x128", "256x784", "64x256", "128x256", "256x256")
+
+
+def make_lead_kernels():
+    """``(forward, back)``: Z = W A + b and dA = Wᵀ dZ repeated ``reps`` times by the kernels' own
+    :func:`fastbp._fast._columns._affine_tiles` and ``_back_tiles`` on flat matrices whose rows lie
+    ``ld`` elements apart (the chunk's ``nc`` columns first)."""
+    from fastbp._fast._columns import _affine_tiles, _back_tiles
+
+    options = {"fastmath": set(FASTMATH_FLAGS), "error_model": "numpy"}
+
+    @njit(**options)
+    def forward(params, n_in, n_out, Af, Zf, nc, ld, reps):
+        for _ in range(reps):
+            _affine_tiles(params, 0, n_in * n_out, n_in, n_out, Af, 0, Zf, 0, nc, ld)
+
+    @njit(**options)
+    def back(params, n_in, n_out, Df, Pf, nc, ld, reps):
+        for _ in range(reps):
+            _back_tiles(params, 0, n_in, n_out, Df, 0, n_out * ld, nc, ld)
+
+    return forward, back
+
+
+def measure_lead(shape: str, dtype, repeats: int, kernels) -> dict:
+    """GFLOP/s of :func:`make_lead_kernels`' two products on ``shape`` (``n_outxn_inxexamples``)
+    with the rows nc apart and ``_lead(nc)`` apart (the tiled workspace's stride), the two
+    alternated ``repeats`` times (medians), and whether each product gave the same bits both ways."""
+    from fastbp._fast._columns import _lead
+
+    n_out, n_in, nc = parse_shape(shape, dtype)
+    rng = np.random.default_rng(0)
+    params = (rng.standard_normal(n_in * n_out + n_out) * 0.1).astype(dtype)
+    flops = 2 * n_out * n_in * nc
+    reps = max(1, int(1e8 / flops))
+    strides = {"nc": nc, "lead": _lead(nc, np.dtype(dtype).itemsize)}
+    out = {"ld": strides["lead"]}
+    for name, kernel in zip(("forward", "back"), kernels):
+        n_src, n_dst = (n_in, n_out) if name == "forward" else (n_out, n_in)
+        src = rng.standard_normal((n_src, nc)).astype(dtype)
+        cases = {}
+        for key, ld in strides.items():
+            S = np.zeros((n_src, ld), dtype)
+            S[:, :nc] = src
+            flat = S.ravel() if name == "forward" else np.concatenate([S.ravel(), np.zeros(n_dst * ld, dtype)])
+            dst = np.zeros(n_dst * ld, dtype) if name == "forward" else flat
+            kernel(params, n_in, n_out, flat, dst, nc, ld, 1)  # compile, and the result to compare
+            got = (dst if name == "forward" else flat[n_src * ld :]).reshape((n_dst, ld))[:, :nc].copy()
+            cases[key] = (flat, dst, ld, got, [])
+        for _ in range(repeats):
+            for flat, dst, ld, _got, times in cases.values():
+                t = time.perf_counter()
+                kernel(params, n_in, n_out, flat, dst, nc, ld, reps)
+                times.append(time.perf_counter() - t)
+        for key, (_f, _d, _ld, _got, times) in cases.items():
+            out[f"{name}_{key}"] = flops * reps / float(np.median(times)) / 1e9
+        out[f"{name}_same_bits"] = bool(np.array_equal(cases["nc"][3], cases["lead"][3]))
+    return out
 
 
 def make_transposes():
@@ -204,11 +262,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="time the 8 x 8 block transposes (shapes rows x columns of M) instead of the products",
     )
+    ap.add_argument(
+        "--lead",
+        action="store_true",
+        help="time the tiles' Z = W A + b and dA = W^T dZ with rows nc apart and at the tiled workspace's stride",
+    )
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.transposes:
         return _main_transposes(args)
+    if args.lead:
+        return _main_lead(args)
     args.shapes = args.shapes or list(SHAPES)
     for dtype in args.dtypes:
         for shape in args.shapes:
@@ -235,6 +300,42 @@ def main(argv: list[str] | None = None) -> int:
                     f" | blas {r['blas']:6.1f}"
                     f" | tiles/blas {r['tiles'] / r['blas']:5.2f} | same bits as the loops: {r['same_bits']}"
                     f" | both match NumPy: {r['matches_numpy']}"
+                )
+    return 0
+
+
+#: The shapes of ``--lead``: the big nets' products at a chunk of 256 and 64 examples.
+LEAD_SHAPES = ("128x784x256", "256x256x256", "10x128x256", "10x256x256", "128x784x64", "256x256x64")
+
+
+def _main_lead(args) -> int:
+    """``--lead``: GFLOP/s of the tiles with the rows nc apart and ``_lead(nc)`` apart, alternated."""
+    from threadpoolctl import threadpool_limits
+
+    from fastbp.bench import cpu_info, describe_cpu
+
+    shapes = args.shapes or list(LEAD_SHAPES)
+    for dtype in args.dtypes:
+        for shape in shapes:
+            try:
+                parse_shape(shape, dtype)
+            except ValueError as e:
+                raise SystemExit(f"--shapes: {e}") from None
+    print(f"# {describe_cpu(cpu_info())}; NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME', '(host)')}")
+    print(f"# GFLOP/s, one thread, median of {args.repeats} alternated runs: rows nc apart | rows ld apart")
+    kernels = make_lead_kernels()
+    with threadpool_limits(1):
+        for dtype in args.dtypes:
+            for shape in shapes:
+                r = measure_lead(shape, np.dtype(dtype), args.repeats, kernels)
+                nc = shape.split("x")[2]
+                print(
+                    f"{dtype:8s} {shape:12s} ld {r['ld']:4d}"
+                    f" | Z = W A + b {r['forward_nc']:6.1f} -> {r['forward_lead']:6.1f}"
+                    f" ({r['forward_lead'] / r['forward_nc']:4.2f}x)"
+                    f" | dA = W^T dZ {r['back_nc']:6.1f} -> {r['back_lead']:6.1f}"
+                    f" ({r['back_lead'] / r['back_nc']:4.2f}x)"
+                    f" | same bits at nc = {nc}: {r['forward_same_bits'] and r['back_same_bits']}"
                 )
     return 0
 

@@ -74,6 +74,32 @@ CHUNK = 256
 #: copy always pads so, and relies on it: its Z and dA tiles run whole strips of 64 bytes.
 PAD = 16
 
+#: The tiled copy's workspace rows (the blocks' leading dimension, :func:`_lead`) get one strip of
+#: 64 bytes more where a chunk's row is an even number of cache lines from this many bytes up.
+LEAD_MIN_BYTES = 512
+
+
+@jit_inline
+def _lead(c, itemsize):
+    """The row stride, in elements, of the tiled copy's blocks for chunks of ``c`` columns of
+    ``itemsize`` bytes: c, or c plus one strip (:data:`._tiles.STRIP_BYTES`) where c·itemsize is a
+    multiple of 128 bytes of at least :data:`LEAD_MIN_BYTES`.
+
+    A tile's sum reads one strip of each of n_in rows of A[l−1] (or dZ[l]).  At 256 float64
+    columns those rows lie 2 KB apart, so they share 1/32 of the L2's sets (its 512 KB, eight
+    ways, on a Zen 3: 256 lines for a strip of 784) and are evicted before the next tile reads
+    them again; an odd number of lines between rows spreads them over every set.  The columns
+    between c and the stride are never read by a sum (the tiles and loops stop at the chunk's
+    columns) and never written but by the elementwise passes, which run over whole blocks.  Only
+    the speed changes, never the bits.  Measured on a Zen 3, whole float64 epochs at batch 256
+    1.05-1.28x (784-128-10, 256-256-10), float32 1.08-1.13x, the rest within the noise
+    (docs/performance-kernels.md, "The tiled workspace's padded rows"; the products alone:
+    ``taskset -c 1 python tools/tile_speed.py --lead``)."""
+    nbytes = c * itemsize
+    if nbytes >= LEAD_MIN_BYTES and nbytes % 128 == 0:
+        return c + STRIP_BYTES // itemsize
+    return c
+
 
 @jit_inner
 def _columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles):
@@ -84,22 +110,26 @@ def _columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles):
     softmax output (:func:`_softmax_columns`), and ``gtmp``: the largest W[l] (a chunk's dW[l]
     from BLAS before it is added) or, with ``tiles``, the largest A[l]ᵀ for l ≥ 1 (what
     :func:`_grad_tiles` reads); c = min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD`
-    (``batch_size`` 0: a workspace never used, all of it empty).  A chunk of nc ≤ c examples
-    views each block as a C-contiguous n × nc matrix (:func:`_block`)."""
+    examples a chunk (``col``'s length is 3c; ``batch_size`` 0: a workspace never used, all of it
+    empty).  Without ``tiles`` a chunk of nc ≤ c examples views each block as a C-contiguous n × nc
+    matrix (:func:`_block`); with ``tiles`` the blocks' rows are ld = :func:`_lead` (c) elements
+    long, Xᵀ's too (the rows of X after it keep n_0), and a chunk views each block as n × ld, its
+    first nc columns the chunk's."""
     L = sizes.shape[0] - 1
     n_units = u_off[L - 1] + sizes[L]
     c = (min(batch_size, CHUNK) + PAD - 1) // PAD * PAD
+    ld = _lead(c, params.itemsize) if tiles else c
     w_max = 0
     for l in range(L):  # tiles: A[l]ᵀ for dW[l+1] from l = 1 (dW[1] reads the copied rows of X)
         size = (sizes[l] * c if l > 0 else 0) if tiles else sizes[l] * sizes[l + 1]
         w_max = max(w_max, size) if batch_size > 0 else 0
-    x_copies = 2 if tiles else (1 if copy_x else 0)
+    x_size = sizes[0] * (ld + c) if tiles else (sizes[0] * c if copy_x else 0)
     return (
-        np.zeros(x_copies * sizes[0] * c, params.dtype),
-        np.zeros(sizes[L] * c, params.dtype),
-        np.zeros(n_units * c, params.dtype),
-        np.zeros(n_units * c, params.dtype),
-        np.zeros(n_units * c, params.dtype),
+        np.zeros(x_size, params.dtype),
+        np.zeros(sizes[L] * ld, params.dtype),
+        np.zeros(n_units * ld, params.dtype),
+        np.zeros(n_units * ld, params.dtype),
+        np.zeros(n_units * ld, params.dtype),
         np.zeros(3 * c, np.float64),
         np.zeros(w_max, params.dtype),
     )
@@ -136,18 +166,19 @@ def _borrow_workspace(ws):
 
 
 @jit_inline
-def _block(flat, row0, c, n, nc):
-    """Rows row0 … row0+n of a flat workspace of c-column blocks, as a C-contiguous n × nc matrix."""
-    return _matrix_view(flat, row0 * c, n, nc)
+def _block(flat, row0, ld, n, w):
+    """Rows row0 … row0+n of a flat workspace whose rows are ``ld`` elements apart, as a
+    C-contiguous n × w matrix (w = ld, or a short chunk's nc ≤ ld columns packed closer)."""
+    return _matrix_view(flat, row0 * ld, n, w)
 
 
 @jit_inline
-def _whole(flat, row0, c, n, nc):
-    """:func:`_block`'s n × nc elements as one flat view, for the elementwise passes (g, g′): one
+def _whole(flat, row0, ld, n, w):
+    """:func:`_block`'s n × w elements as one flat view, for the elementwise passes (g, g′): one
     call over the block, not one per row.  At a chunk of 32 columns a call per row of 32 cost
     more than its arithmetic (perf, ``python tools/hotspots.py --net 64-64-10 --batch 32 --output sigmoid``:
     ``times_derivative_loop`` 6.2 %, ``activate_loop`` 10.6 % of the epoch)."""
-    return flat[row0 * c : row0 * c + n * nc]
+    return flat[row0 * ld : row0 * ld + n * w]
 
 
 @jit_inline
@@ -276,48 +307,49 @@ assert PAD * 4 % STRIP_BYTES == 0, "a padded chunk is a whole number of float32 
 
 
 @jit_inline
-def _affine_tiles(params, wo, bo, n_in, n_out, Af, a0, Zf, z0, nc):
-    """Z[l] = W[l] A[l−1] + b[l] over the chunk as register tiles: A[l−1] the n_in × nc matrix at
-    element a0 of the flat ``Af``, Z[l] the n_out × nc one at z0 of ``Zf``.  Each element is
-    :func:`_affine_rows`' sum in its order (its bits)."""
+def _affine_tiles(params, wo, bo, n_in, n_out, Af, a0, Zf, z0, nc, ld):
+    """Z[l] = W[l] A[l−1] + b[l] over the chunk's ``nc`` columns as register tiles: A[l−1] the
+    n_in rows of ``ld`` elements at element a0 of the flat ``Af``, Z[l] the n_out rows of ``ld`` at
+    z0 of ``Zf``.  Each element is :func:`_affine_rows`' sum in its order (its bits)."""
     strip = STRIP_BYTES // params.itemsize
-    _strips(Zf, z0, nc, strip, params, wo, n_in, 1, Af, a0, nc, strip, n_in, n_out, params, bo, 1, nc // strip)
+    _strips(Zf, z0, ld, strip, params, wo, n_in, 1, Af, a0, ld, strip, n_in, n_out, params, bo, 1, nc // strip)
 
 
 @jit_inline
-def _back_tiles(params, wo, n_in, n_out, Df, dl0, dp0, nc):
-    """dA[l−1] = W[l]ᵀ dZ[l] over the chunk as register tiles: dZ[l] the n_out × nc matrix at
-    element dl0 of the flat ``Df``, dA[l−1] the n_in × nc one at dp0 (a row of dA reads a column of
-    W[l]: stride 1 between rows, n_in between terms).  :func:`_back_rows`' bits."""
+def _back_tiles(params, wo, n_in, n_out, Df, dl0, dp0, nc, ld):
+    """dA[l−1] = W[l]ᵀ dZ[l] over the chunk's ``nc`` columns as register tiles: dZ[l] the n_out rows
+    of ``ld`` elements at element dl0 of the flat ``Df``, dA[l−1] the n_in rows at dp0 (a row of dA
+    reads a column of W[l]: stride 1 between rows, n_in between terms).  :func:`_back_rows`' bits."""
     strip = STRIP_BYTES // params.itemsize
-    _strips(Df, dp0, nc, strip, params, wo, 1, n_in, Df, dl0, nc, strip, n_out, n_in, params, 0, 0, nc // strip)
+    _strips(Df, dp0, ld, strip, params, wo, 1, n_in, Df, dl0, ld, strip, n_out, n_in, params, 0, 0, nc // strip)
 
 
 @jit_inline
-def _grad_tiles(grad, wo, n_in, n_out, Ain, Df, dl0, Tf, t0, nc, first, transpose):
-    """dW[l] += dZ[l] A[l−1]ᵀ over the chunk (``first``: = instead of +=): dW's rows in strips of
-    64 bytes of *its* columns as register tiles (dW row j += Σ_t dZ_jt · A[l−1]ᵀ row t, t over the
-    chunk's examples) on A[l−1]ᵀ, the nc × n_in matrix at element t0 of the flat ``Tf`` (the
-    chunk's rows of X for the first layer), which ``transpose`` first fills from ``Ain``
-    (A[l−1], n_in × nc; :func:`_transpose`); dZ[l] the n_out × nc matrix at dl0 of ``Df``.  The
-    columns after the last whole strip by :func:`_grad_rows`.  The sum over the examples runs in
-    another order than :func:`_grad_rows`' (the dtype's tolerance, not its bits)."""
+def _grad_tiles(grad, wo, n_in, n_out, Ain, Df, dl0, Tf, t0, nc, ld, first, transpose):
+    """dW[l] += dZ[l] A[l−1]ᵀ over the chunk's ``nc`` columns (``first``: = instead of +=): dW's
+    rows in strips of 64 bytes of *its* columns as register tiles (dW row j += Σ_t dZ_jt · A[l−1]ᵀ
+    row t, t over the chunk's examples) on A[l−1]ᵀ, the nc × n_in matrix at element t0 of the flat
+    ``Tf`` (the chunk's rows of X for the first layer), which ``transpose`` first fills from
+    ``Ain`` (A[l−1], n_in rows, the chunk's first nc columns; :func:`_transpose`); dZ[l] the n_out
+    rows of ``ld`` elements at dl0 of ``Df``.  The columns after the last whole strip by
+    :func:`_grad_rows`.  The sum over the examples runs in another order than :func:`_grad_rows`'
+    (the dtype's tolerance, not its bits)."""
     strip = STRIP_BYTES // grad.itemsize
     kt = n_in // strip * strip
     if kt > 0:
         if transpose:
             _transpose(Ain, _matrix_view(Tf, t0, nc, n_in), n_in, nc)
         init = 0 if first else 2
-        _strips(grad, wo, n_in, strip, Df, dl0, nc, 1, Tf, t0, n_in, strip, nc, n_out, grad, 0, init, kt // strip)
+        _strips(grad, wo, n_in, strip, Df, dl0, ld, 1, Tf, t0, n_in, strip, nc, n_out, grad, 0, init, kt // strip)
     if kt < n_in:
-        _grad_rows(grad, wo, n_in, n_out, Ain, _matrix_view(Df, dl0, n_out, nc), nc, first, kt)
+        _grad_rows(grad, wo, n_in, n_out, Ain, _matrix_view(Df, dl0, n_out, ld), nc, first, kt)
 
 
 @jit_inline
 def _transpose(M, MT, n, nc):
-    """MT[:, :n] = Mᵀ (M: n × nc, C-contiguous; MT: nc rows of ldt ≥ n elements, C-contiguous, ldt
-    its row length): 8 × 8 blocks in registers (:func:`._tiles._transpose8`), the edges element by
-    element."""
+    """MT[:, :n] = Mᵀ (M: n rows, C-contiguous, its first nc columns; MT: nc rows of ldt ≥ n
+    elements, C-contiguous, ldt its row length): 8 × 8 blocks in registers
+    (:func:`._tiles._transpose8`), the edges element by element."""
     n8 = n // 8 * 8
     c8 = nc // 8 * 8
     ldm = M.shape[1]
@@ -515,19 +547,19 @@ def _padding(sizes, blas_min):
 
 
 @jit_inline
-def _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf, tiles):
+def _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, tiles):
     """The chunk's inputs, ``(XT, Xr)``: for a first layer on the loops, Xᵀ (n_0 × nc) gathered
-    column by column into ``XTf``; with ``tiles`` (the tiled copy, whose workspace holds both),
-    for a strip of inputs or more, the rows X_b (nc × n_0, contiguous copies, the padding rows
-    zero) after it and Xᵀ as their transpose, for dW[1]'s tiles; for a first layer on BLAS, X_b
-    alone (both views): X's own rows if ``XTf`` is empty (the caller's ``order`` is the rows as
-    stored), else gathered into it."""
+    column by column into ``XTf``; with ``tiles`` (the tiled copy, whose workspace holds both;
+    Xᵀ n_0 rows of ``ld``), for a strip of inputs or more, the rows X_b (nc × n_0, contiguous
+    copies, the padding rows zero) after it and Xᵀ as their transpose, for dW[1]'s tiles; for a
+    first layer on BLAS, X_b alone (both views): X's own rows if ``XTf`` is empty (the caller's
+    ``order`` is the rows as stored), else gathered into it."""
     n0 = X.shape[1]
     if blas_first and XTf.shape[0] == 0:
         Xr = _matrix_view(X, order[t0] * n0, nc, n0)
         return Xr, Xr
-    XT = _block(XTf, 0, c, n0, nc)
-    Xr = _matrix_view(XTf, n0 * c if tiles else 0, nc, n0)  # the tiles' X_b: after Xᵀ
+    XT = _block(XTf, 0, ld, n0, ld if tiles else nc)
+    Xr = _matrix_view(XTf, n0 * ld if tiles else 0, nc, n0)  # the tiles' X_b: after Xᵀ
     if blas_first:
         _gather_rows(X, order, t0, nr, Xr)
     elif not tiles or n0 * X.itemsize < STRIP_BYTES:  # the loops read Xᵀ alone
@@ -549,37 +581,38 @@ def _rows_and_transpose(X, order, t0, nr, nc, Xr, XT):
 
 
 @jit_inline
-def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, c, act, blas_min, Zf, Af, tiles):
-    """The forward pass of a chunk from its inputs (:func:`_chunk_inputs`): Z[l] = W[l] A[l−1]
-    + b[l] and A[l] = g(Z[l]) for the hidden layers, and Z[L] (the caller applies the output
-    layer)."""
+def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, ld, act, blas_min, Zf, Af, tiles):
+    """The forward pass of a chunk of ``nc`` columns from its inputs (:func:`_chunk_inputs`):
+    Z[l] = W[l] A[l−1] + b[l] and A[l] = g(Z[l]) for the hidden layers, and Z[L] (the caller
+    applies the output layer); the blocks' rows ``ld`` elements apart (:func:`_lead`)."""
     L = sizes.shape[0] - 1
     n0 = sizes[0]
     n1 = sizes[1]
-    Z1 = _block(Zf, 0, c, n1, nc)
+    w = ld if tiles else nc  # the views' row length (the tiled copy's rows are ld long)
+    Z1 = _block(Zf, 0, ld, n1, w)
     if not tiles and n0 * n1 >= blas_min:
         np.dot(_matrix_view(params, 0, n1, n0), Xr.T, Z1)
         _add_bias_rows(params, b_off[0], n1, Z1, nc)
     elif tiles:  # Xᵀ: the block at element 0 of XTf
-        _affine_tiles(params, 0, b_off[0], n0, n1, XTf, 0, Zf, 0, nc)
+        _affine_tiles(params, 0, b_off[0], n0, n1, XTf, 0, Zf, 0, nc, ld)
     else:
         _affine_rows(params, 0, b_off[0], n0, n1, XT, Z1, nc)
     for l in range(L):
         n_in = sizes[l]
         n_out = sizes[l + 1]
         uo = u_off[l]
-        Zl = _block(Zf, uo, c, n_out, nc)
+        Zl = _block(Zf, uo, ld, n_out, w)
         if l > 0:
-            Ain = _block(Af, u_off[l - 1], c, n_in, nc)
+            Ain = _block(Af, u_off[l - 1], ld, n_in, w)
             if not tiles and n_in * n_out >= blas_min:
                 np.dot(_matrix_view(params, w_off[l], n_out, n_in), Ain, Zl)
                 _add_bias_rows(params, b_off[l], n_out, Zl, nc)
             elif tiles:
-                _affine_tiles(params, w_off[l], b_off[l], n_in, n_out, Af, u_off[l - 1] * c, Zf, uo * c, nc)
+                _affine_tiles(params, w_off[l], b_off[l], n_in, n_out, Af, u_off[l - 1] * ld, Zf, uo * ld, nc, ld)
             else:
                 _affine_rows(params, w_off[l], b_off[l], n_in, n_out, Ain, Zl, nc)
-        if l < L - 1:  # A[l] = g(Z[l]): the block's n_out × nc elements in one call (_whole)
-            activate_loop(_whole(Zf, uo, c, n_out, nc), _whole(Af, uo, c, n_out, nc), n_out * nc, act)
+        if l < L - 1:  # A[l] = g(Z[l]): the block's n_out × w elements in one call (_whole)
+            activate_loop(_whole(Zf, uo, ld, n_out, w), _whole(Af, uo, ld, n_out, w), n_out * w, act)
 
 
 #: Whether this compiled copy of the gradient has the register tiles: ``False`` in
@@ -614,7 +647,8 @@ def _columns_gradient_body(
     n0 = sizes[0]
     n1 = sizes[1]
     n_L = sizes[L]
-    c = Zf.shape[0] // (u_off[L - 1] + n_L)
+    c = col.shape[0] // 3  # examples a chunk (_columns_workspace)
+    ld = Zf.shape[0] // (u_off[L - 1] + n_L)  # the blocks' row stride: c, or _lead(c) with the tiles
     blas_first = not _TILES and n0 * n1 >= blas_min
     pad = PAD if _TILES else _padding(sizes, blas_min)  # the tiles run whole strips: PAD columns
     scale = params.dtype.type(1) / params.dtype.type(n_mean)
@@ -622,17 +656,18 @@ def _columns_gradient_body(
     for t0 in range(start, stop, c):
         nr = min(c, stop - t0)  # the chunk's examples; nc ≥ nr columns with the padding
         nc = (nr + pad - 1) // pad * pad
+        w = ld if _TILES else nc  # the blocks' views: n × w (the tiled copy's rows are ld long)
         first = t0 == start
-        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf, _TILES)
-        YT = _block(YTf, 0, c, n_L, nc)
+        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, _TILES)
+        YT = _block(YTf, 0, ld, n_L, w)
         _gather_columns(Y, order, t0, nr, YT)
-        _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, c, act, blas_min, Zf, Af, _TILES)
+        _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, ld, act, blas_min, Zf, Af, _TILES)
         # ---- the cost and dZ[L] = A[L] − Yᵀ
         top = u_off[L - 1]
         total += _output_rows(
-            _block(Zf, top, c, n_L, nc),
-            _block(Af, top, c, n_L, nc),
-            _block(Df, top, c, n_L, nc),
+            _block(Zf, top, ld, n_L, w),
+            _block(Af, top, ld, n_L, w),
+            _block(Df, top, ld, n_L, w),
             YT,
             n_L,
             nr,
@@ -647,28 +682,28 @@ def _columns_gradient_body(
             n_out = sizes[l + 1]
             wo = w_off[l]
             up = u_off[l - 1]
-            Dl = _block(Df, u_off[l], c, n_out, nc)
-            Ain = _block(Af, up, c, n_in, nc)
-            Dp = _block(Df, up, c, n_in, nc)
+            Dl = _block(Df, u_off[l], ld, n_out, w)
+            Ain = _block(Af, up, ld, n_in, w)
+            Dp = _block(Df, up, ld, n_in, w)
             if not _TILES and n_in * n_out >= blas_min:
                 np.dot(_matrix_view(params, wo, n_out, n_in).T, Dl, Dp)
                 _dw_blas(grad, gtmp, wo, n_in, n_out, Dl, Ain.T, first)
             elif _TILES:  # A[l−1]ᵀ transposed into gtmp
-                _back_tiles(params, wo, n_in, n_out, Df, u_off[l] * c, up * c, nc)
-                _grad_tiles(grad, wo, n_in, n_out, Ain, Df, u_off[l] * c, gtmp, 0, nc, first, True)
+                _back_tiles(params, wo, n_in, n_out, Df, u_off[l] * ld, up * ld, nc, ld)
+                _grad_tiles(grad, wo, n_in, n_out, Ain, Df, u_off[l] * ld, gtmp, 0, nc, ld, first, True)
             else:
                 _back_rows(params, wo, n_in, n_out, Dl, Dp, nc)
                 _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first, 0)
             _bias_rows(grad, b_off[l], n_out, Dl, nc, first)
             times_derivative_loop(
-                _whole(Df, up, c, n_in, nc), _whole(Zf, up, c, n_in, nc), _whole(Af, up, c, n_in, nc), n_in * nc, act
+                _whole(Df, up, ld, n_in, w), _whole(Zf, up, ld, n_in, w), _whole(Af, up, ld, n_in, w), n_in * w, act
             )
         # ---- layer 1: dW[1], db[1] (no dA[0] is needed)
-        D1 = _block(Df, 0, c, n1, nc)
+        D1 = _block(Df, 0, ld, n1, w)
         if blas_first:
             _dw_blas(grad, gtmp, 0, n0, n1, D1, Xr, first)
         elif _TILES:  # X_b, the chunk's rows: after Xᵀ in XTf
-            _grad_tiles(grad, 0, n0, n1, XT, Df, 0, XTf, n0 * c, nc, first, False)
+            _grad_tiles(grad, 0, n0, n1, XT, Df, 0, XTf, n0 * ld, nc, ld, first, False)
         else:
             _grad_rows(grad, 0, n0, n1, XT, D1, nc, first, 0)
         _bias_rows(grad, b_off[0], n1, D1, nc, first)

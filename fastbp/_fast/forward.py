@@ -52,49 +52,52 @@ def _zero_columns(M, n, lo, hi):
 def _forward_setup(params, sizes, X, blas_min, tiles):
     """What the three kernels below share: the offsets, the visiting order 0 … m−1 (so a first
     layer on BLAS reads X's own rows), the workspace (owned: keep it alive), the chunk width c and
-    the column padding.  With ``tiles`` no layer is on BLAS, whatever ``blas_min``."""
+    the column padding; the blocks' row stride ld is the workspace's (:func:`._columns._lead`).
+    With ``tiles`` no layer is on BLAS, whatever ``blas_min``."""
     L = sizes.shape[0] - 1
     w_off, b_off, u_off = offsets(sizes)
     order = np.arange(X.shape[0])
     copy_x = tiles or _copies_inputs(sizes, order, blas_min)
     ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), copy_x, tiles)
-    c = ws_own[2].shape[0] // (u_off[L - 1] + sizes[L])
-    return w_off, b_off, u_off, order, ws_own, c, PAD if tiles else _padding(sizes, blas_min)
+    c = ws_own[5].shape[0] // 3  # examples a chunk
+    ld = ws_own[2].shape[0] // (u_off[L - 1] + sizes[L])  # the blocks' row stride (c without tiles)
+    return w_off, b_off, u_off, order, ws_own, c, ld, PAD if tiles else _padding(sizes, blas_min)
 
 
 @jit_inline
-def _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af, tiles):
-    """The forward pass of the chunk of rows from ``t0`` (through Z[L]); returns its row count
-    and its padded column count."""
+def _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af, tiles):
+    """The forward pass of the chunk of rows from ``t0`` (through Z[L]); returns its row count,
+    its padded column count and the row length of its blocks' views (:func:`._columns._block`)."""
     nr = min(c, X.shape[0] - t0)
     nc = (nr + pad - 1) // pad * pad
+    w = ld if tiles else nc
     blas_first = not tiles and sizes[0] * sizes[1] >= blas_min
     if tiles:  # Xᵀ straight from X's rows (``order`` is 0 … m−1 and no dW needs the rows' copy)
         n0 = X.shape[1]
-        XT = _block(XTf, 0, c, n0, nc)
+        XT = _block(XTf, 0, ld, n0, w)
         _transpose(_matrix_view(X, t0 * n0, nr, n0), XT, nr, n0)
         _zero_columns(XT, n0, nr, nc)
         Xr = XT
     else:
-        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, c, blas_first, XTf, tiles)
-    _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, c, act, blas_min, Zf, Af, tiles)
-    return nr, nc
+        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, tiles)
+    _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, ld, act, blas_min, Zf, Af, tiles)
+    return nr, nc, w
 
 
 def _predict_body(params, sizes, X, act, out, AL, blas_min):
     """AL (m × n_L) = A[L] of every row of X."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
+    w_off, b_off, u_off, order, ws_own, c, ld, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
     n_L = sizes[L]
     top = u_off[L - 1]
     for t0 in range(0, m, c):
-        nr, nc = _forward_rows(
-            params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af, _TILES
+        nr, nc, w = _forward_rows(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af, _TILES
         )
-        Al = _block(Af, top, c, n_L, nc)
-        _output_only(_block(Zf, top, c, n_L, nc), Al, n_L, nc, out, col)
+        Al = _block(Af, top, ld, n_L, w)
+        _output_only(_block(Zf, top, ld, n_L, w), Al, n_L, nc, out, col)
         for t in range(nr):
             row = AL[t0 + t]
             for j in range(n_L):
@@ -108,20 +111,20 @@ def _forward_body(params, sizes, X, act, out, ZT, AT, blas_min):
     each chunk's blocks copy out row by row, contiguously (``ZT[u:u+n].T`` is Z[l], m × n_l)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
+    w_off, b_off, u_off, order, ws_own, c, ld, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
     n_L = sizes[L]
     top = u_off[L - 1]
     for t0 in range(0, m, c):
-        nr, nc = _forward_rows(
-            params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af, _TILES
+        nr, nc, w = _forward_rows(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af, _TILES
         )
-        _output_only(_block(Zf, top, c, n_L, nc), _block(Af, top, c, n_L, nc), n_L, nc, out, col)
+        _output_only(_block(Zf, top, ld, n_L, w), _block(Af, top, ld, n_L, w), n_L, nc, out, col)
         for l in range(L):  # layer by layer: a short chunk's blocks are not one matrix
             n = sizes[l + 1]
             u = u_off[l]
-            Zc = _block(Zf, u, c, n, nc)
-            Ac = _block(Af, u, c, n, nc)
+            Zc = _block(Zf, u, ld, n, w)
+            Ac = _block(Af, u, ld, n, w)
             for j in range(n):
                 # views of the destination, indexed from 0: ``ZT[u + j][t0 + t]`` in the loop
                 # did not vectorise, 5x slower (a 64-32-1 forward pass of 4,096 rows: 113 us of
@@ -139,24 +142,24 @@ def _loss_body(params, sizes, X, Y, act, out, blas_min):
     """J: the mean over the rows of X of the per-example cost (float64)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
-    w_off, b_off, u_off, order, ws_own, c, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
+    w_off, b_off, u_off, order, ws_own, c, ld, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
     n_L = sizes[L]
     top = u_off[L - 1]
     total = 0.0
     for t0 in range(0, m, c):
-        nr, nc = _forward_rows(
-            params, sizes, w_off, b_off, u_off, X, order, t0, c, pad, act, blas_min, XTf, Zf, Af, _TILES
+        nr, nc, w = _forward_rows(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af, _TILES
         )
-        YT = _block(YTf, 0, c, n_L, nc)
+        YT = _block(YTf, 0, ld, n_L, w)
         for t in range(nr):
             y = Y[t0 + t]
             for j in range(n_L):
                 YT[j, t] = y[j]
         total += _output_rows(
-            _block(Zf, top, c, n_L, nc),
-            _block(Af, top, c, n_L, nc),
-            _block(Df, top, c, n_L, nc),
+            _block(Zf, top, ld, n_L, w),
+            _block(Af, top, ld, n_L, w),
+            _block(Df, top, ld, n_L, w),
             YT,
             n_L,
             nr,
