@@ -81,11 +81,14 @@ DTYPES = [np.float32, np.float64]
 
 
 @pytest.fixture(scope="session")
-def boundscheck_cache(tmp_path_factory) -> Path:
-    """One Numba cache folder for the session's ``NUMBA_BOUNDSCHECK=1`` subprocesses: empty at first
-    (never the unchecked kernels' cache), so the first compiles every kernel it runs with the checks
-    and the next loads those instead of compiling them again (a cold CI run: about 30 s less)."""
-    return tmp_path_factory.mktemp("numba-boundscheck") / "numba-cache"
+def boundscheck_cache() -> Path:
+    """The Numba cache folder of the ``NUMBA_BOUNDSCHECK=1`` subprocesses: one of their own beside the
+    tests' cache, keyed on the same sources (tests/_numba_cache.py), never the unchecked kernels'
+    (Numba's cache does not key on bounds checking).  Every kernel in it was compiled with the checks,
+    by whichever bounds-checked run came first; the other loads those instead of compiling them again.
+    A fixed path rather than a temporary folder, so that under ``pytest -n 2`` the two runs share it
+    when they land on different workers (each worker has its own temporary folders)."""
+    return Path(cache_dir_for_these_sources() + "-boundscheck")
 
 
 @pytest.fixture(params=ACTIVATIONS, ids=ACTIVATION_IDS)

@@ -1,8 +1,8 @@
 """The kernels under Numba's bounds checking: an out-of-range index fails loudly.
 
-A fresh interpreter with ``NUMBA_BOUNDSCHECK=1`` and the session's bounds-checking
-``NUMBA_CACHE_DIR`` (empty at first, never the unchecked kernels' cache: every kernel is
-compiled with the checks, here or by the session's other bounds-checked run) runs a small grid
+A fresh interpreter with ``NUMBA_BOUNDSCHECK=1`` and the bounds-checked runs' own
+``NUMBA_CACHE_DIR`` (never the unchecked kernels' cache: every kernel in it is compiled with
+the checks, here or by the other bounds-checked run; ``tests/conftest.py``) runs a small grid
 of shapes, activations and outputs through every public kernel wrapper, and checks the results against the NumPy
 reference.  One dtype and tiny sizes keep it to a few seconds of compiling.
 """
@@ -73,4 +73,4 @@ def test_kernels_run_clean_with_bounds_checking(boundscheck_cache):
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.split()[-1] == str(3 * 2 * 3 * 3 * len(IMPLEMENTATIONS))
     cached = [f for _, _, files in os.walk(boundscheck_cache) for f in files]
-    assert any(f.endswith(".nbc") for f in cached), "the kernels were not compiled into the fresh cache"
+    assert any(f.endswith(".nbc") for f in cached), "no kernel was compiled into the bounds-checked cache"

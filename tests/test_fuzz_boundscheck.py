@@ -1,12 +1,13 @@
 """Fuzzing the public surface under Numba's bounds checking (issue 14).
 
-A fresh interpreter with ``NUMBA_BOUNDSCHECK=1`` and the session's bounds-checking
+A fresh interpreter with ``NUMBA_BOUNDSCHECK=1`` and the bounds-checked runs' own
 ``NUMBA_CACHE_DIR`` (never the unchecked kernels' cache: every kernel compiled with the checks,
-here or by ``tests/test_boundscheck.py`` before) runs hypothesis over shapes (zero-sized included), strides,
-dtypes, aliasing between arguments and writes to a network's attributes, through every public
-kernel wrapper and :class:`fastbp.MLP`.  Each call must either return finite results or raise
-``ValueError``/``TypeError``/``AttributeError``/``DivergenceError``; an ``IndexError`` (a kernel
-stepping outside its arrays, which bounds checking turns into an exception) or anything else fails.
+here or by ``tests/test_boundscheck.py``; ``tests/conftest.py``) runs hypothesis over shapes
+(zero-sized included), strides, dtypes, aliasing between arguments and writes to a network's
+attributes, through every public kernel wrapper and :class:`fastbp.MLP`.  Each call must either
+return finite results or raise ``ValueError``/``TypeError``/``AttributeError``/``DivergenceError``;
+an ``IndexError`` (a kernel stepping outside its arrays, which bounds checking turns into an
+exception) or anything else fails.
 """
 
 from __future__ import annotations
