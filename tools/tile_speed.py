@@ -113,7 +113,7 @@ def make_lead_kernels():
             _affine_tiles(params, 0, n_in * n_out, n_in, n_out, Af, 0, Zf, 0, nc, ld)
 
     @njit(**options)
-    def back(params, n_in, n_out, Df, Pf, nc, ld, reps):
+    def back(params, n_in, n_out, Df, _dst, nc, ld, reps):  # dA is written into Df, after dZ
         for _ in range(reps):
             _back_tiles(params, 0, n_in, n_out, Df, 0, n_out * ld, nc, ld)
 

@@ -24,7 +24,8 @@ layer's width.  The passes, with the derivation's equations (per chunk):
 with dZ[L] scaled by 1/n_b (so every product is already a mean), and after the batch's
 last chunk ``grad`` holds the batch's mean gradient.  A batch of any size runs in chunks,
 so the workspace is n_0 (2 n_0 for the tiles) + 3 Σ n_l rows of :data:`CHUNK` numbers whatever
-the batch (full-batch training included).
+the batch (full-batch training included); in the tiled copy each row is ld = :func:`_lead` (c)
+numbers long, a strip longer where c numbers are an even number of cache lines.
 
 The gradient is compiled twice from one source (:data:`_TILES`), and the dispatcher picks:
 
@@ -90,10 +91,13 @@ def _lead(c, itemsize):
     ways, on a Zen 3: 256 lines for a strip of 784) and are evicted before the next tile reads
     them again; an odd number of lines between rows spreads them over every set.  The columns
     between c and the stride are never read by a sum (the tiles and loops stop at the chunk's
-    columns) and never written but by the elementwise passes, which run over whole blocks.  Only
-    the speed changes, never the bits.  Measured on a Zen 3, whole float64 epochs at batch 256
-    1.05-1.28x (784-128-10, 256-256-10), float32 1.08-1.13x, the rest within the noise
-    (docs/performance-kernels.md, "The tiled workspace's padded rows"; the products alone:
+    columns); the elementwise passes (g, g′, the output) run over them along with the chunk's, on
+    whatever they hold (zeros at first, then values those passes made), and nothing reads what
+    they write there (a short last chunk's passes so cover whole rows of ld, not its nc columns:
+    one chunk a batch at most, against the whole chunks' work).  Only the speed changes, never
+    the bits.  Measured on a Zen 3, whole float64 epochs at batch 256
+    1.05-1.28x (784-128-10, 256-256-10), float32 1.08-1.14x, the rest within the noise
+    (docs/performance-kernels.md, "The tiled workspace's rows padded off the power of two"; the products alone:
     ``taskset -c 1 python tools/tile_speed.py --lead``)."""
     nbytes = c * itemsize
     if nbytes >= LEAD_MIN_BYTES and nbytes % 128 == 0:
@@ -106,7 +110,7 @@ def _columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles):
     """The workspaces of :func:`_columns_gradient` (``tiles``: of :func:`_columns_gradient_tiled`):
     ``(XT, YT, Z, A, D, col, gtmp)``, flat: room for the chunk's inputs (Xᵀ or X_b, n_0 × c; none
     if not ``copy_x``; with ``tiles`` always both, Xᵀ then X_b), Yᵀ (n_L × c), Z, A, dZ of every
-    unit (layer l's block n_l × c from element u_off[l−1]·c), three float64 rows of c for a
+    unit (layer l's block n_l × c from element u_off[l−1]·c; ld for c with ``tiles``), three float64 rows of c for a
     softmax output (:func:`_softmax_columns`), and ``gtmp``: the largest W[l] (a chunk's dW[l]
     from BLAS before it is added) or, with ``tiles``, the largest A[l]ᵀ for l ≥ 1 (what
     :func:`_grad_tiles` reads); c = min(batch_size, :data:`CHUNK`) rounded up to :data:`PAD`
