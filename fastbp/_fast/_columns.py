@@ -186,6 +186,14 @@ def _whole(flat, row0, ld, n, w):
 
 
 @jit_inline
+def _view_width(nc, ld, tiles):
+    """The row length of a chunk's block views (:func:`_block`, :func:`_whole`): the tiled copy's
+    rows are ``ld`` long whatever the chunk (:func:`_lead`); the plain copy packs a chunk of ``nc``
+    columns closer (its rows nc apart, as BLAS reads them)."""
+    return ld if tiles else nc
+
+
+@jit_inline
 def _gather_columns(M, order, t0, nc, MT):
     """MT[:, t] = M[order[t0 + t]] for the chunk's ``nc`` examples (rows of M become columns);
     the padding columns after them zero."""
@@ -562,7 +570,7 @@ def _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, tiles):
     if blas_first and XTf.shape[0] == 0:
         Xr = _matrix_view(X, order[t0] * n0, nc, n0)
         return Xr, Xr
-    XT = _block(XTf, 0, ld, n0, ld if tiles else nc)
+    XT = _block(XTf, 0, ld, n0, _view_width(nc, ld, tiles))
     Xr = _matrix_view(XTf, n0 * ld if tiles else 0, nc, n0)  # the tiles' X_b: after Xᵀ
     if blas_first:
         _gather_rows(X, order, t0, nr, Xr)
@@ -592,7 +600,7 @@ def _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, ld, act,
     L = sizes.shape[0] - 1
     n0 = sizes[0]
     n1 = sizes[1]
-    w = ld if tiles else nc  # the views' row length (the tiled copy's rows are ld long)
+    w = _view_width(nc, ld, tiles)
     Z1 = _block(Zf, 0, ld, n1, w)
     if not tiles and n0 * n1 >= blas_min:
         np.dot(_matrix_view(params, 0, n1, n0), Xr.T, Z1)
@@ -660,7 +668,7 @@ def _columns_gradient_body(
     for t0 in range(start, stop, c):
         nr = min(c, stop - t0)  # the chunk's examples; nc ≥ nr columns with the padding
         nc = (nr + pad - 1) // pad * pad
-        w = ld if _TILES else nc  # the blocks' views: n × w (the tiled copy's rows are ld long)
+        w = _view_width(nc, ld, _TILES)  # the blocks' views: n × w
         first = t0 == start
         XT, Xr = _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, _TILES)
         YT = _block(YTf, 0, ld, n_L, w)

@@ -28,6 +28,7 @@ from ._columns import (
     _output_rows,
     _padding,
     _transpose,
+    _view_width,
 )
 from ._common import _alive, _matrix_view
 
@@ -70,7 +71,7 @@ def _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, 
     its padded column count and the row length of its blocks' views (:func:`._columns._block`)."""
     nr = min(c, X.shape[0] - t0)
     nc = (nr + pad - 1) // pad * pad
-    w = ld if tiles else nc
+    w = _view_width(nc, ld, tiles)
     blas_first = not tiles and sizes[0] * sizes[1] >= blas_min
     if tiles:  # Xᵀ straight from X's rows (``order`` is 0 … m−1 and no dW needs the rows' copy)
         n0 = X.shape[1]
