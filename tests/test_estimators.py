@@ -740,3 +740,39 @@ def test_regressor_loss_parameter():
         with pytest.raises(ValueError, match="^loss must be"):
             call(X, np.abs(y))
     assert not hasattr(reg, "n_iter_")
+
+
+_LABELS = {
+    "ints, ten classes": (np.arange(40) % 10, None),
+    "strings, three classes": (np.array(["b", "a", "c", "a"] * 5), None),
+    "whole floats, two classes": (np.array([1.0, 3.0, 3.0, 1.0, 3.0]), None),
+    "bools": (np.array([True, False, False, True]), None),
+    "two of three fitted classes": (np.array([0, 2, 2, 0]), np.array([0, 1, 2])),
+    "one of two fitted classes": (np.array([1, 1, 1]), np.array([0, 1])),
+    "a label outside the classes": (np.array([0, 1, 5, 2]), np.array([0, 1, 2])),
+    "objects of mixed types": (np.array([1, "a", 1, "a"], dtype=object), np.array(["a", "b", "c"], dtype=object)),
+    "multilabel rows": (np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1]]), None),
+}
+
+
+@pytest.mark.parametrize("case", list(_LABELS))
+def test_indicator_rows_are_the_label_binarizers(case):
+    """The classifier's targets (fastbp.estimators._indicator_rows: one-hot rows built directly for
+    1-D labels among the classes) are LabelBinarizer's transform, as bools, for every kind of labels:
+    integers, strings, floats, booleans, a subset of the fitted classes, and the cases it leaves to
+    transform itself (a label outside the classes, mixed types, multilabel rows)."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastbp.estimators import _indicator_rows
+
+    y, fitted_on = _LABELS[case]
+    binarizer = LabelBinarizer().fit(y if fitted_on is None else fitted_on)
+    try:
+        expected = binarizer.transform(y).astype(bool)
+    except (TypeError, ValueError) as exc:  # whatever transform refuses, the same way
+        with pytest.raises(type(exc)):
+            _indicator_rows(binarizer, y)
+        return
+    got = _indicator_rows(binarizer, y)
+    assert got.dtype == bool and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
