@@ -773,25 +773,29 @@ def _check_lbfgs_result(res, max_iter):
 
 def _indicator_rows(binarizer: LabelBinarizer, y) -> np.ndarray:
     """``binarizer.transform(y).astype(bool)`` (the targets the network trains on), computed directly
-    where y is 1-D labels that are all among ``binarizer.classes_`` and the binarizer has two classes
-    or more and its default labels: row i True in the column of y[i]'s class (one column, the second
-    class's, for two classes).  scikit-learn's transform builds a sparse matrix and re-checks the
-    target type first: on the digits' 1,797 labels 954 µs against 37 µs here, of a validation
-    (``_validate_input``) of 2.0 ms, now 1.1 ms; the Zen 3 of docs/performance-kernels.md, with
-    ``python -m timeit -s "from sklearn.datasets import load_digits; from sklearn.preprocessing
-    import LabelBinarizer; from fastbp.estimators import _indicator_rows; X, y =
-    load_digits(return_X_y=True); b = LabelBinarizer().fit(y)" "_indicator_rows(b, y)"`` (and
-    ``"b.transform(y).astype(bool)"``).  Any other y (multilabel rows, a label outside the
-    classes, labels that do not sort) goes through ``transform`` itself."""
+    where y is 1-D labels of the classes' own dtype, all among ``binarizer.classes_``, and the
+    binarizer has two classes or more and its default labels: row i True in the column of y[i]'s
+    class (one column, the second class's, for two classes).  Any other y goes through ``transform``
+    itself: multilabel rows, a label outside the classes, labels that do not sort, and labels of
+    another dtype than the classes (``label_binarize`` casts the classes to an integer y's dtype
+    first, wrapping those that do not fit, and its result is kept as it is).
+
+    scikit-learn's transform builds a sparse matrix and re-checks the target type first: on the
+    digits' 1,797 labels 954 µs against 37 µs here, of a validation (``_validate_input``) of 2.0 ms,
+    now 1.1 ms, on the Zen 3 of docs/performance-kernels.md: ``python -m timeit -s "from
+    sklearn.datasets import load_digits; from sklearn.preprocessing import LabelBinarizer; from
+    fastbp.estimators import _indicator_rows; X, y = load_digits(return_X_y=True); b =
+    LabelBinarizer().fit(y)" "_indicator_rows(b, y)"`` (and ``"b.transform(y).astype(bool)"``)."""
     classes = binarizer.classes_
     kind = binarizer.y_type_
     plain = binarizer.neg_label == 0 and binarizer.pos_label == 1 and not binarizer.sparse_output
-    if y.ndim != 1 or kind not in ("binary", "multiclass") or len(classes) < 2 or not plain:
+    direct = y.ndim == 1 and y.dtype == classes.dtype and kind in ("binary", "multiclass")
+    if not (direct and plain and len(classes) >= 2):
         return binarizer.transform(y).astype(bool)
     try:
         idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
         known = bool(np.all(classes[idx] == y))
-    except TypeError:  # labels of mixed types: transform says what is wrong
+    except TypeError:  # labels that do not sort (objects of mixed types): transform says what is wrong
         known = False
     if not known:
         return binarizer.transform(y).astype(bool)

@@ -742,37 +742,51 @@ def test_regressor_loss_parameter():
     assert not hasattr(reg, "n_iter_")
 
 
+#: Labels for the classifier's targets: (y, what the binarizer is fitted on or None for y itself,
+#: the binarizer's arguments, whether _indicator_rows builds the rows itself).
 _LABELS = {
-    "ints, ten classes": (np.arange(40) % 10, None),
-    "strings, three classes": (np.array(["b", "a", "c", "a"] * 5), None),
-    "whole floats, two classes": (np.array([1.0, 3.0, 3.0, 1.0, 3.0]), None),
-    "bools": (np.array([True, False, False, True]), None),
-    "two of three fitted classes": (np.array([0, 2, 2, 0]), np.array([0, 1, 2])),
-    "one of two fitted classes": (np.array([1, 1, 1]), np.array([0, 1])),
-    "a label outside the classes": (np.array([0, 1, 5, 2]), np.array([0, 1, 2])),
-    "objects of mixed types": (np.array([1, "a", 1, "a"], dtype=object), np.array(["a", "b", "c"], dtype=object)),
-    "multilabel rows": (np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1]]), None),
+    "ints, ten classes": (np.arange(40) % 10, None, {}, True),
+    "strings, three classes": (np.array(["b", "a", "c", "a"] * 5), None, {}, True),
+    "whole floats, two classes": (np.array([1.0, 3.0, 3.0, 1.0, 3.0]), None, {}, True),
+    "bools": (np.array([True, False, False, True]), None, {}, True),
+    "two of three fitted classes": (np.array([0, 2, 2, 0]), np.array([0, 1, 2]), {}, True),
+    "one of two fitted classes": (np.array([1, 1, 1]), np.array([0, 1]), {}, True),
+    "a label outside the classes": (np.array([0, 1, 5, 2]), np.array([0, 1, 2]), {}, False),
+    "objects of mixed types": (
+        np.array([1, "a", 1, "a"], dtype=object),
+        np.array(["a", "b", "c"], dtype=object),
+        {},
+        False,
+    ),
+    "multilabel rows": (np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1]]), None, {}, False),
+    # label_binarize casts the classes to y's dtype: -256 wraps to 0 in int8, two classes alike
+    "int8 labels, a class beyond int8": (np.array([0, 5], np.int8), np.array([-256, 0, 5]), {}, False),
+    "neg_label -1": (np.arange(12) % 3, None, {"neg_label": -1}, False),
 }
 
 
 @pytest.mark.parametrize("case", list(_LABELS))
 def test_indicator_rows_are_the_label_binarizers(case):
     """The classifier's targets (fastbp.estimators._indicator_rows: one-hot rows built directly for
-    1-D labels among the classes) are LabelBinarizer's transform, as bools, for every kind of labels:
-    integers, strings, floats, booleans, a subset of the fitted classes, and the cases it leaves to
-    transform itself (a label outside the classes, mixed types, multilabel rows)."""
+    1-D labels of the classes' dtype among the classes) are LabelBinarizer's transform, as bools,
+    for the labels the classifier passes it: integers, strings, floats, booleans, a subset of the
+    fitted classes built directly (transform is not called), and transform itself for the rest (a
+    label outside the classes, mixed types, multilabel rows, an integer y narrower than the classes,
+    whose cast scikit-learn keeps, a binarizer with other labels), refusing what it refuses."""
     from sklearn.preprocessing import LabelBinarizer
 
     from fastbp.estimators import _indicator_rows
 
-    y, fitted_on = _LABELS[case]
-    binarizer = LabelBinarizer().fit(y if fitted_on is None else fitted_on)
+    y, fitted_on, options, direct = _LABELS[case]
+    binarizer = LabelBinarizer(**options).fit(y if fitted_on is None else fitted_on)
     try:
         expected = binarizer.transform(y).astype(bool)
     except (TypeError, ValueError) as exc:  # whatever transform refuses, the same way
         with pytest.raises(type(exc)):
             _indicator_rows(binarizer, y)
         return
+    if direct:  # built without scikit-learn's transform
+        binarizer.transform = lambda _y: pytest.fail("transform was called")
     got = _indicator_rows(binarizer, y)
     assert got.dtype == bool and got.flags.c_contiguous
     np.testing.assert_array_equal(got, expected)
