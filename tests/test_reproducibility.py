@@ -146,7 +146,7 @@ for kernel, batch_size in [(k.split(":")[0], int(k.split(":")[1])) for k in sys.
 """
 
 #: kernel:batch size: the kernels whose W[1] passes were once compiled apart (the blocked and
-#: deferred kernels, now on the register tiles: a called helper, :func:`fastbp._fast._tiles._strips`).
+#: deferred kernels, now on the register tiles: a called helper, :func:`fastbp._fast._tiles._strips_compiled`).
 CACHED_KERNELS = ["_sgd_epoch_blocked_tiles:1", "_deferred_tiles_epoch:4"]
 
 

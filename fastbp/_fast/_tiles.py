@@ -42,6 +42,7 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numpy import intp
 
 from .._jit import jit_inline, jit_inner
 
@@ -271,11 +272,24 @@ def _axpy_strips(typingctx, Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum
 
 
 @jit_inner
-def _strips(Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips):
-    """``n_strips`` strips of a product side by side (:func:`_axpy_strips`).  Called (not inlined)
-    by every product of the column kernels and the deferred kernels on their flat 1-D arrays, so
-    the tiles' code is compiled once per dtype."""
+def _strips_compiled(Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips):
+    """:func:`_axpy_strips` as a function of its own, called (not inlined) through :func:`_strips`."""
     _axpy_strips(Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips)
+
+
+@jit_inline
+def _strips(Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum, n_rows, B, b0, init, n_strips):
+    """``n_strips`` strips of a product side by side (:func:`_axpy_strips`), for every product of the
+    column kernels and the deferred kernels on their flat 1-D arrays: one call of
+    :func:`_strips_compiled` with every integer argument as ``intp``, so that the tiles' code is
+    compiled once per dtype.  Called with a constant offset or stride (``0``, ``1``, ``init`` 2) it
+    was compiled once per pattern of constants, Numba typing each as a literal: three copies for a
+    first ``fastbp train``, 0.30 + 0.11 + 0.06 s of its compile (docs/performance-kernels.md, "A first
+    fastbp train's compile: what repeats")."""
+    _strips_compiled(
+        Z, intp(z0), intp(ldz), intp(zs), W, intp(w0), intp(wr), intp(ws), S, intp(s0), intp(lds), intp(ss),
+        intp(n_sum), intp(n_rows), B, intp(b0), intp(init), intp(n_strips),
+    )  # fmt: skip
 
 
 def _transpose_masks(h: int, lanes: int = 8) -> tuple[list[int], list[int]]:
