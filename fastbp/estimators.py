@@ -790,20 +790,19 @@ def _indicator_rows(binarizer: LabelBinarizer, y) -> np.ndarray:
     kind = binarizer.y_type_
     plain = binarizer.neg_label == 0 and binarizer.pos_label == 1 and not binarizer.sparse_output
     direct = y.ndim == 1 and y.dtype == classes.dtype and kind in ("binary", "multiclass")
-    if not (direct and plain and len(classes) >= 2):
-        return binarizer.transform(y).astype(bool)
-    try:
-        idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
-        known = bool(np.all(classes[idx] == y))
-    except TypeError:  # labels that do not sort (objects of mixed types): transform says what is wrong
-        known = False
-    if not known:
-        return binarizer.transform(y).astype(bool)
-    if kind == "binary":
-        return (idx == 1).reshape(-1, 1)
-    rows = np.zeros((y.shape[0], len(classes)), dtype=bool)
-    rows[np.arange(y.shape[0]), idx] = True
-    return rows
+    if direct and plain and len(classes) >= 2:
+        try:
+            idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+            known = bool(np.all(classes[idx] == y))
+        except TypeError:  # labels that do not sort (objects of mixed types): transform says what is wrong
+            known = False
+        if known and kind == "binary":
+            return (idx == 1).reshape(-1, 1)
+        if known:
+            rows = np.zeros((y.shape[0], len(classes)), dtype=bool)
+            rows[np.arange(y.shape[0]), idx] = True
+            return rows
+    return binarizer.transform(y).astype(bool)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
