@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -257,9 +258,17 @@ FAST_FORWARD_MIN_ROWS = 2048
 FAST_FORWARD_MIN_MACS = 1 << 24
 
 
+def _as_ints(sizes) -> list[int]:
+    """``sizes`` (an int array or a sequence) as a list of Python ints: the sums and products
+    below run on Python ints, not on NumPy scalars, which cost a microsecond each on every
+    call of a public operation."""
+    return sizes.tolist() if isinstance(sizes, np.ndarray) else [int(n) for n in sizes]
+
+
 def _layer_weights(sizes) -> list[int]:
     """The weights of each layer of a net of ``sizes``: n_l · n_(l−1), as Python ints."""
-    return [int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])]
+    s = _as_ints(sizes)
+    return [a * b for a, b in zip(s[:-1], s[1:])]
 
 
 def uses_tiles(sizes, batch_size: int) -> bool:
@@ -967,17 +976,17 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
     example-major ones (m × n_units), each layer a column block.  Either way one buffer per pass,
     and the values agree (tests/test_columns.py, tests/test_rows.py)."""
     m = X.shape[0]
-    bounds = np.cumsum(np.concatenate(([0], sizes[1:])))
+    bounds = list(itertools.accumulate(_as_ints(sizes)[1:], initial=0))
     spans = list(zip(bounds[:-1], bounds[1:]))  # layer l's units: u … v
     if not _fast_forward(activation, sizes, m):
-        Z = np.empty((m, int(bounds[-1])), params.dtype)
+        Z = np.empty((m, bounds[-1]), params.dtype)
         A = np.empty_like(Z)
         if _plain_forward(activation):
             kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
         else:
             _rows_kernel("_forward_rows")(params, sizes, X, activation.code, out, Z, A)
         return [Z[:, u:v] for u, v in spans], [A[:, u:v] for u, v in spans]
-    ZT = np.empty((int(bounds[-1]), m), params.dtype)
+    ZT = np.empty((bounds[-1], m), params.dtype)
     AT = np.empty_like(ZT)
     _run_forward("_forward_fast", params, sizes, X, activation.code, out, ZT, AT)
     return [ZT[u:v].T for u, v in spans], [AT[u:v].T for u, v in spans]

@@ -185,6 +185,8 @@ def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "inf"
         raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.writeable:
+        return arr  # nothing to convert (the common call: skips the errstate below, microseconds a call)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported just below
         out = np.ascontiguousarray(arr, dtype=dtype)
     narrowed = arr.dtype.kind == "f" and arr.dtype.itemsize > np.dtype(dtype).itemsize
@@ -245,6 +247,10 @@ def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarra
     return Yc
 
 
+#: The parameter arrays' accepted types (not subclasses such as np.matrix or masked arrays).
+_PLAIN_ARRAYS = (np.ndarray, np.memmap)
+
+
 def check_params(
     weights: Any, biases: Any, overlap: bool = True, finite: bool = True
 ) -> tuple[tuple[int, ...], np.dtype]:
@@ -263,11 +269,14 @@ def check_params(
     sizes = []
     dtypes = set()
     for l, (W, b) in enumerate(zip(weights, biases)):
-        for name, P in ((f"weights[{l}]", W), (f"biases[{l}]", b)):
+        for kind, P in (("weights", W), ("biases", b)):
+            if type(P) in _PLAIN_ARRAYS:
+                continue
+            name = f"{kind}[{l}]"
             if not isinstance(P, np.ndarray):  # parameters are updated in place: arrays only
                 raise TypeError(f"{name} must be a NumPy array (updated in place), got {type(P).__name__}")
-            if type(P) not in (np.ndarray, np.memmap):  # np.matrix, masked arrays: other algebra, hidden masks
-                raise TypeError(f"{name} must be a plain numpy.ndarray, got {type(P).__module__}.{type(P).__name__}")
+            # np.matrix, masked arrays: other algebra, hidden masks
+            raise TypeError(f"{name} must be a plain numpy.ndarray, got {type(P).__module__}.{type(P).__name__}")
         if W.ndim != 2:
             raise ValueError(f"weights[{l}] must be a 2-D array (n_out × n_in)")
         if 0 in W.shape:

@@ -317,7 +317,9 @@ def get_activation(activation: "str | Activation | tuple") -> Activation:
                 f"activation must be one of {sorted(set(NAMES) - {'logistic'})} or a "
                 f"fastbp.Activation(g, g_prime); got {activation!r}"
             )
-        return Activation(name=key if key != "logistic" else "sigmoid", code=NAMES[key])
+        if key not in _BUILTIN_CACHE:  # one object per built-in: every public call looks one up
+            _BUILTIN_CACHE[key] = Activation(name=key if key != "logistic" else "sigmoid", code=NAMES[key])
+        return _BUILTIN_CACHE[key]
     if isinstance(activation, tuple) and len(activation) == 2:
         g, g_prime = activation
         return make_custom(g, g_prime)
@@ -328,6 +330,7 @@ def get_activation(activation: "str | Activation | tuple") -> Activation:
 
 
 _CUSTOM_CACHE: dict[tuple, Activation] = {}
+_BUILTIN_CACHE: dict[str, Activation] = {}
 
 
 def make_custom(g, g_prime, name: str | None = None) -> Activation:

@@ -81,12 +81,9 @@ class Layout:
         return out
 
     def pack(self, weights, biases, dtype) -> np.ndarray:
-        """A new flat buffer holding copies of ``weights`` and ``biases``."""
-        flat = np.empty(self.n_params, dtype=dtype)
-        W, b = self.views(flat)
-        for dst, src in zip(W + b, list(weights) + list(biases)):
-            dst[...] = src
-        return flat
+        """A new flat buffer holding copies of ``weights`` and ``biases``: W[1], b[1], W[2], …"""
+        parts = [a for W, b in zip(weights, biases) for a in (np.ravel(W), b)]
+        return np.concatenate(parts, dtype=dtype, casting="unsafe")
 
     def buffer_of(self, weights, biases) -> np.ndarray | None:
         """The flat buffer that ``weights``/``biases`` are views of, if they are exactly that.
