@@ -174,15 +174,18 @@ def as_numeric(a: Any, name: str) -> np.ndarray:
     return arr
 
 
-def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype, checked: bool = False) -> np.ndarray:
     """A numeric ``arr`` as a finite, writeable, C-contiguous array of ``dtype`` (refusing NaN, ±inf, overflow).
 
     A copy only where needed: an array already C-contiguous, writeable and of
     ``dtype`` is returned as it is.  Read-only arrays are copied although the
     kernels only read them: Numba types a read-only array differently, so
     passing it through would compile every kernel a second time (seconds).
+    ``checked=True``: the caller has already refused NaN and ±inf in ``arr``
+    (scikit-learn's ``validate_data``), so only the conversion, and a float32
+    overflow it makes, are checked (the pass over ``arr`` is not made twice).
     """
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if not checked and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "inf"
         raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
     if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.writeable:

@@ -415,7 +415,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError("X: contains NaN or inf, or values beyond the network's dtype")
         else:
             # one compiled specialisation; float64 beyond float32's range is refused, not made inf
-            X = _val.finite_contiguous(X, "X", dtype)
+            X = _val.finite_contiguous(X, "X", dtype, checked=True)  # (validate_data refused NaN and inf)
         y = _val.finite_contiguous(y, "y", dtype)
         if sample_weight is not None:
             _val.finite_contiguous(sample_weight, "sample_weight", dtype)  # (refuses float32 overflow)
@@ -695,7 +695,9 @@ class _BaseMLP(BaseEstimator):
                     for lo in range(0, X.shape[0], rows)
                 ]
             )
-        X = _val.finite_contiguous(np.asarray(X), "X", self._params.dtype)  # refuses float32 overflow: no NaN
+        # NaN and inf were refused by validate_data (here, or for the fit's X that check_input=False
+        # scores); this refuses a float32 network's overflow
+        X = _val.finite_contiguous(np.asarray(X), "X", self._params.dtype, checked=True)
         activation = get_activation(self.activation)
         out = get_output(_OUTPUT_CODES[self.out_activation_])
         if self.backend == "numpy":

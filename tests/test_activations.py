@@ -21,6 +21,15 @@ def test_a_pair_gives_the_same_activation_and_kernels_every_time():
     assert kernels.kernels_for(get_activation("tanh")) is kernels.BUILTIN
 
 
+@pytest.mark.parametrize("name", sorted(fastbp.activations.NAMES))
+def test_a_builtin_name_gives_one_activation_object(name):
+    """Every public call looks its activation up by name: one object per name, made once."""
+    a = get_activation(name)
+    assert a is get_activation(name) is get_activation(name.upper())
+    assert not a.is_custom and a.code == fastbp.activations.NAMES[name]
+    assert a.name == ("sigmoid" if name == "logistic" else name)
+
+
 def test_custom_kernels_inline_the_users_function():
     W, b = [np.array([[2.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)]
     Z, A = kernels.forward(W, b, np.array([[3.0]]), SOFTSIGN, "identity")

@@ -18,6 +18,18 @@ def test_views_cover_the_buffer_in_layer_order():
     assert all(np.shares_memory(a, flat) for a in W + b)
 
 
+def test_pack_copies_every_layout_into_the_views_order():
+    """``pack`` is the inverse of ``views`` for parameters in any memory order."""
+    layout = Layout([3, 4, 2])
+    flat = np.arange(layout.n_params, dtype=np.float32)
+    W, b = layout.views(flat)
+    odd = [np.asfortranarray(W[0]), W[1][:, ::-1][:, ::-1]], [b[0].copy(), b[1][::-1][::-1]]
+    packed = layout.pack(*odd, np.float32)
+    assert packed.dtype == np.float32 and packed.shape == (layout.n_params,)
+    assert not np.shares_memory(packed, flat)
+    np.testing.assert_array_equal(packed, flat)
+
+
 def test_kernels_work_in_place_on_a_networks_buffer_and_on_copies():
     net = fastbp.MLP([3, 4, 2], seed=0)
     layout = Layout(net.layer_sizes)

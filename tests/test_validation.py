@@ -563,3 +563,41 @@ def test_read_only_input_does_not_compile_the_kernels_again():
     net.forward(Xr)
     net.fit(Xr, Yr, epochs=1)
     assert _signature_counts() == before
+
+
+# ------------------------------------------------------- finite_contiguous: what it passes through
+
+_CONVERSIONS = {  # name: (array, dtype, returned as it is)
+    "C float64 as float64": (np.arange(6.0).reshape(2, 3), np.float64, True),
+    "C float32 as float32": (np.arange(6, dtype=np.float32).reshape(2, 3), np.float32, True),
+    "float64 as float32": (np.arange(6.0).reshape(2, 3), np.float32, False),
+    "Fortran float64": (np.asfortranarray(np.arange(6.0).reshape(2, 3)), np.float64, False),
+    "strided float64": (np.arange(12.0).reshape(2, 6)[:, ::2], np.float64, False),
+    "read-only float64": (_readonly(np.arange(6.0).reshape(2, 3)), np.float64, False),
+    "int64 as float64": (np.arange(6).reshape(2, 3), np.float64, False),
+}
+
+
+@pytest.mark.parametrize("checked", [False, True])
+@pytest.mark.parametrize("case", _CONVERSIONS)
+def test_finite_contiguous_copies_only_what_needs_converting(case, checked):
+    from fastbp._validation import finite_contiguous
+
+    arr, dtype, same = _CONVERSIONS[case]
+    out = finite_contiguous(arr, "X", np.dtype(dtype), checked=checked)
+    assert (out is arr) == same
+    assert out.dtype == dtype and out.flags.c_contiguous and out.flags.writeable
+    np.testing.assert_array_equal(out, arr.astype(dtype))
+
+
+def test_finite_contiguous_checked_skips_only_the_nan_pass():
+    """``checked=True`` (the caller's validate_data refused NaN and inf) leaves out the pass over the
+    input for them, not the check of a float32 overflow that the conversion makes."""
+    from fastbp._validation import finite_contiguous
+
+    nan = np.array([[1.0, np.nan]])
+    with pytest.raises(ValueError, match="^X contains NaN"):
+        finite_contiguous(nan, "X", np.dtype(np.float64))
+    assert np.isnan(finite_contiguous(nan, "X", np.dtype(np.float64), checked=True)[0, 1])
+    with pytest.raises(ValueError, match="^X overflows float32"):
+        finite_contiguous(np.array([[1e300]]), "X", np.dtype(np.float32), checked=True)
