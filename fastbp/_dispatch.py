@@ -242,12 +242,13 @@ def blas_min_weights(sizes, batch_size: int) -> int:
 
 #: ``predict``, ``forward`` and ``loss`` of at least this many rows, or of at least
 #: :data:`FAST_FORWARD_MIN_MACS` multiply-adds, run the column forward pass (:mod:`fastbp._fast.forward`);
-#: smaller ones :mod:`fastbp._fast.rows` (four examples at a time on the loops the training kernels
-#: have compiled).  The column pass is the faster one from 128 rows up on every net tried (``python
-#: tools/public_ops_speed.py --m 128|256|512|1000``: 0.88-1.81x the NumPy reference, the rows kernels
-#: 0.52-1.25x; docs/performance-kernels.md "Fewer rows"), but it compiles in about 4.9 s against the
-#: rows kernel's 0.9-1.0 s, which a first ``fastbp train`` (digits: 1,347 and 450 rows of 64-32-10)
-#: would pay to score in milliseconds either way.
+#: smaller ones :mod:`fastbp._fast.rows` (blocks of 32 examples on the register tiles and loops the
+#: training kernels have compiled).  The column pass compiles in about 4.9 s against the rows
+#: kernel's 1.2-1.5 s, which a first ``fastbp train`` (digits: 1,347 and 450 rows of 64-32-10) would
+#: pay to score in milliseconds either way.  Since the rows kernels run on the tiles (2026-12-01)
+#: the two are level at 1,000 rows (column time ÷ rows time 0.92-1.07 on 2-4-1 … 784-128-10, both
+#: dtypes) and the rows kernels the faster at 128 (0.94-1.27; docs/performance-kernels.md, "Fewer
+#: rows on the register tiles"); before, the column pass was the faster from 128 rows up.
 FAST_FORWARD_MIN_ROWS = 2048
 
 #: ... or this many multiply-adds (rows × the net's weights): a call the rows kernels take about a
