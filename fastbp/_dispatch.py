@@ -244,11 +244,13 @@ def blas_min_weights(sizes, batch_size: int) -> int:
 #: :data:`FAST_FORWARD_MIN_MACS` multiply-adds, run the column forward pass (:mod:`fastbp._fast.forward`);
 #: smaller ones :mod:`fastbp._fast.rows` (blocks of 32 examples on the register tiles and loops the
 #: training kernels have compiled).  The column pass compiles in about 4.9 s against the rows
-#: kernel's 1.2-1.5 s, which a first ``fastbp train`` (digits: 1,347 and 450 rows of 64-32-10) would
-#: pay to score in milliseconds either way.  Since the rows kernels run on the tiles (2026-12-01)
-#: the two are level at 1,000 rows (column time ÷ rows time 0.92-1.07 on 2-4-1 … 784-128-10, both
-#: dtypes) and the rows kernels the faster at 128 (0.94-1.27; docs/performance-kernels.md, "Fewer
-#: rows on the register tiles"); before, the column pass was the faster from 128 rows up.
+#: kernel's 1.3-2.4 s (five cold runs on a noisy 2-core VM), which a first ``fastbp train`` (digits:
+#: 1,347 and 450 rows of 64-32-10) would pay to score in milliseconds either way.  Since the rows
+#: kernels run on the tiles (2026-12-01) the two are level at 1,000 rows (column time ÷ rows time
+#: 0.92-1.07 on 2-4-1 … 784-128-10, both dtypes) and at 128 rows the rows kernels the faster on
+#: every net but 784-128-10 float32 (1.11-1.27; 0.94 there; docs/performance-kernels.md, "The
+#: public operations' Python, and fewer rows on the register tiles"); before, the column pass was
+#: the faster from 128 rows up.
 FAST_FORWARD_MIN_ROWS = 2048
 
 #: ... or this many multiply-adds (rows × the net's weights): a call the rows kernels take about a
@@ -959,8 +961,8 @@ def _rows_kernel(name: str):
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
     """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: for a built-in activation
     the column forward pass :func:`fastbp._fast.forward._predict_fast` where :func:`_fast_forward`
-    (enough rows or multiply-adds), :func:`fastbp._fast.rows._predict_rows` below (four examples at
-    a time on the training kernels' compiled loops); else the plain kernel."""
+    (enough rows or multiply-adds), :func:`fastbp._fast.rows._predict_rows` below (blocks of 32
+    examples on the training kernels' compiled tiles and loops); else the plain kernel."""
     if _plain_forward(activation):
         kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
     elif not _fast_forward(activation, sizes, X.shape[0]):

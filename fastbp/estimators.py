@@ -49,6 +49,7 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -415,7 +416,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError("X: contains NaN or inf, or values beyond the network's dtype")
         else:
             # one compiled specialisation; float64 beyond float32's range is refused, not made inf
-            X = _val.finite_contiguous(X, "X", dtype, checked=True)  # (validate_data refused NaN and inf)
+            X = _val.finite_contiguous(X, "X", dtype, checked=not _assume_finite())  # (validate_data's check)
         y = _val.finite_contiguous(y, "y", dtype)
         if sample_weight is not None:
             _val.finite_contiguous(sample_weight, "sample_weight", dtype)  # (refuses float32 overflow)
@@ -686,7 +687,13 @@ class _BaseMLP(BaseEstimator):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
         if sp.issparse(X):  # a chunk of rows densified at a time
-            X, rows = X.tocsr(), _chunk_rows(X)
+            dtype = self._params.dtype
+            with np.errstate(over="ignore"):  # a float32 network's overflow, refused just below
+                X, rows = X.tocsr().astype(dtype, copy=False), _chunk_rows(X)
+            if not np.isfinite(X.data).all():
+                if _assume_finite():  # validate_data did not look
+                    raise ValueError("X contains NaN or inf; remove or impute non-finite values first")
+                raise ValueError(f"X overflows {dtype} (values too large for the network's dtype)")
             if X.shape[0] == 0:
                 return np.empty((0, self.n_outputs_), self._params.dtype)
             return np.concatenate(
@@ -695,9 +702,10 @@ class _BaseMLP(BaseEstimator):
                     for lo in range(0, X.shape[0], rows)
                 ]
             )
-        # NaN and inf were refused by validate_data (here, or for the fit's X that check_input=False
-        # scores); this refuses a float32 network's overflow
-        X = _val.finite_contiguous(np.asarray(X), "X", self._params.dtype, checked=True)
+        # with check_input, validate_data has refused NaN and inf (unless scikit-learn's assume_finite
+        # is set): only a float32 network's overflow is left to refuse.  Without it (a sparse X's
+        # densified rows, which can overflow float32 on the way; the fit's own X, scored) all of it
+        X = _val.finite_contiguous(np.asarray(X), "X", self._params.dtype, checked=check_input and not _assume_finite())
         activation = get_activation(self.activation)
         out = get_output(_OUTPUT_CODES[self.out_activation_])
         if self.backend == "numpy":
@@ -750,6 +758,12 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _assume_finite() -> bool:
+    """scikit-learn's ``assume_finite`` setting: where it is set, ``validate_data`` does not refuse
+    NaN and inf, so fastbp's own check (:func:`fastbp._validation.finite_contiguous`) must."""
+    return bool(get_config()["assume_finite"])
 
 
 def _dense_rows(X, rows, dtype):

@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 import fastbp
 from fastbp import MLP, kernels, reference
@@ -440,7 +441,32 @@ def test_float32_estimator_refuses_float64_input_beyond_its_range():
     with pytest.raises(ValueError, match="^X overflows float32"):
         clf.predict_proba(np.full((2, 3), 1e300))
     with pytest.raises(ValueError, match="^X overflows float32"):
+        clf.predict_proba(sparse.csr_matrix(np.full((2, 3), 1e300)))  # densified a chunk at a time
+    with pytest.raises(ValueError, match="^X overflows float32"):
         clf.fit(X * 1e300, y)
+    assert clf._params.tobytes() == params.tobytes()
+
+
+@pytest.mark.parametrize("sparse_X", [False, True])
+def test_estimators_refuse_nan_even_where_scikit_learn_assumes_finite(sparse_X):
+    """With ``sklearn.config_context(assume_finite=True)`` validate_data does not look for NaN and
+    inf; fastbp's kernels still must not see them: fit and predict refuse them all the same."""
+    import sklearn
+
+    from fastbp.estimators import MLPClassifier
+
+    X, _ = _data(m=40)
+    y = (X[:, 0] > 0).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    params = clf._params.copy()
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    bad = sparse.csr_matrix(bad) if sparse_X else bad
+    with sklearn.config_context(assume_finite=True):
+        with pytest.raises(ValueError, match="^X contains NaN"):
+            clf.predict_proba(bad)
+        with pytest.raises(ValueError, match="^X:? contains NaN"):
+            clf.fit(bad, y)
     assert clf._params.tobytes() == params.tobytes()
 
 

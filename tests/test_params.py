@@ -18,15 +18,21 @@ def test_views_cover_the_buffer_in_layer_order():
     assert all(np.shares_memory(a, flat) for a in W + b)
 
 
-def test_pack_copies_every_layout_into_the_views_order():
-    """``pack`` is the inverse of ``views`` for parameters in any memory order."""
+def test_pack_copies_every_layout_into_the_views_order(tmp_path):
+    """``pack`` is the inverse of ``views`` for parameters in any memory order: Fortran-ordered,
+    reversed strides, every other element of a wider array, a memory map."""
     layout = Layout([3, 4, 2])
     flat = np.arange(layout.n_params, dtype=np.float32)
     W, b = layout.views(flat)
-    odd = [np.asfortranarray(W[0]), W[1][:, ::-1][:, ::-1]], [b[0].copy(), b[1][::-1][::-1]]
+    reversed_W1 = np.ascontiguousarray(W[1][:, ::-1])[:, ::-1]  # negative column stride
+    wide_b0 = np.repeat(b[0], 2)[::2]  # stride of two elements
+    np.save(tmp_path / "b1.npy", b[1])
+    mapped_b1 = np.load(tmp_path / "b1.npy", mmap_mode="r")
+    odd = [np.asfortranarray(W[0]), reversed_W1], [wide_b0, mapped_b1]
+    assert reversed_W1.strides[1] < 0 and not wide_b0.flags.c_contiguous
     packed = layout.pack(*odd, np.float32)
-    assert packed.dtype == np.float32 and packed.shape == (layout.n_params,)
-    assert not np.shares_memory(packed, flat)
+    assert type(packed) is np.ndarray and packed.dtype == np.float32 and packed.shape == (layout.n_params,)
+    assert not any(np.shares_memory(packed, a) for a in [flat, *odd[0], *odd[1]])
     np.testing.assert_array_equal(packed, flat)
 
 

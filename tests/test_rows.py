@@ -1,6 +1,7 @@
 """``predict``, ``forward`` and ``loss`` on fewer rows than the column pass takes
 (:mod:`fastbp._fast.rows`): each kernel agrees with its plain scalar-loop twin over the agreement
-grid (m = 1, a whole block of four and a short last block), and the dispatcher runs them for the
+grid (m = 1, a whole block of 32, a short last block of several strips ending inside one, and of one
+strip), and the dispatcher runs them for the
 built-in activations only (a custom one keeps the plain kernels)."""
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_probl
 
 from .conftest import SOFTSIGN
 
-#: One example; one whole block of :data:`fastbp._fast.rows.ROWS_BLOCK`; two and a short one.
-ROWS = [1, rows.ROWS_BLOCK, 2 * rows.ROWS_BLOCK + 3]
+#: One example; one whole block of :data:`fastbp._fast.rows.ROWS_BLOCK`; one and a short block of 19
+#: (float64: two whole strips of 8 and 3 in a third; float32: one of 16 and 3); two and a short one of 3.
+ROWS = [1, rows.ROWS_BLOCK, rows.ROWS_BLOCK + 19, 2 * rows.ROWS_BLOCK + 3]
 
-#: Wider than the agreement grid's: the dot products' vectorised loops, not only their remainders.
+#: Wider than the agreement grid's: the tiles' rows of W[l] in whole tiles and their remainders.
 WIDE_SIZES = [(37, 19, 10), (64, 1, 3), (5, 33), (3, 17, 1)]
 
 

@@ -34,9 +34,9 @@ module             kernel                                 strategy
 ``forward``        ``_predict_fast``, ``_forward_fast``,  the forward pass of the columns for
                    ``_loss_fast``, each with a            ``predict``/``forward``/``loss``
                    ``_tiles`` twin
-``rows``           ``_predict_rows``, ``_forward_rows``,  the same on fewer rows: four examples
-                   ``_loss_rows``                         at a time, on the training kernels'
-                                                          compiled loops (less to compile)
+``rows``           ``_predict_rows``, ``_forward_rows``,  the same on fewer rows: blocks of 32
+                   ``_loss_rows``                         examples on the training kernels'
+                                                          tiles and loops (less to compile)
 =================  =====================================  ====================================
 
 Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast

@@ -21,8 +21,9 @@ Why kernels of their own, when the plain :func:`fastbp._plain.loops._output_batc
 * **Speed.**  Z[l] = W[l] A[l−1] + b[l] for the block's examples as columns (Xᵀ of the block
   first): register tiles of W[l]'s rows by strips of 64 bytes of examples, every weight loaded
   once a strip and no reduction across a vector (the four-example dot products these replaced
-  reduced four accumulators per row of W[l] and ran 1.3-1.5x slower: docs/performance-kernels.md,
-  "Fewer rows on the register tiles"); g applied to a layer's whole block in one call, as are an
+  reduced four accumulators per row of W[l]: predict, forward and loss at 1,000 rows now 1.03-1.38x
+  as fast; docs/performance-kernels.md, "The public operations' Python, and fewer rows on the
+  register tiles"); g applied to a layer's whole block in one call, as are an
   elementwise output and its cost (σ, identity, e^z; softmax per example, on Z[L] copied back to
   one row per example).
 
@@ -59,8 +60,10 @@ def _rows_forward(params, sizes, w_off, b_off, u_off, X, i0, nb, act, out, z, a,
     n_l rows of ``ROWS_BLOCK`` values from ``ROWS_BLOCK · u_off[l]`` of z and a, example e in
     column e; Xᵀ of the block in ``xt`` (n_0 rows).  Then Z[L] and A[L] again example by
     example in ``zL``, ``aL`` (ROWS_BLOCK × n_L, example e's row from e · n_L), where the output
-    is applied.  Only the strips holding the block's examples are computed; a short block's
-    columns past them hold the previous block's values, computed and ignored (zero at first)."""
+    is applied.  The products run over the strips holding the block's examples only, g over the
+    layer's whole block; a short block's columns past its examples hold the previous block's
+    values (zero at first), which each column's products, g and nothing else read: no output
+    reads them."""
     L = sizes.shape[0] - 1
     n0 = sizes[0]
     ld = ROWS_BLOCK
