@@ -60,7 +60,7 @@ from .._jit import JIT_INNER, compile_as, jit_inline, jit_inner
 from ..activations import activate_loop, times_derivative_loop
 from ..losses import OUT_SOFTMAX, cost_loop, output_loop
 from ..vmath import vexp
-from ._common import _borrowed, _matrix_view
+from ._common import _borrowed, _matrix_view, _zeros
 from ._tiles import STRIP_BYTES, _strips, _transpose8
 
 #: Examples per chunk: the columns of every workspace matrix.  256 keeps a chunk's A[l−1]
@@ -129,13 +129,13 @@ def _columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles):
         w_max = max(w_max, size) if batch_size > 0 else 0
     x_size = sizes[0] * (ld + c) if tiles else (sizes[0] * c if copy_x else 0)
     return (
-        np.zeros(x_size, params.dtype),
-        np.zeros(sizes[L] * ld, params.dtype),
-        np.zeros(n_units * ld, params.dtype),
-        np.zeros(n_units * ld, params.dtype),
-        np.zeros(n_units * ld, params.dtype),
-        np.zeros(3 * c, np.float64),
-        np.zeros(w_max, params.dtype),
+        _zeros(x_size, params.dtype),
+        _zeros(sizes[L] * ld, params.dtype),
+        _zeros(n_units * ld, params.dtype),
+        _zeros(n_units * ld, params.dtype),
+        _zeros(n_units * ld, params.dtype),
+        _zeros(3 * c, np.float64),
+        _zeros(w_max, params.dtype),
     )
 
 

@@ -22,6 +22,20 @@ from ..losses import defer_cost, flush_costs
 from ..params import offsets
 
 
+@jit_inline
+def _zeros(shape, dtype):
+    """``np.zeros(shape, dtype)`` as ``np.empty`` and a loop (LLVM makes it a memset).  Numba's own
+    ``np.zeros`` compiles an ``np.empty`` and a fill of its own under other options than the
+    kernels' (one more set of allocation functions for every shape and dtype, about 0.3 s of a first
+    ``fastbp train``: docs/performance-kernels.md, "A first fastbp train's compile: what repeats");
+    this one's ``np.empty`` is the kernels' own, compiled once per signature."""
+    a = np.empty(shape, dtype)
+    flat = a.reshape(a.size)
+    for i in range(flat.shape[0]):
+        flat[i] = 0
+    return a
+
+
 @jit_inner
 def _alive(*arrays):
     """Nothing: a use of the workspaces' owners at a kernel's exits keeps them allocated

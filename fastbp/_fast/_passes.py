@@ -13,7 +13,7 @@ import numpy as np
 from .._jit import jit_inline, jit_inner
 from ..activations import activate_loop, times_derivative_loop
 from ..losses import batch_weight, cost_loop, defer_cost, output_loop
-from ._common import COST_SAFE, _abs_sum
+from ._common import COST_SAFE, _abs_sum, _zeros
 
 
 # ``inline="always"`` (Numba-IR inlining) for the two per-example helpers of the SGD
@@ -342,11 +342,11 @@ def _batch_workspace(params, sizes, u_off):
         np.empty(n_units, params.dtype),
         np.empty(n_units, params.dtype),
         np.empty(n_units, params.dtype),
-        np.zeros_like(params),
+        _zeros(params.shape[0], params.dtype),
         np.empty(L, np.float64),
-        np.zeros((BLOCK, n0), params.dtype),
-        np.zeros((BLOCK, n0), params.dtype),
-        np.zeros((BLOCK, n1), params.dtype),
+        _zeros((BLOCK, n0), params.dtype),
+        _zeros((BLOCK, n0), params.dtype),
+        _zeros((BLOCK, n1), params.dtype),
         np.empty((BLOCK, n1), params.dtype),
     )
 

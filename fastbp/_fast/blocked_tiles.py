@@ -32,7 +32,7 @@ import numpy as np
 
 from .._jit import jit_vec
 from ..losses import flush_costs
-from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds, _queue_cost
+from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds, _queue_cost, _zeros
 from ._passes import _after_first_layer
 from ._tiles import _pack_transposed, _packed_update, _packed_width, _start_block, _unpack_transposed
 
@@ -54,10 +54,10 @@ def _sgd_epoch_blocked_tiles(params, sizes, X, Y, order, lr, act, out, limit):
     b0 = b_off[0]
     n_units = u_off[L - 1] + sizes[L]
     V, n1p = _packed_width(n1, params.itemsize)  # W[1]ᵀ's rows padded to whole strips of V
-    WT_own = np.zeros(n0 * n1p, params.dtype)  # W[1]ᵀ packed strip by strip (deferred_tiles)
-    P_own = np.zeros((2, K * n0), params.dtype)  # the previous block's and this block's inputs
-    C_own = np.zeros((2, K * n1p), params.dtype)  # −α dZ[1] of each example of the two blocks
-    Zp_own = np.zeros(K * n1p, params.dtype)  # W[1] x_t for the block, one row per example
+    WT_own = _zeros(n0 * n1p, params.dtype)  # W[1]ᵀ packed strip by strip (deferred_tiles)
+    P_own = _zeros((2, K * n0), params.dtype)  # the previous block's and this block's inputs
+    C_own = _zeros((2, K * n1p), params.dtype)  # −α dZ[1] of each example of the two blocks
+    Zp_own = _zeros(K * n1p, params.dtype)  # W[1] x_t for the block, one row per example
     G_own = np.empty((K, K), params.dtype)  # Gram terms x_s · x_t, s < t
     z_own = np.empty(n_units, params.dtype)
     a_own = np.empty(n_units, params.dtype)
@@ -69,7 +69,7 @@ def _sgd_epoch_blocked_tiles(params, sizes, X, Y, order, lr, act, out, limit):
     top = u_off[L - 1]
     Zc_own = np.empty(COST_CHUNK * n_L, params.dtype)
     Yc_own = np.empty(COST_CHUNK * n_L, params.dtype)
-    cnt_own = np.zeros(1, np.int64)
+    cnt_own = _zeros(1, np.int64)
     WT = _borrowed(WT_own)
     P = _borrowed(P_own)
     C = _borrowed(C_own)

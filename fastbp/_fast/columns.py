@@ -58,7 +58,7 @@ from ._columns import (
     _columns_workspace,
     _copies_inputs,
 )
-from ._common import _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
+from ._common import _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds, _zeros
 
 #: Whether this compiled copy of an epoch runs the register tiles: ``False`` here, ``True`` in the
 #: ``_tiles`` twins below (re-bound with ``_split_gradient``; their workspaces are the tiles').
@@ -264,15 +264,15 @@ def _split_workspaces(params, sizes, u_off, order, batch_size, blas_min, split, 
         return (
             _columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles),
             _columns_workspace(params, sizes, u_off, 0, False, tiles),
-            np.zeros(0, params.dtype),
-            np.zeros(PARTS, np.float64),
+            _zeros(0, params.dtype),
+            _zeros(PARTS, np.float64),
         )
     half = (batch_size + 1) // 2
     return (
         _columns_workspace(params, sizes, u_off, half, copy_x, tiles),
         _columns_workspace(params, sizes, u_off, half, copy_x, tiles),
-        np.zeros_like(params),
-        np.zeros(PARTS, np.float64),
+        _zeros(params.shape[0], params.dtype),
+        _zeros(PARTS, np.float64),
     )
 
 
@@ -289,13 +289,13 @@ def _columns_epoch_body(params, sizes, X, Y, order, batch_size, lr, act, out, li
     ws = _borrow_workspace(ws_own)
     ws1 = _borrow_workspace(ws1_own)
     grad1 = _borrowed(grad1_own)
-    grad_own = np.zeros_like(params)
+    grad_own = _zeros(params.shape[0], params.dtype)
     grad = _borrowed(grad_own)
     bounds = np.empty((2, L), np.float64)
     wb = bounds[0]
     bb = bounds[1]
     _layer_bounds(params, sizes, w_off, b_off, wb, bb)
-    lsums = np.zeros((PARTS, 2 * L), np.float64)
+    lsums = _zeros((PARTS, 2 * L), np.float64)
     m = order.shape[0]
     total = 0.0
     for start in range(0, m, batch_size):
@@ -370,12 +370,12 @@ def _columns_epoch_opt_body(
     ws = _borrow_workspace(ws_own)
     ws1 = _borrow_workspace(ws1_own)
     grad1 = _borrowed(grad1_own)
-    grad_own = np.zeros_like(params)
+    grad_own = _zeros(params.shape[0], params.dtype)
     grad = _borrowed(grad_own)
     m = order.shape[0]
     total = 0.0
     failed = -1
-    sums = np.zeros((PARTS, 5), np.float64)
+    sums = _zeros((PARTS, 5), np.float64)
     for start in range(0, m, batch_size):
         stop = min(start + batch_size, m)
         batch_loss = cost_scale * _split_gradient(

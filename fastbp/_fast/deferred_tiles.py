@@ -42,7 +42,7 @@ import numpy as np
 
 from .._jit import jit_inline, jit_vec
 from ..losses import flush_costs
-from ._common import COST_CHUNK, _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds
+from ._common import COST_CHUNK, _abs_sum, _alive, _borrow_epoch, _borrowed, _layer_bounds, _zeros
 from ._passes import _batch_example
 from ._tiles import _pack_transposed, _packed_update, _packed_width, _start_block, _unpack_transposed
 
@@ -63,16 +63,16 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
     V, n1p = _packed_width(n1, params.itemsize)  # W[1]ᵀ's rows padded to whole strips of V
     # the epoch's working copy of W[1], packed strip by strip: strip i is W[1]ᵀ's columns
     # i·V … i·V + V − 1 (rows i·V … of W[1]), n0 rows of V, contiguous (the tiles stream it)
-    WT_own = np.zeros(n0 * n1p, params.dtype)
+    WT_own = _zeros(n0 * n1p, params.dtype)
     # this batch's and the previous batch's inputs (P: n_b × n0) and −α dZ[1]/n_b (C: n_b × n1p)
     rows = batch_size + 1  # room for a product of n_b + 1 rows (_product_rows)
-    P_own = np.zeros((2, rows * n0), params.dtype)
-    C_own = np.zeros((2, batch_size * n1p), params.dtype)
-    Zp_own = np.zeros(rows * n1p, params.dtype)  # W[1] x_t, one row per example
+    P_own = _zeros((2, rows * n0), params.dtype)
+    C_own = _zeros((2, batch_size * n1p), params.dtype)
+    Zp_own = _zeros(rows * n1p, params.dtype)  # W[1] x_t, one row per example
     z_own = np.empty(n_units, params.dtype)
     a_own = np.empty(n_units, params.dtype)
     dz_own = np.empty(n_units, params.dtype)
-    grad_own = np.zeros_like(params)  # layers 2 … L and b[1] (dW[1] is never formed)
+    grad_own = _zeros(params.shape[0], params.dtype)  # layers 2 … L and b[1] (dW[1] is never formed)
     sa_own = np.empty(L, np.float64)
     bounds_own = np.empty((2, L), np.float64)
     # the costs queued and computed COST_CHUNK at a time (a vectorised loop), flushed only
@@ -80,7 +80,7 @@ def _deferred_tiles_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, 
     n_L = sizes[L]
     Zc_own = np.empty(COST_CHUNK * n_L, params.dtype)
     Yc_own = np.empty(COST_CHUNK * n_L, params.dtype)
-    cnt_own = np.zeros(1, np.int64)
+    cnt_own = _zeros(1, np.int64)
     WT = _borrowed(WT_own)
     P = _borrowed(P_own)
     C = _borrowed(C_own)

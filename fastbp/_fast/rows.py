@@ -46,7 +46,7 @@ from .._jit import jit_inline, jit_vec
 from ..activations import activate_loop
 from ..losses import OUT_SOFTMAX, cost_loop, output_loop
 from ..params import offsets
-from ._common import _matrix_view
+from ._common import _matrix_view, _zeros
 from ._tiles import STRIP_BYTES, _strips
 
 #: Examples per block: whole strips of 64 bytes of examples (four of 8 float64, two of 16 float32),
@@ -105,9 +105,9 @@ def _rows_workspace(params, sizes):
     w_off, b_off, u_off = offsets(sizes)
     L = sizes.shape[0] - 1
     n = ROWS_BLOCK * (u_off[L - 1] + sizes[L])
-    z = np.zeros(n, params.dtype)
-    a = np.zeros(n, params.dtype)
-    xt = np.zeros(ROWS_BLOCK * sizes[0], params.dtype)
+    z = _zeros(n, params.dtype)
+    a = _zeros(n, params.dtype)
+    xt = _zeros(ROWS_BLOCK * sizes[0], params.dtype)
     zL = np.empty(ROWS_BLOCK * sizes[L], params.dtype)
     aL = np.empty(ROWS_BLOCK * sizes[L], params.dtype)
     return w_off, b_off, u_off, z, a, xt, zL, aL

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._jit import jit_vec
 from ..losses import flush_costs
-from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds, _queue_cost
+from ._common import COST_CHUNK, _alive, _borrow_epoch, _borrowed, _layer_bounds, _queue_cost, _zeros
 from ._passes import _after_first_layer, _first_layer, _first_layer_fused, _flush_first
 
 
@@ -34,7 +34,7 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     dz = _borrowed(dz_own)
     n0 = sizes[0]
     n1 = sizes[1]
-    c1_own = np.zeros(n1, params.dtype)
+    c1_own = _zeros(n1, params.dtype)
     c1 = _borrowed(c1_own)
     sa_own = np.empty(L, np.float64)
     sa = _borrowed(sa_own)
@@ -51,7 +51,7 @@ def _sgd_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     Zc = _borrowed(Zc_own)
     Yc_own = np.empty(COST_CHUNK * n_L, params.dtype)
     Yc = _borrowed(Yc_own)
-    cnt_own = np.zeros(1, np.int64)
+    cnt_own = _zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
     m = order.shape[0]
     total = 0.0

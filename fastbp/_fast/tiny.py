@@ -63,7 +63,7 @@ from .._jit import OVERLOAD_OPTIONS, jit_inline, jit_inner, jit_vec
 from ..activations import ACT_IDENTITY, ACT_LEAKY_RELU, ACT_RELU, ACT_SIGMOID, ACT_TANH, LEAKY_SLOPE
 from ..losses import OUT_EXP, OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX, cost_loop, flush_costs, output_loop
 from ..vmath import _as_float, vexp, vsigmoid
-from ._common import COST_CHUNK, COST_SAFE, _abs_max, _abs_sum, _alive, _borrowed
+from ._common import COST_CHUNK, COST_SAFE, _abs_max, _abs_sum, _alive, _borrowed, _zeros
 
 __all__ = ["LANES", "ttanh", "tsigmoid"]
 
@@ -366,20 +366,20 @@ def _tiny_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     lr64 = np.float64(lr)
     # ---- the parameters, padded to H lanes: W1T[k, j] = W[1]_jk, W2[o, j] = W[2]_oj, and the
     # per-example vectors; four allocations per call (rows of one array each), none per example
-    lanes_own = np.zeros((n0 + n2 + 6, H), params.dtype)
+    lanes_own = _zeros((n0 + n2 + 6, H), params.dtype)
     lanes = _borrowed(lanes_own)
     W1T = lanes[:n0]
     W2 = lanes[n0 : n0 + n2]
     r = n0 + n2
     b1, mask, z1, a1, gp, c = lanes[r], lanes[r + 1], lanes[r + 2], lanes[r + 3], lanes[r + 4], lanes[r + 5]
     # (gp = α g'(Z[1]); c = the pending α dZ[1] of the previous example)
-    outs_own = np.zeros((4, n2), params.dtype)
+    outs_own = _zeros((4, n2), params.dtype)
     outs = _borrowed(outs_own)
     b2, z2, a2, d2 = outs[0], outs[1], outs[2], outs[3]
     queue_own = np.empty((2, COST_CHUNK * n2), params.dtype)
     queue = _borrowed(queue_own)
     Zc, Yc = queue[0], queue[1]
-    cnt_own = np.zeros(1, np.int64)
+    cnt_own = _zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
     _lanes_from_params(params, n0, n1, n2, W1T, b1, mask, W2, b2)
     m = order.shape[0]
@@ -617,14 +617,14 @@ def _tiny4_epoch(params, sizes, X, Y, order, lr, act, out, limit):
     order = _borrowed(order)
     b2o, wb0, bb0, wb1, bb1 = _four_bounds(params, n0, n1)
     lr64 = np.float64(lr)
-    W1T_own = np.zeros((n0, 4), params.dtype)
+    W1T_own = _zeros((n0, 4), params.dtype)
     W1T = _borrowed(W1T_own)
-    v_own = np.zeros(14, params.dtype)  # b[1], W[2] padded to 4 lanes, then the lane mask
+    v_own = _zeros(14, params.dtype)  # b[1], W[2] padded to 4 lanes, then the lane mask
     v = _borrowed(v_own)
     queue_own = np.empty((2, COST_CHUNK), params.dtype)
     queue = _borrowed(queue_own)
     Zc, Yc = queue[0], queue[1]
-    cnt_own = np.zeros(1, np.int64)
+    cnt_own = _zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
     _four_from_params(params, n0, n1, W1T, v)
     b10, b11, b12, b13 = v[0], v[1], v[2], v[3]
@@ -803,7 +803,7 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
     lr64 = np.float64(lr)
     # ---- the parameters and their gradients, padded to H lanes: W1T[k, j] = W[1]_jk,
     # W2[o, j] = W[2]_oj (G1T, G2 the same for dW); padded lanes stay exactly 0
-    lanes_own = np.zeros((2 * (n0 + n2) + 6, H), params.dtype)
+    lanes_own = _zeros((2 * (n0 + n2) + 6, H), params.dtype)
     lanes = _borrowed(lanes_own)
     W1T = lanes[:n0]
     G1T = lanes[n0 : 2 * n0]
@@ -811,13 +811,13 @@ def _tiny_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, limi
     G2 = lanes[2 * n0 + n2 : 2 * (n0 + n2)]
     r = 2 * (n0 + n2)
     b1, gb1, mask, z1, a1, d1 = lanes[r], lanes[r + 1], lanes[r + 2], lanes[r + 3], lanes[r + 4], lanes[r + 5]
-    outs_own = np.zeros((5, n2), params.dtype)
+    outs_own = _zeros((5, n2), params.dtype)
     outs = _borrowed(outs_own)
     b2, gb2, z2, a2, d2 = outs[0], outs[1], outs[2], outs[3], outs[4]
     queue_own = np.empty((2, COST_CHUNK * n2), params.dtype)
     queue = _borrowed(queue_own)
     Zc, Yc = queue[0], queue[1]
-    cnt_own = np.zeros(1, np.int64)
+    cnt_own = _zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
     _lanes_from_params(params, n0, n1, n2, W1T, b1, mask, W2, b2)
     m = order.shape[0]
@@ -990,16 +990,16 @@ def _tiny4_batch_epoch(params, sizes, X, Y, order, batch_size, lr, act, out, lim
     order = _borrowed(order)
     b2o, wb0, bb0, wb1, bb1 = _four_bounds(params, n0, n1)
     lr64 = np.float64(lr)
-    W_own = np.zeros((2, n0, 4), params.dtype)  # W[1]ᵀ and dW[1]ᵀ, padded to 4 units
+    W_own = _zeros((2, n0, 4), params.dtype)  # W[1]ᵀ and dW[1]ᵀ, padded to 4 units
     W1T = _borrowed(W_own[0])
     G1T = _borrowed(W_own[1])
-    v_own = np.zeros(14, params.dtype)  # b[1], W[2] padded to 4 lanes, the lane mask, one cost's (z, y)
+    v_own = _zeros(14, params.dtype)  # b[1], W[2] padded to 4 lanes, the lane mask, one cost's (z, y)
     v = _borrowed(v_own)
     one = v[12:]
     queue_own = np.empty((2, COST_CHUNK), params.dtype)
     queue = _borrowed(queue_own)
     Zc, Yc = queue[0], queue[1]
-    cnt_own = np.zeros(1, np.int64)
+    cnt_own = _zeros(1, np.int64)
     cnt = _borrowed(cnt_own)
     _four_from_params(params, n0, n1, W1T, v)
     b10, b11, b12, b13 = v[0], v[1], v[2], v[3]
