@@ -1,7 +1,7 @@
 """``predict``, ``forward`` and ``loss`` on fewer rows than the column pass takes
 (:mod:`fastbp._fast.rows`): each kernel agrees with its plain scalar-loop twin over the agreement
-grid (m = 1, a whole block of 32, a short last block of several strips ending inside one, and of one
-strip), and the dispatcher runs them for the
+grid (m = 1, a whole block of 32 and a short last block of one strip; on wider layers also a short
+block of several strips ending inside one), and the dispatcher runs them for the
 built-in activations only (a custom one keeps the plain kernels)."""
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from fastbp.testing import HIDDEN_ACTIVATIONS, OUTPUTS, assert_agree, make_probl
 
 from .conftest import SOFTSIGN
 
-#: One example; one whole block of :data:`fastbp._fast.rows.ROWS_BLOCK`; one and a short block of 19
-#: (float64: two whole strips of 8 and 3 in a third; float32: one of 16 and 3); two and a short one of 3.
-ROWS = [1, rows.ROWS_BLOCK, rows.ROWS_BLOCK + 19, 2 * rows.ROWS_BLOCK + 3]
+#: One example; one whole block of :data:`fastbp._fast.rows.ROWS_BLOCK`; two and a short one of 3 (one strip).
+ROWS = [1, rows.ROWS_BLOCK, 2 * rows.ROWS_BLOCK + 3]
+
+#: ... and on the wider layers also one block and a short one of 19 (float64: two whole strips of 8 and
+#: 3 in a third; float32: one of 16 and 3 in a second).
+WIDE_ROWS = [rows.ROWS_BLOCK + 19, 2 * rows.ROWS_BLOCK + 3]
 
 #: Wider than the agreement grid's: the tiles' rows of W[l] in whole tiles and their remainders.
 WIDE_SIZES = [(37, 19, 10), (64, 1, 3), (5, 33), (3, 17, 1)]
@@ -35,10 +38,11 @@ def test_row_kernels_agree_with_the_plain_kernels(act, out, m, layer_sizes, dtyp
     _assert_row_kernels_agree(act, out, m, layer_sizes, dtype)
 
 
+@pytest.mark.parametrize("m", WIDE_ROWS)
 @pytest.mark.parametrize("out", OUTPUTS)
 @pytest.mark.parametrize("sizes", WIDE_SIZES, ids=lambda s: "-".join(map(str, s)))
-def test_row_kernels_agree_with_the_plain_kernels_on_wider_layers(sizes, out, dtype):
-    _assert_row_kernels_agree("tanh", out, ROWS[-1], sizes, dtype)
+def test_row_kernels_agree_with_the_plain_kernels_on_wider_layers(sizes, out, m, dtype):
+    _assert_row_kernels_agree("tanh", out, m, sizes, dtype)
 
 
 def _assert_row_kernels_agree(act, out, m, layer_sizes, dtype):
