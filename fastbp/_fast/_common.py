@@ -26,7 +26,7 @@ from ..params import offsets
 def _zeros(shape, dtype):
     """``np.zeros(shape, dtype)`` as ``np.empty`` and a loop (LLVM makes it a memset).  Numba's own
     ``np.zeros`` compiles an ``np.empty`` and a fill of its own under other options than the
-    kernels' (one more set of allocation functions for every shape and dtype, about 0.3 s of a first
+    kernels' (one more set of allocation functions for every shape and dtype, 0.46 s of a first
     ``fastbp train``: docs/performance-kernels.md, "A first fastbp train's compile: what repeats");
     this one's ``np.empty`` is the kernels' own, compiled once per signature."""
     a = np.empty(shape, dtype)
