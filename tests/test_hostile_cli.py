@@ -81,6 +81,10 @@ def _cases(tmp_path):
             ],
             "targets",
         ),
+        "one class": (
+            ["train", "--dataset", _csv(tmp_path / "one.csv", ["a", "y"], [(i, "cat") for i in range(8)])],
+            "one class",
+        ),
     }
 
 
@@ -100,6 +104,7 @@ CASES = [
     "learning rate rounding to 0 in float32",
     "infinite targets",
     "nan targets",
+    "one class",
 ]
 
 
