@@ -128,7 +128,8 @@ def check_int(value: Any, name: str, minimum: int) -> int:
 
 
 def check_batch_size(batch_size: Any, m: int) -> int:
-    """``None`` is the full batch; otherwise an integer ≥ 1 (capped at m)."""
+    """``None`` is the full batch of ``m`` examples (an epoch's visits); otherwise an integer ≥ 1
+    (capped at m)."""
     if batch_size is None:
         return m
     return min(check_int(batch_size, "batch_size", 1), m)
@@ -391,7 +392,13 @@ def check_sample_weight(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarr
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, (bool, np.bool_)):
-        arr = np.full(m, sample_weight)
+        if isinstance(sample_weight, numbers.Complex) and not isinstance(sample_weight, numbers.Real):
+            raise TypeError(f"sample_weight must be real, got {sample_weight!r}")
+        try:  # a Decimal or Fraction too; NaN and inf are refused below, with the arrays'
+            weight = float(sample_weight)
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise ValueError(f"sample_weight: {sample_weight!r} is not a float64 number ({exc})") from None
+        arr = np.full(m, weight)
     else:
         arr = as_numeric(sample_weight, "sample_weight")
     if arr.ndim != 1:
@@ -451,7 +458,39 @@ def check_train_args(
     m = X.shape[0]
     Y = check_Y(Y, m, sizes[-1], out, dtype)
     lr = dtype.type(check_positive_float(learning_rate, "learning_rate", dtype))
-    bs = check_batch_size(batch_size, m)
     idx = check_order(order, m)
+    bs = check_batch_size(batch_size, idx.shape[0])  # the epoch's visits: order may repeat rows
     check_writeable(weights, biases)
     return X, Y, lr, bs, idx
+
+
+class ViewList(list):
+    """What :attr:`fastbp.MLP.weights` and ``biases``, and the estimators' ``coefs_`` and
+    ``intercepts_``, return: views into the network's parameter buffer.
+
+    ``lst[l] = W`` writes W into the network (checked: shape, finite; converted to its dtype),
+    rather than replacing an entry of a throw-away list; the list's length is fixed.
+    """
+
+    def __init__(self, views: list[np.ndarray], name: str):
+        super().__init__(views)
+        self._name = name
+
+    def __setitem__(self, index, value) -> None:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)):
+            raise TypeError(f"{self._name}: assign one layer at a time ({self._name}[l] = array)")
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"{self._name}[{index}]: the network has {n} layers")
+        view = list.__getitem__(self, index)
+        view[...] = check_shaped(value, f"{self._name}[{index % n}]", view.shape, view.dtype)
+
+    def __reduce_ex__(self, protocol):
+        """Copies and pickles are plain lists of the arrays (``copy.deepcopy``: of copies of them,
+        detached from the network), not lists of views that write into it."""
+        return list, (list(self),)
+
+    def _fixed(self, *args, **kwargs):
+        raise TypeError(f"{self._name}: the network's list of layers has a fixed length; assign into its entries")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = __imul__ = _fixed

@@ -256,7 +256,9 @@ class _BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self) -> list[np.ndarray]:
-        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views of Wᵀ into the parameter buffer.
+        """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views of Wᵀ into the parameter buffer
+        (``coefs_[i] = C`` and ``coefs_[i][...] = C`` both write C into the model, checked, as in
+        scikit-learn, whose ``coefs_`` is a plain list of the arrays its predict reads).
 
         Before the first fit, what was assigned (a plain attribute, as in scikit-learn): a
         first ``partial_fit`` (or ``fit`` with ``warm_start=True``) starts from it, where
@@ -266,7 +268,7 @@ class _BaseMLP(BaseEstimator):
             if "_pending_coefs" in self.__dict__:
                 return self._pending_coefs
             raise AttributeError("coefs_ is set by fit")
-        return [W.T for W in self._views()[0]]
+        return _val.ViewList([W.T for W in self._views()[0]], "coefs_")
 
     @coefs_.setter
     def coefs_(self, value):
@@ -283,7 +285,7 @@ class _BaseMLP(BaseEstimator):
             if "_pending_intercepts" in self.__dict__:
                 return self._pending_intercepts
             raise AttributeError("intercepts_ is set by fit")
-        return list(self._views()[1])
+        return _val.ViewList(list(self._views()[1]), "intercepts_")
 
     @intercepts_.setter
     def intercepts_(self, value):
@@ -292,17 +294,21 @@ class _BaseMLP(BaseEstimator):
             return
         self._assign("intercepts_", value, list(self._views()[1]))
 
-    def _pending_shapes_ok(self, layer_units):
-        """Check coefs_/intercepts_ assigned before the first fit against the layer sizes."""
+    def _pending_ok(self, layer_units, dtype):
+        """Check coefs_/intercepts_ assigned before the first fit against the layer sizes, and each
+        array as :class:`fastbp._validation.ViewList` checks one written after it (real, finite,
+        within ``dtype``'s range; ValueError or TypeError naming it), before anything changes."""
         for name, shapes in (
             ("coefs_", [(a, b) for a, b in zip(layer_units[:-1], layer_units[1:])]),
             ("intercepts_", [(b,) for b in layer_units[1:]]),
         ):
             value = self.__dict__.get("_pending_" + name.rstrip("_"))
-            if value is not None and (
-                len(value) != len(shapes) or any(np.shape(v) != t for v, t in zip(value, shapes))
-            ):
+            if value is None:
+                continue
+            if len(value) != len(shapes) or any(np.shape(v) != t for v, t in zip(value, shapes)):
                 raise ValueError(f"{name} must be a list of arrays shaped {shapes}")
+            for i, (v, t) in enumerate(zip(value, shapes)):
+                _val.check_shaped(v, f"{name}[{i}]", t, dtype)
 
     def _assign(self, name, value, targets):
         if len(value) != len(targets) or any(np.shape(v) != t.shape for v, t in zip(value, targets)):
@@ -407,9 +413,9 @@ class _BaseMLP(BaseEstimator):
             else:
                 cause = f"hidden_layer_sizes: now {hidden}, the fitted network has {fitted[1:-1]}"
             raise ValueError(f"{cause}; use warm_start=False to start again")
-        if first_pass and (incremental or self.warm_start):
-            self._pending_shapes_ok(layer_units)
         dtype = self._params.dtype if not first_pass else np.dtype(self.dtype or X.dtype)
+        if first_pass and (incremental or self.warm_start):
+            self._pending_ok(layer_units, dtype)
         if sp.issparse(X):  # CSR (rows are what the batches take); densified a batch at a time
             X = X.tocsr().astype(dtype, copy=False)
             if not np.isfinite(X.data).all():

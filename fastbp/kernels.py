@@ -186,8 +186,8 @@ def train_epoch(
 ) -> float:
     """One epoch of gradient descent, in place; returns the epoch's mean cost.
 
-    Examples are visited in ``order`` (default: as given) in batches of
-    ``batch_size`` (``None``: the full batch; the last short batch is used).
+    Examples are visited in ``order`` (default: as given; it may repeat rows) in batches of
+    ``batch_size`` visits (``None``: all of ``order`` as one batch; the last short batch is used).
     Each batch applies W −= α · mean dW over its examples (with ``sample_weight``,
     one weight per row of X, the mean weighted by them, as scikit-learn's).  Raises
     :class:`fastbp.DivergenceError` if a step would make the loss or a parameter

@@ -199,7 +199,7 @@ class MLP:
         ``net.weights[l][...] = W`` and ``net.weights[l] = W`` both write W into the network
         (W must have W[l+1]'s shape and be finite); so does ``net.weights = [W1, W2, …]``.
         """
-        return _ParamList(self._layout.views(self._params)[0], "weights")
+        return v.ViewList(self._layout.views(self._params)[0], "weights")
 
     @weights.setter
     def weights(self, value) -> None:
@@ -208,7 +208,7 @@ class MLP:
     @property
     def biases(self) -> list[np.ndarray]:
         """b[1] … b[L] as views into :attr:`params` (assignable like :attr:`weights`)."""
-        return _ParamList(self._layout.views(self._params)[1], "biases")
+        return v.ViewList(self._layout.views(self._params)[1], "biases")
 
     @biases.setter
     def biases(self, value) -> None:
@@ -474,29 +474,3 @@ def _resolve_optimizer(optimizer: Any, learning_rate: float | None):  # for MLP.
             "not to fit, when optimizer is an object"
         )
     return optimizer
-
-
-class _ParamList(list):
-    """What :attr:`MLP.weights` and :attr:`MLP.biases` return: views into the network's buffer.
-
-    ``lst[l] = W`` writes W into the network (checked: shape, finite; converted to its dtype),
-    rather than replacing an entry of a throw-away list; the list's length is fixed.
-    """
-
-    def __init__(self, views: list[np.ndarray], name: str):
-        super().__init__(views)
-        self._name = name
-
-    def __setitem__(self, index, value) -> None:
-        if not isinstance(index, (int, np.integer)) or isinstance(index, (bool, np.bool_)):
-            raise TypeError(f"{self._name}: assign one layer at a time ({self._name}[l] = array)")
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"{self._name}[{index}]: the network has {n} layers")
-        view = list.__getitem__(self, index)
-        view[...] = v.check_shaped(value, f"{self._name}[{index % n}]", view.shape, view.dtype)
-
-    def _fixed(self, *args, **kwargs):
-        raise TypeError(f"{self._name}: the network's list of layers has a fixed length; assign into its entries")
-
-    append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = __imul__ = _fixed

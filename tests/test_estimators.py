@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import re
 import warnings
@@ -215,6 +216,29 @@ def test_coefs_are_views_and_pickling_keeps_them_so():
     assert (clone.predict(X) == "no").all() and (clf.predict(X) == "yes").all()
     with pytest.raises(ValueError, match="coefs_"):
         clone.coefs_ = [np.zeros((4, 5)), np.zeros((4, 1))]
+
+
+def test_coefs_items_assigned_write_into_the_model():
+    """``coefs_[i] = C`` and ``intercepts_[i] = b`` change what predict reads, as in scikit-learn
+    (whose lists hold the arrays it predicts with); a bad item is refused naming it, nothing
+    changed; a deep copy or a pickle of the list is plain arrays, detached from the model."""
+    X, y = _data("binary")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    saved = copy.deepcopy(clf.coefs_)
+    assert type(saved) is list and all(type(w) is np.ndarray for w in saved)
+    assert [w.shape for w in pickle.loads(pickle.dumps(clf.intercepts_))] == [(4,), (1,)]
+    clf.coefs_[1] = np.zeros((4, 1))
+    clf.intercepts_[1] = np.array([1.0])
+    assert (clf.predict(X) == "yes").all()
+    before = clf._params.copy()
+    for bad, err in ((np.zeros((1, 4)), ValueError), (np.full((4, 1), np.nan), ValueError), (["a"] * 4, TypeError)):
+        with pytest.raises(err, match=r"coefs_\[1\]"):
+            clf.coefs_[1] = bad
+    np.testing.assert_array_equal(clf._params, before)
+    saved[1][...] = 5.0  # the deep copy is the model's no longer
+    np.testing.assert_array_equal(clf.coefs_[1], 0.0)
 
 
 @pytest.mark.parametrize(
@@ -480,11 +504,16 @@ def test_assigned_coefs_before_the_first_fit():
         fresh.fit(X, y)
         plain = MLPRegressor(**params, max_iter=3).fit(X, y)
     np.testing.assert_array_equal(fresh._params, plain._params)
-    bad = MLPRegressor(**params)
-    bad.coefs_ = [np.zeros((4, 5)), np.zeros((4, 1))]
-    with pytest.raises(ValueError, match="coefs_"):
-        bad.partial_fit(X, y)
-    assert not hasattr(bad, "n_iter_")
+    for wrong, err, match in (
+        ([np.zeros((4, 5)), np.zeros((4, 1))], ValueError, "coefs_"),
+        ([np.full((5, 4), np.nan), np.zeros((4, 1))], ValueError, r"coefs_\[0\] contains NaN"),
+        ([np.zeros((5, 4)), np.zeros((4, 1), complex)], TypeError, r"coefs_\[1\] must be real"),
+    ):
+        bad = MLPRegressor(**params)
+        bad.coefs_ = wrong
+        with pytest.raises(err, match=match):
+            bad.partial_fit(X, y)
+        assert not hasattr(bad, "n_iter_") and not hasattr(bad, "_params")
 
 
 def test_divergence_is_sklearns_value_error():

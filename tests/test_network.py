@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -20,6 +23,9 @@ def test_weights_and_biases_are_views_writing_in_place_changes_the_network():
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, np.tile(1 / (1 + np.exp([-2.0, 2.0])), (2, 1)))
     assert np.shares_memory(net.weights[0], net.params)
+    copied = copy.deepcopy(net.weights)  # plain arrays, no longer the network's
+    assert type(copied) is list and not np.shares_memory(copied[0], net.params)
+    assert [b.shape for b in pickle.loads(pickle.dumps(net.biases))] == [(4,), (2,)]
 
 
 def test_shapes_follow_the_derivation():

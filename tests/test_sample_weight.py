@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -272,6 +273,9 @@ def test_mlp_fit_sample_weight_errors_name_it_and_change_nothing():
         (np.r_[np.ones(7), np.nan], "sample_weight contains NaN"),
         (np.zeros(8), "sample_weight: all weights are zero"),
         (["a"] * 8, "sample_weight must be a numeric array"),
+        (1 + 1j, "sample_weight must be real"),
+        (Decimal("NaN"), "sample_weight contains NaN"),
+        (10**400, "sample_weight: 1000.* is not a float64 number"),
     ):
         with pytest.raises((ValueError, TypeError), match=match):
             net.fit(X, Y, epochs=1, batch_size=4, sample_weight=bad)
@@ -281,6 +285,7 @@ def test_mlp_fit_sample_weight_errors_name_it_and_change_nothing():
         net.fit(X, Y, epochs=1, batch_size=1, shuffle=False, sample_weight=np.r_[0.0, np.ones(7)])
     np.testing.assert_array_equal(net.params, before)
     net.fit(X, Y, epochs=1, batch_size=4, sample_weight=2.0)  # a number: the same weight for all
+    net.fit(X, Y, epochs=1, batch_size=4, sample_weight=Decimal("0.5"))
     net.fit(X, Y, epochs=1, batch_size=4, sample_weight=np.r_[-1.0, np.ones(7)])  # negative: allowed
 
 

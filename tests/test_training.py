@@ -51,6 +51,25 @@ def test_full_batch_fit_is_gradient_descent_on_the_mean_gradient():
         np.testing.assert_allclose(got, want, **tolerance(np.float64))
 
 
+@pytest.mark.parametrize(
+    "train_epoch", [fastbp.kernels.train_epoch, reference.train_epoch], ids=["kernels", "reference"]
+)
+@pytest.mark.parametrize("batch_size", [None, 20, 12])
+def test_a_batch_spans_an_order_longer_than_x(train_epoch, batch_size):
+    """``order`` may visit rows again: the batch size (the full batch for ``None``) counts the
+    visits, not X's rows, as training on the rows X[order] in order."""
+    X, Y = _data(3, 2, 5, "sigmoid", seed=6)
+    order = np.tile(np.arange(5), 4)
+    net = fastbp.MLP([3, 4, 2], seed=1)
+    W, b = [w.copy() for w in net.weights], [c.copy() for c in net.biases]
+    W2, b2 = [w.copy() for w in W], [c.copy() for c in b]
+    J = train_epoch(W, b, X, Y, 0.1, batch_size, order)
+    J2 = train_epoch(W2, b2, X[order], Y[order], 0.1, batch_size)
+    assert J == pytest.approx(J2, rel=1e-12)
+    for got, want in zip(W + b, W2 + b2):
+        np.testing.assert_allclose(got, want, **tolerance(np.float64))
+
+
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_the_last_short_batch_is_used_with_its_own_mean(backend):
     X, Y = _data(2, 1, 5, "identity", seed=5)
