@@ -221,6 +221,15 @@ class _BaseMLP(BaseEstimator):
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not _is_bool(getattr(self, name)):
                 raise InvalidParameterError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        rs = self.random_state  # scikit-learn's "random_state" constraint: None, an int in [0, 2**32), a RandomState
+        if not (
+            rs is None
+            or isinstance(rs, np.random.RandomState)
+            or (isinstance(rs, numbers.Integral) and 0 <= rs < 2**32)  # True too, as scikit-learn
+        ):
+            raise InvalidParameterError(
+                f"random_state must be None, an integer in [0, 2**32 - 1] or a numpy.random.RandomState, got {rs!r}"
+            )
         if not (_is_bool(self.verbose) or isinstance(self.verbose, numbers.Integral)):
             raise InvalidParameterError(f"verbose must be a bool or an integer, got {self.verbose!r}")
         if self.dtype is not None:

@@ -264,6 +264,8 @@ def test_coefs_items_assigned_write_into_the_model():
         (dict(shuffle="yes"), "shuffle"),
         (dict(dtype=np.int32), "dtype"),
         (dict(backend="cuda"), "backend"),
+        (dict(random_state=-1), "random_state"),
+        (dict(random_state=np.random.default_rng(0)), "random_state"),
     ],
 )
 def test_bad_parameters_name_the_parameter_and_change_nothing(params, name):
