@@ -270,6 +270,20 @@ class Activation:
                 raise TypeError(
                     f"activation: custom {label} must be a @numba.njit function of one scalar, got {type(f).__name__}"
                 )
+        for label, f in (("g", self.g), ("g_prime", self.g_prime)):
+            # one compiled call now, so a wrong signature is refused here, naming it, not as a
+            # Numba typing error from inside the first kernel that calls it
+            try:
+                value = f(0.5)
+            except Exception as exc:  # noqa: BLE001 - Numba's TypingError, a TypeError, the function's own
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise TypeError(
+                    f"activation: custom {label} must take one scalar and return one; {label}(0.5) failed: {first}"
+                ) from None
+            if not isinstance(value, (float, int, np.floating, np.integer)) or isinstance(value, (bool, np.bool_)):
+                raise TypeError(
+                    f"activation: custom {label} must return one real number, {label}(0.5) returned {value!r}"
+                )
         if self.name == "custom":
             object.__setattr__(self, "name", getattr(self.g, "__name__", "custom"))
 

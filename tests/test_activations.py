@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 
 import fastbp
 from fastbp import kernels
@@ -51,6 +52,30 @@ def test_custom_activation_must_be_njit_functions(make):
         make()
 
 
+@njit
+def _two_arguments(z, c):
+    return z * c
+
+
+@njit
+def _pair(z):
+    return z, -z
+
+
+@pytest.mark.parametrize(
+    "g, g_prime, match",
+    [
+        (_two_arguments, softsign_prime, r"custom g must take one scalar and return one; g\(0.5\) failed"),
+        (softsign, _pair, r"custom g_prime must return one real number, g_prime\(0.5\) returned \(0.5, -0.5\)"),
+    ],
+    ids=["two-arguments", "returns-a-tuple"],
+)
+def test_custom_activation_of_the_wrong_signature_is_refused_when_made(g, g_prime, match):
+    """Refused by MLP(...) itself, naming the function, not by a Numba typing error in the first fit."""
+    with pytest.raises(TypeError, match=match):
+        fastbp.MLP([2, 2, 1], activation=(g, g_prime))
+
+
 @pytest.mark.parametrize("bad, error", [("softplus", ValueError), (3, TypeError), ((softsign,), TypeError)])
 def test_unknown_activation_is_refused(bad, error):
     with pytest.raises(error, match="activation"):
@@ -65,8 +90,6 @@ def test_logistic_is_sigmoid():
 
 import re  # noqa: E402
 from pathlib import Path  # noqa: E402
-
-from numba import njit  # noqa: E402
 
 from fastbp import activations as acts  # noqa: E402
 from fastbp import losses  # noqa: E402
