@@ -199,9 +199,13 @@ class Optimizer:
                         f"{list(sizes)}; call optimizer.reset()"
                     )
                 return
+            held = (
+                "no network (state assigned before it was bound)"
+                if self._sizes is None
+                else (f"a network of layer sizes {list(self._sizes)} ({self.state.dtype})")
+            )
             raise ValueError(
-                f"optimizer holds state for a network of layer sizes {list(self._sizes)} "
-                f"({self.state.dtype}); call optimizer.reset() or use a new optimizer for "
+                f"optimizer holds state for {held}; call optimizer.reset() or use a new optimizer for "
                 f"{list(sizes)} ({dtype})"
             )
         self._sizes = sizes

@@ -246,6 +246,14 @@ def test_optimizer_attributes_the_kernels_trust_are_checked_before_each_epoch(at
         assert np.array_equal(opt.state, state)
 
 
+def test_state_assigned_to_an_optimizer_never_bound_is_refused_naming_it():
+    X, Y = _data()
+    net = MLP([3, 4, 1], seed=0)
+    opt = SGD(momentum=0.9)
+    opt.state = np.zeros((2, net.params.size))
+    _refused(ValueError, "optimizer holds state for no network", lambda: net.fit(X, Y, epochs=1, optimizer=opt), net)
+
+
 def test_adam_hyper_parameters_written_after_construction_are_checked():
     X, Y = _data()
     net = MLP([3, 4, 1], seed=0)
