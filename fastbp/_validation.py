@@ -396,8 +396,10 @@ def check_sample_weight(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarr
             raise TypeError(f"sample_weight must be real, got {sample_weight!r}")
         try:  # a Decimal or Fraction too; NaN and inf are refused below, with the arrays'
             weight = float(sample_weight)
-        except (OverflowError, ValueError, TypeError) as exc:
-            raise ValueError(f"sample_weight: {sample_weight!r} is not a float64 number ({exc})") from None
+        except (OverflowError, ValueError, TypeError) as exc:  # (no repr: an int of 5,000 digits cannot have one)
+            raise ValueError(
+                f"sample_weight: a {type(sample_weight).__name__} that is not a float64 number ({exc})"
+            ) from None
         arr = np.full(m, weight)
     else:
         arr = as_numeric(sample_weight, "sample_weight")

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from numba import float64, types
+from numba.core.errors import TypingError
 
 from ._jit import jit, jit_inner
 from .vmath import vsigmoid, vtanh
@@ -233,6 +235,25 @@ NAMES: dict[str, int] = {
 }
 
 
+def _check_scalar_function(f, label: str) -> None:
+    """A custom g or g′ compiled now for one float64 argument (nothing run), so that one of the
+    wrong shape is refused when the activation is made, naming it, rather than by a Numba typing
+    error from inside the first kernel that calls it: it must take one scalar and return one
+    real number (or a bool, which the kernels convert)."""
+    try:
+        f.compile((float64,))
+    except TypingError as exc:  # (a TypeError too: caught first)
+        raise TypeError(
+            f"activation: custom {label} does not compile for one float64 argument (Numba's error is the "
+            "cause above); it must be a function of one scalar returning one"
+        ) from exc
+    except TypeError as exc:  # Numba's "Signature mismatch": not one argument
+        raise TypeError(f"activation: custom {label} must take one scalar argument ({exc})") from exc
+    returned = f.overloads[(float64,)].signature.return_type
+    if not isinstance(returned, (types.Float, types.Integer, types.Boolean)):
+        raise TypeError(f"activation: custom {label} must return one real number, {label}(float64) returns {returned}")
+
+
 @dataclass(frozen=True, eq=False)
 class Activation:
     """A hidden-layer activation g and its derivative g'.
@@ -271,19 +292,7 @@ class Activation:
                     f"activation: custom {label} must be a @numba.njit function of one scalar, got {type(f).__name__}"
                 )
         for label, f in (("g", self.g), ("g_prime", self.g_prime)):
-            # one compiled call now, so a wrong signature is refused here, naming it, not as a
-            # Numba typing error from inside the first kernel that calls it
-            try:
-                value = f(0.5)
-            except Exception as exc:  # noqa: BLE001 - Numba's TypingError, a TypeError, the function's own
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise TypeError(
-                    f"activation: custom {label} must take one scalar and return one; {label}(0.5) failed: {first}"
-                ) from None
-            if not isinstance(value, (float, int, np.floating, np.integer)) or isinstance(value, (bool, np.bool_)):
-                raise TypeError(
-                    f"activation: custom {label} must return one real number, {label}(0.5) returned {value!r}"
-                )
+            _check_scalar_function(f, label)
         if self.name == "custom":
             object.__setattr__(self, "name", getattr(self.g, "__name__", "custom"))
 

@@ -68,7 +68,9 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
         raise DataError(f"{source}: targets contain NaN or inf")
     task = _task(y)
     if task == "classification" and len(np.unique(y)) < 2:
-        raise DataError(f"{source}: the target has one class ({y[0]!r}); a classifier needs at least two")
+        raise DataError(
+            f"{source}: the target has one class ({np.asarray(y[0]).item()!r}); a classifier needs two or more"
+        )
     from sklearn.model_selection import train_test_split
 
     stratify = y if task == "classification" and np.unique(y, return_counts=True)[1].min() >= 2 else None
@@ -91,7 +93,10 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
     if task == "classification":
         classes, train_idx = np.unique(y_train, return_inverse=True)
         if len(classes) < 2:  # every example of the other classes went to the test part
-            raise DataError(f"{source}: the training part holds one class ({classes[0]!r}); give more examples")
+            raise DataError(
+                f"{source}: the training part holds one class ({np.asarray(classes[0]).item()!r}): every "
+                "example of the others went to the test part; give more examples of each class"
+            )
         lookup = {c: i for i, c in enumerate(classes)}
         test_idx = np.array([lookup.get(c, -1) for c in y_test])
         Y = train_idx.reshape(-1, 1).astype(float) if len(classes) == 2 else np.eye(len(classes))[train_idx]

@@ -227,8 +227,9 @@ class _BaseMLP(BaseEstimator):
             or isinstance(rs, np.random.RandomState)
             or (isinstance(rs, numbers.Integral) and 0 <= rs < 2**32)  # True too, as scikit-learn
         ):
+            got = "an integer outside that range" if isinstance(rs, numbers.Integral) else f"{rs!r:.80}"
             raise InvalidParameterError(
-                f"random_state must be None, an integer in [0, 2**32 - 1] or a numpy.random.RandomState, got {rs!r}"
+                f"random_state must be None, an integer in [0, 2**32 - 1] or a numpy.random.RandomState, got {got}"
             )
         if not (_is_bool(self.verbose) or isinstance(self.verbose, numbers.Integral)):
             raise InvalidParameterError(f"verbose must be a bool or an integer, got {self.verbose!r}")
@@ -266,8 +267,8 @@ class _BaseMLP(BaseEstimator):
     @property
     def coefs_(self) -> list[np.ndarray]:
         """Weight matrices, ``coefs_[i]`` of shape (n_in, n_out): views of Wᵀ into the parameter buffer
-        (``coefs_[i] = C`` and ``coefs_[i][...] = C`` both write C into the model, checked, as in
-        scikit-learn, whose ``coefs_`` is a plain list of the arrays its predict reads).
+        (``coefs_[i] = C`` writes C into the model, checked, as scikit-learn's predict reads the arrays
+        of its plain list; ``coefs_[i][...] = C`` writes into the view as NumPy does, unchecked).
 
         Before the first fit, what was assigned (a plain attribute, as in scikit-learn): a
         first ``partial_fit`` (or ``fit`` with ``warm_start=True``) starts from it, where

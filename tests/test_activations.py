@@ -62,18 +62,25 @@ def _pair(z):
     return z, -z
 
 
+@njit
+def _untypable(z):
+    return z + "a"
+
+
 @pytest.mark.parametrize(
     "g, g_prime, match",
     [
-        (_two_arguments, softsign_prime, r"custom g must take one scalar and return one; g\(0.5\) failed"),
-        (softsign, _pair, r"custom g_prime must return one real number, g_prime\(0.5\) returned \(0.5, -0.5\)"),
+        (_two_arguments, softsign_prime, r"custom g must take one scalar argument \(Signature mismatch"),
+        (softsign, _pair, r"custom g_prime must return one real number, g_prime\(float64\) returns UniTuple"),
+        (_untypable, softsign_prime, r"custom g does not compile for one float64 argument"),
     ],
-    ids=["two-arguments", "returns-a-tuple"],
+    ids=["two-arguments", "returns-a-tuple", "body-does-not-type"],
 )
 def test_custom_activation_of_the_wrong_signature_is_refused_when_made(g, g_prime, match):
     """Refused by MLP(...) itself, naming the function, not by a Numba typing error in the first fit."""
-    with pytest.raises(TypeError, match=match):
+    with pytest.raises(TypeError, match=match) as info:
         fastbp.MLP([2, 2, 1], activation=(g, g_prime))
+    assert info.value.__cause__ is not None or "returns" in str(info.value)  # Numba's own error kept as the cause
 
 
 @pytest.mark.parametrize("bad, error", [("softplus", ValueError), (3, TypeError), ((softsign,), TypeError)])

@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastbp  # noqa: E402
-from fastbp.estimators import MLPClassifier, MLPRegressor  # noqa: E402
+from fastbp.estimators import InvalidParameterError, MLPClassifier, MLPRegressor  # noqa: E402
 from fastbp.testing import tolerance  # noqa: E402
 
 # Small networks and few epochs keep scikit-learn's ~50 checks per instance fast;
@@ -289,8 +289,26 @@ def test_multilabel_partial_fit_keeps_the_labels_of_the_first_call():
     assert clf.predict(X).shape == y.shape and clf.predict_proba(X).shape == y.shape
 
 
+@pytest.mark.parametrize(
+    "rs",
+    [None, 0, 2**32 - 1, np.uint32(5), np.int64(3), True, np.random.RandomState(0)],
+    ids=["None", "0", "2**32-1", "uint32", "int64", "True", "RandomState"],
+)
+def test_random_state_takes_what_scikit_learn_takes(rs):
+    MLPClassifier(random_state=rs)._check_params()
+    sk_nn.MLPClassifier(random_state=rs)._validate_params()
+
+
+@pytest.mark.parametrize("rs", [2**32, 10**5000, -1, 1.5, "0"], ids=["2**32", "10**5000", "-1", "1.5", "str"])
+def test_random_state_refused_as_scikit_learn_refuses_it(rs):
+    with pytest.raises(InvalidParameterError, match="^random_state"):
+        MLPClassifier(random_state=rs)._check_params()
+    if not (isinstance(rs, int) and rs > 2**40):  # (scikit-learn's message cannot print 10**5000)
+        with pytest.raises(ValueError, match="random_state"):
+            sk_nn.MLPClassifier(random_state=rs)._validate_params()
+
+
 def test_parameter_errors_are_value_and_type_errors():
-    from fastbp.estimators import InvalidParameterError
 
     X, y = _data("binary")
     with pytest.raises(InvalidParameterError, match="momentum") as info:

@@ -114,6 +114,22 @@ def test_bad_input_is_one_line_and_exit_status_2_before_training(case, tmp_path,
     _one_line_status_2(argv, capsys, names)
 
 
+def test_a_class_left_out_of_the_training_part_is_refused(tmp_path):
+    """Seven examples of one class and one of another (too few to stratify): where the split puts the
+    single example in the test part, the training part holds one class, refused by name."""
+    from fastbp.datasets import DataError, load
+
+    path = _csv(tmp_path / "lone.csv", ["a", "y"], [(i, "b" if i == 5 else "a") for i in range(8)])
+    refused = 0
+    for seed in range(12):
+        try:
+            assert list(load(path, None, seed).classes) == ["a", "b"]
+        except DataError as exc:
+            assert "the training part holds one class ('a')" in str(exc)
+            refused += 1
+    assert 0 < refused < 12
+
+
 def test_a_four_row_two_class_file_trains(tmp_path, capsys):
     path = _csv(tmp_path / "four.csv", ["a", "y"], [(1, 0), (2, 1), (3, 0), (4, 1)])
     assert main(["train", "--dataset", path, "--epochs", "1", "--quiet"]) == 0
