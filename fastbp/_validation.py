@@ -398,7 +398,7 @@ def check_sample_weight(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarr
             weight = float(sample_weight)
         except (OverflowError, ValueError, TypeError) as exc:  # (no repr: an int of 5,000 digits cannot have one)
             raise ValueError(
-                f"sample_weight: a {type(sample_weight).__name__} that is not a float64 number ({exc})"
+                f"sample_weight: this {type(sample_weight).__name__} is not a float64 number ({exc})"
             ) from None
         arr = np.full(m, weight)
     else:

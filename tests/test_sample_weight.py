@@ -275,8 +275,8 @@ def test_mlp_fit_sample_weight_errors_name_it_and_change_nothing():
         (["a"] * 8, "sample_weight must be a numeric array"),
         (1 + 1j, "sample_weight must be real"),
         (Decimal("NaN"), "sample_weight contains NaN"),
-        (10**400, "sample_weight: a int that is not a float64 number"),
-        (10**5000, "sample_weight: a int that is not a float64 number"),  # too long for a repr
+        (10**400, "sample_weight: this int is not a float64 number"),
+        (10**5000, "sample_weight: this int is not a float64 number"),  # too long for a repr
     ):
         with pytest.raises((ValueError, TypeError), match=match):
             net.fit(X, Y, epochs=1, batch_size=4, sample_weight=bad)
