@@ -67,13 +67,14 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
     if y.dtype.kind in "fc" and not np.isfinite(y).all():
         raise DataError(f"{source}: targets contain NaN or inf")
     task = _task(y)
-    if task == "classification" and len(np.unique(y)) < 2:
+    counts = np.unique(y, return_counts=True)[1] if task == "classification" else None
+    if counts is not None and len(counts) < 2:
         raise DataError(
             f"{source}: the target has one class ({np.asarray(y[0]).item()!r}); a classifier needs two or more"
         )
     from sklearn.model_selection import train_test_split
 
-    stratify = y if task == "classification" and np.unique(y, return_counts=True)[1].min() >= 2 else None
+    stratify = y if counts is not None and counts.min() >= 2 else None
     index = np.arange(len(X))
     try:
         X_train, X_test, y_train, y_test, _, test_index = train_test_split(

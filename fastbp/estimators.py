@@ -119,6 +119,15 @@ def _check_number(est, name, low=None, high=None, low_open=False, high_open=Fals
         )
 
 
+def _checked_list(name: str, value, shapes: list, dtype) -> list[np.ndarray]:
+    """``value``, a list assigned to ``coefs_`` or ``intercepts_``, as arrays of ``shapes`` and
+    ``dtype``: ValueError if the list's length or a shape is wrong, else each array checked as
+    :func:`fastbp._validation.check_shaped` checks it (real, finite; the error names ``name[i]``)."""
+    if len(value) != len(shapes) or any(np.shape(v) != tuple(t) for v, t in zip(value, shapes)):
+        raise ValueError(f"{name} must be a list of arrays shaped {shapes}")
+    return [_val.check_shaped(v, f"{name}[{i}]", t, dtype) for i, (v, t) in enumerate(zip(value, shapes))]
+
+
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, fitting loop, fitted attributes."""
 
@@ -313,17 +322,11 @@ class _BaseMLP(BaseEstimator):
             ("intercepts_", [(b,) for b in layer_units[1:]]),
         ):
             value = self.__dict__.get("_pending_" + name.rstrip("_"))
-            if value is None:
-                continue
-            if len(value) != len(shapes) or any(np.shape(v) != t for v, t in zip(value, shapes)):
-                raise ValueError(f"{name} must be a list of arrays shaped {shapes}")
-            for i, (v, t) in enumerate(zip(value, shapes)):
-                _val.check_shaped(v, f"{name}[{i}]", t, dtype)
+            if value is not None:
+                _checked_list(name, value, shapes, dtype)
 
     def _assign(self, name, value, targets):
-        if len(value) != len(targets) or any(np.shape(v) != t.shape for v, t in zip(value, targets)):
-            raise ValueError(f"{name} must be a list of arrays shaped {[t.shape for t in targets]}")
-        new = [_val.check_shaped(v, f"{name}[{i}]", t.shape, t.dtype) for i, (v, t) in enumerate(zip(value, targets))]
+        new = _checked_list(name, value, [t.shape for t in targets], targets[0].dtype)
         for t, v in zip(targets, new):
             t[...] = v
 
