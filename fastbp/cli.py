@@ -310,7 +310,7 @@ def predict(args: argparse.Namespace, out=None, err=None) -> int:
             "preprocessing, or by an older fastbp), so raw rows cannot be predicted: retrain with "
             "fastbp train --save, or scale the features yourself and call fastbp.load(...).predict(X)"
         )
-    X, y = read_rows(args.data, net.layer_sizes[0], args.target)
+    X, y = read_rows(args.data, net.layer_sizes[0], args.target, pre.feature_names)
     predictions = decode(pre, net, X)
     lines = ["prediction", *(_cell(p) for p in predictions)]
     if args.output:

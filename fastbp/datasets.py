@@ -53,8 +53,9 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
         if target is not None:
             raise DataError(f"--target applies to a .csv/.npz file, not the bundled {source!r} data set")
         X, y, name = _bundled(source)
+        feature_names = None
     elif source.lower().endswith((".csv", ".npz")):
-        X, y = _from_file(source, target)
+        X, y, feature_names = _from_file(source, target)
         name = os.path.basename(source)
     else:
         raise DataError(f"--dataset must be one of {', '.join(BUNDLED)} or a .csv/.npz file, got {source!r}")
@@ -101,14 +102,14 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
         lookup = {c: i for i, c in enumerate(classes)}
         test_idx = np.array([lookup.get(c, -1) for c in y_test])
         Y = train_idx.reshape(-1, 1).astype(float) if len(classes) == 2 else np.eye(len(classes))[train_idx]
-        pre = Preprocessing(task, mean, std, classes)
+        pre = Preprocessing(task, mean, std, classes, feature_names=feature_names)
         return Split(name, X_train, X_test, train_idx, test_idx, Y, task, classes, pre, test_index)
     # Regression targets are standardised with the training part's statistics too, so the
     # default learning rate suits any target scale (R² is unchanged by this affine map).
     y_mean, y_std = (float(v[0]) for v in _scaling(y_train.reshape(-1, 1)))
     y_train = scale_features(y_train.reshape(-1, 1), y_mean, y_std)[:, 0]
     y_test = scale_features(y_test.reshape(-1, 1), y_mean, y_std)[:, 0]
-    pre = Preprocessing(task, mean, std, None, y_mean, y_std)
+    pre = Preprocessing(task, mean, std, None, y_mean, y_std, feature_names)
     return Split(name, X_train, X_test, y_train, y_test, y_train.reshape(-1, 1), task, None, pre, test_index)
 
 
@@ -145,11 +146,15 @@ def decode(pre: Preprocessing, net, X_raw: np.ndarray) -> np.ndarray:
     return net.forward(X)[:, 0].astype(float) * pre.y_scale + pre.y_offset
 
 
-def read_rows(path: str, n_features: int, target: str | None = None):
+def read_rows(path: str, n_features: int, target: str | None = None, feature_names=None):
     """Raw rows of a ``.csv``/``.npz`` file for prediction: ``(X, y)``, ``y`` ``None`` when there is no target.
 
     A CSV with ``n_features`` columns is all features; with one more, the target column (``target``, default
-    the last) is set apart.  An NPZ holds ``X`` and, optionally, the targets under ``target`` (default ``y``).
+    the last, or the one column whose name is not a feature's) is set apart.  Given the model's
+    ``feature_names`` (trained on a CSV with a header), a CSV with a header must name those features, in
+    any order: its columns are taken by name (a ``DataError`` names what is missing); without a header, or
+    for a model without names, by position.  An NPZ holds ``X`` and, optionally, the targets under
+    ``target`` (default ``y``), by position.
     """
     if not path.lower().endswith((".csv", ".npz")):
         raise DataError(f"--data must be a .csv or .npz file, got {path!r}")
@@ -173,13 +178,17 @@ def read_rows(path: str, n_features: int, target: str | None = None):
         X = X.astype(float)
     else:
         try:
-            names, body = _csv_rows(path, "--data")
+            names, body, has_header = _csv_table(path, "--data")
         except (OSError, ValueError) as exc:
             raise DataError(f"--data: cannot read {path}: {str(exc).splitlines()[0]}") from None
+        by_name = has_header and feature_names is not None
         if len(names) == n_features and target is None:
             col = None
         elif len(names) == n_features + 1:
             col = len(names) - 1 if target is None else _column(names, target, path)
+            if by_name and target is None:  # the target: the one column that is not a feature, if there is one
+                others = [i for i, name in enumerate(names) if name not in set(feature_names)]
+                col = others[0] if len(others) == 1 else col
         else:
             raise DataError(
                 f"--data: {path} has {len(names)} columns; the model takes {n_features} features "
@@ -187,6 +196,10 @@ def read_rows(path: str, n_features: int, target: str | None = None):
             )
         X = _features(path, names, body, col, "--data")
         y = None if col is None else _labels([r[col] for r in body])
+        if by_name:
+            X = X[
+                :, _by_name(path, [name for i, name in enumerate(names) if i != col], [str(n) for n in feature_names])
+            ]
     if X.shape[1] != n_features:
         raise DataError(f"--data: {path}: X has {X.shape[1]} features; the model takes {n_features}")
     if not np.isfinite(X).all():
@@ -209,7 +222,7 @@ def _from_file(path: str, target: str | None):
         raise DataError(f"--dataset: no such file: {path}")
     try:
         if path.lower().endswith(".npz"):
-            return _from_npz(path, target)
+            return (*_from_npz(path, target), None)
         return _from_csv(path, target)
     except DataError:
         raise
@@ -239,9 +252,31 @@ def _from_npz(path: str, target: str | None):
     return X.astype(float), y
 
 
-def _csv_rows(path: str, option: str = "--dataset") -> tuple[list[str], list[list[str]]]:
-    """Column names and data rows of a CSV (row 0 is a header when some column is numeric below it
-    but not in it; a text label column alone does not make a header)."""
+def _by_name(path: str, columns: list[str], wanted: list[str]) -> list[int]:
+    """Where each of the model's features ``wanted`` is among a CSV's feature ``columns`` (by name)."""
+    missing = [name for name in wanted if name not in columns]
+    if missing or len(set(columns)) != len(columns):
+        extra = [name for name in columns if name not in wanted]
+        raise DataError(
+            f"--data: {path}'s header does not name the model's {len(wanted)} features ({_names(wanted)}): "
+            f"missing {_names(missing)}; not features {_names(extra)}; a repeated name is refused too "
+            "(a file with a header is read by name, one without by position)"
+        )
+    return [columns.index(name) for name in wanted]
+
+
+def _names(names: list[str], most: int = 8) -> str:
+    """Up to ``most`` names for a message, quoted, then how many more."""
+    if not names:
+        return "none"
+    shown = ", ".join(repr(str(n)) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _csv_table(path: str, option: str = "--dataset") -> tuple[list[str], list[list[str]], bool]:
+    """Column names, data rows and whether row 0 was a header (it is when some column is numeric below
+    it but not in it; a text label column alone does not make a header); without a header the
+    names are the columns' indices."""
     import csv
 
     with open(path, newline="", encoding="utf-8-sig") as fh:  # (a byte-order mark is not part of a name)
@@ -251,10 +286,10 @@ def _csv_rows(path: str, option: str = "--dataset") -> tuple[list[str], list[lis
     header = rows[0]
     has_header = any(not _is_number(h) and _is_number(c) for h, c in zip(header, rows[1]))
     body = rows[1:] if has_header else rows
-    names = header if has_header else [str(i) for i in range(len(header))]
+    names = [h.strip() for h in header] if has_header else [str(i) for i in range(len(header))]
     if any(len(r) != len(names) for r in body):
         raise DataError(f"{option}: {path}: rows have different numbers of columns")
-    return names, body
+    return names, body, has_header
 
 
 def _column(names: list[str], target: str, path: str) -> int:
@@ -288,9 +323,15 @@ def _labels(cells: list[str]) -> np.ndarray:
 
 
 def _from_csv(path: str, target: str | None):
-    names, body = _csv_rows(path)
+    """``(X, y, feature_names)``: the names from the CSV's header (``None`` without one, or names a
+    model file cannot keep: empty, repeated or longer than :data:`fastbp.io.MAX_FEATURE_NAME`)."""
+    from .io import MAX_FEATURE_NAME
+
+    names, body, has_header = _csv_table(path)
     col = len(names) - 1 if target is None else _column(names, target, path)
-    return _features(path, names, body, col), _labels([r[col] for r in body])
+    features = [name for i, name in enumerate(names) if i != col]
+    keep = has_header and all(0 < len(n) <= MAX_FEATURE_NAME for n in features) and len(set(features)) == len(features)
+    return _features(path, names, body, col), _labels([r[col] for r in body]), (np.array(features) if keep else None)
 
 
 def _is_number(text: str) -> bool:

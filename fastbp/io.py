@@ -86,6 +86,8 @@ class Preprocessing:
 
     Raw features ``x`` are fed to the network as ``(x - x_offset) / x_scale``; a classifier's
     output index ``i`` means ``classes[i]``; a regressor's output ``a`` means ``a * y_scale + y_offset``.
+    ``feature_names``: the training data's feature columns by name, in the network's input order (a
+    CSV with a header), or ``None``; ``fastbp predict`` then takes a CSV's columns by name.
     """
 
     task: str
@@ -94,6 +96,11 @@ class Preprocessing:
     classes: np.ndarray | None = None
     y_offset: float = 0.0
     y_scale: float = 1.0
+    feature_names: np.ndarray | None = None
+
+
+#: The longest feature name a model file keeps (characters), so that its names stay a small member.
+MAX_FEATURE_NAME = 256
 
 
 def _check_preprocessing(pre: Any, n_x: int, n_y: int, where: str) -> Preprocessing:
@@ -140,10 +147,21 @@ def _check_preprocessing(pre: Any, n_x: int, n_y: int, where: str) -> Preprocess
             raise ValueError(f"{where}'y_offset' and 'y_scale' must be numbers") from None
         if not (np.isfinite(y_offset) and np.isfinite(y_scale) and y_scale > 0):
             raise ValueError(f"{where}'y_offset' must be finite and 'y_scale' finite and > 0")
-    return Preprocessing(pre.task, vectors["x_offset"], vectors["x_scale"], classes, y_offset, y_scale)
+    names = None
+    if pre.feature_names is not None:
+        names = np.asarray(pre.feature_names)
+        if names.dtype.kind != "U" or names.shape != (n_x,):
+            raise ValueError(
+                f"{where}'feature_names' must be a vector of {n_x} strings, got {names.dtype} {names.shape}"
+            )
+        if any(not name or len(name) > MAX_FEATURE_NAME for name in names.tolist()):
+            raise ValueError(f"{where}'feature_names' must be non-empty names of at most {MAX_FEATURE_NAME} characters")
+        if len(set(names.tolist())) != n_x:
+            raise ValueError(f"{where}'feature_names' repeats a name")
+    return Preprocessing(pre.task, vectors["x_offset"], vectors["x_scale"], classes, y_offset, y_scale, names)
 
 
-_PREPROCESSING_KEYS = ("task", "x_offset", "x_scale", "classes", "y_offset", "y_scale")
+_PREPROCESSING_KEYS = ("task", "x_offset", "x_scale", "classes", "y_offset", "y_scale", "feature_names")
 
 
 @dataclass(frozen=True)
@@ -225,6 +243,8 @@ def _arrays(
             arrays["classes"] = pre.classes
         else:
             arrays.update(y_offset=np.array(pre.y_offset), y_scale=np.array(pre.y_scale))
+        if pre.feature_names is not None:
+            arrays["feature_names"] = pre.feature_names
     return arrays
 
 
@@ -367,18 +387,20 @@ def _create_temporary(folder: Path, target: Path) -> tuple[int, str]:
     raise FileExistsError(f"could not create a temporary file beside {target}")  # pragma: no cover
 
 
-def _read(path: str, archive, key: str, shape: tuple[int, ...] | None = None, dtype: Any = None) -> np.ndarray:
+def _read(
+    path: str, archive, key: str, shape: tuple[int, ...] | None = None, dtype: Any = None, limit: int = _SMALL_BYTES
+) -> np.ndarray:
     """Member ``key`` of the archive, its declared size and ``.npy`` header checked before its data is read.
 
     With ``shape``/``dtype`` the header must declare exactly those (parameters); without, the
-    member may hold at most :data:`_SMALL_BYTES` (text and integer scalars, ``layer_sizes``).
+    member may hold at most ``limit`` bytes (:data:`_SMALL_BYTES`: text and integer scalars,
+    ``layer_sizes``).
     """
     if key not in archive.files:
         raise ValueError(f"{path}: missing key {key!r}; not a fastbp model file, or a damaged one")
     member = key + ".npy" if key + ".npy" in archive.zip.namelist() else key
     try:
         info = archive.zip.getinfo(member)
-        limit = _SMALL_BYTES
         if shape is not None:
             limit = _HEADER_BYTES + int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
         if info.file_size > limit:
@@ -518,6 +540,9 @@ def _read_preprocessing(name: str, archive, sizes) -> Preprocessing:
         if key in archive.files:
             raise ValueError(f"{name}: key {key!r} does not belong to a {task} model")
     values = {key: _read(name, archive, key) for key in ("x_offset", "x_scale", *keys)}
+    if "feature_names" in archive.files:  # at most n_0 names of MAX_FEATURE_NAME characters (4 bytes each)
+        limit = _HEADER_BYTES + sizes[0] * 4 * MAX_FEATURE_NAME
+        values["feature_names"] = _read(name, archive, "feature_names", limit=limit)
     for key in ("y_offset", "y_scale"):
         if key in values and (values[key].shape != () or values[key].dtype.kind != "f"):
             raise ValueError(f"{name}: key {key!r} must be a float scalar, got {values[key].dtype} {values[key].shape}")

@@ -341,6 +341,41 @@ def test_train_save_predict_on_the_raw_test_rows_gives_the_reported_accuracy(dat
     assert captured.out.splitlines() == written and captured.err == ""
 
 
+def test_predict_takes_a_csvs_columns_by_name_when_the_training_csv_had_a_header(tmp_path, capsys):
+    """A model trained on a CSV with a header keeps its feature names: a CSV to predict with the same
+    columns in another order (the target anywhere) gives the same predictions, one whose header names
+    other columns is refused naming them, and a file without a header is read by position."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 3)) * [1.0, 10.0, 100.0]
+    y = np.where(X[:, 0] + X[:, 1] / 10 > 0, "yes", "no")
+
+    def table(name, header, columns):
+        rows = [",".join(header)] if header else []
+        rows += [",".join(str(c[i]) for c in columns) for i in range(len(X))]
+        return _write(tmp_path / name, "\n".join(rows) + "\n")
+
+    a, b, c = X.T
+    model = tmp_path / "m.npz"
+    train = table("train.csv", ["a", "b", "c", "label"], [a, b, c, y])
+    assert main(["train", "--dataset", str(train), "--epochs", "3", "--quiet", "--save", str(model)]) == 0
+    capsys.readouterr()
+    outputs = {}
+    for name, header, columns in [
+        ("same.csv", ["a", "b", "c"], [a, b, c]),
+        ("reordered.csv", ["c", "a", "b"], [c, a, b]),
+        ("label-first.csv", ["label", "b", "c", "a"], [y, b, c, a]),
+        ("no-header.csv", None, [a, b, c]),
+    ]:
+        assert main(["predict", "--model", str(model), "--data", str(table(name, header, columns))]) == 0
+        outputs[name] = capsys.readouterr().out
+    assert len(set(outputs.values())) == 1 and outputs["same.csv"].count("\n") == len(X) + 1
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--model", str(model), "--data", str(table("other.csv", ["a", "b", "d"], [a, b, c]))])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "missing 'c'" in err and "not features 'd'" in err
+
+
 def test_train_save_predict_regression_from_npz_gives_values_in_the_targets_units(tmp_path, capsys):
     rng = np.random.default_rng(2)
     X = rng.normal(size=(200, 3)) * [1.0, 50.0, 0.1]

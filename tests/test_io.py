@@ -361,8 +361,9 @@ def _pre(task="classification", n_x=3, classes=("cat", "dog"), **change):
         ([3, 4, 1], _pre(classes=("cat", "dog"))),  # one sigmoid unit: two labels
         ([3, 4, 3], _pre(classes=(2.0, 5.0, 7.5))),  # numeric labels, one per output unit
         ([3, 4, 1], _pre("regression")),
+        ([3, 4, 1], _pre(feature_names=np.array(["height", "wéight", "a b"]))),
     ],
-    ids=["binary-text", "three-numeric", "regression"],
+    ids=["binary-text", "three-numeric", "regression", "feature-names"],
 )
 def test_scaling_and_labels_round_trip(tmp_path, sizes, pre):
     net = fastbp.MLP(sizes, output="identity" if pre.task == "regression" else "sigmoid", seed=0)
@@ -378,6 +379,10 @@ def test_scaling_and_labels_round_trip(tmp_path, sizes, pre):
         assert "y_offset" not in data
     else:
         assert (back.y_offset, back.y_scale) == (10.0, 3.0) and "classes" not in data
+    if pre.feature_names is None:
+        assert back.feature_names is None and "feature_names" not in data
+    else:
+        assert back.feature_names.tolist() == pre.feature_names.tolist()
     assert fastbp.load(trained().save(tmp_path / "bare.npz")).preprocessing is None  # optional keys
 
 
@@ -390,6 +395,11 @@ BAD_PREPROCESSING = {
     "classes repeated": (_pre(classes=("a", "a")), "'classes' repeats a label"),
     "classes missing": (_pre(classes=None), "'classes' is needed"),
     "y_scale": (_pre("regression", y_scale=0.0), "'y_scale' finite and > 0"),
+    "feature_names count": (_pre(feature_names=np.array(["a", "b"])), "'feature_names' must be a vector of 3"),
+    "feature_names numbers": (_pre(feature_names=np.arange(3.0)), "'feature_names' must be a vector of 3 strings"),
+    "feature_names repeated": (_pre(feature_names=np.array(["a", "b", "a"])), "'feature_names' repeats a name"),
+    "feature_names empty": (_pre(feature_names=np.array(["a", "", "c"])), "non-empty names of at most"),
+    "feature_names long": (_pre(feature_names=np.array(["a", "b", "c" * 257])), "non-empty names of at most 256"),
 }
 
 
@@ -409,6 +419,8 @@ def test_bad_scaling_or_labels_are_refused_at_save_and_at_read(tmp_path, case):
         arrays["classes"] = np.asarray(pre.classes)
     if pre.task == "regression":
         arrays.update(y_offset=np.array(float(pre.y_offset)), y_scale=np.array(float(pre.y_scale)))
+    if pre.feature_names is not None:
+        arrays["feature_names"] = np.asarray(pre.feature_names)
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="bad.npz: "):
         fastbp.io.read(tmp_path / "bad.npz")
