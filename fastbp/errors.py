@@ -27,7 +27,10 @@ class DivergenceError(FloatingPointError, ValueError):
     def __init__(self, batch: int, epoch: int | None = None, detail: str = "", message: str = ""):
         self.batch = int(batch)
         self.epoch = epoch
-        where = f"epoch {epoch}, batch {batch}" if epoch is not None else f"batch {batch}"
+        # counted from 0, as the attributes (a command line's "epoch 1/10" lines count from 1: say so)
+        where = (
+            f"epoch {epoch}, batch {batch} (both counted from 0)" if epoch is not None else f"batch {batch} (from 0)"
+        )
         text = (
             f"training diverged at {where}: the loss or an updated parameter is not finite"
             f"{' (' + detail + ')' if detail else ''}; the parameters are those from before that "

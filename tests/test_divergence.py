@@ -51,7 +51,7 @@ def test_fit_stops_before_the_diverging_step(dtype, backend, batch_size):
     net, err = diverge(dtype, backend, batch_size)
     assert isinstance(err, FloatingPointError)
     assert err.epoch == 1 and err.batch >= 1, "the setup should diverge inside the second epoch"
-    assert f"epoch {err.epoch}, batch {err.batch}" in str(err)
+    assert f"epoch {err.epoch}, batch {err.batch} (both counted from 0)" in str(err)
     assert np.isfinite(net.params).all()
 
     # Replay on a twin: err.epoch full epochs, then err.batch batches of the next one.
