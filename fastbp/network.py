@@ -15,7 +15,7 @@ from . import kernels, reference
 from ._dispatch import run_epoch
 from .activations import Activation, get_activation
 from .errors import DivergenceError
-from .losses import get_output
+from .losses import OUT_SOFTMAX, get_output
 from .params import Layout, atomic_commit
 
 _BACKENDS = {"numba": kernels, "numpy": reference}
@@ -119,6 +119,11 @@ class MLP:
         self._layer_sizes: tuple[int, ...] = v.check_layer_sizes(layer_sizes)
         self._activation: Activation = get_activation(activation)
         self._out = get_output(output)
+        if self._out == OUT_SOFTMAX and self._layer_sizes[-1] < 2:
+            raise ValueError(
+                f"output='softmax' needs at least 2 output units, got layer_sizes {list(self._layer_sizes)}; "
+                "for one binary output use output='sigmoid'"
+            )
         self._output: str = "sigmoid" if output.lower() == "logistic" else output.lower()
         self._dtype: np.dtype = v.check_dtype(dtype)
         self.seed = v.check_seed(seed)

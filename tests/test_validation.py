@@ -228,6 +228,7 @@ BAD_CONSTRUCTOR = {
     "activation plain functions": ({"activation": (np.tanh, np.cosh)}, TypeError, "activation: custom g must be"),
     "output unknown": ({"output": "tanh"}, ValueError, "output must be one of"),
     "output None": ({"output": None}, TypeError, "output must be a string"),
+    "softmax of one unit": ({"output": "softmax"}, ValueError, "softmax' needs at least 2 output units"),
     "dtype float16": ({"dtype": np.float16}, ValueError, "dtype must be float32 or float64"),
     "dtype int": ({"dtype": np.int32}, ValueError, "dtype must be float32 or float64"),
     "dtype complex": ({"dtype": complex}, ValueError, "dtype must be float32 or float64"),
