@@ -62,7 +62,10 @@ def load(source: str, target: str | None = None, seed: int = 0, test_size: float
     if len(X) < 4:
         raise DataError(f"{source}: needs at least 4 examples, got {len(X)}")
     if X.ndim != 2 or X.shape[1] == 0:
-        raise DataError(f"{source}: no feature columns (only the target); the network needs at least one input")
+        hint = ""
+        if source.lower().endswith(".csv") and any(sep in _first_line(source) for sep in ";\t"):
+            hint = " (fastbp reads comma-separated files; this one seems to use ';' or tabs)"
+        raise DataError(f"{source}: no feature columns (only the target); the network needs at least one input{hint}")
     if not np.isfinite(X).all():
         raise DataError(f"{source}: features contain NaN or inf")
     if y.dtype.kind in "fc" and not np.isfinite(y).all():
@@ -295,9 +298,13 @@ def _csv_table(path: str, option: str = "--dataset") -> tuple[list[str], list[li
 def _column(names: list[str], target: str, path: str) -> int:
     if target in names:
         return names.index(target)
-    if target.lstrip("-").isdigit() and -len(names) <= int(target) < len(names):
-        return int(target) % len(names)
-    raise DataError(f"--target: no column {target!r} in {path} (columns: {', '.join(names)})")
+    if target.lstrip("-").isdigit():
+        if -len(names) <= int(target) < len(names):
+            return int(target) % len(names)
+        raise DataError(
+            f"--target: index {target} is out of range: {path} has {len(names)} columns (0-{len(names) - 1})"
+        )
+    raise DataError(f"--target: no column {target!r} in {path} (columns: {_names(names, 20)})")
 
 
 def _features(
@@ -307,10 +314,20 @@ def _features(
     try:
         return np.array(features, dtype=float)
     except ValueError:
-        name, value = next(
-            ((names[j], cell) for row in body for j, cell in enumerate(row) if j != col and not _is_number(cell)),
-            ("?", "?"),
+        line, name, value = next(
+            (
+                (i, names[j], cell)
+                for i, row in enumerate(body)
+                for j, cell in enumerate(row)
+                if j != col and not _is_number(cell)
+            ),
+            (0, "?", "?"),
         )
+        if not value.strip():  # a missing value, not a text column
+            raise DataError(
+                f"{option}: {path}: feature column {name!r} has an empty cell (data row {line + 1}): "
+                "fill in or drop the rows with missing values"
+            ) from None
         raise DataError(
             f"{option}: {path}: feature column {name!r} is not numeric (it holds {value!r}); "
             "choose the label column with --target"
@@ -332,6 +349,15 @@ def _from_csv(path: str, target: str | None):
     features = [name for i, name in enumerate(names) if i != col]
     keep = has_header and all(0 < len(n) <= MAX_FEATURE_NAME for n in features) and len(set(features)) == len(features)
     return _features(path, names, body, col), _labels([r[col] for r in body]), (np.array(features) if keep else None)
+
+
+def _first_line(path: str) -> str:
+    """The file's first line (up to 4 KB), for a hint in a message; empty if it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline(4096)
+    except OSError:
+        return ""
 
 
 def _is_number(text: str) -> bool:

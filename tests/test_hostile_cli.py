@@ -16,6 +16,11 @@ def _csv(path, header, rows):
     return str(path)
 
 
+def _text(path, text):
+    path.write_text(text)
+    return str(path)
+
+
 def _ok_csv(tmp_path):
     return _csv(tmp_path / "ok.csv", ["a", "b", "y"], [(i, i % 3, i % 2) for i in range(20)])
 
@@ -85,6 +90,26 @@ def _cases(tmp_path):
             ["train", "--dataset", _csv(tmp_path / "one.csv", ["a", "y"], [(i, "cat") for i in range(8)])],
             "one class",
         ),
+        "missing value": (
+            [
+                "train",
+                "--dataset",
+                _csv(tmp_path / "gap.csv", ["a", "b", "y"], [(i, "" if i == 3 else i, 1) for i in range(8)]),
+            ],
+            "feature column 'b' has an empty cell (data row 4)",
+        ),
+        "semicolons": (
+            [
+                "train",
+                "--dataset",
+                _text(tmp_path / "semi.csv", "a;b;y\n" + "".join(f"{i};{i};{i % 2}\n" for i in range(8))),
+            ],
+            "fastbp reads comma-separated files",
+        ),
+        "--target index out of range": (
+            ["train", "--dataset", ok, "--target", "9"],
+            "index 9 is out of range: " + ok + " has 3 columns (0-2)",
+        ),
     }
 
 
@@ -105,6 +130,9 @@ CASES = [
     "infinite targets",
     "nan targets",
     "one class",
+    "missing value",
+    "semicolons",
+    "--target index out of range",
 ]
 
 
