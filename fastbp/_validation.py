@@ -285,12 +285,16 @@ def check_params(
             raise ValueError(f"weights[{l}] must be a 2-D array (n_out × n_in)")
         if 0 in W.shape:
             raise ValueError(f"weights[{l}] has shape {W.shape}: every layer needs at least one unit and one input")
+        # W[l] is n_l × n_(l-1): one stored the other way round fits its bias, or the layer below, transposed
+        transposed = f"; weights[{l}] is {W.shape[0]} × {W.shape[1]} and W[l] is (n_l, n_(l-1)): transposed?"
         if b.shape != (W.shape[0],):
-            raise ValueError(f"biases[{l}] must have shape ({W.shape[0]},) to match weights[{l}]")
+            hint = transposed if b.shape == (W.shape[1],) else ""
+            raise ValueError(f"biases[{l}] must have shape ({W.shape[0]},) to match weights[{l}]{hint}")
         if l == 0:
             sizes.append(W.shape[1])
         elif W.shape[1] != sizes[-1]:
-            raise ValueError(f"weights[{l}] has {W.shape[1]} columns but layer {l} has {sizes[-1]} units")
+            hint = transposed if W.shape[0] == sizes[-1] else ""
+            raise ValueError(f"weights[{l}] has {W.shape[1]} columns but layer {l} has {sizes[-1]} units{hint}")
         sizes.append(W.shape[0])
         dtypes.update({W.dtype, b.dtype})
     if len(dtypes) != 1 or next(iter(dtypes)) not in FLOAT_DTYPES:

@@ -317,6 +317,8 @@ WRAPPER_CASES = [
     ("lists of lists", ALL, {"weights": [w.tolist() for w in _W]}, TypeError, r"weights\[0\] must be a NumPy array"),
     ("bias shape", ALL, {"biases": [_b[0][:2], _b[1]]}, ValueError, r"biases\[0\] must have shape"),
     ("layer mismatch", ALL, {"weights": [_W[0], _W[1][:, :2]]}, ValueError, r"weights\[1\] has 2 columns"),
+    ("W[1] transposed", ALL, {"weights": [_W[0].T.copy(), _W[1]]}, ValueError, r"biases\[0\] .*: transposed\?"),
+    ("W[2] transposed", ALL, {"weights": [_W[0], _W[1].T.copy()]}, ValueError, r"biases\[1\] .*: transposed\?"),
     (
         "different lengths",
         ALL,
