@@ -85,12 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--activation",
+        type=str.lower,  # as the Python API takes "Tanh"
         choices=["tanh", "sigmoid", "relu", "leaky_relu", "identity"],
         default="tanh",
         help="hidden activation g (default: tanh)",
     )
     train.add_argument(
         "--output",
+        type=str.lower,
         choices=["sigmoid", "softmax"],
         default="sigmoid",
         help=(
@@ -342,10 +344,10 @@ def _cell(value) -> str:
 
 #: What the first run on a machine costs, said before it starts.  Measured cold (empty
 #: NUMBA_CACHE_DIR): ``NUMBA_CACHE_DIR=$(mktemp -d) fastbp train --epochs 1`` took 10-23 s on a
-#: Zen 3 machine of this project (2 shared cores) and up to 38 s while other jobs ran; see
-#: docs/performance.md "Start-up".
+#: Zen 3 machine of this project (2 shared cores) and up to 38 s while other jobs ran, as the
+#: README says (10-40 s); see docs/performance.md "Start-up".
 COMPILE_NOTE = (
-    "the first run on a machine compiles them, 10-30 s; later runs load them from the cache in about a second"
+    "the first run on a machine compiles them, 10-40 s; later runs load them from the cache in about a second"
 )
 
 

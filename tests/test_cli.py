@@ -502,3 +502,13 @@ def test_the_compile_step_runs_every_scoring_kernel_the_run_uses(task, monkeypat
     assert used["run"] and used["run"] <= used["compile"], used
     if task == "regression":
         assert {type(k) for k in used["run"]} == {str, tuple}  # both the rows kernels and the column pass ran
+
+
+def test_activation_and_output_names_are_case_insensitive_as_in_python():
+    """``MLP(activation="Tanh")`` works, so ``--activation Tanh`` does too; a wrong name is still refused."""
+    import fastbp.cli as cli
+
+    args = cli.build_parser().parse_args(["train", "--activation", "Tanh", "--output", "SoftMax"])
+    assert (args.activation, args.output) == ("tanh", "softmax")
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--activation", "Swish"])
