@@ -255,6 +255,12 @@ def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarra
 _PLAIN_ARRAYS = (np.ndarray, np.memmap)
 
 
+def _transposed(l: int, W: np.ndarray) -> str:
+    """The hint for a W[l] that fits its bias, or the layer below, the other way round (only formatted
+    for an error: the wrappers check parameters on every call)."""
+    return f"; weights[{l}] is {W.shape[0]} × {W.shape[1]} and W[l] is (n_l, n_(l-1)): transposed?"
+
+
 def check_params(
     weights: Any, biases: Any, overlap: bool = True, finite: bool = True
 ) -> tuple[tuple[int, ...], np.dtype]:
@@ -285,15 +291,13 @@ def check_params(
             raise ValueError(f"weights[{l}] must be a 2-D array (n_out × n_in)")
         if 0 in W.shape:
             raise ValueError(f"weights[{l}] has shape {W.shape}: every layer needs at least one unit and one input")
-        # W[l] is n_l × n_(l-1): one stored the other way round fits its bias, or the layer below, transposed
-        transposed = f"; weights[{l}] is {W.shape[0]} × {W.shape[1]} and W[l] is (n_l, n_(l-1)): transposed?"
         if b.shape != (W.shape[0],):
-            hint = transposed if b.shape == (W.shape[1],) else ""
+            hint = _transposed(l, W) if b.shape == (W.shape[1],) else ""
             raise ValueError(f"biases[{l}] must have shape ({W.shape[0]},) to match weights[{l}]{hint}")
         if l == 0:
             sizes.append(W.shape[1])
         elif W.shape[1] != sizes[-1]:
-            hint = transposed if W.shape[0] == sizes[-1] else ""
+            hint = _transposed(l, W) if W.shape[0] == sizes[-1] else ""
             raise ValueError(f"weights[{l}] has {W.shape[1]} columns but layer {l} has {sizes[-1]} units{hint}")
         sizes.append(W.shape[0])
         dtypes.update({W.dtype, b.dtype})

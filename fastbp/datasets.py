@@ -190,7 +190,8 @@ def read_rows(path: str, n_features: int, target: str | None = None, feature_nam
         elif len(names) == n_features + 1:
             col = len(names) - 1 if target is None else _column(names, target, path)
             if by_name and target is None:  # the target: the one column that is not a feature, if there is one
-                others = [i for i, name in enumerate(names) if name not in set(feature_names)]
+                known = {str(n) for n in feature_names}
+                others = [i for i, name in enumerate(names) if name not in known]
                 col = others[0] if len(others) == 1 else col
         else:
             raise DataError(
