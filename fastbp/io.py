@@ -468,17 +468,14 @@ def read(path: str | os.PathLike) -> SavedModel:
     try:
         with open(name, "rb") as fh:  # np.load takes anything that is not a zip or .npy for a pickle
             magic = fh.read(6)
-        if not magic.startswith(b"PK") and not magic.startswith(b"\x93NUMPY"):
-            raise ValueError(f"{name}: not a .npz file (a fastbp model is a NumPy .npz archive)")
-        archive = np.load(name, allow_pickle=False)
+        numpy_file = magic.startswith((b"PK", b"\x93NUMPY"))
+        archive = np.load(name, allow_pickle=False) if numpy_file else None
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except ValueError as exc:
-        if str(exc).startswith(f"{name}: "):
-            raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{name}: not a readable .npz model file ({type(exc).__name__}: {exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{name}: not a readable .npz model file ({type(exc).__name__}: {exc})") from None
+    if archive is None:
+        raise ValueError(f"{name}: not a .npz file (a fastbp model is a NumPy .npz archive)")
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{name}: not a .npz archive (a single array); not a fastbp model file")
     with archive:
