@@ -337,7 +337,17 @@ def test_assigning_whole_lists_of_weights_and_biases():
     np.testing.assert_array_equal(net.params, np.r_[np.zeros(12), np.ones(4), np.ones(4), 0.0])
 
 
-def test_an_interrupt_inside_a_commit_is_delivered_after_every_write():
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt here, whatever this process inherited: a shell's background
+    job starts with SIGINT ignored, and then the interrupt these tests send was dropped (the
+    interrupted fit below ran its 10**6 epochs, many minutes).  Restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_inside_a_commit_is_delivered_after_every_write(ctrl_c_raises):
     a = np.zeros(3)
     with pytest.raises(KeyboardInterrupt):
         with atomic_commit():
@@ -349,7 +359,7 @@ def test_an_interrupt_inside_a_commit_is_delivered_after_every_write():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_an_interrupted_numpy_fit_keeps_the_parameters_of_a_whole_number_of_steps():
+def test_an_interrupted_numpy_fit_keeps_the_parameters_of_a_whole_number_of_steps(ctrl_c_raises):
     X, Y = _data(m=6)
     net = MLP([3, 5, 4, 1], seed=0)
     start = _snapshot(net)
