@@ -666,19 +666,38 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-#: Set in a child made by ``fork()``: GNU OpenMP aborts a forked child that starts a parallel
-#: region once its parent has run one, so forked children run the one-thread twins (the same
-#: bits) unless ``threads=True`` asks.
+#: Set in a child made by ``fork()`` from a process that had started Numba's threads: GNU OpenMP
+#: aborts a forked child that starts a parallel region once its parent has run one, so such
+#: children run the one-thread twins (the same bits) unless ``threads=True`` asks.  A child of a
+#: parent that never started them (asv's forkserver, which forks every benchmark from a process
+#: that imported fastbp and ran nothing parallel) starts its own threads safely and keeps them.
 _FORKED = False
+_THREADS_BEFORE_FORK = False  # whether the process about to fork had started Numba's threads
+
+
+def _threads_started() -> bool:
+    """Whether this process has started Numba's thread pool (run a parallel kernel)."""
+    import numba
+
+    try:
+        numba.threading_layer()
+    except ValueError:  # "Threading layer is not initialized."
+        return False
+    return True
+
+
+def _before_fork() -> None:
+    global _THREADS_BEFORE_FORK
+    _THREADS_BEFORE_FORK = _threads_started()
 
 
 def _after_fork_in_child() -> None:
     global _FORKED
-    _FORKED = True
+    _FORKED = _FORKED or _THREADS_BEFORE_FORK
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 @functools.lru_cache(maxsize=None)

@@ -260,6 +260,48 @@ def test_a_forked_child_trains_on_one_thread_after_its_parent_ran_threads():
     np.testing.assert_array_equal(params, expected)
 
 
+_FORK_SCRIPT = """
+import os
+import numba, numpy as np
+from fastbp import _dispatch
+
+def child_forked():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, b"1" if _dispatch._FORKED else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return os.read(r, 1).decode()
+
+@numba.njit(parallel=True)
+def total(x):
+    s = 0.0
+    for i in numba.prange(x.shape[0]):
+        s += x[i]
+    return s
+
+print(child_forked(), end="")  # fastbp imported, no parallel kernel run yet
+total(np.ones(64))
+print(child_forked(), end="")  # after one
+"""
+
+
+def test_a_forked_child_of_a_parent_that_never_ran_threads_may_run_them():
+    """Only a parent that started Numba's threads marks its forked children (asv's forkserver forks every
+    benchmark from a process that imported fastbp and ran nothing parallel: its threaded benchmarks
+    ran the one-thread twin while every child was marked)."""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork() on this platform")
+    done = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "01"
+
+
 def _train_in_child(p, sizes, X, Y, order):
     run_epoch(p, sizes, X, Y, order, 128, 0.01, get_activation("tanh"), 1)
     return _dispatch._threaded(None), p
