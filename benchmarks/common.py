@@ -25,6 +25,7 @@ test has something to test.  See docs/performance.md, "Noise".
 
 from __future__ import annotations
 
+import os
 import time
 
 import numba
@@ -177,7 +178,10 @@ def warm(size: str, dtype: str, activation: str = "tanh", output: str = "sigmoid
 
 def warm_threaded(size: str, dtype: str, threads: int) -> int:
     """Fix ``threads`` Numba threads (and one BLAS thread) and compile the split column kernel's twin for them;
-    returns the thread count in force."""
+    returns the thread count in force.  The threaded twin runs however busy the machine is
+    (``FASTBP_BUSY_CHECK=0``; asv runs each benchmark in a process of its own): a threaded
+    benchmark that silently ran the one-thread twin under load would measure something else."""
+    os.environ["FASTBP_BUSY_CHECK"] = "0"
     warm(size, dtype)
     n = fix_threads(threads)
     p = problem(size, dtype, m=64)

@@ -36,6 +36,7 @@ from typing import Callable
 import numpy as np
 from numba.core import config as numba_config
 
+from . import _busy
 from ._blas import one_blas_thread
 from ._plain import BUILTIN, kernels_for
 from ._validation import check_batch_weights
@@ -731,16 +732,37 @@ def _threadsafe_layer() -> bool:
     return False
 
 
+#: The threaded twins run only while other processes leave at least this many of the process's
+#: CPUs free (its affinity mask less :func:`fastbp._busy.others_busy`, their CPU time over the last
+#: tenth of a second): its two threads meet at every batch, and one that waits for a CPU stalls
+#: both.  ``MLPClassifier(hidden_layer_sizes=(32,)).fit`` on the digits, a busy loop on the other
+#: core of a 2-core Zen 3: 0.625 s on two threads, 0.237 s on one (idle: 0.196 s and 0.345 s);
+#: ``python tools/busy_threads.py`` re-measures it.  ``FASTBP_BUSY_CHECK=0`` runs them regardless.
+THREADS_MIN_FREE_CPUS = 1.5
+
+
+def _others_busy() -> float:
+    """CPUs' worth of other processes' work on this process's CPUs (:func:`fastbp._busy.others_busy`),
+    or 0.0 where ``FASTBP_BUSY_CHECK=0`` turns the check off."""
+    if os.environ.get("FASTBP_BUSY_CHECK", "1") == "0":
+        return 0.0
+    return _busy.others_busy()
+
+
 def _threaded(threads: bool | None) -> bool:
     """Whether a row's threaded twin runs: ``threads`` if given, else whether Numba has more
     than one thread, the process more than one CPU to run them on (Numba counts the machine's
     CPUs, not the affinity mask: two threads on one pinned CPU ran the split kernel 0-8 %
-    slower than one, ``NUMBA_NUM_THREADS=2 taskset -c 1 python tools/split_speed.py``), a
-    thread-safe threading layer (:func:`_threadsafe_layer`), and the process was not made by
-    ``fork()`` (:data:`_FORKED`).  The twins give the same bits, so this only decides speed."""
+    slower than one, ``NUMBA_NUM_THREADS=2 taskset -c 1 python tools/split_speed.py``) with
+    :data:`THREADS_MIN_FREE_CPUS` of them not kept busy by other processes, a thread-safe
+    threading layer (:func:`_threadsafe_layer`), and the process was not made by ``fork()``
+    (:data:`_FORKED`).  The twins give the same bits, so this only decides speed."""
     if threads is not None:
         return bool(threads)
-    return not _FORKED and _num_threads() > 1 and _usable_cpus() > 1 and _threadsafe_layer()
+    if _FORKED or _num_threads() < 2 or not _threadsafe_layer():
+        return False
+    cpus = _usable_cpus()
+    return cpus > 1 and cpus - _others_busy() >= THREADS_MIN_FREE_CPUS
 
 
 # ========================================================================== running

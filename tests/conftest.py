@@ -8,6 +8,10 @@ from pathlib import Path
 from ._numba_cache import cache_dir_for_these_sources
 
 os.environ.setdefault("NUMBA_CACHE_DIR", cache_dir_for_these_sources())
+# The defaults take the threaded twins wherever the sizes say, however busy the machine (the other
+# pytest worker keeps it busy): what a test runs must not depend on the load.  Inherited by the
+# tests' fresh processes; tests/test_busy.py turns the check back on where it is the subject.
+os.environ.setdefault("FASTBP_BUSY_CHECK", "0")
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402

@@ -16,6 +16,7 @@ LAYERS = {
     "errors": 0,
     "_jit": 0,
     "_blas": 0,
+    "_busy": 0,
     "params": 0,
     "vmath": 1,
     "activations": 1,

@@ -162,6 +162,24 @@ def test_step_speed_prints_both_steps(capsys):
     assert "100 parameters float32: adam" in capsys.readouterr().out
 
 
+def test_busy_threads_prints_both_machines_and_leaves_the_settings_as_they_were(capsys):
+    """tools/busy_threads.py (the thread choice idle and beside a busy loop) runs; no time asserted."""
+    import os
+
+    import numba
+
+    if len(os.sched_getaffinity(0)) < 2 or numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two CPUs and two Numba threads")
+    tool = _script("busy_threads")
+    before = os.environ.get("FASTBP_BUSY_CHECK"), numba.get_num_threads()
+    assert tool.main(["--hidden", "4", "--max-iter", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| idle |" in out and "| busy loop on the other CPUs |" in out
+    assert (os.environ.get("FASTBP_BUSY_CHECK"), numba.get_num_threads()) == before
+    with pytest.raises(SystemExit):
+        tool.main(["--repeats", "0"])
+
+
 def test_split_speed_prints_a_row_per_case(capsys):
     """tools/split_speed.py (the split column kernels on one and two threads) runs; no time asserted."""
     args = ["--nets", "8-16-2", "--dtypes", "float32", "--batches", "8", "--repeats", "1", "--examples", "64"]
