@@ -2,9 +2,9 @@
 
 The split mini-batch kernels' threaded twins run each batch's two halves on two threads that
 meet at every batch.  With another process busy on the other CPU, the thread that waits for it
-stalls every batch: ``MLPClassifier(hidden_layer_sizes=(32,)).fit`` on the digits took 0.625 s
-on two threads against 0.237 s on one, with a busy loop on the other core of a 2-core Zen 3
-(idle: 0.196 s against 0.345 s; ``python tools/busy_threads.py`` re-measures it).  The twins
+stalls every batch: ``MLPClassifier(hidden_layer_sizes=(32,)).fit`` on the digits took 0.692 s
+on two threads against 0.219 s on one, with a busy loop on the other core of a 2-core Zen 3
+(idle: 0.246 s against 0.274 s; ``python tools/busy_threads.py`` re-measures it).  The twins
 give the same bits, so the choice between them decides speed only, and
 :func:`fastbp._dispatch._threaded` makes it from :func:`others_busy`.
 

@@ -736,7 +736,7 @@ def _threadsafe_layer() -> bool:
 #: CPUs free (its affinity mask less :func:`fastbp._busy.others_busy`, their CPU time over the last
 #: tenth of a second): its two threads meet at every batch, and one that waits for a CPU stalls
 #: both.  ``MLPClassifier(hidden_layer_sizes=(32,)).fit`` on the digits, a busy loop on the other
-#: core of a 2-core Zen 3: 0.625 s on two threads, 0.237 s on one (idle: 0.196 s and 0.345 s);
+#: core of a 2-core Zen 3: 0.692 s on two threads, 0.219 s on one (idle: 0.246 s and 0.274 s);
 #: ``python tools/busy_threads.py`` re-measures it.  ``FASTBP_BUSY_CHECK=0`` runs them regardless.
 THREADS_MIN_FREE_CPUS = 1.5
 
