@@ -667,17 +667,19 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-#: Set in a child made by ``fork()`` from a process that had started Numba's threads: GNU OpenMP
-#: aborts a forked child that starts a parallel region once its parent has run one, so such
-#: children run the one-thread twins (the same bits) unless ``threads=True`` asks.  A child of a
-#: parent that never started them (asv's forkserver, which forks every benchmark from a process
-#: that imported fastbp and ran nothing parallel) starts its own threads safely and keeps them.
+#: Set in a child made by ``fork()`` from a process that had started Numba's threading layer (a
+#: parallel kernel, ``numba.get_num_threads``/``set_num_threads``: so any fastbp fit): Numba's OpenMP
+#: layer then aborts the child at its first parallel region ("Terminating: fork() called from a
+#: process already using GNU OpenMP"), so such children run the one-thread twins (the same bits)
+#: unless ``threads=True`` asks.  A child of a parent that never started it (asv's forkserver, which
+#: forks every benchmark from a process that imported fastbp and ran nothing) keeps its threads.
 _FORKED = False
 _THREADS_BEFORE_FORK = False  # whether the process about to fork had started Numba's threads
 
 
 def _threads_started() -> bool:
-    """Whether this process has started Numba's thread pool (run a parallel kernel)."""
+    """Whether this process has started Numba's threading layer (``numba.threading_layer()`` raises
+    until then)."""
     import numba
 
     try:
@@ -732,21 +734,33 @@ def _threadsafe_layer() -> bool:
     return False
 
 
-#: The threaded twins run only while other processes leave at least this many of the process's
-#: CPUs free (its affinity mask less :func:`fastbp._busy.others_busy`, their CPU time over the last
-#: tenth of a second): its two threads meet at every batch, and one that waits for a CPU stalls
-#: both.  ``MLPClassifier(hidden_layer_sizes=(32,)).fit`` on the digits, a busy loop on the other
-#: core of a 2-core Zen 3: 0.692 s on two threads, 0.219 s on one (idle: 0.246 s and 0.274 s);
+#: The threaded twins run only while other processes leave at least THREADS_MIN_FREE_CPUS of the
+#: process's CPUs free and its threads wait for a CPU less than THREADS_MAX_WAITING CPUs' worth of
+#: the time (:func:`fastbp._busy.load`, over the window since its last look, at least a tenth of a
+#: second): two threads meet at every batch, and one that waits for a CPU stalls both.  The first
+#: figure says when threads may start (while they run, their own share hides part of the others'
+#: demand: 2 hogs on 3 CPUs read 1.5), the second when running ones are short of CPUs.
+#: ``MLPClassifier(hidden_layer_sizes=(32,)).fit`` on the digits, a busy loop on the other core of
+#: a 2-core Zen 3: 0.902 s on two threads, 0.290 s on one, 0.295 s by this choice (idle: 0.196 s,
+#: 0.289 s and 0.200 s); threaded under that load, the two threads waited 0.75 CPUs' worth, idle 0.0;
 #: ``python tools/busy_threads.py`` re-measures it.  ``FASTBP_BUSY_CHECK=0`` runs them regardless.
 THREADS_MIN_FREE_CPUS = 1.5
+THREADS_MAX_WAITING = 0.25
 
 
-def _others_busy() -> float:
-    """CPUs' worth of other processes' work on this process's CPUs (:func:`fastbp._busy.others_busy`),
-    or 0.0 where ``FASTBP_BUSY_CHECK=0`` turns the check off."""
-    if os.environ.get("FASTBP_BUSY_CHECK", "1") == "0":
-        return 0.0
-    return _busy.others_busy()
+def _busy_check_on() -> bool:
+    """Whether the thread choice looks at the machine's load: not where ``FASTBP_BUSY_CHECK`` is
+    0, false, off or no."""
+    return os.environ.get("FASTBP_BUSY_CHECK", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _room_for_threads(cpus: int) -> bool:
+    """Whether the machine's load leaves room for two threads (:data:`THREADS_MIN_FREE_CPUS`,
+    :data:`THREADS_MAX_WAITING`); True where the check is off."""
+    if not _busy_check_on():
+        return True
+    others, waiting = _busy.load()
+    return cpus - others >= THREADS_MIN_FREE_CPUS and waiting < THREADS_MAX_WAITING
 
 
 def _threaded(threads: bool | None) -> bool:
@@ -754,7 +768,7 @@ def _threaded(threads: bool | None) -> bool:
     than one thread, the process more than one CPU to run them on (Numba counts the machine's
     CPUs, not the affinity mask: two threads on one pinned CPU ran the split kernel 0-8 %
     slower than one, ``NUMBA_NUM_THREADS=2 taskset -c 1 python tools/split_speed.py``) with
-    :data:`THREADS_MIN_FREE_CPUS` of them not kept busy by other processes, a thread-safe
+    :func:`_room_for_threads` on them (the machine's load), a thread-safe
     threading layer (:func:`_threadsafe_layer`), and the process was not made by ``fork()``
     (:data:`_FORKED`).  The twins give the same bits, so this only decides speed."""
     if threads is not None:
@@ -762,7 +776,7 @@ def _threaded(threads: bool | None) -> bool:
     if _FORKED or _num_threads() < 2 or not _threadsafe_layer():
         return False
     cpus = _usable_cpus()
-    return cpus > 1 and cpus - _others_busy() >= THREADS_MIN_FREE_CPUS
+    return cpus > 1 and _room_for_threads(cpus)
 
 
 # ========================================================================== running
