@@ -122,7 +122,7 @@ def load(now: float | None = None) -> tuple[float, float]:
         mask = _mask()
         busy, own, wait = _cpu_ticks(mask), _own_ticks(), _own_wait_ns()
         tick = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):  # no /proc (macOS, Windows), lxcfs, an unexpected format
+    except (OSError, ValueError, IndexError, AttributeError):  # no /proc or os.sysconf, lxcfs, another format
         _lock.release()
         return 0.0, 0.0
     try:

@@ -105,6 +105,9 @@ def test_load_is_zero_where_proc_cannot_be_read(monkeypatch, fresh_window):
     monkeypatch.setattr(_busy, "_cpu_ticks", missing)
     assert _busy.load(now=1.0) == (0.0, 0.0)
     assert _busy.load(now=2.0) == (0.0, 0.0)
+    monkeypatch.setattr(_busy, "_cpu_ticks", lambda cpus: 0)
+    monkeypatch.delattr(os, "sysconf")  # Windows has no os.sysconf; this runs at `import fastbp`
+    assert _busy.load(now=3.0) == (0.0, 0.0)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux only")
