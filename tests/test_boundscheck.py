@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import numba
 import numpy as np
@@ -65,6 +67,7 @@ print("checked", count)
 """
 
 
+@pytest.mark.start_first
 def test_kernels_run_clean_with_bounds_checking(boundscheck_cache):
     from fastbp.testing import IMPLEMENTATIONS
 

@@ -232,6 +232,7 @@ print("calls", calls["ok"], calls["refused"])
 """
 
 
+@pytest.mark.start_first
 def test_no_public_call_steps_outside_an_array_under_bounds_checking(boundscheck_cache):
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(boundscheck_cache)}
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=1500)

@@ -33,3 +33,21 @@ def test_quick_keeps_every_test_function_a_sample_of_each_grid_and_no_slow_test(
     assert {node.split("[", 1)[0] for node in quick} == {node.split("[", 1)[0] for node in full if node not in slow}
     assert len(quick) < len(full) and set(quick) <= set(full)
     assert len(functions) > 10
+
+
+class _Item:
+    def __init__(self, nodeid, marker=None):
+        self.nodeid, self.marker = nodeid, marker
+
+    def get_closest_marker(self, name):
+        return name if name == self.marker else None
+
+
+def test_the_longest_items_are_moved_before_the_rest_in_their_order(request):
+    """``start_first`` items (pyproject.toml's markers) lead the list, and both they and the rest
+    keep their order: under ``-n 2 --dist worksteal`` none is left to run alone at the end."""
+    from .conftest import pytest_collection_modifyitems
+
+    items = [_Item("a"), _Item("b", "start_first"), _Item("c", "slow"), _Item("d", "start_first"), _Item("e")]
+    pytest_collection_modifyitems(request.config, items)
+    assert [item.nodeid for item in items] == ["b", "d", "a", "c", "e"]

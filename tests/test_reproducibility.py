@@ -200,6 +200,7 @@ def _compiled_then_cached(tmp_path, script, args) -> list[list[str]]:
     return runs
 
 
+@pytest.mark.start_first
 def test_an_optimizer_step_compiled_here_and_one_loaded_from_the_cache_give_the_same_bits(tmp_path):
     """The same for the optimizer steps.  Regressions: with fastmath, the momentum step's vectorised
     and scalar copies (chosen at run time by an overlap check of its arrays) rounded differently, and
@@ -216,6 +217,7 @@ def test_an_optimizer_step_compiled_here_and_one_loaded_from_the_cache_give_the_
     assert runs[0] == runs[1]
 
 
+@pytest.mark.start_first
 def test_a_kernel_compiled_here_and_one_loaded_from_the_cache_give_the_same_bits(tmp_path):
     """One fresh process compiles the kernels into an empty Numba cache, a second loads them from it:
     the same bits.  Regression: the blocked and deferred kernels' block passes, compiled as functions
