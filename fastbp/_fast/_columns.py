@@ -105,8 +105,17 @@ def _lead(c, itemsize):
     return c
 
 
-@jit_inner
+@jit_inline
 def _columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles):
+    """:func:`_new_columns_workspace`, its flags and size passed on as run-time values: callers pass
+    constants (``0``, ``False``, the ``_TILES`` global), which Numba types as literals, and a
+    compiled function called with literals is compiled again for each set of them (eight copies of
+    this one in a cold test suite, 1.8 s each, where two do: one a dtype)."""
+    return _new_columns_workspace(params, sizes, u_off, np.int64(batch_size), bool(copy_x), bool(tiles))
+
+
+@jit_inner
+def _new_columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles):
     """The workspaces of :func:`_columns_gradient` (``tiles``: of :func:`_columns_gradient_tiled`):
     ``(XT, YT, Z, A, D, col, gtmp)``, flat: room for the chunk's inputs (Xᵀ or X_b, n_0 × c; none
     if not ``copy_x``; with ``tiles`` always both, Xᵀ then X_b), Yᵀ (n_L × c), Z, A, dZ of every

@@ -17,6 +17,8 @@ needed: a non-finite loss or gradient is returned as it is, for L-BFGS-B to hand
 
 from __future__ import annotations
 
+import numpy as np
+
 from .._jit import JIT_VEC, compile_as
 from ..steps import _add_l2
 from ._columns import _borrow_workspace, _columns_gradient, _columns_gradient_tiled, _columns_workspace, _copies_inputs
@@ -34,7 +36,10 @@ def _loss_and_gradient_body(params, sizes, X, Y, order, act, out, grad, alpha, c
     copy_x = _TILES or _copies_inputs(sizes, order, blas_min)
     ws_own = _columns_workspace(params, sizes, u_off, m, copy_x, _TILES)
     ws = _borrow_workspace(ws_own)
-    cost = _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, 0, m, m, act, out, ws, blas_min)
+    # start: an int64, not the literal 0, for which Numba would compile the gradient (15-20 s) a
+    # second time beside the copy every mini-batch kernel calls
+    start = np.int64(0)
+    cost = _columns_gradient(params, grad, sizes, w_off, b_off, u_off, X, Y, order, start, m, m, act, out, ws, blas_min)
     loss = cost_scale * cost / m
     if alpha > 0.0:
         loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / m) / m

@@ -210,8 +210,9 @@ def _loss_and_gradient(params, sizes, X, Y, act, out, grad, alpha, cost_scale, s
         dz = np.empty(n_units, params.dtype)
         order = np.arange(m)
         # m · the weighted mean cost (see _mean_gradient), back to the mean
-        J = _mean_gradient(params, sizes, w_off, b_off, u_off, X, Y, order, 0, m, z, a, dz, grad, act, out, sw) / m
-        D = batch_weight(sw, order, 0, m)
+        start = np.int64(0)  # not the literal 0: Numba would compile _mean_gradient again for it
+        J = _mean_gradient(params, sizes, w_off, b_off, u_off, X, Y, order, start, m, z, a, dz, grad, act, out, sw) / m
+        D = batch_weight(sw, order, start, m)
     loss = cost_scale * J
     if alpha > 0.0:
         loss += 0.5 * alpha * _add_l2(grad, params, w_off, b_off, alpha / D) / D
