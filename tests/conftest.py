@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(config, items):
 
     Why first: under ``pytest -n 2 --dist worksteal`` (the README's command) each worker starts on
     a half of the list and takes from the other's when its own runs out.  One of these items,
-    50-110 s of compiling in fresh processes, started last would leave the other worker idle
+    50-130 s of compiling in fresh processes, started last would leave the other worker idle
     that long; started first, the rest of the suite balances around it."""
     items.sort(key=lambda item: item.get_closest_marker("start_first") is None)  # stable
     if not config.getoption("--quick", default=False):

@@ -219,3 +219,34 @@ def test_source_key_follows_closures_and_refuses_functions_without_source():
     namespace: dict = {}
     exec("def three(z):\n    return 3 * z\n", namespace)
     assert source_key([outer(namespace["three"])]) is None
+
+
+def test_no_compiled_helper_is_specialised_on_a_literal_argument():
+    """The full-batch kernels and the mini-batch epochs call the same compiled gradient and
+    workspace, so one process compiles each once a dtype.  Numba compiles a function called with a
+    constant (``0``, ``False``) again for that literal (``Literal[int](0)``): the full-batch kernel's
+    ``start=0`` once cost a second 15-20 s compile of the column gradient."""
+    from fastbp._dispatch import FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT, loss_and_gradient, run_epoch
+    from fastbp._fast import _columns
+    from fastbp._plain import loops
+    from fastbp.activations import get_activation
+    from fastbp.losses import NAMES
+    from fastbp.params import Layout
+
+    rng = np.random.default_rng(0)
+    layout = Layout([5, 7, 3])
+    act, out = get_activation("tanh"), NAMES["softmax"]
+    for m in (40, 200):  # the loops' and the register tiles' gradient (fastbp._dispatch.uses_tiles)
+        X = rng.normal(size=(m, 5))
+        Y = np.eye(3)[rng.integers(0, 3, m)]
+        p = rng.normal(size=layout.n_params) * 0.3
+        for kernel in (FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT):
+            loss_and_gradient(p, layout.sizes, X, Y, act, out, np.zeros_like(p), 0.0, 1.0, kernel=kernel)
+        order = np.arange(m, dtype=np.int64)
+        run_epoch(p, layout.sizes, X, Y, order, m // 2, 0.05, act, out, epoch="_columns_epoch_split", threads=False)
+    helpers = [_columns._columns_gradient, _columns._columns_gradient_tiled, _columns._new_columns_workspace]
+    helpers.append(loops._mean_gradient)
+    for helper in helpers:
+        assert helper.signatures, helper.py_func.__name__
+        literal = [sig for sig in helper.signatures if any("Literal" in str(t) for t in sig)]
+        assert not literal, (helper.py_func.__name__, literal)
