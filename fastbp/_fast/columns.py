@@ -114,7 +114,9 @@ def _part_range(n, part):
 # after a ``prange`` are written by the loop body itself, from the parts' return values (as
 # ``_split_gradient`` writes its costs): when only a called part wrote them, the threaded twin
 # read wrong sums back (half the L2 term in the loss, a check that could not fail; Numba
-# 0.68.1, ``test_the_split_step_reads_its_partial_sums_on_every_thread_count`` fails so).
+# 0.68.1, ``test_the_split_step_reads_its_partial_sums_on_every_thread_count`` fails so).  Each
+# part gets ``np.int64(part)``: a ``prange`` index is uint64 in a threaded twin's parallel loop and
+# int64 elsewhere, and each type compiled the parts again (2 s of a first threaded fit).
 
 
 @jit_inner
@@ -174,7 +176,7 @@ def _split_step_check(params, grad, grad1, halves, w_off, b_off, state, counter,
     k = _step_constants(params, counter, hyper)
     for part in prange(PARTS):  # the sums written by the loop body itself (see above)
         l2p, check, neg, sum_m, sum_p = _step_check_part(
-            params, grad, grad1, halves, w_off, b_off, state, adam, k, alpha, l2_scale, part
+            params, grad, grad1, halves, w_off, b_off, state, adam, k, alpha, l2_scale, np.int64(part)
         )
         sums[part, 0] = l2p
         sums[part, 1] = check
@@ -201,7 +203,7 @@ def _split_step_apply(params, grad, state, counter, kind, hyper):
     adam = kind == OPT_ADAM
     k = _step_constants(params, counter, hyper)
     for part in prange(PARTS):
-        _step_apply_part(params, grad, state, adam, k, part)
+        _step_apply_part(params, grad, state, adam, k, np.int64(part))
     if adam:
         counter[0] += 1
 
@@ -232,7 +234,7 @@ def _split_descent_sums(grad, grad1, halves, sizes, w_off, b_off, lsums):
     n = grad.shape[0]
     for part in prange(PARTS):  # the sums written by the loop body itself (see above)
         if halves:
-            _add_halves_part(grad, grad1, part)
+            _add_halves_part(grad, grad1, np.int64(part))
         lo, hi = _part_range(n, part)
         for l in range(sizes.shape[0] - 1):
             nw = sizes[l + 1] * sizes[l]
@@ -251,7 +253,7 @@ def _descent_apply_part(params, grad, lr, part):
 def _split_descent_apply(params, grad, lr):
     """W −= α dW over the two halves of the parameter buffer, as a ``prange``."""
     for part in prange(PARTS):
-        _descent_apply_part(params, grad, lr, part)
+        _descent_apply_part(params, grad, lr, np.int64(part))
 
 
 @jit_inline
