@@ -221,32 +221,48 @@ def test_source_key_follows_closures_and_refuses_functions_without_source():
     assert source_key([outer(namespace["three"])]) is None
 
 
-def test_no_compiled_helper_is_specialised_on_a_literal_argument():
+#: A full-batch gradient and a mini-batch epoch (both on the register tiles' gradient: 200 rows,
+#: batches of 100) and the plain full-batch kernel, then the literal types in the signatures of the
+#: helpers they call.
+LITERAL_SCRIPT = """
+import numpy as np
+from fastbp._dispatch import FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT, loss_and_gradient, run_epoch
+from fastbp._fast import _columns
+from fastbp._plain import loops
+from fastbp.activations import get_activation
+from fastbp.losses import NAMES
+from fastbp.params import Layout
+
+rng = np.random.default_rng(0)
+layout = Layout([5, 7, 3])
+act, out = get_activation("tanh"), NAMES["softmax"]
+X = rng.normal(size=(200, 5))
+Y = np.eye(3)[rng.integers(0, 3, 200)]
+p = rng.normal(size=layout.n_params) * 0.3
+for kernel in (FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT):
+    loss_and_gradient(p, layout.sizes, X, Y, act, out, np.zeros_like(p), 0.0, 1.0, kernel=kernel)
+order = np.arange(200, dtype=np.int64)
+run_epoch(p, layout.sizes, X, Y, order, 100, 0.05, act, out, epoch="_columns_epoch_split", threads=False)
+for helper in (_columns._columns_gradient_tiled, _columns._new_columns_workspace, loops._mean_gradient):
+    literal = sum(any("Literal" in str(t) for t in sig) for sig in helper.signatures)
+    print(helper.py_func.__name__, len(helper.signatures), literal)
+"""
+
+
+def test_no_compiled_helper_is_specialised_on_a_literal_argument(tmp_path):
     """The full-batch kernels and the mini-batch epochs call the same compiled gradient and
     workspace, so one process compiles each once a dtype.  Numba compiles a function called with a
     constant (``0``, ``False``) again for that literal (``Literal[int](0)``): the full-batch kernel's
-    ``start=0`` once cost a second 15-20 s compile of the column gradient."""
-    from fastbp._dispatch import FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT, loss_and_gradient, run_epoch
-    from fastbp._fast import _columns
-    from fastbp._plain import loops
-    from fastbp.activations import get_activation
-    from fastbp.losses import NAMES
-    from fastbp.params import Layout
-
-    rng = np.random.default_rng(0)
-    layout = Layout([5, 7, 3])
-    act, out = get_activation("tanh"), NAMES["softmax"]
-    for m in (40, 200):  # the loops' and the register tiles' gradient (fastbp._dispatch.uses_tiles)
-        X = rng.normal(size=(m, 5))
-        Y = np.eye(3)[rng.integers(0, 3, m)]
-        p = rng.normal(size=layout.n_params) * 0.3
-        for kernel in (FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT):
-            loss_and_gradient(p, layout.sizes, X, Y, act, out, np.zeros_like(p), 0.0, 1.0, kernel=kernel)
-        order = np.arange(m, dtype=np.int64)
-        run_epoch(p, layout.sizes, X, Y, order, m // 2, 0.05, act, out, epoch="_columns_epoch_split", threads=False)
-    helpers = [_columns._columns_gradient, _columns._columns_gradient_tiled, _columns._new_columns_workspace]
-    helpers.append(loops._mean_gradient)
-    for helper in helpers:
-        assert helper.signatures, helper.py_func.__name__
-        literal = [sig for sig in helper.signatures if any("Literal" in str(t) for t in sig)]
-        assert not literal, (helper.py_func.__name__, literal)
+    ``start=0`` once cost a second 15-20 s compile of the column gradient.  A fresh process with an
+    empty cache, so that every helper is compiled there (one loaded with its caller from the cache
+    lists no signature)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", LITERAL_SCRIPT], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:-1] == [
+        "_columns_gradient_tiled 1 0",
+        "_new_columns_workspace 1 0",
+        "_mean_gradient 1 0",
+    ]
