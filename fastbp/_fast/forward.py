@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._jit import JIT_VEC, compile_as, jit_inline
+from .._jit import JIT_INNER, JIT_VEC, compile_as, jit_inline
 from ..params import offsets
 from ._columns import (
     PAD,
@@ -65,24 +65,34 @@ def _forward_setup(params, sizes, X, blas_min, tiles):
     return w_off, b_off, u_off, order, ws_own, c, ld, PAD if tiles else _padding(sizes, blas_min)
 
 
-@jit_inline
-def _forward_rows(params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af, tiles):
+def _chunk_forward_body(params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af):
     """The forward pass of the chunk of rows from ``t0`` (through Z[L]); returns its row count,
-    its padded column count and the row length of its blocks' views (:func:`._columns._block`)."""
+    its padded column count and the row length of its blocks' views (:func:`._columns._block`).
+
+    Compiled once per dtype as a function of its own (:data:`_chunk_forward`, and
+    :data:`_chunk_forward_tiles` with :data:`_TILES` re-bound), which the three kernels below
+    call once per chunk of up to 256 rows: inlined into each of them, as it was, every kernel
+    typed and compiled the whole pass again, and the six forward kernels were the test suite's
+    largest compile after the threaded epochs (docs/performance-kernels.md, "One forward pass
+    compiled for predict, forward and loss")."""
     nr = min(c, X.shape[0] - t0)
     nc = (nr + pad - 1) // pad * pad
-    w = _view_width(nc, ld, tiles)
-    blas_first = not tiles and sizes[0] * sizes[1] >= blas_min
-    if tiles:  # Xᵀ straight from X's rows (``order`` is 0 … m−1 and no dW needs the rows' copy)
+    w = _view_width(nc, ld, _TILES)
+    blas_first = not _TILES and sizes[0] * sizes[1] >= blas_min
+    if _TILES:  # Xᵀ straight from X's rows (``order`` is 0 … m−1 and no dW needs the rows' copy)
         n0 = X.shape[1]
         XT = _block(XTf, 0, ld, n0, w)
         _transpose(_matrix_view(X, t0 * n0, nr, n0), XT, nr, n0)
         _zero_columns(XT, n0, nr, nc)
         Xr = XT
     else:
-        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, tiles)
-    _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, ld, act, blas_min, Zf, Af, tiles)
+        XT, Xr = _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, _TILES)
+    _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, ld, act, blas_min, Zf, Af, _TILES)
     return nr, nc, w
+
+
+_chunk_forward = compile_as(_chunk_forward_body, "_chunk_forward", JIT_INNER)
+_chunk_forward_tiles = compile_as(_chunk_forward_body, "_chunk_forward_tiles", JIT_INNER, {"_TILES": True})
 
 
 def _predict_body(params, sizes, X, act, out, AL, blas_min):
@@ -94,8 +104,8 @@ def _predict_body(params, sizes, X, act, out, AL, blas_min):
     n_L = sizes[L]
     top = u_off[L - 1]
     for t0 in range(0, m, c):
-        nr, nc, w = _forward_rows(
-            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af, _TILES
+        nr, nc, w = _chunk_forward(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af
         )
         Al = _block(Af, top, ld, n_L, w)
         _output_only(_block(Zf, top, ld, n_L, w), Al, n_L, nc, out, col)
@@ -117,8 +127,8 @@ def _forward_body(params, sizes, X, act, out, ZT, AT, blas_min):
     n_L = sizes[L]
     top = u_off[L - 1]
     for t0 in range(0, m, c):
-        nr, nc, w = _forward_rows(
-            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af, _TILES
+        nr, nc, w = _chunk_forward(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af
         )
         _output_only(_block(Zf, top, ld, n_L, w), _block(Af, top, ld, n_L, w), n_L, nc, out, col)
         for l in range(L):  # layer by layer: a short chunk's blocks are not one matrix
@@ -149,8 +159,8 @@ def _loss_body(params, sizes, X, Y, act, out, blas_min):
     top = u_off[L - 1]
     total = 0.0
     for t0 in range(0, m, c):
-        nr, nc, w = _forward_rows(
-            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af, _TILES
+        nr, nc, w = _chunk_forward(
+            params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af
         )
         YT = _block(YTf, 0, ld, n_L, w)
         for t in range(nr):
@@ -178,6 +188,7 @@ def _loss_body(params, sizes, X, Y, act, out, blas_min):
 _predict_fast = compile_as(_predict_body, "_predict_fast", JIT_VEC)
 _forward_fast = compile_as(_forward_body, "_forward_fast", JIT_VEC)
 _loss_fast = compile_as(_loss_body, "_loss_fast", JIT_VEC)
-_predict_fast_tiles = compile_as(_predict_body, "_predict_fast_tiles", JIT_VEC, {"_TILES": True})
-_forward_fast_tiles = compile_as(_forward_body, "_forward_fast_tiles", JIT_VEC, {"_TILES": True})
-_loss_fast_tiles = compile_as(_loss_body, "_loss_fast_tiles", JIT_VEC, {"_TILES": True})
+_TILED = {"_TILES": True, "_chunk_forward": _chunk_forward_tiles}
+_predict_fast_tiles = compile_as(_predict_body, "_predict_fast_tiles", JIT_VEC, _TILED)
+_forward_fast_tiles = compile_as(_forward_body, "_forward_fast_tiles", JIT_VEC, _TILED)
+_loss_fast_tiles = compile_as(_loss_body, "_loss_fast_tiles", JIT_VEC, _TILED)
