@@ -28,9 +28,8 @@ The variants:
 * :data:`JIT_INLINE` (:func:`jit_inline`): :data:`JIT_VEC` inlined at Numba-IR level
   into the caller, where LLVM must see the caller's borrowed views (no reference
   counting) or a loop-invariant branch.
-* :data:`JIT_PARALLEL_INNER`: :data:`JIT_INNER` plus ``parallel=True``, for the split
-  batch's parallel loops that the threaded mini-batch kernels call (:func:`compile_as` gives
-  each its own name and cache entry).
+* :data:`JIT_PARALLEL`: :data:`JIT_VEC` plus ``parallel=True``, for the threaded
+  mini-batch kernel (:func:`compile_as` gives it its own name and cache entry).
 * :data:`OVERLOAD_OPTIONS`: the options of :func:`numba.extending.overload`
   implementations (the vectorisable elementary functions).
 * :data:`JIT_UNCACHED`: kernels compiled for a user's custom activation.  Numba's own
@@ -72,8 +71,8 @@ JIT_INLINE: dict = {**JIT_VEC, "inline": "always"}
 #: elementwise loops whose every path must give the same bits (see :func:`jit_exact`).
 JIT_EXACT: dict = {**JIT_INNER, "fastmath": False}
 
-#: :data:`JIT_INNER` with its ``prange`` loops spread over Numba's threads.
-JIT_PARALLEL_INNER: dict = {**JIT_INNER, "parallel": True}
+#: :data:`JIT_VEC` with its ``prange`` loops spread over Numba's threads.
+JIT_PARALLEL: dict = {**JIT_VEC, "parallel": True}
 
 #: Options of ``@overload`` implementations (the elementary functions' bodies).  ``fastmath`` set
 #: here, to FMA contraction alone: unset, an overload inherits its caller's flags, and with

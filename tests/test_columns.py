@@ -400,31 +400,6 @@ def test_the_tiles_twins_run_no_layer_on_blas_whatever_blas_min_says(way):
     assert not np.array_equal(results[0][1], p0)
 
 
-def test_the_threaded_twins_call_their_split_steps_compiled_parallel():
-    """A threaded twin is its one-thread epoch's source with each split step (the ``prange`` loops)
-    re-bound to a copy compiled with ``parallel=True``; the epoch itself and the one-thread kernels'
-    inlined steps are not parallel, so a one-thread user never compiles a parallel loop, and each
-    parallel step is compiled once for every twin that calls it."""
-    from fastbp._fast import columns
-
-    steps = {
-        "_columns_epoch": ("_split_gradient", "_split_descent_sums", "_split_descent_apply"),
-        "_columns_epoch_opt": ("_split_gradient", "_split_step_check", "_split_step_apply"),
-    }
-    for epoch, names in steps.items():
-        for tiles in ("", "_tiles"):
-            plain = getattr(columns, epoch + tiles)
-            twin = getattr(columns, epoch + "_threads" + tiles)
-            assert twin.py_func.__code__ is plain.py_func.__code__
-            assert not plain.targetoptions.get("parallel") and not twin.targetoptions.get("parallel")
-            for name in names:
-                inlined, parallel = plain.py_func.__globals__[name], twin.py_func.__globals__[name]
-                suffix = "_tiles" if tiles and name == "_split_gradient" else ""
-                assert inlined is getattr(columns, name + suffix) and inlined.targetoptions["inline"] == "always"
-                assert parallel is getattr(columns, name + "_threads" + suffix)
-                assert parallel.targetoptions["parallel"] and parallel.py_func.__code__ is inlined.py_func.__code__
-
-
 def test_the_tiles_twins_are_the_kernels_with_the_tiles_rebound():
     """Each twin is its kernel's source with ``_TILES`` (and the gradient it calls) re-bound, and
     ``compile_as`` refuses a name that is not a global of the function (a misspelt flag would leave
@@ -443,7 +418,6 @@ def test_the_tiles_twins_are_the_kernels_with_the_tiles_rebound():
             assert plain.py_func.__globals__["_TILES"] is False and twin.py_func.__globals__["_TILES"] is True
     tiled_gradient = columns._split_gradient_tiles.py_func.__globals__["_columns_gradient"]
     assert tiled_gradient is _columns._columns_gradient_tiled
-    assert columns._split_gradient_threads_tiles.py_func.__globals__["_columns_gradient"] is tiled_gradient
     for name in ("_predict_fast", "_forward_fast", "_loss_fast"):  # one compiled chunk pass each way
         assert getattr(forward, name).py_func.__globals__["_chunk_forward"] is forward._chunk_forward
         assert getattr(forward, name + "_tiles").py_func.__globals__["_chunk_forward"] is forward._chunk_forward_tiles

@@ -16,8 +16,8 @@ optimizers' L2 term and steps (:mod:`fastbp.steps`), which check every step exac
 Same bits for any thread count: the split into parts depends on the batch alone (``split``
 is the dispatcher's choice from the problem's sizes, never from the threads), each part is
 computed the same way by whichever thread runs it (BLAS held to one thread by the
-dispatcher), and the parts are added in the same order.  A twin is the same function with its
-split steps re-bound to copies of them compiled with ``parallel=True`` (:func:`fastbp._jit.compile_as`).
+dispatcher), and the parts are added in the same order.  A twin is the same function
+compiled with ``parallel=True`` (:func:`fastbp._jit.compile_as`).
 
 Each of the four has a ``_tiles`` twin (``_columns_epoch_tiles``, …,
 ``_columns_epoch_opt_threads_tiles``), the same source with the gradient re-bound to
@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from .._jit import JIT_INLINE, JIT_PARALLEL_INNER, JIT_VEC, compile_as, jit_inline, jit_inner
+from .._jit import JIT_INLINE, JIT_PARALLEL, JIT_VEC, compile_as, jit_inline, jit_inner
 from ..steps import (
     BETA_1,
     BETA_2,
@@ -440,52 +440,27 @@ def _columns_epoch_opt_body(
 #: One thread (``prange`` runs as ``range``).
 _columns_epoch = compile_as(_columns_epoch_body, "_columns_epoch", JIT_VEC)
 _columns_epoch_opt = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt", JIT_VEC)
-
-#: The split batch's parallel loops compiled with ``parallel=True`` as functions of their own,
-#: for the threaded twins below to call (the one-thread kernels inline them, and their ``prange``
-#: runs as ``range``).  Compiled only where they run: a small ``parallel=True`` helper called
-#: from the one-thread kernel cost every user its compile (6.7 s, 21 s in all), so only the
-#: twins call these.  Each is compiled once per dtype and shared by the twins that call it;
-#: until 2026-12-02 each twin was the whole epoch compiled with ``parallel=True``, about 20 s a
-#: twin on this project's Zen 3 against 7-9 s for its one-thread kernel (docs/performance-kernels.md,
-#: "The threaded twins: the parallel loops compiled once").
-_split_gradient_threads = compile_as(_split_gradient, "_split_gradient_threads", JIT_PARALLEL_INNER)
-_split_step_check_threads = compile_as(_split_step_check, "_split_step_check_threads", JIT_PARALLEL_INNER)
-_split_step_apply_threads = compile_as(_split_step_apply, "_split_step_apply_threads", JIT_PARALLEL_INNER)
-_split_descent_sums_threads = compile_as(_split_descent_sums, "_split_descent_sums_threads", JIT_PARALLEL_INNER)
-_split_descent_apply_threads = compile_as(_split_descent_apply, "_split_descent_apply_threads", JIT_PARALLEL_INNER)
-
-#: The same epochs with a split batch's two parts on two threads: the one-thread source with its
-#: split steps re-bound to the parallel functions above (:func:`fastbp._jit.compile_as`).
-_THREADED = {
-    "_split_gradient": _split_gradient_threads,
-    "_split_descent_sums": _split_descent_sums_threads,
-    "_split_descent_apply": _split_descent_apply_threads,
-}
-_THREADED_OPT = {
-    "_split_gradient": _split_gradient_threads,
-    "_split_step_check": _split_step_check_threads,
-    "_split_step_apply": _split_step_apply_threads,
-}
-_columns_epoch_threads = compile_as(_columns_epoch_body, "_columns_epoch_threads", JIT_VEC, _THREADED)
-_columns_epoch_opt_threads = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_threads", JIT_VEC, _THREADED_OPT)
+#: The same epochs with a split batch's two parts on two threads.  Compiled only where they
+#: run: ``parallel=True`` costs a cold compile about 6.5 s more (a first fit reaching the split
+#: kernel on 784-128-10, fresh ``NUMBA_CACHE_DIR``: 18.1 s on this twin, 11.4 s on the one-thread
+#: kernel; ``NUMBA_NUM_THREADS=2 python tools/startup_profile.py profile --sizes 784,128,10
+#: --batch-size 200 --examples 400``).  A small ``parallel=True`` helper for the two halves,
+#: called from one epoch, cost every user its compile (6.7 s, 21 s in all), so the threads stay
+#: in twins.
+_columns_epoch_threads = compile_as(_columns_epoch_body, "_columns_epoch_threads", JIT_PARALLEL)
+_columns_epoch_opt_threads = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_threads", JIT_PARALLEL)
 
 #: The four epochs' ``_tiles`` twins: each batch's gradient by the register tiles
 #: (:func:`fastbp._fast._columns._columns_gradient_tiled`, no BLAS), the same source with
 #: ``_split_gradient`` re-bound to a copy that calls it.  The dispatcher runs them where a layer
 #: takes the tiles (``fastbp._dispatch.uses_tiles``); each is compiled only where it runs.
-_TILED_GRADIENT = {"_columns_gradient": _columns_gradient_tiled}
-_split_gradient_tiles = compile_as(_split_gradient, "_split_gradient_tiles", JIT_INLINE, _TILED_GRADIENT)
-_split_gradient_threads_tiles = compile_as(
-    _split_gradient, "_split_gradient_threads_tiles", JIT_PARALLEL_INNER, _TILED_GRADIENT
+_split_gradient_tiles = compile_as(
+    _split_gradient, "_split_gradient_tiles", JIT_INLINE, {"_columns_gradient": _columns_gradient_tiled}
 )
 _TILED = {"_split_gradient": _split_gradient_tiles, "_TILES": True}
-_TILED_THREADS = {"_split_gradient": _split_gradient_threads_tiles, "_TILES": True}
 _columns_epoch_tiles = compile_as(_columns_epoch_body, "_columns_epoch_tiles", JIT_VEC, _TILED)
 _columns_epoch_opt_tiles = compile_as(_columns_epoch_opt_body, "_columns_epoch_opt_tiles", JIT_VEC, _TILED)
-_columns_epoch_threads_tiles = compile_as(
-    _columns_epoch_body, "_columns_epoch_threads_tiles", JIT_VEC, {**_THREADED, **_TILED_THREADS}
-)
+_columns_epoch_threads_tiles = compile_as(_columns_epoch_body, "_columns_epoch_threads_tiles", JIT_PARALLEL, _TILED)
 _columns_epoch_opt_threads_tiles = compile_as(
-    _columns_epoch_opt_body, "_columns_epoch_opt_threads_tiles", JIT_VEC, {**_THREADED_OPT, **_TILED_THREADS}
+    _columns_epoch_opt_body, "_columns_epoch_opt_threads_tiles", JIT_PARALLEL, _TILED
 )
