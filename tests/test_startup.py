@@ -227,7 +227,7 @@ def test_source_key_follows_closures_and_refuses_functions_without_source():
 LITERAL_SCRIPT = """
 import numpy as np
 from fastbp._dispatch import FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT, loss_and_gradient, run_epoch
-from fastbp._fast import _columns
+from fastbp._fast import _columns, forward
 from fastbp._plain import loops
 from fastbp.activations import get_activation
 from fastbp.losses import NAMES
@@ -243,7 +243,11 @@ for kernel in (FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT):
     loss_and_gradient(p, layout.sizes, X, Y, act, out, np.zeros_like(p), 0.0, 1.0, kernel=kernel)
 order = np.arange(200, dtype=np.int64)
 run_epoch(p, layout.sizes, X, Y, order, 100, 0.05, act, out, epoch="_columns_epoch_split", threads=False)
-for helper in (_columns._columns_gradient_tiled, _columns._new_columns_workspace, loops._mean_gradient):
+forward._predict_fast(p, layout.sizes, X, act.code, out, np.empty((200, 3)), 1 << 30)  # the loops, no BLAS
+forward._loss_fast(p, layout.sizes, X, Y, act.code, out, 1 << 30)
+helpers = (_columns._columns_gradient_tiled, _columns._new_columns_workspace, loops._mean_gradient)
+helpers += (forward._chunk_forward,)
+for helper in helpers:
     literal = sum(any("Literal" in str(t) for t in sig) for sig in helper.signatures)
     print(helper.py_func.__name__, len(helper.signatures), literal)
 """
@@ -253,7 +257,8 @@ def test_no_compiled_helper_is_specialised_on_a_literal_argument(tmp_path):
     """The full-batch kernels and the mini-batch epochs call the same compiled gradient and
     workspace, so one process compiles each once a dtype.  Numba compiles a function called with a
     constant (``0``, ``False``) again for that literal (``Literal[int](0)``): the full-batch kernel's
-    ``start=0`` once cost a second 15-20 s compile of the column gradient.  A fresh process with an
+    ``start=0`` once cost a second 15-20 s compile of the column gradient, and the forward kernels'
+    padding constant a second compile of their chunk pass.  A fresh process with an
     empty cache, so that every helper is compiled there (one loaded with its caller from the cache
     lists no signature)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
@@ -265,4 +270,5 @@ def test_no_compiled_helper_is_specialised_on_a_literal_argument(tmp_path):
         "_columns_gradient_tiled 1 0",
         "_new_columns_workspace 1 0",
         "_mean_gradient 1 0",
+        "_chunk_forward 1 0",
     ]

@@ -62,7 +62,8 @@ def _forward_setup(params, sizes, X, blas_min, tiles):
     ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), copy_x, tiles)
     c = ws_own[5].shape[0] // 3  # examples a chunk
     ld = ws_own[2].shape[0] // (u_off[L - 1] + sizes[L])  # the blocks' row stride (c without tiles)
-    return w_off, b_off, u_off, order, ws_own, c, ld, PAD if tiles else _padding(sizes, blas_min)
+    # np.int64: a constant PAD reached the chunk pass as Literal[int](16) from one kernel and compiled it again
+    return w_off, b_off, u_off, order, ws_own, c, ld, np.int64(PAD if tiles else _padding(sizes, blas_min))
 
 
 def _chunk_forward_body(params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af):
