@@ -71,10 +71,12 @@ class FirstFit:
         return _FIRST_FIT, _prelude(fresh)
 
     def timeraw_first_fit_warm(self):
-        # The cache filled by another process first, in the untimed part, once for all samples (not
+        # The cache filled by another process first, in the untimed part, once per asv process (not
         # in ``setup``, which asv runs before the cold benchmark too: there it compiled everything for
         # nothing, 14 s of .ci/bench-smoke.sh's 110 on the Zen 3).  Numba reads its cache at a
         # kernel's first call, so the timed process, which has imported fastbp, then loads them all.
+        # asv counts the fill against ``repeat``'s 30 s of sampling: a machine that compiles the first
+        # fit in more than about 28 s gets one warm sample a process instead of three.
         return _FIRST_FIT, _prelude(self.warm_dir) + _fill_once(self.fill_script, self.filled)
 
 

@@ -33,9 +33,10 @@ from ._columns import (
 from ._common import _alive, _matrix_view
 
 #: Whether this compiled copy of a kernel below runs the register tiles (and no BLAS): ``False``
-#: in :func:`_predict_fast`, :func:`_forward_fast`, :func:`_loss_fast`, ``True`` in their ``_tiles``
-#: twins, the same source with this global re-bound (as ``fastbp._fast._columns._TILES``: each
-#: copy compiles only its own products).
+#: in :func:`_predict_fast`, :func:`_forward_fast`, :func:`_loss_fast` and the chunk pass they call
+#: (:data:`_chunk_forward`), ``True`` in their ``_tiles`` twins and :data:`_chunk_forward_tiles`, the
+#: same source with this global re-bound (as ``fastbp._fast._columns._TILES``: each copy compiles
+#: only its own products).
 _TILES = False
 
 
@@ -62,7 +63,8 @@ def _forward_setup(params, sizes, X, blas_min, tiles):
     ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), copy_x, tiles)
     c = ws_own[5].shape[0] // 3  # examples a chunk
     ld = ws_own[2].shape[0] // (u_off[L - 1] + sizes[L])  # the blocks' row stride (c without tiles)
-    # np.int64: a constant PAD reached the chunk pass as Literal[int](16) from one kernel and compiled it again
+    # np.int64: else Numba's type inference could give the padding as the constant PAD, Literal[int](16),
+    # and the chunk pass was compiled a second time for that literal (whichever kernel compiled first)
     return w_off, b_off, u_off, order, ws_own, c, ld, np.int64(PAD if tiles else _padding(sizes, blas_min))
 
 
