@@ -222,8 +222,8 @@ def test_source_key_follows_closures_and_refuses_functions_without_source():
 
 
 #: A full-batch gradient and a mini-batch epoch (both on the register tiles' gradient: 200 rows,
-#: batches of 100) and the plain full-batch kernel, then the literal types in the signatures of the
-#: helpers they call.
+#: batches of 100), the plain full-batch kernel and the column predict and loss (their loops, no BLAS),
+#: then the literal types in the signatures of the helpers they call.
 LITERAL_SCRIPT = """
 import numpy as np
 from fastbp._dispatch import FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT, loss_and_gradient, run_epoch
@@ -245,9 +245,12 @@ order = np.arange(200, dtype=np.int64)
 run_epoch(p, layout.sizes, X, Y, order, 100, 0.05, act, out, epoch="_columns_epoch_split", threads=False)
 forward._predict_fast(p, layout.sizes, X, act.code, out, np.empty((200, 3)), 1 << 30)  # the loops, no BLAS
 forward._loss_fast(p, layout.sizes, X, Y, act.code, out, 1 << 30)
-helpers = (_columns._columns_gradient_tiled, _columns._new_columns_workspace, loops._mean_gradient)
-helpers += (forward._chunk_forward,)
-for helper in helpers:
+for helper in (
+    _columns._columns_gradient_tiled,
+    _columns._new_columns_workspace,
+    loops._mean_gradient,
+    forward._chunk_forward,
+):
     literal = sum(any("Literal" in str(t) for t in sig) for sig in helper.signatures)
     print(helper.py_func.__name__, len(helper.signatures), literal)
 """
