@@ -697,37 +697,43 @@ def _columns_gradient_body(
             col,
             scale,
         )
-        # ---- backward, layers L … 2: dW[l], db[l]; dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g′(Z[l−1])
-        for l in range(L - 1, 0, -1):
+        # ---- backward, layers L … 1: dW[l], db[l]; for l ≥ 2 also dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g′(Z[l−1]).
+        # Layer 1 in the same loop (its A[0] is the chunk's inputs; no dA[0] is needed), so that each
+        # product below is one call site, one inlined copy: with layer 1 apart, the tiles' dW pass and
+        # the bias pass were compiled twice per copy of the gradient.
+        for l in range(L - 1, -1, -1):
             n_in = sizes[l]
             n_out = sizes[l + 1]
             wo = w_off[l]
-            up = u_off[l - 1]
             Dl = _block(Df, u_off[l], ld, n_out, w)
-            Ain = _block(Af, up, ld, n_in, w)
-            Dp = _block(Df, up, ld, n_in, w)
-            if not _TILES and n_in * n_out >= blas_min:
-                np.dot(_matrix_view(params, wo, n_out, n_in).T, Dl, Dp)
-                _dw_blas(grad, gtmp, wo, n_in, n_out, Dl, Ain.T, first)
-            elif _TILES:  # A[l−1]ᵀ transposed into gtmp
-                _back_tiles(params, wo, n_in, n_out, Df, u_off[l] * ld, up * ld, nc, ld)
-                _grad_tiles(grad, wo, n_in, n_out, Ain, Df, u_off[l] * ld, gtmp, 0, nc, ld, first, True)
+            if l > 0:
+                up = u_off[l - 1]
+                Ain = _block(Af, up, ld, n_in, w)
             else:
-                _back_rows(params, wo, n_in, n_out, Dl, Dp, nc)
+                up = 0
+                Ain = XT
+            if not _TILES and n_in * n_out >= blas_min:
+                if l > 0:
+                    np.dot(_matrix_view(params, wo, n_out, n_in).T, Dl, _block(Df, up, ld, n_in, w))
+                    _dw_blas(grad, gtmp, wo, n_in, n_out, Dl, Ain.T, first)
+                else:  # X_b, the chunk's rows
+                    _dw_blas(grad, gtmp, 0, n0, n1, Dl, Xr, first)
+            elif _TILES:  # A[l−1]ᵀ transposed into gtmp; for layer 1, X_b: after Xᵀ in XTf
+                if l > 0:
+                    _back_tiles(params, wo, n_in, n_out, Df, u_off[l] * ld, up * ld, nc, ld)
+                Tf = gtmp if l > 0 else XTf
+                _grad_tiles(
+                    grad, wo, n_in, n_out, Ain, Df, u_off[l] * ld, Tf, 0 if l > 0 else n0 * ld, nc, ld, first, l > 0
+                )
+            else:
+                if l > 0:
+                    _back_rows(params, wo, n_in, n_out, Dl, _block(Df, up, ld, n_in, w), nc)
                 _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first, 0)
             _bias_rows(grad, b_off[l], n_out, Dl, nc, first)
-            times_derivative_loop(
-                _whole(Df, up, ld, n_in, w), _whole(Zf, up, ld, n_in, w), _whole(Af, up, ld, n_in, w), n_in * w, act
-            )
-        # ---- layer 1: dW[1], db[1] (no dA[0] is needed)
-        D1 = _block(Df, 0, ld, n1, w)
-        if blas_first:
-            _dw_blas(grad, gtmp, 0, n0, n1, D1, Xr, first)
-        elif _TILES:  # X_b, the chunk's rows: after Xᵀ in XTf
-            _grad_tiles(grad, 0, n0, n1, XT, Df, 0, XTf, n0 * ld, nc, ld, first, False)
-        else:
-            _grad_rows(grad, 0, n0, n1, XT, D1, nc, first, 0)
-        _bias_rows(grad, b_off[0], n1, D1, nc, first)
+            if l > 0:
+                times_derivative_loop(
+                    _whole(Df, up, ld, n_in, w), _whole(Zf, up, ld, n_in, w), _whole(Af, up, ld, n_in, w), n_in * w, act
+                )
     return total
 
 
