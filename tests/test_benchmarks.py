@@ -131,3 +131,30 @@ def test_every_asv_benchmark_fixes_its_own_thread_counts():
     for name, numba_threads, wanted, blas in rows:
         assert numba_threads == str(wanted), (name, numba_threads, wanted)
         assert blas in ("[1]", "[]"), (name, blas)
+
+
+def test_the_first_fit_start_up_benchmarks_run_their_code(monkeypatch):
+    """asv's ``FirstFit`` benchmarks (benchmarks/bench_startup.py) run their code in fresh interpreters,
+    as asv does: each timed statement after its setup, the warm one's untimed fill first.  Against the
+    tests' own Numba cache rather than the empty folders asv gives them: .ci/bench-smoke.sh leaves
+    them out (the pair compiles a first fit twice, 25-30 s), so a break in their code shows here."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from benchmarks import bench_startup
+
+    prelude = bench_startup._prelude
+    monkeypatch.setattr(bench_startup, "_prelude", lambda _cache_dir: prelude(os.environ["NUMBA_CACHE_DIR"]))
+    bench = bench_startup.FirstFit()
+    bench.setup()
+    try:
+        for timeraw in (bench.timeraw_first_fit_cold, bench.timeraw_first_fit_warm):
+            stmt, setup = timeraw()
+            done = subprocess.run([sys.executable, "-c", setup + stmt], capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, (timeraw.__name__, done.stderr[-2000:])
+        assert os.path.exists(bench.filled), "the warm benchmark's fill did not run"
+    finally:
+        bench.teardown()
