@@ -24,7 +24,9 @@ The variants:
   to an exception) stops LLVM vectorising.  Every fast kernel and step kernel.
 * :data:`JIT_INNER` (:func:`jit_inner`): :data:`JIT_VEC` for helpers only compiled
   code calls: no CPython wrapper is built (one function less to lower and optimise
-  per helper on a cold start).  Calling one from Python raises; use its ``py_func``.
+  per helper on a cold start).  Calling one from Python raises ``TypeError``
+  (:class:`HelperDispatcher`; Numba itself would crash the interpreter, numba#2541);
+  use its ``py_func``.
 * :data:`JIT_INLINE` (:func:`jit_inline`): :data:`JIT_VEC` inlined at Numba-IR level
   into the caller, where LLVM must see the caller's borrowed views (no reference
   counting) or a loop-invariant branch.
@@ -48,6 +50,7 @@ import inspect
 import types
 
 from numba import njit
+from numba.core.registry import CPUDispatcher
 
 FASTMATH_FLAGS: frozenset[str] = frozenset({"reassoc", "contract", "nsz", "arcp"})
 
@@ -86,6 +89,31 @@ OVERLOAD_OPTIONS: dict = {"error_model": "numpy", "fastmath": {"contract"}}
 JIT_UNCACHED: dict = {key: value for key, value in JIT_OPTIONS.items() if key != "cache"}
 
 
+class HelperDispatcher(CPUDispatcher):
+    """The dispatcher of a helper compiled without a CPython wrapper (:data:`JIT_INNER`,
+    :data:`JIT_EXACT`): compiled code calls it as any other, a call from Python raises
+    ``TypeError``.  Numba's own dispatcher jumps to the missing wrapper and the interpreter dies
+    of a segmentation fault (numba#2541, open since 2017); these helpers sit in importable modules
+    (``fastbp.losses.output_loop``), where a user may well try one."""
+
+    def __call__(self, *args, **kwargs):
+        name = f"{self.py_func.__module__}.{self.py_func.__qualname__}"
+        raise TypeError(
+            f"{name} is a helper of fastbp's compiled kernels, compiled without a Python entry point: "
+            f"it cannot be called from Python (its plain-Python form is {self.py_func.__name__}.py_func)"
+        )
+
+
+def _njit(func, options: dict):
+    """``njit(**options)(func)``, as a :class:`HelperDispatcher` where ``options`` build no CPython
+    wrapper (``NUMBA_DISABLE_JIT=1``: ``func`` itself)."""
+    compiled = njit(**options)(func)
+    if options.get("no_cpython_wrapper") and type(compiled) is CPUDispatcher:
+        # The same object, compiled and cached exactly as before; only its Python call changes.
+        compiled.__class__ = HelperDispatcher
+    return compiled
+
+
 def jit(func):
     """Compile ``func`` with fastbp's :data:`JIT_OPTIONS` (lazily, on first call)."""
     return njit(**JIT_OPTIONS)(func)
@@ -98,7 +126,7 @@ def jit_vec(func):
 
 def jit_inner(func):
     """Compile ``func`` with :data:`JIT_INNER` (a helper of other kernels, not called from Python)."""
-    return njit(**JIT_INNER)(func)
+    return _njit(func, JIT_INNER)
 
 
 def jit_exact(func):
@@ -109,7 +137,7 @@ def jit_exact(func):
     where the other rounds twice), so the bits depended on where the arrays lay in memory (a
     process that compiled a kernel against one that loaded it from the cache).  Without fastmath
     every copy computes the same IEEE operations."""
-    return njit(**JIT_EXACT)(func)
+    return _njit(func, JIT_EXACT)
 
 
 def jit_inline(func):
@@ -139,7 +167,7 @@ def compile_as(body, name: str, options: dict, rebind: dict | None = None):
     fn = types.FunctionType(body.__code__, scope, name, body.__defaults__, body.__closure__)
     fn.__qualname__ = name
     fn.__doc__ = body.__doc__
-    return njit(**options)(fn)
+    return _njit(fn, options)
 
 
 def source_key(functions) -> str | None:

@@ -586,3 +586,39 @@ def test_optimizer_settings_the_network_dtype_cannot_hold_are_refused_before_tra
 def test_optimizer_numbers_too_large_for_a_float_are_a_value_error_naming_them(name):
     with pytest.raises(ValueError, match=f"^{name}"):
         SGD(**{name: 10**400})
+
+
+def _helpers_without_a_python_entry() -> list:
+    """Every dispatcher in fastbp's modules compiled without a CPython wrapper (``JIT_INNER``,
+    ``JIT_EXACT``, and ``compile_as`` copies with those options)."""
+    import importlib
+    import pkgutil
+
+    from numba.core.dispatcher import Dispatcher
+
+    found = {}
+    for info in pkgutil.walk_packages(fastbp.__path__, "fastbp."):
+        if info.name in ("fastbp.__main__",):
+            continue
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if isinstance(obj, Dispatcher) and obj.targetoptions.get("no_cpython_wrapper"):
+                found[id(obj)] = obj
+    return list(found.values())
+
+
+def test_a_compiled_helper_called_from_python_raises_instead_of_crashing():
+    """Numba jumps to the missing wrapper of a helper compiled without one, and the interpreter dies
+    (numba#2541).  ``fastbp.losses.output_loop`` and its kind sit in importable modules: each refuses a
+    Python call with a TypeError that names it, before anything is compiled or run."""
+    from fastbp._jit import HelperDispatcher
+
+    helpers = _helpers_without_a_python_entry()
+    names = {f"{h.py_func.__module__}.{h.py_func.__qualname__}" for h in helpers}
+    assert {"fastbp.losses.output_loop", "fastbp._fast._columns._columns_gradient"} <= names
+    for helper in helpers:
+        assert isinstance(helper, HelperDispatcher), helper
+        z, a = np.zeros(3), np.zeros(3)
+        with pytest.raises(TypeError, match=rf"{helper.py_func.__qualname__} is a helper .* cannot be called from"):
+            helper(z, a, 1)
+        np.testing.assert_array_equal(a, 0.0)
