@@ -225,6 +225,14 @@ def test_source_key_follows_closures_and_refuses_functions_without_source():
 #: batches of 100), the plain full-batch kernel and the column predict and loss (their loops, no BLAS),
 #: then the literal types in the signatures of the helpers they call.
 LITERAL_SCRIPT = """
+from numba.core.caching import Cache
+
+def _compile_here(self, sig, target_context):  # every load a miss; saves go on as usual
+    target_context.refresh()
+    return None
+
+Cache.load_overload = _compile_here
+
 import numpy as np
 from fastbp._dispatch import FAST_LOSS_AND_GRADIENT, PLAIN_LOSS_AND_GRADIENT, loss_and_gradient, run_epoch
 from fastbp._fast import _columns, forward
@@ -256,17 +264,21 @@ for helper in (
 """
 
 
-def test_no_compiled_helper_is_specialised_on_a_literal_argument(tmp_path):
+@pytest.mark.start_first
+def test_no_compiled_helper_is_specialised_on_a_literal_argument():
     """The full-batch kernels and the mini-batch epochs call the same compiled gradient and
     workspace, so one process compiles each once a dtype.  Numba compiles a function called with a
     constant (``0``, ``False``) again for that literal (``Literal[int](0)``): the full-batch kernel's
     ``start=0`` once cost a second 15-20 s compile of the column gradient, and the forward kernels'
-    padding constant a second compile of their chunk pass.  A fresh process with an
-    empty cache, so that every helper is compiled there (one loaded with its caller from the cache
-    lists no signature)."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    padding constant a second compile of their chunk pass.
+
+    A fresh process that compiles every kernel itself (a helper loaded with its caller from the
+    cache lists no signature), refusing every load from Numba's cache but saving into the tests'
+    own (``tests/_numba_cache.py``): started first, it compiles kernels that the pytest workers
+    then load instead of compiling them again (the full-batch gradient, the column epoch, predict
+    and loss, float64)."""
     done = subprocess.run(
-        [sys.executable, "-c", LITERAL_SCRIPT], env=env, capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, "-c", LITERAL_SCRIPT], capture_output=True, text=True, timeout=600, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split("\n")[:-1] == [
