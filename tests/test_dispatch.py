@@ -428,19 +428,8 @@ def test_every_fast_epoch_agrees_with_plain_where_it_runs(row, dtype):
         order = np.asarray(prob.order, dtype=np.int64)
         lr = np.dtype(dtype).type(prob.learning_rate)
         p_fast, p_plain = p0.copy(), p0.copy()
-        res = run_epoch(
-            p_fast,
-            lay.sizes,
-            prob.X,
-            prob.Y,
-            order,
-            bs,
-            lr,
-            get_activation(act),
-            OUT_CODES[out],
-            threads=threads,
-            epoch=row.name,
-        )
+        args = (p_fast, lay.sizes, prob.X, prob.Y, order, bs, lr, get_activation(act), OUT_CODES[out])
+        res = run_epoch(*args, threads=threads, epoch=row.name)
         ref = BUILTIN._train_epoch(
             p_plain, lay.sizes, prob.X, prob.Y, order, bs, lr, ACT_CODES[act], OUT_CODES[out], np.empty(0, dtype)
         )
