@@ -148,8 +148,8 @@ for kernel, batch_size, dtype in [k.split(":") for k in sys.argv[1:]]:
 
 #: kernel:batch size:dtype: the kernels whose W[1] passes were once compiled apart (the blocked and
 #: deferred kernels, now on the register tiles: a called helper, :func:`fastbp._fast._tiles._strips_compiled`),
-#: one dtype each (a case is a cold compile, 10-15 s, in the suite's longest fresh process; both
-#: dtypes are covered, and every kernel in both dtypes is held to the plain one elsewhere).
+#: one dtype each (a case is a cold compile of 10-15 s in a fresh process that holds up a pytest
+#: worker; both dtypes are covered, and every kernel in both dtypes is held to the plain one elsewhere).
 CACHED_KERNELS = ["_sgd_epoch_blocked_tiles:1:float32", "_deferred_tiles_epoch:4:float64"]
 
 
