@@ -104,6 +104,33 @@ class HelperDispatcher(CPUDispatcher):
         )
 
 
+class CheckedDispatcher(CPUDispatcher):
+    """The dispatcher of a compiled building block that is public (``fastbp.losses.output_activation``):
+    a call from Python first runs the instance's ``python_check(*args)``, which refuses (``TypeError``,
+    ``ValueError`` naming the argument) what would take the compiled loop outside its arrays; compiled
+    callers call it as before, unchecked (their kernels size the arrays themselves)."""
+
+    python_check = None
+
+    def __call__(self, *args, **kwargs):
+        self.python_check(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+def checked_from_python(check):
+    """Decorator, outside ``@jit``: the compiled function's calls from Python run ``check`` first
+    (:class:`CheckedDispatcher`; under ``NUMBA_DISABLE_JIT=1`` the plain function, unchecked, whose
+    own indexing is bounds-checked by Python)."""
+
+    def decorate(compiled):
+        if type(compiled) is CPUDispatcher:
+            compiled.__class__ = CheckedDispatcher
+            compiled.python_check = check
+        return compiled
+
+    return decorate
+
+
 def _njit(func, options: dict):
     """``njit(**options)(func)``, as a :class:`HelperDispatcher` where ``options`` build no CPython
     wrapper (``NUMBA_DISABLE_JIT=1``: ``func`` itself)."""

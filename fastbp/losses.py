@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit, jit_exact, jit_inline, jit_inner
+from ._jit import checked_from_python, jit, jit_exact, jit_inline, jit_inner
 from .activations import sigmoid, sigmoid_array
 from .vmath import vexp, vlog1p_unit, vsigmoid
 
@@ -61,6 +61,43 @@ def get_output(output: str) -> int:
 # --------------------------------------------------------------------------- scalar
 
 
+def _vector(value, name: str) -> np.ndarray:
+    """``value`` if it is a 1-D NumPy array (what the per-example building blocks take), else TypeError."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a 1-D NumPy array, got {type(value).__name__}")
+    if value.ndim != 1:
+        raise TypeError(f"{name} must be a 1-D NumPy array, got a {value.ndim}-D one")
+    return value
+
+
+def _check_example(z, other, other_name: str) -> None:
+    """A per-example call from Python: z and ``other`` (a or y) 1-D arrays of one length ≥ 1."""
+    z, other = _vector(z, "z"), _vector(other, other_name)
+    if z.shape[0] == 0:
+        raise ValueError("z must hold at least one logit")
+    if other.shape[0] != z.shape[0]:
+        raise ValueError(f"{other_name} must have z's length {z.shape[0]}, got {other.shape[0]}")
+
+
+def _check_output_activation(z, a, out):
+    _check_example(z, a, "a")
+
+
+def _check_example_cost(z, y, out):
+    _check_example(z, y, "y")
+
+
+def _check_batch_weight(sw, order, start, stop):
+    sw, order = _vector(sw, "sw"), _vector(order, "order")
+    if not 0 <= int(start) <= int(stop) <= order.shape[0]:
+        raise ValueError(f"start, stop must satisfy 0 <= start <= stop <= len(order) = {order.shape[0]}")
+    if sw.shape[0] and stop > start:
+        picked = order[int(start) : int(stop)]
+        if picked.min() < 0 or picked.max() >= sw.shape[0]:
+            raise ValueError(f"order[start:stop] must index sw (length {sw.shape[0]})")
+
+
+@checked_from_python(_check_output_activation)
 @jit
 def output_activation(z, a, out):
     """A[L] = σ(Z[L]), softmax(Z[L]), Z[L] or e^Z[L] for one example (vectors z → a)."""
@@ -93,6 +130,7 @@ def output_activation(z, a, out):
         raise ValueError("output_activation: unknown output code")
 
 
+@checked_from_python(_check_example_cost)
 @jit
 def example_cost(z, y, out):
     """The cost of one example from its logits z = Z[L] and target y (returns float64)."""
@@ -130,6 +168,7 @@ def example_cost(z, y, out):
     return cost
 
 
+@checked_from_python(_check_batch_weight)
 @jit
 def batch_weight(sw, order, start, stop):
     """The divisor of a batch's mean over the examples ``order[start:stop]`` (float64): n = stop − start,

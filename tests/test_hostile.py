@@ -624,3 +624,54 @@ def test_a_compiled_helper_called_from_python_raises_instead_of_crashing():
         with pytest.raises(TypeError, match=rf"{name} is a helper .* cannot be called from"):
             helper(z, a, 1)
         np.testing.assert_array_equal(a, 0.0)
+
+
+_V3, _V2, _I3 = np.zeros(3), np.zeros(2), np.arange(3)
+
+#: Python calls of the public compiled building blocks that would take their loops outside an array:
+#: (function, arguments, exception, what the message names).
+_BUILDING_BLOCK_MISUSE = {
+    "output_activation a short": ("output_activation", (_V3, _V2, 0), ValueError, "^a must have z's length 3"),
+    "output_activation z empty": ("output_activation", (np.zeros(0), np.zeros(0), 1), ValueError, "^z must hold"),
+    "output_activation a 2-D": ("output_activation", (_V3, np.zeros((3, 1)), 0), TypeError, "^a must be a 1-D"),
+    "output_activation z a list": ("output_activation", ([0.0] * 3, _V3, 0), TypeError, "^z must be a 1-D"),
+    "example_cost y short": ("example_cost", (_V3, _V2, 1), ValueError, "^y must have z's length 3"),
+    "batch_weight stop past order": ("batch_weight", (_V3, _I3, 0, 4), ValueError, "^start, stop must satisfy"),
+    "batch_weight start after stop": ("batch_weight", (_V3, _I3, 2, 1), ValueError, "^start, stop must satisfy"),
+    "batch_weight order past sw": ("batch_weight", (_V2, _I3, 0, 3), ValueError, r"^order\[start:stop\] must index sw"),
+    "batch_weight order negative": ("batch_weight", (_V3, -_I3, 0, 3), ValueError, r"^order\[start:stop\] must index"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BUILDING_BLOCK_MISUSE))
+def test_a_public_compiled_building_block_refuses_arguments_that_would_leave_its_arrays(case):
+    """``fastbp.losses.output_activation``, ``example_cost`` and ``batch_weight`` are the plain kernels'
+    per-example steps, compiled with a Python entry point and public: from Python, what would make
+    their loops read or write past an array is refused first, nothing written."""
+    from fastbp import losses
+    from fastbp._jit import CheckedDispatcher
+
+    name, args, error, match = _BUILDING_BLOCK_MISUSE[case]
+    function = getattr(losses, name)
+    assert isinstance(function, CheckedDispatcher)
+    before = [a.copy() for a in args if isinstance(a, np.ndarray)]
+    with pytest.raises(error, match=match):
+        function(*args)
+    for a, b in zip([a for a in args if isinstance(a, np.ndarray)], before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_checked_building_blocks_still_compute_what_their_plain_python_does():
+    from fastbp import losses
+
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=4), np.array([0.0, 1.0, 0.0, 0.0])
+    for out in range(4):
+        a, a_py = np.empty(4), np.empty(4)
+        losses.output_activation(z, a, out)
+        losses.output_activation.py_func(z, a_py, out)
+        np.testing.assert_allclose(a, a_py, rtol=1e-12)
+        np.testing.assert_allclose(losses.example_cost(z, y, out), losses.example_cost.py_func(z, y, out), rtol=1e-12)
+    sw, order = np.array([0.5, 2.0, 1.0]), np.array([2, 0, 1])
+    assert losses.batch_weight(sw, order, 1, 3) == 2.5
+    assert losses.batch_weight(np.zeros(0), order, 1, 3) == 2.0
