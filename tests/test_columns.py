@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,12 +174,29 @@ def test_same_bits_for_any_blas_thread_count():
     assert tool.fingerprint("200-64-3", 1, held=True) == tool.fingerprint("200-64-3", 2, held=True)
 
 
-def test_columns_sweep_prints_a_row_per_batch(capsys):
-    """tools/columns_sweep.py runs (a smoke run: no time asserted)."""
+def test_columns_sweep_prints_a_row_per_batch_and_interleaved_ratios(capsys):
+    """tools/columns_sweep.py runs, both ways (a smoke run: no time asserted)."""
     _tool("columns_sweep").main(
         ["--nets", "2-4-1", "--dtypes", "float32", "--batches", "8", "--repeats", "1", "--examples", "64"]
     )
     assert "2-4-1 float32 batch    8" in capsys.readouterr().out
+    # the interleaved goal-1 mode: the same kernels, a ratio per batch
+    _tool("columns_sweep").main(
+        [
+            "--interleave",
+            "--nets",
+            "2-4-1",
+            "--dtypes",
+            "float32",
+            "--batches",
+            "8",
+            "--repeats",
+            "2",
+            "--examples",
+            "64",
+        ]
+    )
+    assert re.search(r"2-4-1 float32 batch    8 \| ratio +[0-9.]+ \(lowest +[0-9.]+\)", capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

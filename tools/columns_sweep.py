@@ -19,6 +19,15 @@ against ``_batch_epoch_opt`` and what :func:`fastbp._dispatch.run_epoch_opt` dis
 which re-measures ``COLUMNS_OPT_MIN_BATCH``::
 
     taskset -c 1 python tools/columns_sweep.py --optimizer --nets 5-16-3 64-64-10 --batches 2 3 4 8
+
+With ``--interleave`` it measures goal 1 alone on a machine whose speed drifts: per net and dtype, the
+per-example epoch and the dispatched epoch at each batch size, one after the other in each of
+``--repeats`` rounds, and prints the median over the rounds of each round's ratio (batch's
+examples/s ÷ the same round's per-example examples/s), with the lowest.  A ratio taken from
+neighbouring epochs is not moved by the drift (on this project's Zen 3 VM, 10-35 % within minutes)
+that can flip a comparison of two cells timed minutes apart::
+
+    taskset -c 1 python tools/columns_sweep.py --interleave --repeats 7
 """
 
 from __future__ import annotations
@@ -128,6 +137,50 @@ def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None
     return rows
 
 
+def measure_interleaved(net: str, dtype, batch_sizes, rounds: int = 7, m: int | None = None) -> list[dict]:
+    """Goal 1 against the drift: one row per batch size with ``ratio`` (the median over ``rounds``
+    of the dispatched epoch's examples/s at that batch ÷ the per-example epoch's, both timed in the
+    same round, per-example first), ``lowest`` (the round with the lowest ratio) and both rates
+    (best of the rounds)."""
+    sizes = [int(n) for n in net.split("-")]
+    flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    m = m or max(2_000, min(100_000, int(2e8 / (6 * flops))))
+    p0, s, X, Y, order, out = _problem(net, dtype, m)
+    act = get_activation("tanh")
+    lr = np.dtype(dtype).type(0.01)
+
+    def epoch(bs):
+        return lambda p: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False)
+
+    runs = {bs: epoch(bs) for bs in (1, *batch_sizes)}
+    times: dict[int, list[float]] = {bs: [] for bs in runs}
+    for run in runs.values():
+        run(p0.copy())  # compile, warm
+    for _ in range(rounds):
+        for bs, run in runs.items():
+            p = p0.copy()
+            t = time.perf_counter()
+            run(p)
+            times[bs].append(time.perf_counter() - t)
+    one = np.asarray(times[1])
+    rows = []
+    for bs in batch_sizes:
+        ratios = one / np.asarray(times[bs])  # same m: the time ratio is the examples/s ratio
+        rows.append(
+            {
+                "net": net,
+                "dtype": np.dtype(dtype).name,
+                "batch": bs,
+                "per_example": m / one.min(),
+                "dispatched": m / min(times[bs]),
+                "ratio": float(np.median(ratios)),
+                "lowest": float(ratios.min()),
+                "kernel": _dispatch.select_epoch(s, bs, out, act.code),
+            }
+        )
+    return rows
+
+
 def measure_optimizer(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None) -> list[dict]:
     """One row per batch size: examples/s of an Adam epoch on ``_columns_epoch_opt``, on
     ``_batch_epoch_opt`` and as dispatched (one thread; the state is reset for every epoch)."""
@@ -165,7 +218,28 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--examples", type=int, default=None, help="examples per epoch (default: ~2e8 flops)")
     ap.add_argument("--optimizer", action="store_true", help="time the Adam rows (COLUMNS_OPT_MIN_BATCH)")
+    ap.add_argument(
+        "--interleave",
+        action="store_true",
+        help="goal 1 alone: per-example and each batch alternated, --repeats rounds",
+    )
     args = ap.parse_args(argv)
+    if args.interleave:
+        print(
+            "goal 1, interleaved: dispatched epoch at each batch ÷ per-example epoch, median (lowest) of",
+            args.repeats,
+            "rounds; examples/s best of the rounds",
+        )
+        for net in args.nets:
+            for dt in args.dtypes:
+                for r in measure_interleaved(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
+                    print(
+                        f"{net:>11} {dt:>7} batch {r['batch']:>4} | ratio {r['ratio']:5.2f} (lowest {r['lowest']:5.2f})"
+                        f" | per-example {r['per_example']:>12,.0f} | dispatched {r['dispatched']:>12,.0f}"
+                        f" ({r['kernel']})",
+                        flush=True,
+                    )
+        return
     if args.optimizer:
         print("examples/s, one Adam epoch, best of", args.repeats, "| ratio: columns / _batch_epoch_opt")
         for net in args.nets:
