@@ -1,0 +1,112 @@
+"""Issue 12's goal 3 against the drift: an epoch's true GFLOP/s as a share of one core's BLAS matmul rate.
+
+Goal 3 asks the big nets' mini-batch epochs for at least 90 % of the core's measured BLAS matmul
+peak, counting a training step's true flops: 4·n0·n1 for the first layer (no dA[0] is formed) plus
+6·n_l·n_(l−1) for the others.  ``fastbp bench`` prints a peak once per run and the epochs minutes
+later, with nominal flops (6·n0·n1 for the first layer); on this project's Zen 3 VM the peak read
+64.8-76.2 GFLOP/s (float32) in runs an hour apart, and an epoch's speed drifts 10-35 % within
+minutes, so a share taken that way moves by a tenth or more.  Here each round times the matmul
+(an n × n product, best of three calls, BLAS held to one thread) and then one epoch of the
+dispatcher's one-thread kernel, and the share is that round's ratio; the median and the range over
+the rounds are printed.  Pin the process to one core::
+
+    taskset -c 1 python tools/peak_share.py
+    taskset -c 1 python tools/peak_share.py --nets 784-128-10 --dtypes float64 --batches 64 256 --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fastbp._blas import one_blas_thread
+from fastbp._dispatch import run_epoch, select_epoch
+from fastbp.activations import get_activation
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from columns_sweep import _problem  # noqa: E402  (the sweep's problems: seeded data, a shuffled order)
+
+
+def true_flops_per_example(sizes) -> int:
+    """Goal 3's flops of one example's training step: 4·n0·n1 + 6·Σ_(l≥2) n_l·n_(l−1)."""
+    s = [int(n) for n in sizes]
+    return 4 * s[0] * s[1] + 6 * sum(a * b for a, b in zip(s[1:-1], s[2:]))
+
+
+def measure(net: str, dtype, batch: int, rounds: int = 7, n: int = 1024, m: int | None = None) -> dict:
+    """``{"share": median, "low", "high", "epoch_gflops", "blas_gflops" (medians), "kernel"}`` of one
+    net, dtype and batch size: the epoch's true GFLOP/s ÷ the matmul's, round by round."""
+    sizes = [int(v) for v in net.split("-")]
+    flops = true_flops_per_example(sizes)
+    m = m or max(8 * batch, int(4e9 / flops) // batch * batch)  # ~0.1 s an epoch on the big nets
+    p0, s, X, Y, order, out = _problem(net, dtype, m)
+    act = get_activation("tanh")
+    lr = np.dtype(dtype).type(0.01)
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((n, n)).astype(dtype)
+    B = rng.standard_normal((n, n)).astype(dtype)
+
+    def epoch():
+        p = p0.copy()
+        t = time.perf_counter()
+        run_epoch(p, s, X, Y, order, batch, lr, act, out, threads=False)
+        return time.perf_counter() - t
+
+    def matmul():
+        best = np.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            A @ B
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    with one_blas_thread():
+        epoch(), matmul()  # compile, warm
+        ep, mm = [], []
+        for _ in range(rounds):
+            mm.append(2 * n**3 / matmul() / 1e9)
+            ep.append(m * flops / epoch() / 1e9)
+    shares = np.asarray(ep) / np.asarray(mm)
+    return {
+        "net": net,
+        "dtype": np.dtype(dtype).name,
+        "batch": batch,
+        "share": float(np.median(shares)),
+        "low": float(shares.min()),
+        "high": float(shares.max()),
+        "epoch_gflops": float(np.median(ep)),
+        "blas_gflops": float(np.median(mm)),
+        "kernel": select_epoch(s, batch, out, act.code),
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", nargs="+", default=["784-128-10", "256-256-10"])
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[64, 256])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--n", type=int, default=1024, help="the matmul's n (n × n by n × n)")
+    ap.add_argument("--examples", type=int, default=None, help="examples per epoch (default: ~4e9 true flops)")
+    a = ap.parse_args(argv)
+    if a.rounds < 1 or a.n < 1:
+        ap.error("--rounds and --n must be at least 1")
+    print(f"true GFLOP/s of one epoch ÷ BLAS's {a.n}×{a.n} matmul, one thread, median (range) of {a.rounds} rounds")
+    for net in a.nets:
+        for dt in a.dtypes:
+            for b in a.batches:
+                r = measure(net, np.dtype(dt).type, b, a.rounds, a.n, a.examples)
+                print(
+                    f"{net:>11} {dt:>7} batch {b:>4} | share {100 * r['share']:5.1f} % "
+                    f"({100 * r['low']:5.1f}-{100 * r['high']:5.1f}) | epoch {r['epoch_gflops']:6.2f} | "
+                    f"blas {r['blas_gflops']:6.2f} GFLOP/s | {r['kernel']}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
