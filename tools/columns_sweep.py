@@ -60,6 +60,16 @@ def _problem(net: str, dtype, m: int):
     return p0, lay.sizes, prob.X, prob.Y, order, OUT_SIGMOID if out == "sigmoid" else OUT_SOFTMAX
 
 
+def _sweep_problem(net: str, dtype, m: int | None):
+    """One net and dtype's problem: ``(m, p0, sizes, X, Y, order, out, act, lr)``, m examples (default
+    about 2e8 flops an epoch, 2,000-100,000), tanh hidden units, α = 0.01."""
+    sizes = [int(n) for n in net.split("-")]
+    flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    m = m or max(2_000, min(100_000, int(2e8 / (6 * flops))))
+    p0, s, X, Y, order, out = _problem(net, dtype, m)
+    return m, p0, s, X, Y, order, out, get_activation("tanh"), np.dtype(dtype).type(0.01)
+
+
 def _rate(run, p0, m: int, repeats: int) -> float:
     run(p0.copy())  # compile, warm
     best = np.inf
@@ -73,12 +83,7 @@ def _rate(run, p0, m: int, repeats: int) -> float:
 
 def measure(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None) -> list[dict]:
     """One row per batch size: examples/s of each way (see the module docstring)."""
-    sizes = [int(n) for n in net.split("-")]
-    flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
-    m = m or max(2_000, min(100_000, int(2e8 / (6 * flops))))
-    p0, s, X, Y, order, out = _problem(net, dtype, m)
-    act = get_activation("tanh")
-    lr = np.dtype(dtype).type(0.01)
+    m, p0, s, X, Y, order, out, act, lr = _sweep_problem(net, dtype, m)
     limit = float(np.finfo(dtype).max) / 4
     row = _dispatch._ROWS["_columns_epoch"]
     one = _rate(lambda p: run_epoch(p, s, X, Y, order, 1, lr, act, out, threads=False), p0, m, repeats)
@@ -142,12 +147,7 @@ def measure_interleaved(net: str, dtype, batch_sizes, rounds: int = 7, m: int | 
     of the dispatched epoch's examples/s at that batch ÷ the per-example epoch's, both timed in the
     same round, per-example first), ``lowest`` (the round with the lowest ratio) and both rates
     (best of the rounds)."""
-    sizes = [int(n) for n in net.split("-")]
-    flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
-    m = m or max(2_000, min(100_000, int(2e8 / (6 * flops))))
-    p0, s, X, Y, order, out = _problem(net, dtype, m)
-    act = get_activation("tanh")
-    lr = np.dtype(dtype).type(0.01)
+    m, p0, s, X, Y, order, out, act, lr = _sweep_problem(net, dtype, m)
 
     def epoch(bs):
         return lambda p: run_epoch(p, s, X, Y, order, bs, lr, act, out, threads=False)
@@ -184,11 +184,7 @@ def measure_interleaved(net: str, dtype, batch_sizes, rounds: int = 7, m: int | 
 def measure_optimizer(net: str, dtype, batch_sizes, repeats: int = 3, m: int | None = None) -> list[dict]:
     """One row per batch size: examples/s of an Adam epoch on ``_columns_epoch_opt``, on
     ``_batch_epoch_opt`` and as dispatched (one thread; the state is reset for every epoch)."""
-    sizes = [int(n) for n in net.split("-")]
-    flops = sum(a * b for a, b in zip(sizes, sizes[1:]))
-    m = m or max(2_000, min(100_000, int(2e8 / (6 * flops))))
-    p0, s, X, Y, order, out = _problem(net, dtype, m)
-    act = get_activation("tanh")
+    m, p0, s, X, Y, order, out, act, _ = _sweep_problem(net, dtype, m)
 
     def adam_epoch(bs, epoch=None):
         def run(p):
@@ -225,53 +221,48 @@ def main(argv=None) -> None:
     )
     args = ap.parse_args(argv)
     if args.interleave:
-        print(
-            "goal 1, interleaved: dispatched epoch at each batch ÷ per-example epoch, median (lowest) of",
-            args.repeats,
-            "rounds; examples/s best of the rounds",
+        header = (
+            f"goal 1, interleaved: dispatched epoch at each batch ÷ per-example epoch, median (lowest) of "
+            f"{args.repeats} rounds; examples/s best of the rounds"
         )
-        for net in args.nets:
-            for dt in args.dtypes:
-                for r in measure_interleaved(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
-                    print(
-                        f"{net:>11} {dt:>7} batch {r['batch']:>4} | ratio {r['ratio']:5.2f} (lowest {r['lowest']:5.2f})"
-                        f" | per-example {r['per_example']:>12,.0f} | dispatched {r['dispatched']:>12,.0f}"
-                        f" ({r['kernel']})",
-                        flush=True,
-                    )
-        return
-    if args.optimizer:
-        print("examples/s, one Adam epoch, best of", args.repeats, "| ratio: columns / _batch_epoch_opt")
-        for net in args.nets:
-            for dt in args.dtypes:
-                for r in measure_optimizer(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
-                    print(
-                        f"{net:>11} {dt:>7} batch {r['batch']:>4} | columns_opt {r['columns_opt']:>12,.0f} | "
-                        f"_batch_epoch_opt {r['batch_epoch_opt']:>12,.0f} | "
-                        f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | "
-                        f"ratio {r['columns_opt'] / r['batch_epoch_opt']:5.2f}",
-                        flush=True,
-                    )
-        return
-    print(
-        "examples/s, one epoch, best of",
-        args.repeats,
-        "| columns: the column kernel, tiles or BLAS as dispatched | dispatched: what run_epoch runs (one thread)"
-        " | ratio: dispatched / per-example",
-    )
+        measure_fn, line = measure_interleaved, _interleaved_line
+    elif args.optimizer:
+        header = f"examples/s, one Adam epoch, best of {args.repeats} | ratio: columns / _batch_epoch_opt"
+        measure_fn, line = measure_optimizer, _optimizer_line
+    else:
+        header = (
+            f"examples/s, one epoch, best of {args.repeats} | columns: the column kernel, tiles or BLAS as "
+            "dispatched | dispatched: what run_epoch runs (one thread) | ratio: dispatched / per-example"
+        )
+        measure_fn, line = measure, _sweep_line
+    print(header)
     for net in args.nets:
         for dt in args.dtypes:
-            for r in measure(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
-                print(
-                    f"{net:>11} {dt:>7} batch {r['batch']:>4} | per-example {r['per_example']:>12,.0f} | "
-                    f"loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | tiles {r['tiles']:>12,.0f} | "
-                    f"columns {r['columns']:>12,.0f} | "
-                    f"_batch_epoch {r['batch_epoch']:>12,.0f} | deferred {r['deferred']:>12,.0f} | "
-                    f"tiny {r['tiny']:>12,.0f} | "
-                    f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | "
-                    f"ratio {r['dispatched'] / r['per_example']:5.2f}",
-                    flush=True,
-                )
+            for r in measure_fn(net, np.dtype(dt).type, args.batches, args.repeats, args.examples):
+                print(f"{net:>11} {dt:>7} batch {r['batch']:>4} | " + line(r), flush=True)
+
+
+def _interleaved_line(r: dict) -> str:
+    return (
+        f"ratio {r['ratio']:5.2f} (lowest {r['lowest']:5.2f}) | per-example {r['per_example']:>12,.0f} | "
+        f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']})"
+    )
+
+
+def _optimizer_line(r: dict) -> str:
+    return (
+        f"columns_opt {r['columns_opt']:>12,.0f} | _batch_epoch_opt {r['batch_epoch_opt']:>12,.0f} | "
+        f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | ratio {r['columns_opt'] / r['batch_epoch_opt']:5.2f}"
+    )
+
+
+def _sweep_line(r: dict) -> str:
+    return (
+        f"per-example {r['per_example']:>12,.0f} | loops {r['loops']:>12,.0f} | blas {r['blas']:>12,.0f} | "
+        f"tiles {r['tiles']:>12,.0f} | columns {r['columns']:>12,.0f} | _batch_epoch {r['batch_epoch']:>12,.0f} | "
+        f"deferred {r['deferred']:>12,.0f} | tiny {r['tiny']:>12,.0f} | "
+        f"dispatched {r['dispatched']:>12,.0f} ({r['kernel']}) | ratio {r['dispatched'] / r['per_example']:5.2f}"
+    )
 
 
 if __name__ == "__main__":
