@@ -599,6 +599,16 @@ def flops_per_example(sizes: Sequence[int]) -> int:
     return 6 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def true_flops_per_example(sizes: Sequence[int]) -> int:
+    """The flops a training step does per example: 4 · n_0 · n_1 + 6 · Σ_{l≥2} n_l · n_{l−1}.
+
+    :func:`flops_per_example` less the 2 · n_0 · n_1 of W[1]ᵀ dZ[1], which no kernel computes
+    (nothing needs ∂J/∂X): the count issue 12's goal 3 divides by the BLAS peak
+    (``tools/peak_share.py``).  ``sizes`` as for :func:`flops_per_example`."""
+    sizes = v.check_layer_sizes(sizes)
+    return flops_per_example(sizes) - 2 * sizes[0] * sizes[1]
+
+
 def best_seconds(func: Callable[..., object], repeats: int = 3, setup: Callable[[], tuple] | None = None) -> float:
     """The shortest of ``repeats`` wall times of ``func(*setup())`` (``setup`` untimed; default no arguments)."""
     repeats = v.check_int(repeats, "repeats", 1)

@@ -471,6 +471,14 @@ def test_compare_peers_script_is_fastbp_bench():
 # ------------------------------------------------ the measuring helpers (one copy each, here)
 
 
+def test_true_flops_per_example_leaves_out_the_first_layers_da():
+    # 784-128-10: 4·784·128 for the first layer (no W[1]ᵀ dZ[1]), 6·128·10 for the second
+    assert bench.true_flops_per_example([784, 128, 10]) == 4 * 784 * 128 + 6 * 128 * 10
+    assert bench.true_flops_per_example((2, 4, 3, 1)) == 4 * 2 * 4 + 6 * (4 * 3 + 3 * 1)
+    with pytest.raises(ValueError, match="must be positive"):
+        bench.true_flops_per_example([3, 0, 1])
+
+
 def test_flops_per_example_is_six_per_weight_and_refuses_bad_sizes():
     assert bench.flops_per_example([64, 32, 1]) == 6 * (64 * 32 + 32 * 1)
     assert bench.flops_per_example((2, 4, 1)) == bench.Case(sizes=(2, 4, 1)).flops_per_example == 6 * 12
@@ -515,7 +523,15 @@ def test_blas_peak_refuses_bad_arguments():
         bench.blas_peak_gflops("float64", n=8, repeats=0)
 
 
-HELPERS = ("flops_per_example", "best_seconds", "interleaved_best_seconds", "blas_peak_gflops", "_best", "_seconds")
+HELPERS = (
+    "flops_per_example",
+    "true_flops_per_example",
+    "best_seconds",
+    "interleaved_best_seconds",
+    "blas_peak_gflops",
+    "_best",
+    "_seconds",
+)
 
 
 def test_each_measuring_helper_has_one_copy():

@@ -26,15 +26,10 @@ import numpy as np
 from fastbp._blas import one_blas_thread
 from fastbp._dispatch import run_epoch, select_epoch
 from fastbp.activations import get_activation
+from fastbp.bench import true_flops_per_example
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from columns_sweep import _problem  # noqa: E402  (the sweep's problems: seeded data, a shuffled order)
-
-
-def true_flops_per_example(sizes) -> int:
-    """Goal 3's flops of one example's training step: 4·n0·n1 + 6·Σ_(l≥2) n_l·n_(l−1)."""
-    s = [int(n) for n in sizes]
-    return 4 * s[0] * s[1] + 6 * sum(a * b for a, b in zip(s[1:-1], s[2:]))
 
 
 def measure(net: str, dtype, batch: int, rounds: int = 7, n: int = 1024, m: int | None = None) -> dict:
