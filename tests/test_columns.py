@@ -176,26 +176,11 @@ def test_same_bits_for_any_blas_thread_count():
 
 def test_columns_sweep_prints_a_row_per_batch_and_interleaved_ratios(capsys):
     """tools/columns_sweep.py runs, both ways (a smoke run: no time asserted)."""
-    _tool("columns_sweep").main(
-        ["--nets", "2-4-1", "--dtypes", "float32", "--batches", "8", "--repeats", "1", "--examples", "64"]
-    )
+    tool = _tool("columns_sweep")
+    args = ["--nets", "2-4-1", "--dtypes", "float32", "--batches", "8", "--examples", "64"]
+    tool.main([*args, "--repeats", "1"])
     assert "2-4-1 float32 batch    8" in capsys.readouterr().out
-    # the interleaved goal-1 mode: the same kernels, a ratio per batch
-    _tool("columns_sweep").main(
-        [
-            "--interleave",
-            "--nets",
-            "2-4-1",
-            "--dtypes",
-            "float32",
-            "--batches",
-            "8",
-            "--repeats",
-            "2",
-            "--examples",
-            "64",
-        ]
-    )
+    tool.main([*args, "--repeats", "2", "--interleave"])  # goal 1's mode: the same kernels, a ratio per batch
     assert re.search(r"2-4-1 float32 batch    8 \| ratio +[0-9.]+ \(lowest +[0-9.]+\)", capsys.readouterr().out)
 
 

@@ -4,8 +4,8 @@ Goal 3 asks the big nets' mini-batch epochs for at least 90 % of the core's meas
 peak, counting a training step's true flops: 4·n0·n1 for the first layer (no dA[0] is formed) plus
 6·n_l·n_(l−1) for the others.  ``fastbp bench`` prints a peak once per run and the epochs minutes
 later, with nominal flops (6·n0·n1 for the first layer); on this project's Zen 3 VM the peak read
-64.8-76.2 GFLOP/s (float32) in runs an hour apart, and an epoch's speed drifts 10-35 % within
-minutes, so a share taken that way moves by a tenth or more.  Here each round times the matmul
+64.8 and 91.2 GFLOP/s (float32) in two runs 16 minutes apart, and an epoch's speed drifts 10-35 %
+within minutes, so a share taken that way moves by a tenth or more.  Here each round times the matmul
 (an n × n product, best of three calls, BLAS held to one thread) and then one epoch of the
 dispatcher's one-thread kernel, and the share is that round's ratio; the median and the range over
 the rounds are printed.  Pin the process to one core::
