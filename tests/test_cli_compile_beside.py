@@ -1,0 +1,111 @@
+"""``fastbp train``'s compile step with the prediction kernel compiled in a second process
+(``fastbp.cli._CompileBeside``): it fills the cache the prediction step then loads from, starts only
+when the training step takes long enough to be a compile, and changes nothing when it fails."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import fastbp.cli as cli
+from fastbp import kernels
+
+
+def _args(*extra):
+    return cli.build_parser().parse_args(["train", "--epochs", "1", "--hidden", "8", "--quiet", *extra])
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """Every _CompileBeside made, with two CPUs assumed (this machine may have one)."""
+    made = []
+
+    class Recorded(cli._CompileBeside):
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(cli, "_CompileBeside", Recorded)
+    monkeypatch.setattr(Recorded, "wanted", staticmethod(lambda: True))
+    return made
+
+
+def test_a_cold_training_step_leaves_the_prediction_kernel_in_the_cache_for_the_prediction_step(tmp_path):
+    """In a fresh process with an empty cache: a training step that runs past the threshold starts the
+    second process, and the prediction step then loads fastbp's prediction kernel from the cache it
+    filled: a cache hit, nothing compiled here."""
+    code = textwrap.dedent(
+        """
+        import io, sys, time
+        import fastbp.cli as cli
+        from fastbp import kernels
+        from fastbp._fast.rows import _predict_rows
+        from fastbp.datasets import load
+        from fastbp.network import MLP
+        cli._CompileBeside.wanted = staticmethod(lambda: True)
+        cli.COMPILE_BESIDE_AFTER_S = 0.2
+        kernels.train_epoch = lambda *a, **k: time.sleep(0.5)  # a training step past the threshold
+        args = cli.build_parser().parse_args(["train", "--hidden", "8"])
+        data = load("digits")
+        net = MLP([64, 8, 10], activation=args.activation, output=args.output, seed=0)
+        cli._compile(net, data, args, io.StringIO())
+        print(len(_predict_rows.stats.cache_hits), len(_predict_rows.stats.cache_misses))
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    hits, misses = map(int, run.stdout.split())
+    assert hits >= 1 and misses == 0, run.stdout
+
+
+def test_a_training_step_loaded_from_the_cache_starts_no_second_process(monkeypatch, started):
+    monkeypatch.setattr(kernels, "train_epoch", lambda *a, **k: None)  # over at once, as a cache load is
+    assert cli.train(_args(), out=io.StringIO()) == 0
+    assert len(started) == 1 and started[0].process is None
+
+
+def test_a_failed_second_process_leaves_the_prediction_step_to_compile_as_before(monkeypatch, started):
+    import time
+
+    monkeypatch.setattr(cli, "COMPILE_BESIDE_AFTER_S", 0.0)
+    monkeypatch.setattr(cli, "_COMPILE_PREDICTION", "import sys; sys.exit(3)")
+    train_epoch = kernels.train_epoch
+
+    def slow(*args, **kwargs):
+        time.sleep(0.5)
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "train_epoch", slow)
+    out = io.StringIO()
+    assert cli.train(_args(), out=out) == 0
+    assert "test accuracy" in out.getvalue()
+    (beside,) = started
+    assert beside.process is not None and beside.process.returncode == 3
+    assert beside.wait() is False
+
+
+def test_no_second_process_where_this_process_has_one_cpu(monkeypatch):
+    from fastbp import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 1)
+    assert cli._CompileBeside.wanted() is False
+    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 2)
+    assert cli._CompileBeside.wanted() is True
+
+
+def test_a_second_process_past_its_time_is_stopped(monkeypatch, started):
+    monkeypatch.setattr(cli, "_COMPILE_PREDICTION", "import time; time.sleep(60)")
+    from fastbp.datasets import load
+    from fastbp.network import MLP
+
+    data = load("iris")
+    beside = cli._CompileBeside(MLP([4, 3, 3], seed=0), data)
+    beside._start()
+    assert beside.wait(timeout=0.5) is False
+    assert beside.process.returncode is not None  # killed, not left running
