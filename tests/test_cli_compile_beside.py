@@ -5,6 +5,7 @@ when the training step takes long enough to be a compile, and changes nothing wh
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -26,8 +27,8 @@ def started(monkeypatch):
     made = []
 
     class Recorded(cli._CompileBeside):
-        def __init__(self, *args):
-            super().__init__(*args)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
             made.append(self)
 
     monkeypatch.setattr(cli, "_CompileBeside", Recorded)
@@ -35,36 +36,60 @@ def started(monkeypatch):
     return made
 
 
-def test_a_cold_training_step_leaves_the_prediction_kernel_in_the_cache_for_the_prediction_step(tmp_path):
-    """In a fresh process with an empty cache: a training step that runs past the threshold starts the
-    second process, and the prediction step then loads fastbp's prediction kernel from the cache it
-    filled: a cache hit, nothing compiled here."""
+def test_the_second_process_leaves_the_late_helpers_and_the_prediction_kernel_in_the_cache(tmp_path):
+    """In a fresh process with an empty cache, the second process run to its end first: compiling the
+    per-example training kernel then compiles none of the helpers it warmed (their cache entries are
+    the ones the kernel looks up), and the prediction step loads fastbp's prediction kernel from the
+    cache: a hit, no miss."""
     code = textwrap.dedent(
         """
-        import io, sys, time
+        import io, json
+        from numba.core import event
         import fastbp.cli as cli
-        from fastbp import kernels
         from fastbp._fast.rows import _predict_rows
+        from fastbp._fast.warm import LATE_HELPERS
         from fastbp.datasets import load
         from fastbp.network import MLP
-        cli._CompileBeside.wanted = staticmethod(lambda: True)
-        cli.COMPILE_BESIDE_AFTER_S = 0.2
-        kernels.train_epoch = lambda *a, **k: time.sleep(0.5)  # a training step past the threshold
-        args = cli.build_parser().parse_args(["train", "--hidden", "8"])
+        assert cli._CompileBeside.cold()
+        args = cli.build_parser().parse_args(["train", "--hidden", "32"])
         data = load("digits")
-        net = MLP([64, 8, 10], activation=args.activation, output=args.output, seed=0)
+        net = MLP([64, 32, 10], activation=args.activation, output=args.output, seed=0)
+        beside = cli._CompileBeside(net, data, per_example=True)
+        assert beside.wait(), "the second process failed"
+        assert not cli._CompileBeside.cold()  # it filled the cache
+        compiled = []
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                compiled.append(ev.data["dispatcher"].py_func)
+
+            def on_end(self, ev):
+                pass
+
+        event.register("numba:compile", Listener())
+        cli._CompileBeside.wanted = staticmethod(lambda: False)  # this process compiles the rest itself
         cli._compile(net, data, args, io.StringIO())
-        print(len(_predict_rows.stats.cache_hits), len(_predict_rows.stats.cache_misses))
+        warmed = {h.py_func for h in LATE_HELPERS}
+        print(json.dumps({
+            "compiled": [f.__name__ for f in compiled],
+            "again": [f.__name__ for f in compiled if f in warmed],
+            "hits": len(_predict_rows.stats.cache_hits),
+            "misses": len(_predict_rows.stats.cache_misses),
+        }))
         """
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr
-    hits, misses = map(int, run.stdout.split())
-    assert hits >= 1 and misses == 0, run.stdout
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert "_sgd_epoch_blocked_tiles" in result["compiled"], result  # the training kernel was compiled here
+    assert result["again"] == [], result  # … and none of the helpers the second process warmed
+    assert result["hits"] >= 1 and result["misses"] == 0, result
 
 
 def test_a_training_step_loaded_from_the_cache_starts_no_second_process(monkeypatch, started):
+    # (the tests' Numba cache is new whenever fastbp's sources change: cold or not, here it is warm)
+    monkeypatch.setattr(cli._CompileBeside, "cold", staticmethod(lambda: False))
     monkeypatch.setattr(kernels, "train_epoch", lambda *a, **k: None)  # over at once, as a cache load is
     assert cli.train(_args(), out=io.StringIO()) == 0
     assert len(started) == 1 and started[0].process is None
