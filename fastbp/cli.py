@@ -415,10 +415,11 @@ class _CompileBeside:
 
     @staticmethod
     def wanted() -> bool:
-        """Whether a second process can run beside this one: two or more usable CPUs."""
+        """Whether a second process can run beside this one: two or more usable CPUs, and a Python
+        executable to start (``sys.executable`` is empty in some embedded interpreters)."""
         from ._dispatch import _usable_cpus
 
-        return _usable_cpus() > 1
+        return bool(sys.executable) and _usable_cpus() > 1
 
     @staticmethod
     def cold() -> bool:
@@ -451,6 +452,14 @@ class _CompileBeside:
         with self._lock:
             self._closed = True
         self._timer.cancel()
+
+    def close(self) -> None:
+        """Start nothing more, and stop the second process if it still runs (the compile step
+        failed or was interrupted before the prediction step waited for it)."""
+        self.stop_waiting_to_start()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def wait(self, timeout: float = 300.0) -> bool:
         """Wait for the second process, if one started; whether it compiled the kernels."""
@@ -520,20 +529,24 @@ def _compile(net, data, args, out) -> None:
 
         steps = [(steps[0][0], train_then_close), (steps[1][0], score_after_beside)]
     live = not quiet and getattr(out, "isatty", lambda: False)()
-    for i, (name, step) in enumerate(steps, 1):
-        label = f"    [{i}/{len(steps)}] {name}"
-        t0 = time.perf_counter()
-        ticker = _Ticker(out, label, t0) if live else None
-        if not quiet and not live:
-            print(f"{label} ...", end="", file=out, flush=True)
-        try:
-            step()
-        finally:
-            if ticker is not None:
-                ticker.stop()
-        if not quiet:
-            done = f"\r{label} ... " if live else " "
-            print(f"{done}{time.perf_counter() - t0:.2f} s", file=out, flush=True)
+    try:
+        for i, (name, step) in enumerate(steps, 1):
+            label = f"    [{i}/{len(steps)}] {name}"
+            t0 = time.perf_counter()
+            ticker = _Ticker(out, label, t0) if live else None
+            if not quiet and not live:
+                print(f"{label} ...", end="", file=out, flush=True)
+            try:
+                step()
+            finally:
+                if ticker is not None:
+                    ticker.stop()
+            if not quiet:
+                done = f"\r{label} ... " if live else " "
+                print(f"{done}{time.perf_counter() - t0:.2f} s", file=out, flush=True)
+    finally:
+        if beside is not None:
+            beside.close()
 
 
 class _Ticker:

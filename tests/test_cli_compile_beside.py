@@ -134,3 +134,28 @@ def test_a_second_process_past_its_time_is_stopped(monkeypatch, started):
     beside._start()
     assert beside.wait(timeout=0.5) is False
     assert beside.process.returncode is not None  # killed, not left running
+
+
+def test_a_failed_training_step_stops_the_second_process(monkeypatch, started):
+    import time
+
+    monkeypatch.setattr(cli, "COMPILE_BESIDE_AFTER_S", 0.0)
+    monkeypatch.setattr(cli, "_COMPILE_PREDICTION", "import time; time.sleep(60)")
+
+    def failing(*args, **kwargs):
+        time.sleep(0.5)  # (the second process has started)
+        raise RuntimeError("the training step failed")
+
+    monkeypatch.setattr(kernels, "train_epoch", failing)
+    with pytest.raises(RuntimeError, match="the training step failed"):
+        cli.train(_args(), out=io.StringIO())
+    (beside,) = started
+    assert beside.process is not None and beside.process.poll() is not None  # killed, not left running
+
+
+def test_no_second_process_without_a_python_executable_to_start(monkeypatch):
+    from fastbp import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(sys, "executable", "")
+    assert cli._CompileBeside.wanted() is False
