@@ -1,5 +1,5 @@
 """``fastbp train``'s compile step with the prediction kernel compiled in a second process
-(``fastbp.cli._CompileBeside``): it fills the cache the prediction step then loads from, starts only
+(``fastbp._compile_beside.CompileBeside``): it fills the cache the prediction step then loads from, starts only
 when the training step takes long enough to be a compile, and changes nothing when it fails."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+import fastbp._compile_beside as beside_mod
 import fastbp.cli as cli
 from fastbp import kernels
 
@@ -23,15 +24,15 @@ def _args(*extra):
 
 @pytest.fixture
 def started(monkeypatch):
-    """Every _CompileBeside made, with two CPUs assumed (this machine may have one)."""
+    """Every CompileBeside made, with two CPUs assumed (this machine may have one)."""
     made = []
 
-    class Recorded(cli._CompileBeside):
+    class Recorded(beside_mod.CompileBeside):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(cli, "_CompileBeside", Recorded)
+    monkeypatch.setattr(beside_mod, "CompileBeside", Recorded)
     monkeypatch.setattr(Recorded, "wanted", staticmethod(lambda: True))
     return made
 
@@ -46,17 +47,18 @@ def test_the_second_process_leaves_the_late_helpers_and_the_prediction_kernel_in
         import io, json
         from numba.core import event
         import fastbp.cli as cli
+        from fastbp._compile_beside import CompileBeside
         from fastbp._fast.rows import _predict_rows
         from fastbp._fast.warm import LATE_HELPERS
         from fastbp.datasets import load
         from fastbp.network import MLP
-        assert cli._CompileBeside.cold()
+        assert CompileBeside.cold()
         args = cli.build_parser().parse_args(["train", "--hidden", "32"])
         data = load("digits")
         net = MLP([64, 32, 10], activation=args.activation, output=args.output, seed=0)
-        beside = cli._CompileBeside(net, data, per_example=True)
+        beside = CompileBeside(net, data, per_example=True)
         assert beside.wait(), "the second process failed"
-        assert not cli._CompileBeside.cold()  # it filled the cache
+        assert not CompileBeside.cold()  # it filled the cache
         compiled = []
 
         class Listener(event.Listener):
@@ -67,7 +69,7 @@ def test_the_second_process_leaves_the_late_helpers_and_the_prediction_kernel_in
                 pass
 
         event.register("numba:compile", Listener())
-        cli._CompileBeside.wanted = staticmethod(lambda: False)  # this process compiles the rest itself
+        CompileBeside.wanted = staticmethod(lambda: False)  # this process compiles the rest itself
         cli._compile(net, data, args, io.StringIO())
         warmed = {h.py_func for h in LATE_HELPERS}
         print(json.dumps({
@@ -89,7 +91,7 @@ def test_the_second_process_leaves_the_late_helpers_and_the_prediction_kernel_in
 
 def test_a_training_step_loaded_from_the_cache_starts_no_second_process(monkeypatch, started):
     # (the tests' Numba cache is new whenever fastbp's sources change: cold or not, here it is warm)
-    monkeypatch.setattr(cli._CompileBeside, "cold", staticmethod(lambda: False))
+    monkeypatch.setattr(beside_mod.CompileBeside, "cold", staticmethod(lambda: False))
     monkeypatch.setattr(kernels, "train_epoch", lambda *a, **k: None)  # over at once, as a cache load is
     assert cli.train(_args(), out=io.StringIO()) == 0
     assert len(started) == 1 and started[0].process is None
@@ -98,8 +100,8 @@ def test_a_training_step_loaded_from_the_cache_starts_no_second_process(monkeypa
 def test_a_failed_second_process_leaves_the_prediction_step_to_compile_as_before(monkeypatch, started):
     import time
 
-    monkeypatch.setattr(cli, "COMPILE_BESIDE_AFTER_S", 0.0)
-    monkeypatch.setattr(cli, "_COMPILE_PREDICTION", "import sys; sys.exit(3)")
+    monkeypatch.setattr(beside_mod, "COMPILE_BESIDE_AFTER_S", 0.0)
+    monkeypatch.setattr(beside_mod, "SCRIPT", "import sys; sys.exit(3)")
     train_epoch = kernels.train_epoch
 
     def slow(*args, **kwargs):
@@ -119,18 +121,18 @@ def test_no_second_process_where_this_process_has_one_cpu(monkeypatch):
     from fastbp import _dispatch
 
     monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 1)
-    assert cli._CompileBeside.wanted() is False
+    assert beside_mod.CompileBeside.wanted() is False
     monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 2)
-    assert cli._CompileBeside.wanted() is True
+    assert beside_mod.CompileBeside.wanted() is True
 
 
 def test_a_second_process_past_its_time_is_stopped(monkeypatch, started):
-    monkeypatch.setattr(cli, "_COMPILE_PREDICTION", "import time; time.sleep(60)")
+    monkeypatch.setattr(beside_mod, "SCRIPT", "import time; time.sleep(60)")
     from fastbp.datasets import load
     from fastbp.network import MLP
 
     data = load("iris")
-    beside = cli._CompileBeside(MLP([4, 3, 3], seed=0), data)
+    beside = beside_mod.CompileBeside(MLP([4, 3, 3], seed=0), data)
     beside._start()
     assert beside.wait(timeout=0.5) is False
     assert beside.process.returncode is not None  # killed, not left running
@@ -139,8 +141,8 @@ def test_a_second_process_past_its_time_is_stopped(monkeypatch, started):
 def test_a_failed_training_step_stops_the_second_process(monkeypatch, started):
     import time
 
-    monkeypatch.setattr(cli, "COMPILE_BESIDE_AFTER_S", 0.0)
-    monkeypatch.setattr(cli, "_COMPILE_PREDICTION", "import time; time.sleep(60)")
+    monkeypatch.setattr(beside_mod, "COMPILE_BESIDE_AFTER_S", 0.0)
+    monkeypatch.setattr(beside_mod, "SCRIPT", "import time; time.sleep(60)")
 
     def failing(*args, **kwargs):
         time.sleep(0.5)  # (the second process has started)
@@ -158,4 +160,4 @@ def test_no_second_process_without_a_python_executable_to_start(monkeypatch):
 
     monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 2)
     monkeypatch.setattr(sys, "executable", "")
-    assert cli._CompileBeside.wanted() is False
+    assert beside_mod.CompileBeside.wanted() is False

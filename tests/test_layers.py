@@ -37,6 +37,7 @@ LAYERS = {
     "_argtypes": 6,
     "bench": 6,
     "cli": 6,
+    "_compile_beside": 6,
     "conformance": 6,
     "__main__": 7,
     "__init__": 7,

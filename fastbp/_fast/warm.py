@@ -3,7 +3,7 @@
 
 Why: Numba compiles on one thread.  A cold ``fastbp train`` (per-example SGD on the digits) first
 compiles its training kernel's helpers, one after the other as type inference meets them, then the
-kernel itself; the second core is idle.  ``fastbp.cli._CompileBeside`` runs this in a second process
+kernel itself; the second core is idle.  ``fastbp._compile_beside.CompileBeside`` runs this in a second process
 meanwhile, **in the reverse order** of the kernel's first calls (recorded from the ``numba:compile``
 events of a cold run: ``activate_loop``, ``output_loop``, ``cost_loop``, ``times_derivative_loop``,
 ``defer_cost``, ``flush_costs``), so the two processes meet in the middle: each helper the second

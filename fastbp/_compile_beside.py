@@ -1,0 +1,135 @@
+"""``fastbp train``'s compile step on two cores: :class:`CompileBeside` compiles, in a second Python
+process and into the same Numba cache, what the command's first process would compile after its
+training kernel (the per-example kernel's last helpers and the prediction kernels), while that
+process compiles the training kernel.  docs/performance.md, "The whole command", has the
+measurements."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+#: Seconds the training kernel's step may run before the prediction kernel's compile starts beside it,
+#: in a second process (:class:`CompileBeside`): loading a kernel from Numba's cache took 0.3-0.45 s on
+#: this project's Zen 3, compiling one 1.8-10 s.
+COMPILE_BESIDE_AFTER_S = 1.5
+
+#: The second process's script: for per-example training, the helpers its kernel compiles last
+#: (:func:`fastbp._fast.warm.compile_late_helpers`); then the prediction kernels of ``spec``'s network
+#: compiled into (or loaded from) Numba's cache, through the calls ``fastbp train`` scores with, on
+#: zeros of the scored sets' shapes (the rows decide the kernel, the values do not).
+SCRIPT = r"""
+import json, sys
+spec = json.loads(sys.argv[1])
+sys.path.insert(0, spec["path"])
+import numpy as np
+from fastbp.cli import _score
+from fastbp.losses import get_output
+from fastbp.network import MLP
+net = MLP(spec["sizes"], activation=spec["activation"], output=spec["output"], dtype=np.dtype(spec["dtype"]))
+if spec["late_helpers"]:
+    from fastbp._fast.warm import compile_late_helpers
+    compile_late_helpers(net.dtype, net.activation.code, get_output(spec["output"]))
+for rows, x_dtype in spec["sets"]:
+    _score(net, np.zeros((rows, spec["sizes"][0]), x_dtype), np.zeros(rows), spec["task"], "numba")
+"""
+
+
+class CompileBeside:
+    """The prediction kernel compiled in a second process while this one compiles the training kernel.
+
+    Numba compiles on one thread; a cold ``fastbp train`` spent 9.5 s on the training kernel and then
+    1.4-1.6 s on the prediction kernel, one after the other, with the second core idle.  Where this
+    process may run on two or more CPUs, a second Python process compiles the prediction kernel into
+    the same Numba cache: at once where the cache holds no fastbp kernel yet (:meth:`cold`), and
+    for per-example training it first compiles the training kernel's last helpers, from the last one
+    back, so that this process loads those from the cache (:mod:`fastbp._fast.warm`); else once the
+    training step has run :data:`COMPILE_BESIDE_AFTER_S` (a step that ends sooner loaded its kernel
+    from the cache, and so will the prediction step: no process is started).  The prediction step
+    then waits for it and loads the kernel from the cache; if it failed (or cannot start), the step
+    compiles the kernel itself, as without it."""
+
+    def __init__(self, net, data, per_example: bool = False):
+        import json
+        import threading
+
+        parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        spec = {
+            "path": parent,
+            "sizes": [int(n) for n in net.layer_sizes],
+            "activation": net.activation.name,
+            "output": net.output,
+            "dtype": net.dtype.name,
+            "task": data.task,
+            "sets": [[len(X), X.dtype.str] for X in (data.X_test, data.X_train)],
+            "late_helpers": bool(per_example),
+        }
+        self._argv = [sys.executable, "-c", SCRIPT, json.dumps(spec)]
+        self._lock = threading.Lock()
+        self._closed = False
+        self.process = None
+        self._timer = threading.Timer(0.0 if self.cold() else COMPILE_BESIDE_AFTER_S, self._start)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @staticmethod
+    def wanted() -> bool:
+        """Whether a second process can run beside this one: two or more usable CPUs, and a Python
+        executable to start (``sys.executable`` is empty in some embedded interpreters)."""
+        from ._dispatch import _usable_cpus
+
+        return bool(sys.executable) and _usable_cpus() > 1
+
+    @staticmethod
+    def cold() -> bool:
+        """Whether Numba's cache holds no fastbp kernel yet (no index file of
+        :func:`fastbp.activations.activate_loop`, which every fast training kernel calls): then the
+        training step will compile, and the second process starts at once.  ``False`` where Numba's
+        cache cannot be looked at."""
+        from .activations import activate_loop
+
+        try:
+            return not os.path.exists(activate_loop._cache._cache_file._index_path)
+        except AttributeError:  # another Numba's cache layout: wait for the step's time instead
+            return False
+
+    def _start(self) -> None:
+        import subprocess
+
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.process = subprocess.Popen(
+                    self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            except OSError:
+                self.process = None
+
+    def stop_waiting_to_start(self) -> None:
+        """The training step is over: no process starts after this."""
+        with self._lock:
+            self._closed = True
+        self._timer.cancel()
+
+    def close(self) -> None:
+        """Start nothing more, and stop the second process if it still runs (the compile step
+        failed or was interrupted before the prediction step waited for it)."""
+        self.stop_waiting_to_start()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def wait(self, timeout: float = 300.0) -> bool:
+        """Wait for the second process, if one started; whether it compiled the kernels."""
+        self.stop_waiting_to_start()
+        if self.process is None:
+            return False
+        import subprocess
+
+        try:
+            return self.process.wait(timeout) == 0
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return False
