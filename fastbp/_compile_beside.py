@@ -14,10 +14,11 @@ import sys
 #: this project's Zen 3, compiling one 1.8-10 s.
 COMPILE_BESIDE_AFTER_S = 1.5
 
-#: The second process's script: for per-example training, the helpers its kernel compiles last
-#: (:func:`fastbp._fast.warm.compile_late_helpers`); then the prediction kernels of ``spec``'s network
-#: compiled into (or loaded from) Numba's cache, through the calls ``fastbp train`` scores with, on
-#: zeros of the scored sets' shapes (the rows decide the kernel, the values do not).
+#: The second process's script: the helpers the training kernel compiles last, for per-example
+#: training (:func:`fastbp._fast.warm.compile_late_helpers`) or mini-batches
+#: (:func:`fastbp._fast.warm.compile_late_column_helpers`); then the prediction kernels of ``spec``'s
+#: network compiled into (or loaded from) Numba's cache, through the calls ``fastbp train`` scores
+#: with, on zeros of the scored sets' shapes (the rows decide the kernel, the values do not).
 SCRIPT = r"""
 import json, sys
 spec = json.loads(sys.argv[1])
@@ -26,33 +27,40 @@ import numpy as np
 from fastbp.cli import _score
 from fastbp.losses import get_output
 from fastbp.network import MLP
-net = MLP(spec["sizes"], activation=spec["activation"], output=spec["output"], dtype=np.dtype(spec["dtype"]))
-if spec["late_helpers"]:
-    from fastbp._fast.warm import compile_late_helpers
-    compile_late_helpers(net.dtype, net.activation.code, get_output(spec["output"]))
+from fastbp._fast import warm
+sizes, out = spec["sizes"], get_output(spec["output"])
+net = MLP(sizes, activation=spec["activation"], output=spec["output"], dtype=np.dtype(spec["dtype"]))
+if spec["training"] == "per-example":
+    warm.compile_late_helpers(net.dtype, net.activation.code, out)
+elif spec["training"] == "mini-batch":
+    warm.compile_late_column_helpers(sizes[0], sizes[1], sizes[-1], net.dtype, net.activation.code, out)
 for rows, x_dtype in spec["sets"]:
     _score(net, np.zeros((rows, spec["sizes"][0]), x_dtype), np.zeros(rows), spec["task"], "numba")
 """
 
 
 class CompileBeside:
-    """The prediction kernel compiled in a second process while this one compiles the training kernel.
+    """The prediction kernel, and the training kernel's last helpers, compiled in a second process
+    while this one compiles the training kernel.
 
     Numba compiles on one thread; a cold ``fastbp train`` spent 9.5 s on the training kernel and then
     1.4-1.6 s on the prediction kernel, one after the other, with the second core idle.  Where this
-    process may run on two or more CPUs, a second Python process compiles the prediction kernel into
-    the same Numba cache: at once where the cache holds no fastbp kernel yet (:meth:`cold`), and
-    for per-example training it first compiles the training kernel's last helpers, from the last one
-    back, so that this process loads those from the cache (:mod:`fastbp._fast.warm`); else once the
-    training step has run :data:`COMPILE_BESIDE_AFTER_S` (a step that ends sooner loaded its kernel
-    from the cache, and so will the prediction step: no process is started).  The prediction step
-    then waits for it and loads the kernel from the cache; if it failed (or cannot start), the step
-    compiles the kernel itself, as without it."""
+    process may run on two or more CPUs, a second Python process compiles into the same Numba cache:
+    first the helpers the training kernel compiles last (``training``: ``"per-example"`` or
+    ``"mini-batch"``; ``None``: none), from the last one back, so that the two processes meet in the
+    middle and this one loads the rest from the cache (:mod:`fastbp._fast.warm`); then the
+    prediction kernels.  It starts at once where the cache holds no fastbp kernel yet
+    (:meth:`cold`), else once the training step has run :data:`COMPILE_BESIDE_AFTER_S` (a step
+    that ends sooner loaded its kernel from the cache, and so will the prediction step: no process
+    is started).  The prediction step then waits for it and loads its kernels from the cache; if it
+    failed (or cannot start), the step compiles them itself, as without it."""
 
-    def __init__(self, net, data, per_example: bool = False):
+    def __init__(self, net, data, training: str | None = None):
         import json
         import threading
 
+        if training not in (None, "per-example", "mini-batch"):
+            raise ValueError(f"training must be 'per-example', 'mini-batch' or None, got {training!r}")
         parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         spec = {
             "path": parent,
@@ -62,7 +70,7 @@ class CompileBeside:
             "dtype": net.dtype.name,
             "task": data.task,
             "sets": [[len(X), X.dtype.str] for X in (data.X_test, data.X_train)],
-            "late_helpers": bool(per_example),
+            "training": training,  # "per-example", "mini-batch" (or full batch), None: no helpers
         }
         self._argv = [sys.executable, "-c", SCRIPT, json.dumps(spec)]
         self._lock = threading.Lock()

@@ -343,7 +343,7 @@ def _cell(value) -> str:
 
 
 #: What the first run on a machine costs, said before it starts.  Measured cold (empty
-#: NUMBA_CACHE_DIR): ``NUMBA_CACHE_DIR=$(mktemp -d) fastbp train --epochs 1`` compiled in 7.1-7.3 s
+#: NUMBA_CACHE_DIR): ``NUMBA_CACHE_DIR=$(mktemp -d) fastbp train --epochs 1`` compiled in 7.1-9.8 s
 #: on a Zen 3 machine of this project with both of its cores (the second process of
 #: :class:`fastbp._compile_beside.CompileBeside`), about 10 s on one, and took up to 38 s while
 #: other jobs ran, as the README says (7-40 s); see docs/performance.md "Start-up".
@@ -358,7 +358,8 @@ def _compile(net, data, args, out) -> None:
     from ._compile_beside import CompileBeside
 
     quiet = args.quiet
-    beside = CompileBeside(net, data, per_example=args.batch_size == 1) if CompileBeside.wanted() else None
+    training = "per-example" if args.batch_size == 1 else "mini-batch"
+    beside = CompileBeside(net, data, training) if CompileBeside.wanted() else None
     if not quiet:
         print(f"  compiling the kernels or loading them from Numba's cache ({COMPILE_NOTE}):", file=out, flush=True)
     # One batch of the real batch size on a scratch copy compiles the kernel training will use;

@@ -37,26 +37,38 @@ def started(monkeypatch):
     return made
 
 
-def test_the_second_process_leaves_the_late_helpers_and_the_prediction_kernel_in_the_cache(tmp_path):
+#: (training, --batch-size, the helpers warmed, the kernel the training step compiles): fastbp train's
+#: per-example default and a mini-batch run, both on the digits' 64-32-10 net.
+TRAINING = [
+    ("per-example", "1", "LATE_HELPERS", "_sgd_epoch_blocked_tiles"),
+    ("mini-batch", "32", "LATE_COLUMN_HELPERS", "_columns_epoch_tiles"),
+]
+
+
+@pytest.mark.parametrize("training, batch_size, helpers, kernel", TRAINING)
+def test_the_second_process_leaves_the_late_helpers_and_the_prediction_kernel_in_the_cache(
+    training, batch_size, helpers, kernel, tmp_path
+):
     """In a fresh process with an empty cache, the second process run to its end first: compiling the
-    per-example training kernel then compiles none of the helpers it warmed (their cache entries are
-    the ones the kernel looks up), and the prediction step loads fastbp's prediction kernel from the
-    cache: a hit, no miss."""
+    training kernel then compiles none of the helpers it warmed (their cache entries are the ones the
+    kernel looks up), and the prediction step loads fastbp's prediction kernel from the cache: a hit,
+    no miss."""
     code = textwrap.dedent(
         """
-        import io, json
+        import io, json, sys
+        training, batch_size, helpers = sys.argv[1:]
         from numba.core import event
         import fastbp.cli as cli
         from fastbp._compile_beside import CompileBeside
         from fastbp._fast.rows import _predict_rows
-        from fastbp._fast.warm import LATE_HELPERS
+        from fastbp._fast import warm
         from fastbp.datasets import load
         from fastbp.network import MLP
         assert CompileBeside.cold()
-        args = cli.build_parser().parse_args(["train", "--hidden", "32"])
+        args = cli.build_parser().parse_args(["train", "--hidden", "32", "--batch-size", batch_size])
         data = load("digits")
         net = MLP([64, 32, 10], activation=args.activation, output=args.output, seed=0)
-        beside = CompileBeside(net, data, per_example=True)
+        beside = CompileBeside(net, data, training)
         assert beside.wait(), "the second process failed"
         assert not CompileBeside.cold()  # it filled the cache
         compiled = []
@@ -71,7 +83,7 @@ def test_the_second_process_leaves_the_late_helpers_and_the_prediction_kernel_in
         event.register("numba:compile", Listener())
         CompileBeside.wanted = staticmethod(lambda: False)  # this process compiles the rest itself
         cli._compile(net, data, args, io.StringIO())
-        warmed = {h.py_func for h in LATE_HELPERS}
+        warmed = {h.py_func for h in getattr(warm, helpers)}
         print(json.dumps({
             "compiled": [f.__name__ for f in compiled],
             "again": [f.__name__ for f in compiled if f in warmed],
@@ -81,10 +93,11 @@ def test_the_second_process_leaves_the_late_helpers_and_the_prediction_kernel_in
         """
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    argv = [sys.executable, "-c", code, training, batch_size, helpers]
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
-    assert "_sgd_epoch_blocked_tiles" in result["compiled"], result  # the training kernel was compiled here
+    assert kernel in result["compiled"], result  # the training kernel was compiled here
     assert result["again"] == [], result  # … and none of the helpers the second process warmed
     assert result["hits"] >= 1 and result["misses"] == 0, result
 
@@ -161,3 +174,11 @@ def test_no_second_process_without_a_python_executable_to_start(monkeypatch):
     monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 2)
     monkeypatch.setattr(sys, "executable", "")
     assert beside_mod.CompileBeside.wanted() is False
+
+
+def test_an_unknown_training_kind_is_refused():
+    from fastbp.datasets import load
+    from fastbp.network import MLP
+
+    with pytest.raises(ValueError, match="training must be"):
+        beside_mod.CompileBeside(MLP([4, 3, 3], seed=0), load("iris"), "per-batch")

@@ -1,5 +1,6 @@
-"""Compile into Numba's cache, from a second process, the helpers a per-example training kernel compiles last:
-:func:`compile_late_helpers`.
+"""Compile into Numba's cache, from a second process, the helpers a training kernel compiles last:
+:func:`compile_late_helpers` (per-example kernels), :func:`compile_late_column_helpers` (the column
+kernels of mini-batches).
 
 Why: Numba compiles on one thread.  A cold ``fastbp train`` (per-example SGD on the digits) first
 compiles its training kernel's helpers, one after the other as type inference meets them, then the
@@ -12,6 +13,13 @@ compiled again.  The argument types are those of the kernels' calls (1-D C-conti
 network's dtype, ``int64`` sizes and codes), so the cache entries are the ones the kernels look up;
 ``tests/test_cli_compile_beside.py`` compiles a training kernel after this and checks that none of
 these helpers is compiled again.
+
+The column kernels (``fastbp train --batch-size 32``: ``_columns_epoch_tiles``) compile their
+gradient's helpers as its body meets them: the chunk's inputs (``_rows_and_transpose``), the
+output rows (``_softmax_columns``, ``_softmax_cost_columns``, ``output_loop``, ``cost_loop``), then
+``times_derivative_loop`` and ``_abs_sum``.  :func:`_call_late_column_helpers` reaches them through
+the same inlined passes (:func:`fastbp._fast._columns._chunk_inputs`, ``_output_rows``, ``_whole``)
+on a workspace made as the kernels make theirs, so with the kernels' argument types, last first.
 """
 
 from __future__ import annotations
@@ -21,6 +29,17 @@ from numba import njit
 
 from ..activations import activate_loop, times_derivative_loop
 from ..losses import cost_loop, defer_cost, flush_costs, output_loop
+from ._columns import (
+    _block,
+    _borrow_workspace,
+    _chunk_inputs,
+    _output_rows,
+    _rows_and_transpose,
+    _softmax_columns,
+    _softmax_cost_columns,
+    _whole,
+)
+from ._common import _abs_sum
 
 #: The helpers :func:`compile_late_helpers` compiles, in the order it compiles them.
 LATE_HELPERS = (flush_costs, defer_cost, times_derivative_loop, cost_loop, output_loop, activate_loop)
@@ -45,3 +64,69 @@ def compile_late_helpers(dtype, act: int, out: int) -> None:
     dtype = np.dtype(dtype)
     z, a, d, y, Zc, Yc = (np.zeros(1, dtype) for _ in range(6))
     _call_late_helpers(z, a, d, y, Zc, Yc, np.zeros(1, np.int64), 1, int(act), int(out))
+
+
+#: The helpers :func:`compile_late_column_helpers` compiles, in the order it compiles them.
+LATE_COLUMN_HELPERS = (
+    _abs_sum,
+    times_derivative_loop,
+    _softmax_columns,
+    _softmax_cost_columns,
+    output_loop,
+    cost_loop,
+    _rows_and_transpose,
+)
+
+
+@njit(cache=False)  # as _call_late_helpers
+def _call_late_column_helpers(params, X, order, ws, t0, n0, n1, n_L, top, ld, act, out):
+    """The column gradient's helpers (:data:`LATE_COLUMN_HELPERS`) through the passes that call them
+    in :func:`fastbp._fast._columns._columns_gradient_body` (its tiled copy), last first, on one
+    chunk of X's rows and a workspace ``ws`` laid out as the column epochs lay out theirs
+    (:func:`fastbp._fast._columns._new_columns_workspace`, here made in Python: compiling that
+    function is early work the first process does itself)."""
+    XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws)
+    nr = order.shape[0]
+    nc = col.shape[0] // 3
+    w = ld
+    total = _abs_sum(params, params.shape[0])  # the step bound's sums (the epoch's, after each batch)
+    # dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g′(Z[l−1]): the backward pass's elementwise part
+    times_derivative_loop(_whole(Df, 0, ld, n1, w), _whole(Zf, 0, ld, n1, w), _whole(Af, 0, ld, n1, w), n1 * w, act)
+    scale = params.dtype.type(1) / params.dtype.type(nr)
+    total += _output_rows(
+        _block(Zf, top, ld, n_L, w),
+        _block(Af, top, ld, n_L, w),
+        _block(Df, top, ld, n_L, w),
+        _block(YTf, 0, ld, n_L, w),
+        n_L,
+        nr,
+        nc,
+        out,
+        col,
+        scale,
+    )
+    XT, Xr = _chunk_inputs(X, order, t0, nr, nc, ld, n0 < 0, XTf, True)  # t0: a run-time 0, as the kernel's
+    return total + XT.shape[0] + Xr.shape[0]
+
+
+def compile_late_column_helpers(n_inputs: int, n_hidden: int, n_outputs: int, dtype, act: int, out: int) -> None:
+    """Compile (or load) :data:`LATE_COLUMN_HELPERS` for networks of ``dtype`` into Numba's cache: one
+    call of :func:`_call_late_column_helpers` on a chunk of 8 examples of an ``n_inputs``-``n_hidden``-
+    ``n_outputs`` network (the sizes are run-time values: any compiles the same machine code)."""
+    dtype = np.dtype(dtype)
+    c = ld = 8  # a chunk (a multiple of PAD) and its rows' stride
+    n_units = n_hidden + n_outputs
+    ws = (
+        np.zeros(n_inputs * (ld + c), dtype),  # Xᵀ, then X_b
+        np.zeros(n_outputs * ld, dtype),  # Yᵀ
+        np.zeros(n_units * ld, dtype),  # Z
+        np.zeros(n_units * ld, dtype),  # A
+        np.zeros(n_units * ld, dtype),  # dZ
+        np.zeros(3 * c, np.float64),  # softmax's rows
+        np.zeros(n_hidden * c, dtype),  # A[1]ᵀ
+    )
+    n_params = n_hidden * (n_inputs + 1) + n_outputs * (n_hidden + 1)
+    X = np.zeros((c, n_inputs), dtype)
+    order = np.arange(c, dtype=np.int64)
+    args = (0, n_inputs, n_hidden, n_outputs, n_hidden, ld, int(act), int(out))
+    _call_late_column_helpers(np.zeros(n_params, dtype), X, order, ws, *args)
