@@ -139,6 +139,16 @@ def load(now: float | None = None) -> tuple[float, float]:
         _lock.release()
 
 
+def restart() -> None:
+    """Forget the last window's figures and begin a new window now: a burst of other work that is
+    known to be over (``fastbp train``'s second compile process, :mod:`fastbp._compile_beside`)
+    must not count against the threads of the first epochs after it."""
+    with _lock:
+        _window.start = None
+        _window.last = (0.0, 0.0)
+    load()
+
+
 def _forget_in_child() -> None:
     """A forked child's own CPU time and threads start again from nothing: a window of its own
     (and a lock of its own: a thread of the parent may have held it at the fork)."""

@@ -22,7 +22,7 @@ COMPILE_BESIDE_AFTER_S = 1.5
 SCRIPT = r"""
 import json, sys
 spec = json.loads(sys.argv[1])
-sys.path.insert(0, spec["path"])
+sys.path[:] = spec["path"]  # the first process's, exactly (started with -I: nothing else was read)
 import numpy as np
 from fastbp.cli import _score
 from fastbp.losses import get_output
@@ -52,8 +52,10 @@ class CompileBeside:
     prediction kernels.  It starts at once where the cache holds no fastbp kernel yet
     (:meth:`cold`), else once the training step has run :data:`COMPILE_BESIDE_AFTER_S` (a step
     that ends sooner loaded its kernel from the cache, and so will the prediction step: no process
-    is started).  The prediction step then waits for it and loads its kernels from the cache; if it
-    failed (or cannot start), the step compiles them itself, as without it."""
+    is started; the prediction step then usually finds its kernels there too, unless the scored sets
+    take other kernels than the cached ones).  The prediction step then waits for it and loads its
+    kernels from the cache; if it failed (or cannot start), the step compiles them itself, as
+    without it."""
 
     def __init__(self, net, data, training: str | None = None):
         import json
@@ -61,9 +63,8 @@ class CompileBeside:
 
         if training not in (None, "per-example", "mini-batch"):
             raise ValueError(f"training must be 'per-example', 'mini-batch' or None, got {training!r}")
-        parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         spec = {
-            "path": parent,
+            "path": list(sys.path),
             "sizes": [int(n) for n in net.layer_sizes],
             "activation": net.activation.name,
             "output": net.output,
@@ -72,7 +73,9 @@ class CompileBeside:
             "sets": [[len(X), X.dtype.str] for X in (data.X_test, data.X_train)],
             "training": training,  # "per-example", "mini-batch" (or full batch), None: no helpers
         }
-        self._argv = [sys.executable, "-c", SCRIPT, json.dumps(spec)]
+        # -I: neither the current directory nor PYTHONPATH nor the user's site directory is put on the
+        # second process's path before SCRIPT sets it to this one's (so it imports the same modules)
+        self._argv = [sys.executable, "-I", "-c", SCRIPT, json.dumps(spec)]
         self._lock = threading.Lock()
         self._closed = False
         self.process = None
@@ -82,11 +85,16 @@ class CompileBeside:
 
     @staticmethod
     def wanted() -> bool:
-        """Whether a second process can run beside this one: two or more usable CPUs, and a Python
-        executable to start (``sys.executable`` is empty in some embedded interpreters)."""
+        """Whether a second process can run beside this one: something to compile (not
+        ``NUMBA_DISABLE_JIT=1``), two or more usable CPUs, and a Python executable to start
+        (``sys.executable`` is empty in some embedded interpreters, and is the application itself in
+        a frozen one)."""
+        from numba import config
+
         from ._dispatch import _usable_cpus
 
-        return bool(sys.executable) and _usable_cpus() > 1
+        frozen = getattr(sys, "frozen", False)  # (a bundled application's executable is not Python)
+        return not config.DISABLE_JIT and bool(sys.executable) and not frozen and _usable_cpus() > 1
 
     @staticmethod
     def cold() -> bool:
@@ -105,7 +113,7 @@ class CompileBeside:
         import subprocess
 
         with self._lock:
-            if self._closed:
+            if self._closed or self.process is not None:
                 return
             try:
                 self.process = subprocess.Popen(
@@ -121,12 +129,20 @@ class CompileBeside:
         self._timer.cancel()
 
     def close(self) -> None:
-        """Start nothing more, and stop the second process if it still runs (the compile step
-        failed or was interrupted before the prediction step waited for it)."""
+        """Start nothing more, stop the second process if it still runs (the compile step failed or
+        was interrupted before the prediction step waited for it), and, if one ran, begin a new
+        window of :func:`fastbp._busy.load`: its CPU time would otherwise read as another process's
+        load in the first epochs, which would then run the one-thread twin of a kernel whose threaded
+        twin the compile step compiled (and compile it mid-training)."""
+        from . import _busy
+
         self.stop_waiting_to_start()
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        _busy.restart()
 
     def wait(self, timeout: float = 300.0) -> bool:
         """Wait for the second process, if one started; whether it compiled the kernels."""

@@ -358,8 +358,6 @@ def _compile(net, data, args, out) -> None:
     from ._compile_beside import CompileBeside
 
     quiet = args.quiet
-    training = "per-example" if args.batch_size == 1 else "mini-batch"
-    beside = CompileBeside(net, data, training) if CompileBeside.wanted() else None
     if not quiet:
         print(f"  compiling the kernels or loading them from Numba's cache ({COMPILE_NOTE}):", file=out, flush=True)
     # One batch of the real batch size on a scratch copy compiles the kernel training will use;
@@ -391,22 +389,24 @@ def _compile(net, data, args, out) -> None:
             ],
         ),
     ]
-    if beside is not None:
-        train_step, score_step = steps[0][1], steps[1][1]
-
-        def train_then_close():
-            try:
-                train_step()
-            finally:
-                beside.stop_waiting_to_start()
-
-        def score_after_beside():
-            beside.wait()  # then loaded from the cache it filled (or compiled here if it failed)
-            score_step()
-
-        steps = [(steps[0][0], train_then_close), (steps[1][0], score_after_beside)]
     live = not quiet and getattr(out, "isatty", lambda: False)()
-    try:
+    training = "per-example" if args.batch_size == 1 else "mini-batch"
+    beside = CompileBeside(net, data, training) if CompileBeside.wanted() else None
+    try:  # (from here on the second process, if one starts, is stopped whatever happens)
+        if beside is not None:
+            train_step, score_step = steps[0][1], steps[1][1]
+
+            def train_then_close():
+                try:
+                    train_step()
+                finally:
+                    beside.stop_waiting_to_start()
+
+            def score_after_beside():
+                beside.wait()  # then loaded from the cache it filled (or compiled here if it failed)
+                score_step()
+
+            steps = [(steps[0][0], train_then_close), (steps[1][0], score_after_beside)]
         for i, (name, step) in enumerate(steps, 1):
             label = f"    [{i}/{len(steps)}] {name}"
             t0 = time.perf_counter()

@@ -211,16 +211,21 @@ def read_rows(path: str, n_features: int, target: str | None = None, feature_nam
     return X, y
 
 
-def split_indices(y: np.ndarray, test_size: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(y: np.ndarray, test_size: float | int, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
     """The training and test rows that ``sklearn.model_selection.train_test_split(..., test_size=test_size,
     random_state=seed, stratify=y if stratify else None)`` picks: the same draws from
     ``numpy.random.RandomState(seed)`` in the same order (its ``ShuffleSplit`` and
     ``StratifiedShuffleSplit``), so the same split; ``ValueError`` where it refuses one
     (tests/test_datasets.py holds the two to each other)."""
     n = len(y)
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
-    n_test = math.ceil(test_size * n)
+    if isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
+        if not 0 < test_size < n:  # a number of rows, as scikit-learn reads an integer
+            raise ValueError(f"test_size must be a number of rows in 1 … {n - 1} or a fraction, got {test_size!r}")
+        n_test = int(test_size)
+    elif 0.0 < test_size < 1.0:
+        n_test = math.ceil(test_size * n)
+    else:
+        raise ValueError(f"test_size must be a fraction in (0, 1) or a number of rows, got {test_size!r}")
     n_train = n - n_test
     if n_train == 0:
         raise ValueError(f"{n} examples leave no training examples with test_size={test_size}")

@@ -98,6 +98,23 @@ def test_a_forked_childs_window_starts_afresh(fresh_window):
     _busy._lock.release()
 
 
+def test_restart_forgets_the_last_figures_and_begins_a_window_now(monkeypatch, fresh_window):
+    busy = [1000, 1100, 1100, 1100]  # others ran a whole CPU in the first window, nothing since
+    monkeypatch.setattr(_busy, "_cpu_ticks", lambda cpus: busy.pop(0))
+    monkeypatch.setattr(_busy, "_own_ticks", lambda: 0)
+    monkeypatch.setattr(_busy, "_own_wait_ns", lambda: 0)
+    monkeypatch.setattr(_busy, "_mask", lambda: None)
+    monkeypatch.setattr(os, "sysconf", lambda name: 100)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    clock = iter([1.0, 2.0])
+    monkeypatch.setattr(_busy.time, "monotonic", lambda: next(clock))
+    _busy.load()
+    assert _busy.load() == (1.0, 0.0)
+    monkeypatch.setattr(_busy.time, "monotonic", lambda: 2.01)
+    _busy.restart()
+    assert _busy._window.start[0] == 2.01 and _busy.load() == (0.0, 0.0)  # not the last window's 1.0
+
+
 def test_load_is_zero_where_proc_cannot_be_read(monkeypatch, fresh_window):
     def missing(*args):
         raise OSError("no /proc here")

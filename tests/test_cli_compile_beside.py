@@ -140,6 +140,7 @@ def test_no_second_process_where_this_process_has_one_cpu(monkeypatch):
 
 
 def test_a_second_process_past_its_time_is_stopped(monkeypatch, started):
+    monkeypatch.setattr(beside_mod.CompileBeside, "cold", staticmethod(lambda: False))  # (no timer start)
     monkeypatch.setattr(beside_mod, "SCRIPT", "import time; time.sleep(60)")
     from fastbp.datasets import load
     from fastbp.network import MLP
@@ -176,9 +177,80 @@ def test_no_second_process_without_a_python_executable_to_start(monkeypatch):
     assert beside_mod.CompileBeside.wanted() is False
 
 
+def test_no_second_process_with_numba_disabled(monkeypatch):
+    from numba import config
+
+    from fastbp import _dispatch
+
+    monkeypatch.setattr(_dispatch, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(config, "DISABLE_JIT", True)
+    assert beside_mod.CompileBeside.wanted() is False
+
+
 def test_an_unknown_training_kind_is_refused():
     from fastbp.datasets import load
     from fastbp.network import MLP
 
     with pytest.raises(ValueError, match="training must be"):
         beside_mod.CompileBeside(MLP([4, 3, 3], seed=0), load("iris"), "per-batch")
+
+
+def test_the_second_process_imports_what_this_one_does_not_the_current_directory(monkeypatch, tmp_path):
+    """Started with ``-I`` and this process's ``sys.path``: a ``json.py`` in the current directory
+    (which ``python -c`` would put first) is not imported, and fastbp is found where this one was."""
+    from fastbp.datasets import load
+    from fastbp.network import MLP
+
+    (tmp_path / "json.py").write_text("raise SystemExit(7)\n")
+    monkeypatch.chdir(tmp_path)
+    head = beside_mod.SCRIPT.split("import numpy as np")[0]
+    monkeypatch.setattr(
+        beside_mod,
+        "SCRIPT",
+        head + "import fastbp\nassert fastbp.__file__ == %r\n" % cli.__file__.replace("cli.py", "__init__.py"),
+    )
+    monkeypatch.setattr(beside_mod.CompileBeside, "cold", staticmethod(lambda: False))
+    beside = beside_mod.CompileBeside(MLP([4, 3, 3], seed=0), load("iris"))
+    beside._start()
+    assert beside.wait(timeout=60) is True
+
+
+def test_closing_after_a_second_process_ran_begins_a_new_load_window(monkeypatch):
+    """Its CPU time must not read as another process's load in the first epochs (which would then run
+    the one-thread twin the compile step did not compile)."""
+    from fastbp import _busy
+    from fastbp.datasets import load
+    from fastbp.network import MLP
+
+    restarts = []
+    monkeypatch.setattr(_busy, "restart", lambda: restarts.append(1))
+    monkeypatch.setattr(beside_mod.CompileBeside, "cold", staticmethod(lambda: False))
+    monkeypatch.setattr(beside_mod, "SCRIPT", "pass")
+    quiet = beside_mod.CompileBeside(MLP([4, 3, 3], seed=0), load("iris"))
+    quiet.close()  # none started: the window stays
+    assert restarts == []
+    ran = beside_mod.CompileBeside(MLP([4, 3, 3], seed=0), load("iris"))
+    ran._start()
+    first = ran.process
+    ran._start()  # (a second call starts no second process)
+    assert ran.process is first
+    assert ran.wait(timeout=60) is True
+    ran.close()
+    assert restarts == [1]
+
+
+def test_no_second_process_when_the_compile_line_cannot_be_written(monkeypatch, started):
+    """``fastbp train | true``: the first print fails (broken pipe) before any process is started."""
+    monkeypatch.setattr(beside_mod.CompileBeside, "cold", staticmethod(lambda: True))
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError
+
+    from fastbp.datasets import load
+    from fastbp.network import MLP
+
+    args = cli.build_parser().parse_args(["train", "--epochs", "1"])
+    with pytest.raises(BrokenPipeError):
+        cli._compile(MLP([64, 32, 10], seed=0), load("digits"), args, ClosedPipe())
+    assert started == []

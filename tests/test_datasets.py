@@ -50,7 +50,7 @@ def _targets() -> dict[str, np.ndarray]:
 TARGETS = _targets()
 
 
-@pytest.mark.parametrize("test_size", [0.25, 0.1, 0.5, 0.33])
+@pytest.mark.parametrize("test_size", [0.25, 0.1, 0.5, 0.33, 7])
 @pytest.mark.parametrize("seed", [0, 1, 7, 12345])
 @pytest.mark.parametrize("case", list(TARGETS))
 def test_split_indices_pick_the_rows_train_test_split_picks(case, seed, test_size):
