@@ -343,7 +343,7 @@ def _cell(value) -> str:
 
 
 #: What the first run on a machine costs, said before it starts.  Measured cold (empty
-#: NUMBA_CACHE_DIR): ``NUMBA_CACHE_DIR=$(mktemp -d) fastbp train --epochs 1`` compiled in 7.1-9.8 s
+#: NUMBA_CACHE_DIR): ``NUMBA_CACHE_DIR=$(mktemp -d) fastbp train --epochs 1`` compiled in 7.1-11.2 s
 #: on a Zen 3 machine of this project with both of its cores (the second process of
 #: :class:`fastbp._compile_beside.CompileBeside`), about 10 s on one, and took up to 38 s while
 #: other jobs ran, as the README says (7-40 s); see docs/performance.md "Start-up".
