@@ -77,14 +77,19 @@ def test_load_is_the_others_cpu_time_and_our_waiting_over_the_last_window(monkey
     assert _busy._window.start[1] == frozenset({0})
 
 
-def test_load_never_reads_more_than_every_cpu(monkeypatch, fresh_window):
-    busy = [0, 1000]  # 10 s of two CPUs' ticks in 1 s: a counter that jumped
+def _two_cpus_busy(monkeypatch, busy: list[int]) -> None:
+    """/proc as read on 2 CPUs at 100 ticks a second: the CPUs' busy ticks ``busy`` at each read, none
+    of them this process's, no waiting."""
     monkeypatch.setattr(_busy, "_cpu_ticks", lambda cpus: busy.pop(0))
     monkeypatch.setattr(_busy, "_own_ticks", lambda: 0)
     monkeypatch.setattr(_busy, "_own_wait_ns", lambda: 0)
     monkeypatch.setattr(_busy, "_mask", lambda: None)
     monkeypatch.setattr(os, "sysconf", lambda name: 100)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+
+def test_load_never_reads_more_than_every_cpu(monkeypatch, fresh_window):
+    _two_cpus_busy(monkeypatch, [0, 1000])  # 10 s of two CPUs' ticks in 1 s: a counter that jumped
     _busy.load(now=1.0)
     assert _busy.load(now=2.0) == (2.0, 0.0)
 
@@ -99,13 +104,7 @@ def test_a_forked_childs_window_starts_afresh(fresh_window):
 
 
 def test_restart_forgets_the_last_figures_and_begins_a_window_now(monkeypatch, fresh_window):
-    busy = [1000, 1100, 1100, 1100]  # others ran a whole CPU in the first window, nothing since
-    monkeypatch.setattr(_busy, "_cpu_ticks", lambda cpus: busy.pop(0))
-    monkeypatch.setattr(_busy, "_own_ticks", lambda: 0)
-    monkeypatch.setattr(_busy, "_own_wait_ns", lambda: 0)
-    monkeypatch.setattr(_busy, "_mask", lambda: None)
-    monkeypatch.setattr(os, "sysconf", lambda name: 100)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    _two_cpus_busy(monkeypatch, [1000, 1100, 1100, 1100])  # others ran a whole CPU in the first window, no more
     clock = iter([1.0, 2.0])
     monkeypatch.setattr(_busy.time, "monotonic", lambda: next(clock))
     _busy.load()

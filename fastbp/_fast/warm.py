@@ -93,7 +93,7 @@ def _call_late_column_helpers(params, X, order, ws, t0, n0, n1, n_L, top, ld, ac
     # dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g′(Z[l−1]): the backward pass's elementwise part
     times_derivative_loop(_whole(Df, 0, ld, n1, w), _whole(Zf, 0, ld, n1, w), _whole(Af, 0, ld, n1, w), n1 * w, act)
     scale = params.dtype.type(1) / params.dtype.type(nr)
-    total += _output_rows(
+    total += _output_rows(  # (the arguments as the gradient passes them: the same types, the same entries)
         _block(Zf, top, ld, n_L, w),
         _block(Af, top, ld, n_L, w),
         _block(Df, top, ld, n_L, w),
