@@ -1,8 +1,7 @@
 """``fastbp train``'s compile step on two cores: :class:`CompileBeside` compiles, in a second Python
-process and into the same Numba cache, what the command's first process would compile after its
-training kernel (the per-example kernel's last helpers and the prediction kernels), while that
-process compiles the training kernel.  docs/performance.md, "The whole command", has the
-measurements."""
+process and into the same Numba cache, what the command's first process would compile later (the
+training kernel's last helpers, then the prediction kernels), while that process compiles the
+training kernel.  docs/performance.md, "The whole command", has the measurements."""
 
 from __future__ import annotations
 
