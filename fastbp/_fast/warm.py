@@ -29,6 +29,7 @@ from numba import njit
 
 from ..activations import activate_loop, times_derivative_loop
 from ..losses import cost_loop, defer_cost, flush_costs, output_loop
+from ..params import Layout
 from ._columns import (
     _block,
     _borrow_workspace,
@@ -125,7 +126,7 @@ def compile_late_column_helpers(n_inputs: int, n_hidden: int, n_outputs: int, dt
         np.zeros(3 * c, np.float64),  # softmax's rows
         np.zeros(n_hidden * c, dtype),  # A[1]ᵀ
     )
-    n_params = n_hidden * (n_inputs + 1) + n_outputs * (n_hidden + 1)
+    n_params = Layout([n_inputs, n_hidden, n_outputs]).n_params
     X = np.zeros((c, n_inputs), dtype)
     order = np.arange(c, dtype=np.int64)
     args = (0, n_inputs, n_hidden, n_outputs, n_hidden, ld, int(act), int(out))
