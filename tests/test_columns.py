@@ -25,6 +25,7 @@ from fastbp._fast._columns import (
     _back_tiles,
     _grad_rows,
     _grad_tiles,
+    _sigmoid_cost_row,
     _softmax_columns,
     _softmax_cost_columns,
     _transpose,
@@ -35,7 +36,7 @@ from fastbp._jit import jit_vec
 from fastbp._plain import BUILTIN
 from fastbp.activations import NAMES as ACT_CODES
 from fastbp.losses import NAMES as OUT_CODES
-from fastbp.losses import OUT_SOFTMAX, cost_loop, output_loop
+from fastbp.losses import OUT_SIGMOID, OUT_SOFTMAX, cost_loop, output_loop
 from fastbp.optimizers import Adam
 from fastbp.params import Layout
 from fastbp.testing import assert_agree, make_problem
@@ -285,6 +286,68 @@ def test_the_softmax_along_the_rows_gives_each_columns_softmax(n_out, dtype):
     _, cost_finite_ref = _softmax_by_column(Z[:, finite].copy(), YT[:, finite].copy())
     assert_agree(cost_finite, cost_finite_ref, dtype)
     assert np.isnan(cost) == np.isnan(cost_ref)
+
+
+@njit
+def _sigmoid_fused(z, a, d, y, nc, scale):
+    """_sigmoid_cost_row called from compiled code (it has no Python entry point)."""
+    return _sigmoid_cost_row(z, a, d, y, nc, scale)
+
+
+@njit
+def _sigmoid_apart(z, y, scale):
+    """The plain passes the fused σ row replaces: output_loop's σ, cost_loop's cost, (A − Y)·scale."""
+    a = np.empty_like(z)
+    output_loop(z, a, OUT_SIGMOID)
+    return a, cost_loop(z, y, OUT_SIGMOID), (a - y) * scale
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fused_sigmoid_row_gives_the_sigmoid_its_cost_and_dz(dtype):
+    """_sigmoid_cost_row (σ, cost and dZ from one e^(−|z|)) against output_loop and cost_loop: A
+    and dZ the same bits (NaN, ±0, ±inf, the dtype's extremes, values around the flush to 0 and
+    the overflow of e^|z| included), the cost to the dtype's tolerance (its own summation order);
+    nothing written past ``nc``."""
+    rng = np.random.default_rng(7)
+    info = np.finfo(dtype)
+    edges = [
+        np.nan,
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        info.max,
+        -info.max,
+        info.tiny,
+        -info.tiny,
+        1e-30,
+        88.0,
+        -88.0,
+        104.0,
+        -104.0,
+        708.0,
+        -745.0,
+        20.0,
+        -20.0,
+    ]
+    z = np.concatenate([np.array(edges), rng.normal(size=300) * 6, rng.normal(size=50) * 60]).astype(dtype)
+    y = (rng.random(z.shape[0]) < 0.5).astype(dtype)
+    nc = z.shape[0] - 5  # the last five: columns after the chunk's
+    scale = dtype(1 / 37)
+    a = np.full_like(z, 3.5)
+    d = np.full_like(z, 3.5)
+    cost = _sigmoid_fused(z, a, d, y, nc, scale)
+    a_ref, cost_ref, d_ref = _sigmoid_apart(z[:nc], y[:nc], scale)
+    np.testing.assert_array_equal(a[:nc], a_ref)
+    np.testing.assert_array_equal(d[:nc], d_ref)
+    assert (a[nc:] == 3.5).all() and (d[nc:] == 3.5).all()
+    assert np.isnan(cost) and np.isnan(cost_ref)  # the NaN logit
+    finite = slice(len(edges), nc)
+    cost = _sigmoid_fused(
+        z[finite].copy(), a[finite].copy(), d[finite].copy(), y[finite].copy(), nc - len(edges), scale
+    )
+    _, cost_ref, _ = _sigmoid_apart(z[finite].copy(), y[finite].copy(), scale)
+    assert_agree(cost, cost_ref, dtype)
 
 
 #: Elements before and after each flat array of the tile test, and the value they hold.

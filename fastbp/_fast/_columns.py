@@ -58,8 +58,8 @@ import numpy as np
 
 from .._jit import JIT_INNER, compile_as, jit_inline, jit_inner
 from ..activations import activate_loop, times_derivative_loop
-from ..losses import OUT_SOFTMAX, cost_loop, output_loop
-from ..vmath import vexp
+from ..losses import OUT_SIGMOID, OUT_SOFTMAX, cost_loop, output_loop
+from ..vmath import vexp, vlog1p_unit
 from ._common import _borrowed, _matrix_view, _zeros
 from ._tiles import STRIP_BYTES, _strips, _transpose8
 
@@ -475,13 +475,49 @@ def _softmax_cost_columns(Zl, YT, n_L, nc, col):
     return total
 
 
+# called, not inlined, as _softmax_columns: one copy per dtype, its cost sum always in the same order
+@jit_inner
+def _sigmoid_cost_row(zr, ar, dr, yr, nc, scale):
+    """One σ output unit's row over the chunk's first ``nc`` examples: A = σ(Z), the summed cost
+    Σ_t max(z, 0) − y·z + log1p(e^(−|z|)) (float64) and dZ = scale · (A − Y).  σ and the cost's
+    tail both start from e = e^(−|z|) in the row's dtype (:func:`fastbp.vmath.vsigmoid` is
+    1/(1 + e), or e · (1/(1 + e)) below zero; :func:`fastbp.losses._softplus_tail` is
+    log1p(e)), taken here once, not once by :func:`fastbp.losses.output_loop` and again by
+    :func:`fastbp.losses.cost_loop`.  A and dZ are their bits; the cost the same terms, summed in
+    this loop's own order (one compiled copy: the same order in every kernel).
+
+    Three passes, dZ's row holding e, then log1p(e), until the last: the first two in the row's
+    dtype alone, so a float32 row runs 8 lanes to a 256-bit vector (one loop with the float64 sum
+    ran 4), and float64's exp and log1p apart (together they spilled registers).  On one core of
+    a Zen 3, 10 × 256 outputs, ns a value: float32 3.5-3.9 one loop, 2.4 three, 4.7 as
+    output_loop + cost_loop; float64 5.3-6.1, 4.9, 7.5.  Those two were 11 % of a 64-64-10
+    float32 epoch at batch 256 (tanh, σ output; ``python tools/hotspots.py --net 64-64-10 --dtype
+    float32 --batch 256 --output sigmoid``)."""
+    T = zr.dtype.type
+    for t in range(nc):  # A = σ(z) from e = e^(−|z|); e kept in dZ's row
+        z = zr[t]
+        e = vexp(-abs(z))
+        d = T(1) / (T(1) + e)
+        ar[t] = d if z >= T(0) else e * d
+        dr[t] = e
+    for t in range(nc):  # log1p(e), the cost's tail
+        dr[t] = vlog1p_unit(dr[t])
+    total = 0.0
+    for t in range(nc):  # the cost's sum, then dZ = scale · (A − Y) in its place
+        zd = np.float64(zr[t])
+        total += (zd if zd > 0.0 else 0.0) - np.float64(yr[t]) * zd + np.float64(dr[t])
+        dr[t] = (ar[t] - yr[t]) * scale
+    return total
+
+
 @jit_inline
 def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col, scale):
     """A[L] = out(Z[L]), the chunk's summed cost (float64) over its ``nc`` examples, and
     ``scale`` · dZ[L] = scale · (A[L] − Yᵀ) (zero in the padding columns nc … ncp): with scale
     = 1/n_b every product downstream is already the batch's mean, and no sum of n_b large
     terms can overflow where the mean does not.  σ, identity and e^z act
-    elementwise, so each row is one vectorised call over the examples; softmax couples an
+    elementwise, so each row is one vectorised call over the examples (σ's with its cost and
+    dZ: :func:`_sigmoid_cost_row`); softmax couples an
     example's outputs, and runs as passes along the rows too (:func:`_softmax_columns`)."""
     T = Zl.dtype.type
     total = 0.0
@@ -494,6 +530,15 @@ def _output_rows(Zl, Al, Dl, YT, n_L, nc, ncp, out, col, scale):
             yr = YT[j]
             for t in range(nc):
                 dr[t] = (ar[t] - yr[t]) * scale
+            for t in range(nc, ncp):
+                dr[t] = T(0)
+    elif out == OUT_SIGMOID:
+        for j in range(n_L):
+            zr = Zl[j]
+            ar = Al[j]
+            dr = Dl[j]
+            total += _sigmoid_cost_row(zr, ar, dr, YT[j], nc, scale)
+            output_loop(zr[nc:], ar[nc:], out)  # the columns after the chunk's, as the rest do
             for t in range(nc, ncp):
                 dr[t] = T(0)
     else:
