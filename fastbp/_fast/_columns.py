@@ -497,6 +497,7 @@ def _sigmoid_cost_row(zr, ar, dr, yr, nc, scale):
     for t in range(nc):  # A = σ(z) from e = e^(−|z|); e kept in dZ's row
         z = zr[t]
         e = vexp(-abs(z))
+        e = e if z == z else z  # a NaN logit's own NaN, as vsigmoid (vexp(−|NaN|) flips its sign)
         d = T(1) / (T(1) + e)
         ar[t] = d if z >= T(0) else e * d
         dr[t] = e

@@ -16,7 +16,8 @@ these helpers is compiled again.
 
 The column kernels (``fastbp train --batch-size 32``: ``_columns_epoch_tiles``) compile their
 gradient's helpers as its body meets them: the chunk's inputs (``_rows_and_transpose``), the
-output rows (``_softmax_columns``, ``_softmax_cost_columns``, ``output_loop``, ``cost_loop``), then
+output rows (``_softmax_columns``, ``_softmax_cost_columns``, ``_sigmoid_cost_row``, ``output_loop``,
+``cost_loop``), then
 ``times_derivative_loop`` and ``_abs_sum``.  :func:`_call_late_column_helpers` reaches them through
 the same inlined passes (:func:`fastbp._fast._columns._chunk_inputs`, ``_output_rows``, ``_whole``)
 on a workspace made as the kernels make theirs, so with the kernels' argument types, last first.
@@ -36,6 +37,7 @@ from ._columns import (
     _chunk_inputs,
     _output_rows,
     _rows_and_transpose,
+    _sigmoid_cost_row,
     _softmax_columns,
     _softmax_cost_columns,
     _whole,
@@ -73,6 +75,7 @@ LATE_COLUMN_HELPERS = (
     times_derivative_loop,
     _softmax_columns,
     _softmax_cost_columns,
+    _sigmoid_cost_row,
     output_loop,
     cost_loop,
     _rows_and_transpose,
