@@ -389,7 +389,7 @@ def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose, ld
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_in, n_out", [(1, 1), (3, 7), (16, 8), (17, 9), (70, 13), (33, 64)])
+@pytest.mark.parametrize("n_in, n_out", [(1, 1), (40, 1), (3, 7), (16, 8), (17, 9), (70, 13), (33, 64)])
 @pytest.mark.parametrize("nc", [PAD, 3 * PAD])
 @pytest.mark.parametrize("first", [True, False])
 @pytest.mark.parametrize("transpose", [True, False])
@@ -397,12 +397,13 @@ def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose, ld
 def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, transpose, gap, dtype):
     """The register-tiled products (fastbp._fast._tiles: Z = W A + b and dA = Wᵀ dZ bit for bit,
     being the plain loops' sums in their order; dW (+)= dZ Aᵀ, summed in another order, to the
-    dtype's tolerance) against the loops, with tile remainders in rows (7, 9, 13) and in dW's
-    columns (17, 33, 70 inputs: the loops take the columns after the last whole strip), chunks of
-    one and three paddings (the tiled copy pads every chunk to PAD columns), dW's Aᵀ transposed by
-    the tiles or given, the matrices inside their flat arrays between sentinels that no product may
-    touch, NaN and inf propagated where the loops have them, with the rows nc apart or a strip
-    further (the tiled workspace's padded stride, ``_columns._lead``: the columns between untouched)."""
+    dtype's tolerance; for a layer of one unit by the loops themselves, no Aᵀ written) against the
+    loops, with tile remainders in rows (7, 9, 13) and in dW's columns (17, 33, 70 inputs: the
+    loops take the columns after the last whole strip), chunks of one and three paddings (the
+    tiled copy pads every chunk to PAD columns), dW's Aᵀ transposed by the tiles or given, the
+    matrices inside their flat arrays between sentinels that no product may touch, NaN and inf
+    propagated where the loops have them, with the rows nc apart or a strip further (the tiled
+    workspace's padded stride, ``_columns._lead``: the columns between untouched)."""
     rng = np.random.default_rng(n_in * 100 + n_out)
     wo = 5
     bo = wo + n_in * n_out
@@ -428,6 +429,10 @@ def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, tra
     np.testing.assert_array_equal(Z_tile, Z_loop)
     np.testing.assert_array_equal(dA_tile, dA_loop)
     np.testing.assert_array_equal(np.isnan(G_tile), np.isnan(G_loop))
+    if n_out == 1:  # one unit: _grad_rows' dots over A as it is, not a tile of one row on Aᵀ
+        np.testing.assert_array_equal(G_tile, G_loop)
+        if transpose:
+            np.testing.assert_array_equal(Tf, SENTINEL)
     finite = np.isfinite(G_loop)
     np.testing.assert_array_equal(G_tile[~finite], G_loop[~finite])
     assert_agree(G_tile[finite], G_loop[finite], dtype)
