@@ -248,10 +248,12 @@ class MLP:
         dtype = v.check_dtype(state["_dtype"])
         layout = Layout(sizes)
         params = state["_params"]
+        if isinstance(params, np.ndarray) and not (
+            type(params) is np.ndarray and params.flags.c_contiguous and params.flags.writeable
+        ):  # a read-only memory map (joblib's mmap_mode="r"): a buffer of its own, as fit writes it
+            params = np.array(params)
         if type(params) is not np.ndarray or params.shape != (layout.n_params,) or params.dtype != dtype:
             raise ValueError(f"params: a pickled MLP of layer sizes {list(sizes)} needs {layout.n_params} {dtype}")
-        if not (params.flags.c_contiguous and params.flags.writeable):
-            params = np.array(params)
         self.__dict__.update(state)
         self._layout, self._params = layout, params
         self._weights, self._biases = layout.views(params)

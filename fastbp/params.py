@@ -52,11 +52,20 @@ class Layout:
     """The shapes of a network's parameters and where they sit in the flat buffer."""
 
     def __init__(self, layer_sizes: Sequence[int]):
-        self.sizes = np.asarray(layer_sizes, dtype=np.int64)
+        # A copy of its own, a plain writable int64 array: the kernels walk the parameter buffer by
+        # these sizes (a caller's array changed later, from another thread while a kernel runs
+        # without the GIL, would take them outside it), and a read-only array (a memory-mapped
+        # pickle's) would make every kernel compile again for a read-only argument.
+        self.sizes = np.array(layer_sizes, dtype=np.int64)
         self.n_layers = len(self.sizes) - 1
         self.shapes = [(int(self.sizes[l + 1]), int(self.sizes[l])) for l in range(self.n_layers)]
         self.n_params = int(sum(o * (i + 1) for o, i in self.shapes))
         self.n_units = int(self.sizes[1:].sum())
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled (joblib's ``mmap_mode="r"`` hands back read-only memory maps): rebuilt from the
+        sizes, so that it holds a writable array of its own as :meth:`__init__` makes."""
+        self.__init__([int(n) for n in state["sizes"]])
 
     def _bounds(self):
         p = 0

@@ -28,6 +28,31 @@ def test_weights_and_biases_are_views_writing_in_place_changes_the_network():
     assert [b.shape for b in pickle.loads(pickle.dumps(net.biases))] == [(4,), (2,)]
 
 
+def test_a_network_loaded_from_read_only_memory_maps_predicts_and_trains_as_the_original(tmp_path):
+    """joblib's ``mmap_mode="r"`` hands the buffer back as a read-only memory map: the loaded network
+    takes a writable copy (it was refused, "a pickled MLP ... needs 21 float64"), predicts and trains
+    as the original does, and no kernel compiles again for a read-only argument."""
+    import joblib
+
+    from fastbp._fast.rows import _predict_rows
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(10, 3)), rng.random((10, 1))
+    net = fastbp.MLP([3, 4, 1], seed=0)
+    net.fit(X, Y, epochs=1)
+    expected = net.predict(X)
+    compiled = set(_predict_rows.signatures)
+    assert compiled, "predict ran another kernel: this test checks none"
+    joblib.dump(net, tmp_path / "net.pkl")
+    loaded = joblib.load(tmp_path / "net.pkl", mmap_mode="r")
+    assert type(loaded._params) is np.ndarray and loaded._params.flags.writeable
+    np.testing.assert_array_equal(loaded.predict(X), expected)
+    assert set(_predict_rows.signatures) == compiled
+    net.fit(X, Y, epochs=1)
+    loaded.fit(X, Y, epochs=1)
+    assert loaded.params.tobytes() == net.params.tobytes()
+
+
 def test_shapes_follow_the_derivation():
     net = fastbp.MLP([5, 7, 3, 2], seed=0)
     assert [w.shape for w in net.weights] == [(7, 5), (3, 7), (2, 3)]

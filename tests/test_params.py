@@ -56,3 +56,47 @@ def test_memory_mapped_weights_are_packed_not_mistaken_for_a_buffer(tmp_path):
     W, b = Layout(net.layer_sizes).views(mapped)
     Z, A = kernels.forward(W, b, np.ones((1, 3)))
     np.testing.assert_array_equal(A[-1], net.forward(np.ones((1, 3))))
+
+
+def test_a_layout_holds_a_writable_copy_of_its_sizes(tmp_path):
+    """From a caller's array (changed afterwards), a read-only one, and a pickle loaded as read-only
+    memory maps (joblib's ``mmap_mode="r"``): the sizes are the layout's own plain writable int64
+    array, so no kernel compiles again for a read-only argument and no later change reaches it."""
+    import joblib
+
+    theirs = np.array([3, 4, 2])
+    layout = Layout(theirs)
+    theirs[1] = 400
+    assert layout.sizes.tolist() == [3, 4, 2] and layout.n_params == 26
+    read_only = np.array([3, 4, 2], dtype=np.int64)
+    read_only.flags.writeable = False
+    joblib.dump(Layout([3, 4, 2]), tmp_path / "layout.pkl")
+    for made in (Layout(read_only), joblib.load(tmp_path / "layout.pkl", mmap_mode="r")):
+        assert type(made.sizes) is np.ndarray and made.sizes.dtype == np.int64 and made.sizes.flags.writeable
+        assert made.sizes.tolist() == [3, 4, 2] and (made.n_layers, made.n_params, made.n_units) == (2, 26, 6)
+        assert made.shapes == [(4, 3), (2, 4)]
+
+
+def test_an_estimator_loaded_from_read_only_memory_maps_predicts_on_the_kernel_it_compiled(tmp_path):
+    """A fitted estimator dumped with joblib and loaded with ``mmap_mode="r"`` predicts what it did,
+    on the prediction kernel's compiled specialisation: none is added for a read-only argument
+    (one was, for the layout's sizes: a cold compile of several seconds on this project's machines)."""
+    import warnings
+
+    import joblib
+
+    from fastbp._fast.rows import _predict_rows
+    from fastbp.estimators import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 3)), np.arange(30) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    expected = est.predict_proba(X)
+    compiled = set(_predict_rows.signatures)
+    assert compiled, "predict ran another kernel: this test checks none"
+    joblib.dump(est, tmp_path / "est.pkl")
+    loaded = joblib.load(tmp_path / "est.pkl", mmap_mode="r")
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+    assert set(_predict_rows.signatures) == compiled
