@@ -380,16 +380,21 @@ def test_inputs_too_large_for_a_gram_term_run_a_kernel_without_one(batch_size, g
     [(1, None), (8, None), (8, "_deferred_tiles_epoch"), (8, "_columns_epoch_split")],
 )
 def test_no_allocation_per_example_or_batch(batch_size, kernel):
-    """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel)."""
+    """Numba's allocation count of an epoch does not grow with m (every mini-batch kernel).
+
+    In float64: the count does not depend on the dtype, and the split case runs the threaded twin
+    (``_columns_epoch_threads``), which ``tests/test_dispatch.py`` compiles in float64; in float32
+    this test alone compiled a second one, 28 s of a cold CI run (docs/performance-kernels.md,
+    "The threaded twins' compile")."""
     from numba.core.runtime import _nrt_python, rtsys
 
     _nrt_python.memsys_enable_stats()
     counts = []
     for m in (16, 800):
-        prob = make_problem([6, 5, 3], dtype=np.float32, m=m, batch_size=batch_size)
+        prob = make_problem([6, 5, 3], dtype=np.float64, m=m, batch_size=batch_size)
         lay, p0 = _flat(prob)
         order = np.asarray(prob.order, dtype=np.int64)
-        args = (lay.sizes, prob.X, prob.Y, order, batch_size, np.float32(prob.learning_rate), 1, 1)
+        args = (lay.sizes, prob.X, prob.Y, order, batch_size, np.float64(prob.learning_rate), 1, 1)
         fast_epoch(p0.copy(), *args, epoch=kernel)  # compiled
         before = rtsys.get_allocation_stats().alloc
         fast_epoch(p0.copy(), *args, epoch=kernel)
