@@ -20,16 +20,11 @@ import warnings
 
 def measure(rows=100_000, cols=10_000, density=0.001, epochs=1, hidden=8):
     import numpy as np
-    import scipy.sparse as sp
 
     from fastbp import MLPRegressor
+    from fastbp.testing import sparse_rows
 
-    # built row by row (scipy.sparse.random with a RandomState draws a permutation of rows × cols)
-    rng = np.random.default_rng(0)
-    k = max(1, round(cols * density))
-    indices = np.sort(rng.integers(0, cols, size=(rows, k)), axis=1).ravel()
-    X = sp.csr_matrix((rng.normal(size=rows * k), indices, np.arange(0, rows * k + 1, k)), shape=(rows, cols))
-    X.sum_duplicates()
+    X = sparse_rows(rows, cols, density, seed=0)
     y = np.asarray(X[:, :50].sum(axis=1)).ravel() + 0.01 * np.random.default_rng(0).normal(size=rows)
     reg = MLPRegressor(hidden_layer_sizes=(hidden,), max_iter=epochs, random_state=0)
     with warnings.catch_warnings():
