@@ -72,12 +72,23 @@ CHUNK = 256
 #: multiple of this many with zero examples: a short batch (8 examples) then still fills
 #: whole vectors (LLVM's vector loops step 16-64 elements; fewer run as scalar code).
 #: The padded columns' dZ is zero, so they add exact zeros to every gradient sum.  The tiled
-#: copy always pads so, and relies on it: its Z and dA tiles run whole strips of 64 bytes.
+#: copy pads to whole strips of 64 bytes instead (:func:`_tile_padding`), which its Z and dA
+#: tiles rely on.
 PAD = 16
 
 #: The tiled copy's workspace rows (the blocks' leading dimension, :func:`_lead`) get one strip of
 #: 64 bytes more where a chunk's row is an even number of cache lines from this many bytes up.
 LEAD_MIN_BYTES = 512
+
+
+@jit_inline
+def _tile_padding(itemsize):
+    """The tiled copy pads a chunk's columns to a multiple of this: one strip of
+    :data:`._tiles.STRIP_BYTES` (16 float32 or 8 float64 columns), the tiles' unit of work.  A
+    float64 half of scikit-learn's batch of 200 so runs 104 columns, not :data:`PAD`'s 112.  The
+    padding adds exact zeros at the end of each sum over the examples (dZ is zero there), so the
+    bits are those of any other padding."""
+    return STRIP_BYTES // itemsize
 
 
 @jit_inline
@@ -323,7 +334,8 @@ def _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first, k_lo):
 # offsets, so one compiled function per dtype holds the tiles' code for every product of every
 # kernel (three functions of their own cost a cold fit 4.3 s: ``python tools/startup_profile.py
 # profile --sizes 64,100,10 --batch-size 200 --examples 400``).  Z and dA run in whole strips of
-# 64 bytes of columns: the tiled copy pads every chunk to PAD columns, a whole number of strips.
+# 64 bytes of columns: a workspace's chunk of c columns (a multiple of PAD) holds whole strips of either
+# dtype, and the tiled copy pads each chunk's columns to whole strips (_tile_padding).
 assert PAD * 4 % STRIP_BYTES == 0, "a padded chunk is a whole number of float32 (and float64) strips"
 
 
@@ -725,7 +737,7 @@ def _columns_gradient_body(
     c = col.shape[0] // 3  # examples a chunk (_columns_workspace)
     ld = Zf.shape[0] // (u_off[L - 1] + n_L)  # the blocks' row stride: c, or _lead(c) with the tiles
     blas_first = not _TILES and n0 * n1 >= blas_min
-    pad = PAD if _TILES else _padding(sizes, blas_min)  # the tiles run whole strips: PAD columns
+    pad = _tile_padding(params.itemsize) if _TILES else _padding(sizes, blas_min)  # the tiles: whole strips
     scale = params.dtype.type(1) / params.dtype.type(n_mean)
     total = 0.0
     for t0 in range(start, stop, c):

@@ -48,7 +48,7 @@ from .._jit import jit_inline, jit_inner
 
 #: Bytes of columns in one tile: one AVX-512 vector, two AVX2 vectors (LLVM splits the vector
 #: type for the target).  16 float32 or 8 float64 examples; the column kernels pad a chunk's
-#: columns to a multiple of 16 (:data:`._columns.PAD`).
+#: columns to whole strips (:func:`._columns._tile_padding`).
 STRIP_BYTES = 64
 
 # CPUs whose LLVM name implies AVX-512 (used only when Numba's target features string is empty,

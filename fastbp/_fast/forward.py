@@ -17,7 +17,6 @@ import numpy as np
 from .._jit import JIT_INNER, JIT_VEC, compile_as, jit_inline
 from ..params import offsets
 from ._columns import (
-    PAD,
     _block,
     _borrow_workspace,
     _chunk_inputs,
@@ -27,6 +26,7 @@ from ._columns import (
     _output_only,
     _output_rows,
     _padding,
+    _tile_padding,
     _transpose,
     _view_width,
 )
@@ -63,9 +63,10 @@ def _forward_setup(params, sizes, X, blas_min, tiles):
     ws_own = _columns_workspace(params, sizes, u_off, max(X.shape[0], 1), copy_x, tiles)
     c = ws_own[5].shape[0] // 3  # examples a chunk
     ld = ws_own[2].shape[0] // (u_off[L - 1] + sizes[L])  # the blocks' row stride (c without tiles)
-    # np.int64: else Numba's type inference could give the padding as the constant PAD, Literal[int](16),
+    # np.int64: else Numba's type inference could give the padding as a constant, Literal[int](16),
     # and the chunk pass was compiled a second time for that literal (whichever kernel compiled first)
-    return w_off, b_off, u_off, order, ws_own, c, ld, np.int64(PAD if tiles else _padding(sizes, blas_min))
+    pad = _tile_padding(params.itemsize) if tiles else _padding(sizes, blas_min)
+    return w_off, b_off, u_off, order, ws_own, c, ld, np.int64(pad)
 
 
 def _chunk_forward_body(params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af):
