@@ -25,6 +25,7 @@ from fastbp._fast._columns import (
     _back_tiles,
     _grad_rows,
     _grad_tiles,
+    _lead,
     _sigmoid_cost_row,
     _softmax_columns,
     _softmax_cost_columns,
@@ -371,7 +372,8 @@ def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose, ld
     them, with :data:`GUARD` sentinel elements before and after each matrix, and in each row's
     columns from nc up to the row stride ``ld``: the tiled workspace's rows, ``_columns._lead``) and
     their plain loops on the same inputs.  ``transpose``: dW's tiles transpose A themselves
-    (hidden layers), else they read Aᵀ as given (the first layer's copied rows of X)."""
+    (hidden layers), else they read Aᵀ as given (the first layer's copied rows of X); Aᵀ's rows
+    ``_columns._lead`` (n_in) apart, as the workspace holds them, sentinels between."""
     nc = A.shape[1]
     g = GUARD
     Af = np.full(g + n_in * ld + g, SENTINEL, params.dtype)
@@ -385,9 +387,10 @@ def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose, ld
     _back_tiles(params, wo, n_in, n_out, Df, g, g + n_out * ld, nc, ld)
     dA_loop = np.zeros((n_in, nc), params.dtype)
     _back_rows(params, wo, n_in, n_out, D, dA_loop, nc)
-    Tf = np.full(g + nc * n_in + g, SENTINEL, params.dtype)
+    ldt = _lead(n_in, params.itemsize)  # Aᵀ's rows, as the workspace spaces them
+    Tf = np.full(g + nc * ldt + g, SENTINEL, params.dtype)
     if not transpose:
-        Tf[g : g + nc * n_in] = A.T.copy().ravel()
+        Tf[g : g + nc * ldt].reshape((nc, ldt))[:, :n_in] = A.T
     G_tile = G.copy()
     G_loop = G.copy()
     A_rows = Af[g : g + n_in * ld].reshape((n_in, ld))  # A as the kernels hold it: rows ld apart
@@ -397,8 +400,10 @@ def _tiled_and_looped(params, wo, bo, n_in, n_out, A, D, G, first, transpose, ld
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_in, n_out", [(1, 1), (40, 1), (3, 7), (16, 8), (17, 9), (70, 13), (33, 64)])
-@pytest.mark.parametrize("nc", [PAD, 3 * PAD])
+@pytest.mark.parametrize(
+    "n_in, n_out", [(1, 1), (40, 1), (3, 7), (16, 8), (17, 9), (70, 13), (33, 64), (128, 8), (300, 230)]
+)
+@pytest.mark.parametrize("nc", [PAD, 3 * PAD, 8 * PAD])
 @pytest.mark.parametrize("first", [True, False])
 @pytest.mark.parametrize("transpose", [True, False])
 @pytest.mark.parametrize("gap", [0, 1], ids=["rows-nc-apart", "rows-a-strip-further"])
@@ -407,8 +412,10 @@ def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, tra
     being the plain loops' sums in their order; dW (+)= dZ Aᵀ, summed in another order, to the
     dtype's tolerance; for a layer of one unit by the loops themselves, no Aᵀ written) against the
     loops, with tile remainders in rows (7, 9, 13) and in dW's columns (17, 33, 70 inputs: the
-    loops take the columns after the last whole strip), chunks of one and three paddings (the
-    tiled copy pads every chunk to PAD columns), dW's Aᵀ transposed by the tiles or given, the
+    loops take the columns after the last whole strip; 128 inputs: Aᵀ's rows a strip further apart,
+    ``_columns._lead``; 300 × 230: a float64 W over ``K_BLOCK_MIN_BYTES``, summed in blocks of
+    ``K_BLOCK`` terms in chunks of ``K_BLOCK_MIN_STRIPS`` strips or more: 8 · PAD columns), chunks
+    of one, three and eight paddings, dW's Aᵀ transposed by the tiles or given, the
     matrices inside their flat arrays between sentinels that no product may touch, NaN and inf
     propagated where the loops have them, with the rows nc apart or a strip further (the tiled
     workspace's padded stride, ``_columns._lead``: the columns between untouched)."""
@@ -426,11 +433,13 @@ def test_register_tiles_give_the_plain_loops_results(n_in, n_out, nc, first, tra
         params, wo, bo, n_in, n_out, A, D, G, first, transpose, ld
     )
     g, zn, dn, an = GUARD, n_out * ld, n_in * ld, n_in * ld
-    for flat, used in ((Zf, zn), (Df, zn + dn), (Af, an), (Tf, n_in * nc)):  # nothing outside the matrices
+    ldt = _lead.py_func(n_in, np.dtype(dtype).itemsize)
+    for flat, used in ((Zf, zn), (Df, zn + dn), (Af, an), (Tf, nc * ldt)):  # nothing outside the matrices
         np.testing.assert_array_equal(flat[:g], SENTINEL)
         np.testing.assert_array_equal(flat[g + used :], SENTINEL)
     for flat, lo, n in ((Zf, g, n_out), (Df, g, n_out), (Df, g + zn, n_in), (Af, g, n_in)):  # nor between
         np.testing.assert_array_equal(flat[lo : lo + n * ld].reshape((n, ld))[:, nc:], SENTINEL)
+    np.testing.assert_array_equal(Tf[g : g + nc * ldt].reshape((nc, ldt))[:, n_in:], SENTINEL)
     np.testing.assert_array_equal(Df[g : g + zn].reshape((n_out, ld))[:, :nc], D)  # dZ read, not written
     Z_tile = Zf[g : g + zn].reshape((n_out, ld))[:, :nc]
     dA_tile = Df[g + zn : g + zn + dn].reshape((n_in, ld))[:, :nc]

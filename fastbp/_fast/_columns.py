@@ -145,9 +145,9 @@ def _new_columns_workspace(params, sizes, u_off, batch_size, copy_x, tiles):
     ld = _lead(c, params.itemsize) if tiles else c
     w_max = 0
     for l in range(L):  # tiles: A[l]ᵀ for dW[l+1] from l = 1 (dW[1] reads the copied rows of X)
-        size = (sizes[l] * c if l > 0 else 0) if tiles else sizes[l] * sizes[l + 1]
+        size = (c * _lead(sizes[l], params.itemsize) if l > 0 else 0) if tiles else sizes[l] * sizes[l + 1]
         w_max = max(w_max, size) if batch_size > 0 else 0
-    x_size = sizes[0] * (ld + c) if tiles else (sizes[0] * c if copy_x else 0)
+    x_size = sizes[0] * ld + c * _lead(sizes[0], params.itemsize) if tiles else (sizes[0] * c if copy_x else 0)
     return (
         _zeros(x_size, params.dtype),
         _zeros(sizes[L] * ld, params.dtype),
@@ -339,13 +339,40 @@ def _grad_rows(grad, wo, n_in, n_out, Ain, Dl, nc, first, k_lo):
 assert PAD * 4 % STRIP_BYTES == 0, "a padded chunk is a whole number of float32 (and float64) strips"
 
 
+#: The forward tiles sum over a W[l] of more than this many bytes in blocks of :data:`K_BLOCK` terms,
+#: for chunks of at least :data:`K_BLOCK_MIN_STRIPS` strips of examples (:func:`_affine_tiles`).
+K_BLOCK_MIN_BYTES = 512 * 1024
+K_BLOCK = 128
+K_BLOCK_MIN_STRIPS = 8
+
+
 @jit_inline
 def _affine_tiles(params, wo, bo, n_in, n_out, Af, a0, Zf, z0, nc, ld):
     """Z[l] = W[l] A[l−1] + b[l] over the chunk's ``nc`` columns as register tiles: A[l−1] the
     n_in rows of ``ld`` elements at element a0 of the flat ``Af``, Z[l] the n_out rows of ``ld`` at
-    z0 of ``Zf``.  Each element is :func:`_affine_rows`' sum in its order (its bits)."""
+    z0 of ``Zf``.  Each element is :func:`_affine_rows`' sum in its order (its bits).
+
+    A W[l] larger than :data:`K_BLOCK_MIN_BYTES` (784-128 in float64: 784 KB; a Zen 3 core has 512 KB
+    of L2) is summed in blocks of :data:`K_BLOCK` of its columns, every strip of examples through one
+    block before the next block starts from the sums the last one stored (``init`` 2: the same
+    terms in the same order, the same bits): each strip otherwise streamed the whole of W from
+    the L3.  One core of a Zen 3, float64 128 × 784 by 64, 128 and 256 examples: 34.7-35.0 →
+    40.6-41.0 GFLOP/s (BLAS 38.4-41.7); by 32 (four strips, each block reused less) 37.8 → 35.6, so
+    chunks of fewer than :data:`K_BLOCK_MIN_STRIPS` strips are not blocked; 256 × 256 (512 KB, not
+    blocked): 45.0 unblocked, 42.6 in blocks (a scratch loop over ``_strips``, nine alternated
+    rounds; the tiles against BLAS: ``taskset -c 1 python tools/tile_speed.py --dtypes float64
+    --shapes 128x784x128 256x256x128``; docs/performance-kernels.md, "Blocks of W and the rows dW
+    reads")."""
     strip = STRIP_BYTES // params.itemsize
-    _strips(Zf, z0, ld, strip, params, wo, n_in, 1, Af, a0, ld, strip, n_in, n_out, params, bo, 1, nc // strip)
+    big = n_in * n_out * params.itemsize > K_BLOCK_MIN_BYTES and nc // strip >= K_BLOCK_MIN_STRIPS
+    kb = K_BLOCK if big else n_in
+    for k0 in range(0, n_in, kb):
+        init = 1 if k0 == 0 else 2
+        nk = min(kb, n_in - k0)
+        _strips(
+            Zf, z0, ld, strip, params, wo + k0, n_in, 1, Af, a0 + k0 * ld, ld, strip, nk, n_out, params, bo, init,
+            nc // strip,
+        )  # fmt: skip
 
 
 @jit_inline
@@ -362,7 +389,8 @@ def _grad_tiles(grad, wo, n_in, n_out, Ain, Df, dl0, Tf, t0, nc, ld, first, tran
     """dW[l] += dZ[l] A[l−1]ᵀ over the chunk's ``nc`` columns (``first``: = instead of +=): dW's
     rows in strips of 64 bytes of *its* columns as register tiles (dW row j += Σ_t dZ_jt · A[l−1]ᵀ
     row t, t over the chunk's examples) on A[l−1]ᵀ, the nc × n_in matrix at element t0 of the flat
-    ``Tf`` (the chunk's rows of X for the first layer), which ``transpose`` first fills from
+    ``Tf`` with rows :func:`_lead` (n_in) elements apart (the chunk's rows of X for the first
+    layer, :func:`_chunk_inputs`), which ``transpose`` first fills from
     ``Ain`` (A[l−1], n_in rows, the chunk's first nc columns; :func:`_transpose`); dZ[l] the n_out
     rows of ``ld`` elements at dl0 of ``Df``.  The columns after the last whole strip by
     :func:`_grad_rows`.  The sum over the examples runs in another order than :func:`_grad_rows`'
@@ -376,10 +404,11 @@ def _grad_tiles(grad, wo, n_in, n_out, Ain, Df, dl0, Tf, t0, nc, ld, first, tran
     strip = STRIP_BYTES // grad.itemsize
     kt = n_in // strip * strip if n_out > 1 else 0
     if kt > 0:
+        ldt = _lead(n_in, grad.itemsize)
         if transpose:
-            _transpose(Ain, _matrix_view(Tf, t0, nc, n_in), n_in, nc)
+            _transpose(Ain, _matrix_view(Tf, t0, nc, ldt), n_in, nc)
         init = 0 if first else 2
-        _strips(grad, wo, n_in, strip, Df, dl0, ld, 1, Tf, t0, n_in, strip, nc, n_out, grad, 0, init, kt // strip)
+        _strips(grad, wo, n_in, strip, Df, dl0, ld, 1, Tf, t0, ldt, strip, nc, n_out, grad, 0, init, kt // strip)
     if kt < n_in:
         _grad_rows(grad, wo, n_in, n_out, Ain, _matrix_view(Df, dl0, n_out, ld), nc, first, kt)
 
@@ -646,7 +675,10 @@ def _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, tiles):
         Xr = _matrix_view(X, order[t0] * n0, nc, n0)
         return Xr, Xr
     XT = _block(XTf, 0, ld, n0, _view_width(nc, ld, tiles))
-    Xr = _matrix_view(XTf, n0 * ld if tiles else 0, nc, n0)  # the tiles' X_b: after Xᵀ
+    if tiles:  # the tiles' X_b: after Xᵀ, its rows _lead(n_0) apart (_grad_tiles)
+        Xr = _matrix_view(XTf, n0 * ld, nc, _lead(n0, X.itemsize))
+    else:
+        Xr = _matrix_view(XTf, 0, nc, n0)
     if blas_first:
         _gather_rows(X, order, t0, nr, Xr)
     elif not tiles or n0 * X.itemsize < STRIP_BYTES:  # the loops read Xᵀ alone

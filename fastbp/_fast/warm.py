@@ -35,6 +35,7 @@ from ._columns import (
     _block,
     _borrow_workspace,
     _chunk_inputs,
+    _lead,
     _output_rows,
     _rows_and_transpose,
     _sigmoid_cost_row,
@@ -120,14 +121,15 @@ def compile_late_column_helpers(n_inputs: int, n_hidden: int, n_outputs: int, dt
     dtype = np.dtype(dtype)
     c = ld = 8  # a chunk (a multiple of PAD) and its rows' stride
     n_units = n_hidden + n_outputs
+    lead = _lead.py_func  # X_b's and A[1]ᵀ's rows, as the workspace spaces them
     ws = (
-        np.zeros(n_inputs * (ld + c), dtype),  # Xᵀ, then X_b
+        np.zeros(n_inputs * ld + c * lead(n_inputs, dtype.itemsize), dtype),  # Xᵀ, then X_b
         np.zeros(n_outputs * ld, dtype),  # Yᵀ
         np.zeros(n_units * ld, dtype),  # Z
         np.zeros(n_units * ld, dtype),  # A
         np.zeros(n_units * ld, dtype),  # dZ
         np.zeros(3 * c, np.float64),  # softmax's rows
-        np.zeros(n_hidden * c, dtype),  # A[1]ᵀ
+        np.zeros(c * lead(n_hidden, dtype.itemsize), dtype),  # A[1]ᵀ
     )
     n_params = Layout([n_inputs, n_hidden, n_outputs]).n_params
     X = np.zeros((c, n_inputs), dtype)
