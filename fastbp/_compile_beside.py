@@ -100,7 +100,9 @@ class CompileBeside:
         """Whether Numba's cache holds no fastbp kernel yet (no index file of
         :func:`fastbp.activations.activate_loop`, which every fast training kernel calls): then the
         training step will compile, and the second process starts at once.  ``False`` where Numba's
-        cache cannot be looked at."""
+        cache cannot be looked at, and in a cache that holds entries of other sources of the package
+        only (``fastbp._jit.sources_digest``: an edited working tree), where the second process then
+        waits for the step's time."""
         from .activations import activate_loop
 
         try:

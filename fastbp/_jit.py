@@ -3,7 +3,10 @@
 Every kernel is compiled with :data:`JIT_OPTIONS` or one of its variants below:
 
 * ``cache=True``: compiled machine code is kept on disk (``__pycache__`` or
-  ``NUMBA_CACHE_DIR``), so a fresh process does not recompile.
+  ``NUMBA_CACHE_DIR``), so a fresh process does not recompile.  Each entry is keyed on a
+  hash of every fastbp source file too (:func:`sources_digest`): Numba keys it on the
+  kernel's own file alone, and a cached kernel holds the machine code of every helper it
+  calls or inlines from other modules, so an edit to a helper left callers' cached code stale.
 * ``nogil=True``: kernels release the GIL, so threads (a Dask worker, a
   thread pool) run them in parallel.
 * ``fastmath``: only the flags that let LLVM reorder and fuse arithmetic
@@ -48,8 +51,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import types
+from pathlib import Path
 
 from numba import njit
+from numba.core.caching import FunctionCache
 from numba.core.registry import CPUDispatcher
 
 FASTMATH_FLAGS: frozenset[str] = frozenset({"reassoc", "contract", "nsz", "arcp"})
@@ -131,10 +136,49 @@ def checked_from_python(check):
     return decorate
 
 
+_SOURCES_DIGEST: list[str] = []
+
+
+def sources_digest() -> str:
+    """A hash of every fastbp source file (their paths in the package and their bytes), computed
+    once per process, on the first look into Numba's cache (691 KB of sources: a few
+    milliseconds), not at import."""
+    if not _SOURCES_DIGEST:
+        root = Path(__file__).resolve().parent
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+        _SOURCES_DIGEST.append(digest.hexdigest()[:16])
+    return _SOURCES_DIGEST[0]
+
+
+class _PackageKeyedCache(FunctionCache):
+    """Numba's on-disk cache of a fastbp kernel, with :func:`sources_digest` added to every entry's
+    index key.  Numba keys an entry on the kernel's own source file (its time stamp and size) and
+    bytecode, but the entry holds the machine code of every ``@njit`` helper the kernel calls or
+    inlines, from any module: an edited helper in ``fastbp/_fast/_columns.py`` left the kernels of
+    ``fastbp/_fast/columns.py`` loading their old code from the cache (a working tree, an editable
+    install, ``asv`` run on the tree it is in; a fresh install rewrites every file and so every
+    time stamp).  With the digest, any edit to the package misses every old entry, and each
+    kernel is compiled afresh once."""
+
+    def _index_key(self, sig, codegen):
+        return (*super()._index_key(sig, codegen), ("fastbp-sources", sources_digest()))
+
+
+def _keyed_on_the_package(compiled):
+    """``compiled`` with its on-disk cache keyed on the package's sources (:class:`_PackageKeyedCache`),
+    where it has Numba's own (``cache=True``; not under ``NUMBA_DISABLE_JIT=1``)."""
+    if type(getattr(compiled, "_cache", None)) is FunctionCache:
+        compiled._cache = _PackageKeyedCache(compiled.py_func)
+    return compiled
+
+
 def _njit(func, options: dict):
-    """``njit(**options)(func)``, as a :class:`HelperDispatcher` where ``options`` build no CPython
-    wrapper (``NUMBA_DISABLE_JIT=1``: ``func`` itself)."""
-    compiled = njit(**options)(func)
+    """``njit(**options)(func)``, cached under :class:`_PackageKeyedCache`, as a :class:`HelperDispatcher`
+    where ``options`` build no CPython wrapper (``NUMBA_DISABLE_JIT=1``: ``func`` itself)."""
+    compiled = _keyed_on_the_package(njit(**options)(func))
     if options.get("no_cpython_wrapper") and type(compiled) is CPUDispatcher:
         # The same object, compiled and cached exactly as before; only its Python call changes.
         compiled.__class__ = HelperDispatcher
@@ -143,12 +187,12 @@ def _njit(func, options: dict):
 
 def jit(func):
     """Compile ``func`` with fastbp's :data:`JIT_OPTIONS` (lazily, on first call)."""
-    return njit(**JIT_OPTIONS)(func)
+    return _njit(func, JIT_OPTIONS)
 
 
 def jit_vec(func):
     """Compile ``func`` with :data:`JIT_VEC` (the project's options, NumPy error model)."""
-    return njit(**JIT_VEC)(func)
+    return _njit(func, JIT_VEC)
 
 
 def jit_inner(func):
@@ -169,7 +213,7 @@ def jit_exact(func):
 
 def jit_inline(func):
     """Compile ``func`` with :data:`JIT_INLINE` (inlined into every caller at Numba-IR level)."""
-    return njit(**JIT_INLINE)(func)
+    return _njit(func, JIT_INLINE)
 
 
 def jit_uncached(func):
