@@ -85,9 +85,11 @@ LEAD_MIN_BYTES = 512
 def _tile_padding(itemsize):
     """The tiled copy pads a chunk's columns to a multiple of this: one strip of
     :data:`._tiles.STRIP_BYTES` (16 float32 or 8 float64 columns), the tiles' unit of work.  A
-    float64 half of scikit-learn's batch of 200 so runs 104 columns, not :data:`PAD`'s 112.  The
-    padding adds exact zeros at the end of each sum over the examples (dZ is zero there), so the
-    bits are those of any other padding."""
+    float64 half of scikit-learn's batch of 200 so runs 104 columns, not :data:`PAD`'s 112 (whole
+    epochs 1.05-1.25x on one thread; docs/performance-kernels.md, "Float64 tiles on a Zen 3").  The
+    padding adds exact zeros (dZ is zero there), but the sums over the examples that LLVM
+    vectorises by the column count (the bias, dW's columns after its last strip) group their
+    terms by it: float64's bits differ from a padding of 16, and are the same for any thread count."""
     return STRIP_BYTES // itemsize
 
 
