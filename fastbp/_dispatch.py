@@ -1031,21 +1031,25 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
     inputs.  :func:`fastbp._fast.forward._forward_fast` fills units-major buffers (n_units × m), so
     each layer is a Fortran-ordered view ``ZT[u:u+n].T``; below its thresholds (:func:`_fast_forward`)
     :func:`fastbp._fast.rows._forward_rows` (or the plain kernel, one example at a time) fills
-    example-major ones (m × n_units), each layer a column block.  Either way one buffer per pass,
-    and the values agree (tests/test_columns.py, tests/test_rows.py)."""
+    example-major ones (m × n_units), each layer a column block.  Either way Z and A of every layer
+    are views of one buffer per pass (a user who keeps one list keeps the whole buffer), and the
+    values agree (tests/test_columns.py, tests/test_rows.py)."""
     m = X.shape[0]
     bounds = list(itertools.accumulate(_as_ints(sizes)[1:], initial=0))
     spans = list(zip(bounds[:-1], bounds[1:]))  # layer l's units: u … v
     if not _fast_forward(activation, sizes, m):
-        Z = np.empty((m, bounds[-1]), params.dtype)
-        A = np.empty_like(Z)
+        Z, A = np.empty((2, m, bounds[-1]), params.dtype)  # one allocation: see below
         if _plain_forward(activation):
             kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
         else:
             _rows_kernel("_forward_rows")(params, sizes, X, activation.code, out, Z, A)
         return [Z[:, u:v] for u, v in spans], [A[:, u:v] for u, v in spans]
-    ZT = np.empty((bounds[-1], m), params.dtype)
-    AT = np.empty_like(ZT)
+    # Z and A in one allocation, not two of the same size: glibc's malloc handed two such buffers
+    # back to the system when both were freed (its adaptive thresholds size themselves on the
+    # largest block freed), so a loop of calls faulted their pages in anew every time.  64-64-10
+    # float64 on 4,096 rows, one core: 1,320 page faults a call and 5.4 ms, against 34 and 1.6 ms
+    # in one buffer (`taskset -c 1 python tools/output_faults.py`, a fresh process each)
+    ZT, AT = np.empty((2, bounds[-1], m), params.dtype)
     _run_forward("_forward_fast", params, sizes, X, activation.code, out, ZT, AT)
     return [ZT[u:v].T for u, v in spans], [AT[u:v].T for u, v in spans]
 

@@ -182,6 +182,16 @@ def test_busy_threads_prints_both_machines_and_leaves_the_settings_as_they_were(
         tool.main(["--repeats", "0"])
 
 
+def test_output_faults_prints_both_forwards_per_case_and_refuses_bad_cases(capsys):
+    tool = _script("output_faults")
+    tool.main(["--cases", "4-8-3:40:float64", "--calls", "2"])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("4-8-3:40:float64")]
+    assert len(row) == 1 and "fastbp" in row[0] and "reference" in row[0] and row[0].count("faults") == 2
+    for bad in (["--cases", "4-8-3:40"], ["--cases", "4-8-3:forty:float64"], ["--calls", "0"]):
+        with pytest.raises(SystemExit):
+            tool.main(bad)
+
+
 def test_split_speed_prints_a_row_per_case(capsys):
     """tools/split_speed.py (the split column kernels on one and two threads) runs; no time asserted."""
     # float64: the threaded twin the rest of the suite compiles (a float32 one would be 20 s more)
