@@ -120,8 +120,13 @@ def backward(weights, biases, X, Y, Z, A, activation="tanh", output="sigmoid"):
     Y = p.Y(Y, X.shape[0])
     m = X.shape[0]
     widths = [n_out for n_out, _ in p.layout.shapes]
-    Zb = np.ascontiguousarray(np.concatenate(v.check_units(Z, "Z", m, widths, p.dtype), axis=1))
-    Ab = np.ascontiguousarray(np.concatenate(v.check_units(A, "A", m, widths, p.dtype), axis=1))
+    Zs = v.check_units(Z, "Z", m, widths, p.dtype)
+    As = v.check_units(A, "A", m, widths, p.dtype)
+    # the stored pass example-major (m × n_units), Z and A in one allocation: two of one size were
+    # handed back to the system on every return and faulted in anew (see _dispatch.forward)
+    Zb, Ab = np.empty((2, m, p.layout.n_units), p.dtype)
+    np.concatenate(Zs, axis=1, out=Zb)
+    np.concatenate(As, axis=1, out=Ab)
     dZ = np.empty((m, p.layout.n_units), p.dtype)
     grad = np.empty(p.layout.n_params, p.dtype)
     p.k._backward_batch(p.params, p.layout.sizes, X, Y, Zb, Ab, p.act, dZ, grad)

@@ -185,9 +185,11 @@ def test_busy_threads_prints_both_machines_and_leaves_the_settings_as_they_were(
 def test_output_faults_prints_both_forwards_per_case_and_refuses_bad_cases(capsys):
     tool = _script("output_faults")
     tool.main(["--cases", "4-8-3:40:float64", "--calls", "2"])
-    row = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("4-8-3:40:float64")]
-    assert len(row) == 1 and "fastbp" in row[0] and "reference" in row[0] and row[0].count("faults") == 2
-    for bad in (["--cases", "4-8-3:40"], ["--cases", "4-8-3:forty:float64"], ["--calls", "0"]):
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("4-8-3:40:float64")]
+    assert [r.split("|")[0].split()[-1] for r in rows] == ["forward", "backward"]
+    assert all("fastbp" in r and "reference" in r and r.count("faults") == 2 for r in rows)
+    bad_args = (["--cases", "4-8-3:40"], ["--cases", "4-8-3:forty:float64"], ["--calls", "0"], ["--ops", "predict"])
+    for bad in bad_args:
         with pytest.raises(SystemExit):
             tool.main(bad)
 
