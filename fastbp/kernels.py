@@ -10,9 +10,12 @@ equation it implements):
 
 * :mod:`fastbp._plain` — the scalar-loop reference: explicit loops over one example that
   read like the equations (``_forward_example``, ``_backward_example``, ``_train_epoch`` …);
-  the forward, backward, gradient and loss wrappers here run them.
-* :mod:`fastbp._fast` — the fast epoch kernels :func:`train_epoch` runs for the built-in
-  activations, chosen by :mod:`fastbp._dispatch` and tested against the plain ones.
+  :func:`backward` runs them always, the other wrappers for a custom activation (and under
+  ``NUMBA_DISABLE_JIT=1``).
+* :mod:`fastbp._fast` — the fast kernels, chosen by :mod:`fastbp._dispatch` and tested against
+  the plain ones: the epochs :func:`train_epoch` runs, and the batch forward passes and
+  gradient :func:`forward`, :func:`predict`, :func:`loss` and :func:`gradients` run for the
+  built-in activations.
 """
 
 from __future__ import annotations
