@@ -1054,6 +1054,37 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
     return [ZT[u:v].T for u, v in spans], [AT[u:v].T for u, v in spans]
 
 
+def backward(params, sizes, X, Y, Z, A, activation: Activation) -> tuple[list, np.ndarray]:
+    """``(dZ, grad)``: dZ[l] of every layer for every row of X (m × n_l each, unscaled) and the
+    mean gradient (a flat buffer laid out as ``params``), from a stored forward pass ``Z``, ``A``
+    (lists of m × n_l arrays of ``params``' dtype), on checked inputs.  For a built-in activation
+    :func:`fastbp._fast.backward._backward_fast` (units-major buffers, each layer's products one
+    BLAS call on one thread; dZ[l] a Fortran-ordered view, as :func:`forward`'s); for a custom one
+    (or ``NUMBA_DISABLE_JIT=1``) the plain kernel, one example at a time (example-major)."""
+    m = X.shape[0]
+    bounds = list(itertools.accumulate(_as_ints(sizes)[1:], initial=0))
+    spans = list(zip(bounds[:-1], bounds[1:]))
+    grad = np.empty(params.shape[0], params.dtype)
+    if _plain_forward(activation):
+        # the stored pass example-major, Z and A in one allocation (two of one size were handed back
+        # to the system on every return and faulted in anew: see forward below)
+        Zb, Ab = np.empty((2, m, bounds[-1]), params.dtype)
+        np.concatenate(Z, axis=1, out=Zb)
+        np.concatenate(A, axis=1, out=Ab)
+        dZ = np.empty((m, bounds[-1]), params.dtype)
+        kernels_for(activation)._backward_batch(params, sizes, X, Y, Zb, Ab, activation.code, dZ, grad)
+        return [dZ[:, u:v] for u, v in spans], grad
+    ZT, AT, dZT = np.empty((3, bounds[-1], m), params.dtype)  # one allocation, for the same reason
+    for (u, v), z, a in zip(spans, Z, A):
+        ZT[u:v] = z.T
+        AT[u:v] = a.T
+    YT = np.ascontiguousarray(Y.T)
+    kernel = importlib.import_module("fastbp._fast.backward")._backward_fast
+    with one_blas_thread():
+        kernel(params, sizes, X, YT, ZT, AT, activation.code, dZT, grad)
+    return [dZT[u:v].T for u, v in spans], grad
+
+
 def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
     """J, the mean cost over the rows of X, on checked inputs: :func:`fastbp._fast.forward._loss_fast`,
     :func:`fastbp._fast.rows._loss_rows` or the plain kernel, as :func:`predict`."""

@@ -367,11 +367,25 @@ def check_grads(weights, biases, dW: Any, db: Any, dtype: np.dtype) -> list[np.n
     return out
 
 
-def check_units(blocks: Any, name: str, m: int, widths: Sequence[int], dtype: np.dtype) -> list[np.ndarray]:
-    """Z or A of a stored forward pass: a list of one (m × n_l) array per layer."""
+def check_units(
+    blocks: Any, name: str, m: int, widths: Sequence[int], dtype: np.dtype, any_layout: bool = False
+) -> list[np.ndarray]:
+    """Z or A of a stored forward pass: a list of one (m × n_l) array per layer.  ``any_layout``:
+    an array already of ``dtype`` is passed on in its own memory order, not copied to C order (for
+    a caller that copies it anyway: ``kernels.forward`` returns Fortran-ordered views)."""
     if not isinstance(blocks, (list, tuple)) or len(blocks) != len(widths):
         raise ValueError(f"{name} must be a list of {len(widths)} arrays, as forward returns")
-    return [check_shaped(blk, f"{name}[{l}]", (m, n), dtype) for l, (blk, n) in enumerate(zip(blocks, widths))]
+    out = []
+    for l, (blk, n) in enumerate(zip(blocks, widths)):
+        arr = as_numeric(blk, f"{name}[{l}]")
+        if any_layout and arr.dtype == dtype and arr.shape == (m, n):
+            if not np.isfinite(arr).all():
+                bad = "NaN" if np.isnan(arr).any() else "inf"
+                raise ValueError(f"{name}[{l}] contains {bad}; remove or impute non-finite values first")
+            out.append(arr)
+        else:
+            out.append(check_shaped(arr, f"{name}[{l}]", (m, n), dtype))
+    return out
 
 
 def check_order(order: Any, m: int) -> np.ndarray:

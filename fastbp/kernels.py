@@ -10,12 +10,11 @@ equation it implements):
 
 * :mod:`fastbp._plain` — the scalar-loop reference: explicit loops over one example that
   read like the equations (``_forward_example``, ``_backward_example``, ``_train_epoch`` …);
-  :func:`backward` runs them always, the other wrappers for a custom activation (and under
-  ``NUMBA_DISABLE_JIT=1``).
+  every wrapper runs them for a custom activation (and under ``NUMBA_DISABLE_JIT=1``).
 * :mod:`fastbp._fast` — the fast kernels, chosen by :mod:`fastbp._dispatch` and tested against
-  the plain ones: the epochs :func:`train_epoch` runs, and the batch forward passes and
-  gradient :func:`forward`, :func:`predict`, :func:`loss` and :func:`gradients` run for the
-  built-in activations.
+  the plain ones: the epochs :func:`train_epoch` runs, and the batch passes :func:`forward`,
+  :func:`predict`, :func:`loss`, :func:`gradients` and :func:`backward` run for the built-in
+  activations.
 """
 
 from __future__ import annotations
@@ -116,25 +115,20 @@ def backward(weights, biases, X, Y, Z, A, activation="tanh", output="sigmoid"):
     """Backward pass from a stored forward pass: ``(dZ, dW, db)``.
 
     ``dZ[l-1]`` is ∂cost_i/∂Z[l] for every example i (m × n_l, not divided by m);
-    ``dW``/``db`` are the mean gradients of J, shaped like ``weights``/``biases``.
+    ``dW``/``db`` are the mean gradients of J, shaped like ``weights``/``biases``.  ``Z`` and
+    ``A`` may be in any memory order (those :func:`forward` returns are Fortran-ordered views);
+    each dZ[l] is a view into one buffer, in the kernel's memory order, as :func:`forward`'s.
     """
     p = _Problem(weights, biases, activation, output)
     X = p.X(X)
     Y = p.Y(Y, X.shape[0])
     m = X.shape[0]
     widths = [n_out for n_out, _ in p.layout.shapes]
-    Zs = v.check_units(Z, "Z", m, widths, p.dtype)
-    As = v.check_units(A, "A", m, widths, p.dtype)
-    # the stored pass example-major (m × n_units), Z and A in one allocation: two of one size were
-    # handed back to the system on every return and faulted in anew (see _dispatch.forward)
-    Zb, Ab = np.empty((2, m, p.layout.n_units), p.dtype)
-    np.concatenate(Zs, axis=1, out=Zb)
-    np.concatenate(As, axis=1, out=Ab)
-    dZ = np.empty((m, p.layout.n_units), p.dtype)
-    grad = np.empty(p.layout.n_params, p.dtype)
-    p.k._backward_batch(p.params, p.layout.sizes, X, Y, Zb, Ab, p.act, dZ, grad)
+    Zs = v.check_units(Z, "Z", m, widths, p.dtype, any_layout=True)  # copied into the kernel's layout below
+    As = v.check_units(A, "A", m, widths, p.dtype, any_layout=True)
+    dZ, grad = _dispatch.backward(p.params, p.layout.sizes, X, Y, Zs, As, p.activation)
     dW, db = p.layout.views(grad)
-    return p.layout.unit_views(dZ), dW, db
+    return dZ, dW, db
 
 
 def gradients(weights, biases, X, Y, activation="tanh", output="sigmoid"):

@@ -218,6 +218,34 @@ def test_column_forward_kernels_agree_with_plain(path, dtype):
         assert_agree((AL, Z, A, J), (AL_plain, Zp, Ap, J_plain), dtype, f"{sizes} {out} {path}")
 
 
+#: The built-in hidden activations, one name per code.
+BUILTIN_ACTS = sorted({code: name for name, code in ACT_CODES.items()}.values())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", BUILTIN_ACTS)
+def test_fast_backward_agrees_with_plain(act, dtype):
+    """kernels.backward's kernel (fastbp/_fast/backward.py: units-major, BLAS) against the plain
+    one-example-at-a-time kernel, from the same stored forward pass: dZ of every layer and the
+    mean gradient, every output, depths 1-3, widths of 1, m = 1 and 601."""
+    from fastbp.activations import get_activation
+
+    for sizes, out in CASES:
+        for m in (1, 601):
+            prob, lay, p = _setup(sizes, out, dtype, m, 1, act)
+            code = ACT_CODES[act]
+            n_units = sum(sizes[1:])
+            Z, A = np.empty((m, n_units), dtype), np.empty((m, n_units), dtype)
+            BUILTIN._forward_batch(p, lay.sizes, prob.X, code, OUT_CODES[out], Z, A)
+            dZ_plain, grad_plain = np.empty((m, n_units), dtype), np.empty_like(p)
+            BUILTIN._backward_batch(p, lay.sizes, prob.X, prob.Y, Z, A, code, dZ_plain, grad_plain)
+            dZ, grad = _dispatch.backward(
+                p, lay.sizes, prob.X, prob.Y, lay.unit_views(Z), lay.unit_views(A), get_activation(act)
+            )
+            assert all(d.flags.f_contiguous for d in dZ)  # the fast kernel's units-major blocks, transposed
+            assert_agree((dZ, grad), (lay.unit_views(dZ_plain), grad_plain), dtype, f"{sizes} {out} {act} m={m}")
+
+
 def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monkeypatch):
     """kernels.predict/forward/loss/gradients: the same results through the column kernels
     (threshold 0) as below it (threshold out of reach: the rows kernels, fastbp/_fast/rows.py, and

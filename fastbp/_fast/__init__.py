@@ -37,6 +37,9 @@ module             kernel                                 strategy
 ``rows``           ``_predict_rows``, ``_forward_rows``,  the same on fewer rows: blocks of 32
                    ``_loss_rows``                         examples on the training kernels'
                                                           tiles and loops (less to compile)
+``backward``       ``_backward_fast``                     ``backward`` from a stored forward
+                                                          pass: every layer units-major, its
+                                                          products one BLAS call each
 =================  =====================================  ====================================
 
 Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast
