@@ -1067,7 +1067,7 @@ def backward(params, sizes, X, Y, Z, A, activation: Activation) -> tuple[list, n
     grad = np.empty(params.shape[0], params.dtype)
     if _plain_forward(activation):
         # the stored pass example-major, Z and A in one allocation (two of one size were handed back
-        # to the system on every return and faulted in anew: see forward below)
+        # to the system on every return and faulted in anew: see forward above)
         Zb, Ab = np.empty((2, m, bounds[-1]), params.dtype)
         np.concatenate(Z, axis=1, out=Zb)
         np.concatenate(A, axis=1, out=Ab)

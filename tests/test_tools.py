@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,13 @@ def test_output_faults_prints_both_forwards_per_case_and_refuses_bad_cases(capsy
     for bad in bad_args:
         with pytest.raises(SystemExit):
             tool.main(bad)
+
+
+def test_public_ops_speed_prints_a_ratio_per_operation(capsys):
+    tool = _script("public_ops_speed")
+    tool.main(["--nets", "4-8-3", "--dtypes", "float64", "--m", "40", "--batch", "8", "--repeats", "1"])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("4-8-3")]
+    assert len(row) == 1 and len(re.findall(r"[0-9.]+x", row[0])) == len(tool.OPS) == 6
 
 
 def test_split_speed_prints_a_row_per_case(capsys):

@@ -1,7 +1,8 @@
 """fastbp's public batch operations against its NumPy reference, side by side (issue 12, goal 4).
 
-``fastbp.kernels.{forward, predict, loss, gradients, train_epoch}`` against the same functions of
-``fastbp.reference`` on one batch of m examples (``train_epoch``: one epoch at ``--batch``), both
+``fastbp.kernels.{forward, predict, loss, gradients, backward, train_epoch}`` against the same functions
+of ``fastbp.reference`` on one batch of m examples (``train_epoch``: one epoch at ``--batch``;
+``backward``: from each module's own ``forward`` of the batch, goal 4 does not list it), both
 called as a user calls them (inputs checked each call), BLAS held to one thread (threadpoolctl),
 best of ``--repeats`` interleaved calls; prints reference time / fastbp time (above 1: fastbp is
 faster).  Pin it to one core::
@@ -21,17 +22,19 @@ from fastbp import kernels, reference
 from fastbp.testing import make_problem
 
 NETS = ("2-4-1", "64-32-1", "64-64-10", "784-128-10", "256-256-10")
-OPS = ("forward", "predict", "loss", "gradients", "train_epoch")
+OPS = ("forward", "predict", "loss", "gradients", "backward", "train_epoch")
 
 
 def _calls(module, prob, out: str, batch: int):
     W, b, X, Y = prob.weights, prob.biases, prob.X, prob.Y
     Wc, bc = [w.copy() for w in W], [v.copy() for v in b]
+    Z, A = module.forward(W, b, X, "tanh", out)  # each module's own stored pass, in its own memory order
     return {
         "forward": lambda: module.forward(W, b, X, "tanh", out),
         "predict": lambda: module.predict(W, b, X, "tanh", out),
         "loss": lambda: module.loss(W, b, X, Y, "tanh", out),
         "gradients": lambda: module.gradients(W, b, X, Y, "tanh", out),
+        "backward": lambda: module.backward(W, b, X, Y, Z, A, "tanh", out),
         "train_epoch": lambda: module.train_epoch(Wc, bc, X, Y, 1e-4, batch_size=batch, activation="tanh", output=out),
     }
 
