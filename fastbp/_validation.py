@@ -175,6 +175,13 @@ def as_numeric(a: Any, name: str) -> np.ndarray:
     return arr
 
 
+def refuse_non_finite(arr: np.ndarray, name: str) -> None:
+    """A ValueError naming ``name`` if the float array ``arr`` holds NaN or ±inf."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "inf"
+        raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
+
+
 def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype, checked: bool = False) -> np.ndarray:
     """A numeric ``arr`` as a finite, writeable, C-contiguous array of ``dtype`` (refusing NaN, ±inf, overflow).
 
@@ -186,9 +193,8 @@ def finite_contiguous(arr: np.ndarray, name: str, dtype: np.dtype, checked: bool
     (scikit-learn's ``validate_data``), so only the conversion, and a float32
     overflow it makes, are checked (the pass over ``arr`` is not made twice).
     """
-    if not checked and arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = "NaN" if np.isnan(arr).any() else "inf"
-        raise ValueError(f"{name} contains {bad}; remove or impute non-finite values first")
+    if not checked:
+        refuse_non_finite(arr, name)
     if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.writeable:
         return arr  # nothing to convert (the common call: skips the errstate below, microseconds a call)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported just below
@@ -379,9 +385,7 @@ def check_units(
     for l, (blk, n) in enumerate(zip(blocks, widths)):
         arr = as_numeric(blk, f"{name}[{l}]")
         if any_layout and arr.dtype == dtype and arr.shape == (m, n):
-            if not np.isfinite(arr).all():
-                bad = "NaN" if np.isnan(arr).any() else "inf"
-                raise ValueError(f"{name}[{l}] contains {bad}; remove or impute non-finite values first")
+            refuse_non_finite(arr, f"{name}[{l}]")
             out.append(arr)
         else:
             out.append(check_shaped(arr, f"{name}[{l}]", (m, n), dtype))
