@@ -1026,6 +1026,12 @@ def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
         _run_forward("_predict_fast", params, sizes, X, activation.code, out, AL)
 
 
+def _unit_spans(sizes) -> tuple[int, list[tuple[int, int]]]:
+    """``(n_units, spans)``: the units of all layers, and layer l's units u … v as ``spans[l - 1]``."""
+    bounds = list(itertools.accumulate(_as_ints(sizes)[1:], initial=0))
+    return bounds[-1], list(zip(bounds[:-1], bounds[1:]))
+
+
 def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, list]:
     """``(Z, A)``: lists of Z[l], A[l] (m × n_l) of every layer for every row of X, on checked
     inputs.  :func:`fastbp._fast.forward._forward_fast` fills units-major buffers (n_units × m), so
@@ -1035,10 +1041,9 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
     are views of one buffer per pass (a user who keeps one list keeps the whole buffer), and the
     values agree (tests/test_columns.py, tests/test_rows.py)."""
     m = X.shape[0]
-    bounds = list(itertools.accumulate(_as_ints(sizes)[1:], initial=0))
-    spans = list(zip(bounds[:-1], bounds[1:]))  # layer l's units: u … v
+    n_units, spans = _unit_spans(sizes)
     if not _fast_forward(activation, sizes, m):
-        Z, A = np.empty((2, m, bounds[-1]), params.dtype)  # one allocation: see below
+        Z, A = np.empty((2, m, n_units), params.dtype)  # one allocation: see below
         if _plain_forward(activation):
             kernels_for(activation)._forward_batch(params, sizes, X, activation.code, out, Z, A)
         else:
@@ -1049,7 +1054,7 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
     # largest block freed), so a loop of calls faulted their pages in anew every time.  64-64-10
     # float64 on 4,096 rows, one core: 1,320 page faults a call and 5.4 ms, against 34 and 1.6 ms
     # in one buffer (`taskset -c 1 python tools/output_faults.py`, a fresh process each)
-    ZT, AT = np.empty((2, bounds[-1], m), params.dtype)
+    ZT, AT = np.empty((2, n_units, m), params.dtype)
     _run_forward("_forward_fast", params, sizes, X, activation.code, out, ZT, AT)
     return [ZT[u:v].T for u, v in spans], [AT[u:v].T for u, v in spans]
 
@@ -1062,19 +1067,18 @@ def backward(params, sizes, X, Y, Z, A, activation: Activation) -> tuple[list, n
     BLAS call on one thread; dZ[l] a Fortran-ordered view, as :func:`forward`'s); for a custom one
     (or ``NUMBA_DISABLE_JIT=1``) the plain kernel, one example at a time (example-major)."""
     m = X.shape[0]
-    bounds = list(itertools.accumulate(_as_ints(sizes)[1:], initial=0))
-    spans = list(zip(bounds[:-1], bounds[1:]))
+    n_units, spans = _unit_spans(sizes)
     grad = np.empty(params.shape[0], params.dtype)
     if _plain_forward(activation):
         # the stored pass example-major, Z and A in one allocation (two of one size were handed back
         # to the system on every return and faulted in anew: see forward above)
-        Zb, Ab = np.empty((2, m, bounds[-1]), params.dtype)
+        Zb, Ab = np.empty((2, m, n_units), params.dtype)
         np.concatenate(Z, axis=1, out=Zb)
         np.concatenate(A, axis=1, out=Ab)
-        dZ = np.empty((m, bounds[-1]), params.dtype)
+        dZ = np.empty((m, n_units), params.dtype)
         kernels_for(activation)._backward_batch(params, sizes, X, Y, Zb, Ab, activation.code, dZ, grad)
         return [dZ[:, u:v] for u, v in spans], grad
-    ZT, AT, dZT = np.empty((3, bounds[-1], m), params.dtype)  # one allocation, for the same reason
+    ZT, AT, dZT = np.empty((3, n_units, m), params.dtype)  # one allocation, for the same reason
     for (u, v), z, a in zip(spans, Z, A):
         ZT[u:v] = z.T
         AT[u:v] = a.T

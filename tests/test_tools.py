@@ -183,7 +183,7 @@ def test_busy_threads_prints_both_machines_and_leaves_the_settings_as_they_were(
         tool.main(["--repeats", "0"])
 
 
-def test_output_faults_prints_both_forwards_per_case_and_refuses_bad_cases(capsys):
+def test_output_faults_prints_each_operation_per_case_and_refuses_bad_cases(capsys):
     tool = _script("output_faults")
     tool.main(["--cases", "4-8-3:40:float64", "--calls", "2"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("4-8-3:40:float64")]
