@@ -41,7 +41,7 @@ from ._blas import one_blas_thread
 from ._plain import BUILTIN, kernels_for
 from ._validation import check_batch_weights
 from .activations import TRAITS, Activation
-from .losses import OUT_IDENTITY, OUT_SIGMOID
+from .losses import OUT_IDENTITY, OUT_SIGMOID, OUT_SOFTMAX
 
 __all__ = [
     "FAST_EPOCHS",
@@ -998,6 +998,41 @@ def _fast_forward(activation: Activation, sizes, m: int) -> bool:
     return m >= FAST_FORWARD_MIN_ROWS or m * sum(_layer_weights(sizes)) >= FAST_FORWARD_MIN_MACS
 
 
+#: Above :func:`_fast_forward`'s thresholds, nets with at least this many weights (Σ n_l · n_(l−1))
+#: run the forward passes with the examples as rows (:mod:`fastbp._fast.packed_forward`: no
+#: transpose of X, no copy of Z and A out), ...  Column-pass time ÷ packed time, 4,096 rows, one
+#: core of a Zen 4 (``taskset -c 1 python tools/public_ops_speed.py --forward-ways``; predict /
+#: forward / loss): 64-32-1 1.10 / 1.19 / 1.12 float32, 1.10 / 1.19 / 1.10 float64; 16-32-1 (544
+#: weights) 0.96-1.18, 8-16-1 0.91-1.08, 2-4-1 0.48-0.75 (a strip of 16 lanes for 4 units).
+PACKED_MIN_WEIGHTS = 1024
+
+#: ... and at least this many with a softmax output: its per-example passes run one example at a
+#: time there, across the examples in the column pass (:mod:`fastbp._fast.forward`).  Same runs:
+#: 784-128-10 1.09-1.15, 256-256-10 (68,096 weights) 0.97-1.13, 256-128-10 0.94-1.15,
+#: 128-128-10 0.84-1.11, 64-64-10 0.72-0.99 (loss the lowest each time).
+PACKED_MIN_WEIGHTS_SOFTMAX = 1 << 16
+
+
+def packed_forward(sizes, out: int) -> bool:
+    """Whether the public forward passes of a net of ``sizes`` with output ``out`` run
+    :mod:`fastbp._fast.packed_forward` (above :func:`_fast_forward`'s thresholds) rather than the
+    column pass: :data:`PACKED_MIN_WEIGHTS`, :data:`PACKED_MIN_WEIGHTS_SOFTMAX`."""
+    least = PACKED_MIN_WEIGHTS_SOFTMAX if out == OUT_SOFTMAX else PACKED_MIN_WEIGHTS
+    return sum(_layer_weights(sizes)) >= least
+
+
+def _packed_kernel(name: str):
+    """:mod:`fastbp._fast.packed_forward`'s kernel ``name`` (imported on first use)."""
+    return getattr(importlib.import_module("fastbp._fast.packed_forward"), name)
+
+
+def _packed_pads(sizes, itemsize: int) -> list[int]:
+    """Each layer's values per example in :mod:`fastbp._fast.packed_forward`'s blocks: n_l
+    rounded up to a strip of 64 bytes, or 1 for one unit (its ``_layer_pads``)."""
+    lanes = 64 // itemsize
+    return [1 if n == 1 else -(-n // lanes) * lanes for n in _as_ints(sizes)[1:]]
+
+
 def _run_forward(name: str, params, sizes, X, *args):
     """``fastbp._fast.forward``'s kernel ``name`` (its ``_tiles`` twin where :func:`uses_tiles`
     for X's rows) on ``params, sizes, X, *args`` and :func:`blas_min_weights`, BLAS held to one
@@ -1015,13 +1050,16 @@ def _rows_kernel(name: str):
 
 def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
     """A[L] of every row of X into ``AL`` (m × n_L), on checked inputs: for a built-in activation
-    the column forward pass :func:`fastbp._fast.forward._predict_fast` where :func:`_fast_forward`
-    (enough rows or multiply-adds), :func:`fastbp._fast.rows._predict_rows` below (blocks of 32
-    examples on the training kernels' compiled tiles and loops); else the plain kernel."""
+    where :func:`_fast_forward` (enough rows or multiply-adds) the examples as rows,
+    :func:`fastbp._fast.packed_forward._predict_packed`, where :func:`packed_forward`, else the
+    column forward pass :func:`fastbp._fast.forward._predict_fast`; :func:`fastbp._fast.rows._predict_rows`
+    below (blocks of 32 examples on the training kernels' compiled tiles and loops); else the plain kernel."""
     if _plain_forward(activation):
         kernels_for(activation)._output_batch(params, sizes, X, activation.code, out, AL)
     elif not _fast_forward(activation, sizes, X.shape[0]):
         _rows_kernel("_predict_rows")(params, sizes, X, activation.code, out, AL)
+    elif packed_forward(sizes, out):
+        _packed_kernel("_predict_packed")(params, sizes, X, activation.code, out, AL)
     else:
         _run_forward("_predict_fast", params, sizes, X, activation.code, out, AL)
 
@@ -1034,12 +1072,15 @@ def _unit_spans(sizes) -> tuple[int, list[tuple[int, int]]]:
 
 def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, list]:
     """``(Z, A)``: lists of Z[l], A[l] (m × n_l) of every layer for every row of X, on checked
-    inputs.  :func:`fastbp._fast.forward._forward_fast` fills units-major buffers (n_units × m), so
-    each layer is a Fortran-ordered view ``ZT[u:u+n].T``; below its thresholds (:func:`_fast_forward`)
-    :func:`fastbp._fast.rows._forward_rows` (or the plain kernel, one example at a time) fills
-    example-major ones (m × n_units), each layer a column block.  Either way Z and A of every layer
-    are views of one buffer per pass (a user who keeps one list keeps the whole buffer), and the
-    values agree (tests/test_columns.py, tests/test_rows.py)."""
+    inputs.  :func:`fastbp._fast.packed_forward._forward_packed` (where :func:`packed_forward`) fills
+    a block of m × pads[l] values a layer, each layer that block's first n_l columns (C-contiguous
+    where n_l fills whole strips); :func:`fastbp._fast.forward._forward_fast` fills units-major
+    buffers (n_units × m), so each layer is a Fortran-ordered view ``ZT[u:u+n].T``; below their
+    thresholds (:func:`_fast_forward`) :func:`fastbp._fast.rows._forward_rows` (or the plain kernel,
+    one example at a time) fills example-major ones (m × n_units), each layer a column block.  Each
+    way Z and A of every layer are views of one buffer per pass (a user who keeps one list keeps
+    the whole buffer), and the values agree (tests/test_packed_forward.py, tests/test_columns.py,
+    tests/test_rows.py)."""
     m = X.shape[0]
     n_units, spans = _unit_spans(sizes)
     if not _fast_forward(activation, sizes, m):
@@ -1049,6 +1090,14 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
         else:
             _rows_kernel("_forward_rows")(params, sizes, X, activation.code, out, Z, A)
         return [Z[:, u:v] for u, v in spans], [A[:, u:v] for u, v in spans]
+    if packed_forward(sizes, out):  # each layer an m × pads[l] block, sliced to its n_l columns
+        pads = _packed_pads(sizes, params.itemsize)
+        Zf, Af = np.empty((2, m * sum(pads)), params.dtype)  # one allocation: see below
+        _packed_kernel("_forward_packed")(params, sizes, X, activation.code, out, Zf, Af)
+        starts = list(itertools.accumulate(pads, initial=0))
+        Z = [Zf[m * q : m * (q + p)].reshape(m, p)[:, :n] for q, p, n in zip(starts, pads, _as_ints(sizes)[1:])]
+        A = [Af[m * q : m * (q + p)].reshape(m, p)[:, :n] for q, p, n in zip(starts, pads, _as_ints(sizes)[1:])]
+        return Z, A
     # Z and A in one allocation, not two of the same size: glibc's malloc handed two such buffers
     # back to the system when both were freed (its adaptive thresholds size themselves on the
     # largest block freed), so a loop of calls faulted their pages in anew every time.  64-64-10
@@ -1090,10 +1139,13 @@ def backward(params, sizes, X, Y, Z, A, activation: Activation) -> tuple[list, n
 
 
 def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
-    """J, the mean cost over the rows of X, on checked inputs: :func:`fastbp._fast.forward._loss_fast`,
-    :func:`fastbp._fast.rows._loss_rows` or the plain kernel, as :func:`predict`."""
+    """J, the mean cost over the rows of X, on checked inputs: :func:`fastbp._fast.packed_forward._loss_packed`,
+    :func:`fastbp._fast.forward._loss_fast`, :func:`fastbp._fast.rows._loss_rows` or the plain
+    kernel, as :func:`predict`."""
     if _plain_forward(activation):
         return kernels_for(activation)._loss_batch(params, sizes, X, Y, activation.code, out)
     if not _fast_forward(activation, sizes, X.shape[0]):
         return _rows_kernel("_loss_rows")(params, sizes, X, Y, activation.code, out)
+    if packed_forward(sizes, out):
+        return _packed_kernel("_loss_packed")(params, sizes, X, Y, activation.code, out)
     return _run_forward("_loss_fast", params, sizes, X, Y, activation.code, out)

@@ -116,7 +116,7 @@ def backward(weights, biases, X, Y, Z, A, activation="tanh", output="sigmoid"):
 
     ``dZ[l-1]`` is ∂cost_i/∂Z[l] for every example i (m × n_l, not divided by m);
     ``dW``/``db`` are the mean gradients of J, shaped like ``weights``/``biases``.  ``Z`` and
-    ``A`` may be in any memory order (those :func:`forward` returns are Fortran-ordered views);
+    ``A`` may be in any memory order (those :func:`forward` returns may be strided or Fortran-ordered views);
     each dZ[l] is a view into one buffer, in the kernel's memory order, as :func:`forward`'s.
     """
     p = _Problem(weights, biases, activation, output)

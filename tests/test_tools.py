@@ -200,6 +200,10 @@ def test_public_ops_speed_prints_a_ratio_per_operation(capsys):
     tool.main(["--nets", "4-8-3", "--dtypes", "float64", "--m", "40", "--batch", "8", "--repeats", "1"])
     row = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("4-8-3")]
     assert len(row) == 1 and len(re.findall(r"[0-9.]+x", row[0])) == len(tool.OPS) == 6
+    # --forward-ways: the examples as rows against the column pass, a ratio per forward operation
+    tool.main(["--forward-ways", "--nets", "40-30-1", "--dtypes", "float64", "--m", "40", "--repeats", "1"])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("40-30-1")]
+    assert len(row) == 1 and len(re.findall(r"[0-9.]+x", row[0])) == len(tool.FORWARD_OPS) == 3
 
 
 def test_split_speed_prints_a_row_per_case(capsys):

@@ -9,6 +9,13 @@ faster).  Pin it to one core::
 
     taskset -c 1 python tools/public_ops_speed.py
     taskset -c 1 python tools/public_ops_speed.py --nets 64-64-10 --dtypes float32 --m 1024
+
+``--forward-ways`` times ``predict``, ``forward`` and ``loss`` two ways instead, both through
+``fastbp.kernels`` as a user calls them: the examples as rows (``fastbp._fast.packed_forward``) and
+the column pass (``fastbp._fast.forward``), and prints column time / packed time; it re-measures
+``PACKED_MIN_WEIGHTS`` and ``PACKED_MIN_WEIGHTS_SOFTMAX`` of ``fastbp._dispatch``::
+
+    taskset -c 1 python tools/public_ops_speed.py --forward-ways --nets 2-4-1 16-16-1 64-32-1 64-64-10
 """
 
 from __future__ import annotations
@@ -62,6 +69,36 @@ def measure(net: str, dtype, m: int, batch: int, repeats: int) -> dict:
     return ratios
 
 
+FORWARD_OPS = ("predict", "forward", "loss")
+
+
+def measure_forward_ways(net: str, dtype, m: int, repeats: int) -> dict:
+    """{op: column-pass seconds / packed seconds} for predict, forward and loss of ``m`` rows
+    (both above the rows kernels' thresholds), calls interleaved, best of ``repeats``."""
+    from unittest import mock
+
+    from fastbp import _dispatch
+
+    sizes = [int(n) for n in net.split("-")]
+    out = "sigmoid" if sizes[-1] == 1 else "softmax"
+    prob = make_problem(sizes, dtype=dtype, output=out, m=m, seed=0)
+    calls = _calls(kernels, prob, out, 1)
+    ways = {"packed": lambda *a: True, "columns": lambda *a: False}
+    best = {(op, way): np.inf for op in FORWARD_OPS for way in ways}
+    with mock.patch.object(_dispatch, "FAST_FORWARD_MIN_ROWS", 0):
+        for op in FORWARD_OPS:
+            for chooser in ways.values():  # compile, warm
+                with mock.patch.object(_dispatch, "packed_forward", chooser):
+                    calls[op]()
+            for _ in range(repeats):
+                for way, chooser in ways.items():
+                    with mock.patch.object(_dispatch, "packed_forward", chooser):
+                        t = time.perf_counter()
+                        calls[op]()
+                        best[op, way] = min(best[op, way], time.perf_counter() - t)
+    return {op: best[op, "columns"] / best[op, "packed"] for op in FORWARD_OPS}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nets", nargs="+", default=list(NETS))
@@ -69,7 +106,24 @@ def main(argv=None) -> None:
     ap.add_argument("--m", type=int, default=4096, help="examples per call (default 4096)")
     ap.add_argument("--batch", type=int, default=32, help="train_epoch's batch size (default 32)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--forward-ways",
+        action="store_true",
+        help="predict, forward and loss with the examples as rows against the column pass",
+    )
     a = ap.parse_args(argv)
+    if a.forward_ways:
+        import scipy.linalg.cython_blas  # noqa: F401  (SciPy's BLAS loaded, so that it is limited too)
+        from threadpoolctl import threadpool_limits
+
+        print("column-pass time / packed time (above 1: the examples as rows faster), m =", a.m)
+        print(f"{'net':>11} {'dtype':>7} | " + " | ".join(f"{op:>9}" for op in FORWARD_OPS))
+        with threadpool_limits(1, "blas"):
+            for net in a.nets:
+                for dt in a.dtypes:
+                    r = measure_forward_ways(net, np.dtype(dt).type, a.m, a.repeats)
+                    print(f"{net:>11} {dt:>7} | " + " | ".join(f"{r[op]:>8.2f}x" for op in FORWARD_OPS), flush=True)
+        return
     print("reference time / fastbp time (above 1: fastbp faster), m =", a.m, "| train_epoch at batch", a.batch)
     print(f"{'net':>11} {'dtype':>7} | " + " | ".join(f"{op:>11}" for op in OPS))
     for net in a.nets:

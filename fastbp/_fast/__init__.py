@@ -34,6 +34,10 @@ module             kernel                                 strategy
 ``forward``        ``_predict_fast``, ``_forward_fast``,  the forward pass of the columns for
                    ``_loss_fast``, each with a            ``predict``/``forward``/``loss``
                    ``_tiles`` twin
+``packed_forward`` ``_predict_packed``,                   the same with the examples as rows:
+                   ``_forward_packed``, ``_loss_packed``  tiles of examples by strips of units
+                                                          on packed copies of W[l]ᵀ (no
+                                                          transpose of X, no copy of Z, A out)
 ``rows``           ``_predict_rows``, ``_forward_rows``,  the same on fewer rows: blocks of 32
                    ``_loss_rows``                         examples on the training kernels'
                                                           tiles and loops (less to compile)
