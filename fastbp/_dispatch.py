@@ -1112,9 +1112,11 @@ def backward(params, sizes, X, Y, Z, A, activation: Activation) -> tuple[list, n
     """``(dZ, grad)``: dZ[l] of every layer for every row of X (m × n_l each, unscaled) and the
     mean gradient (a flat buffer laid out as ``params``), from a stored forward pass ``Z``, ``A``
     (lists of m × n_l arrays of ``params``' dtype), on checked inputs.  For a built-in activation
-    :func:`fastbp._fast.backward._backward_fast` (units-major buffers, each layer's products one
-    BLAS call on one thread; dZ[l] a Fortran-ordered view, as :func:`forward`'s); for a custom one
-    (or ``NUMBA_DISABLE_JIT=1``) the plain kernel, one example at a time (example-major)."""
+    :func:`fastbp._fast.backward._backward_fast` where every Z[l], A[l] is Fortran-ordered (the
+    column forward pass's: units-major buffers, each layer's products one BLAS call on one thread;
+    dZ[l] a Fortran-ordered view), else :func:`fastbp._fast.backward._backward_fast_rows` (the
+    examples as rows; dZ[l] C-contiguous); for a custom one (or ``NUMBA_DISABLE_JIT=1``) the plain
+    kernel, one example at a time (example-major)."""
     m = X.shape[0]
     n_units, spans = _unit_spans(sizes)
     grad = np.empty(params.shape[0], params.dtype)
@@ -1127,14 +1129,30 @@ def backward(params, sizes, X, Y, Z, A, activation: Activation) -> tuple[list, n
         dZ = np.empty((m, n_units), params.dtype)
         kernels_for(activation)._backward_batch(params, sizes, X, Y, Zb, Ab, activation.code, dZ, grad)
         return [dZ[:, u:v] for u, v in spans], grad
+    module = importlib.import_module("fastbp._fast.backward")
+    if not all(z.flags.f_contiguous for z in Z + A):
+        # the examples as rows (packed_forward's row blocks, a user's C-ordered arrays): each layer
+        # copied row by row into an m × n_l block, where units-major blocks would take a transpose.
+        # Reference time / fastbp time of backward from each module's own forward pass, 4,096 rows,
+        # one core of a Zen 4 (`taskset -c 1 python tools/public_ops_speed.py --nets 64-32-1
+        # 784-128-10 256-256-10`, its backward column): transposed into units-major, 256-256-10
+        # 0.65 / 0.72-0.79 (float32 / float64), 784-128-10 0.80 / 0.86-0.93; this way 0.84 / 0.97,
+        # 0.88 / 0.98, level with the column forward pass's Fortran-ordered Z, A on the units-major
+        # kernel (0.89-0.91 / 1.02-1.05, 0.82-0.88 / 0.97-1.01)
+        Zf, Af, dZf = np.empty((3, m * n_units), params.dtype)  # one allocation, for the same reason
+        for (u, v), z, a in zip(spans, Z, A):
+            Zf[m * u : m * v].reshape(m, v - u)[...] = z
+            Af[m * u : m * v].reshape(m, v - u)[...] = a
+        with one_blas_thread():
+            module._backward_fast_rows(params, sizes, X, Y, Zf, Af, activation.code, dZf, grad)
+        return [dZf[m * u : m * v].reshape(m, v - u) for u, v in spans], grad
     ZT, AT, dZT = np.empty((3, n_units, m), params.dtype)  # one allocation, for the same reason
     for (u, v), z, a in zip(spans, Z, A):
         ZT[u:v] = z.T
         AT[u:v] = a.T
     YT = np.ascontiguousarray(Y.T)
-    kernel = importlib.import_module("fastbp._fast.backward")._backward_fast
     with one_blas_thread():
-        kernel(params, sizes, X, YT, ZT, AT, activation.code, dZT, grad)
+        module._backward_fast(params, sizes, X, YT, ZT, AT, activation.code, dZT, grad)
     return [dZT[u:v].T for u, v in spans], grad
 
 

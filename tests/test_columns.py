@@ -223,11 +223,13 @@ BUILTIN_ACTS = sorted({code: name for name, code in ACT_CODES.items()}.values())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["F", "C"])
 @pytest.mark.parametrize("act", BUILTIN_ACTS)
-def test_fast_backward_agrees_with_plain(act, dtype):
-    """kernels.backward's kernel (fastbp/_fast/backward.py: units-major, BLAS) against the plain
-    one-example-at-a-time kernel, from the same stored forward pass: dZ of every layer and the
-    mean gradient, every output, depths 1-3, widths of 1, m = 1 and 601."""
+def test_fast_backward_agrees_with_plain(act, order, dtype):
+    """kernels.backward's kernels (fastbp/_fast/backward.py, BLAS: units-major for a Fortran-ordered
+    stored pass, the column forward pass's; the examples as rows otherwise, e.g. the packed forward
+    pass's row blocks) against the plain one-example-at-a-time kernel, from the same stored forward
+    pass: dZ of every layer and the mean gradient, every output, depths 1-3, widths of 1, m = 1 and 601."""
     from fastbp.activations import get_activation
 
     for sizes, out in CASES:
@@ -239,10 +241,12 @@ def test_fast_backward_agrees_with_plain(act, dtype):
             BUILTIN._forward_batch(p, lay.sizes, prob.X, code, OUT_CODES[out], Z, A)
             dZ_plain, grad_plain = np.empty((m, n_units), dtype), np.empty_like(p)
             BUILTIN._backward_batch(p, lay.sizes, prob.X, prob.Y, Z, A, code, dZ_plain, grad_plain)
-            dZ, grad = _dispatch.backward(
-                p, lay.sizes, prob.X, prob.Y, lay.unit_views(Z), lay.unit_views(A), get_activation(act)
-            )
-            assert all(d.flags.f_contiguous for d in dZ)  # the fast kernel's units-major blocks, transposed
+            Zs, As = lay.unit_views(Z), lay.unit_views(A)  # column blocks: strided rows
+            if order == "F":
+                Zs, As = [np.asfortranarray(z) for z in Zs], [np.asfortranarray(a) for a in As]
+            dZ, grad = _dispatch.backward(p, lay.sizes, prob.X, prob.Y, Zs, As, get_activation(act))
+            # units-major blocks transposed, or row blocks; for m = 1 a row is both
+            assert all(d.flags.f_contiguous if order == "F" else d.flags.c_contiguous for d in dZ)
             assert_agree((dZ, grad), (lay.unit_views(dZ_plain), grad_plain), dtype, f"{sizes} {out} {act} m={m}")
 
 

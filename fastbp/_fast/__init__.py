@@ -41,9 +41,11 @@ module             kernel                                 strategy
 ``rows``           ``_predict_rows``, ``_forward_rows``,  the same on fewer rows: blocks of 32
                    ``_loss_rows``                         examples on the training kernels'
                                                           tiles and loops (less to compile)
-``backward``       ``_backward_fast``                     ``backward`` from a stored forward
-                                                          pass: every layer units-major, its
-                                                          products one BLAS call each
+``backward``       ``_backward_fast``,                    ``backward`` from a stored forward
+                   ``_backward_fast_rows``                pass: every layer units-major (or, for
+                                                          a pass not Fortran-ordered, the
+                                                          examples as rows), its products one
+                                                          BLAS call each
 =================  =====================================  ====================================
 
 Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast

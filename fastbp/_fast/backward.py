@@ -12,6 +12,14 @@ BLAS call (``np.dot`` in nopython mode, on one thread: the caller holds it) over
     db[l]   = (1/m) dZ[l] 1                 (a matrix-vector product too)
     dZ[l−1] = (W[l]ᵀ dZ[l]) ∗ g′(Z[l−1])
 
+:func:`_backward_fast_rows` computes the same with the examples as rows (each layer an m × n_l
+matrix, the orientation of X and of the NumPy reference): what runs when the stored pass is not
+Fortran-ordered (:func:`fastbp._fast.packed_forward._forward_packed`'s row blocks), whose
+transpose into units-major blocks would cost more than the products.  Its layer blocks are the
+same flat buffers' (layer l's m × n_l from element m · u_off[l]), products
+
+    dW[l] = (1/m) dZ[l]ᵀ A[l−1],   db[l] = (1/m) dZ[l]ᵀ 1,   dA[l−1] = dZ[l] W[l]
+
 The sums run in BLAS's order, not the plain kernel's, so the two agree to the tolerances of
 ``fastbp.testing`` rather than bit for bit (``tests/test_columns.py``).  Nothing is updated.
 """
@@ -68,3 +76,45 @@ def _backward_fast(params, sizes, X, YT, ZT, AT, act, dZT, grad):
                 n_in * m,
                 act,
             )
+
+
+@jit_vec
+def _backward_fast_rows(params, sizes, X, Y, Zf, Af, act, dZf, grad):
+    """:func:`_backward_fast` with the examples as rows: ``Zf``, ``Af``, ``dZf`` flat, layer l's
+    m × n_l block (row-major, one row per example) from element m · u_off[l]; dZ unscaled, as the
+    plain kernel's; ``grad`` = the mean dW[l], db[l] (overwritten)."""
+    L = sizes.shape[0] - 1
+    m = X.shape[0]
+    T = params.dtype.type
+    scale = T(1) / T(m)
+    w_off, b_off, u_off = offsets(sizes)
+    ones = np.ones(m, params.dtype)
+    n_L = sizes[L]
+    top = m * u_off[L - 1]
+    dZL = dZf[top : top + m * n_L]
+    AL = Af[top : top + m * n_L]
+    YL = Y.reshape(m * n_L)
+    for i in range(m * n_L):  # dZ[L] = A[L] − Y
+        dZL[i] = AL[i] - YL[i]
+    for l in range(L - 1, -1, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        dZl = dZf[m * u_off[l] : m * (u_off[l] + n_out)].reshape((m, n_out))
+        dW = grad[w_off[l] : w_off[l] + n_out * n_in].reshape((n_out, n_in))
+        if l == 0:  # dW[1] = dZ[1]ᵀ X
+            np.dot(dZl.T, X, dW)
+        else:
+            np.dot(dZl.T, Af[m * u_off[l - 1] : m * (u_off[l - 1] + n_in)].reshape((m, n_in)), dW)
+        db = grad[b_off[l] : b_off[l] + n_out]
+        np.dot(dZl.T, ones, db)  # db[l] = dZ[l]ᵀ 1
+        for j in range(n_out):  # the means: dW[l], db[l] ·= 1/m
+            wr = dW[j]
+            for k in range(n_in):
+                wr[k] *= scale
+            db[j] *= scale
+        if l > 0:  # dZ[l−1] = dZ[l] W[l] ∗ g′(Z[l−1])
+            lo = m * u_off[l - 1]
+            W = params[w_off[l] : w_off[l] + n_out * n_in].reshape((n_out, n_in))
+            dprev = dZf[lo : lo + m * n_in]
+            np.dot(dZl, W, dprev.reshape((m, n_in)))
+            times_derivative_loop(dprev, Zf[lo : lo + m * n_in], Af[lo : lo + m * n_in], m * n_in, act)
