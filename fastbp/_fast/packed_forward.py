@@ -189,41 +189,58 @@ def _block_workspace(params, q_off, L):
     return _zeros(n, params.dtype), _zeros(n, params.dtype)
 
 
+@jit_inline
+def _scoring_setup(params, sizes):
+    """What :func:`_predict_packed` and :func:`_loss_packed` share: ``(ws, p, top)``, the setup and
+    one block's workspaces as a tuple ``(w_off, b_off, pads, q_off, wt_off, WT, T3, col, Zf, Af)``
+    for :func:`_score_block`, the output layer's values per example and where its block starts."""
+    w_off, b_off, pads, q_off, wt_off, WT, T3, col = _packed_setup(params, sizes)
+    L = sizes.shape[0] - 1
+    Zf, Af = _block_workspace(params, q_off, L)
+    return (w_off, b_off, pads, q_off, wt_off, WT, T3, col, Zf, Af), pads[L - 1], PACKED_BLOCK * q_off[L - 1]
+
+
+@jit_inline
+def _score_block(params, sizes, ws, X, r0, act, out):
+    """The block pass of X's rows from r0 into the one block's workspaces of ``ws``
+    (:func:`_scoring_setup`); returns the block's row count.  Its row counts go in as int64, not
+    literals: the pass is compiled for one signature."""
+    w_off, b_off, pads, q_off, wt_off, WT, T3, col, Zf, Af = ws
+    nr = min(PACKED_BLOCK, X.shape[0] - r0)
+    block = np.int64(PACKED_BLOCK)
+    _packed_block(
+        params,
+        sizes,
+        w_off,
+        b_off,
+        pads,
+        q_off,
+        wt_off,
+        WT,
+        X,
+        r0,
+        nr,
+        block,
+        np.int64(0),
+        act,
+        out,
+        Zf,
+        Af,
+        T3[0],
+        T3[1],
+        col,
+    )
+    return nr
+
+
 @jit_vec
 def _predict_packed(params, sizes, X, act, out, AL):
     """AL (m × n_L) = A[L] of every row of X."""
-    w_off, b_off, pads, q_off, wt_off, WT, T3, col = _packed_setup(params, sizes)
-    L = sizes.shape[0] - 1
-    n_L = sizes[L]
-    p = pads[L - 1]
-    top = PACKED_BLOCK * q_off[L - 1]
-    Zf, Af = _block_workspace(params, q_off, L)
-    m = X.shape[0]
-    block = np.int64(PACKED_BLOCK)  # not a literal: the pass is compiled for one signature
-    for r0 in range(0, m, PACKED_BLOCK):
-        nr = min(PACKED_BLOCK, m - r0)
-        _packed_block(
-            params,
-            sizes,
-            w_off,
-            b_off,
-            pads,
-            q_off,
-            wt_off,
-            WT,
-            X,
-            r0,
-            nr,
-            block,
-            np.int64(0),
-            act,
-            out,
-            Zf,
-            Af,
-            T3[0],
-            T3[1],
-            col,
-        )
+    ws, p, top = _scoring_setup(params, sizes)
+    Af = ws[9]
+    n_L = AL.shape[1]
+    for r0 in range(0, X.shape[0], PACKED_BLOCK):
+        nr = _score_block(params, sizes, ws, X, r0, act, out)
         for t in range(nr):
             row = AL[r0 + t]
             a = Af[top + t * p : top + t * p + n_L]
@@ -235,39 +252,13 @@ def _predict_packed(params, sizes, X, act, out, AL):
 def _loss_packed(params, sizes, X, Y, act, out):
     """J = (1/m) Σ_i cost(x_i, y_i), each example's cost by :func:`fastbp.losses.cost_loop`,
     summed in float64."""
-    w_off, b_off, pads, q_off, wt_off, WT, T3, col = _packed_setup(params, sizes)
-    L = sizes.shape[0] - 1
-    n_L = sizes[L]
-    p = pads[L - 1]
-    top = PACKED_BLOCK * q_off[L - 1]
-    Zf, Af = _block_workspace(params, q_off, L)
+    ws, p, top = _scoring_setup(params, sizes)
+    T3, col, Zf = ws[6], ws[7], ws[8]
+    n_L = Y.shape[1]
     m = X.shape[0]
-    block = np.int64(PACKED_BLOCK)  # not a literal: the pass is compiled for one signature
     total = 0.0
     for r0 in range(0, m, PACKED_BLOCK):
-        nr = min(PACKED_BLOCK, m - r0)
-        _packed_block(
-            params,
-            sizes,
-            w_off,
-            b_off,
-            pads,
-            q_off,
-            wt_off,
-            WT,
-            X,
-            r0,
-            nr,
-            block,
-            np.int64(0),
-            act,
-            out,
-            Zf,
-            Af,
-            T3[0],
-            T3[1],
-            col,
-        )
+        nr = _score_block(params, sizes, ws, X, r0, act, out)
         if out == OUT_SOFTMAX:  # across the examples: Yᵀ beside Z[L]ᵀ (_softmax_block)
             _transpose(_matrix_view(Y, r0 * n_L, nr, n_L), T3[2], nr, n_L)
             total += _softmax_cost_columns(T3[0], T3[2], n_L, nr, col)
