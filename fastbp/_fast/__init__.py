@@ -51,8 +51,8 @@ module             kernel                                 strategy
 Which one runs is decided in one place, :mod:`fastbp._dispatch` (its registry of fast
 epochs, with each kernel's preconditions, and the pure :func:`fastbp._dispatch.select_epoch`).
 Strategy modules import only the shared building blocks (:mod:`._common`, :mod:`._passes`,
-:mod:`._columns`, :mod:`._tiles`),
-never each other, and never :mod:`fastbp._plain`.
+:mod:`._columns`, :mod:`._tiles`, and :mod:`._bounds`, the bounds checks of their intrinsics
+under ``NUMBA_BOUNDSCHECK``), never each other, and never :mod:`fastbp._plain`.
 
 **The argument vocabulary** (every kernel takes its arguments in this order, under these names):
 

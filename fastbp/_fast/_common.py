@@ -20,6 +20,7 @@ from numba.extending import intrinsic
 from .._jit import jit_inline, jit_inner
 from ..losses import defer_cost, flush_costs
 from ..params import offsets
+from ._bounds import check_span, raise_if
 
 
 @jit_inline
@@ -90,6 +91,12 @@ def _matrix_view(typingctx, flat, start, n, nc):
         start_v = context.cast(builder, args[1], signature.args[1], nbtypes.intp)
         n_v = context.cast(builder, args[2], signature.args[2], nbtypes.intp)
         nc_v = context.cast(builder, args[3], signature.args[3], nbtypes.intp)
+        if context.enable_boundscheck:  # under Numba's bounds checking (._bounds)
+            what = "fastbp: a matrix view outside its flat buffer"
+            check_span(context, builder, signature.args[0], args[0], start_v, [(n_v, nc_v)], nc_v, None, what)
+            zero = n_v.type(0)
+            negative = builder.or_(builder.icmp_signed("<", n_v, zero), builder.icmp_signed("<", nc_v, zero))
+            raise_if(context, builder, negative, what)
         itemsize = src.itemsize
         data = builder.gep(src.data, [start_v])
         shape = cgutils.pack_array(builder, [n_v, nc_v])

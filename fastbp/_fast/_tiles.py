@@ -45,6 +45,7 @@ from numba.extending import intrinsic
 from numpy import intp
 
 from .._jit import jit_inline, jit_inner
+from ._bounds import check_span
 
 #: Bytes of columns in one tile: one AVX-512 vector, two AVX2 vectors (LLVM splits the vector
 #: type for the target).  16 float32 or 8 float64 examples; the column kernels pad a chunk's
@@ -149,7 +150,9 @@ def _axpy_strips(typingctx, Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum
     alone): such a core issues two 512-bit FMAs a cycle with 4 cycles' latency, so one strip's 8
     accumulators leave it waiting on the chains.  Elsewhere one strip (Zen 4: one 512-bit FMA a
     cycle; AVX2: R = 6 by two ymm, 12 of the 16 registers).  The pairing, like R, changes the
-    speed, never the bits: each element's sum is the same, in the same order."""
+    speed, never the bits: each element's sum is the same, in the same order.  Under Numba's
+    bounds checking the call first checks that every element of Z, W, S and B it will touch lies
+    inside its array (:func:`._bounds.check_span`; ``IndexError`` otherwise)."""
     arrays = (Z, W, S, B)
     if not all(isinstance(a, types.Array) and a.layout == "C" for a in arrays):
         return None
@@ -178,6 +181,18 @@ def _axpy_strips(typingctx, Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum
 
         def const(k):
             return ir.Constant(intp, k)
+
+        # under Numba's bounds checking: every element the call touches, inside its array
+        some_rows = builder.icmp_signed(">", nrows, const(0))
+        some_strips = builder.icmp_signed(">", nstrips, const(0))
+        for name, k, value, base, terms, width, touched in (
+            ("Z", 0, Zv, zo, [(nstrips, zs_), (nrows, ldz_)], lanes, None),
+            ("W", 4, Wv, wo, [(nrows, wr_), (nsum, ws_)], 1, some_strips),
+            ("S", 8, Sv, so, [(nstrips, ss_), (nsum, lds_)], lanes, some_rows),
+            ("B", 14, Bv, bo, [(nrows, 1)], 1, builder.and_(some_strips, builder.icmp_signed("==", init, const(1)))),
+        ):
+            what = f"fastbp: a register tile outside its array {name}"
+            check_span(context, builder, signature.args[k], value, base, terms, width, touched, what)
 
         def broadcast(x):
             v = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(i32, 0))
@@ -306,7 +321,8 @@ def _transpose_masks(h: int, lanes: int = 8) -> tuple[list[int], list[int]]:
 def _transpose8(typingctx, M, m0, ldm, MT, t0, ldt):
     """MT[t0 + v·ldt + u] = M[m0 + u·ldm + v] for u, v < 8: an 8 × 8 block transposed in registers
     (eight vector loads, three steps of eight shuffles, eight vector stores; flat element offsets
-    into C-contiguous arrays of one float dtype)."""
+    into C-contiguous arrays of one float dtype; under Numba's bounds checking, ``IndexError`` if
+    either block reaches outside its array: :func:`._bounds.check_span`)."""
     if not all(isinstance(a, types.Array) and a.layout == "C" for a in (M, MT)) or M.dtype != MT.dtype:
         return None
     if M.dtype not in (types.float32, types.float64):
@@ -323,6 +339,9 @@ def _transpose8(typingctx, M, m0, ldm, MT, t0, ldt):
         i32 = ir.IntType(32)
         md = context.make_array(signature.args[0])(context, builder, Mv).data
         td = context.make_array(signature.args[3])(context, builder, Tv).data
+        what = "fastbp: an 8 x 8 transposed block outside its array"  # under bounds checking
+        check_span(context, builder, signature.args[0], Mv, mo, [(8, ldm_)], 8, None, what)
+        check_span(context, builder, signature.args[3], Tv, to, [(8, ldt_)], 8, None, what)
         rows = []
         for u in range(8):
             src = builder.gep(md, [builder.add(mo, builder.mul(ir.Constant(intp, u), ldm_))])
