@@ -370,3 +370,20 @@ def test_vmath_accuracy_prints_every_function_within_the_tests_bounds(capsys):
         (d, f) for d in ("float32", "float64") for f in ("tanh", "exp", "sigmoid")
     )
     assert all(float(r[2]) <= 4.0 for r in rows)  # tests/test_vmath.py's ULP_BOUND, at most
+
+
+def test_boundscheck_sweep_draws_reach_the_fast_paths_and_refuses_an_unchecked_interpreter():
+    from fastbp import _dispatch
+    from fastbp.activations import get_activation
+    from fastbp.losses import NAMES as OUTPUT_CODES
+
+    sweep = _script("boundscheck_sweep")
+    draws = sweep.draw_cases(0, 80)
+    assert draws == sweep.draw_cases(0, 80) and draws != sweep.draw_cases(1, 80)  # seeded
+    fast = [d for d in draws if _dispatch._fast_forward(get_activation(d.activation), d.sizes, d.m)]
+    assert any(_dispatch.packed_forward(d.sizes, OUTPUT_CODES[d.output]) for d in fast)
+    assert any(not _dispatch.packed_forward(d.sizes, OUTPUT_CODES[d.output]) for d in fast)
+    assert {1, None} <= {d.batch_size for d in draws} and {"float32", "float64"} == {d.dtype for d in draws}
+    assert any(1 in d.sizes[1:] for d in draws)  # a layer of one unit
+    with pytest.raises(SystemExit, match="NUMBA_BOUNDSCHECK=1"):  # this interpreter checks no bounds
+        sweep.main(["--cases", "1"])
