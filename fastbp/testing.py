@@ -173,6 +173,46 @@ def assert_agree(actual, desired, dtype: Any, err_msg: str = "") -> None:
         np.testing.assert_allclose(x, y, **tolerance(dtype), err_msg=f"{err_msg} [item {i}]")
 
 
+def bounds_check_missing() -> str | None:
+    """Why a kernel run in this interpreter would *not* stop at an out-of-range index, or ``None``
+    when it would: run it before trusting a bounds-checked run (``tests/test_boundscheck.py``,
+    ``tools/boundscheck_sweep.py``).
+
+    Numba checks indexed accesses only with ``NUMBA_BOUNDSCHECK=1`` set before Python starts, and
+    only in kernels compiled so: its on-disk cache does not key on the switch, so a
+    ``NUMBA_CACHE_DIR`` warmed without it hands back unchecked kernels.  Two probes, each of which
+    must raise ``IndexError``: a function compiled here reading one element past its array, and a
+    cached fastbp kernel handed an input narrower than its layer sizes claim (what the public
+    wrappers refuse, so only these probes can make it read past a row)."""
+    import numba
+
+    if not numba.config.BOUNDSCHECK:
+        return "Numba's bounds checking is off: set NUMBA_BOUNDSCHECK=1 before Python starts"
+
+    @numba.njit
+    def past_the_end(a):
+        return a[a.shape[0]]
+
+    try:
+        past_the_end(np.zeros(3))
+    except IndexError:
+        pass
+    else:
+        return "a function compiled in this interpreter read past its array unnoticed"
+    from ._plain import BUILTIN
+    from .params import Layout
+
+    layout = Layout((4, 3, 1))  # four inputs a row; X below has three
+    try:
+        BUILTIN._loss_batch(np.zeros(layout.n_params), layout.sizes, np.zeros((2, 3)), np.zeros((2, 1)), 1, 0)
+    except IndexError:
+        return None
+    return (
+        "a cached fastbp kernel read past the end of a row unnoticed: NUMBA_CACHE_DIR holds kernels "
+        "compiled without bounds checking; give bounds-checked runs a cache directory of their own"
+    )
+
+
 # ------------------------------------------------------------------ conformance vectors: the check
 #
 # ``fastbp conformance export DIR`` (:mod:`fastbp.conformance`, which builds on this module) writes a

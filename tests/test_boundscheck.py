@@ -16,20 +16,12 @@ import sys
 import pytest
 
 SCRIPT = r"""
-import numba
 import numpy as np
-assert numba.config.BOUNDSCHECK, "NUMBA_BOUNDSCHECK was not picked up"
+from fastbp.testing import bounds_check_missing
 
-@numba.njit
-def _past_the_end(a):
-    return a[a.shape[0]]
-
-try:  # proof that this interpreter really checks bounds
-    _past_the_end(np.zeros(3))
-except IndexError:
-    pass
-else:
-    raise SystemExit("bounds checking is off: an out-of-range read went unnoticed")
+problem = bounds_check_missing()  # this interpreter and its cache really check bounds
+if problem:
+    raise SystemExit(problem)
 
 from fastbp.testing import IMPLEMENTATIONS, assert_agree, make_problem
 
@@ -50,19 +42,6 @@ for sizes in [(1, 1), (3, 5, 2), (4, 1, 3, 2)]:
                         assert_agree(kernel(*prob.args(name)), reference(*prob.args(name)), np.float64, name)
                     count += 1
 
-# A kernel handed an input narrower than its layer sizes claims (what the public
-# wrappers refuse) must now raise instead of reading past the row.
-from fastbp._plain import BUILTIN
-from fastbp.params import Layout
-layout = Layout((4, 3, 1))
-params = np.zeros(layout.n_params)
-X_narrow, Y = np.zeros((2, 3)), np.zeros((2, 1))
-try:
-    BUILTIN._loss_batch(params, layout.sizes, X_narrow, Y, 1, 0)
-except IndexError:
-    pass
-else:
-    raise SystemExit("a kernel read past the end of a row unnoticed")
 print("checked", count)
 """
 
@@ -82,12 +61,20 @@ def test_kernels_run_clean_with_bounds_checking(boundscheck_cache):
 #: The fast kernels' own intrinsics (flat matrix views, register tiles, 8 × 8 transposes) address
 #: their arrays by computed offsets that Numba's checks never see; under bounds checking they check
 #: their spans themselves (fastbp/_fast/_bounds.py).  First proof that they do, each intrinsic
-#: called once in range and once a single element past it, then every path of the dispatcher that
-#: runs them, on nets above its thresholds, against the NumPy reference.
+#: called once in range and once a single element past it (or with a negative count), then the
+#: one-thread paths of the dispatcher that run them, on nets above its thresholds, against the NumPy
+#: reference: forward, predict and loss with the examples as rows and as columns, backward, update,
+#: and train_epoch per example (W[1]'s updates deferred over blocks on the tiles), on the deferred
+#: kernels' short batches and on the tiles' longer ones.  The threaded twins are left out (their
+#: compile would add minutes; tools/boundscheck_sweep.py runs them on two threads).
 INTRINSICS_SCRIPT = r"""
 import numba
 import numpy as np
-assert numba.config.BOUNDSCHECK, "NUMBA_BOUNDSCHECK was not picked up"
+from fastbp.testing import bounds_check_missing
+
+problem = bounds_check_missing()  # this interpreter and its cache really check bounds
+if problem:
+    raise SystemExit(problem)
 from fastbp._fast._common import _matrix_view
 from fastbp._fast._tiles import _strips, _transpose8
 
@@ -96,8 +83,8 @@ def view(flat, start, n, nc):
     return _matrix_view(flat, start, n, nc).sum()
 
 @numba.njit
-def tiles(Z, W, S, B, init):  # Z (4 rows × 2 strips) = W (4 × 3) · S (3 rows × 2 strips) + B
-    _strips(Z, 0, 32, 16, W, 0, 3, 1, S, 0, 32, 16, 3, 4, B, 0, init, 2)
+def tiles(Z, W, S, B, init, n_rows):  # Z (n_rows = 4 rows × 2 strips) = W (4 × 3) · S (3 rows × 2 strips) + B
+    _strips(Z, 0, 32, 16, W, 0, 3, 1, S, 0, 32, 16, 3, n_rows, B, 0, init, 2)
 
 @numba.njit
 def transpose8(M, ldm, MT, ldt):
@@ -107,10 +94,12 @@ z = lambda n: np.zeros(n, np.float32)
 calls = [  # (name, function, arguments in range, the same a single element short)
     ("view", view, (np.zeros(10), 4, 2, 3), (np.zeros(9), 4, 2, 3)),
     ("view of a negative shape", view, (np.zeros(10), 0, 0, 3), (np.zeros(10), 0, -1, 3)),
-    ("tiles' Z", tiles, (z(128), z(12), z(96), z(4), 1), (z(127), z(12), z(96), z(4), 1)),
-    ("tiles' W", tiles, (z(128), z(12), z(96), z(4), 1), (z(128), z(11), z(96), z(4), 1)),
-    ("tiles' S", tiles, (z(128), z(12), z(96), z(4), 1), (z(128), z(12), z(95), z(4), 1)),
-    ("tiles' B", tiles, (z(128), z(12), z(96), z(3), 0), (z(128), z(12), z(96), z(3), 1)),
+    ("tiles' Z", tiles, (z(128), z(12), z(96), z(4), 1, 4), (z(127), z(12), z(96), z(4), 1, 4)),
+    ("tiles' W", tiles, (z(128), z(12), z(96), z(4), 1, 4), (z(128), z(11), z(96), z(4), 1, 4)),
+    ("tiles' S", tiles, (z(128), z(12), z(96), z(4), 1, 4), (z(128), z(12), z(95), z(4), 1, 4)),
+    ("tiles' B", tiles, (z(128), z(12), z(96), z(3), 0, 4), (z(128), z(12), z(96), z(3), 1, 4)),
+    # n_rows = −1 would still run row tiles of 4, 2 and 1 (n_rows − n_main has those bits set)
+    ("tiles' negative count", tiles, (z(128), z(12), z(96), z(4), 1, 0), (z(128), z(12), z(96), z(4), 1, -1)),
     ("transpose8's M", transpose8, (np.zeros(64), 8, np.zeros(71), 9), (np.zeros(63), 8, np.zeros(71), 9)),
     ("transpose8's MT", transpose8, (np.zeros(64), 8, np.zeros(71), 9), (np.zeros(64), 8, np.zeros(70), 9)),
 ]
@@ -127,9 +116,10 @@ from fastbp.testing import IMPLEMENTATIONS, assert_agree, make_problem
 
 count = 0
 cases = [  # (sizes, dtype, activation, output, m, batch sizes of train_epoch)
-    # forward, predict and loss with the examples as rows (2,100 rows: 16 blocks and 52); epochs on
-    # the tiles (None: one batch of 2,100), the deferred kernels (8) and the tiles' batches (64)
-    ((40, 30, 1), np.float64, "tanh", "sigmoid", 2100, (None, 8, 64)),
+    # forward, predict and loss with the examples as rows (2,100 rows: 16 blocks and 52); epochs per
+    # example (1: W[1]'s 1,200 weights deferred over blocks of 8 on the tiles), on the tiles (None:
+    # one batch of 2,100), the deferred kernels (8) and the tiles' batches (64)
+    ((40, 30, 1), np.float64, "tanh", "sigmoid", 2100, (None, 1, 8, 64)),
     ((40, 30, 1), np.float32, "tanh", "sigmoid", 2100, (64,)),  # float32: a strip of 16 lanes
     ((70, 33, 17, 10), np.float64, "relu", "softmax", 150, (None, 32)),
     ((300, 220, 10), np.float64, "tanh", "softmax", 250, ()),  # examples as rows, softmax across them
@@ -164,4 +154,26 @@ def test_the_fast_kernels_intrinsics_stay_inside_their_arrays_under_bounds_check
     )
     assert out.returncode == 0, out.stdout + out.stderr
     # every operation but train_epoch once a case (five), train_epoch at each batch size listed
-    assert out.stdout.split()[-1] == str(5 * (len(IMPLEMENTATIONS) - 1) + 3 + 1 + 2), out.stdout
+    assert out.stdout.split()[-1] == str(5 * (len(IMPLEMENTATIONS) - 1) + 4 + 1 + 2), out.stdout
+
+
+def test_a_cache_warmed_without_bounds_checking_is_refused(tmp_path):
+    """Numba's cache does not key on the switch: a bounds-checked run handed a cache an unchecked
+    run warmed gets unchecked kernels back, and ``bounds_check_missing`` says so."""
+    probe = "from fastbp.testing import bounds_check_missing as m; print(m())"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    env.pop("NUMBA_BOUNDSCHECK", None)
+    unchecked = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=600)
+    assert "bounds checking is off" in unchecked.stdout, unchecked.stdout + unchecked.stderr
+    warm = (  # the probe's kernel, compiled unchecked into the cache on inputs in range
+        "import numpy as np; from fastbp._plain import BUILTIN; from fastbp.params import Layout\n"
+        "L = Layout((4, 3, 1))\n"
+        "BUILTIN._loss_batch(np.zeros(L.n_params), L.sizes, np.zeros((2, 4)), np.zeros((2, 1)), 1, 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", warm], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    env["NUMBA_BOUNDSCHECK"] = "1"
+    checked = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=600)
+    assert "NUMBA_CACHE_DIR holds kernels compiled without bounds checking" in checked.stdout, (
+        checked.stdout + checked.stderr
+    )

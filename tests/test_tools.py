@@ -387,3 +387,26 @@ def test_boundscheck_sweep_draws_reach_the_fast_paths_and_refuses_an_unchecked_i
     assert any(1 in d.sizes[1:] for d in draws)  # a layer of one unit
     with pytest.raises(SystemExit, match="NUMBA_BOUNDSCHECK=1"):  # this interpreter checks no bounds
         sweep.main(["--cases", "1"])
+
+
+def test_boundscheck_sweep_counts_a_divergence_only_when_the_reference_diverges_too():
+    from fastbp import DivergenceError
+    from fastbp.testing import make_problem
+
+    sweep = _script("boundscheck_sweep")
+    prob = make_problem((3, 4, 1), np.float64, "tanh", "sigmoid", m=5)
+
+    def diverges(*args):
+        raise DivergenceError(0)
+
+    def answers(*args):
+        return np.zeros(1)
+
+    with pytest.raises(DivergenceError):  # both: the divergence contract at work, reported
+        sweep.run_operation(diverges, diverges, prob, "loss", np.float64)
+    for kernel, reference in ((diverges, answers), (answers, diverges)):  # one alone: a disagreement
+        with pytest.raises(AssertionError, match="diverged"):
+            sweep.run_operation(kernel, reference, prob, "loss", np.float64)
+    sweep.run_operation(answers, answers, prob, "loss", np.float64)
+    with pytest.raises(AssertionError):
+        sweep.run_operation(answers, lambda *a: np.ones(1), prob, "loss", np.float64)

@@ -45,7 +45,7 @@ from numba.extending import intrinsic
 from numpy import intp
 
 from .._jit import jit_inline, jit_inner
-from ._bounds import check_span
+from ._bounds import check_span, raise_if
 
 #: Bytes of columns in one tile: one AVX-512 vector, two AVX2 vectors (LLVM splits the vector
 #: type for the target).  16 float32 or 8 float64 examples; the column kernels pad a chunk's
@@ -182,17 +182,25 @@ def _axpy_strips(typingctx, Z, z0, ldz, zs, W, w0, wr, ws, S, s0, lds, ss, n_sum
         def const(k):
             return ir.Constant(intp, k)
 
-        # under Numba's bounds checking: every element the call touches, inside its array
-        some_rows = builder.icmp_signed(">", nrows, const(0))
-        some_strips = builder.icmp_signed(">", nstrips, const(0))
-        for name, k, value, base, terms, width, touched in (
-            ("Z", 0, Zv, zo, [(nstrips, zs_), (nrows, ldz_)], lanes, None),
-            ("W", 4, Wv, wo, [(nrows, wr_), (nsum, ws_)], 1, some_strips),
-            ("S", 8, Sv, so, [(nstrips, ss_), (nsum, lds_)], lanes, some_rows),
-            ("B", 14, Bv, bo, [(nrows, 1)], 1, builder.and_(some_strips, builder.icmp_signed("==", init, const(1)))),
-        ):
-            what = f"fastbp: a register tile outside its array {name}"
-            check_span(context, builder, signature.args[k], value, base, terms, width, touched, what)
+        if context.enable_boundscheck:  # under Numba's bounds checking: every element touched, inside its array
+            # a negative count is refused, not taken as empty: the row tiles below would still run
+            # (n_rows = −1 leaves n_rows − n_main with its 4, 2 and 1 bits set)
+            negative = builder.or_(
+                builder.or_(builder.icmp_signed("<", nrows, const(0)), builder.icmp_signed("<", nstrips, const(0))),
+                builder.icmp_signed("<", nsum, const(0)),
+            )
+            raise_if(context, builder, negative, "fastbp: a register tile with a negative count")
+            some_rows = builder.icmp_signed(">", nrows, const(0))
+            some_strips = builder.icmp_signed(">", nstrips, const(0))
+            with_bias = builder.and_(some_strips, builder.icmp_signed("==", init, const(1)))
+            for name, k, value, base, terms, width, touched in (
+                ("Z", 0, Zv, zo, [(nstrips, zs_), (nrows, ldz_)], lanes, None),
+                ("W", 4, Wv, wo, [(nrows, wr_), (nsum, ws_)], 1, some_strips),
+                ("S", 8, Sv, so, [(nstrips, ss_), (nsum, lds_)], lanes, some_rows),
+                ("B", 14, Bv, bo, [(nrows, 1)], 1, with_bias),
+            ):
+                what = f"fastbp: a register tile outside its array {name}"
+                check_span(context, builder, signature.args[k], value, base, terms, width, touched, what)
 
         def broadcast(x):
             v = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(i32, 0))
