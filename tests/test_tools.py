@@ -146,6 +146,27 @@ def test_epoch_speed_prints_a_rate_per_case(capsys):
     assert out.count("batch") == 6 and "784-128-10 float32 batch 32" in out
 
 
+def test_epoch_speed_compare_alternates_two_checkouts_and_prints_paired_ratios(capsys):
+    """``--compare`` runs a process per checkout per pair (here this checkout against itself) and
+    prints each pair's rates and the median new/old per case; no time asserted."""
+    root = str(TOOLS.parent)
+    tool = _script("epoch_speed")
+    tool.main(["--compare", root, root, "--pairs", "2", "--quick", "--repeats", "1", "--cases", "2-4-1:float64:1"])
+    out = capsys.readouterr().out
+    assert out.count("pair ") == 2 and "2-4-1 float64 batch 1: " in out
+    ratio = re.search(
+        r"2-4-1 float64 batch 1: new/old median ([0-9.]+) \(range ([0-9.]+)-([0-9.]+) over 2 pairs\)", out
+    )
+    assert ratio and 0 < float(ratio[2]) <= float(ratio[1]) <= float(ratio[3])
+    sizes, batch, dtype, m = tool.parse_case("784-128-10:float64:256")
+    assert (sizes, batch, dtype) == ([784, 128, 10], 256, np.float64) and m % 256 == 0
+    assert m * (4 * 784 * 128 + 6 * 1280) <= tool.CASE_FLOPS < (m + 256) * (4 * 784 * 128 + 6 * 1280)
+    for bad in ("64-32:float16:3", "64:float64:3", "64-32-1:float64", "64-x-1:float64:8"):
+        with pytest.raises(SystemExit):
+            tool.main(["--cases", bad])
+        assert "a case" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("solver", ["lbfgs", "adam"])
 def test_estimator_speed_runs_both_estimators(solver):
     r = _script("estimator_speed").measure("digits", hidden=(4,), max_iter=3, repeats=1, n=60, solver=solver)

@@ -10,12 +10,31 @@ the two checkouts a few times on one pinned core and compare the best of each::
     done
 
 It also runs on commits from before the issue-11 move (``fastbp.fast_kernels.train_epoch``).
+
+On a shared machine a best-of-each comparison is not enough: on this project's Zen 4 VM one
+net's speed moved by 15-20 % between two processes a minute apart with the same code, and a
+change that read +25 % in two alternated rounds of ``tools/peak_share.py`` read 0.94x in eight
+pairs (docs/performance-kernels.md, "Chunks held to the L2: measured, not kept").  ``--compare``
+does the alternation itself and reports paired ratios: ``--pairs`` pairs of processes, one per
+checkout (each with that checkout first on ``PYTHONPATH``, the first of a pair alternating), each
+process pinned to ``--cpu``, and per case the median and range of new/old over the pairs::
+
+    python tools/epoch_speed.py --compare /path/to/old . --pairs 8 \
+        --cases 784-128-10:float64:256 784-128-10:float64:200
+
+Read a change as real only where its median clears the range of a case it does not touch (put
+one among the cases as a control).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -69,12 +88,90 @@ def measure(cases=CASES, repeats: int = 7, scale: float = 1.0) -> list[tuple[str
     return out
 
 
+#: True flops of a training step per example, in ``--cases`` epochs: about this many flops an epoch.
+CASE_FLOPS = 1.5e9
+
+
+def parse_case(text: str):
+    """``NET:DTYPE:BATCH`` (``784-128-10:float64:256``) as a :data:`CASES` row, its examples per epoch
+    about :data:`CASE_FLOPS` true flops (4·n0·n1 + 6·n_l·n_(l−1) for the others), whole batches."""
+    try:
+        net, dtype, batch = text.split(":")
+        sizes = [int(n) for n in net.split("-")]
+        batch = int(batch)
+        dtype = np.dtype(dtype).type
+    except (ValueError, TypeError):
+        raise ValueError(f"a case is NET:DTYPE:BATCH, e.g. 784-128-10:float64:256; got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1 or batch < 1 or dtype not in (np.float32, np.float64):
+        raise ValueError(f"a case needs 2+ positive layer sizes, float32 or float64, a batch >= 1: {text!r}")
+    flops = 4 * sizes[0] * sizes[1] + 6 * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
+    return sizes, batch, dtype, max(batch, int(CASE_FLOPS / flops) // batch * batch)
+
+
+def compare(old: str, new: str, pairs: int, child_args: list[str]) -> list[tuple[str, float, float, float]]:
+    """Alternate ``pairs`` pairs of processes of this tool, one per checkout root (``old`` and
+    ``new`` first on ``PYTHONPATH``, the first of each pair alternating); print each pair's rates and
+    return ``(label, median, min, max)`` of new/old per case."""
+    roots = {"old": os.path.abspath(old), "new": os.path.abspath(new)}
+    ratios: dict[str, list[float]] = {}
+    for i in range(pairs):
+        rates = {}
+        for which in ("old", "new") if i % 2 == 0 else ("new", "old"):
+            env = dict(os.environ, PYTHONPATH=roots[which])
+            cmd = [sys.executable, os.path.abspath(__file__), "--json", *child_args]
+            done = subprocess.run(cmd, cwd=roots[which], env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"epoch_speed.py in {roots[which]} failed:\n{done.stderr[-2000:]}")
+            rates[which] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"pair {i + 1}: " + " | ".join(
+            f"{label}: {rates['old'][label]:,.0f} -> {rates['new'][label]:,.0f}" for label in rates["old"]
+        ), flush=True)  # fmt: skip
+        for label in rates["old"]:
+            ratios.setdefault(label, []).append(rates["new"][label] / rates["old"][label])
+    return [(label, statistics.median(r), min(r), max(r)) for label, r in ratios.items()]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="1 %% of the examples, 1 repeat (a smoke run)")
+    ap.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="NET:DTYPE:BATCH",
+        help="instead of the default cases: 784-128-10:float64:256, ... (~1.5e9 flops an epoch)",
+    )
+    ap.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU (os.sched_setaffinity)")
+    ap.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("OLD_ROOT", "NEW_ROOT"),
+        help="alternate processes of the two checkouts and print paired ratios new/old",
+    )
+    ap.add_argument("--pairs", type=int, default=8, help="--compare: pairs of processes (default: 8)")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # a --compare child's output
     args = ap.parse_args(argv)
-    rows = measure(repeats=1, scale=0.01) if args.quick else measure(repeats=args.repeats)
+    if args.repeats < 1 or args.pairs < 1:
+        ap.error("--repeats and --pairs must be at least 1")
+    try:
+        cases = [parse_case(c) for c in args.cases] if args.cases else CASES
+    except ValueError as e:
+        ap.error(str(e))
+    if args.compare:
+        child = ["--repeats", str(args.repeats), *(["--quick"] if args.quick else [])]
+        child += [
+            *(["--cpu", str(args.cpu)] if args.cpu is not None else []),
+            *(["--cases", *args.cases] if args.cases else []),
+        ]
+        for label, med, lo, hi in compare(*args.compare, args.pairs, child):
+            print(f"{label}: new/old median {med:.3f} (range {lo:.3f}-{hi:.3f} over {args.pairs} pairs)")
+        return
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    rows = measure(cases, repeats=1, scale=0.01) if args.quick else measure(cases, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(dict(rows)))
+        return
     print(" | ".join(f"{label}: {rate:,.0f}" for label, rate in rows), flush=True)
 
 
