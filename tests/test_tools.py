@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastbp.bench import true_flops_per_example
+
 from ._targets import host_runs
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
@@ -158,10 +160,13 @@ def test_epoch_speed_compare_alternates_two_checkouts_and_prints_paired_ratios(c
         r"2-4-1 float64 batch 1: new/old median ([0-9.]+) \(range ([0-9.]+)-([0-9.]+) over 2 pairs\)", out
     )
     assert ratio and 0 < float(ratio[2]) <= float(ratio[1]) <= float(ratio[3])
-    sizes, batch, dtype, m = tool.parse_case("784-128-10:float64:256")
+    case = tool.parse_case("784-128-10:float64:256")
+    sizes, batch, dtype, m = case
+    flops = true_flops_per_example(sizes)
     assert (sizes, batch, dtype) == ([784, 128, 10], 256, np.float64) and m % 256 == 0
-    assert m * (4 * 784 * 128 + 6 * 1280) <= tool.CASE_FLOPS < (m + 256) * (4 * 784 * 128 + 6 * 1280)
-    for bad in ("64-32:float16:3", "64:float64:3", "64-32-1:float64", "64-x-1:float64:8"):
+    assert m * flops <= tool.CASE_FLOPS < (m + 256) * flops
+    assert tool.parse_case(tool.case_text(case)) == case  # what --compare hands its children
+    for bad in ("64-32:float16:3", "64:float64:3", "64-32-1:float64", "64-x-1:float64:8", "4-2-1:float32:8:7"):
         with pytest.raises(SystemExit):
             tool.main(["--cases", bad])
         assert "a case" in capsys.readouterr().err

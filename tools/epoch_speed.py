@@ -93,19 +93,32 @@ CASE_FLOPS = 1.5e9
 
 
 def parse_case(text: str):
-    """``NET:DTYPE:BATCH`` (``784-128-10:float64:256``) as a :data:`CASES` row, its examples per epoch
-    about :data:`CASE_FLOPS` true flops (4·n0·n1 + 6·n_l·n_(l−1) for the others), whole batches."""
+    """``NET:DTYPE:BATCH[:M]`` (``784-128-10:float64:256``) as a :data:`CASES` row: M examples an
+    epoch, by default about :data:`CASE_FLOPS` true flops (:func:`fastbp.bench.true_flops_per_example`)
+    in whole batches.  ``--compare`` hands its children each case with its M, so that a checkout
+    from before that function measures the same epochs."""
     try:
-        net, dtype, batch = text.split(":")
+        net, dtype, batch, *rest = text.split(":")
         sizes = [int(n) for n in net.split("-")]
         batch = int(batch)
         dtype = np.dtype(dtype).type
+        m = [int(x) for x in rest]
     except (ValueError, TypeError):
         raise ValueError(f"a case is NET:DTYPE:BATCH, e.g. 784-128-10:float64:256; got {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1 or batch < 1 or dtype not in (np.float32, np.float64):
+    bad = len(sizes) < 2 or min(sizes) < 1 or batch < 1 or dtype not in (np.float32, np.float64)
+    if bad or len(m) > 1 or (m and m[0] < batch):
         raise ValueError(f"a case needs 2+ positive layer sizes, float32 or float64, a batch >= 1: {text!r}")
-    flops = 4 * sizes[0] * sizes[1] + 6 * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
-    return sizes, batch, dtype, max(batch, int(CASE_FLOPS / flops) // batch * batch)
+    if not m:
+        from fastbp.bench import true_flops_per_example
+
+        m = [max(batch, int(CASE_FLOPS / true_flops_per_example(sizes)) // batch * batch)]
+    return sizes, batch, dtype, m[0]
+
+
+def case_text(case) -> str:
+    """A :data:`CASES` row as ``NET:DTYPE:BATCH:M`` (what :func:`parse_case` reads back)."""
+    sizes, batch, dtype, m = case
+    return f"{'-'.join(map(str, sizes))}:{np.dtype(dtype).name}:{batch}:{m}"
 
 
 def compare(old: str, new: str, pairs: int, child_args: list[str]) -> list[tuple[str, float, float, float]]:
@@ -159,10 +172,7 @@ def main(argv=None) -> None:
         ap.error(str(e))
     if args.compare:
         child = ["--repeats", str(args.repeats), *(["--quick"] if args.quick else [])]
-        child += [
-            *(["--cpu", str(args.cpu)] if args.cpu is not None else []),
-            *(["--cases", *args.cases] if args.cases else []),
-        ]
+        child += [*(["--cpu", str(args.cpu)] if args.cpu is not None else []), "--cases", *map(case_text, cases)]
         for label, med, lo, hi in compare(*args.compare, args.pairs, child):
             print(f"{label}: new/old median {med:.3f} (range {lo:.3f}-{hi:.3f} over {args.pairs} pairs)")
         return
