@@ -157,7 +157,8 @@ def test_epoch_speed_compare_alternates_two_checkouts_and_prints_paired_ratios(c
     out = capsys.readouterr().out
     assert out.count("pair ") == 2 and "2-4-1 float64 batch 1: " in out
     ratio = re.search(
-        r"2-4-1 float64 batch 1: new/old median ([0-9.]+) \(range ([0-9.]+)-([0-9.]+) over 2 pairs\)", out
+        r"2-4-1 float64 batch 1: new/old median ([0-9.]+) \(range ([0-9.]+)-([0-9.]+) over 2 pairs; >1: new faster\)",
+        out,
     )
     assert ratio and 0 < float(ratio[2]) <= float(ratio[1]) <= float(ratio[3])
     case = tool.parse_case("784-128-10:float64:256")
@@ -170,6 +171,23 @@ def test_epoch_speed_compare_alternates_two_checkouts_and_prints_paired_ratios(c
         with pytest.raises(SystemExit):
             tool.main(["--cases", bad])
         assert "a case" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.main(["--cpu", "100000", "--quick"])
+    assert "--cpu 100000" in capsys.readouterr().err
+
+
+def test_epoch_speed_compare_refuses_a_checkout_whose_modules_come_from_elsewhere(tmp_path):
+    """A root without fastbp is refused before any process runs; one whose fastbp lacks the
+    modules the tool imports (an editable install would hand them over from the installed tree)
+    is refused after its process reports where its modules came from."""
+    tool = _script("epoch_speed")
+    root = str(TOOLS.parent)
+    with pytest.raises(SystemExit, match="not a checkout of fastbp"):
+        tool.compare(str(tmp_path), root, 1, ["--quick", "--repeats", "1", "--cases", "2-4-1:float64:1"])
+    (tmp_path / "fastbp").mkdir()
+    (tmp_path / "fastbp" / "__init__.py").write_text("")
+    with pytest.raises(SystemExit, match="(ran fastbp modules from elsewhere|failed)"):
+        tool.compare(str(tmp_path), root, 1, ["--quick", "--repeats", "1", "--cases", "2-4-1:float64:1"])
 
 
 @pytest.mark.parametrize("solver", ["lbfgs", "adam"])

@@ -17,13 +17,17 @@ change that read +25 % in two alternated rounds of ``tools/peak_share.py`` read 
 pairs (docs/performance-kernels.md, "Chunks held to the L2: measured, not kept").  ``--compare``
 does the alternation itself and reports paired ratios: ``--pairs`` pairs of processes, one per
 checkout (each with that checkout first on ``PYTHONPATH``, the first of a pair alternating), each
-process pinned to ``--cpu``, and per case the median and range of new/old over the pairs::
+process pinned to ``--cpu`` (default: the last CPU this process may use), and per case the median
+and range of new/old over the pairs (above 1: the new checkout is faster)::
 
-    python tools/epoch_speed.py --compare /path/to/old . --pairs 8 \
+    python tools/epoch_speed.py --compare /path/to/old . --pairs 8 --cpu 1 \
         --cases 784-128-10:float64:256 784-128-10:float64:200
 
 Read a change as real only where its median clears the range of a case it does not touch (put
-one among the cases as a control).
+one among the cases as a control).  Each process reports the file of every ``fastbp`` module it
+ran, and the comparison stops unless they all lie in that process's checkout: with fastbp
+installed in editable mode, a checkout missing a module would otherwise take it from the
+installed tree without a word.
 """
 
 from __future__ import annotations
@@ -88,8 +92,11 @@ def measure(cases=CASES, repeats: int = 7, scale: float = 1.0) -> list[tuple[str
     return out
 
 
-#: True flops of a training step per example, in ``--cases`` epochs: about this many flops an epoch.
+#: The true flops of one ``--cases`` epoch, about (its examples: this over a step's true flops per example).
 CASE_FLOPS = 1.5e9
+
+#: ... and at most this many bytes of X (``fastbp bench``'s cap): a 2-4-1 epoch would be 27 M examples.
+CASE_MAX_X_BYTES = 256 * 2**20
 
 
 def parse_case(text: str):
@@ -111,7 +118,10 @@ def parse_case(text: str):
     if not m:
         from fastbp.bench import true_flops_per_example
 
-        m = [max(batch, int(CASE_FLOPS / true_flops_per_example(sizes)) // batch * batch)]
+        m = min(
+            int(CASE_FLOPS / true_flops_per_example(sizes)), CASE_MAX_X_BYTES // (sizes[0] * np.dtype(dtype).itemsize)
+        )
+        m = [max(batch, m // batch * batch)]
     return sizes, batch, dtype, m[0]
 
 
@@ -121,21 +131,46 @@ def case_text(case) -> str:
     return f"{'-'.join(map(str, sizes))}:{np.dtype(dtype).name}:{batch}:{m}"
 
 
+def _child_rates(root: str, child_args: list[str]) -> dict[str, float]:
+    """Run this tool in a process with ``root`` first on ``PYTHONPATH``; its ``{label: examples/s}``
+    after checking that every ``fastbp`` module it ran came from ``root``."""
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, os.path.abspath(__file__), "--json", *child_args]
+    done = subprocess.run(cmd, cwd=root, env=dict(os.environ, PYTHONPATH=path), capture_output=True, text=True)
+    try:
+        if done.returncode != 0:
+            raise ValueError(f"exit status {done.returncode}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rates, files = result["rates"], result["files"]
+    except (ValueError, IndexError, KeyError, TypeError) as e:
+        raise SystemExit(
+            f"epoch_speed.py in {root} failed ({e}):\n{done.stdout[-1000:]}\n{done.stderr[-2000:]}"
+        ) from None
+    outside = sorted(f for f in files if not os.path.realpath(f).startswith(os.path.join(root, "")))
+    if outside:
+        raise SystemExit(f"--compare: the process for {root} ran fastbp modules from elsewhere: {outside[:3]}")
+    return rates
+
+
+def _fastbp_files() -> list[str]:
+    """The file of every ``fastbp`` module this process has imported."""
+    mods = [m for name, m in sys.modules.items() if name == "fastbp" or name.startswith("fastbp.")]
+    return sorted({m.__file__ for m in mods if getattr(m, "__file__", None)})
+
+
 def compare(old: str, new: str, pairs: int, child_args: list[str]) -> list[tuple[str, float, float, float]]:
     """Alternate ``pairs`` pairs of processes of this tool, one per checkout root (``old`` and
     ``new`` first on ``PYTHONPATH``, the first of each pair alternating); print each pair's rates and
     return ``(label, median, min, max)`` of new/old per case."""
-    roots = {"old": os.path.abspath(old), "new": os.path.abspath(new)}
+    roots = {"old": os.path.realpath(old), "new": os.path.realpath(new)}
+    for root in roots.values():
+        if not os.path.isfile(os.path.join(root, "fastbp", "__init__.py")):
+            raise SystemExit(f"--compare: {root} is not a checkout of fastbp (no fastbp/__init__.py)")
     ratios: dict[str, list[float]] = {}
     for i in range(pairs):
         rates = {}
         for which in ("old", "new") if i % 2 == 0 else ("new", "old"):
-            env = dict(os.environ, PYTHONPATH=roots[which])
-            cmd = [sys.executable, os.path.abspath(__file__), "--json", *child_args]
-            done = subprocess.run(cmd, cwd=roots[which], env=env, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise SystemExit(f"epoch_speed.py in {roots[which]} failed:\n{done.stderr[-2000:]}")
-            rates[which] = json.loads(done.stdout.strip().splitlines()[-1])
+            rates[which] = _child_rates(roots[which], child_args)
         print(f"pair {i + 1}: " + " | ".join(
             f"{label}: {rates['old'][label]:,.0f} -> {rates['new'][label]:,.0f}" for label in rates["old"]
         ), flush=True)  # fmt: skip
@@ -154,14 +189,24 @@ def main(argv=None) -> None:
         metavar="NET:DTYPE:BATCH",
         help="instead of the default cases: 784-128-10:float64:256, ... (~1.5e9 flops an epoch)",
     )
-    ap.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU (os.sched_setaffinity)")
+    ap.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        help="pin the process to this CPU, one of its affinity mask (--compare: default the mask's last)",
+    )
     ap.add_argument(
         "--compare",
         nargs=2,
         metavar=("OLD_ROOT", "NEW_ROOT"),
         help="alternate processes of the two checkouts and print paired ratios new/old",
     )
-    ap.add_argument("--pairs", type=int, default=8, help="--compare: pairs of processes (default: 8)")
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=8,
+        help="--compare: pairs of processes, an even number keeps the order fair (default: 8)",
+    )
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # a --compare child's output
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.pairs < 1:
@@ -170,17 +215,26 @@ def main(argv=None) -> None:
         cases = [parse_case(c) for c in args.cases] if args.cases else CASES
     except ValueError as e:
         ap.error(str(e))
+    mask = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if args.cpu is not None and (mask is None or args.cpu not in mask):
+        ap.error(
+            f"--cpu {args.cpu}: not a CPU this process may run on ({sorted(mask) if mask else 'no affinity here'})"
+        )
+    if args.compare and args.cpu is None and mask:
+        args.cpu = max(mask)
     if args.compare:
         child = ["--repeats", str(args.repeats), *(["--quick"] if args.quick else [])]
         child += [*(["--cpu", str(args.cpu)] if args.cpu is not None else []), "--cases", *map(case_text, cases)]
         for label, med, lo, hi in compare(*args.compare, args.pairs, child):
-            print(f"{label}: new/old median {med:.3f} (range {lo:.3f}-{hi:.3f} over {args.pairs} pairs)")
+            print(
+                f"{label}: new/old median {med:.3f} (range {lo:.3f}-{hi:.3f} over {args.pairs} pairs; >1: new faster)"
+            )
         return
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     rows = measure(cases, repeats=1, scale=0.01) if args.quick else measure(cases, repeats=args.repeats)
     if args.json:
-        print(json.dumps(dict(rows)))
+        print(json.dumps({"rates": dict(rows), "files": _fastbp_files()}))
         return
     print(" | ".join(f"{label}: {rate:,.0f}" for label, rate in rows), flush=True)
 
