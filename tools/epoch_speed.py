@@ -109,20 +109,20 @@ def parse_case(text: str):
         sizes = [int(n) for n in net.split("-")]
         batch = int(batch)
         dtype = np.dtype(dtype).type
-        m = [int(x) for x in rest]
+        m = int(rest[0]) if len(rest) == 1 else None
     except (ValueError, TypeError):
         raise ValueError(f"a case is NET:DTYPE:BATCH, e.g. 784-128-10:float64:256; got {text!r}") from None
     bad = len(sizes) < 2 or min(sizes) < 1 or batch < 1 or dtype not in (np.float32, np.float64)
-    if bad or len(m) > 1 or (m and m[0] < batch):
+    if bad or len(rest) > 1 or (m is not None and m < batch):
         raise ValueError(f"a case needs 2+ positive layer sizes, float32 or float64, a batch >= 1: {text!r}")
-    if not m:
+    if m is None:
         from fastbp.bench import true_flops_per_example
 
         m = min(
             int(CASE_FLOPS / true_flops_per_example(sizes)), CASE_MAX_X_BYTES // (sizes[0] * np.dtype(dtype).itemsize)
         )
-        m = [max(batch, m // batch * batch)]
-    return sizes, batch, dtype, m[0]
+        m = max(batch, m // batch * batch)
+    return sizes, batch, dtype, m
 
 
 def case_text(case) -> str:
@@ -220,9 +220,9 @@ def main(argv=None) -> None:
         ap.error(
             f"--cpu {args.cpu}: not a CPU this process may run on ({sorted(mask) if mask else 'no affinity here'})"
         )
-    if args.compare and args.cpu is None and mask:
-        args.cpu = max(mask)
     if args.compare:
+        if args.cpu is None and mask:
+            args.cpu = max(mask)
         child = ["--repeats", str(args.repeats), *(["--quick"] if args.quick else [])]
         child += [*(["--cpu", str(args.cpu)] if args.cpu is not None else []), "--cases", *map(case_text, cases)]
         for label, med, lo, hi in compare(*args.compare, args.pairs, child):
