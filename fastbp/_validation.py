@@ -9,7 +9,7 @@ C-contiguous arrays of the network's dtype, finite values, consistent shapes.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -215,8 +215,27 @@ def check_shaped(a: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> 
     return finite_contiguous(arr, name, dtype)
 
 
-def check_X(X: Any, n_x: int, dtype: np.dtype) -> np.ndarray:
-    return as_float_array(X, "X", dtype, 2, n_x)
+def check_X(
+    X: Any, n_x: int, dtype: np.dtype, kernel_refuses_non_finite: Callable[[int], bool] | None = None
+) -> np.ndarray:
+    """X (m × ``n_x``) as a finite C-contiguous array of ``dtype`` (:func:`as_float_array`).
+
+    ``kernel_refuses_non_finite(m)``: whether the kernel that will read X's m rows looks for NaN and
+    ±inf in them itself, as it reads them (``fastbp._dispatch.forward_refuses_non_finite``); an X that
+    needs no conversion is then returned without this module's pass over it."""
+    arr = as_numeric(X, "X")
+    if (
+        kernel_refuses_non_finite is not None
+        and arr.dtype == dtype
+        and arr.ndim == 2
+        and arr.shape[0] > 0
+        and arr.shape[1] == n_x
+        and arr.flags.c_contiguous
+        and arr.flags.writeable
+        and kernel_refuses_non_finite(arr.shape[0])
+    ):
+        return arr
+    return as_float_array(arr, "X", dtype, 2, n_x)
 
 
 def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarray:

@@ -74,8 +74,16 @@ class _Problem:
         self.k = kernels_for(self.activation)
         self.act = self.activation.code
 
-    def X(self, X):
-        return v.check_X(X, self.sizes[0], self.dtype)
+    def X(self, X, forward_only: bool = False):
+        """X checked and converted; ``forward_only`` (``predict``, ``forward``, ``loss``): without
+        the pass over X for NaN and inf where the kernel makes it itself
+        (:func:`fastbp._dispatch.forward_refuses_non_finite`; ``loss`` then refuses a bad Y
+        before a NaN in X, the reference the other way round)."""
+        refuses = None
+        if forward_only:
+            sizes, act, out = self.layout.sizes, self.activation, self.out
+            refuses = lambda m: _dispatch.forward_refuses_non_finite(act, sizes, m, out)  # noqa: E731
+        return v.check_X(X, self.sizes[0], self.dtype, refuses)
 
     def Y(self, Y, m):
         return v.check_Y(Y, m, self.sizes[-1], self.out, self.dtype)
@@ -98,14 +106,14 @@ def forward(weights, biases, X, activation="tanh", output="sigmoid"):
     C-contiguous; ``np.ascontiguousarray`` copies one if you need it).
     """
     p = _Problem(weights, biases, activation, output)
-    X = p.X(X)
+    X = p.X(X, forward_only=True)
     return _dispatch.forward(p.params, p.layout.sizes, X, p.activation, p.out)
 
 
 def predict(weights, biases, X, activation="tanh", output="sigmoid"):
     """A[L] alone (m × n_L): the forward pass without keeping every layer's Z and A."""
     p = _Problem(weights, biases, activation, output)
-    X = p.X(X)
+    X = p.X(X, forward_only=True)
     AL = np.empty((X.shape[0], p.sizes[-1]), p.dtype)
     _dispatch.predict(p.params, p.layout.sizes, X, p.activation, p.out, AL)
     return AL
@@ -144,7 +152,7 @@ def gradients(weights, biases, X, Y, activation="tanh", output="sigmoid"):
 def loss(weights, biases, X, Y, activation="tanh", output="sigmoid") -> float:
     """J: the mean over the rows of X of the per-example cost (see :mod:`fastbp.losses`)."""
     p = _Problem(weights, biases, activation, output)
-    X = p.X(X)
+    X = p.X(X, forward_only=True)
     Y = p.Y(Y, X.shape[0])
     return float(_dispatch.loss(p.params, p.layout.sizes, X, Y, p.activation, p.out))
 

@@ -20,6 +20,7 @@ from numba.extending import intrinsic
 from .._jit import jit_inline, jit_inner
 from ..losses import defer_cost, flush_costs
 from ..params import offsets
+from ..vmath import _as_int
 from ._bounds import check_span, raise_if
 
 
@@ -165,6 +166,23 @@ def _abs_sum(v, n):
     for k in range(n):
         s += abs(np.float64(v[k]))
     return s
+
+
+@jit_inline
+def _holds_non_finite(v):
+    """Whether any entry of the float array ``v`` (1-D) is NaN or ±inf: an entry is exactly when
+    its exponent field is all ones, the bits of +inf, so this is the largest of the entries'
+    exponent fields, an integer maximum that LLVM vectorises (a float reduction would need
+    reassociation).  The public ``predict``, ``forward`` and ``loss`` refuse a non-finite X this
+    way inside :mod:`fastbp._fast.packed_forward`'s blocks, where X's rows are being read anyway,
+    instead of in a NumPy pass over X before the kernel (``fastbp._dispatch.forward_refuses_non_finite``)."""
+    inf_bits = _as_int(v.dtype.type(np.inf))
+    # np.bitwise_and and max keep int32 in int32 (Numba types ``&`` of two int32 as int64: the
+    # float32 loop then widened every entry, half the lanes)
+    top = np.bitwise_xor(inf_bits, inf_bits)  # 0, an integer of v's width
+    for k in range(v.shape[0]):
+        top = max(top, np.bitwise_and(_as_int(v[k]), inf_bits))
+    return top == inf_bits
 
 
 @jit_inner

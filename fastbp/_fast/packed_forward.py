@@ -42,7 +42,7 @@ from ..activations import activate_loop
 from ..losses import OUT_SOFTMAX, cost_loop, output_loop
 from ..params import offsets
 from ._columns import _softmax_columns, _softmax_cost_columns, _transpose
-from ._common import _matrix_view, _zeros
+from ._common import _holds_non_finite, _matrix_view, _zeros
 from ._tiles import STRIP_BYTES, _strips
 
 #: Examples per block: the block's values of every layer stay in the L1/L2 caches between one
@@ -115,11 +115,17 @@ def _packed_block(
     those examples (nr × pads[l], row-major) from element ``rows · q_off[l] + first · pads[l]`` of
     the flat ``Zf``, ``Af`` (``forward``: the m × pads[l] blocks, rows = m and first = r0; a
     workspace of blocks: rows = :data:`PACKED_BLOCK`, first = 0).  A[L] = the output of Z[L]
-    (a softmax by :func:`_softmax_block`, on the workspaces ``ZT``, ``AT``, ``col``)."""
+    (a softmax by :func:`_softmax_block`, on the workspaces ``ZT``, ``AT``, ``col``).
+
+    Returns whether those rows of X hold NaN or ±inf (:func:`._common._holds_non_finite`: a pass
+    over the block's rows just after the first layer's products have read them into the caches;
+    before them, that pass waited on memory for what the products' loads fetch while they
+    compute, and cost as much as NumPy's pass over X; the caller refuses such an X)."""
     L = sizes.shape[0] - 1
     V = STRIP_BYTES // params.itemsize
     T = params.dtype.type
     n0 = sizes[0]
+    non_finite = False
     for l in range(L):
         n_in = sizes[l]
         n_out = sizes[l + 1]
@@ -147,12 +153,15 @@ def _packed_block(
                 for j in range(n_out, p):
                     zr[j] = T(0)
             _strips(Zf, zo, p, V, src, s0, ls, 1, WT, wt_off[l], V, n_in * V, n_in, nr, Zf, 0, 2, p // V)
+        if l == 0:  # X's rows of the block, in the caches now
+            non_finite = _holds_non_finite(X.reshape(X.size)[r0 * n0 : (r0 + nr) * n0])
         if l < L - 1:  # A[l] = g(Z[l]) over the whole block (its padding lanes too: never read)
             activate_loop(Zf[zo : zo + nr * p], Af[zo : zo + nr * p], nr * p, act)
         elif out == OUT_SOFTMAX:  # couples an example's outputs: across the examples, transposed
             _softmax_block(Zf, Af, zo, p, nr, n_out, ZT, AT, col)
         else:  # σ, identity, e^z: elementwise, the whole block in one call
             output_loop(Zf[zo : zo + nr * p], Af[zo : zo + nr * p], out)
+    return non_finite
 
 
 @jit_inline
@@ -172,14 +181,17 @@ def _packed_setup(params, sizes):
 @jit_vec
 def _forward_packed(params, sizes, X, act, out, Zf, Af):
     """Zf, Af (flat, m · Σ pads) = Z[l], A[l] of every layer for every row of X: layer l the
-    m × pads[l] row-major block from element m · q_off[l] (:func:`_layer_pads`)."""
+    m × pads[l] row-major block from element m · q_off[l] (:func:`_layer_pads`).  Returns whether
+    X holds NaN or ±inf (Zf, Af then hold what they hold: the caller refuses X)."""
     w_off, b_off, pads, q_off, wt_off, WT, T3, col = _packed_setup(params, sizes)
     m = X.shape[0]
+    non_finite = False
     for r0 in range(0, m, PACKED_BLOCK):
         nr = min(PACKED_BLOCK, m - r0)
-        _packed_block(
+        non_finite |= _packed_block(
             params, sizes, w_off, b_off, pads, q_off, wt_off, WT, X, r0, nr, m, r0, act, out, Zf, Af, T3[0], T3[1], col
         )
+    return non_finite
 
 
 @jit_inline
@@ -203,12 +215,12 @@ def _scoring_setup(params, sizes):
 @jit_inline
 def _score_block(params, sizes, ws, X, r0, act, out):
     """The block pass of X's rows from r0 into the one block's workspaces of ``ws``
-    (:func:`_scoring_setup`); returns the block's row count.  Its row counts go in as int64, not
-    literals: the pass is compiled for one signature."""
+    (:func:`_scoring_setup`); returns the block's row count and whether its rows of X hold NaN
+    or ±inf.  Its row counts go in as int64, not literals: the pass is compiled for one signature."""
     w_off, b_off, pads, q_off, wt_off, WT, T3, col, Zf, Af = ws
     nr = min(PACKED_BLOCK, X.shape[0] - r0)
     block = np.int64(PACKED_BLOCK)
-    _packed_block(
+    non_finite = _packed_block(
         params,
         sizes,
         w_off,
@@ -230,35 +242,42 @@ def _score_block(params, sizes, ws, X, r0, act, out):
         T3[1],
         col,
     )
-    return nr
+    return nr, non_finite
 
 
 @jit_vec
 def _predict_packed(params, sizes, X, act, out, AL):
-    """AL (m × n_L) = A[L] of every row of X."""
+    """AL (m × n_L) = A[L] of every row of X.  Returns whether X holds NaN or ±inf (the caller
+    refuses X)."""
     ws, p, top = _scoring_setup(params, sizes)
     Af = ws[9]
     n_L = AL.shape[1]
+    non_finite = False
     for r0 in range(0, X.shape[0], PACKED_BLOCK):
-        nr = _score_block(params, sizes, ws, X, r0, act, out)
+        nr, bad = _score_block(params, sizes, ws, X, r0, act, out)
+        non_finite |= bad
         for t in range(nr):
             row = AL[r0 + t]
             a = Af[top + t * p : top + t * p + n_L]
             for j in range(n_L):
                 row[j] = a[j]
+    return non_finite
 
 
 @jit_vec
 def _loss_packed(params, sizes, X, Y, act, out):
-    """J = (1/m) Σ_i cost(x_i, y_i), each example's cost by :func:`fastbp.losses.cost_loop`,
-    summed in float64."""
+    """``(J, non_finite)``: J = (1/m) Σ_i cost(x_i, y_i), each example's cost by
+    :func:`fastbp.losses.cost_loop`, summed in float64, and whether X holds NaN or ±inf (the
+    caller then refuses X)."""
     ws, p, top = _scoring_setup(params, sizes)
     T3, col, Zf = ws[6], ws[7], ws[8]
     n_L = Y.shape[1]
     m = X.shape[0]
     total = 0.0
+    non_finite = False
     for r0 in range(0, m, PACKED_BLOCK):
-        nr = _score_block(params, sizes, ws, X, r0, act, out)
+        nr, bad = _score_block(params, sizes, ws, X, r0, act, out)
+        non_finite |= bad
         if out == OUT_SOFTMAX:  # across the examples: Yᵀ beside Z[L]ᵀ (_softmax_block)
             _transpose(_matrix_view(Y, r0 * n_L, nr, n_L), T3[2], nr, n_L)
             total += _softmax_cost_columns(T3[0], T3[2], n_L, nr, col)
@@ -267,4 +286,4 @@ def _loss_packed(params, sizes, X, Y, act, out):
         else:  # rows with padding lanes
             for t in range(nr):
                 total += cost_loop(Zf[top + t * p : top + t * p + n_L], Y[r0 + t], out)
-    return total / m
+    return total / m, non_finite
