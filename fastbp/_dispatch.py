@@ -1022,24 +1022,26 @@ def packed_forward(sizes, out: int) -> bool:
 
 
 def forward_refuses_non_finite(activation: Activation, sizes, m: int, out: int) -> bool:
-    """Whether :func:`predict`, :func:`forward` and :func:`loss` of m rows run
-    :mod:`fastbp._fast.packed_forward` (:func:`_fast_forward` and :func:`packed_forward`), whose
-    blocks look for NaN and ±inf in X's rows as they read them (:func:`_refuse_non_finite_X`):
-    the public wrappers then skip their own NumPy pass over X (``fastbp._validation.check_X``).
+    """Whether :func:`predict`, :func:`forward` and :func:`loss` of m rows run the fast forward
+    kernels (:func:`_fast_forward`: :mod:`fastbp._fast.packed_forward` or
+    :mod:`fastbp._fast.forward`), which look for NaN and ±inf in each block's or chunk's rows of X
+    just after reading them (``fastbp._fast._common._holds_non_finite``; :func:`_refuse_non_finite_X`
+    raises): the public wrappers then skip their own NumPy pass over X
+    (``fastbp._validation.check_X``).  ``out``: the output's code (the same kernels either way).
     Reference time / fastbp time of predict on 4,096 rows, one core of a Zen 4, the NumPy pass
     before the kernel against the kernels' own look, two alternated runs each (``taskset -c 1
     python tools/public_ops_speed.py --nets 64-32-1 784-128-10 --repeats 60``): 64-32-1 float64
     1.47-1.49 -> 1.55-1.56, float32 1.24-1.27 -> 1.28-1.30; 784-128-10 1.30-1.33 -> 1.36-1.48 and
     1.16-1.18 -> 1.28-1.31."""
-    return _fast_forward(activation, sizes, m) and packed_forward(sizes, out)
+    return _fast_forward(activation, sizes, m)
 
 
 def _refuse_non_finite_X(non_finite: bool, X) -> None:
-    """The error of ``fastbp._validation.check_X`` (naming NaN or inf) where a packed kernel found
-    them in X's rows; nothing a caller can see was changed (the outputs are the wrappers' own)."""
+    """The error of ``fastbp._validation.check_X`` (naming NaN or inf) where a fast forward kernel
+    found them in X's rows; nothing a caller can see was changed (the outputs are the wrappers' own)."""
     if non_finite:
         refuse_non_finite(X, "X")
-        raise AssertionError("a packed forward kernel saw NaN or inf in X where NumPy sees none")
+        raise AssertionError("a fast forward kernel saw NaN or inf in X where NumPy sees none")
 
 
 def _packed_kernel(name: str):
@@ -1082,7 +1084,7 @@ def predict(params, sizes, X, activation: Activation, out: int, AL) -> None:
     elif packed_forward(sizes, out):
         _refuse_non_finite_X(_packed_kernel("_predict_packed")(params, sizes, X, activation.code, out, AL), X)
     else:
-        _run_forward("_predict_fast", params, sizes, X, activation.code, out, AL)
+        _refuse_non_finite_X(_run_forward("_predict_fast", params, sizes, X, activation.code, out, AL), X)
 
 
 def _unit_spans(sizes) -> tuple[int, list[tuple[int, int]]]:
@@ -1125,7 +1127,7 @@ def forward(params, sizes, X, activation: Activation, out: int) -> tuple[list, l
     # float64 on 4,096 rows, one core: 1,320 page faults a call and 5.4 ms, against 34 and 1.6 ms
     # in one buffer (`taskset -c 1 python tools/output_faults.py`, a fresh process each)
     ZT, AT = np.empty((2, n_units, m), params.dtype)
-    _run_forward("_forward_fast", params, sizes, X, activation.code, out, ZT, AT)
+    _refuse_non_finite_X(_run_forward("_forward_fast", params, sizes, X, activation.code, out, ZT, AT), X)
     return [ZT[u:v].T for u, v in spans], [AT[u:v].T for u, v in spans]
 
 
@@ -1189,4 +1191,6 @@ def loss(params, sizes, X, Y, activation: Activation, out: int) -> float:
         J, non_finite = _packed_kernel("_loss_packed")(params, sizes, X, Y, activation.code, out)
         _refuse_non_finite_X(non_finite, X)
         return J
-    return _run_forward("_loss_fast", params, sizes, X, Y, activation.code, out)
+    J, non_finite = _run_forward("_loss_fast", params, sizes, X, Y, activation.code, out)
+    _refuse_non_finite_X(non_finite, X)
+    return J

@@ -209,13 +209,39 @@ def test_column_forward_kernels_agree_with_plain(path, dtype):
         Zp, Ap = np.empty((601, n_units), dtype), np.empty((601, n_units), dtype)
         tiles, blas_min = PATHS[path]
         with one_blas_thread():
-            getattr(fwd, "_predict_fast" + tiles)(p, lay.sizes, prob.X, act, code, AL, blas_min)
-            getattr(fwd, "_forward_fast" + tiles)(p, lay.sizes, prob.X, act, code, Z.T, A.T, blas_min)
-            J = getattr(fwd, "_loss_fast" + tiles)(p, lay.sizes, prob.X, prob.Y, act, code, blas_min)
+            found = [getattr(fwd, "_predict_fast" + tiles)(p, lay.sizes, prob.X, act, code, AL, blas_min)]
+            found.append(getattr(fwd, "_forward_fast" + tiles)(p, lay.sizes, prob.X, act, code, Z.T, A.T, blas_min))
+            J, non_finite = getattr(fwd, "_loss_fast" + tiles)(p, lay.sizes, prob.X, prob.Y, act, code, blas_min)
+        assert found + [non_finite] == [False] * 3, "saw NaN or inf in a finite X"
         BUILTIN._output_batch(p, lay.sizes, prob.X, act, code, AL_plain)
         BUILTIN._forward_batch(p, lay.sizes, prob.X, act, code, Zp, Ap)
         J_plain = BUILTIN._loss_batch(p, lay.sizes, prob.X, prob.Y, act, code)
         assert_agree((AL, Z, A, J), (AL_plain, Zp, Ap, J_plain), dtype, f"{sizes} {out} {path}")
+
+
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+@pytest.mark.parametrize("path", list(PATHS))
+def test_column_forward_kernels_find_non_finite_X_in_any_chunk(path, bad):
+    """Each way of the column pass (loops, BLAS, tiles) reports NaN or inf in any row of X, in the
+    first, a middle or the short last chunk: the public wrappers leave that check to it."""
+    from fastbp._fast import forward as fwd
+
+    m, dtype = 601, np.float64
+    tiles, blas_min = PATHS[path]
+    for sizes, out in CASES[:3]:
+        prob, lay, p = _setup(sizes, out, dtype, m, 1)
+        act, code = ACT_CODES["tanh"], OUT_CODES[out]
+        n_units = sum(sizes[1:])
+        for row, col in [(0, 0), (300, sizes[0] - 1), (m - 1, sizes[0] - 1)]:
+            X = prob.X.copy()
+            X[row, col] = bad
+            ZT, AT = np.empty((2, n_units, m), dtype)
+            AL = np.empty((m, sizes[-1]), dtype)
+            with one_blas_thread():
+                found = [getattr(fwd, "_predict_fast" + tiles)(p, lay.sizes, X, act, code, AL, blas_min)]
+                found.append(getattr(fwd, "_forward_fast" + tiles)(p, lay.sizes, X, act, code, ZT, AT, blas_min))
+                found.append(getattr(fwd, "_loss_fast" + tiles)(p, lay.sizes, X, prob.Y, act, code, blas_min)[1])
+            assert found == [True] * 3, (sizes, path, row, col)
 
 
 #: The built-in hidden activations, one name per code.

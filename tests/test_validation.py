@@ -17,6 +17,7 @@ import pytest
 
 import fastbp
 from fastbp import kernels, reference
+from fastbp.testing import make_problem
 
 BACKENDS = ["numba", "numpy"]
 IMPLS = {"kernels": kernels, "reference": reference}
@@ -604,3 +605,45 @@ def test_finite_contiguous_checked_skips_only_the_nan_pass():
     assert np.isnan(finite_contiguous(nan, "X", np.dtype(np.float64), checked=True)[0, 1])
     with pytest.raises(ValueError, match="^X overflows float32"):
         finite_contiguous(np.array([[1e300]]), "X", np.dtype(np.float32), checked=True)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize(
+    "sizes, out", [([64, 32, 1], "sigmoid"), ([2, 4, 1], "sigmoid"), ([5, 3, 7, 2], "softmax")], ids=str
+)
+def test_fast_forward_kernels_refuse_non_finite_X_that_the_wrappers_left_to_them(sizes, out, bad, monkeypatch):
+    """kernels.predict, forward and loss on batches that run the fast forward kernels (the packed
+    ones for 64-32-1, the column pass for the others: ``_dispatch.forward_refuses_non_finite``)
+    skip NumPy's pass over X for NaN and inf and raise its error from the kernels' own look, with
+    NaN or inf in the last row; a kernel that said "finite" would let it through (the check before
+    the kernel is gone), and a flag with no NaN behind it is a loud error, not a wrong message."""
+    from fastbp import _dispatch
+    from fastbp import _validation as val
+    from fastbp.activations import get_activation
+    from fastbp.losses import NAMES as OUT_CODES
+
+    monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_ROWS", 0)
+    m = 515  # the column pass's chunks of 256 and the packed blocks of 128, and a short last one
+    prob = make_problem(sizes, np.float64, "tanh", out, m=m, seed=2)
+    assert _dispatch.forward_refuses_non_finite(get_activation("tanh"), np.array(sizes), m, OUT_CODES[out])
+    X = prob.X.copy()
+    X[m - 1, sizes[0] - 1] = bad
+    calls = [
+        lambda: kernels.predict(prob.weights, prob.biases, X, "tanh", out),
+        lambda: kernels.forward(prob.weights, prob.biases, X, "tanh", out),
+        lambda: kernels.loss(prob.weights, prob.biases, X, prob.Y, "tanh", out),
+    ]
+    for f in calls:
+        with pytest.raises(ValueError, match=f"^X contains {'NaN' if np.isnan(bad) else 'inf'}"):
+            f()
+    real = val.refuse_non_finite
+
+    def refuse(arr, name):  # Y's check stays the wrappers'
+        assert name != "X", "X checked before the kernel"
+        real(arr, name)
+
+    monkeypatch.setattr(val, "refuse_non_finite", refuse)
+    monkeypatch.setattr(_dispatch, "refuse_non_finite", lambda arr, name: None)
+    for f in calls:
+        with pytest.raises(AssertionError, match="saw NaN or inf in X where NumPy sees none"):
+            f()

@@ -30,7 +30,7 @@ from ._columns import (
     _transpose,
     _view_width,
 )
-from ._common import _alive, _matrix_view
+from ._common import _alive, _holds_non_finite, _matrix_view
 
 #: Whether this compiled copy of a kernel below runs the register tiles (and no BLAS): ``False``
 #: in :func:`_predict_fast`, :func:`_forward_fast`, :func:`_loss_fast` and the chunk pass they call
@@ -71,7 +71,9 @@ def _forward_setup(params, sizes, X, blas_min, tiles):
 
 def _chunk_forward_body(params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af):
     """The forward pass of the chunk of rows from ``t0`` (through Z[L]); returns its row count,
-    its padded column count and the row length of its blocks' views (:func:`._columns._block`).
+    its padded column count, the row length of its blocks' views (:func:`._columns._block`) and
+    whether its rows of X hold NaN or ±inf (:func:`._common._holds_non_finite`, looked at after
+    the pass has read them; the kernels' callers refuse such an X).
 
     Compiled once per dtype as a function of its own (:data:`_chunk_forward`, and
     :data:`_chunk_forward_tiles` with :data:`_TILES` re-bound), which the three kernels below
@@ -92,7 +94,8 @@ def _chunk_forward_body(params, sizes, w_off, b_off, u_off, X, order, t0, c, ld,
     else:
         XT, Xr = _chunk_inputs(X, order, t0, nr, nc, ld, blas_first, XTf, _TILES)
     _forward_chunk(params, sizes, w_off, b_off, u_off, XT, Xr, XTf, nc, ld, act, blas_min, Zf, Af, _TILES)
-    return nr, nc, w
+    n0 = X.shape[1]
+    return nr, nc, w, _holds_non_finite(X.reshape(X.size)[t0 * n0 : (t0 + nr) * n0])
 
 
 _chunk_forward = compile_as(_chunk_forward_body, "_chunk_forward", JIT_INNER)
@@ -100,17 +103,20 @@ _chunk_forward_tiles = compile_as(_chunk_forward_body, "_chunk_forward_tiles", J
 
 
 def _predict_body(params, sizes, X, act, out, AL, blas_min):
-    """AL (m × n_L) = A[L] of every row of X."""
+    """AL (m × n_L) = A[L] of every row of X; returns whether X holds NaN or ±inf (the caller
+    refuses X)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
     w_off, b_off, u_off, order, ws_own, c, ld, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
     n_L = sizes[L]
     top = u_off[L - 1]
+    non_finite = False
     for t0 in range(0, m, c):
-        nr, nc, w = _chunk_forward(
+        nr, nc, w, bad = _chunk_forward(
             params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af
         )
+        non_finite |= bad
         Al = _block(Af, top, ld, n_L, w)
         _output_only(_block(Zf, top, ld, n_L, w), Al, n_L, nc, out, col)
         for t in range(nr):
@@ -118,22 +124,26 @@ def _predict_body(params, sizes, X, act, out, AL, blas_min):
             for j in range(n_L):
                 row[j] = Al[j, t]
     _alive(ws_own, order)
+    return non_finite
 
 
 def _forward_body(params, sizes, X, act, out, ZT, AT, blas_min):
     """ZT, AT (n_units × m) = Z[l], A[l] of every layer for every row of X, units-major: layer l
     in rows u_off[l] … u_off[l] + n_l (:func:`fastbp.params.offsets`), one column per example, so
-    each chunk's blocks copy out row by row, contiguously (``ZT[u:u+n].T`` is Z[l], m × n_l)."""
+    each chunk's blocks copy out row by row, contiguously (``ZT[u:u+n].T`` is Z[l], m × n_l).
+    Returns whether X holds NaN or ±inf (the caller refuses X)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
     w_off, b_off, u_off, order, ws_own, c, ld, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
     XTf, YTf, Zf, Af, Df, col, gtmp = _borrow_workspace(ws_own)
     n_L = sizes[L]
     top = u_off[L - 1]
+    non_finite = False
     for t0 in range(0, m, c):
-        nr, nc, w = _chunk_forward(
+        nr, nc, w, bad = _chunk_forward(
             params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af
         )
+        non_finite |= bad
         _output_only(_block(Zf, top, ld, n_L, w), _block(Af, top, ld, n_L, w), n_L, nc, out, col)
         for l in range(L):  # layer by layer: a short chunk's blocks are not one matrix
             n = sizes[l + 1]
@@ -151,10 +161,12 @@ def _forward_body(params, sizes, X, act, out, ZT, AT, blas_min):
                 for t in range(nr):
                     ad[t] = as_[t]
     _alive(ws_own, order)
+    return non_finite
 
 
 def _loss_body(params, sizes, X, Y, act, out, blas_min):
-    """J: the mean over the rows of X of the per-example cost (float64)."""
+    """``(J, non_finite)``: the mean over the rows of X of the per-example cost (float64), and
+    whether X holds NaN or ±inf (the caller refuses X)."""
     L = sizes.shape[0] - 1
     m = X.shape[0]
     w_off, b_off, u_off, order, ws_own, c, ld, pad = _forward_setup(params, sizes, X, blas_min, _TILES)
@@ -162,10 +174,12 @@ def _loss_body(params, sizes, X, Y, act, out, blas_min):
     n_L = sizes[L]
     top = u_off[L - 1]
     total = 0.0
+    non_finite = False
     for t0 in range(0, m, c):
-        nr, nc, w = _chunk_forward(
+        nr, nc, w, bad = _chunk_forward(
             params, sizes, w_off, b_off, u_off, X, order, t0, c, ld, pad, act, blas_min, XTf, Zf, Af
         )
+        non_finite |= bad
         YT = _block(YTf, 0, ld, n_L, w)
         for t in range(nr):
             y = Y[t0 + t]
@@ -184,7 +198,7 @@ def _loss_body(params, sizes, X, Y, act, out, blas_min):
             params.dtype.type(1),
         )
     _alive(ws_own, order)
-    return total / m
+    return total / m, non_finite
 
 
 #: The kernels with BLAS for layers from ``blas_min`` weights, and their ``_tiles`` twins with the
