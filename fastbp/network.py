@@ -310,7 +310,8 @@ class MLP:
     def forward(self, X, backend: str = "numba") -> np.ndarray:
         """A[L], the network's output (m × n_y) for X (m × n_x, one example per row)."""
         impl = self._backend(backend)
-        X = self._X(X)
+        # X is checked by the backend's predict (the numba one inside its kernel where that is cheaper:
+        # fastbp._dispatch.forward_refuses_non_finite), not a second time here
         return np.ascontiguousarray(impl.predict(self._weights, self._biases, X, self.activation, self.output))
 
     def predict(self, X, backend: str = "numba") -> np.ndarray:
@@ -328,8 +329,7 @@ class MLP:
     def loss(self, X, Y, backend: str = "numba") -> float:
         """J: the mean over the rows of X of the per-example cost of the output layer."""
         impl = self._backend(backend)
-        X, Y = self._XY(X, Y)
-        return impl.loss(self._weights, self._biases, X, Y, self.activation, self.output)
+        return impl.loss(self._weights, self._biases, X, Y, self.activation, self.output)  # (checks X and Y)
 
     def gradients(self, X, Y, backend: str = "numba") -> tuple[list[np.ndarray], list[np.ndarray]]:
         """``(dW, db)``: ∂J/∂W[l] and ∂J/∂b[l], means over the examples, shaped like the parameters."""
