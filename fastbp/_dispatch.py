@@ -1038,10 +1038,11 @@ def forward_refuses_non_finite(activation: Activation, sizes, m: int, out: int) 
 
 def _refuse_non_finite_X(non_finite: bool, X) -> None:
     """The error of ``fastbp._validation.check_X`` (naming NaN or inf) where a fast forward kernel
-    found them in X's rows; nothing a caller can see was changed (the outputs are the wrappers' own)."""
+    found them in X's rows; nothing a caller can see was changed (the outputs are the wrappers' own).
+    The kernels run without the GIL: another thread may have changed X since."""
     if non_finite:
         refuse_non_finite(X, "X")
-        raise AssertionError("a fast forward kernel saw NaN or inf in X where NumPy sees none")
+        raise ValueError("X contained NaN or inf while the kernel read it (did another thread change X?)")
 
 
 def _packed_kernel(name: str):
