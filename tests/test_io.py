@@ -45,9 +45,17 @@ def test_round_trip_is_bit_for_bit(tmp_path, dtype, output, seed):
         net.seed,
     )
     assert back.rng.bit_generator.state == net.rng.bit_generator.state
-    # The generator's state travels too: training on continues with the same shuffles.
-    net.fit(X, Y_SOFTMAX, epochs=1)
-    back.fit(X, Y_SOFTMAX, epochs=1)
+    # The generator's state travels too: training on continues with the same shuffles, or stops at
+    # the same step (seed=None draws any initial weights; one CI run drew weights that diverged in
+    # per-example steps of 0.1 on the identity output, an outcome both copies must share)
+    outcomes = []
+    for model in (net, back):
+        try:
+            model.fit(X, Y_SOFTMAX, epochs=1, learning_rate=0.02)
+            outcomes.append("trained")
+        except fastbp.DivergenceError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
     assert back.params.tobytes() == net.params.tobytes()
 
 
