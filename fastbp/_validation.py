@@ -397,7 +397,8 @@ def check_units(
 ) -> list[np.ndarray]:
     """Z or A of a stored forward pass: a list of one (m × n_l) array per layer.  ``any_layout``:
     an array already of ``dtype`` is passed on in its own memory order, not copied to C order (for
-    a caller that copies it anyway: ``kernels.forward`` returns Fortran-ordered views)."""
+    a caller that reads it in its own layout or copies it: ``kernels.forward`` returns
+    Fortran-ordered views, which ``kernels.backward`` reads in place)."""
     if not isinstance(blocks, (list, tuple)) or len(blocks) != len(widths):
         raise ValueError(f"{name} must be a list of {len(widths)} arrays, as forward returns")
     out = []

@@ -276,6 +276,51 @@ def test_fast_backward_agrees_with_plain(act, order, dtype):
             assert_agree((dZ, grad), (lay.unit_views(dZ_plain), grad_plain), dtype, f"{sizes} {out} {act} m={m}")
 
 
+def test_backward_reads_the_column_forward_pass_in_place_and_copies_anything_else(monkeypatch):
+    """kernels.backward from kernels.forward's column pass (each Z[l], A[l] a transposed block of
+    one units-major buffer) hands the kernel those buffers, not copies; layers that are not such
+    views end to end (separate Fortran-ordered arrays, two passes' layers mixed, a read-only layer),
+    and a pass below ``UNITS_MAJOR_MIN_ELEMENTS``, are copied; the bits are the same every way."""
+    from fastbp import kernels
+    from fastbp._fast import backward as bw
+
+    monkeypatch.setattr(_dispatch, "FAST_FORWARD_MIN_ROWS", 0)
+    monkeypatch.setattr(_dispatch, "UNITS_MAJOR_MIN_ELEMENTS", 0)  # (a pass of 601 x 12 values is below it)
+    seen = []
+    real = bw._backward_fast
+    monkeypatch.setattr(bw, "_backward_fast", lambda *a: seen.append((a[4], a[5])) or real(*a))
+    prob = make_problem([5, 3, 7, 2], output="softmax", m=601, seed=4)
+    args = (prob.weights, prob.biases, prob.X)
+    Z, A = kernels.forward(*args, "tanh", "softmax")
+    Z2, A2 = kernels.forward(*args, "tanh", "softmax")
+    frozen = [a.copy(order="F") for a in A]
+    frozen[1].flags.writeable = False
+    ways = {
+        "in place": (Z, A, True),
+        "separate arrays": ([z.copy(order="F") for z in Z], [a.copy(order="F") for a in A], False),
+        "two passes mixed": ([Z[0], Z2[1], Z[2]], A, False),
+        "a read-only layer": (Z, frozen, False),
+    }
+    results = {}
+    for way, (Zs, As, in_place) in ways.items():
+        seen.clear()
+        results[way] = kernels.backward(*args, prob.Y, Zs, As, "tanh", "softmax")
+        ((ZT, AT),) = seen
+        assert np.shares_memory(ZT, Z[0]) is in_place and np.shares_memory(AT, A[0]) is (way == "in place"), way
+    monkeypatch.setattr(_dispatch, "UNITS_MAJOR_MIN_ELEMENTS", 601 * 12 + 1)  # below it: copied
+    seen.clear()
+    kernels.backward(*args, prob.Y, Z, A, "tanh", "softmax")
+    assert not np.shares_memory(seen[0][0], Z[0])
+    want = reference.backward(*args, prob.Y, Z, A, "tanh", "softmax")
+    assert_agree(results["in place"], want, np.float64, "backward from the column pass's buffers")
+    for way in ways:
+        for got, ref in zip(
+            results[way][0] + results[way][1] + results[way][2],
+            results["in place"][0] + results["in place"][1] + results["in place"][2],
+        ):
+            assert np.array_equal(got, ref), way
+
+
 def test_public_forward_passes_take_the_column_kernels_above_the_threshold(monkeypatch):
     """kernels.predict/forward/loss/gradients: the same results through the column kernels
     (threshold 0) as below it (threshold out of reach: the rows kernels, fastbp/_fast/rows.py, and
