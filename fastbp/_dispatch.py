@@ -1021,13 +1021,13 @@ def packed_forward(sizes, out: int) -> bool:
     return sum(_layer_weights(sizes)) >= least
 
 
-def forward_refuses_non_finite(activation: Activation, sizes, m: int, out: int) -> bool:
+def forward_refuses_non_finite(activation: Activation, sizes, m: int) -> bool:
     """Whether :func:`predict`, :func:`forward` and :func:`loss` of m rows run the fast forward
     kernels (:func:`_fast_forward`: :mod:`fastbp._fast.packed_forward` or
     :mod:`fastbp._fast.forward`), which look for NaN and ±inf in each block's or chunk's rows of X
     just after reading them (``fastbp._fast._common._holds_non_finite``; :func:`_refuse_non_finite_X`
     raises): the public wrappers then skip their own NumPy pass over X
-    (``fastbp._validation.check_X``).  ``out``: the output's code (the same kernels either way).
+    (``fastbp._validation.check_X``).
     Reference time / fastbp time of predict on 4,096 rows, one core of a Zen 4, the NumPy pass
     before the kernel against the kernels' own look, two alternated runs each (``taskset -c 1
     python tools/public_ops_speed.py --nets 64-32-1 784-128-10 --repeats 60``): 64-32-1 float64

@@ -81,8 +81,8 @@ class _Problem:
         before a NaN in X, the reference the other way round)."""
         refuses = None
         if forward_only:
-            sizes, act, out = self.layout.sizes, self.activation, self.out
-            refuses = lambda m: _dispatch.forward_refuses_non_finite(act, sizes, m, out)  # noqa: E731
+            sizes, act = self.layout.sizes, self.activation
+            refuses = lambda m: _dispatch.forward_refuses_non_finite(act, sizes, m)  # noqa: E731
         return v.check_X(X, self.sizes[0], self.dtype, refuses)
 
     def Y(self, Y, m):

@@ -174,8 +174,9 @@ def _holds_non_finite(v):
     its exponent field is all ones, the bits of +inf, so this is the largest of the entries'
     exponent fields, an integer maximum that LLVM vectorises (a float reduction would need
     reassociation).  The public ``predict``, ``forward`` and ``loss`` refuse a non-finite X this
-    way inside :mod:`fastbp._fast.packed_forward`'s blocks, where X's rows are being read anyway,
-    instead of in a NumPy pass over X before the kernel (``fastbp._dispatch.forward_refuses_non_finite``)."""
+    way inside the fast forward kernels (:mod:`fastbp._fast.packed_forward`'s blocks,
+    :mod:`fastbp._fast.forward`'s chunks), where X's rows are being read anyway, instead of in a
+    NumPy pass over X before the kernel (``fastbp._dispatch.forward_refuses_non_finite``)."""
     inf_bits = _as_int(v.dtype.type(np.inf))
     # np.bitwise_and and max keep int32 in int32 (Numba types ``&`` of two int32 as int64: the
     # float32 loop then widened every entry, half the lanes)
