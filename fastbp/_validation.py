@@ -135,13 +135,15 @@ def check_batch_size(batch_size: Any, m: int) -> int:
     return min(check_int(batch_size, "batch_size", 1), m)
 
 
-def as_float_array(a: Any, name: str, dtype: np.dtype, ndim: int = 2, n_cols: int | None = None) -> np.ndarray:
+def as_float_array(
+    a: Any, name: str, dtype: np.dtype, ndim: int = 2, n_cols: int | None = None, checked: bool = False
+) -> np.ndarray:
     """``a`` as a finite, C-contiguous array of ``dtype`` with ``ndim`` dimensions.
 
     Integers, booleans, other float widths, lists, Fortran-ordered, strided and
     read-only arrays are converted; complex, object, string and datetime arrays,
     NaN and ±inf, the wrong number of dimensions or columns and empty arrays are
-    refused.
+    refused (NaN and ±inf not looked for with ``checked``: :func:`finite_contiguous`).
     """
     arr = as_numeric(a, name)
     if arr.ndim != ndim:
@@ -150,7 +152,7 @@ def as_float_array(a: Any, name: str, dtype: np.dtype, ndim: int = 2, n_cols: in
         raise ValueError(f"{name} has no rows (zero examples)")
     if n_cols is not None and arr.shape[1] != n_cols:
         raise ValueError(f"{name} must have {n_cols} columns, got shape {arr.shape}")
-    return finite_contiguous(arr, name, dtype)
+    return finite_contiguous(arr, name, dtype, checked)
 
 
 def as_numeric(a: Any, name: str) -> np.ndarray:
@@ -224,18 +226,9 @@ def check_X(
     ±inf in them itself, as it reads them (``fastbp._dispatch.forward_refuses_non_finite``); an X that
     needs no conversion is then returned without this module's pass over it."""
     arr = as_numeric(X, "X")
-    if (
-        kernel_refuses_non_finite is not None
-        and arr.dtype == dtype
-        and arr.ndim == 2
-        and arr.shape[0] > 0
-        and arr.shape[1] == n_x
-        and arr.flags.c_contiguous
-        and arr.flags.writeable
-        and kernel_refuses_non_finite(arr.shape[0])
-    ):
-        return arr
-    return as_float_array(arr, "X", dtype, 2, n_x)
+    as_is = arr.dtype == dtype and arr.ndim == 2 and arr.flags.c_contiguous and arr.flags.writeable
+    left = kernel_refuses_non_finite is not None and as_is and kernel_refuses_non_finite(arr.shape[0])
+    return as_float_array(arr, "X", dtype, 2, n_x, checked=left)
 
 
 def check_Y(Y: Any, m: int, n_y: int, output: int, dtype: np.dtype) -> np.ndarray:
