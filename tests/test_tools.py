@@ -267,6 +267,21 @@ def test_peak_share_prints_a_share_per_case(capsys):
     assert "2-4-1 float64 batch   32 | share" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         tool.main(["--rounds", "0"])
+    tool.main([*args, "--examples", "64", "--step-products", "--stored-order"])
+    out = capsys.readouterr().out
+    assert "(the order stored)" in out and "products alone" in out and "epoch ÷ products" in out
+
+
+def test_peak_share_step_products_are_the_steps_matrix_products():
+    """tools/peak_share.py's ``_step_products`` (the bound an epoch is held to with --step-products)
+    forms each layer's Z = W A, dW = Z Aᵀ and, from the second layer, Wᵀ Z: NumPy's products."""
+    tool = _script("peak_share")
+    W, A, Z, dW, dA = tool._products_problem([5, 3, 2], np.float64, 7)
+    tool._step_products(W, A, Z, dW, dA, 1)
+    for l in range(2):
+        np.testing.assert_allclose(Z[l], W[l] @ A[l], rtol=1e-12)
+        np.testing.assert_allclose(dW[l], Z[l] @ A[l].T, rtol=1e-12)
+    np.testing.assert_allclose(dA[1], W[1].T @ Z[1], rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
