@@ -408,18 +408,26 @@ def check_units(
 def check_order(order: Any, m: int) -> np.ndarray:
     """``order`` as an int64 array of example indices in [0, m) (default ``arange(m)``).
 
-    Any non-empty sequence of valid indices is allowed (a subset, repeats).
+    Any non-empty sequence of valid indices is allowed (a subset, repeats).  Always a copy, and
+    the range is checked on the copy: the kernels index X and Y with it without holding the GIL,
+    so the caller's own array, changed by another thread after the check, could send them
+    outside their arrays.
     """
     if order is None:
         return np.arange(m, dtype=np.int64)
     idx = as_numeric(order, "order")
+    if idx.size == 0 and idx.ndim == 1:  # before the dtype: an empty list reads as float64
+        raise ValueError(f"order must be a non-empty 1-D array of example indices, got shape {idx.shape}")
     if idx.dtype.kind not in "iu":
         raise TypeError(f"order must hold integer example indices, got dtype {idx.dtype}")
     if idx.ndim != 1 or idx.size == 0:
         raise ValueError(f"order must be a non-empty 1-D array of example indices, got shape {idx.shape}")
+    if idx.dtype.kind == "u" and idx.max() > np.iinfo(np.int64).max:  # would wrap to a negative int64
+        raise ValueError(f"order holds indices outside [0, {m})")
+    idx = np.array(idx, dtype=np.int64, order="C", copy=True)
     if idx.min() < 0 or idx.max() >= m:
         raise ValueError(f"order holds indices outside [0, {m})")
-    return np.ascontiguousarray(idx, dtype=np.int64)
+    return idx
 
 
 def check_sample_weight(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:

@@ -643,7 +643,7 @@ class _BaseMLP(BaseEstimator):
     def _epoch(self, opt, X, y, sample_idx, batch_size, activation, out, cost_scale, sw=None):
         if sp.issparse(X):
             return self._sparse_epoch(opt, X, y, sample_idx, batch_size, activation, out, cost_scale, sw)
-        return opt.train_epoch(
+        return opt._train_epoch(
             self._params,
             self._layout.sizes,
             X,
@@ -714,7 +714,7 @@ class _BaseMLP(BaseEstimator):
                     raise ValueError("X contains NaN or inf; remove or impute non-finite values first")
                 raise ValueError(f"X overflows {dtype} (values too large for the network's dtype)")
             if X.shape[0] == 0:
-                return np.empty((0, self.n_outputs_), self._params.dtype)
+                return np.empty((0, int(self._layout.sizes[-1])), self._params.dtype)
             return np.concatenate(
                 [
                     self._forward(_dense_rows(X, slice(lo, lo + rows), self._params.dtype), False)
@@ -725,13 +725,21 @@ class _BaseMLP(BaseEstimator):
         # is set): only a float32 network's overflow is left to refuse.  Without it (a sparse X's
         # densified rows, which can overflow float32 on the way; the fit's own X, scored) all of it
         X = _val.finite_contiguous(np.asarray(X), "X", self._params.dtype, checked=check_input and not _assume_finite())
+        # The kernels read X and write A[L] by the network's own sizes, not by n_features_in_ and
+        # n_outputs_ (plain attributes a user or a pickle can change): hold X to the input layer.
+        n_in, n_out = int(self._layout.sizes[0]), int(self._layout.sizes[-1])
+        if X.ndim != 2 or X.shape[1] != n_in:
+            raise ValueError(
+                f"X has {X.shape[-1] if X.ndim else 0} features, but the fitted network's input layer "
+                f"has {n_in} (n_features_in_ = {getattr(self, 'n_features_in_', None)})"
+            )
         activation = get_activation(self.activation)
         out = get_output(_OUTPUT_CODES[self.out_activation_])
         if self.backend == "numpy":
             W, b = self._views()
             _, A = reference._forward(W, b, X, activation, out)
             return np.ascontiguousarray(A[-1])
-        AL = np.empty((X.shape[0], self.n_outputs_), self._params.dtype)
+        AL = np.empty((X.shape[0], n_out), self._params.dtype)
         _dispatch.predict(self._params, self._layout.sizes, X, activation, out, AL)
         return AL
 

@@ -27,14 +27,17 @@ import numpy as np
 from . import _dispatch
 from . import _validation as v
 from ._dispatch import run_epoch
-from ._plain import BUILTIN, kernels_for
+from ._plain import BUILTIN, kernels_for  # noqa: F401  (BUILTIN: importable, not in __all__)
 from .activations import get_activation
 from .errors import DivergenceError
 from .losses import get_output
 from .params import Layout, atomic_commit
 from .steps import _sgd_update, _step_is_finite
 
-__all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "train_epoch", "kernels_for", "BUILTIN"]
+#: The checked wrappers.  ``kernels_for``/``BUILTIN`` (the plain, unchecked compiled kernels behind
+#: them, for the dispatcher and the tests) are importable but not public: they index their arrays
+#: by the sizes they are given, as the wrappers have checked them.
+__all__ = ["forward", "predict", "backward", "gradients", "loss", "update", "train_epoch"]
 
 
 # ==================================================================== public wrappers

@@ -408,7 +408,7 @@ class MLP:
         v.check_callback(callback)
         self._check_finite()
         if opt is not None:  # same loop, epochs run by the optimizer's kernel instead
-            impl = opt.runner(self._params, self.layer_sizes, backend)
+            impl = opt._runner(self._params, self.layer_sizes, backend)
         elif impl is kernels:  # X, Y, lr, batch size are checked above: go straight to the kernel
             impl = _CheckedKernelEpochs(self, X)
         history = History(n_examples=m)

@@ -252,13 +252,16 @@ class Optimizer:
         h[LR] = self.learning_rate
         return h
 
-    def train_epoch(
+    def _train_epoch(
         self, params, sizes, X, Y, order, batch_size, activation, out, backend="numba", cost_scale=1.0, sw=None
     ):
         """Run one epoch on the flat buffer ``params`` in place; returns ``(J, failed)``.
 
-        Inputs must already be validated (C-contiguous, the buffer's dtype; ``sw`` ``None`` or
-        one weight per row of X, the buffer's dtype); see
+        Private: the inputs must already be validated (C-contiguous, the buffer's dtype, ``order``
+        inside X; ``sw`` ``None`` or one weight per row of X, the buffer's dtype), as
+        :meth:`fastbp.MLP.fit` and the estimators validate them; the kernel indexes X with
+        ``order`` unchecked.  From Python, train through those (or
+        :func:`fastbp.kernels.train_epoch`, which checks).  See
         :func:`fastbp._plain.loops._train_epoch_opt` for the meaning of the result.
         ``backend="numba"`` runs the kernel :func:`fastbp._dispatch.run_epoch_opt` chooses
         (the fast one for a built-in activation, else the plain one compiled for a custom g).
@@ -275,10 +278,11 @@ class Optimizer:
             J, failed = run_epoch_opt(params, sizes_arr, *args, activation, out, *tail, sw=sw)
         return float(J), int(failed)
 
-    def runner(self, params, sizes, backend="numba") -> "_EpochRunner":
+    def _runner(self, params, sizes, backend="numba") -> "_EpochRunner":
         """An object with ``train_epoch`` shaped like :func:`fastbp.kernels.train_epoch`,
         running this optimizer's epochs on the flat buffer ``params`` (what
-        :meth:`fastbp.MLP.fit` uses).  Binds the state now, so a mismatch raises here."""
+        :meth:`fastbp.MLP.fit` uses, on inputs it has validated: private, as
+        :meth:`_train_epoch`).  Binds the state now, so a mismatch raises here."""
         self.bind(sizes, params.dtype)
         return _EpochRunner(self, params, sizes, backend)
 
@@ -327,7 +331,7 @@ class _EpochRunner:
         self, weights, biases, X, Y, learning_rate, batch_size, order, activation, output, sample_weight=None
     ) -> float:
         order = np.ascontiguousarray(order, dtype=np.int64)
-        J, failed = self.optimizer.train_epoch(
+        J, failed = self.optimizer._train_epoch(
             self.params,
             self.sizes,
             X,

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit, jit_exact, jit_inline, jit_inner, jit_vec
+from ._jit import checked_from_python, jit, jit_exact, jit_inline, jit_inner, jit_vec
 
 __all__ = ["IMPLEMENTATIONS", "OPT_SGD", "OPT_ADAM"]
 
@@ -43,9 +43,63 @@ OPT_SGD, OPT_ADAM = 0, 1
 LR, MOMENTUM, NESTEROV, BETA_1, BETA_2, EPSILON = range(6)
 
 
+# ====================================================== checks of the kernels' calls from Python
+# The step kernels are public through :data:`IMPLEMENTATIONS` (kernel beside NumPy twin): a call
+# from Python first checks what would take their loops outside an array (each loops over the
+# parameters' length and indexes the other arrays with it); the epoch kernels' compiled calls,
+# which size every array themselves, are not checked (:func:`fastbp._jit.checked_from_python`).
+
+
+def _flat_arrays(**arrays) -> int:
+    """Every array 1-D, and all of the first one's length; returns that length."""
+    n = None
+    first = None
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{name} must be a 1-D NumPy array, got {type(value).__name__}")
+        if value.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D array, got shape {value.shape}")
+        if n is None:
+            n, first = value.shape[0], name
+        elif value.shape[0] != n:
+            raise ValueError(f"{name} must have {first}'s length {n}, got {value.shape[0]}")
+    return n
+
+
+def _check_update(p, g, lr):
+    _flat_arrays(p=p, g=g)
+
+
+def _check_sgd_step(params, grad, velocity, lr, momentum, nesterov):
+    _flat_arrays(params=params, grad=grad, velocity=velocity)
+
+
+def _check_adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
+    _flat_arrays(params=params, grad=grad, m=m, s=s)
+
+
+def _check_add_l2(grad, params, w_off, b_off, scale):
+    _flat_arrays(grad=grad, params=params)
+    _flat_arrays(w_off=w_off, b_off=b_off)
+    for name, offsets in (("w_off", w_off), ("b_off", b_off)):
+        if offsets.dtype.kind not in "iu":
+            raise TypeError(f"{name} must hold integer offsets, got dtype {offsets.dtype}")
+
+
+def _check_optimizer_step(params, grad, state, counter, kind, hyper):
+    n = _flat_arrays(params=params, grad=grad)
+    if not isinstance(state, np.ndarray) or state.ndim != 2 or state.shape[0] < 2 or state.shape[1] != n:
+        shape = state.shape if isinstance(state, np.ndarray) else type(state).__name__
+        raise ValueError(f"state must be a (2, {n}) array (velocity, or Adam's m and s), got {shape}")
+    for name, value, least in (("counter", counter, 1), ("hyper", hyper, EPSILON + 1)):
+        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.shape[0] < least:
+            raise ValueError(f"{name} must be a 1-D array of at least {least} entries")
+
+
 # ================================================================ gradient descent
 
 
+@checked_from_python(_check_update)
 @jit
 def _sgd_update(p, g, lr):
     """W −= α dW (and b −= α db): one step of gradient descent on a flat array."""
@@ -53,6 +107,7 @@ def _sgd_update(p, g, lr):
         p[i] -= lr * g[i]
 
 
+@checked_from_python(_check_update)
 @jit
 def _step_is_finite(p, g, lr):
     """Whether every W − α dW would be finite (read-only: nothing changes if not).
@@ -123,6 +178,7 @@ def _sgd_apply(P, G, V, lr, mu, nesterov):
         P[i] += mu * v - lr * G[i] if nesterov else v
 
 
+@checked_from_python(_check_sgd_step)
 @jit_vec
 def _sgd_step(params, grad, velocity, lr, momentum, nesterov):
     """One SGD step with (Nesterov) momentum, in place; ``False`` (and no change) if not finite.
@@ -206,6 +262,7 @@ def _adam_apply(P, G, M, S, lr_t, b1, b2, c1, c2, eps):
         P[i] -= lr_t * mi / (np.sqrt(si) + eps)
 
 
+@checked_from_python(_check_adam_step)
 @jit_vec
 def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     """Adam step number ``t`` (≥ 1), in place; ``False`` (and no change) if not finite.
@@ -232,6 +289,7 @@ def _adam_step(params, grad, m, s, t, lr, beta_1, beta_2, epsilon):
     return True
 
 
+@checked_from_python(_check_add_l2)
 @jit_vec
 def _add_l2(grad, params, w_off, b_off, scale):
     """dW[l] += scale · W[l] for every layer (biases untouched); returns ‖W‖² (float64).
@@ -275,6 +333,7 @@ def _sum_squares(W):
     return total
 
 
+@checked_from_python(_check_optimizer_step)
 @jit_vec
 def _optimizer_step(params, grad, state, counter, kind, hyper):
     """Dispatch one step of optimizer ``kind`` with the hyper-parameters in ``hyper``.

@@ -334,9 +334,22 @@ def _check_pair(name: str, x, out) -> None:
         raise ValueError(f"{name}: out is read-only")
 
 
-def _public(kernel, name: str):
+def _public(kernel, name: str, low: float | None = None, high: float | None = None):
+    """The checked Python form of a whole-array kernel: :func:`_check_pair`; x's values held to
+    [low, high] where the function has a domain (NaN passes, as NumPy's functions pass it); and
+    an ``out`` that overlaps x other than exactly (``y[::-1]`` for ``y``) gets x's copy first,
+    as NumPy's ufuncs do, since the loop reads x[i] after writing out[j] for j < i."""
+
     def checked(x, out):
         _check_pair(name, x, out)
+        if low is not None and x.size:
+            inside = (x >= low) & (x <= high)
+            if not (inside | np.isnan(x)).all():
+                raise ValueError(f"{name}: x must lie in [{low:g}, {high:g}] (its domain); got values outside it")
+        if np.may_share_memory(x, out) and not (
+            x.__array_interface__["data"][0] == out.__array_interface__["data"][0] and x.strides == out.strides
+        ):
+            x = x.copy()
         kernel(x, out)
 
     checked.__name__ = checked.__qualname__ = name
@@ -349,4 +362,4 @@ def _public(kernel, name: str):
 exp_array = _public(_exp_array, "exp_array")
 tanh_array = _public(_tanh_array, "tanh_array")
 sigmoid_array = _public(_sigmoid_array, "sigmoid_array")
-log1p_unit_array = _public(_log1p_unit_array, "log1p_unit_array")
+log1p_unit_array = _public(_log1p_unit_array, "log1p_unit_array", 0.0, 1.0)

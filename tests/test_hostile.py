@@ -415,7 +415,7 @@ def test_a_warm_refit_that_fails_while_training_restores_parameters_and_optimize
     reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, warm_start=True, random_state=0).fit(X, y[:, 0])
     params, state, curve = reg._params.copy(), reg._optimizer.state.copy(), list(reg.loss_curve_)
     calls = []
-    real = type(reg._optimizer).train_epoch
+    real = type(reg._optimizer)._train_epoch
 
     def fails_second_epoch(self, *args, **kwargs):
         calls.append(1)
@@ -423,7 +423,7 @@ def test_a_warm_refit_that_fails_while_training_restores_parameters_and_optimize
             raise RuntimeError("disk on fire")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(type(reg._optimizer), "train_epoch", fails_second_epoch)
+    monkeypatch.setattr(type(reg._optimizer), "_train_epoch", fails_second_epoch)
     with pytest.raises(RuntimeError):
         reg.fit(X, y[:, 0])
     assert reg._params.tobytes() == params.tobytes()
@@ -567,6 +567,27 @@ def test_the_public_whole_array_math_checks_out_before_writing(name):
     out = np.empty(10)
     fn(x, out)
     assert np.isfinite(out).all()
+    # out overlapping x other than exactly (x reversed): NumPy's answer, x read before it is overwritten
+    y = np.linspace(0.05, 0.95, 9)
+    expected = np.empty(9)
+    fn(y.copy(), expected)
+    fn(y, y[::-1])
+    np.testing.assert_array_equal(y[::-1], expected)
+    same = np.linspace(0.05, 0.95, 9)
+    fn(same, same)  # exactly in place: no copy needed, the same values
+    np.testing.assert_array_equal(same, expected)
+
+
+def test_log1p_unit_array_refuses_x_outside_its_domain():
+    from fastbp import vmath
+
+    out = np.zeros(3)
+    for bad in ([0.5, 10.0, 0.2], [-0.1, 0.0, 1.0], [0.0, np.inf, 0.5]):
+        with pytest.raises(ValueError, match=r"^log1p_unit_array: x must lie in \[0, 1\]"):
+            vmath.log1p_unit_array(np.array(bad), out)
+        assert not out.any()
+    vmath.log1p_unit_array(np.array([0.0, 1.0, np.nan]), out)
+    assert out[0] == 0 and out[1] == np.log1p(1.0) and np.isnan(out[2])
 
 
 @pytest.mark.parametrize(
@@ -675,3 +696,63 @@ def test_the_checked_building_blocks_still_compute_what_their_plain_python_does(
     sw, order = np.array([0.5, 2.0, 1.0]), np.array([2, 0, 1])
     assert losses.batch_weight(sw, order, 1, 3) == 2.5
     assert losses.batch_weight(np.zeros(0), order, 1, 3) == 2.0
+
+
+def _step_calls(n_short):
+    """Each step kernel of ``fastbp.optimizers.IMPLEMENTATIONS`` called from Python with one array
+    ``n_short`` long where the parameters are 6: (name, args, the argument the error names)."""
+    p, g = np.ones(6), np.ones(6)
+    short = np.ones(n_short)
+    offs = np.array([0], np.int64), np.array([4], np.int64)
+    hyper = np.array([0.1, 0.9, 0.0, 0.9, 0.999, 1e-8])
+    return [
+        ("sgd_update", (p, short, 0.1), "g"),
+        ("step_is_finite", (p, short, 0.1), "g"),
+        ("sgd_step", (p, g, short, 0.1, 0.9, False), "velocity"),
+        ("adam_step", (p, g, np.zeros(6), np.zeros(n_short), 1, 0.1, 0.9, 0.999, 1e-8), "s"),
+        ("add_l2", (short, p, *offs, 0.1), "params"),
+        ("add_l2", (g, p, offs[0], np.array([], np.int64), 0.1), "b_off"),
+        ("optimizer_step", (p, g, np.zeros((2, n_short)), np.zeros(1, np.int64), 1, hyper), "state"),
+        ("optimizer_step", (p, g, np.zeros((2, 6)), np.zeros(1, np.int64), 1, hyper[:3]), "hyper"),
+        ("optimizer_step", (p, short, np.zeros((2, 6)), np.zeros(1, np.int64), 0, hyper), "grad"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_step_calls(2))))
+def test_the_public_step_kernels_refuse_arrays_they_would_read_past_before_writing(case):
+    """``fastbp.optimizers.IMPLEMENTATIONS``' compiled steps loop over the parameters' length and
+    index every other array with it: called from Python, a shorter array is refused, naming it,
+    and nothing is written (the epochs' compiled calls are not checked: they size the arrays)."""
+    from fastbp.optimizers import IMPLEMENTATIONS
+
+    name, args, arg = _step_calls(2)[case]
+    before = [a.copy() for a in args if isinstance(a, np.ndarray)]
+    with pytest.raises(ValueError, match=f"^{arg} must"):
+        IMPLEMENTATIONS[name][0](*args)
+    after = [a for a in args if isinstance(a, np.ndarray)]
+    assert all(np.array_equal(x, y) for x, y in zip(before, after))
+    good = _step_calls(6)[case]
+    if arg not in ("b_off", "hyper"):  # the same call with every array whole runs
+        IMPLEMENTATIONS[name][0](*good[1])
+
+
+@pytest.mark.parametrize("attribute", ["n_features_in_", "n_outputs_"])
+def test_predict_holds_x_and_its_output_to_the_fitted_network_not_to_changed_attributes(attribute):
+    """``n_features_in_`` and ``n_outputs_`` are plain attributes (a user or a pickle can change
+    them); the kernels read X and write A[L] by the network's own layer sizes."""
+    import warnings
+
+    from fastbp.estimators import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((40, 64)), rng.random((40, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2).fit(X, Y)
+    expected = reg.predict(X[:5])
+    setattr(reg, attribute, 1)
+    if attribute == "n_features_in_":
+        with pytest.raises(ValueError, match="input layer has 64"):
+            reg.predict(rng.random((3, 1)))
+    else:  # the output is the network's 8 columns whatever n_outputs_ says (raveled, as it says 1)
+        np.testing.assert_array_equal(reg.predict(X[:5]).reshape(5, 8), expected)

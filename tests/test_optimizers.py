@@ -220,7 +220,7 @@ def test_epoch_kernel_agrees_with_reference(dtype, output, opt_name):
         opt = OPTIMIZERS[opt_name]()
         p = params0.copy()
         Js = [
-            opt.train_epoch(
+            opt._train_epoch(
                 p,
                 layout.sizes,
                 prob.X,
@@ -246,7 +246,7 @@ def test_epoch_stops_before_a_diverging_step(backend):
     Y = prob.Y * 1e200  # the first squared error overflows to inf
     opt = O.SGD(0.1, momentum=0.9)
     before = params.copy()
-    J, failed = opt.train_epoch(
+    J, failed = opt._train_epoch(
         params,
         layout.sizes,
         prob.X,

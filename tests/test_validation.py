@@ -386,6 +386,8 @@ WRAPPER_CASES = [
     ("order float", ["train_epoch"], {"order": np.arange(6.0)}, TypeError, "order must hold integer"),
     ("order 2-D", ["train_epoch"], {"order": np.arange(6).reshape(2, 3)}, ValueError, "order must be a non-empty 1-D"),
     ("order empty", ["train_epoch"], {"order": np.arange(0)}, ValueError, "order must be a non-empty 1-D"),
+    ("order empty list", ["train_epoch"], {"order": []}, ValueError, "order must be a non-empty 1-D"),
+    ("order past int64", ["train_epoch"], {"order": np.array([2**63], np.uint64)}, ValueError, r"outside \[0, 6\)"),
     ("order out of range", ["train_epoch"], {"order": [0, 1, 6]}, ValueError, r"order holds indices outside \[0, 6\)"),
     ("order negative", ["train_epoch"], {"order": [0, -1]}, ValueError, r"order holds indices outside"),
     ("dW shape", ["update"], {"dW": [_W[0][:, :2], _W[1]]}, ValueError, r"dW\[0\] must have shape"),
@@ -647,3 +649,15 @@ def test_fast_forward_kernels_refuse_non_finite_X_that_the_wrappers_left_to_them
     for f in calls:
         with pytest.raises(ValueError, match="^X contained NaN or inf while the kernel read it"):
             f()
+
+
+@pytest.mark.parametrize("order", [np.arange(6, dtype=np.int64), np.arange(6, dtype=np.int32), [5, 4, 3]])
+def test_check_order_hands_the_kernels_a_copy_checked_after_copying(order):
+    """The kernels index X and Y with ``order`` without the GIL: the validated array is never the
+    caller's (another thread could change it between the range check and the kernel's reads)."""
+    from fastbp._validation import check_order
+
+    idx = check_order(order, 6)
+    assert idx.dtype == np.int64 and idx.flags.c_contiguous and np.array_equal(idx, np.asarray(order))
+    if isinstance(order, np.ndarray):
+        assert not np.shares_memory(idx, order)
