@@ -220,7 +220,7 @@ class _BaseMLP(BaseEstimator):
         _check_number(self, "max_iter", 1, integer=True)
         _check_number(self, "tol", 0.0)
         _check_number(self, "momentum", 0.0, 1.0)
-        _check_number(self, "validation_fraction", 0.0, 1.0, low_open=True, high_open=True)
+        _check_number(self, "validation_fraction", 0.0, 1.0, high_open=True)  # 0 too, as scikit-learn
         _check_number(self, "beta_1", 0.0, 1.0, high_open=True)
         _check_number(self, "beta_2", 0.0, 1.0, high_open=True)
         _check_number(self, "epsilon", 0.0, low_open=True)
@@ -240,8 +240,8 @@ class _BaseMLP(BaseEstimator):
             raise InvalidParameterError(
                 f"random_state must be None, an integer in [0, 2**32 - 1] or a numpy.random.RandomState, got {got}"
             )
-        if not (_is_bool(self.verbose) or isinstance(self.verbose, numbers.Integral)):
-            raise InvalidParameterError(f"verbose must be a bool or an integer, got {self.verbose!r}")
+        if not (_is_bool(self.verbose) or (isinstance(self.verbose, numbers.Integral) and self.verbose >= 0)):
+            raise InvalidParameterError(f"verbose must be a bool or an integer >= 0, got {self.verbose!r}")
         if self.dtype is not None:
             try:
                 dt = np.dtype(self.dtype)

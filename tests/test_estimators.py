@@ -308,6 +308,42 @@ def test_random_state_refused_as_scikit_learn_refuses_it(rs):
             sk_nn.MLPClassifier(random_state=rs)._validate_params()
 
 
+@pytest.mark.parametrize(
+    "params, accepted",
+    [
+        ({"validation_fraction": 0.0}, True),
+        ({"validation_fraction": 0.5}, True),
+        ({"validation_fraction": 1.0}, False),
+        ({"validation_fraction": -0.1}, False),
+        ({"verbose": 0}, True),
+        ({"verbose": 2}, True),
+        ({"verbose": True}, True),
+        ({"verbose": -1}, False),
+        ({"verbose": 0.5}, False),
+    ],
+    ids=lambda v: repr(v),
+)
+def test_validation_fraction_and_verbose_take_what_scikit_learn_takes(params, accepted):
+    for check in (MLPClassifier(**params)._check_params, sk_nn.MLPClassifier(**params)._validate_params):
+        if accepted:
+            check()
+        else:
+            with pytest.raises(ValueError, match=next(iter(params))):
+                check()
+
+
+def test_validation_fraction_zero_fits_without_early_stopping_and_is_refused_with_it():
+    X, y = _data("binary")
+    clf = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, validation_fraction=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert clf.fit(X, y).n_iter_ == 2
+    stopping = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, validation_fraction=0.0, early_stopping=True)
+    with pytest.raises(ValueError, match="test_size"):
+        stopping.fit(X, y)
+    assert not hasattr(stopping, "n_iter_")
+
+
 def test_parameter_errors_are_value_and_type_errors():
 
     X, y = _data("binary")
