@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,12 @@ def load(path) -> "MLP":
     from .io import read
 
     saved = read(path)
-    net = MLP(saved.layer_sizes, activation=saved.activation, output=saved.output, dtype=saved.dtype, seed=saved.seed)
+    try:  # a combination the file's keys each allow but a network refuses (softmax on one unit)
+        net = MLP(
+            saved.layer_sizes, activation=saved.activation, output=saved.output, dtype=saved.dtype, seed=saved.seed
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{os.fspath(path)}: not a network fastbp can build: {exc}") from None
     for dst, src in zip(net.weights + net.biases, saved.weights + saved.biases):
         dst[...] = src
     if saved.rng is not None:

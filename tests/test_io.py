@@ -216,6 +216,17 @@ def test_bad_files_are_refused_naming_file_and_key(tmp_path, case):
     assert str(path) in str(info.value)
 
 
+def test_a_file_whose_keys_pass_but_whose_network_cannot_be_built_is_refused_naming_it(tmp_path):
+    """Each key valid on its own, the combination not (softmax on one output unit): the MLP's own
+    error, prefixed with the file, as ``load`` promises for a file that is not a fastbp model."""
+    net = fastbp.MLP([3, 2, 1], output="sigmoid", seed=0)
+    data = archive(net.save(tmp_path / "one.npz"))
+    path = write(tmp_path / "softmax1.npz", {**data, "output": np.array("softmax")})
+    with pytest.raises(ValueError, match="softmax") as info:
+        fastbp.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
 @pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.99])
 def test_truncated_files_are_refused(tmp_path, keep):
     path = trained().save(tmp_path / "m.npz")
