@@ -183,6 +183,8 @@ def read_rows(path: str, n_features: int, target: str | None = None, feature_nam
     else:
         try:
             names, body, has_header = _csv_table(path, "--data")
+        except DataError:  # already says which option and file
+            raise
         except (OSError, ValueError) as exc:
             raise DataError(f"--data: cannot read {path}: {str(exc).splitlines()[0]}") from None
         by_name = has_header and feature_names is not None

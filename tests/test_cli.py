@@ -374,6 +374,11 @@ def test_predict_takes_a_csvs_columns_by_name_when_the_training_csv_had_a_header
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "missing 'c'" in err and "not features 'd'" in err
+    ragged = _write(tmp_path / "ragged.csv", "a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--model", str(model), "--data", str(ragged)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("--data") == 1 and "rows have different numbers of columns" in err
 
 
 def test_train_save_predict_regression_from_npz_gives_values_in_the_targets_units(tmp_path, capsys):
