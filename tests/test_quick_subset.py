@@ -43,11 +43,30 @@ class _Item:
         return name if name == self.marker else None
 
 
-def test_the_longest_items_are_moved_before_the_rest_in_their_order(request):
+class _Config:
+    """The two things the hook reads of pytest's config: ``--quick``, and the deselection hook."""
+
+    def __init__(self, quick):
+        self.quick, self.deselected = quick, []
+        self.hook = self
+
+    def getoption(self, name, default=None):
+        return self.quick if name == "--quick" else default
+
+    def pytest_deselected(self, items):
+        self.deselected.extend(item.nodeid for item in items)
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["whole", "quick"])
+def test_the_longest_items_are_moved_before_the_rest_in_their_order(quick):
     """``start_first`` items (pyproject.toml's markers) lead the list, and both they and the rest
-    keep their order: under ``-n 2 --dist worksteal`` none is left to run alone at the end."""
+    keep their order: under ``-n 2 --dist worksteal`` none is left to run alone at the end; with
+    ``--quick`` the ``slow`` one is deselected too.  (A config of its own: the run's real one
+    would make the outcome depend on whether this very run was started with ``--quick``.)"""
     from .conftest import pytest_collection_modifyitems
 
     items = [_Item("a"), _Item("b", "start_first"), _Item("c", "slow"), _Item("d", "start_first"), _Item("e")]
-    pytest_collection_modifyitems(request.config, items)
-    assert [item.nodeid for item in items] == ["b", "d", "a", "c", "e"]
+    config = _Config(quick)
+    pytest_collection_modifyitems(config, items)
+    assert [item.nodeid for item in items] == (["b", "d", "a", "e"] if quick else ["b", "d", "a", "c", "e"])
+    assert config.deselected == (["c"] if quick else [])
